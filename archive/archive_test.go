@@ -1,0 +1,127 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// testImages returns two random images sharing a base layer.
+func testImages(t testing.TB) (v1.Image, v1.Image) {
+	t.Helper()
+	base, err := random.Image(4096, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func() v1.Image {
+		l, err := random.Layer(2048, "application/vnd.oci.image.layer.v1.tar+gzip")
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(base, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	return add(), add()
+}
+
+// writeBundle writes the images as one bundle.
+func writeBundle(t testing.TB, opts WriteOptions, imgs map[string]v1.Image) []byte {
+	t.Helper()
+	b := &Bundle{}
+	src := V1Source{}
+	for _, tag := range sortedKeys(imgs) {
+		if _, err := b.AddImage(imgs[tag], []string{tag}, src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := Write(context.Background(), &buf, b, src, opts); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func sortedKeys(m map[string]v1.Image) []string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for i := range keys {
+		for j := i + 1; j < len(keys); j++ {
+			if keys[j] < keys[i] {
+				keys[i], keys[j] = keys[j], keys[i]
+			}
+		}
+	}
+	return keys
+}
+
+func TestRoundTrip(t *testing.T) {
+	a, b := testImages(t)
+	imgs := map[string]v1.Image{"example.com/a:1": a, "example.com/b:2": b}
+	for _, codec := range []Codec{None, Gzip} {
+		t.Run(codec.String(), func(t *testing.T) {
+			data := writeBundle(t, WriteOptions{Codec: codec}, imgs)
+			if again := writeBundle(t, WriteOptions{Codec: codec}, imgs); !bytes.Equal(data, again) {
+				t.Fatal("writing the same images twice gave different bytes")
+			}
+			bundle, err := Read(context.Background(), bytes.NewReader(data), Discard, ReadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bundle.Codec != codec || len(bundle.Images) != 2 {
+				t.Fatalf("read %d images with codec %s", len(bundle.Images), bundle.Codec)
+			}
+			for _, img := range bundle.Images {
+				want := imgs[img.RepoTags[0]]
+				id, _ := want.ConfigName()
+				if img.ID() != id {
+					t.Errorf("%s: ID %s, want %s", img.RepoTags[0], img.ID(), id)
+				}
+				d, _ := want.Digest()
+				if img.Manifest.Digest != d {
+					t.Errorf("%s: manifest %s, want %s", img.RepoTags[0], img.Manifest.Digest, d)
+				}
+			}
+			if len(bundle.Images[0].Layers) != 2 || bundle.Images[0].Layers[0].Blob != bundle.Images[1].Layers[0].Blob {
+				t.Error("the shared base layer is not one blob")
+			}
+
+			if codec != None {
+				return
+			}
+			// go-containerregistry's tarball reader is an independent reader of manifest.json.
+			path := filepath.Join(t.TempDir(), "b.tar")
+			os.WriteFile(path, data, 0o644)
+			tag, _ := name.NewTag("example.com/b:2")
+			got, err := tarball.ImageFromPath(path, &tag)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotID, _ := got.ConfigName()
+			wantID, _ := b.ConfigName()
+			if gotID != wantID {
+				t.Fatalf("ggcr reads ID %s, want %s", gotID, wantID)
+			}
+			layers, _ := got.Layers()
+			for _, l := range layers {
+				rc, err := l.Uncompressed()
+				if err != nil {
+					t.Fatal(err)
+				}
+				rc.Close()
+			}
+		})
+	}
+}

@@ -1,0 +1,177 @@
+package archive
+
+import (
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+)
+
+// Codec is a whole-stream compression: a bundle's outer compression or a layer blob's.
+type Codec int
+
+// The codecs ferry reads; it writes None and Gzip.
+const (
+	None Codec = iota
+	Gzip
+	Zstd
+	Bzip2
+	Xz
+)
+
+func (c Codec) String() string {
+	return [...]string{"none", "gzip", "zstd", "bzip2", "xz"}[c]
+}
+
+// ParseCodec parses a --compress value: none or gzip.
+func ParseCodec(s string) (Codec, error) {
+	switch strings.ToLower(s) {
+	case "", "none":
+		return None, nil
+	case "gzip", "gz":
+		return Gzip, nil
+	}
+	return None, fmt.Errorf("unknown compression %q: use none or gzip", s)
+}
+
+var magics = []struct {
+	codec Codec
+	magic []byte
+}{
+	{Gzip, []byte{0x1f, 0x8b}},
+	{Zstd, []byte{0x28, 0xb5, 0x2f, 0xfd}},
+	{Bzip2, []byte("BZh")},
+	{Xz, []byte{0xfd, '7', 'z', 'X', 'Z', 0}},
+}
+
+// sniff reports the codec whose magic bytes start b.
+func sniff(b []byte) Codec {
+	for _, m := range magics {
+		if bytes.HasPrefix(b, m.magic) {
+			return m.codec
+		}
+	}
+	return None
+}
+
+// Bounds on outer decompression: past bombFloor bytes of output, a stream that expands more
+// than bombRatio times is refused. Real bundles expand about 3×; a gzip bomb about 1000×.
+var (
+	bombFloor int64 = 1 << 30
+	bombRatio int64 = 200
+)
+
+// decompress returns the decompressed bytes of r, choosing the codec from its first bytes.
+// With guard, it refuses streams that expand like a decompression bomb.
+func decompress(r io.Reader, guard bool) (io.ReadCloser, Codec, error) {
+	in := &countingReader{r: r}
+	br := bufio.NewReaderSize(in, 1<<16)
+	head, err := br.Peek(6)
+	if err != nil && err != io.EOF {
+		return nil, None, err
+	}
+	codec := sniff(head)
+	var out io.ReadCloser
+	switch codec {
+	case None:
+		return io.NopCloser(br), None, nil
+	case Gzip:
+		zr, err := pgzip.NewReader(br)
+		if err != nil {
+			return nil, codec, fmt.Errorf("reading gzip header: %w", err)
+		}
+		out = zr
+	case Zstd:
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithDecoderMaxWindow(256<<20))
+		if err != nil {
+			return nil, codec, fmt.Errorf("reading zstd header: %w", err)
+		}
+		out = zr.IOReadCloser()
+	case Bzip2:
+		out = io.NopCloser(bzip2.NewReader(br))
+	default:
+		return nil, codec, fmt.Errorf("%s compression is not supported: decompress the input first", codec)
+	}
+	if guard {
+		out = &bombGuard{ReadCloser: out, in: in}
+	}
+	return out, codec, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type bombGuard struct {
+	io.ReadCloser
+	in  *countingReader
+	out int64
+}
+
+func (g *bombGuard) Read(p []byte) (int, error) {
+	n, err := g.ReadCloser.Read(p)
+	g.out += int64(n)
+	if g.out > bombFloor && g.out > bombRatio*g.in.n {
+		return n, fmt.Errorf("input expands from %d to over %d bytes: refusing a likely decompression bomb: %w", g.in.n, g.out, ErrTooLarge)
+	}
+	return n, err
+}
+
+// encodeBody writes the tar body of one entry — size bytes of src and the zero padding to the
+// next 512-byte block — to dst, as one gzip member when codec is Gzip. Each blob being its own
+// member is what lets a spool hold compressed bodies ahead of the headers naming them, and keeps
+// the output the same whichever way a blob arrived.
+func encodeBody(dst io.Writer, src io.Reader, size int64, codec Codec, level int) error {
+	var w io.Writer = dst
+	var zw *pgzip.Writer
+	if codec == Gzip {
+		var err error
+		if zw, err = newGzipWriter(dst, level); err != nil {
+			return err
+		}
+		w = zw
+	}
+	n, err := io.CopyN(w, src, size)
+	if err != nil {
+		if err == io.EOF {
+			err = fmt.Errorf("got %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+		}
+		return err
+	}
+	if _, err := w.Write(make([]byte, padding(size))); err != nil {
+		return err
+	}
+	if zw != nil {
+		return zw.Close()
+	}
+	return nil
+}
+
+func newGzipWriter(w io.Writer, level int) (*pgzip.Writer, error) {
+	zw, err := pgzip.NewWriterLevel(w, level)
+	if err != nil {
+		return nil, fmt.Errorf("gzip level %d: %w", level, err)
+	}
+	// Fixed block size and header time: the same input gives the same bytes.
+	zw.ModTime = time.Unix(0, 0)
+	if err := zw.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0)); err != nil {
+		return nil, err
+	}
+	return zw, nil
+}
+
+func padding(size int64) int64 { return -size & 511 }

@@ -1,0 +1,13 @@
+// Package archive owns ferry's bundle format: one tar that `docker load` takes unchanged and
+// that is also an OCI image layout (oci-layout, index.json, blobs/sha256, manifest.json,
+// repositories), with its metadata first so a streaming reader can plan.
+//
+// Read parses any bundle dialect in one pass — docker legacy (docker save up to 24), docker 25+,
+// OCI archives, skopeo, podman and go-containerregistry tarballs, plain or with gzip or zstd
+// outer compression — hashing every entry as it streams past, and hands data entries to a Sink
+// before it verifies the whole (digests, diffIDs, image IDs) and calls Commit. Write writes a
+// bundle from a Bundle description and a BlobSource, reproducibly.
+//
+// The package knows nothing about stores or hosts (see package transfer) and never extracts
+// layer contents.
+package archive

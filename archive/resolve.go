@@ -1,0 +1,405 @@
+package archive
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"runtime"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// dockerManifest is one entry of manifest.json.
+type dockerManifest struct {
+	Config   string
+	RepoTags []string
+	Layers   []string
+}
+
+// Annotations docker and containerd put on index.json entries.
+const (
+	annotationImageName = "io.containerd.image.name"
+	annotationRefName   = "org.opencontainers.image.ref.name"
+)
+
+// HostPlatform is the platform images are picked for by default.
+func HostPlatform() v1.Platform {
+	return v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+}
+
+// resolve turns what was read into a verified Bundle.
+func (rd *reader) resolve(opts ReadOptions) (*Bundle, error) {
+	b := &Bundle{}
+	for _, blob := range rd.entries {
+		b.AddBlob(blob)
+	}
+	manifestJSON, hasManifest := rd.meta["manifest.json"]
+	indexJSON, hasIndex := rd.meta["index.json"]
+	if !hasManifest && !hasIndex {
+		return nil, fmt.Errorf("%w: no manifest.json or index.json", ErrNotBundle)
+	}
+
+	// Every image the index reaches, by manifest digest.
+	indexed := map[v1.Hash]*Image{}
+	if hasIndex {
+		if err := json.Unmarshal(indexJSON, &b.Index); err != nil {
+			return nil, fmt.Errorf("%w: index.json: %w", ErrInvalidMetadata, err)
+		}
+		if err := rd.walk(b, b.Index.Manifests, indexed); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if hasManifest {
+		err = rd.dockerImages(b, manifestJSON, indexed)
+	} else {
+		err = ociImages(b, indexed, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(b.Images) == 0 {
+		return nil, fmt.Errorf("%w: it lists no images", ErrNotBundle)
+	}
+	if !hasIndex || len(b.Index.Manifests) == 0 {
+		b.Index = synthesizeIndex(b.Images)
+	}
+	return b, nil
+}
+
+// walk resolves every manifest the descriptors reach, recursing into nested indexes.
+func (rd *reader) walk(b *Bundle, descs []v1.Descriptor, indexed map[v1.Hash]*Image) error {
+	for _, desc := range descs {
+		switch {
+		case desc.MediaType.IsIndex():
+			blob, err := metaBlob(b, desc, "index")
+			if err != nil {
+				return err
+			}
+			var idx v1.IndexManifest
+			if err := json.Unmarshal(blob.Data, &idx); err != nil {
+				return fmt.Errorf("%w: index %s: %w", ErrInvalidMetadata, desc.Digest, err)
+			}
+			if err := rd.walk(b, idx.Manifests, indexed); err != nil {
+				return err
+			}
+		case desc.MediaType.IsImage():
+			if indexed[desc.Digest] != nil {
+				continue
+			}
+			img, err := ociImage(b, desc)
+			if err != nil {
+				return err
+			}
+			indexed[desc.Digest] = img
+		}
+	}
+	return nil
+}
+
+// ociImage resolves an image from its manifest descriptor.
+func ociImage(b *Bundle, desc v1.Descriptor) (*Image, error) {
+	mblob, err := metaBlob(b, desc, "manifest")
+	if err != nil {
+		return nil, err
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(mblob.Data))
+	if err != nil {
+		return nil, fmt.Errorf("%w: manifest %s: %w", ErrInvalidMetadata, desc.Digest, err)
+	}
+	cblob, err := metaBlob(b, m.Config, "config")
+	if err != nil {
+		return nil, err
+	}
+	img := &Image{Manifest: mblob, Config: cblob, Platform: desc.Platform}
+	for _, ld := range m.Layers {
+		blob := b.AddBlob(&Blob{Digest: ld.Digest, Size: ld.Size, Missing: true})
+		if blob.Present() && blob.Size != ld.Size {
+			return nil, fmt.Errorf("%w: layer %s is %d bytes, manifest %s says %d", ErrDigestMismatch, blob, blob.Size, desc.Digest, ld.Size)
+		}
+		img.Layers = append(img.Layers, &Layer{Blob: blob, MediaType: ld.MediaType})
+	}
+	return img, img.verify()
+}
+
+// metaBlob returns the blob a descriptor names, which must be present and held in memory.
+func metaBlob(b *Bundle, desc v1.Descriptor, what string) (*Blob, error) {
+	blob, ok := b.blobs[desc.Digest]
+	if !ok || !blob.Present() {
+		return nil, fmt.Errorf("%w: %s %s", ErrMissingBlob, what, desc.Digest)
+	}
+	if blob.Size != desc.Size {
+		return nil, fmt.Errorf("%w: %s %s is %d bytes, its descriptor says %d", ErrDigestMismatch, what, blob, blob.Size, desc.Size)
+	}
+	if blob.Data == nil {
+		return nil, fmt.Errorf("%w: %s %s is not JSON or over %d bytes", ErrInvalidMetadata, what, blob, metaMax)
+	}
+	return blob, nil
+}
+
+// verify parses the config and checks every present layer against its diffID.
+func (img *Image) verify() error {
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(img.Config.Data))
+	if err != nil {
+		return fmt.Errorf("%w: config %s: %w", ErrInvalidMetadata, img.Config, err)
+	}
+	img.config = cfg
+	if img.Platform == nil {
+		img.Platform = cfg.Platform()
+	}
+	diffIDs := cfg.RootFS.DiffIDs
+	if len(diffIDs) != len(img.Layers) {
+		return fmt.Errorf("%w: image %s has %d layers but its config lists %d diffIDs", ErrInvalidMetadata, img.ID(), len(img.Layers), len(diffIDs))
+	}
+	for i, l := range img.Layers {
+		l.DiffID = diffIDs[i]
+		if l.Path == "" {
+			continue // not read from a bundle: missing here, or verified when copied
+		}
+		if l.diffErr != nil {
+			return fmt.Errorf("%w: layer %s: %w", ErrDiffIDMismatch, l.Blob, l.diffErr)
+		}
+		if l.diffID != l.DiffID {
+			return fmt.Errorf("%w: layer %s decompresses to %s, config %s says %s", ErrDiffIDMismatch, l.Blob, l.diffID, img.ID(), l.DiffID)
+		}
+	}
+	for _, l := range img.Layers {
+		if l.MediaType == "" {
+			l.MediaType = layerMediaType(l.codec)
+		}
+	}
+	return nil
+}
+
+func layerMediaType(c Codec) types.MediaType {
+	switch c {
+	case Gzip:
+		return types.OCILayer
+	case Zstd:
+		return types.OCILayerZStd
+	}
+	return types.OCIUncompressedLayer
+}
+
+// dockerImages resolves the images of manifest.json, reusing those the index describes.
+func (rd *reader) dockerImages(b *Bundle, data []byte, indexed map[v1.Hash]*Image) error {
+	var entries []dockerManifest
+	if err := json.Unmarshal(data, &entries); err != nil {
+		return fmt.Errorf("%w: manifest.json: %w", ErrInvalidMetadata, err)
+	}
+	byConfig := map[v1.Hash]*Image{}
+	for _, img := range indexed {
+		byConfig[img.ID()] = img
+	}
+	for i, e := range entries {
+		img, err := rd.dockerImage(b, e, byConfig)
+		if err != nil {
+			return fmt.Errorf("manifest.json entry %d: %w", i, err)
+		}
+		if img.RepoTags, err = validTags(e.RepoTags); err != nil {
+			return fmt.Errorf("manifest.json entry %d: %w", i, err)
+		}
+		b.Images = append(b.Images, img)
+	}
+	return nil
+}
+
+func (rd *reader) dockerImage(b *Bundle, e dockerManifest, byConfig map[v1.Hash]*Image) (*Image, error) {
+	cblob, err := rd.file(e.Config)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if cblob.Data == nil {
+		return nil, fmt.Errorf("%w: config %s is not JSON or over %d bytes", ErrInvalidMetadata, e.Config, metaMax)
+	}
+	layers := make([]*Layer, len(e.Layers))
+	for i, p := range e.Layers {
+		blob, err := rd.file(p)
+		if err != nil {
+			m := digestName.FindStringSubmatch(p)
+			if m == nil || rd.links[p] {
+				return nil, fmt.Errorf("layer %d: %w", i, err)
+			}
+			// A thin bundle: the destination is expected to hold this layer.
+			blob = &Blob{Digest: v1.Hash{Algorithm: "sha256", Hex: m[1]}, Missing: true}
+		}
+		layers[i] = &Layer{Blob: b.AddBlob(blob)}
+	}
+	if img := byConfig[cblob.Digest]; img != nil && sameBlobs(img.Layers, layers) {
+		return img, nil
+	}
+	img := &Image{Config: cblob, Layers: layers}
+	if err := img.verify(); err != nil {
+		return nil, err
+	}
+	if mblob := synthesizeManifest(img); mblob != nil {
+		img.Manifest = b.AddBlob(mblob)
+	}
+	return img, nil
+}
+
+// file returns the data entry at a path named by metadata.
+func (rd *reader) file(p string) (*Blob, error) {
+	clean, err := cleanPath(p)
+	if err != nil {
+		return nil, err
+	}
+	if rd.links[clean] {
+		return nil, fmt.Errorf("%w: %s is a link", ErrUnsafeEntry, p)
+	}
+	blob, ok := rd.entries[clean]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrMissingBlob, p)
+	}
+	return blob, nil
+}
+
+func sameBlobs(a, b []*Layer) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Digest != b[i].Digest {
+			return false
+		}
+	}
+	return true
+}
+
+// validTags checks RepoTags the way docker load does.
+func validTags(tags []string) ([]string, error) {
+	for _, t := range tags {
+		if _, err := name.NewTag(t, name.StrictValidation); err != nil {
+			return nil, fmt.Errorf("%w: tag %q: %w", ErrInvalidMetadata, t, err)
+		}
+	}
+	return tags, nil
+}
+
+// ociImages picks the images of an OCI archive: one per top-level entry of index.json, the
+// platform's image from nested indexes, tags from the annotations docker and skopeo write.
+func ociImages(b *Bundle, indexed map[v1.Hash]*Image, opts ReadOptions) error {
+	want := HostPlatform()
+	if opts.Platform != nil {
+		want = *opts.Platform
+	}
+	seen := map[*Image]bool{}
+	for _, desc := range b.Index.Manifests {
+		img, err := pick(b, desc, indexed, want)
+		if err != nil {
+			return err
+		}
+		if img == nil {
+			continue
+		}
+		if tag := refTag(desc.Annotations); tag != "" {
+			img.RepoTags = append(img.RepoTags, tag)
+		}
+		if !seen[img] {
+			seen[img] = true
+			b.Images = append(b.Images, img)
+		}
+	}
+	return nil
+}
+
+// pick returns the image a top-level index entry stands for on platform want.
+func pick(b *Bundle, desc v1.Descriptor, indexed map[v1.Hash]*Image, want v1.Platform) (*Image, error) {
+	switch {
+	case desc.MediaType.IsImage():
+		return indexed[desc.Digest], nil
+	case desc.MediaType.IsIndex():
+		var idx v1.IndexManifest
+		json.Unmarshal(b.blobs[desc.Digest].Data, &idx) //nolint:errcheck // parsed by walk
+		for _, child := range idx.Manifests {
+			img := indexed[child.Digest]
+			if img != nil && img.Platform != nil && img.Platform.Satisfies(want) {
+				return img, nil
+			}
+		}
+		return nil, fmt.Errorf("%w: index %s has no image for %s", ErrMissingBlob, desc.Digest, want.String())
+	}
+	return nil, nil
+}
+
+// refTag returns the tag an index entry's annotations give, or "".
+func refTag(ann map[string]string) string {
+	if n := ann[annotationImageName]; n != "" {
+		if t, err := name.NewTag(n); err == nil {
+			return familiar(t)
+		}
+	}
+	if n := ann[annotationRefName]; n != "" {
+		if t, err := name.NewTag(n, name.StrictValidation); err == nil {
+			return familiar(t)
+		}
+	}
+	return ""
+}
+
+// familiar writes a tag the way docker's RepoTags do: docker.io/library/ dropped.
+func familiar(t name.Tag) string {
+	repo := t.Context().String()
+	if t.RegistryStr() == name.DefaultRegistry {
+		repo = t.RepositoryStr()
+		if len(repo) > 8 && repo[:8] == "library/" {
+			repo = repo[8:]
+		}
+	}
+	return repo + ":" + t.TagStr()
+}
+
+// fullName writes a tag the way containerd's image names do: docker.io, not index.docker.io.
+func fullName(t name.Tag) string {
+	if t.RegistryStr() == name.DefaultRegistry {
+		return "docker.io/" + t.RepositoryStr() + ":" + t.TagStr()
+	}
+	return t.Name()
+}
+
+// synthesizeManifest writes an OCI manifest over an image's layers as they are, the way
+// docker 25 does for its own images; nil when a layer's size is unknown.
+func synthesizeManifest(img *Image) *Blob {
+	m := v1.Manifest{
+		SchemaVersion: 2,
+		MediaType:     types.OCIManifestSchema1,
+		Config:        v1.Descriptor{MediaType: types.OCIConfigJSON, Digest: img.Config.Digest, Size: img.Config.Size},
+	}
+	for _, l := range img.Layers {
+		if !l.Present() {
+			return nil
+		}
+		m.Layers = append(m.Layers, v1.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
+	}
+	data, _ := json.Marshal(m)
+	return &Blob{Digest: sha256Hash(data), Size: int64(len(data)), Data: data}
+}
+
+// synthesizeIndex writes index.json for images that have manifests.
+func synthesizeIndex(images []*Image) v1.IndexManifest {
+	idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+	for _, img := range images {
+		if img.Manifest != nil {
+			desc := v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: img.Manifest.Digest, Size: img.Manifest.Size, Platform: img.Platform}
+			idx.Manifests = append(idx.Manifests, tagged(desc, img.RepoTags)...)
+		}
+	}
+	return idx
+}
+
+// tagged returns desc once per tag, with the annotations docker 25 writes, or once untagged.
+func tagged(desc v1.Descriptor, tags []string) []v1.Descriptor {
+	if len(tags) == 0 {
+		return []v1.Descriptor{desc}
+	}
+	var out []v1.Descriptor
+	for _, tag := range tags {
+		t, _ := name.NewTag(tag, name.StrictValidation)
+		d := desc
+		d.Annotations = map[string]string{annotationImageName: fullName(t), annotationRefName: t.TagStr()}
+		out = append(out, d)
+	}
+	return out
+}

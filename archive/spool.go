@@ -1,0 +1,100 @@
+package archive
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+)
+
+// A Spool is a Sink that stages a bundle's data entries in a temporary directory, already
+// encoded for the bundle Write will make of them, and serves them back as an EncodedSource.
+// It is how a stream whose metadata comes last (docker save) becomes a bundle whose metadata
+// comes first without compressing anything twice.
+type Spool struct {
+	dir   string
+	codec Codec
+	level int
+
+	mu    sync.Mutex
+	files map[string]string // entry name → staged file
+}
+
+// NewSpool makes a spool in a new directory under parent ("" for the system temp dir),
+// encoding for opts.
+func NewSpool(parent string, opts WriteOptions) (*Spool, error) {
+	dir, err := os.MkdirTemp(parent, "ferry-spool-")
+	if err != nil {
+		return nil, err
+	}
+	return &Spool{dir: dir, codec: opts.Codec, level: opts.level(), files: map[string]string{}}, nil
+}
+
+// Entry stages one entry.
+func (s *Spool) Entry(ctx context.Context, e Entry, r io.Reader) error {
+	f, err := os.CreateTemp(s.dir, "blob-")
+	if err != nil {
+		return err
+	}
+	err = encodeBody(f, r, e.Size, s.codec, s.level)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.files[e.Name] = f.Name()
+	s.mu.Unlock()
+	return nil
+}
+
+// Commit keeps what was staged for Write.
+func (s *Spool) Commit(context.Context, *Bundle) error { return nil }
+
+// Abort removes what was staged.
+func (s *Spool) Abort(error) { s.Close() }
+
+// Close removes the spool's directory.
+func (s *Spool) Close() error { return os.RemoveAll(s.dir) }
+
+// OpenEncoded returns a blob's staged body when it was encoded as asked.
+func (s *Spool) OpenEncoded(_ context.Context, b *Blob, codec Codec, level int) (io.ReadCloser, bool, error) {
+	if codec != s.codec || (codec == Gzip && level != s.level) {
+		return nil, false, nil
+	}
+	f, err := s.open(b)
+	return f, err == nil, err
+}
+
+// Open returns a blob's content.
+func (s *Spool) Open(_ context.Context, b *Blob) (io.ReadCloser, error) {
+	f, err := s.open(b)
+	if err != nil {
+		return nil, err
+	}
+	var r io.Reader = f
+	if s.codec == Gzip {
+		zr, _, err := decompress(f, false)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		r = zr
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(r, b.Size), f}, nil
+}
+
+func (s *Spool) open(b *Blob) (*os.File, error) {
+	s.mu.Lock()
+	name, ok := s.files[b.Path]
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %s was not spooled", ErrMissingBlob, b)
+	}
+	return os.Open(name)
+}

@@ -1,0 +1,151 @@
+package archive
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// V1Source serves the layers of the go-containerregistry images added to a bundle with
+// AddImage and AddIndex: the bytes as the source gives them, compressed or not.
+type V1Source map[v1.Hash]v1.Layer
+
+// Open returns a layer's blob.
+func (s V1Source) Open(_ context.Context, b *Blob) (io.ReadCloser, error) {
+	l, ok := s[b.Digest]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrMissingBlob, b.Digest)
+	}
+	return l.Compressed()
+}
+
+// AddImage adds img to the bundle under tags, keeping its manifest and config bytes as they
+// are, and records its layers in src.
+func (b *Bundle) AddImage(img v1.Image, tags []string, src V1Source) (*Image, error) {
+	desc, err := partial.Descriptor(img)
+	if err != nil {
+		return nil, err
+	}
+	im, err := b.image(img, src)
+	if err != nil {
+		return nil, err
+	}
+	b.addEntry(*desc, tags, im)
+	return im, nil
+}
+
+// AddIndex adds a multi-platform index with every image it holds to the OCI part of the
+// bundle, and the image for platform to manifest.json under tags.
+func (b *Bundle) AddIndex(idx v1.ImageIndex, tags []string, platform v1.Platform, src V1Source) (*Image, error) {
+	desc, err := partial.Descriptor(idx)
+	if err != nil {
+		return nil, err
+	}
+	chosen, err := b.index(idx, platform, src)
+	if err != nil {
+		return nil, err
+	}
+	if chosen == nil {
+		return nil, fmt.Errorf("%w: index %s has no image for %s", ErrMissingBlob, desc.Digest, platform.String())
+	}
+	b.addEntry(*desc, tags, chosen)
+	return chosen, nil
+}
+
+// index adds idx's blobs, recursively, and returns its image for platform, if any.
+func (b *Bundle) index(idx v1.ImageIndex, platform v1.Platform, src V1Source) (*Image, error) {
+	raw, err := idx.RawManifest()
+	if err != nil {
+		return nil, err
+	}
+	b.AddBlob(&Blob{Digest: sha256Hash(raw), Size: int64(len(raw)), Data: raw})
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var chosen *Image
+	for _, d := range m.Manifests {
+		var img *Image
+		switch {
+		case d.MediaType.IsIndex():
+			child, err := idx.ImageIndex(d.Digest)
+			if err != nil {
+				return nil, err
+			}
+			img, err = b.index(child, platform, src)
+			if err != nil {
+				return nil, err
+			}
+		case d.MediaType.IsImage():
+			child, err := idx.Image(d.Digest)
+			if err != nil {
+				return nil, err
+			}
+			if img, err = b.image(child, src); err != nil {
+				return nil, err
+			}
+			img.Platform = d.Platform
+			if d.Platform == nil || !d.Platform.Satisfies(platform) {
+				img = nil
+			}
+		}
+		if chosen == nil {
+			chosen = img
+		}
+	}
+	return chosen, nil
+}
+
+// image adds the blobs of img.
+func (b *Bundle) image(img v1.Image, src V1Source) (*Image, error) {
+	rawManifest, err := img.RawManifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	rawConfig, err := img.RawConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	im := &Image{
+		Manifest: b.AddBlob(&Blob{Digest: sha256Hash(rawManifest), Size: int64(len(rawManifest)), Data: rawManifest}),
+		Config:   b.AddBlob(&Blob{Digest: sha256Hash(rawConfig), Size: int64(len(rawConfig)), Data: rawConfig}),
+	}
+	if im.Config.Digest != m.Config.Digest {
+		return nil, fmt.Errorf("%w: config hashes to %s, manifest says %s", ErrDigestMismatch, im.Config.Digest, m.Config.Digest)
+	}
+	for _, d := range m.Layers {
+		l, err := img.LayerByDigest(d.Digest)
+		if err != nil {
+			return nil, err
+		}
+		src[d.Digest] = l
+		im.Layers = append(im.Layers, &Layer{Blob: b.AddBlob(&Blob{Digest: d.Digest, Size: d.Size}), MediaType: d.MediaType})
+	}
+	// Layers are verified against their digests when written; diffIDs come from the config.
+	return im, im.verify()
+}
+
+// addEntry lists an image in manifest.json and its descriptor in index.json, once per tag.
+func (b *Bundle) addEntry(desc v1.Descriptor, tags []string, img *Image) {
+	img.RepoTags = append(img.RepoTags, tags...)
+	listed := false
+	for _, have := range b.Images {
+		listed = listed || have == img
+	}
+	if !listed {
+		b.Images = append(b.Images, img)
+	}
+	if b.Index.SchemaVersion == 0 {
+		b.Index = v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+	}
+	desc.Platform = nil
+	b.Index.Manifests = append(b.Index.Manifests, tagged(desc, tags)...)
+}
