@@ -3,8 +3,10 @@ package archive
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -271,11 +273,24 @@ func sameBlobs(a, b []*Layer) bool {
 // validTags checks RepoTags the way docker load does.
 func validTags(tags []string) ([]string, error) {
 	for _, t := range tags {
-		if _, err := name.NewTag(t, name.StrictValidation); err != nil {
-			return nil, fmt.Errorf("%w: tag %q: %w", ErrInvalidMetadata, t, err)
+		if _, err := ParseTag(t); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
 		}
 	}
 	return tags, nil
+}
+
+// ParseTag parses a RepoTag: a repository with an explicit tag, as docker load requires
+// ("busybox:1", "127.0.0.1:5000/app:2").
+func ParseTag(s string) (name.Tag, error) {
+	t, err := name.NewTag(s)
+	if err == nil && !strings.Contains(s[strings.LastIndex(s, "/")+1:], ":") {
+		err = errors.New("no tag")
+	}
+	if err != nil {
+		return name.Tag{}, fmt.Errorf("invalid tag %q: %w", s, err)
+	}
+	return t, nil
 }
 
 // ociImages picks the images of an OCI archive: one per top-level entry of index.json, the
@@ -294,7 +309,7 @@ func ociImages(b *Bundle, indexed map[v1.Hash]*Image, opts ReadOptions) error {
 		if img == nil {
 			continue
 		}
-		if tag := refTag(desc.Annotations); tag != "" {
+		if tag := RefTag(desc.Annotations); tag != "" {
 			img.RepoTags = append(img.RepoTags, tag)
 		}
 		if !seen[img] {
@@ -313,34 +328,50 @@ func pick(b *Bundle, desc v1.Descriptor, indexed map[v1.Hash]*Image, want v1.Pla
 	case desc.MediaType.IsIndex():
 		var idx v1.IndexManifest
 		json.Unmarshal(b.blobs[desc.Digest].Data, &idx) //nolint:errcheck // parsed by walk
-		for _, child := range idx.Manifests {
-			img := indexed[child.Digest]
-			if img != nil && img.Platform != nil && img.Platform.Satisfies(want) {
-				return img, nil
-			}
+		child, err := matchPlatform(idx.Manifests, want)
+		if err != nil {
+			return nil, fmt.Errorf("index %s: %w", desc.Digest, err)
 		}
-		return nil, fmt.Errorf("%w: index %s has no image for %s", ErrMissingBlob, desc.Digest, want.String())
+		return indexed[child.Digest], nil
 	}
 	return nil, nil
 }
 
-// refTag returns the tag an index entry's annotations give, or "".
-func refTag(ann map[string]string) string {
+// PickPlatform returns the descriptor of idx's image for platform want.
+func PickPlatform(idx v1.ImageIndex, want v1.Platform) (v1.Descriptor, error) {
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return matchPlatform(m.Manifests, want)
+}
+
+func matchPlatform(descs []v1.Descriptor, want v1.Platform) (v1.Descriptor, error) {
+	for _, d := range descs {
+		if d.MediaType.IsImage() && d.Platform != nil && d.Platform.Satisfies(want) {
+			return d, nil
+		}
+	}
+	return v1.Descriptor{}, fmt.Errorf("%w: no image for %s", ErrMissingBlob, want.String())
+}
+
+// RefTag returns the tag an index entry's annotations give, or "".
+func RefTag(ann map[string]string) string {
 	if n := ann[annotationImageName]; n != "" {
 		if t, err := name.NewTag(n); err == nil {
-			return familiar(t)
+			return Familiar(t)
 		}
 	}
 	if n := ann[annotationRefName]; n != "" {
-		if t, err := name.NewTag(n, name.StrictValidation); err == nil {
-			return familiar(t)
+		if t, err := ParseTag(n); err == nil {
+			return Familiar(t)
 		}
 	}
 	return ""
 }
 
-// familiar writes a tag the way docker's RepoTags do: docker.io/library/ dropped.
-func familiar(t name.Tag) string {
+// Familiar writes a tag the way docker's RepoTags do: docker.io/library/ dropped.
+func Familiar(t name.Tag) string {
 	repo := t.Context().String()
 	if t.RegistryStr() == name.DefaultRegistry {
 		repo = t.RepositoryStr()
@@ -396,7 +427,7 @@ func tagged(desc v1.Descriptor, tags []string) []v1.Descriptor {
 	}
 	var out []v1.Descriptor
 	for _, tag := range tags {
-		t, _ := name.NewTag(tag, name.StrictValidation)
+		t, _ := ParseTag(tag)
 		d := desc
 		d.Annotations = map[string]string{annotationImageName: fullName(t), annotationRefName: t.TagStr()}
 		out = append(out, d)

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -148,4 +149,68 @@ func (b *Bundle) addEntry(desc v1.Descriptor, tags []string, img *Image) {
 	}
 	desc.Platform = nil
 	b.Index.Manifests = append(b.Index.Manifests, tagged(desc, tags)...)
+}
+
+// V1 returns the image as a go-containerregistry image whose blobs come from src (or from
+// memory), for writers such as remote.Write. The image must have a manifest.
+func (img *Image) V1(ctx context.Context, src BlobSource) (v1.Image, error) {
+	if img.Manifest == nil {
+		return nil, fmt.Errorf("%w: image %s has no manifest", ErrMissingBlob, img.ID())
+	}
+	return partial.CompressedToImage(&v1Image{ctx: ctx, img: img, src: src})
+}
+
+type v1Image struct {
+	ctx context.Context
+	img *Image
+	src BlobSource
+}
+
+func (i *v1Image) RawConfigFile() ([]byte, error) { return i.img.Config.Data, nil }
+func (i *v1Image) RawManifest() ([]byte, error)   { return i.img.Manifest.Data, nil }
+
+func (i *v1Image) MediaType() (types.MediaType, error) {
+	m, err := v1.ParseManifest(bytes.NewReader(i.img.Manifest.Data))
+	if err != nil {
+		return "", err
+	}
+	if m.MediaType == "" {
+		return types.OCIManifestSchema1, nil
+	}
+	return m.MediaType, nil
+}
+
+func (i *v1Image) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	for _, l := range i.img.Layers {
+		if l.Digest == h {
+			return &v1Layer{i, l}, nil
+		}
+	}
+	if h == i.img.Config.Digest {
+		return &v1Layer{i, &Layer{Blob: i.img.Config, MediaType: types.OCIConfigJSON}}, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrMissingBlob, h)
+}
+
+type v1Layer struct {
+	img *v1Image
+	l   *Layer
+}
+
+func (l *v1Layer) Digest() (v1.Hash, error)            { return l.l.Digest, nil }
+func (l *v1Layer) Size() (int64, error)                { return l.l.Size, nil }
+func (l *v1Layer) MediaType() (types.MediaType, error) { return l.l.MediaType, nil }
+func (l *v1Layer) Compressed() (io.ReadCloser, error) {
+	return OpenBlob(l.img.ctx, l.l.Blob, l.img.src)
+}
+
+// OpenBlob returns a blob's content: from memory when it is held there, else from src.
+func OpenBlob(ctx context.Context, b *Blob, src BlobSource) (io.ReadCloser, error) {
+	if b.Missing {
+		return nil, fmt.Errorf("%w: %s is not in the bundle", ErrMissingBlob, b.Digest)
+	}
+	if b.Data != nil {
+		return io.NopCloser(bytes.NewReader(b.Data)), nil
+	}
+	return src.Open(ctx, b)
 }

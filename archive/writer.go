@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/pgzip"
 )
@@ -94,20 +94,18 @@ type namedFile struct {
 
 // metadata returns the top-level metadata files of b.
 func metadata(b *Bundle) ([]namedFile, error) {
-	var manifest []dockerManifest
+	manifest, err := ManifestJSON(b.Images, func(blob *Blob) string { return blobPath(blob.Digest) })
+	if err != nil {
+		return nil, err
+	}
 	repos := map[string]map[string]string{}
 	for _, img := range b.Images {
-		e := dockerManifest{Config: blobPath(img.Config.Digest), RepoTags: img.RepoTags, Layers: []string{}}
-		for _, l := range img.Layers {
-			e.Layers = append(e.Layers, blobPath(l.Digest))
-		}
-		manifest = append(manifest, e)
 		for _, tag := range img.RepoTags {
-			t, err := name.NewTag(tag, name.StrictValidation)
+			t, err := ParseTag(tag)
 			if err != nil {
-				return nil, fmt.Errorf("%w: tag %q: %w", ErrInvalidMetadata, tag, err)
+				return nil, fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
 			}
-			repo := familiar(t)[:len(familiar(t))-len(t.TagStr())-1]
+			repo := strings.TrimSuffix(Familiar(t), ":"+t.TagStr())
 			if repos[repo] == nil {
 				repos[repo] = map[string]string{}
 			}
@@ -116,18 +114,33 @@ func metadata(b *Bundle) ([]namedFile, error) {
 			}
 		}
 	}
-	files := []namedFile{{name: "oci-layout", data: []byte(`{"imageLayoutVersion":"1.0.0"}`)}}
-	for _, f := range []struct {
-		name string
-		v    any
-	}{{"index.json", b.Index}, {"manifest.json", manifest}, {"repositories", repos}} {
-		data, err := json.Marshal(f.v)
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, namedFile{f.name, data})
+	index, err := json.Marshal(b.Index)
+	if err != nil {
+		return nil, err
 	}
-	return files, nil
+	repositories, err := json.Marshal(repos)
+	if err != nil {
+		return nil, err
+	}
+	return []namedFile{
+		{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)},
+		{"index.json", index},
+		{"manifest.json", manifest},
+		{"repositories", repositories},
+	}, nil
+}
+
+// ManifestJSON returns docker's manifest.json for images, with each blob at path(blob).
+func ManifestJSON(images []*Image, path func(*Blob) string) ([]byte, error) {
+	entries := []dockerManifest{}
+	for _, img := range images {
+		e := dockerManifest{Config: path(img.Config), RepoTags: img.RepoTags, Layers: []string{}}
+		for _, l := range img.Layers {
+			e.Layers = append(e.Layers, path(l.Blob))
+		}
+		entries = append(entries, e)
+	}
+	return json.Marshal(entries)
 }
 
 // writeOrder returns the blobs to write: those reachable from the index and the images and

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/ferrytool/ferry/transfer"
+)
+
+type loadOptions struct {
+	input    string
+	to       string
+	platform string
+	insecure bool
+	progress progressFlags
+}
+
+func newLoadCmd() *cobra.Command {
+	var o loadOptions
+	cmd := &cobra.Command{
+		Use:   "load [-i FILE|-] [--to docker|oci:DIR|registry:HOST[/PREFIX]]",
+		Short: "Load a bundle into a store",
+		Long: `Load a bundle into a store. Any bundle dialect is read: docker save (legacy and 25+),
+OCI archives, skopeo and podman archives, go-containerregistry tarballs; plain, gzip or zstd.
+Every blob is verified against its digest and every layer against its diffID before the store
+changes: a damaged bundle loads nothing.
+
+Stores: docker (the daemon at $DOCKER_HOST or the default socket), oci:DIR (an OCI image
+layout directory), registry:HOST[/PREFIX] (each image pushed as HOST/PREFIX/REPO:TAG).
+Without --to: the docker daemon when one answers, else the default OCI store
+($XDG_DATA_HOME/ferry/oci or ~/.local/share/ferry/oci).`,
+		Example: `  ferry load -i apps.tar.gz
+  ferry load -i apps.tar --to oci:/srv/images
+  ssh host ferry save app:1 | ferry load`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.input, "input", "i", "-", "read the bundle from `FILE`, or - for stdin")
+	f.StringVar(&o.to, "to", "", "store: docker, oci:DIR or registry:HOST[/PREFIX] (default: docker if it answers, else the default OCI store)")
+	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform OCI archives (default: the host's)")
+	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
+	o.progress.register(f)
+	return cmd
+}
+
+func (o *loadOptions) run(cmd *cobra.Command) error {
+	var platform *v1.Platform
+	if o.platform != "" {
+		var err error
+		if platform, err = v1.ParsePlatform(o.platform); err != nil {
+			return usagef("--platform %q: %v", o.platform, err)
+		}
+	}
+	in, size, err := openInput(o.input)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	bar := o.progress.start(cmd, "loading")
+	res, err := transfer.Load(cmd.Context(), in, transfer.LoadOptions{
+		To:       o.to,
+		Insecure: o.insecure,
+		Platform: platform,
+		Progress: bar.update,
+		Size:     size,
+	})
+	bar.finish(err)
+	if err != nil {
+		return err
+	}
+	for _, img := range res.Images {
+		fmt.Fprintf(cmd.OutOrStdout(), "Loaded image: %s (%s)\n", img.Ref, img.ID)
+	}
+	if !o.progress.quiet {
+		fmt.Fprintf(cmd.ErrOrStderr(), "loaded %d images into %s\n", len(res.Bundle.Images), res.Store)
+	}
+	return nil
+}
+
+// openInput opens a bundle file, or stdin for "-", and says its size when known.
+func openInput(path string) (io.ReadCloser, int64, error) {
+	if path == "-" {
+		if isTerminal(os.Stdin) {
+			return nil, 0, usagef("no bundle on stdin: use -i FILE or pipe one in")
+		}
+		return io.NopCloser(os.Stdin), 0, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	if st.IsDir() {
+		f.Close()
+		return nil, 0, usagef("%s is a directory, not a bundle: for an OCI layout use oci:%s with ferry save", path, path)
+	}
+	return f, st.Size(), nil
+}

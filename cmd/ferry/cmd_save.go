@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/internal/atomicfile"
+	"github.com/ferrytool/ferry/transfer"
+)
+
+type saveOptions struct {
+	output       string
+	from         string
+	platform     string
+	allPlatforms bool
+	compress     string
+	level        int
+	insecure     bool
+	progress     progressFlags
+}
+
+func newSaveCmd() *cobra.Command {
+	var o saveOptions
+	cmd := &cobra.Command{
+		Use:   "save IMAGE... [-o FILE|-]",
+		Short: "Save images to a bundle docker load takes unchanged",
+		Long: `Save one or more images to one bundle: the docker 25 layout (manifest.json and an OCI
+layout in one tar), each shared layer stored once, the same images always giving the same bytes.
+
+Images come from the docker daemon ($DOCKER_HOST or the default socket), from a registry
+(--from registry; credentials from the docker config; plain http for localhost and 127.0.0.1,
+or any registry with --insecure), or from an OCI layout directory (oci:DIR or oci:DIR:TAG).
+Registry images keep their compressed blobs and manifests, so their digests stay the same.`,
+		Example: `  ferry save app:1 app:2 -o apps.tar.gz
+  ferry save --from registry 127.0.0.1:5000/app:1 -o app.tar
+  ferry save oci:./layout:1.0 | ssh host docker load`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.output, "output", "o", "-", "write to `FILE` (atomically) or - for stdout; .gz or .tgz implies --compress gzip")
+	f.StringVar(&o.from, "from", transfer.FromDocker, "source of IMAGE references: docker or registry")
+	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform images (default: the host's)")
+	f.BoolVar(&o.allPlatforms, "all-platforms", false, "keep every platform of a multi-platform image in the OCI part")
+	f.StringVar(&o.compress, "compress", "", "compress the bundle: none or gzip")
+	f.IntVar(&o.level, "level", archive.DefaultLevel, "gzip `level` (1 fastest … 9 smallest)")
+	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
+	o.progress.register(f)
+	return cmd
+}
+
+func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
+	if o.from != transfer.FromDocker && o.from != transfer.FromRegistry {
+		return usagef("--from %q: use docker or registry", o.from)
+	}
+	codec, err := archive.ParseCodec(o.compress)
+	if err != nil {
+		return usageError{err}
+	}
+	if o.compress == "" && (strings.HasSuffix(o.output, ".gz") || strings.HasSuffix(o.output, ".tgz")) {
+		codec = archive.Gzip
+	}
+	if o.level < 1 || o.level > 9 {
+		return usagef("--level %d: use 1 to 9", o.level)
+	}
+	var platform *v1.Platform
+	if o.platform != "" {
+		if platform, err = v1.ParsePlatform(o.platform); err != nil {
+			return usagef("--platform %q: %v", o.platform, err)
+		}
+	}
+	out, err := openOutput(o.output)
+	if err != nil {
+		return err
+	}
+	bar := o.progress.start(cmd, "saving")
+	_, err = transfer.Save(cmd.Context(), out, images, transfer.SaveOptions{
+		From:         o.from,
+		Platform:     platform,
+		AllPlatforms: o.allPlatforms,
+		Insecure:     o.insecure,
+		Write:        archive.WriteOptions{Codec: codec, Level: o.level},
+		Progress:     bar.update,
+	})
+	bar.finish(err)
+	return out.close(err)
+}
+
+// output is stdout or a file that appears at its path only when complete.
+type output struct {
+	io.Writer
+	commit func() error
+	abort  func()
+}
+
+func openOutput(path string) (*output, error) {
+	if path == "-" {
+		if isTerminal(os.Stdout) {
+			return nil, usagef("refusing to write a bundle to a terminal: use -o FILE or redirect stdout")
+		}
+		return &output{Writer: os.Stdout, commit: func() error { return nil }, abort: func() {}}, nil
+	}
+	f, err := atomicfile.Create(path, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	buf := bufio.NewWriterSize(f, 1<<20)
+	commit := func() error {
+		if err := buf.Flush(); err != nil {
+			f.Abort()
+			return err
+		}
+		return f.Commit()
+	}
+	return &output{Writer: buf, commit: commit, abort: f.Abort}, nil
+}
+
+func (o *output) close(err error) error {
+	if err != nil {
+		o.abort()
+		return err
+	}
+	return o.commit()
+}

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func newVerifyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify BUNDLE",
+		Short: "Check every blob, diffID, manifest and config of a bundle",
+		Long: `Read a bundle whole and check it: every blob against its digest, every layer against the
+diffID in its config, every manifest and config parsed and consistent, every path safe.
+Exits 0 only when all is sound; otherwise names the first bad entry and exits 3.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := readBundle(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			s := b.Summary()
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK: %d images, %s verified", args[0], len(s.Images), humanBytes(s.UniqueBytes))
+			if s.MissingLayers > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), " (thin: %d layers expected at the destination)", s.MissingLayers)
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
+			return nil
+		},
+	}
+}

@@ -1,0 +1,84 @@
+// Command ferry moves container images where registries can't reach: it saves them to
+// docker-load-compatible bundles, verifies and lists bundles, and loads them into stores.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferrytool/ferry/archive"
+)
+
+// version is set with -ldflags "-X main.version=…".
+var version = "dev"
+
+// Exit codes, documented in `ferry --help`.
+const (
+	exitError    = 1 // anything else: a store, a daemon, the network
+	exitUsage    = 2 // bad flags or arguments
+	exitIntegrity = 3 // the bundle is damaged, unsafe or not a bundle
+)
+
+const exitHelp = `
+Exit status:
+  0  success
+  1  error (a store, a daemon, a registry, the filesystem)
+  2  usage error (bad flags, arguments or references)
+  3  the bundle is damaged, unsafe or not a bundle (nothing was loaded)
+`
+
+// usageError marks errors in what the user typed.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd()
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ferry:", err)
+	}
+	os.Exit(exitCode(err))
+}
+
+func exitCode(err error) int {
+	var usage usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &usage):
+		return exitUsage
+	case errors.Is(err, archive.ErrNotBundle), errors.Is(err, archive.ErrTruncated), errors.Is(err, archive.ErrUnsafeEntry),
+		errors.Is(err, archive.ErrTooLarge), errors.Is(err, archive.ErrDigestMismatch), errors.Is(err, archive.ErrDiffIDMismatch),
+		errors.Is(err, archive.ErrInvalidMetadata):
+		return exitIntegrity
+	}
+	return exitError
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ferry",
+		Short: "Move container images where registries can't reach",
+		Long: `ferry saves images to bundles that docker load takes unchanged (and that are also OCI
+layouts), lists and verifies bundles, and loads them into a docker daemon, an OCI layout
+directory or a registry.`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetUsageTemplate(root.UsageTemplate() + exitHelp)
+	root.AddCommand(newSaveCmd(), newLoadCmd(), newLsCmd(), newVerifyCmd())
+	return root
+}

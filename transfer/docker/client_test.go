@@ -1,0 +1,585 @@
+package docker
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The integration tests share one throwaway dockerd, started by the first
+// test that needs it and stopped by TestMain.
+var (
+	daemonOnce sync.Once
+	daemon     *testDaemon
+	daemonErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if daemon != nil {
+		if err := daemon.stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping test dockerd:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+type testDaemon struct {
+	dir    string
+	host   string // unix://…
+	cmd    *exec.Cmd
+	exited chan struct{}
+	client *Client
+}
+
+// startDaemon returns the shared test daemon, skipping the test when dockerd
+// is not installed unless FERRY_TEST_REQUIRE=1.
+func startDaemon(t *testing.T) *testDaemon {
+	t.Helper()
+	for _, bin := range []string{"dockerd", "docker", "/usr/bin/busybox"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			if os.Getenv("FERRY_TEST_REQUIRE") == "1" {
+				t.Fatalf("%s is required (FERRY_TEST_REQUIRE=1): %v", bin, err)
+			}
+			t.Skipf("%s not installed: %v", bin, err)
+		}
+	}
+	daemonOnce.Do(func() { daemon, daemonErr = newTestDaemon() })
+	if daemonErr != nil {
+		t.Fatalf("starting dockerd: %v", daemonErr)
+	}
+	return daemon
+}
+
+func newTestDaemon() (*testDaemon, error) {
+	// Unix socket paths must be shorter than 108 bytes: stay near the root.
+	dir, err := os.MkdirTemp("", "fd-")
+	if err != nil {
+		return nil, err
+	}
+	d := &testDaemon{dir: dir, host: "unix://" + filepath.Join(dir, "s"), exited: make(chan struct{})}
+	log, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	d.cmd = exec.Command("dockerd",
+		"--data-root", filepath.Join(dir, "d"),
+		"--exec-root", filepath.Join(dir, "e"),
+		"--pidfile", filepath.Join(dir, "pid"),
+		"-H", d.host,
+		"--bridge=none", "--iptables=false")
+	d.cmd.Stdout, d.cmd.Stderr = log, log
+	if err := d.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	go func() { d.cmd.Wait(); close(d.exited) }()
+
+	if d.client, err = New(d.host); err != nil {
+		d.stop()
+		return nil, err
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err = d.client.Ping(ctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-d.exited:
+			return nil, fmt.Errorf("dockerd exited: %s", d.logTail())
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.stop()
+			return nil, fmt.Errorf("dockerd did not answer: %v: %s", err, d.logTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return d, nil
+}
+
+func (d *testDaemon) logTail() string {
+	b, _ := os.ReadFile(filepath.Join(d.dir, "log"))
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
+
+// stop terminates dockerd, unmounts what it left mounted and removes its
+// directories.
+func (d *testDaemon) stop() error {
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+	}
+	mounts, err := mountsUnder(d.dir)
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmounting %s: %w", m, err)
+		}
+	}
+	return os.RemoveAll(d.dir)
+}
+
+// mountsUnder lists the mount points under dir, deepest first.
+func mountsUnder(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var mounts []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
+			mounts = append(mounts, fields[4])
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(mounts)))
+	return mounts, s.Err()
+}
+
+// writeBusyboxTar writes a root file system holding bin/busybox and a
+// file /marker saying marker, which makes the layer unique.
+func writeBusyboxTar(path, marker string) error {
+	bb, err := os.ReadFile("/usr/bin/busybox")
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		mode int64
+		data []byte
+	}{
+		{"bin/busybox", 0o755, bb},
+		{"marker", 0o644, []byte(marker + "\n")},
+	} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+// docker runs the docker CLI against the test daemon.
+func (d *testDaemon) docker(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("docker", args...)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST="+d.host, "DOCKER_CONFIG="+filepath.Join(d.dir, "cli"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// importImage creates the image tag, with a layer of its own, and returns
+// its ID.
+func (d *testDaemon) importImage(t *testing.T, tag string) string {
+	t.Helper()
+	rootfs := filepath.Join(t.TempDir(), "rootfs.tar")
+	if err := writeBusyboxTar(rootfs, tag); err != nil {
+		t.Fatal(err)
+	}
+	d.docker(t, "import", rootfs, tag)
+	img, err := d.client.Inspect(context.Background(), tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img.ID
+}
+
+// saveFile saves refs with Client.Save into a file and returns its path.
+func (d *testDaemon) saveFile(t *testing.T, refs ...string) string {
+	t.Helper()
+	rc, err := d.client.Save(context.Background(), refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	path := filepath.Join(t.TempDir(), "save.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, rc); err != nil {
+		t.Fatalf("reading saved tar: %v", err)
+	}
+	return path
+}
+
+// requireAbsent fails the test if the daemon has the image.
+func (d *testDaemon) requireAbsent(t *testing.T, name string) {
+	t.Helper()
+	if _, err := d.client.Inspect(context.Background(), name); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("inspecting %s after a failed load: got %v, want ErrNotFound", name, err)
+	}
+}
+
+func TestPing(t *testing.T) {
+	d := startDaemon(t)
+	c, err := New(d.host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c.version != "1.41" {
+		t.Errorf("negotiated API version %q with dockerd 20.10, want 1.41", c.version)
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	host := "unix://" + filepath.Join(t.TempDir(), "no.sock")
+	c, err := New(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Ping(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "cannot reach docker daemon at "+host) {
+		t.Fatalf("got %v, want an error naming %s", err, host)
+	}
+	_, err = c.Images(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "is dockerd running?") {
+		t.Fatalf("got %v, want a hint to start dockerd", err)
+	}
+}
+
+func TestParseHost(t *testing.T) {
+	for _, tt := range []struct {
+		host, network, addr string
+		err                 bool
+	}{
+		{host: "unix:///var/run/docker.sock", network: "unix", addr: "/var/run/docker.sock"},
+		{host: "tcp://10.0.0.5:2375", network: "tcp", addr: "10.0.0.5:2375"},
+		{host: "tcp://10.0.0.5", network: "tcp", addr: "10.0.0.5:2375"},
+		{host: "tcp://[::1]:2376/", network: "tcp", addr: "[::1]:2376"},
+		{host: "unix://", err: true},
+		{host: "ssh://me@host", err: true},
+		{host: "/var/run/docker.sock", err: true},
+	} {
+		t.Run(tt.host, func(t *testing.T) {
+			network, addr, err := parseHost(tt.host)
+			if tt.err {
+				if err == nil {
+					t.Fatalf("got %s %s, want an error", network, addr)
+				}
+				return
+			}
+			if err != nil || network != tt.network || addr != tt.addr {
+				t.Fatalf("got %s %s %v, want %s %s", network, addr, err, tt.network, tt.addr)
+			}
+		})
+	}
+}
+
+// TestNegotiate checks the version choice against fake daemons of other
+// versions, and that later requests carry it.
+func TestNegotiate(t *testing.T) {
+	for _, tt := range []struct {
+		server, min, want string
+	}{
+		{server: "1.41", min: "1.12", want: "1.41"},
+		{server: "1.40", min: "1.12", want: "1.40"},
+		{server: "1.47", min: "1.24", want: "1.41"},
+		{server: "1.52", min: "1.44", want: "1.44"}, // dockerd 29
+		{server: "", want: "1.24"},
+	} {
+		t.Run(tt.server, func(t *testing.T) {
+			var infoPath string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tt.server != "" {
+					w.Header().Set("API-Version", tt.server)
+				}
+				switch {
+				case r.URL.Path == "/_ping":
+					io.WriteString(w, "OK")
+				case r.URL.Path == "/version":
+					fmt.Fprintf(w, `{"ApiVersion":%q,"MinAPIVersion":%q}`, tt.server, tt.min)
+				case strings.HasSuffix(r.URL.Path, "/info"):
+					infoPath = r.URL.Path
+					io.WriteString(w, `{"ServerVersion":"29.0.0","Driver":"overlayfs",
+						"DriverStatus":[["driver-type","io.containerd.snapshotter.v1"]]}`)
+				default:
+					http.NotFound(w, r)
+				}
+			}))
+			defer srv.Close()
+			c, err := New("tcp://" + srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := c.Info(context.Background()) // pings first
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "/v" + tt.want + "/info"; infoPath != want {
+				t.Errorf("requested %s, want %s", infoPath, want)
+			}
+			if !info.ContainerdSnapshotter {
+				t.Errorf("ContainerdSnapshotter is false for a daemon reporting driver-type io.containerd.snapshotter.v1")
+			}
+		})
+	}
+}
+
+func TestInfo(t *testing.T) {
+	d := startDaemon(t)
+	info, err := d.client.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ServerVersion == "" || info.Driver == "" {
+		t.Errorf("info lacks ServerVersion or Driver: %+v", info)
+	}
+	if info.ContainerdSnapshotter {
+		t.Errorf("dockerd %s with %s reports the containerd snapshotter", info.ServerVersion, info.Driver)
+	}
+}
+
+func TestImagesAndInspect(t *testing.T) {
+	d := startDaemon(t)
+	ctx := context.Background()
+	id := d.importImage(t, "ferry-test/list:1")
+
+	images, err := d.client.Images(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(images, func(s ImageSummary) bool { return s.ID == id })
+	if i < 0 || !slices.Contains(images[i].RepoTags, "ferry-test/list:1") {
+		t.Fatalf("image list %+v lacks %s tagged ferry-test/list:1", images, id)
+	}
+
+	img, err := d.client.Inspect(ctx, "ferry-test/list:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.ID != id || len(img.RootFS.Layers) != 1 || img.Os != "linux" || img.Architecture == "" {
+		t.Errorf("unexpected inspect result %+v", img)
+	}
+
+	_, err = d.client.Inspect(ctx, "ferry-test/missing:1")
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("inspecting a missing image: got %v, want ErrNotFound", err)
+	}
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusNotFound || !strings.Contains(apiErr.Message, "missing") {
+		t.Errorf("got %#v, want an *APIError with status 404 naming the image", apiErr)
+	}
+}
+
+func TestSave(t *testing.T) {
+	d := startDaemon(t)
+	d.importImage(t, "ferry-test/save:1")
+	rc, err := d.client.Save(context.Background(), []string{"ferry-test/save:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	var manifest []struct{ RepoTags, Layers []string }
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == "manifest.json" {
+			if err := json.NewDecoder(tr).Decode(&manifest); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(manifest) != 1 || !slices.Equal(manifest[0].RepoTags, []string{"ferry-test/save:1"}) || len(manifest[0].Layers) != 1 {
+		t.Fatalf("unexpected manifest.json %+v", manifest)
+	}
+
+	if _, err := d.client.Save(context.Background(), []string{"ferry-test/missing:1"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("saving a missing image: got %v, want ErrNotFound", err)
+	}
+}
+
+func TestSaveCancel(t *testing.T) {
+	d := startDaemon(t)
+	d.importImage(t, "ferry-test/cancel:1")
+	ctx, cancel := context.WithCancel(context.Background())
+	rc, err := d.client.Save(ctx, []string{"ferry-test/cancel:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, err := io.ReadFull(rc, make([]byte, 512)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := io.Copy(io.Discard, rc); !errors.Is(err, context.Canceled) {
+		t.Fatalf("reading after cancel: got %v, want context.Canceled", err)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	d := startDaemon(t)
+	ctx := context.Background()
+	id := d.importImage(t, "ferry-test/load:1")
+	saved := d.saveFile(t, "ferry-test/load:1")
+	d.docker(t, "rmi", "ferry-test/load:1")
+	d.requireAbsent(t, id)
+
+	f, err := os.Open(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var msgs []Message
+	loaded, err := d.client.Load(ctx, f, func(m Message) { msgs = append(msgs, m) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(loaded, []string{"ferry-test/load:1"}) {
+		t.Errorf("loaded %q, want [ferry-test/load:1]", loaded)
+	}
+	if !slices.ContainsFunc(msgs, func(m Message) bool { return m.Status == "Loading layer" && m.ProgressDetail.Total > 0 }) {
+		t.Errorf("no layer progress among %+v", msgs)
+	}
+	img, err := d.client.Inspect(ctx, "ferry-test/load:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.ID != id {
+		t.Errorf("loaded image has ID %s, want %s", img.ID, id)
+	}
+}
+
+func TestLoadUntagged(t *testing.T) {
+	d := startDaemon(t)
+	id := d.importImage(t, "ferry-test/untagged:1")
+	saved := d.saveFile(t, id)
+	d.docker(t, "rmi", "ferry-test/untagged:1")
+
+	f, err := os.Open(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	loaded, err := d.client.Load(context.Background(), f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(loaded, []string{id}) {
+		t.Errorf("loaded %q, want [%s]", loaded, id)
+	}
+	d.docker(t, "rmi", id)
+}
+
+func TestLoadTruncated(t *testing.T) {
+	d := startDaemon(t)
+	id := d.importImage(t, "ferry-test/truncated:1")
+	saved := d.saveFile(t, "ferry-test/truncated:1")
+	d.docker(t, "rmi", "ferry-test/truncated:1")
+
+	b, err := os.ReadFile(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := d.client.Load(context.Background(), bytes.NewReader(b[:len(b)/2]), nil)
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) {
+		t.Fatalf("loading a truncated tar: got %v (loaded %q), want an *APIError", err, loaded)
+	}
+	t.Logf("daemon answers a truncated tar with: %v", err)
+	d.requireAbsent(t, id)
+	d.requireAbsent(t, "ferry-test/truncated:1")
+}
+
+// TestLoadAborted breaks off the upload from the caller's side, the way a
+// producer writing into an io.Pipe does when its source fails.
+func TestLoadAborted(t *testing.T) {
+	d := startDaemon(t)
+	id := d.importImage(t, "ferry-test/aborted:1")
+	saved := d.saveFile(t, "ferry-test/aborted:1")
+	d.docker(t, "rmi", "ferry-test/aborted:1")
+	b, err := os.ReadFile(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tt := range []struct {
+		name string
+		sent int // bytes written before the abort
+	}{
+		{"midway", len(b) / 2},
+		{"whole tar sent", len(b)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			errSource := errors.New("source went away")
+			pr, pw := io.Pipe()
+			go func() {
+				pw.Write(b[:tt.sent])
+				pw.CloseWithError(errSource)
+			}()
+			loaded, err := d.client.Load(context.Background(), pr, nil)
+			if !errors.Is(err, errSource) {
+				t.Fatalf("got %v (loaded %q), want the reader's error", err, loaded)
+			}
+			t.Logf("aborted load: %v", err)
+			d.requireAbsent(t, id)
+			d.requireAbsent(t, "ferry-test/aborted:1")
+		})
+	}
+}
+
+func TestLoadCancel(t *testing.T) {
+	d := startDaemon(t)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	errStop := errors.New("stop")
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() {
+		pw.Write(make([]byte, 4096))
+		cancel(errStop)
+	}()
+	if _, err := d.client.Load(ctx, pr, nil); !errors.Is(err, errStop) {
+		t.Fatalf("got %v, want the cancellation cause", err)
+	}
+}

@@ -1,0 +1,99 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+)
+
+// Info is the part of GET /info that ferry uses.
+type Info struct {
+	Name          string // the daemon host's name
+	ServerVersion string // "20.10.24"
+	Driver        string // storage driver: "overlay2"
+	DriverStatus  [][2]string
+	OSType        string
+	Architecture  string
+
+	// ContainerdSnapshotter is true when the daemon keeps images in
+	// containerd's image store (dockerd 24+ with the containerd snapshotter,
+	// the default for fresh installs of dockerd 29). Such a daemon does not
+	// load a tar that omits layers it already has.
+	ContainerdSnapshotter bool `json:"-"`
+}
+
+// ImageSummary is one entry of the daemon's image list.
+type ImageSummary struct {
+	ID          string // "sha256:…" digest of the image config
+	RepoTags    []string
+	RepoDigests []string
+}
+
+// ImageInspect is the part of an image's inspect document that ferry uses.
+type ImageInspect struct {
+	ID          string
+	RepoTags    []string
+	RepoDigests []string
+	RootFS      struct {
+		Layers []string // diffIDs, base layer first
+	}
+	Os           string
+	Architecture string
+	Variant      string
+	Size         int64 // bytes of all layers, uncompressed
+}
+
+// Info returns what the daemon says about itself.
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	var info Info
+	if err := c.getJSON(ctx, "/info", &info); err != nil {
+		return Info{}, fmt.Errorf("getting docker daemon info: %w", err)
+	}
+	for _, kv := range info.DriverStatus {
+		if kv[0] == "driver-type" && kv[1] == "io.containerd.snapshotter.v1" {
+			info.ContainerdSnapshotter = true
+		}
+	}
+	return info, nil
+}
+
+// Images lists the daemon's tagged and untagged top-level images.
+func (c *Client) Images(ctx context.Context) ([]ImageSummary, error) {
+	var images []ImageSummary
+	if err := c.getJSON(ctx, "/images/json", &images); err != nil {
+		return nil, fmt.Errorf("listing images: %w", err)
+	}
+	return images, nil
+}
+
+// Inspect returns the metadata of the image name (a reference or an ID).
+// An image the daemon does not have gives an error matching ErrNotFound.
+func (c *Client) Inspect(ctx context.Context, name string) (ImageInspect, error) {
+	if name == "" {
+		return ImageInspect{}, errors.New("inspecting image: empty image name")
+	}
+	var img ImageInspect
+	if err := c.getJSON(ctx, "/images/"+name+"/json", &img); err != nil {
+		return ImageInspect{}, fmt.Errorf("inspecting image %s: %w", name, err)
+	}
+	return img, nil
+}
+
+// Save asks the daemon for one tar holding all of refs, as `docker save`
+// writes it, and returns the response body for the caller to read and
+// close. Cancelling ctx aborts the stream. An error the daemon meets after
+// it has started sending is appended to the tar as a JSON message, so it
+// surfaces as a malformed tar.
+func (c *Client) Save(ctx context.Context, refs []string) (io.ReadCloser, error) {
+	if len(refs) == 0 {
+		return nil, errors.New("saving images: no images named")
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/images/get", url.Values{"names": refs}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("saving images: %w", err)
+	}
+	return resp.Body, nil
+}

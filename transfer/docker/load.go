@@ -1,0 +1,144 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+)
+
+// Message is one message of the stream a daemon answers a load with:
+// progress, a line of output, or an error.
+type Message struct {
+	Stream         string `json:"stream,omitempty"` // "Loaded image: busybox:1\n"
+	Status         string `json:"status,omitempty"` // "Loading layer"
+	ID             string `json:"id,omitempty"`     // short layer ID the status is about
+	Progress       string `json:"progress,omitempty"`
+	ProgressDetail struct {
+		Current int64 `json:"current,omitempty"`
+		Total   int64 `json:"total,omitempty"`
+	} `json:"progressDetail"`
+	Error       string `json:"error,omitempty"`
+	ErrorDetail *struct {
+		Message string `json:"message"`
+	} `json:"errorDetail,omitempty"`
+}
+
+// Load streams the tar r into the daemon (`docker load`), calls progress,
+// if not nil, for each message the daemon answers, and returns the
+// references it loaded: tags, or IDs ("sha256:…") of untagged images.
+//
+// A failed load returns an error carrying the daemon's message (an
+// *APIError) along with the references loaded before the failure. If
+// reading r fails, Load returns that error and breaks off the upload, so
+// the daemon sees a cut stream and loads nothing. Load does not close r.
+func (c *Client) Load(ctx context.Context, r io.Reader, progress func(Message)) ([]string, error) {
+	body := &uploadReader{r: r}
+	defer body.stop()
+	fail := func(err error) error {
+		if rerr := body.failure(); rerr != nil {
+			return fmt.Errorf("loading images: reading input: %w", rerr)
+		}
+		return fmt.Errorf("loading images: %w", err)
+	}
+
+	resp, err := c.do(ctx, http.MethodPost, "/images/load", url.Values{"quiet": {"0"}}, body)
+	if err != nil {
+		return nil, fail(err)
+	}
+	defer resp.Body.Close()
+
+	var loaded []string
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var m Message
+		if err := dec.Decode(&m); err == io.EOF {
+			break
+		} else if err != nil {
+			if ctx.Err() != nil {
+				err = context.Cause(ctx)
+			}
+			return loaded, fail(fmt.Errorf("reading docker daemon response: %w", err))
+		}
+		if progress != nil {
+			progress(m)
+		}
+		if msg := m.errorMessage(); msg != "" {
+			return loaded, fail(&APIError{StatusCode: resp.StatusCode, Message: msg})
+		}
+		if ref, ok := loadedRef(m.Stream); ok {
+			loaded = append(loaded, ref)
+		}
+	}
+	if err := body.failure(); err != nil {
+		return loaded, fail(err)
+	}
+	return loaded, nil
+}
+
+func (m *Message) errorMessage() string {
+	if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
+		return m.ErrorDetail.Message
+	}
+	return m.Error
+}
+
+// loadedRef picks the reference out of the daemon's report of a loaded
+// image: "Loaded image: x:1\n" or "Loaded image ID: sha256:…\n".
+func loadedRef(line string) (string, bool) {
+	line = strings.TrimSpace(line)
+	for _, prefix := range []string{"Loaded image ID: ", "Loaded image: "} {
+		if ref, ok := strings.CutPrefix(line, prefix); ok {
+			return ref, true
+		}
+	}
+	return "", false
+}
+
+// uploadReader is the request body of a load. It remembers the first error
+// of the caller's reader, which makes the HTTP transport drop the
+// connection mid-body, and stops reading once Load has returned.
+type uploadReader struct {
+	r io.Reader
+
+	mu      sync.Mutex
+	err     error
+	stopped bool
+}
+
+var errLoadReturned = errors.New("load has returned")
+
+func (u *uploadReader) Read(p []byte) (int, error) {
+	u.mu.Lock()
+	stopped := u.stopped
+	u.mu.Unlock()
+	if stopped {
+		return 0, errLoadReturned
+	}
+	n, err := u.r.Read(p)
+	if err != nil && err != io.EOF {
+		u.mu.Lock()
+		if u.err == nil {
+			u.err = err
+		}
+		u.mu.Unlock()
+	}
+	return n, err
+}
+
+func (u *uploadReader) failure() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.err
+}
+
+func (u *uploadReader) stop() {
+	u.mu.Lock()
+	u.stopped = true
+	u.mu.Unlock()
+}

@@ -1,0 +1,183 @@
+package transfer
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/transfer/docker"
+)
+
+// dockerStore streams a bundle into `docker load` as it is read. docker load unpacks its
+// whole input before it registers anything, so a stream aborted before its end (Abort) loads
+// nothing; manifest.json goes last, after verification and after checking that the daemon
+// holds every layer a thin bundle leaves out.
+type dockerStore struct {
+	client *docker.Client
+	pw     *io.PipeWriter
+	tw     *tar.Writer
+	done   chan struct{}
+	err    error // from the daemon, once done is closed
+	images []Loaded
+}
+
+func newDockerStore(ctx context.Context, client *docker.Client) (*dockerStore, error) {
+	pr, pw := io.Pipe()
+	s := &dockerStore{client: client, pw: pw, tw: tar.NewWriter(pw), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		_, s.err = client.Load(ctx, pr, nil)
+		pr.CloseWithError(errors.Join(s.err, errors.New("docker daemon stopped reading the load stream")))
+	}()
+	return s, nil
+}
+
+func (s *dockerStore) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
+	if err := s.tw.WriteHeader(&tar.Header{Name: e.Name, Size: e.Size, Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
+		return s.daemonErr(err)
+	}
+	_, err := io.Copy(s.tw, r)
+	return s.daemonErr(err)
+}
+
+func (s *dockerStore) Commit(ctx context.Context, b *archive.Bundle) error {
+	if err := s.checkThin(ctx, b); err != nil {
+		return err
+	}
+	manifest, err := archive.ManifestJSON(b.Images, func(blob *archive.Blob) string {
+		if blob.Path != "" {
+			return blob.Path
+		}
+		return "blobs/sha256/" + blob.Digest.Hex // left out: the daemon has it
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.tw.WriteHeader(&tar.Header{Name: "manifest.json", Size: int64(len(manifest)), Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
+		return s.daemonErr(err)
+	}
+	if _, err := s.tw.Write(manifest); err != nil {
+		return s.daemonErr(err)
+	}
+	if err := s.tw.Close(); err != nil {
+		return s.daemonErr(err)
+	}
+	s.pw.Close()
+	<-s.done
+	if s.err != nil {
+		return s.err
+	}
+	s.images = loadedImages(b)
+	return nil
+}
+
+// daemonErr prefers the daemon's own error to the broken pipe it caused.
+func (s *dockerStore) daemonErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	select {
+	case <-s.done:
+		if s.err != nil {
+			return s.err
+		}
+	default:
+	}
+	return err
+}
+
+func (s *dockerStore) Abort(err error) {
+	s.pw.CloseWithError(err)
+	<-s.done
+}
+
+func (s *dockerStore) loaded() []Loaded { return s.images }
+
+// checkThin makes sure the daemon holds every layer the bundle leaves out.
+func (s *dockerStore) checkThin(ctx context.Context, b *archive.Bundle) error {
+	var thin []*archive.Image
+	for _, img := range b.Images {
+		for _, l := range img.Layers {
+			if l.Missing {
+				thin = append(thin, img)
+				break
+			}
+		}
+	}
+	if len(thin) == 0 {
+		return nil
+	}
+	info, err := s.client.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.ContainerdSnapshotter {
+		return errors.New("the docker daemon keeps images in the containerd image store, which does not load bundles that leave out layers: send it a complete bundle")
+	}
+	have, err := DockerChains(ctx, s.client)
+	if err != nil {
+		return err
+	}
+	var lacking []string
+	for _, img := range thin {
+		chains := archive.ChainIDs(img.DiffIDs())
+		for i, l := range img.Layers {
+			if l.Missing && !have[chains[i]] {
+				lacking = append(lacking, l.DiffID.String())
+			}
+		}
+	}
+	if len(lacking) > 0 {
+		return fmt.Errorf("%w: the bundle leaves out %d layers the docker daemon does not have (diffIDs %s): load the bundle they come from first",
+			archive.ErrMissingBlob, len(lacking), strings.Join(lacking, ", "))
+	}
+	return nil
+}
+
+// DockerChains returns the chain IDs of every layer of every image the daemon holds.
+func DockerChains(ctx context.Context, client *docker.Client) (map[v1.Hash]bool, error) {
+	images, err := client.Images(ctx)
+	if err != nil {
+		return nil, err
+	}
+	have := map[v1.Hash]bool{}
+	for _, summary := range images {
+		img, err := client.Inspect(ctx, summary.ID)
+		if errors.Is(err, docker.ErrNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		diffIDs := make([]v1.Hash, len(img.RootFS.Layers))
+		for i, d := range img.RootFS.Layers {
+			if diffIDs[i], err = v1.NewHash(d); err != nil {
+				return nil, fmt.Errorf("image %s: layer %q: %w", summary.ID, d, err)
+			}
+		}
+		for _, c := range archive.ChainIDs(diffIDs) {
+			have[c] = true
+		}
+	}
+	return have, nil
+}
+
+// loadedImages lists a bundle's images by tag, or by ID when untagged.
+func loadedImages(b *archive.Bundle) []Loaded {
+	var out []Loaded
+	for _, img := range b.Images {
+		if len(img.RepoTags) == 0 {
+			out = append(out, Loaded{Ref: img.ID().String(), ID: img.ID()})
+		}
+		for _, tag := range img.RepoTags {
+			out = append(out, Loaded{Ref: tag, ID: img.ID()})
+		}
+	}
+	return out
+}

@@ -1,0 +1,171 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/transfer/docker"
+)
+
+// SaveOptions say what Save reads and how it writes.
+type SaveOptions struct {
+	// From is FromDocker (the default) or FromRegistry; images written oci:DIR[:tag] come
+	// from OCI layout directories whatever From says.
+	From string
+	// Docker is the daemon for FromDocker; nil means $DOCKER_HOST or the default socket.
+	Docker *docker.Client
+	// Platform picks from multi-platform indexes; nil means the host's.
+	Platform *v1.Platform
+	// AllPlatforms keeps a registry or OCI index whole in the OCI part of the bundle.
+	AllPlatforms bool
+	// Insecure allows plain http to any registry.
+	Insecure bool
+	Write    archive.WriteOptions
+	// TempDir holds the spool for docker sources ("" for the system's temp dir).
+	TempDir string
+	// Progress, if set, is told how many source bytes were read so far, and an estimate
+	// of the total (0 when unknown).
+	Progress func(done, total int64)
+}
+
+func (o SaveOptions) platform() v1.Platform {
+	if o.Platform != nil {
+		return *o.Platform
+	}
+	return archive.HostPlatform()
+}
+
+// Save reads images from their source and writes one bundle of them to w.
+func Save(ctx context.Context, w io.Writer, images []string, opts SaveOptions) (*archive.Bundle, error) {
+	if len(images) == 0 {
+		return nil, errors.New("no images to save")
+	}
+	var daemonRefs []string
+	var others bool
+	for _, ref := range images {
+		if _, ok := parseOCIRef(ref); ok {
+			others = true
+			continue
+		}
+		if _, err := name.ParseReference(ref, nameOptions(opts.Insecure)...); err != nil {
+			return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+		}
+		if opts.From == FromRegistry {
+			others = true
+		} else {
+			daemonRefs = append(daemonRefs, ref)
+		}
+	}
+	if len(daemonRefs) > 0 && others {
+		return nil, errors.New("a bundle comes from one source: save docker images and oci:/registry images separately")
+	}
+	if len(daemonRefs) > 0 {
+		return saveFromDocker(ctx, w, daemonRefs, opts)
+	}
+	b, src := &archive.Bundle{}, archive.V1Source{}
+	for _, ref := range images {
+		var err error
+		if oref, ok := parseOCIRef(ref); ok {
+			err = addOCIImage(b, src, oref, opts)
+		} else {
+			err = addRegistryImage(ctx, b, src, ref, opts)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	var total int64
+	for _, blob := range b.Reachable() {
+		total += blob.Size
+	}
+	p := &progress{total: total, report: opts.Progress}
+	return b, archive.Write(ctx, w, b, progressSource{src, p}, opts.Write)
+}
+
+// saveFromDocker streams one `docker save` of all images through a spool that compresses as
+// it receives, then writes the bundle metadata first.
+func saveFromDocker(ctx context.Context, w io.Writer, refs []string, opts SaveOptions) (*archive.Bundle, error) {
+	client, err := dockerClient(opts.Docker)
+	if err != nil {
+		return nil, err
+	}
+	var total int64
+	for _, ref := range refs {
+		img, err := client.Inspect(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", ref, err)
+		}
+		total += img.Size
+	}
+	stream, err := client.Save(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	defer stream.Close()
+	spool, err := archive.NewSpool(opts.TempDir, opts.Write)
+	if err != nil {
+		return nil, err
+	}
+	defer spool.Close()
+	p := &progress{total: total, report: opts.Progress}
+	b, err := archive.Read(ctx, p.reader(stream), spool, archive.ReadOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading docker save stream: %w", err)
+	}
+	return b, archive.Write(ctx, w, b, spool, opts.Write)
+}
+
+func dockerClient(c *docker.Client) (*docker.Client, error) {
+	if c != nil {
+		return c, nil
+	}
+	return docker.New("")
+}
+
+// progress counts bytes read through its readers and reports them.
+type progress struct {
+	done, total int64
+	report      func(done, total int64)
+}
+
+func (p *progress) reader(r io.Reader) io.Reader {
+	if p.report == nil {
+		return r
+	}
+	return &progressReader{r, p}
+}
+
+type progressReader struct {
+	r io.Reader
+	p *progress
+}
+
+func (r *progressReader) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	r.p.done += int64(n)
+	r.p.report(r.p.done, r.p.total)
+	return n, err
+}
+
+// progressSource reports the bytes of the blobs it serves as they are read.
+type progressSource struct {
+	archive.BlobSource
+	p *progress
+}
+
+func (s progressSource) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, error) {
+	rc, err := s.BlobSource.Open(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{s.p.reader(rc), rc}, nil
+}
