@@ -20,8 +20,8 @@ var version = "dev"
 
 // Exit codes, documented in `ferry --help`.
 const (
-	exitError    = 1 // anything else: a store, a daemon, the network
-	exitUsage    = 2 // bad flags or arguments
+	exitError     = 1 // anything else: a store, a daemon, the network
+	exitUsage     = 2 // bad flags or arguments
 	exitIntegrity = 3 // the bundle is damaged, unsafe or not a bundle
 )
 
