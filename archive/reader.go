@@ -103,10 +103,10 @@ func read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundl
 // readErr names what went wrong while reading the tar stream.
 func readErr(err error, n int, name string) error {
 	switch {
+	case n == 0 && name == "" && (errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF)):
+		return fmt.Errorf("%w: not a tar archive", ErrNotBundle)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		err = fmt.Errorf("%w: %w", ErrTruncated, err)
-	case errors.Is(err, tar.ErrHeader) && n == 0:
-		return fmt.Errorf("%w: not a tar archive", ErrNotBundle)
 	}
 	if name != "" {
 		return fmt.Errorf("entry %s: %w", name, err)

@@ -97,7 +97,7 @@ func openStore(ctx context.Context, opts LoadOptions) (string, store, error) {
 		st, err := newRegistryStore(ctx, strings.TrimPrefix(opts.To, "registry:"), opts.Insecure)
 		return opts.To, st, err
 	}
-	return "", nil, fmt.Errorf("unknown store %q: use docker, oci:DIR or registry:HOST[/PREFIX]", opts.To)
+	return "", nil, fmt.Errorf("%w: unknown store %q: use docker, oci:DIR or registry:HOST[/PREFIX]", ErrInvalidReference, opts.To)
 }
 
 // DefaultOCIDir is the OCI layout store ferry loads into when no docker daemon answers:

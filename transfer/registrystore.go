@@ -24,7 +24,7 @@ type registryStore struct {
 func newRegistryStore(_ context.Context, base string, insecure bool) (*registryStore, error) {
 	base = strings.TrimSuffix(base, "/")
 	if _, err := name.NewRepository(base+"/x", nameOptions(insecure)...); err != nil || base == "" {
-		return nil, fmt.Errorf("invalid registry store %q: want registry:HOST[:PORT][/PREFIX]", base)
+		return nil, fmt.Errorf("%w: registry store %q: want registry:HOST[:PORT][/PREFIX]", ErrInvalidReference, base)
 	}
 	spool, err := archive.NewSpool("", archive.WriteOptions{})
 	if err != nil {

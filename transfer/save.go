@@ -54,7 +54,7 @@ func Save(ctx context.Context, w io.Writer, images []string, opts SaveOptions) (
 			continue
 		}
 		if _, err := name.ParseReference(ref, nameOptions(opts.Insecure)...); err != nil {
-			return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+			return nil, fmt.Errorf("%w: image %q: %w", ErrInvalidReference, ref, err)
 		}
 		if opts.From == FromRegistry {
 			others = true

@@ -56,7 +56,7 @@ func nameOptions(insecure bool) []name.Option {
 func addRegistryImage(ctx context.Context, b *archive.Bundle, src archive.V1Source, ref string, opts SaveOptions) error {
 	r, err := name.ParseReference(ref, nameOptions(opts.Insecure)...)
 	if err != nil {
-		return fmt.Errorf("invalid image reference %q: %w", ref, err)
+		return fmt.Errorf("%w: image %q: %w", ErrInvalidReference, ref, err)
 	}
 	platform := opts.platform()
 	desc, err := remote.Get(r, registryOptions(ctx, &platform)...)

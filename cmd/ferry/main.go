@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/transfer"
 )
 
 // version is set with -ldflags "-X main.version=…".
@@ -56,7 +57,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.As(err, &usage):
+	case errors.As(err, &usage), errors.Is(err, transfer.ErrInvalidReference):
 		return exitUsage
 	case errors.Is(err, archive.ErrNotBundle), errors.Is(err, archive.ErrTruncated), errors.Is(err, archive.ErrUnsafeEntry),
 		errors.Is(err, archive.ErrTooLarge), errors.Is(err, archive.ErrDigestMismatch), errors.Is(err, archive.ErrDiffIDMismatch),
