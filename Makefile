@@ -1,0 +1,36 @@
+# ferry — run `make help` for the targets.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GO      ?= go
+BIN     := bin/ferry
+
+.PHONY: help build test demo bench fuzz lint clean deps
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## build bin/ferry (static, trimmed, versioned)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/ferry
+
+deps: ## install what tests, demo and benchmarks run against (apt), when missing
+	@bash internal/scripts/deps.sh
+	$(GO) mod download
+
+test: deps ## run every test: unit, fuzz seeds, and integration against real dockerd, sshd, registry, skopeo, podman
+	$(GO) test -count=1 -timeout 20m ./...
+
+demo: deps build ## save two images sharing a base, list, verify, load into the default OCI store and a second dockerd, run
+	@FERRY=$(CURDIR)/$(BIN) bash examples/demo/run.sh
+
+bench: deps build ## measure save and load against docker, gzip, pigz and skopeo on a ~430 MB image
+	@FERRY=$(CURDIR)/$(BIN) bash bench/bench.sh
+
+fuzz: ## fuzz the bundle reader and the manifest parser, 60 s each
+	$(GO) test ./archive -run '^$$' -fuzz '^FuzzRead$$' -fuzztime 60s
+	$(GO) test ./archive -run '^$$' -fuzz '^FuzzManifestJSON$$' -fuzztime 60s
+
+lint: ## go vet, and staticcheck when installed
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; fi
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what ferry's tests, demo and benchmarks run against, when it is missing:
+# dockerd, sshd, a registry, skopeo, podman, debootstrap, busybox, pigz, zstd.
+set -euo pipefail
+
+declare -A pkg=(
+  [dockerd]=docker.io [sshd]=openssh-server [skopeo]=skopeo [podman]=podman
+  [docker-registry]=docker-registry [debootstrap]=debootstrap [busybox]=busybox-static
+  [pigz]=pigz [zstd]=zstd [ip]=iproute2
+)
+missing=()
+for bin in "${!pkg[@]}"; do
+  PATH=$PATH:/usr/sbin:/sbin command -v "$bin" >/dev/null || missing+=("${pkg[$bin]}")
+done
+[ -x /usr/bin/time ] || missing+=(time)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
