@@ -23,6 +23,7 @@ func TestForeignBundles(t *testing.T) {
 	}
 	podmanRoot := []string{"--root", filepath.Join(dir, "podman"), "--runroot", filepath.Join(dir, "podman-run")}
 	podman := func(args ...string) { run(t, "podman", append(podmanRoot, args...)...) }
+	t.Cleanup(func() { exec.Command("podman", append(podmanRoot, "system", "reset", "-f")...).Run() }) //nolint:errcheck
 
 	bundles := map[string]func(path string){
 		"docker save": func(p string) { src.Run(t, "save", "-o", p, "app:1") },

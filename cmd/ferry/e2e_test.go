@@ -94,6 +94,20 @@ func summary(t *testing.T, bundle string) archive.Summary {
 	return s
 }
 
+// tagged returns the image of a summary that has tag.
+func tagged(t *testing.T, s archive.Summary, tag string) archive.ImageSummary {
+	t.Helper()
+	for _, img := range s.Images {
+		for _, have := range img.Tags {
+			if have == tag {
+				return img
+			}
+		}
+	}
+	t.Fatalf("no image tagged %s in %+v", tag, s.Images)
+	return archive.ImageSummary{}
+}
+
 // TestDockerRoundTrip saves two images sharing a base from one daemon and loads them into
 // another with ferry and with docker itself, and into an OCI layout read back by skopeo.
 func TestDockerRoundTrip(t *testing.T) {
@@ -164,9 +178,24 @@ func TestDockerRoundTrip(t *testing.T) {
 	})
 	t.Run("skopeo reads the bundle", func(t *testing.T) {
 		run(t, "skopeo", "inspect", "docker-archive:"+plain+":app:1")
-		oci := run(t, "skopeo", "inspect", "oci-archive:"+plain+":2")
-		if !strings.Contains(oci, `"Digest"`) {
-			t.Fatalf("skopeo oci-archive inspect: %s", oci)
+		var inspect struct{ Digest string }
+		json.Unmarshal([]byte(run(t, "skopeo", "inspect", "oci-archive:"+plain+":2")), &inspect) //nolint:errcheck
+		if want := tagged(t, summary(t, plain), "app:2").Manifest; inspect.Digest != want {
+			t.Fatalf("skopeo sees app:2 as %s in the OCI part, ferry wrote %s", inspect.Digest, want)
+		}
+		// skopeo copies out of both halves into a layout it writes itself.
+		layout := filepath.Join(dir, "skopeo-layout")
+		run(t, "skopeo", "copy", "--quiet", "docker-archive:"+plain+":app:1", "oci:"+layout+":from-docker")
+		run(t, "skopeo", "copy", "--quiet", "oci-archive:"+plain+":2", "oci:"+layout+":from-oci")
+	})
+	t.Run("podman load", func(t *testing.T) {
+		// podman 4.3 loads no compressed docker-archive, ferry's or anyone's: give it the plain one.
+		root := []string{"--root", filepath.Join(dir, "podman"), "--runroot", filepath.Join(dir, "podman-run")}
+		t.Cleanup(func() { exec.Command("podman", append(root, "system", "reset", "-f")...).Run() }) //nolint:errcheck
+		run(t, "podman", append(root, "load", "-q", "-i", plain)...)
+		id := strings.TrimSpace(run(t, "podman", append(root, "image", "inspect", "--format", "{{.ID}}", "app:2")...))
+		if want := tagged(t, summary(t, plain), "app:2").ID; "sha256:"+id != want {
+			t.Fatalf("podman loaded app:2 as %s, want %s", id, want)
 		}
 	})
 }

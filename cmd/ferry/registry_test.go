@@ -32,7 +32,11 @@ func TestRegistry(t *testing.T) {
 		if !strings.Contains(out, reg.Addr+"/mirror/app:1") {
 			t.Fatalf("load printed %q", out)
 		}
-		run(t, "skopeo", "inspect", "--tls-verify=false", "docker://"+reg.Addr+"/mirror/app:1")
+		ref := reg.Addr + "/mirror/app:1"
+		dst.Run(t, "pull", "-q", ref)
+		if got := dst.Cat(t, ref, "/marker"); got != "registry\n" {
+			t.Fatalf("pulled back: /marker = %q", got)
+		}
 	})
 	t.Run("save from registry keeps digests", func(t *testing.T) {
 		// skopeo pushes gzip-compressed layers: the registry's own blobs.
