@@ -99,7 +99,7 @@ func saveFromDocker(ctx context.Context, w io.Writer, refs []string, opts SaveOp
 	for _, ref := range refs {
 		img, err := client.Inspect(ctx, ref)
 		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", ref, err)
+			return nil, err
 		}
 		total += img.Size
 	}

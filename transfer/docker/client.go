@@ -119,12 +119,12 @@ func (c *Client) Ping(ctx context.Context) error {
 		v = server
 	case server != v:
 		// A newer daemon may no longer serve v.
-		min, err := c.minAPIVersion(ctx)
+		oldest, err := c.minAPIVersion(ctx)
 		if err != nil {
 			return err
 		}
-		if versionLess(v, min) {
-			v = min
+		if versionLess(v, oldest) {
+			v = oldest
 		}
 	}
 

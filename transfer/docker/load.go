@@ -36,18 +36,19 @@ type Message struct {
 // A failed load returns an error carrying the daemon's message (an
 // *APIError) along with the references loaded before the failure. If
 // reading r fails, Load returns that error and breaks off the upload, so
-// the daemon sees a cut stream and loads nothing. Load does not close r.
+// the daemon sees a cut stream and loads nothing. Load does not close r; if
+// ctx is cancelled while r.Read blocks, Load returns without waiting for it.
 func (c *Client) Load(ctx context.Context, r io.Reader, progress func(Message)) ([]string, error) {
-	body := &uploadReader{r: r}
-	defer body.stop()
+	up := newUpload(ctx, r)
+	defer up.close()
 	fail := func(err error) error {
-		if rerr := body.failure(); rerr != nil {
+		if rerr := up.failure(); rerr != nil {
 			return fmt.Errorf("loading images: reading input: %w", rerr)
 		}
 		return fmt.Errorf("loading images: %w", err)
 	}
 
-	resp, err := c.do(ctx, http.MethodPost, "/images/load", url.Values{"quiet": {"0"}}, body)
+	resp, err := c.do(ctx, http.MethodPost, "/images/load", url.Values{"quiet": {"0"}}, up.body)
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -75,7 +76,7 @@ func (c *Client) Load(ctx context.Context, r io.Reader, progress func(Message)) 
 			loaded = append(loaded, ref)
 		}
 	}
-	if err := body.failure(); err != nil {
+	if err := up.failure(); err != nil {
 		return loaded, fail(err)
 	}
 	return loaded, nil
@@ -100,45 +101,54 @@ func loadedRef(line string) (string, bool) {
 	return "", false
 }
 
-// uploadReader is the request body of a load. It remembers the first error
-// of the caller's reader, which makes the HTTP transport drop the
-// connection mid-body, and stops reading once Load has returned.
-type uploadReader struct {
-	r io.Reader
+// upload feeds the caller's reader to the request body through a pipe.
+// net/http does not give up a request until its body read returns, so the
+// pipe lets a cancelled ctx, or Load returning, end that read even while
+// the caller's Read blocks (that Read is then abandoned). It remembers the
+// first error of the caller's reader; the transport then drops the
+// connection mid-body.
+type upload struct {
+	body *io.PipeReader
+	stop func() bool // ends the context watch
 
-	mu      sync.Mutex
-	err     error
-	stopped bool
+	mu  sync.Mutex
+	err error
 }
 
 var errLoadReturned = errors.New("load has returned")
 
-func (u *uploadReader) Read(p []byte) (int, error) {
-	u.mu.Lock()
-	stopped := u.stopped
-	u.mu.Unlock()
-	if stopped {
-		return 0, errLoadReturned
-	}
-	n, err := u.r.Read(p)
-	if err != nil && err != io.EOF {
-		u.mu.Lock()
-		if u.err == nil {
-			u.err = err
-		}
-		u.mu.Unlock()
-	}
-	return n, err
+func newUpload(ctx context.Context, r io.Reader) *upload {
+	pr, pw := io.Pipe()
+	u := &upload{body: pr}
+	u.stop = context.AfterFunc(ctx, func() { pr.CloseWithError(context.Cause(ctx)) })
+	go func() {
+		_, err := io.Copy(pw, readerFunc(func(p []byte) (int, error) {
+			n, err := r.Read(p)
+			if err != nil && err != io.EOF {
+				u.mu.Lock()
+				u.err = err
+				u.mu.Unlock()
+			}
+			return n, err
+		}))
+		pw.CloseWithError(err)
+	}()
+	return u
 }
 
-func (u *uploadReader) failure() error {
+// failure returns the error the caller's reader failed with, if any.
+func (u *upload) failure() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.err
 }
 
-func (u *uploadReader) stop() {
-	u.mu.Lock()
-	u.stopped = true
-	u.mu.Unlock()
+// close ends the upload: the copy stops at its next write.
+func (u *upload) close() {
+	u.stop()
+	u.body.CloseWithError(errLoadReturned)
 }
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
