@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/transfer/docker"
 )
 
@@ -120,15 +121,14 @@ func (s *dockerStore) checkThin(ctx context.Context, b *archive.Bundle) error {
 	if info.ContainerdSnapshotter {
 		return errors.New("the docker daemon keeps images in the containerd image store, which does not load bundles that leave out layers: send it a complete bundle")
 	}
-	have, err := DockerChains(ctx, s.client)
+	have, err := DockerInventory(ctx, s.client)
 	if err != nil {
 		return err
 	}
 	var lacking []string
 	for _, img := range thin {
-		chains := archive.ChainIDs(img.DiffIDs())
 		for i, l := range img.Layers {
-			if l.Missing && !have[chains[i]] {
+			if l.Missing && !have.Has(img, i) {
 				lacking = append(lacking, l.DiffID.String())
 			}
 		}
@@ -140,13 +140,13 @@ func (s *dockerStore) checkThin(ctx context.Context, b *archive.Bundle) error {
 	return nil
 }
 
-// DockerChains returns the chain IDs of every layer of every image the daemon holds.
-func DockerChains(ctx context.Context, client *docker.Client) (map[v1.Hash]bool, error) {
+// DockerInventory returns the inventory of the layers of every image the daemon holds.
+func DockerInventory(ctx context.Context, client *docker.Client) (*dedupe.Inventory, error) {
 	images, err := client.Images(ctx)
 	if err != nil {
 		return nil, err
 	}
-	have := map[v1.Hash]bool{}
+	inv := dedupe.NewInventory(dedupe.StoreDocker)
 	for _, summary := range images {
 		img, err := client.Inspect(ctx, summary.ID)
 		if errors.Is(err, docker.ErrNotFound) {
@@ -161,11 +161,9 @@ func DockerChains(ctx context.Context, client *docker.Client) (map[v1.Hash]bool,
 				return nil, fmt.Errorf("image %s: layer %q: %w", summary.ID, d, err)
 			}
 		}
-		for _, c := range archive.ChainIDs(diffIDs) {
-			have[c] = true
-		}
+		inv.AddImage(diffIDs, nil)
 	}
-	return have, nil
+	return inv, nil
 }
 
 // loadedImages lists a bundle's images by tag, or by ID when untagged.

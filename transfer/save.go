@@ -41,8 +41,37 @@ func (o SaveOptions) platform() v1.Platform {
 	return archive.HostPlatform()
 }
 
+// Images are images read from their source once, ready to be written as bundles — whole or
+// thinned for a destination — any number of times, concurrently.
+type Images struct {
+	// Bundle describes the images; every blob is present.
+	Bundle *archive.Bundle
+	src    archive.BlobSource
+	close  func() error
+}
+
+// Write writes b, which is im.Bundle or a thinned copy of it (archive.Bundle.Thin), to w.
+func (im *Images) Write(ctx context.Context, w io.Writer, b *archive.Bundle, opts archive.WriteOptions) error {
+	return archive.Write(ctx, w, b, im.src, opts)
+}
+
+// Close releases what reading the images staged.
+func (im *Images) Close() error { return im.close() }
+
 // Save reads images from their source and writes one bundle of them to w.
 func Save(ctx context.Context, w io.Writer, images []string, opts SaveOptions) (*archive.Bundle, error) {
+	im, err := Open(ctx, images, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer im.Close()
+	return im.Bundle, im.Write(ctx, w, im.Bundle, opts.Write)
+}
+
+// Open reads images from their source: docker images through one streamed `docker save`
+// into a spool that encodes for opts.Write as it receives; registry and OCI layout images as
+// descriptors whose blobs are fetched when written.
+func Open(ctx context.Context, images []string, opts SaveOptions) (*Images, error) {
 	if len(images) == 0 {
 		return nil, errors.New("no images to save")
 	}
@@ -66,7 +95,7 @@ func Save(ctx context.Context, w io.Writer, images []string, opts SaveOptions) (
 		return nil, errors.New("a bundle comes from one source: save docker images and oci:/registry images separately")
 	}
 	if len(daemonRefs) > 0 {
-		return saveFromDocker(ctx, w, daemonRefs, opts)
+		return openDocker(ctx, daemonRefs, opts)
 	}
 	b, src := &archive.Bundle{}, archive.V1Source{}
 	for _, ref := range images {
@@ -85,12 +114,11 @@ func Save(ctx context.Context, w io.Writer, images []string, opts SaveOptions) (
 		total += blob.Size
 	}
 	p := &progress{total: total, report: opts.Progress}
-	return b, archive.Write(ctx, w, b, progressSource{src, p}, opts.Write)
+	return &Images{Bundle: b, src: progressSource{src, p}, close: func() error { return nil }}, nil
 }
 
-// saveFromDocker streams one `docker save` of all images through a spool that compresses as
-// it receives, then writes the bundle metadata first.
-func saveFromDocker(ctx context.Context, w io.Writer, refs []string, opts SaveOptions) (*archive.Bundle, error) {
+// openDocker streams one `docker save` of all images into a spool.
+func openDocker(ctx context.Context, refs []string, opts SaveOptions) (*Images, error) {
 	client, err := dockerClient(opts.Docker)
 	if err != nil {
 		return nil, err
@@ -112,13 +140,12 @@ func saveFromDocker(ctx context.Context, w io.Writer, refs []string, opts SaveOp
 	if err != nil {
 		return nil, err
 	}
-	defer spool.Close()
 	p := &progress{total: total, report: opts.Progress}
 	b, err := archive.Read(ctx, p.reader(stream), spool, archive.ReadOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("reading docker save stream: %w", err)
 	}
-	return b, archive.Write(ctx, w, b, spool, opts.Write)
+	return &Images{Bundle: b, src: spool, close: spool.Close}, nil
 }
 
 func dockerClient(c *docker.Client) (*docker.Client, error) {

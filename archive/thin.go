@@ -1,0 +1,38 @@
+package archive
+
+import v1 "github.com/google/go-containerregistry/pkg/v1"
+
+// Thin returns a copy of b that leaves out every layer blob the destination holds: a blob is
+// left out (marked Missing in the copy) when has says so for each place an image uses it.
+// Manifests and configs always stay, so the images are complete at the destination. b itself
+// is unchanged, so one bundle can be thinned differently for many destinations.
+func (b *Bundle) Thin(has func(img *Image, layer int) bool) *Bundle {
+	needed := map[*Blob]bool{}
+	asLayer := map[*Blob]bool{}
+	for _, img := range b.Images {
+		for i, l := range img.Layers {
+			asLayer[l.Blob] = true
+			if !has(img, i) {
+				needed[l.Blob] = true
+			}
+		}
+	}
+	out := &Bundle{Index: b.Index, Codec: b.Codec, blobs: make(map[v1.Hash]*Blob, len(b.blobs))}
+	for d, blob := range b.blobs {
+		if asLayer[blob] && !needed[blob] && blob.Present() {
+			left := *blob
+			left.Missing, left.Path, left.Data = true, "", nil
+			blob = &left
+		}
+		out.blobs[d] = blob
+	}
+	for _, img := range b.Images {
+		c := *img
+		c.Layers = make([]*Layer, len(img.Layers))
+		for i, l := range img.Layers {
+			c.Layers[i] = &Layer{Blob: out.blobs[l.Digest], DiffID: l.DiffID, MediaType: l.MediaType}
+		}
+		out.Images = append(out.Images, &c)
+	}
+	return out
+}

@@ -1,0 +1,126 @@
+package dedupe
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/archive"
+)
+
+// Store kinds an inventory describes. They differ in what makes a layer present: a docker
+// daemon keys layers by chain ID (the layer on top of its parents), OCI layouts, pools and
+// registries by blob digest (the layer exactly as stored, compressed or not).
+const (
+	StoreDocker = "docker"
+	StoreOCI    = "oci"
+)
+
+// An Inventory names what a store holds: its blobs, and its layers by diffID and chain ID.
+// It is small enough to carry across an air gap (hex digests, sorted, no duplicates).
+type Inventory struct {
+	Version int      `json:"version"`
+	Store   string   `json:"store"`
+	Blobs   []string `json:"blobs,omitempty"`
+	DiffIDs []string `json:"diffIDs,omitempty"`
+	Chains  []string `json:"chains,omitempty"`
+
+	blobs, chains map[string]bool
+}
+
+// NewInventory makes an inventory of a store of the given kind.
+func NewInventory(store string) *Inventory {
+	return &Inventory{Version: 1, Store: store}
+}
+
+// AddImage records an image's layers: blob digests (unless nil) with diffIDs and chains.
+func (inv *Inventory) AddImage(diffIDs []v1.Hash, blobs []v1.Hash) {
+	for _, d := range diffIDs {
+		inv.DiffIDs = append(inv.DiffIDs, d.Hex)
+	}
+	for _, c := range archive.ChainIDs(diffIDs) {
+		inv.Chains = append(inv.Chains, c.Hex)
+	}
+	for _, b := range blobs {
+		inv.Blobs = append(inv.Blobs, b.Hex)
+	}
+	inv.index()
+}
+
+// AddBlob records a blob the store holds.
+func (inv *Inventory) AddBlob(d v1.Hash) {
+	inv.Blobs = append(inv.Blobs, d.Hex)
+	inv.index()
+}
+
+// index sorts and dedupes the lists and rebuilds the lookup sets.
+func (inv *Inventory) index() {
+	inv.Blobs, inv.blobs = uniq(inv.Blobs)
+	inv.DiffIDs, _ = uniq(inv.DiffIDs)
+	inv.Chains, inv.chains = uniq(inv.Chains)
+}
+
+func uniq(list []string) ([]string, map[string]bool) {
+	set := make(map[string]bool, len(list))
+	out := list[:0]
+	for _, s := range list {
+		if !set[s] {
+			set[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out, set
+}
+
+// Has reports whether the store holds layer i of img as the bundle carries it.
+func (inv *Inventory) Has(img *archive.Image, i int) bool {
+	if inv.Store == StoreDocker {
+		return inv.chains[archive.ChainIDs(img.DiffIDs()[:i+1])[i].Hex]
+	}
+	return inv.blobs[img.Layers[i].Digest.Hex]
+}
+
+// Thin returns b without the layers the store holds: the delta to send it.
+func (inv *Inventory) Thin(b *archive.Bundle) *archive.Bundle { return b.Thin(inv.Has) }
+
+// Write writes the inventory as JSON.
+func (inv *Inventory) Write(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", " ")
+	return enc.Encode(inv)
+}
+
+// ReadInventory reads an inventory written by Write.
+func ReadInventory(r io.Reader) (*Inventory, error) {
+	var inv Inventory
+	if err := json.NewDecoder(io.LimitReader(r, 64<<20)).Decode(&inv); err != nil {
+		return nil, fmt.Errorf("reading inventory: %w", err)
+	}
+	if inv.Version != 1 || (inv.Store != StoreDocker && inv.Store != StoreOCI) {
+		return nil, fmt.Errorf("reading inventory: version %d of store %q is not one ferry knows", inv.Version, inv.Store)
+	}
+	inv.index()
+	return &inv, nil
+}
+
+// BundleInventory is the inventory of what a bundle would put into a store of the given kind.
+func BundleInventory(b *archive.Bundle, store string) *Inventory {
+	inv := NewInventory(store)
+	for _, img := range b.Images {
+		var blobs []v1.Hash
+		for _, l := range img.Layers {
+			blobs = append(blobs, l.Digest)
+		}
+		inv.AddImage(img.DiffIDs(), blobs)
+	}
+	for _, blob := range b.Reachable() {
+		if blob.Present() {
+			inv.AddBlob(blob.Digest)
+		}
+	}
+	return inv
+}
