@@ -1,0 +1,322 @@
+package dedupe
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/internal/atomicfile"
+)
+
+// A Layout is an OCI image layout directory ferry writes into: blobs/sha256/<hex>,
+// index.json, oci-layout. Blobs appear whole (rename), index.json is replaced atomically, and
+// every change happens under an exclusive lock, so concurrent writers lose nothing.
+type Layout struct {
+	Dir string
+}
+
+const stagePrefix = ".ferry-stage-"
+
+// OpenLayout opens an OCI layout directory; a missing or empty one is made a layout by the
+// first commit. A directory holding anything else is refused.
+func OpenLayout(dir string) (*Layout, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if len(entries) > 0 && !exists(filepath.Join(dir, "oci-layout")) {
+		return nil, fmt.Errorf("%s is not empty and not an OCI image layout (no oci-layout file)", dir)
+	}
+	return &Layout{Dir: dir}, nil
+}
+
+// init makes the directory a layout. Call it under Lock.
+func (l *Layout) init() error {
+	if err := os.MkdirAll(filepath.Join(l.Dir, "blobs", "sha256"), 0o755); err != nil {
+		return err
+	}
+	if exists(filepath.Join(l.Dir, "oci-layout")) {
+		return nil
+	}
+	return atomicfile.WriteFile(filepath.Join(l.Dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
+}
+
+// BlobPath is where a blob lives in the layout.
+func (l *Layout) BlobPath(d v1.Hash) string {
+	return filepath.Join(l.Dir, "blobs", d.Algorithm, d.Hex)
+}
+
+// HasBlob reports whether the layout holds a blob.
+func (l *Layout) HasBlob(d v1.Hash) bool { return exists(l.BlobPath(d)) }
+
+// Open returns a blob's content: Layout is an archive.BlobSource.
+func (l *Layout) Open(_ context.Context, b *archive.Blob) (io.ReadCloser, error) {
+	return os.Open(l.BlobPath(b.Digest))
+}
+
+// Lock takes the layout's exclusive lock.
+func (l *Layout) Lock() (unlock func(), err error) {
+	return flock(filepath.Join(l.Dir, ".ferry.lock"), syscall.LOCK_EX)
+}
+
+func flock(path string, how int) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// Index reads index.json; a layout without one has an empty index.
+func (l *Layout) Index() (v1.IndexManifest, error) {
+	idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+	data, err := os.ReadFile(filepath.Join(l.Dir, "index.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return idx, nil
+	}
+	if err == nil {
+		err = json.Unmarshal(data, &idx)
+	}
+	if err != nil {
+		return idx, fmt.Errorf("reading %s/index.json: %w", l.Dir, err)
+	}
+	return idx, nil
+}
+
+// WriteIndex replaces index.json.
+func (l *Layout) WriteIndex(idx v1.IndexManifest) error {
+	data, err := json.Marshal(idx)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(l.Dir, "index.json"), data, 0o644)
+}
+
+// AddToIndex adds descs to index.json; an entry naming the same image replaces the old one,
+// as a tag moves. Call it under Lock.
+func (l *Layout) AddToIndex(descs []v1.Descriptor) error {
+	idx, err := l.Index()
+	if err != nil {
+		return err
+	}
+	replaced := map[string]bool{}
+	for _, d := range descs {
+		replaced[indexKey(d)] = true
+	}
+	kept := idx.Manifests[:0]
+	for _, d := range idx.Manifests {
+		if !replaced[indexKey(d)] {
+			kept = append(kept, d)
+		}
+	}
+	idx.Manifests = append(kept, descs...)
+	return l.WriteIndex(idx)
+}
+
+func indexKey(d v1.Descriptor) string {
+	for _, k := range []string{"io.containerd.image.name", "org.opencontainers.image.ref.name"} {
+		if n := d.Annotations[k]; n != "" {
+			return n
+		}
+	}
+	return d.Digest.String()
+}
+
+// Inventory lists the layers of every image index.json reaches.
+func (l *Layout) Inventory() (*Inventory, error) {
+	inv := NewInventory(StoreOCI)
+	idx, err := layout.ImageIndexFromPath(l.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading OCI layout %s: %w", l.Dir, err)
+	}
+	return inv, walkImages(idx, func(img v1.Image) error {
+		m, err := img.Manifest()
+		if err != nil {
+			return err
+		}
+		cfg, err := img.ConfigFile()
+		if err != nil {
+			return err
+		}
+		var blobs []v1.Hash
+		for _, d := range m.Layers {
+			blobs = append(blobs, d.Digest)
+		}
+		inv.AddImage(cfg.RootFS.DiffIDs, blobs)
+		return nil
+	})
+}
+
+// walkImages calls fn for every image an index reaches, nested indexes included.
+func walkImages(idx v1.ImageIndex, fn func(v1.Image) error) error {
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	for _, d := range m.Manifests {
+		switch {
+		case d.MediaType.IsIndex():
+			child, err := idx.ImageIndex(d.Digest)
+			if err == nil {
+				err = walkImages(child, fn)
+			}
+			if err != nil {
+				return err
+			}
+		case d.MediaType.IsImage():
+			img, err := idx.Image(d.Digest)
+			if err == nil {
+				err = fn(img)
+			}
+			if err != nil {
+				return fmt.Errorf("image %s: %w", d.Digest, err)
+			}
+		}
+	}
+	return nil
+}
+
+// A Stage is an archive.Sink that stages a bundle's entries inside the layout. Its Commit
+// takes the layout's lock, moves the verified blobs into place — a thin bundle's left-out
+// blobs must already be there — and then calls the commit function given to Stage.
+type Stage struct {
+	l       *Layout
+	dir     string
+	created bool   // the layout directory did not exist before the stage
+	unlock  func() // held while the stage lives: gc knows it is not stale
+	commit func(*archive.Bundle) error
+
+	mu     sync.Mutex
+	staged map[string]string // entry name → staged file
+}
+
+// Stage starts staging a bundle; commit runs under the lock after the blobs are in place.
+func (l *Layout) Stage(commit func(*archive.Bundle) error) (*Stage, error) {
+	created := !exists(l.Dir)
+	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(l.Dir, stagePrefix)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := flock(filepath.Join(dir, ".lock"), syscall.LOCK_EX)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &Stage{l: l, dir: dir, created: created, unlock: unlock, commit: commit, staged: map[string]string{}}, nil
+}
+
+// Entry stages one entry.
+func (s *Stage) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
+	f, err := os.CreateTemp(s.dir, "blob-")
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.staged[e.Name] = f.Name()
+	s.mu.Unlock()
+	return nil
+}
+
+// Abort drops what was staged, and the layout directory if the stage made it.
+func (s *Stage) Abort(error) {
+	s.close()
+	if s.created {
+		os.Remove(s.l.Dir)
+	}
+}
+
+func (s *Stage) close() {
+	os.RemoveAll(s.dir)
+	s.unlock()
+}
+
+// Commit stores the bundle's blobs and runs the commit function, under the layout's lock.
+func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
+	defer s.close()
+	unlock, err := s.l.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := s.l.init(); err != nil {
+		return err
+	}
+	blobs := b.Reachable()
+	for _, blob := range blobs {
+		if blob.Missing && !s.l.HasBlob(blob.Digest) {
+			return fmt.Errorf("%w: the bundle leaves out %s and %s does not have it: add the bundle it comes from first", archive.ErrMissingBlob, blob.Digest, s.l.Dir)
+		}
+	}
+	for _, blob := range blobs {
+		dst := s.l.BlobPath(blob.Digest)
+		if blob.Missing || exists(dst) {
+			continue
+		}
+		if staged, ok := s.staged[blob.Path]; ok && blob.Path != "" {
+			err = os.Rename(staged, dst)
+		} else {
+			err = atomicfile.WriteFile(dst, blob.Data, 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("storing blob %s: %w", blob.Digest, err)
+		}
+	}
+	if err := atomicfile.SyncDir(filepath.Join(s.l.Dir, "blobs", "sha256")); err != nil {
+		return err
+	}
+	return s.commit(b)
+}
+
+// staleStages returns the stage directories no live process holds.
+func (l *Layout) staleStages() ([]string, error) {
+	entries, err := os.ReadDir(l.Dir)
+	if err != nil {
+		return nil, err
+	}
+	var stale []string
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), stagePrefix) {
+			continue
+		}
+		dir := filepath.Join(l.Dir, e.Name())
+		if unlock, err := flock(filepath.Join(dir, ".lock"), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			unlock()
+			stale = append(stale, dir)
+		}
+	}
+	return stale, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
