@@ -13,10 +13,12 @@ import (
 
 // Store kinds an inventory describes. They differ in what makes a layer present: a docker
 // daemon keys layers by chain ID (the layer on top of its parents), OCI layouts, pools and
-// registries by blob digest (the layer exactly as stored, compressed or not).
+// registries by blob digest (the layer exactly as stored, compressed or not). A bundle's
+// inventory, whose destination is unknown, needs both.
 const (
 	StoreDocker = "docker"
 	StoreOCI    = "oci"
+	StoreBundle = "bundle"
 )
 
 // An Inventory names what a store holds: its blobs, and its layers by diffID and chain ID.
@@ -50,6 +52,53 @@ func (inv *Inventory) AddImage(diffIDs []v1.Hash, blobs []v1.Hash) {
 	inv.index()
 }
 
+// AddV1Image records the layers of a go-containerregistry image.
+func (inv *Inventory) AddV1Image(img v1.Image) error {
+	m, err := img.Manifest()
+	if err != nil {
+		return err
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return err
+	}
+	var blobs []v1.Hash
+	for _, d := range m.Layers {
+		blobs = append(blobs, d.Digest)
+	}
+	inv.AddImage(cfg.RootFS.DiffIDs, blobs)
+	return nil
+}
+
+// AddIndex records the layers of every image an index reaches, nested indexes included.
+func (inv *Inventory) AddIndex(idx v1.ImageIndex) error {
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	for _, d := range m.Manifests {
+		switch {
+		case d.MediaType.IsIndex():
+			child, err := idx.ImageIndex(d.Digest)
+			if err == nil {
+				err = inv.AddIndex(child)
+			}
+			if err != nil {
+				return err
+			}
+		case d.MediaType.IsImage():
+			img, err := idx.Image(d.Digest)
+			if err == nil {
+				err = inv.AddV1Image(img)
+			}
+			if err != nil {
+				return fmt.Errorf("image %s: %w", d.Digest, err)
+			}
+		}
+	}
+	return nil
+}
+
 // AddBlob records a blob the store holds.
 func (inv *Inventory) AddBlob(d v1.Hash) {
 	inv.Blobs = append(inv.Blobs, d.Hex)
@@ -78,10 +127,15 @@ func uniq(list []string) ([]string, map[string]bool) {
 
 // Has reports whether the store holds layer i of img as the bundle carries it.
 func (inv *Inventory) Has(img *archive.Image, i int) bool {
-	if inv.Store == StoreDocker {
-		return inv.chains[archive.ChainIDs(img.DiffIDs()[:i+1])[i].Hex]
+	chain := inv.chains[archive.ChainIDs(img.DiffIDs()[:i+1])[i].Hex]
+	blob := inv.blobs[img.Layers[i].Digest.Hex]
+	switch inv.Store {
+	case StoreDocker:
+		return chain
+	case StoreOCI:
+		return blob
 	}
-	return inv.blobs[img.Layers[i].Digest.Hex]
+	return chain && blob
 }
 
 // Thin returns b without the layers the store holds: the delta to send it.
@@ -100,16 +154,16 @@ func ReadInventory(r io.Reader) (*Inventory, error) {
 	if err := json.NewDecoder(io.LimitReader(r, 64<<20)).Decode(&inv); err != nil {
 		return nil, fmt.Errorf("reading inventory: %w", err)
 	}
-	if inv.Version != 1 || (inv.Store != StoreDocker && inv.Store != StoreOCI) {
+	if inv.Version != 1 || (inv.Store != StoreDocker && inv.Store != StoreOCI && inv.Store != StoreBundle) {
 		return nil, fmt.Errorf("reading inventory: version %d of store %q is not one ferry knows", inv.Version, inv.Store)
 	}
 	inv.index()
 	return &inv, nil
 }
 
-// BundleInventory is the inventory of what a bundle would put into a store of the given kind.
-func BundleInventory(b *archive.Bundle, store string) *Inventory {
-	inv := NewInventory(store)
+// BundleInventory is the inventory of what a bundle puts into a store.
+func BundleInventory(b *archive.Bundle) *Inventory {
+	inv := NewInventory(StoreBundle)
 	for _, img := range b.Images {
 		var blobs []v1.Hash
 		for _, l := range img.Layers {

@@ -140,56 +140,12 @@ func indexKey(d v1.Descriptor) string {
 
 // Inventory lists the layers of every image index.json reaches.
 func (l *Layout) Inventory() (*Inventory, error) {
-	inv := NewInventory(StoreOCI)
 	idx, err := layout.ImageIndexFromPath(l.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("reading OCI layout %s: %w", l.Dir, err)
 	}
-	return inv, walkImages(idx, func(img v1.Image) error {
-		m, err := img.Manifest()
-		if err != nil {
-			return err
-		}
-		cfg, err := img.ConfigFile()
-		if err != nil {
-			return err
-		}
-		var blobs []v1.Hash
-		for _, d := range m.Layers {
-			blobs = append(blobs, d.Digest)
-		}
-		inv.AddImage(cfg.RootFS.DiffIDs, blobs)
-		return nil
-	})
-}
-
-// walkImages calls fn for every image an index reaches, nested indexes included.
-func walkImages(idx v1.ImageIndex, fn func(v1.Image) error) error {
-	m, err := idx.IndexManifest()
-	if err != nil {
-		return err
-	}
-	for _, d := range m.Manifests {
-		switch {
-		case d.MediaType.IsIndex():
-			child, err := idx.ImageIndex(d.Digest)
-			if err == nil {
-				err = walkImages(child, fn)
-			}
-			if err != nil {
-				return err
-			}
-		case d.MediaType.IsImage():
-			img, err := idx.Image(d.Digest)
-			if err == nil {
-				err = fn(img)
-			}
-			if err != nil {
-				return fmt.Errorf("image %s: %w", d.Digest, err)
-			}
-		}
-	}
-	return nil
+	inv := NewInventory(StoreOCI)
+	return inv, inv.AddIndex(idx)
 }
 
 // A Stage is an archive.Sink that stages a bundle's entries inside the layout. Its Commit
@@ -200,10 +156,13 @@ type Stage struct {
 	dir     string
 	created bool   // the layout directory did not exist before the stage
 	unlock  func() // held while the stage lives: gc knows it is not stale
-	commit func(*archive.Bundle) error
+	commit  func(*archive.Bundle) error
 
 	mu     sync.Mutex
 	staged map[string]string // entry name → staged file
+
+	// After Commit: bytes of blobs the layout took in, and of those it already had.
+	Stored, Skipped int64
 }
 
 // Stage starts staging a bundle; commit runs under the lock after the blobs are in place.
@@ -278,9 +237,14 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 	}
 	for _, blob := range blobs {
 		dst := s.l.BlobPath(blob.Digest)
-		if blob.Missing || exists(dst) {
+		if blob.Missing {
 			continue
 		}
+		if exists(dst) {
+			s.Skipped += blob.Size
+			continue
+		}
+		s.Stored += blob.Size
 		if staged, ok := s.staged[blob.Path]; ok && blob.Path != "" {
 			err = os.Rename(staged, dst)
 		} else {

@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/transfer/docker"
 )
 
@@ -26,7 +27,9 @@ type SaveOptions struct {
 	AllPlatforms bool
 	// Insecure allows plain http to any registry.
 	Insecure bool
-	Write    archive.WriteOptions
+	// Have, if set, is what the destination holds: Save leaves those layers out (a delta).
+	Have  *dedupe.Inventory
+	Write archive.WriteOptions
 	// TempDir holds the spool for docker sources ("" for the system's temp dir).
 	TempDir string
 	// Progress, if set, is told how many source bytes were read so far, and an estimate
@@ -65,37 +68,23 @@ func Save(ctx context.Context, w io.Writer, images []string, opts SaveOptions) (
 		return nil, err
 	}
 	defer im.Close()
-	return im.Bundle, im.Write(ctx, w, im.Bundle, opts.Write)
+	b := im.Bundle
+	if opts.Have != nil {
+		b = opts.Have.Thin(b)
+	}
+	return b, im.Write(ctx, w, b, opts.Write)
 }
 
 // Open reads images from their source: docker images through one streamed `docker save`
 // into a spool that encodes for opts.Write as it receives; registry and OCI layout images as
 // descriptors whose blobs are fetched when written.
 func Open(ctx context.Context, images []string, opts SaveOptions) (*Images, error) {
-	if len(images) == 0 {
-		return nil, errors.New("no images to save")
+	refs, fromDocker, err := classify(images, opts)
+	if err != nil {
+		return nil, err
 	}
-	var daemonRefs []string
-	var others bool
-	for _, ref := range images {
-		if _, ok := parseOCIRef(ref); ok {
-			others = true
-			continue
-		}
-		if _, err := name.ParseReference(ref, nameOptions(opts.Insecure)...); err != nil {
-			return nil, fmt.Errorf("%w: image %q: %w", ErrInvalidReference, ref, err)
-		}
-		if opts.From == FromRegistry {
-			others = true
-		} else {
-			daemonRefs = append(daemonRefs, ref)
-		}
-	}
-	if len(daemonRefs) > 0 && others {
-		return nil, errors.New("a bundle comes from one source: save docker images and oci:/registry images separately")
-	}
-	if len(daemonRefs) > 0 {
-		return openDocker(ctx, daemonRefs, opts)
+	if fromDocker {
+		return openDocker(ctx, refs, opts)
 	}
 	b, src := &archive.Bundle{}, archive.V1Source{}
 	for _, ref := range images {
@@ -117,21 +106,39 @@ func Open(ctx context.Context, images []string, opts SaveOptions) (*Images, erro
 	return &Images{Bundle: b, src: progressSource{src, p}, close: func() error { return nil }}, nil
 }
 
+// classify checks the references and says whether they name docker daemon images.
+func classify(images []string, opts SaveOptions) (refs []string, fromDocker bool, err error) {
+	if len(images) == 0 {
+		return nil, false, errors.New("no images to save")
+	}
+	var others bool
+	for _, ref := range images {
+		if _, ok := parseOCIRef(ref); ok {
+			others = true
+			continue
+		}
+		if _, err := name.ParseReference(ref, nameOptions(opts.Insecure)...); err != nil {
+			return nil, false, fmt.Errorf("%w: image %q: %w", ErrInvalidReference, ref, err)
+		}
+		if opts.From == FromRegistry {
+			others = true
+		} else {
+			refs = append(refs, ref)
+		}
+	}
+	if len(refs) > 0 && others {
+		return nil, false, errors.New("a bundle comes from one source: save docker images and oci:/registry images separately")
+	}
+	return refs, len(refs) > 0, nil
+}
+
 // openDocker streams one `docker save` of all images into a spool.
 func openDocker(ctx context.Context, refs []string, opts SaveOptions) (*Images, error) {
 	client, err := dockerClient(opts.Docker)
 	if err != nil {
 		return nil, err
 	}
-	var total int64
-	for _, ref := range refs {
-		img, err := client.Inspect(ctx, ref)
-		if err != nil {
-			return nil, err
-		}
-		total += img.Size
-	}
-	stream, err := client.Save(ctx, refs)
+	stream, p, err := saveStream(ctx, client, refs, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -140,12 +147,28 @@ func openDocker(ctx context.Context, refs []string, opts SaveOptions) (*Images, 
 	if err != nil {
 		return nil, err
 	}
-	p := &progress{total: total, report: opts.Progress}
 	b, err := archive.Read(ctx, p.reader(stream), spool, archive.ReadOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("reading docker save stream: %w", err)
 	}
 	return &Images{Bundle: b, src: spool, close: spool.Close}, nil
+}
+
+// saveStream starts one `docker save` of refs, with progress against the images' sizes.
+func saveStream(ctx context.Context, client *docker.Client, refs []string, opts SaveOptions) (io.ReadCloser, *progress, error) {
+	var total int64
+	for _, ref := range refs {
+		img, err := client.Inspect(ctx, ref)
+		if err != nil {
+			return nil, nil, err
+		}
+		total += img.Size
+	}
+	stream, err := client.Save(ctx, refs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return stream, &progress{total: total, report: opts.Progress}, nil
 }
 
 func dockerClient(c *docker.Client) (*docker.Client, error) {

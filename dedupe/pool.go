@@ -1,0 +1,505 @@
+package dedupe
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/internal/atomicfile"
+)
+
+// A Pool is an OCI image layout that records bundles and stores each of their blobs once,
+// however many bundles share it. Blobs are stored as the bundle carried them: compressed
+// registry layers stay compressed and docker's uncompressed ones stay uncompressed, so an
+// exported bundle has exactly the original manifests, digests and image IDs. The price: the
+// same layer saved once from docker and once from a registry is two blobs.
+//
+// Records (ferry/bundles/NAME.json) are the truth; index.json is rebuilt from them on every
+// change, listing each image as NAME/TAG, so skopeo and crane read images straight from the
+// pool (oci:DIR:NAME/TAG). A change writes blobs, then the record, then index.json, each
+// atomically and under the layout's lock: a pool killed at any point holds at worst unreferenced
+// blobs and a stale stage, which the next add or gc clears.
+type Pool struct {
+	*Layout
+}
+
+// A Record describes one bundle in a pool.
+type Record struct {
+	Name   string        `json:"name"`
+	Added  time.Time     `json:"added"`
+	Images []RecordImage `json:"images"`
+	// Index holds the bundle's index.json entries.
+	Index []v1.Descriptor `json:"index"`
+	// Blobs maps the hex digest of every blob the bundle needs to its size.
+	Blobs map[string]int64 `json:"blobs"`
+}
+
+// A RecordImage is an image of a recorded bundle.
+type RecordImage struct {
+	Tags     []string `json:"tags"`
+	ID       string   `json:"id"`
+	Manifest string   `json:"manifest,omitempty"`
+}
+
+// Bytes is what the bundle adds up to: each of its blobs once.
+func (r *Record) Bytes() int64 {
+	var n int64
+	for _, size := range r.Blobs {
+		n += size
+	}
+	return n
+}
+
+// ErrNoBundle: the pool records no bundle of that name and no image of that tag.
+var ErrNoBundle = errors.New("not in the pool")
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+func (p *Pool) recordsDir() string { return filepath.Join(p.Dir, "ferry", "bundles") }
+
+func (p *Pool) recordPath(name string) string {
+	return filepath.Join(p.recordsDir(), name+".json")
+}
+
+// InitPool makes dir a pool; an existing pool is left as it is.
+func InitPool(dir string) (*Pool, error) {
+	l, err := OpenLayout(dir)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{l}
+	if err := os.MkdirAll(p.recordsDir(), 0o755); err != nil {
+		return nil, err
+	}
+	unlock, err := p.Lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := l.init(); err != nil {
+		return nil, err
+	}
+	if !exists(filepath.Join(dir, "index.json")) {
+		return p, p.writeIndex()
+	}
+	return p, nil
+}
+
+// OpenPool opens a pool made by InitPool.
+func OpenPool(dir string) (*Pool, error) {
+	if !exists(filepath.Join(dir, "ferry", "bundles")) || !exists(filepath.Join(dir, "oci-layout")) {
+		return nil, fmt.Errorf("%s is not a ferry pool: make one with `ferry pool init %s`", dir, dir)
+	}
+	return &Pool{&Layout{Dir: dir}}, nil
+}
+
+// An Adding is a bundle on its way into the pool: an archive.Sink. After Commit, Stored and
+// Skipped say how many bytes of blobs the pool took in and already had.
+type Adding struct {
+	*Stage
+	Record *Record
+}
+
+// Add starts adding a bundle named name.
+func (p *Pool) Add(name string) (*Adding, error) {
+	if !validName.MatchString(name) {
+		return nil, fmt.Errorf("invalid bundle name %q: use letters, digits, '.', '_' and '-'", name)
+	}
+	if exists(p.recordPath(name)) {
+		return nil, fmt.Errorf("the pool already holds a bundle named %s: pick another --name or rm it first", name)
+	}
+	a := &Adding{}
+	var err error
+	a.Stage, err = p.Stage(func(b *archive.Bundle) error {
+		if exists(p.recordPath(name)) {
+			return fmt.Errorf("the pool already holds a bundle named %s", name)
+		}
+		a.Record = newRecord(name, b, p.Layout)
+		data, err := json.MarshalIndent(a.Record, "", " ")
+		if err != nil {
+			return err
+		}
+		if err := atomicfile.WriteFile(p.recordPath(name), data, 0o644); err != nil {
+			return err
+		}
+		if err := p.writeIndex(); err != nil {
+			return err
+		}
+		return p.removeStale()
+	})
+	return a, err
+}
+
+func newRecord(name string, b *archive.Bundle, l *Layout) *Record {
+	r := &Record{Name: name, Added: time.Now().UTC().Truncate(time.Second), Index: b.Index.Manifests, Blobs: map[string]int64{}}
+	for _, img := range b.Images {
+		ri := RecordImage{Tags: img.RepoTags, ID: img.ID().String()}
+		if img.Manifest != nil {
+			ri.Manifest = img.Manifest.Digest.String()
+		}
+		r.Images = append(r.Images, ri)
+	}
+	for _, blob := range b.Reachable() {
+		size := blob.Size
+		if st, err := os.Stat(l.BlobPath(blob.Digest)); err == nil {
+			size = st.Size()
+		}
+		r.Blobs[blob.Digest.Hex] = size
+	}
+	return r
+}
+
+// Records returns the pool's bundles, oldest first.
+func (p *Pool) Records() ([]*Record, error) {
+	entries, err := os.ReadDir(p.recordsDir())
+	if err != nil {
+		return nil, err
+	}
+	var out []*Record
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(p.recordsDir(), e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		var r Record
+		if err := json.Unmarshal(data, &r); err != nil {
+			return nil, fmt.Errorf("reading record %s: %w", e.Name(), err)
+		}
+		out = append(out, &r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Added.Equal(out[j].Added) {
+			return out[i].Added.Before(out[j].Added)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// index is index.json as the records say it should be: every image of every bundle, its
+// ref name NAME/TAG (NAME/sha256-<hex> when untagged).
+func (p *Pool) index() (v1.IndexManifest, error) {
+	idx, _ := (&Layout{}).Index() // the empty index
+	records, err := p.Records()
+	if err != nil {
+		return idx, err
+	}
+	for _, r := range records {
+		for _, d := range r.Index {
+			ref := archive.RefTag(d.Annotations)
+			if ref == "" {
+				ref = "sha256-" + d.Digest.Hex
+			}
+			ann := map[string]string{}
+			for k, v := range d.Annotations {
+				ann[k] = v
+			}
+			ann["org.opencontainers.image.ref.name"] = r.Name + "/" + ref
+			d.Annotations = ann
+			idx.Manifests = append(idx.Manifests, d)
+		}
+	}
+	return idx, nil
+}
+
+func (p *Pool) writeIndex() error {
+	idx, err := p.index()
+	if err != nil {
+		return err
+	}
+	return p.WriteIndex(idx)
+}
+
+// removeStale removes stages left by killed processes. Call it under Lock.
+func (p *Pool) removeStale() error {
+	stale, err := p.staleStages()
+	for _, dir := range stale {
+		os.RemoveAll(dir)
+	}
+	return err
+}
+
+// Remove drops a bundle's record; gc then removes the blobs no other bundle needs.
+func (p *Pool) Remove(name string) error {
+	unlock, err := p.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := os.Remove(p.recordPath(name)); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("bundle %s: %w", name, ErrNoBundle)
+	} else if err != nil {
+		return err
+	}
+	return p.writeIndex()
+}
+
+// GC removes every blob no record needs, and stale stages; with dryRun it only says which.
+func (p *Pool) GC(dryRun bool) (removed []v1.Hash, bytes int64, err error) {
+	unlock, err := p.Lock()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer unlock()
+	records, err := p.Records()
+	if err != nil {
+		return nil, 0, err
+	}
+	needed := map[string]bool{}
+	for _, r := range records {
+		for d := range r.Blobs {
+			needed[d] = true
+		}
+	}
+	dir := filepath.Join(p.Dir, "blobs", "sha256")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, e := range entries {
+		if needed[e.Name()] {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil, 0, err
+		}
+		removed = append(removed, v1.Hash{Algorithm: "sha256", Hex: e.Name()})
+		bytes += info.Size()
+		if !dryRun {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return removed, bytes, err
+			}
+		}
+	}
+	if !dryRun {
+		err = p.removeStale()
+	}
+	return removed, bytes, err
+}
+
+// Stats are a pool's sizes.
+type Stats struct {
+	// Logical is what the bundles add up to, each counting every blob it needs.
+	Logical int64 `json:"logical"`
+	// Stored is what the blobs take, each stored once.
+	Stored int64 `json:"stored"`
+	// Bundles: for each bundle, its size and the bytes of blobs no other bundle needs.
+	Bundles []BundleStats `json:"bundles"`
+}
+
+// BundleStats describe one bundle of a pool.
+type BundleStats struct {
+	Name  string `json:"name"`
+	Bytes int64  `json:"bytes"`
+	Own   int64  `json:"own"`
+}
+
+// Ratio is logical over stored bytes.
+func (s Stats) Ratio() float64 {
+	if s.Stored == 0 {
+		return 1
+	}
+	return float64(s.Logical) / float64(s.Stored)
+}
+
+// Stats measures the pool.
+func (p *Pool) Stats() (Stats, error) {
+	records, err := p.Records()
+	if err != nil {
+		return Stats{}, err
+	}
+	users := map[string]int{}
+	for _, r := range records {
+		for d := range r.Blobs {
+			users[d]++
+		}
+	}
+	var s Stats
+	for _, r := range records {
+		bs := BundleStats{Name: r.Name, Bytes: r.Bytes()}
+		for d, size := range r.Blobs {
+			if users[d] == 1 {
+				bs.Own += size
+			}
+		}
+		s.Logical += bs.Bytes
+		s.Bundles = append(s.Bundles, bs)
+	}
+	entries, err := os.ReadDir(filepath.Join(p.Dir, "blobs", "sha256"))
+	if err != nil {
+		return s, err
+	}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil {
+			s.Stored += info.Size()
+		}
+	}
+	return s, nil
+}
+
+// Export returns a bundle of what refs name — bundle names, or tags of images (the newest
+// bundle holding each) — with the same manifests, digests and image IDs as when they came in,
+// and the pool as the source of its blobs.
+func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error) {
+	records, err := p.Records()
+	if err != nil {
+		return nil, nil, err
+	}
+	lp := layout.Path(p.Dir)
+	b, src := &archive.Bundle{}, archive.V1Source{}
+	for _, ref := range refs {
+		descs, err := find(records, ref)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, d := range descs {
+			var tags []string
+			if tag := archive.RefTag(d.Annotations); tag != "" {
+				tags = append(tags, tag)
+			}
+			if d.MediaType.IsIndex() {
+				root, err := lp.ImageIndex()
+				var idx v1.ImageIndex
+				if err == nil {
+					idx, err = root.ImageIndex(d.Digest)
+				}
+				if err == nil {
+					_, err = b.AddIndex(idx, tags, platformOf(d), src)
+				}
+				if err != nil {
+					return nil, nil, fmt.Errorf("exporting %s: %w", ref, err)
+				}
+				continue
+			}
+			img, err := lp.Image(d.Digest)
+			if err == nil {
+				_, err = b.AddImage(img, tags, src)
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("exporting %s: %w", ref, err)
+			}
+		}
+	}
+	return b, src, nil
+}
+
+func platformOf(d v1.Descriptor) v1.Platform {
+	if d.Platform != nil {
+		return *d.Platform
+	}
+	return archive.HostPlatform()
+}
+
+// find returns the index entries ref names: a whole bundle, or one image by tag.
+func find(records []*Record, ref string) ([]v1.Descriptor, error) {
+	for _, r := range records {
+		if r.Name == ref {
+			return r.Index, nil
+		}
+	}
+	for i := len(records) - 1; i >= 0; i-- {
+		for _, d := range records[i].Index {
+			if archive.RefTag(d.Annotations) == ref {
+				return []v1.Descriptor{d}, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%s: %w (see ferry pool ls)", ref, ErrNoBundle)
+}
+
+// A Problem is something Check found wrong.
+type Problem struct {
+	Blob   string `json:"blob,omitempty"`
+	Bundle string `json:"bundle,omitempty"`
+	What   string `json:"problem"`
+}
+
+func (p Problem) String() string {
+	where := p.Bundle
+	if p.Blob != "" {
+		where = strings.TrimSpace(where + " blob " + p.Blob)
+	}
+	return where + ": " + p.What
+}
+
+// Check checks the pool's structure: records readable, every blob they need present with
+// its size, index.json as the records say; with readData, every blob's content against its
+// digest.
+func (p *Pool) Check(ctx context.Context, readData bool) ([]Problem, error) {
+	records, err := p.Records()
+	if err != nil {
+		return nil, err
+	}
+	var problems []Problem
+	checked := map[string]bool{}
+	for _, r := range records {
+		for d, size := range r.Blobs {
+			if checked[d] {
+				continue
+			}
+			checked[d] = true
+			if what := p.checkBlob(ctx, d, size, readData); what != "" {
+				problems = append(problems, Problem{Bundle: r.Name, Blob: "sha256:" + d, What: what})
+			}
+		}
+	}
+	want, err := p.index()
+	if err != nil {
+		return problems, err
+	}
+	have, err := p.Layout.Index()
+	if err != nil || !sameIndex(want, have) {
+		problems = append(problems, Problem{What: "index.json does not list what the records hold (any add or rm rewrites it)"})
+	}
+	return problems, ctx.Err()
+}
+
+func (p *Pool) checkBlob(ctx context.Context, hexDigest string, size int64, readData bool) string {
+	path := p.BlobPath(v1.Hash{Algorithm: "sha256", Hex: hexDigest})
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return "missing"
+	case st.Size() != size:
+		return fmt.Sprintf("%d bytes, want %d", st.Size(), size)
+	case !readData || ctx.Err() != nil:
+		return ""
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return err.Error()
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != hexDigest {
+		return "content hashes to sha256:" + got
+	}
+	return ""
+}
+
+func sameIndex(a, b v1.IndexManifest) bool {
+	ja, _ := json.Marshal(a.Manifests)
+	jb, _ := json.Marshal(b.Manifests)
+	return string(ja) == string(jb)
+}
