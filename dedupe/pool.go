@@ -64,8 +64,13 @@ func (r *Record) Bytes() int64 {
 	return n
 }
 
-// ErrNoBundle: the pool records no bundle of that name and no image of that tag.
-var ErrNoBundle = errors.New("not in the pool")
+// Errors of pools.
+var (
+	// ErrNoBundle: the pool records no bundle of that name and no image of that tag.
+	ErrNoBundle = errors.New("not in the pool")
+	// ErrDamaged: Check found problems.
+	ErrDamaged = errors.New("the pool is damaged")
+)
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 

@@ -27,10 +27,6 @@ type LoadOptions struct {
 	Insecure bool
 	// Platform picks from multi-platform bundles without manifest.json; nil means the host's.
 	Platform *v1.Platform
-	// Progress, if set, is told how many input bytes were read so far.
-	Progress func(done, total int64)
-	// Size is the input's size for Progress, 0 when unknown.
-	Size int64
 }
 
 // A Loaded image is an image now in the store.
@@ -59,8 +55,7 @@ func Load(ctx context.Context, r io.Reader, opts LoadOptions) (*LoadResult, erro
 	if err != nil {
 		return nil, err
 	}
-	p := &progress{total: opts.Size, report: opts.Progress}
-	b, err := archive.Read(ctx, p.reader(r), st, archive.ReadOptions{Platform: opts.Platform})
+	b, err := archive.Read(ctx, r, st, archive.ReadOptions{Platform: opts.Platform})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -8,6 +9,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/ferrytool/ferry/internal/parts"
 	"github.com/ferrytool/ferry/transfer"
 )
 
@@ -22,7 +24,7 @@ type loadOptions struct {
 func newLoadCmd() *cobra.Command {
 	var o loadOptions
 	cmd := &cobra.Command{
-		Use:   "load [-i FILE|-] [--to docker|oci:DIR|registry:HOST[/PREFIX]]",
+		Use:   "load [-i FILE|-] [FILE...] [--to docker|oci:DIR|registry:HOST[/PREFIX]]",
 		Short: "Load a bundle into a store",
 		Long: `Load a bundle into a store. Any bundle dialect is read: docker save (legacy and 25+),
 OCI archives, skopeo and podman archives, go-containerregistry tarballs; plain, gzip or zstd.
@@ -35,14 +37,14 @@ Without --to: the docker daemon when one answers, else the default OCI store
 ($XDG_DATA_HOME/ferry/oci or ~/.local/share/ferry/oci).`,
 		Example: `  ferry load -i apps.tar.gz
   ferry load -i apps.tar --to oci:/srv/images
+  ferry load base.tar delta.tar
   ssh host ferry save app:1 | ferry load`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.run(cmd)
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.input, "input", "i", "-", "read the bundle from `FILE`, or - for stdin")
+	f.StringVarP(&o.input, "input", "i", "", "read the bundle from `FILE`, or - for stdin (the default without FILE arguments)")
 	f.StringVar(&o.to, "to", "", "store: docker, oci:DIR or registry:HOST[/PREFIX] (default: docker if it answers, else the default OCI store)")
 	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform OCI archives (default: the host's)")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
@@ -50,7 +52,7 @@ Without --to: the docker daemon when one answers, else the default OCI store
 	return cmd
 }
 
-func (o *loadOptions) run(cmd *cobra.Command) error {
+func (o *loadOptions) run(cmd *cobra.Command, files []string) error {
 	var platform *v1.Platform
 	if o.platform != "" {
 		var err error
@@ -58,22 +60,38 @@ func (o *loadOptions) run(cmd *cobra.Command) error {
 			return usagef("--platform %q: %v", o.platform, err)
 		}
 	}
-	in, size, err := openInput(o.input)
+	if o.input != "" {
+		files = append([]string{o.input}, files...)
+	}
+	if len(files) == 0 {
+		files = []string{"-"}
+	}
+	for _, file := range files {
+		if err := o.load(cmd, file, platform); err != nil {
+			if len(files) > 1 {
+				err = fmt.Errorf("%s: %w", file, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (o *loadOptions) load(cmd *cobra.Command, file string, platform *v1.Platform) error {
+	in, size, err := openInput(file)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
 	bar := o.progress.start(cmd, "loading")
-	res, err := transfer.Load(cmd.Context(), in, transfer.LoadOptions{
+	res, err := transfer.Load(cmd.Context(), bar.reader(in, size), transfer.LoadOptions{
 		To:       o.to,
 		Insecure: o.insecure,
 		Platform: platform,
-		Progress: bar.update,
-		Size:     size,
 	})
 	bar.finish(err)
 	if err != nil {
-		return err
+		return inPart(in, err)
 	}
 	for _, img := range res.Images {
 		fmt.Fprintf(cmd.OutOrStdout(), "Loaded image: %s (%s)\n", img.Ref, img.ID)
@@ -84,7 +102,8 @@ func (o *loadOptions) run(cmd *cobra.Command) error {
 	return nil
 }
 
-// openInput opens a bundle file, or stdin for "-", and says its size when known.
+// openInput opens a bundle — a file, the parts of a split one, or stdin for "-" — and says
+// its size when known.
 func openInput(path string) (io.ReadCloser, int64, error) {
 	if path == "-" {
 		if isTerminal(os.Stdin) {
@@ -92,18 +111,13 @@ func openInput(path string) (io.ReadCloser, int64, error) {
 		}
 		return io.NopCloser(os.Stdin), 0, nil
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, 0, err
+	return parts.Open(path)
+}
+
+// inPart says which part of a split bundle was being read when err happened.
+func inPart(in io.Reader, err error) error {
+	if p, ok := in.(interface{ Part() string }); ok && !errors.Is(err, parts.ErrPart) {
+		return fmt.Errorf("%w (reading %s)", err, p.Part())
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	if st.IsDir() {
-		f.Close()
-		return nil, 0, usagef("%s is a directory, not a bundle: for an OCI layout use oci:%s with ferry save", path, path)
-	}
-	return f, st.Size(), nil
+	return err
 }

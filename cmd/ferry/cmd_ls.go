@@ -46,7 +46,11 @@ func readBundle(cmd *cobra.Command, path string) (*archive.Bundle, error) {
 		return nil, err
 	}
 	defer in.Close()
-	return archive.Read(cmd.Context(), in, archive.Discard, archive.ReadOptions{})
+	b, err := archive.Read(cmd.Context(), in, archive.Discard, archive.ReadOptions{})
+	if err != nil {
+		return nil, inPart(in, err)
+	}
+	return b, nil
 }
 
 func printSummary(cmd *cobra.Command, s archive.Summary) {

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -10,7 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferrytool/ferry/archive"
-	"github.com/ferrytool/ferry/internal/atomicfile"
+	"github.com/ferrytool/ferry/dedupe"
+	"github.com/ferrytool/ferry/internal/parts"
 	"github.com/ferrytool/ferry/transfer"
 )
 
@@ -22,6 +23,9 @@ type saveOptions struct {
 	compress     string
 	level        int
 	insecure     bool
+	have         string
+	split        string
+	checksum     bool
 	progress     progressFlags
 }
 
@@ -53,6 +57,9 @@ Registry images keep their compressed blobs and manifests, so their digests stay
 	f.StringVar(&o.compress, "compress", "", "compress the bundle: none or gzip")
 	f.IntVar(&o.level, "level", archive.DefaultLevel, "gzip `level` (1 fastest … 9 smallest)")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
+	f.StringVar(&o.have, "have", "", "write a delta: leave out the layers the destination holds, as an inventory `FILE`, a bundle loaded there, or pool:DIR, oci:DIR, docker")
+	f.StringVar(&o.split, "split", "", "write `SIZE`d parts FILE.000, FILE.001, … (4G fits FAT32; k, M, G, T or Ki, Mi, Gi, Ti)")
+	f.BoolVar(&o.checksum, "checksum", false, "write FILE.sha256, a sha256sum-compatible sidecar for the bundle or its parts")
 	o.progress.register(f)
 	return cmd
 }
@@ -65,8 +72,8 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 	if err != nil {
 		return usageError{err}
 	}
-	if o.compress == "" && (strings.HasSuffix(o.output, ".gz") || strings.HasSuffix(o.output, ".tgz")) {
-		codec = archive.Gzip
+	if o.compress == "" {
+		codec = codecFor(o.output)
 	}
 	if o.level < 1 || o.level > 9 {
 		return usagef("--level %d: use 1 to 9", o.level)
@@ -77,7 +84,13 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 			return usagef("--platform %q: %v", o.platform, err)
 		}
 	}
-	out, err := openOutput(o.output)
+	var have *dedupe.Inventory
+	if o.have != "" {
+		if have, err = transfer.Have(cmd.Context(), o.have, transfer.InventoryOptions{Insecure: o.insecure}); err != nil {
+			return fmt.Errorf("--have %s: %w", o.have, err)
+		}
+	}
+	out, err := openOutput(o.output, o.split, o.checksum)
 	if err != nil {
 		return err
 	}
@@ -87,6 +100,7 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 		Platform:     platform,
 		AllPlatforms: o.allPlatforms,
 		Insecure:     o.insecure,
+		Have:         have,
 		Write:        archive.WriteOptions{Codec: codec, Level: o.level},
 		Progress:     bar.update,
 	})
@@ -94,33 +108,43 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 	return out.close(err)
 }
 
-// output is stdout or a file that appears at its path only when complete.
+// codecFor is the compression a file name asks for: gzip for .gz and .tgz.
+func codecFor(path string) archive.Codec {
+	if strings.HasSuffix(path, ".gz") || strings.HasSuffix(path, ".tgz") {
+		return archive.Gzip
+	}
+	return archive.None
+}
+
+// output is stdout, or a file (or parts) that appears at its path only when complete.
 type output struct {
 	io.Writer
 	commit func() error
 	abort  func()
 }
 
-func openOutput(path string) (*output, error) {
+func openOutput(path, split string, checksum bool) (*output, error) {
 	if path == "-" {
+		if split != "" || checksum {
+			return nil, usagef("--split and --checksum need -o FILE")
+		}
 		if isTerminal(os.Stdout) {
 			return nil, usagef("refusing to write a bundle to a terminal: use -o FILE or redirect stdout")
 		}
 		return &output{Writer: os.Stdout, commit: func() error { return nil }, abort: func() {}}, nil
 	}
-	f, err := atomicfile.Create(path, 0o644)
+	var partSize int64
+	if split != "" {
+		var err error
+		if partSize, err = parts.ParseSize(split); err != nil {
+			return nil, usagef("--split: %v", err)
+		}
+	}
+	w, err := parts.Create(path, partSize, checksum)
 	if err != nil {
 		return nil, err
 	}
-	buf := bufio.NewWriterSize(f, 1<<20)
-	commit := func() error {
-		if err := buf.Flush(); err != nil {
-			f.Abort()
-			return err
-		}
-		return f.Commit()
-	}
-	return &output{Writer: buf, commit: commit, abort: f.Abort}, nil
+	return &output{Writer: w, commit: w.Commit, abort: w.Abort}, nil
 }
 
 func (o *output) close(err error) error {

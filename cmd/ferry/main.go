@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/dedupe"
+	"github.com/ferrytool/ferry/internal/parts"
 	"github.com/ferrytool/ferry/transfer"
 )
 
@@ -31,7 +33,8 @@ Exit status:
   0  success
   1  error (a store, a daemon, a registry, the filesystem)
   2  usage error (bad flags, arguments or references)
-  3  the bundle is damaged, unsafe or not a bundle (nothing was loaded)
+  3  the bundle (or a part, or the pool) is damaged, unsafe or not a bundle;
+     nothing was loaded
 `
 
 // usageError marks errors in what the user typed.
@@ -61,7 +64,7 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, archive.ErrNotBundle), errors.Is(err, archive.ErrTruncated), errors.Is(err, archive.ErrUnsafeEntry),
 		errors.Is(err, archive.ErrTooLarge), errors.Is(err, archive.ErrDigestMismatch), errors.Is(err, archive.ErrDiffIDMismatch),
-		errors.Is(err, archive.ErrInvalidMetadata):
+		errors.Is(err, archive.ErrInvalidMetadata), errors.Is(err, parts.ErrPart), errors.Is(err, dedupe.ErrDamaged):
 		return exitIntegrity
 	}
 	return exitError
@@ -80,6 +83,6 @@ directory or a registry.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.SetUsageTemplate(root.UsageTemplate() + exitHelp)
-	root.AddCommand(newSaveCmd(), newLoadCmd(), newLsCmd(), newVerifyCmd())
+	root.AddCommand(newSaveCmd(), newLoadCmd(), newLsCmd(), newVerifyCmd(), newInventoryCmd(), newPoolCmd())
 	return root
 }

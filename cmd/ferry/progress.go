@@ -82,6 +82,25 @@ func (b *progressBar) update(done, total int64) {
 	}
 }
 
+// reader reports the bytes read through it, of total.
+func (b *progressBar) reader(r io.Reader, total int64) io.Reader {
+	return &progressReader{r: r, bar: b, total: total}
+}
+
+type progressReader struct {
+	r     io.Reader
+	bar   *progressBar
+	done  int64
+	total int64
+}
+
+func (p *progressReader) Read(buf []byte) (int, error) {
+	n, err := p.r.Read(buf)
+	p.done += int64(n)
+	p.bar.update(p.done, p.total)
+	return n, err
+}
+
 // finish ends the display, saying how it ended.
 func (b *progressBar) finish(err error) {
 	b.mu.Lock()

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferrytool/ferry/dedupe"
+)
+
+func newPoolCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pool",
+		Short: "Keep any number of bundles in a directory that stores each layer once",
+		Long: `A pool is a directory that stores blobs by digest, once, and records bundles: nightly
+backups of an image set, repeated shipments. It is a valid OCI image layout, so skopeo, crane
+and regctl read its images directly as oci:DIR:BUNDLE/TAG. Blobs are kept as the bundles
+carried them, so an exported bundle has the same manifests, digests and image IDs as the one
+that came in.`,
+	}
+	cmd.AddCommand(newPoolInitCmd(), newPoolAddCmd(), newPoolLsCmd(), newPoolExportCmd(), newPoolStatsCmd(),
+		newPoolRmCmd(), newPoolGCCmd(), newPoolCheckCmd())
+	return cmd
+}
+
+func newPoolInitCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "init DIR",
+		Short: "Make DIR a pool",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := dedupe.InitPool(args[0])
+			return err
+		},
+	}
+}
+
+func newPoolLsCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ls DIR",
+		Short: "List the bundles of a pool",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := dedupe.OpenPool(args[0])
+			if err != nil {
+				return err
+			}
+			records, err := p.Records()
+			if err != nil || asJSON {
+				return printJSON(cmd, records, err)
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "BUNDLE\tADDED\tSIZE\tIMAGES")
+			for _, r := range records {
+				var tags []string
+				for _, img := range r.Images {
+					if len(img.Tags) == 0 {
+						tags = append(tags, short(img.ID))
+					}
+					tags = append(tags, img.Tags...)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.Name, r.Added.Format("2006-01-02 15:04:05"), humanBytes(r.Bytes()), strings.Join(tags, ", "))
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newPoolStatsCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "stats DIR",
+		Short: "Show what the bundles add up to, what the pool stores, and what each bundle alone holds",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := dedupe.OpenPool(args[0])
+			if err != nil {
+				return err
+			}
+			s, err := p.Stats()
+			if err != nil || asJSON {
+				return printJSON(cmd, s, err)
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "BUNDLE\tSIZE\tONLY IN IT")
+			for _, b := range s.Bundles {
+				fmt.Fprintf(w, "%s\t%s\t%s\n", b.Name, humanBytes(b.Bytes), humanBytes(b.Own))
+			}
+			fmt.Fprintf(w, "%d bundles, %s in all, %s stored: dedupe ratio %.2f\n", len(s.Bundles), humanBytes(s.Logical), humanBytes(s.Stored), s.Ratio())
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newPoolRmCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm DIR BUNDLE...",
+		Short: "Forget bundles (ferry pool gc then frees the blobs no other bundle needs)",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := dedupe.OpenPool(args[0])
+			if err != nil {
+				return err
+			}
+			for _, name := range args[1:] {
+				if err := p.Remove(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func newPoolGCCmd() *cobra.Command {
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "gc DIR",
+		Short: "Remove the blobs no bundle needs",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := dedupe.OpenPool(args[0])
+			if err != nil {
+				return err
+			}
+			removed, bytes, err := p.GC(dryRun)
+			verb := "removed"
+			if dryRun {
+				verb = "would remove"
+				for _, d := range removed {
+					fmt.Fprintln(cmd.OutOrStdout(), d)
+				}
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s %d blobs, %s\n", verb, len(removed), humanBytes(bytes))
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would go, remove nothing")
+	return cmd
+}
+
+func newPoolCheckCmd() *cobra.Command {
+	var readData bool
+	cmd := &cobra.Command{
+		Use:   "check DIR",
+		Short: "Check a pool's structure and references; with --read-data every blob's digest",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := dedupe.OpenPool(args[0])
+			if err != nil {
+				return err
+			}
+			problems, err := p.Check(cmd.Context(), readData)
+			if err != nil {
+				return err
+			}
+			for _, pr := range problems {
+				fmt.Fprintln(cmd.OutOrStdout(), pr)
+			}
+			if len(problems) > 0 {
+				return fmt.Errorf("%w: %d problems", dedupe.ErrDamaged, len(problems))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&readData, "read-data", false, "read every blob and check it against its digest")
+	return cmd
+}
+
+func printJSON(cmd *cobra.Command, v any, err error) error {
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/dedupe"
+)
+
+type poolExportOptions struct {
+	output   string
+	compress string
+	level    int
+	split    string
+	checksum bool
+}
+
+func newPoolExportCmd() *cobra.Command {
+	var o poolExportOptions
+	cmd := &cobra.Command{
+		Use:   "export DIR BUNDLE|IMAGE... -o FILE",
+		Short: "Write bundles or images of a pool as one docker-load-compatible bundle",
+		Long: `Write the named bundles, or images by tag (from the newest bundle holding each), as one
+bundle that docker load takes, with the same manifests, digests and image IDs as when they
+were added.`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			codec, err := archive.ParseCodec(o.compress)
+			if err != nil {
+				return usageError{err}
+			}
+			if o.compress == "" {
+				codec = codecFor(o.output)
+			}
+			p, err := dedupe.OpenPool(args[0])
+			if err != nil {
+				return err
+			}
+			b, src, err := p.Export(args[1:])
+			if err != nil {
+				return err
+			}
+			out, err := openOutput(o.output, o.split, o.checksum)
+			if err != nil {
+				return err
+			}
+			return out.close(archive.Write(cmd.Context(), out, b, src, archive.WriteOptions{Codec: codec, Level: o.level}))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.output, "output", "o", "-", "write to `FILE` (atomically) or - for stdout; .gz or .tgz implies --compress gzip")
+	f.StringVar(&o.compress, "compress", "", "compress the bundle: none or gzip")
+	f.IntVar(&o.level, "level", archive.DefaultLevel, "gzip `level` (1 fastest … 9 smallest)")
+	f.StringVar(&o.split, "split", "", "write `SIZE`d parts FILE.000, FILE.001, …")
+	f.BoolVar(&o.checksum, "checksum", false, "write FILE.sha256, a sha256sum-compatible sidecar")
+	return cmd
+}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ferrytool/ferry/internal/testenv"
+)
+
+// TestDelta is the air-gap loop: the far side's inventory, a delta made against it on the near
+// side, loaded on the far side; the same delta refused by a daemon without the base.
+func TestDelta(t *testing.T) {
+	near, far, empty := testenv.StartDocker(t), testenv.StartDocker(t), testenv.StartDocker(t)
+	near.BusyboxImage(t, "base:1", map[string]string{"/etc/base": "base\n"})
+	near.DeriveImage(t, "app:1", "base:1", map[string]string{"marker": "delta\n"})
+	dir := t.TempDir()
+	base, have, delta := filepath.Join(dir, "base.tar"), filepath.Join(dir, "have.json"), filepath.Join(dir, "delta.tar")
+	mustFerry(t, dockerEnv(near), "save", "base:1", "-o", base, "-q")
+	mustFerry(t, dockerEnv(far), "load", base, "-q")
+
+	mustFerry(t, dockerEnv(far), "inventory", "-o", have)
+	mustFerry(t, dockerEnv(near), "save", "app:1", "--have", have, "-o", delta, "-q")
+	s := summary(t, delta)
+	if s.MissingLayers != 1 || len(s.Images[0].Layers) != 2 || !s.Images[0].Layers[0].Missing {
+		t.Fatalf("want the base layer left out: %+v", s.Images[0].Layers)
+	}
+	st, _ := os.Stat(delta)
+	if limit := s.Images[0].Layers[1].Size + 64<<10; st.Size() > limit {
+		t.Errorf("delta is %d bytes, want ≤ the new layer + 64 KiB = %d", st.Size(), limit)
+	}
+	mustFerry(t, nil, "verify", delta)
+
+	t.Run("docker load on the far side", func(t *testing.T) {
+		far.Run(t, "load", "-i", delta)
+		if got := far.Cat(t, "app:1", "/marker"); got != "delta\n" {
+			t.Fatalf("/marker = %q", got)
+		}
+	})
+	t.Run("refused without the base", func(t *testing.T) {
+		r := ferry(t, dockerEnv(empty), "load", delta)
+		if r.code == 0 || !strings.Contains(r.stderr, "does not have") || !strings.Contains(r.stderr, s.Images[0].Layers[0].DiffID) {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		if _, err := empty.RunErr("load", "-i", delta); err == nil {
+			t.Fatal("docker loaded a delta without its base")
+		}
+		if out := empty.Run(t, "images", "-q"); strings.TrimSpace(out) != "" {
+			t.Fatalf("images after refused loads: %s", out)
+		}
+	})
+	t.Run("base and delta together", func(t *testing.T) {
+		mustFerry(t, dockerEnv(empty), "load", base, delta, "-q")
+		if got := empty.Cat(t, "app:1", "/marker"); got != "delta\n" {
+			t.Fatalf("/marker = %q", got)
+		}
+	})
+	t.Run("split with checksums", func(t *testing.T) {
+		split := filepath.Join(dir, "split.tar")
+		mustFerry(t, dockerEnv(near), "save", "app:1", "-o", split, "--split", "1Mi", "--checksum", "-q")
+		parts, _ := filepath.Glob(split + ".0*")
+		if len(parts) < 2 {
+			t.Fatalf("want several parts, got %v", parts)
+		}
+		run(t, "bash", "-c", "cd "+dir+" && sha256sum -c --quiet split.tar.sha256")
+		mustFerry(t, nil, "verify", parts[0])
+		data, _ := os.ReadFile(parts[1])
+		data[10] ^= 1
+		os.WriteFile(parts[1], data, 0o644)
+		r := ferry(t, nil, "verify", split)
+		if r.code != 3 || !strings.Contains(r.stderr, filepath.Base(parts[1])) {
+			t.Fatalf("damaged part: exit %d: %s", r.code, r.stderr)
+		}
+		os.Remove(parts[1])
+		r = ferry(t, nil, "verify", split)
+		if r.code != 3 || !strings.Contains(r.stderr, filepath.Base(parts[1])+" is missing") {
+			t.Fatalf("missing part: exit %d: %s", r.code, r.stderr)
+		}
+	})
+}
+
+// TestPool adds three bundles sharing a base, exports and runs each, removes one and
+// collects garbage, catches a flipped byte, and survives kill -9 and concurrent adds.
+func TestPool(t *testing.T) {
+	src, dst := testenv.StartDocker(t), testenv.StartDocker(t)
+	src.BusyboxImage(t, "base:1", nil)
+	dir, pool := t.TempDir(), filepath.Join(t.TempDir(), "pool")
+	mustFerry(t, nil, "pool", "init", pool)
+	bundles := map[string]string{}
+	for _, n := range []string{"1", "2", "3"} {
+		src.DeriveImage(t, "app:"+n, "base:1", map[string]string{"marker": "app " + n + "\n"})
+		bundles[n] = filepath.Join(dir, "app"+n+".tar.gz")
+		mustFerry(t, dockerEnv(src), "save", "app:"+n, "-o", bundles[n], "-q")
+		out := mustFerry(t, nil, "pool", "add", pool, bundles[n], "-q")
+		if n != "1" && !strings.Contains(out, "2.0 MB already in the pool") {
+			t.Errorf("adding app%s: %s", n, out)
+		}
+	}
+	var stats struct{ Logical, Stored int64 }
+	json.Unmarshal([]byte(mustFerry(t, nil, "pool", "stats", pool, "--json")), &stats) //nolint:errcheck
+	if ratio := float64(stats.Logical) / float64(stats.Stored); ratio < 2.5 {
+		t.Errorf("dedupe ratio %.2f for three bundles sharing a base", ratio)
+	}
+	run(t, "skopeo", "inspect", "oci:"+pool+":app2/app:2")
+
+	for _, n := range []string{"1", "2", "3"} {
+		out := filepath.Join(dir, "export"+n+".tar")
+		mustFerry(t, nil, "pool", "export", pool, "app"+n, "-o", out)
+		if got, want := summary(t, out).Images[0], summary(t, bundles[n]).Images[0]; got.ID != want.ID || got.Manifest != want.Manifest {
+			t.Errorf("export of app%s: ID %s manifest %s, want %s %s", n, got.ID, got.Manifest, want.ID, want.Manifest)
+		}
+		dst.Run(t, "load", "-i", out)
+		if got := dst.Cat(t, "app:"+n, "/marker"); got != "app "+n+"\n" {
+			t.Errorf("app:%s /marker = %q", n, got)
+		}
+	}
+
+	mustFerry(t, nil, "pool", "rm", pool, "app1")
+	if out := ferry(t, nil, "pool", "gc", pool, "--dry-run"); !strings.Contains(out.stderr, "would remove 3 blobs") {
+		t.Errorf("gc --dry-run: %s", out.stderr) // app1's layer, config and manifest
+	}
+	mustFerry(t, nil, "pool", "gc", pool)
+	mustFerry(t, nil, "pool", "check", pool, "--read-data")
+	mustFerry(t, nil, "pool", "export", pool, "app:2", "-o", filepath.Join(dir, "after-gc.tar"))
+
+	t.Run("check catches a flipped byte", func(t *testing.T) {
+		blob := largestBlob(t, pool)
+		data, _ := os.ReadFile(blob)
+		data[len(data)/2] ^= 1
+		os.WriteFile(blob, data, 0o644)
+		defer func() { data[len(data)/2] ^= 1; os.WriteFile(blob, data, 0o644) }()
+		mustFerry(t, nil, "pool", "check", pool) // sizes and references still fine
+		r := ferry(t, nil, "pool", "check", pool, "--read-data")
+		if r.code != 3 || !strings.Contains(r.stdout, filepath.Base(blob)) {
+			t.Fatalf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("kill -9 during add, then add again", func(t *testing.T) {
+		big := filepath.Join(dir, "big.tar")
+		random := make([]byte, 48<<20)
+		rand.Read(random)
+		src.DeriveImage(t, "big:1", "base:1", map[string]string{"random": hex.EncodeToString(random)})
+		mustFerry(t, dockerEnv(src), "save", "big:1", "-o", big, "-q")
+		cmd := exec.Command(ferryBin, "pool", "add", pool, big, "-q")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitForStagedBytes(t, pool)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		mustFerry(t, nil, "pool", "check", pool)
+		mustFerry(t, nil, "pool", "add", pool, big, "-q")
+		mustFerry(t, nil, "pool", "check", pool, "--read-data")
+		if stages, _ := filepath.Glob(filepath.Join(pool, ".ferry-stage-*")); len(stages) != 0 {
+			t.Errorf("stale stages left: %v", stages)
+		}
+	})
+	t.Run("concurrent adds", func(t *testing.T) {
+		var cmds []*exec.Cmd
+		for _, n := range []string{"1", "3"} {
+			cmd := exec.Command(ferryBin, "pool", "add", pool, bundles[n], "--name", "again"+n, "-q")
+			cmd.Start()
+			cmds = append(cmds, cmd)
+		}
+		for _, cmd := range cmds {
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("concurrent add: %v", err)
+			}
+		}
+		mustFerry(t, nil, "pool", "check", pool, "--read-data")
+	})
+}
+
+// largestBlob returns the path of the pool's largest blob.
+func largestBlob(t *testing.T, pool string) string {
+	t.Helper()
+	entries, _ := os.ReadDir(filepath.Join(pool, "blobs", "sha256"))
+	var best string
+	var size int64
+	for _, e := range entries {
+		if info, _ := e.Info(); info.Size() > size {
+			best, size = e.Name(), info.Size()
+		}
+	}
+	return filepath.Join(pool, "blobs", "sha256", best)
+}
+
+// waitForStagedBytes waits until an add has staged part of a blob.
+func waitForStagedBytes(t *testing.T, pool string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		staged, _ := filepath.Glob(filepath.Join(pool, ".ferry-stage-*", "blob-*"))
+		for _, f := range staged {
+			if st, err := os.Stat(f); err == nil && st.Size() > 1<<20 {
+				return
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatal("the add staged nothing in 30s")
+}
