@@ -1,0 +1,163 @@
+package sshconn
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// A HostKeyError says that a host's key is not in known_hosts, or differs from the one
+// recorded there. It matches ErrUnknownHostKey or ErrHostKeyChanged.
+type HostKeyError struct {
+	Addr  string                // host:port as dialed
+	Key   ssh.PublicKey         // the key the host offered
+	Known []knownhosts.KnownKey // what known_hosts records for the host; none if unknown
+	File  string                // the known_hosts file a new key would go to
+}
+
+func (e *HostKeyError) Is(target error) bool {
+	return target == ErrUnknownHostKey && len(e.Known) == 0 || target == ErrHostKeyChanged && len(e.Known) > 0
+}
+
+func (e *HostKeyError) Error() string {
+	name := knownhosts.Normalize(e.Addr)
+	offered := describeKey(e.Key)
+	if len(e.Known) == 0 {
+		host, port, _ := net.SplitHostPort(e.Addr)
+		return fmt.Sprintf("%v: the host key of %s is not in %s (%s): if that is the host's key, add it with "+
+			"`ssh-keyscan -p %s %s >> %s` or pass --accept-new-host-key", ErrUnknownHostKey, name, e.File, offered, port, host, quote(e.File))
+	}
+	var known []string
+	for _, k := range e.Known {
+		known = append(known, fmt.Sprintf("%s:%d has %s", k.Filename, k.Line, describeKey(k.Key)))
+	}
+	return fmt.Sprintf("%v: %s offers %s but %s: someone may be intercepting the connection, or the host was reinstalled; "+
+		"if you know it was, remove the old key with `ssh-keygen -R %s -f %s`", ErrHostKeyChanged, name, offered,
+		strings.Join(known, ", "), quote(name), quote(e.Known[0].Filename))
+}
+
+func describeKey(k ssh.PublicKey) string {
+	return k.Type() + " " + ssh.FingerprintSHA256(k)
+}
+
+// hostKeys checks host keys against known_hosts files.
+type hostKeys struct {
+	check  ssh.HostKeyCallback // nil when no known_hosts file exists
+	file   string              // where new keys go
+	accept bool
+}
+
+func loadHostKeys(h host, accept bool) (*hostKeys, error) {
+	var files []string
+	for _, f := range append(slices.Clone(h.knownHosts), h.globalKnownHosts...) {
+		if _, err := os.Stat(f); err == nil {
+			files = append(files, f)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("reading known hosts: %w", err)
+		}
+	}
+	k := &hostKeys{file: h.knownHosts[0], accept: accept}
+	if len(files) > 0 {
+		var err error
+		if k.check, err = knownhosts.New(files...); err != nil {
+			return nil, fmt.Errorf("reading known hosts: %w", err)
+		}
+	}
+	return k, nil
+}
+
+// algorithms returns the host key algorithms to negotiate with addr: those of the keys
+// known_hosts records for it, so that a host with several keys shows one that can be
+// checked (golang/go#29286); nil, x/crypto's default, for a host it does not know.
+func (k *hostKeys) algorithms(addr string) []string {
+	if k.check == nil {
+		return nil
+	}
+	var ke *knownhosts.KeyError
+	if !errors.As(k.check(addr, &net.TCPAddr{}, probeKey{}), &ke) {
+		return nil
+	}
+	known := map[string]bool{}
+	for _, w := range ke.Want {
+		known[w.Key.Type()] = true
+	}
+	return slices.DeleteFunc(ssh.SupportedAlgorithms().HostKeys, func(algo string) bool {
+		if algo == ssh.KeyAlgoRSASHA256 || algo == ssh.KeyAlgoRSASHA512 {
+			algo = ssh.KeyAlgoRSA
+		}
+		return !known[algo]
+	})
+}
+
+// probeKey matches no known key, so checking it lists every key known for a host.
+type probeKey struct{}
+
+func (probeKey) Type() string                            { return "ferry-probe" }
+func (probeKey) Marshal() []byte                         { return []byte("ferry-probe") }
+func (probeKey) Verify(_ []byte, _ *ssh.Signature) error { return errors.New("probe key") }
+
+// callback accepts a host key that known_hosts records for the host; with accept, it
+// also accepts and records the key of a host known_hosts does not know.
+func (k *hostKeys) callback(addr string, remote net.Addr, key ssh.PublicKey) error {
+	var err error = &knownhosts.KeyError{}
+	if k.check != nil {
+		err = k.check(addr, remote, key)
+	}
+	var ke *knownhosts.KeyError
+	if !errors.As(err, &ke) {
+		return err
+	}
+	if len(ke.Want) > 0 || !k.accept {
+		return &HostKeyError{Addr: addr, Key: key, Known: ke.Want, File: k.file}
+	}
+	return addKnownHost(k.file, addr, key)
+}
+
+var (
+	knownHostsMu sync.Mutex
+	added        = map[string]bool{} // lines added by this process
+)
+
+// addKnownHost appends the line for addr's key to file, once per process.
+func addKnownHost(file, addr string, key ssh.PublicKey) error {
+	line := knownhosts.Line([]string{knownhosts.Normalize(addr)}, key)
+	seen := file + "\n" + line
+	knownHostsMu.Lock()
+	defer knownHostsMu.Unlock()
+	if added[seen] {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return fmt.Errorf("adding host key: %w", err)
+	}
+	f, err := os.OpenFile(file, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("adding host key: %w", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
+			line = "\n" + line
+		}
+	}
+	if _, err := f.WriteString(line + "\n"); err != nil {
+		return fmt.Errorf("adding host key to %s: %w", file, err)
+	}
+	added[seen] = true
+	return nil
+}
+
+// quote quotes s for a POSIX shell.
+func quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
