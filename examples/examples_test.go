@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -61,6 +62,48 @@ func TestOfflineMigration(t *testing.T) {
 	}
 	if out := dst.Run(t, "images", "-q"); strings.TrimSpace(out) != "" {
 		t.Fatalf("images after a failed load: %s", out)
+	}
+}
+
+func TestAirgapDelta(t *testing.T) {
+	near, far := testenv.StartDocker(t), testenv.StartDocker(t)
+	near.BusyboxImage(t, "base:1", nil)
+	near.DeriveImage(t, "app:2", "base:1", map[string]string{"marker": "v2\n"})
+	far.BusyboxImage(t, "base:1", nil) // the same rootfs: the same layer
+	carry := t.TempDir()
+	out := script(t, []string{"FERRY=" + buildFerry(t), "NEAR_DOCKER_HOST=" + near.Host, "FAR_DOCKER_HOST=" + far.Host},
+		"airgap-delta/airgap.sh", carry, "app:2")
+	if !strings.Contains(out, "1 layers left out") {
+		t.Errorf("the delta should leave out the base layer:\n%s", out)
+	}
+	if got := far.Cat(t, "app:2", "/marker"); got != "v2\n" {
+		t.Fatalf("/marker = %q", got)
+	}
+}
+
+func TestBackupRotation(t *testing.T) {
+	d := testenv.StartDocker(t)
+	d.BusyboxImage(t, "base:1", nil)
+	pool := filepath.Join(t.TempDir(), "pool")
+	ferry := buildFerry(t)
+	for night := 1; night <= 4; night++ {
+		n := strconv.Itoa(night)
+		d.DeriveImage(t, "app:1", "base:1", map[string]string{"marker": "night " + n + "\n"})
+		script(t, []string{"FERRY=" + ferry, "DOCKER_HOST=" + d.Host, "NIGHT=nightly-" + n},
+			"backup-rotation/backup.sh", pool, "2", "base:1", "app:1")
+	}
+	out, err := exec.Command(ferry, "pool", "ls", pool).Output()
+	if err != nil || strings.Contains(string(out), "nightly-2") || !strings.Contains(string(out), "nightly-3") || !strings.Contains(string(out), "nightly-4") {
+		t.Fatalf("want nights 3 and 4 kept: %v\n%s", err, out)
+	}
+	restore := filepath.Join(t.TempDir(), "restore.tar")
+	if out, err := exec.Command(ferry, "pool", "export", pool, "nightly-3", "-o", restore).CombinedOutput(); err != nil {
+		t.Fatalf("export: %v\n%s", err, out)
+	}
+	d.Run(t, "rmi", "app:1")
+	d.Run(t, "load", "-i", restore)
+	if got := d.Cat(t, "app:1", "/marker"); got != "night 3\n" {
+		t.Fatalf("restored night 3: /marker = %q", got)
 	}
 }
 
