@@ -61,11 +61,31 @@ func (s *Spool) Close() error { return os.RemoveAll(s.dir) }
 
 // OpenEncoded returns a blob's staged body when it was encoded as asked.
 func (s *Spool) OpenEncoded(_ context.Context, b *Blob, codec Codec, level int) (io.ReadCloser, bool, error) {
-	if codec != s.codec || (codec == Gzip && level != s.level) {
+	if !s.encodedAs(codec, level) {
 		return nil, false, nil
 	}
 	f, err := s.open(b)
 	return f, err == nil, err
+}
+
+// EncodedSize returns the size of a blob's staged body when it was encoded as opts ask:
+// the bytes Write copies for it.
+func (s *Spool) EncodedSize(b *Blob, opts WriteOptions) (int64, bool) {
+	if !s.encodedAs(opts.Codec, opts.level()) {
+		return 0, false
+	}
+	s.mu.Lock()
+	name, ok := s.files[b.Path]
+	s.mu.Unlock()
+	st, err := os.Stat(name)
+	if !ok || err != nil {
+		return 0, false
+	}
+	return st.Size(), true
+}
+
+func (s *Spool) encodedAs(codec Codec, level int) bool {
+	return codec == s.codec && (codec != Gzip || level == s.level)
 }
 
 // Open returns a blob's content.

@@ -133,6 +133,7 @@ func (s *settings) resolve(d Destination) (host, error) {
 		errs = append(errs, err)
 		return v
 	}
+	d.Path = "" // names the host in messages
 	h := host{name: d.String(), user: d.User, proxyJump: get("ProxyJump"), timeout: s.cfg.ConnectTimeout}
 	hostname := alias
 	if v := get("HostName"); v != "" {

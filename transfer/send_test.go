@@ -1,0 +1,238 @@
+package transfer
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/internal/testenv"
+	"github.com/ferrytool/ferry/transfer/docker"
+	"github.com/ferrytool/ferry/transfer/sshconn"
+)
+
+// sendEnv is a source dockerd, an SSH key and a known_hosts file that the remote hosts
+// added to it accept and know.
+type sendEnv struct {
+	src   *testenv.Docker
+	key   ssh.PublicKey
+	known string
+	opts  SendOptions
+}
+
+// remoteHost is a throwaway dockerd behind a throwaway sshd: the sshd runs as root on this
+// machine, so the "remote" socket is the dockerd's own, named in the destination.
+type remoteHost struct {
+	docker *testenv.Docker
+	sshd   *testenv.SSHD
+	dest   string
+}
+
+func newSendEnv(t *testing.T) *sendEnv {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv("HOME", dir)
+	t.Setenv("SSH_AUTH_SOCK", "")
+	pub, key := testenv.NewKey(t, dir, "id", "")
+	src := testenv.StartDocker(t)
+	client, err := docker.New(src.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := filepath.Join(dir, "known_hosts")
+	return &sendEnv{src: src, key: pub, known: known, opts: SendOptions{
+		Source: SaveOptions{Docker: client, Write: archive.WriteOptions{Codec: archive.Gzip}},
+		SSH:    sshconn.Config{ConfigFile: "none", KnownHosts: known, Identities: []string{key}},
+	}}
+}
+
+func (e *sendEnv) addHost(t *testing.T) *remoteHost {
+	t.Helper()
+	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{e.key}})
+	h := &remoteHost{docker: testenv.StartDocker(t), sshd: sshd}
+	h.dest = "ssh://root@" + h.sshd.Addr + strings.TrimPrefix(h.docker.Host, "unix://")
+	f, err := os.OpenFile(e.known, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString(h.sshd.KnownHostsLine() + "\n")
+	return h
+}
+
+func (e *sendEnv) send(t *testing.T, images []string, hosts ...*remoteHost) ([]HostResult, error) {
+	t.Helper()
+	var dests []string
+	for _, h := range hosts {
+		dests = append(dests, h.dest)
+	}
+	return e.sendTo(t, images, dests, e.opts)
+}
+
+func (e *sendEnv) sendTo(t *testing.T, images, dests []string, opts SendOptions) ([]HostResult, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return Send(ctx, images, dests, opts)
+}
+
+func mustSend(t *testing.T, e *sendEnv, images []string, hosts ...*remoteHost) []HostResult {
+	t.Helper()
+	res, err := e.send(t, images, hosts...)
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	return res
+}
+
+func randomFile(t *testing.T, size int) string {
+	b := make([]byte, size)
+	rand.Read(b)
+	return string(b)
+}
+
+func TestSend(t *testing.T) {
+	e := newSendEnv(t)
+	e.src.BusyboxImage(t, "base:1", nil)
+	e.src.DeriveImage(t, "app:1", "base:1", map[string]string{"marker": "app 1\n"})
+	e.src.DeriveImage(t, "app:2", "base:1", map[string]string{"marker": "app 2\n"})
+	e.src.DeriveImage(t, "big:1", "base:1", map[string]string{"marker": "big\n", "data": randomFile(t, 8<<20)})
+	a, b, c := e.addHost(t), e.addHost(t), e.addHost(t)
+
+	var cold HostResult
+	t.Run("cold", func(t *testing.T) {
+		cold = mustSend(t, e, []string{"app:1"}, a)[0]
+		if cold.Layers != 2 || cold.Skipped != 0 || cold.Sent < 500<<10 || len(cold.Loaded) != 1 || cold.Loaded[0] != "app:1" {
+			t.Errorf("cold send: %+v", cold)
+		}
+		if got := a.docker.Cat(t, "app:1", "/marker"); got != "app 1\n" {
+			t.Errorf("/marker = %q", got)
+		}
+	})
+
+	t.Run("warm", func(t *testing.T) {
+		mustSend(t, e, []string{"base:1"}, b)
+		warm := mustSend(t, e, []string{"app:1"}, b)[0]
+		// The base layer stays behind: what travels is metadata and the one-file layer.
+		if warm.Layers != 2 || warm.Skipped != 1 || warm.Sent > 64<<10 || warm.Full < cold.Sent {
+			t.Errorf("warm send: %+v (cold sent %d)", warm, cold.Sent)
+		}
+		if got := b.docker.Cat(t, "app:1", "/marker"); got != "app 1\n" {
+			t.Errorf("/marker = %q", got)
+		}
+	})
+
+	t.Run("connection cut mid-stream", func(t *testing.T) {
+		opts := e.opts
+		var once sync.Once
+		opts.Progress = func(_ string, sent, _ int64) {
+			if sent > 1<<20 {
+				once.Do(c.sshd.KillSessions)
+			}
+		}
+		res, err := e.sendTo(t, []string{"big:1"}, []string{c.dest}, opts)
+		var se *SendError
+		if !errors.As(err, &se) || len(se.Failed) != 1 || !strings.Contains(err.Error(), "the host is as it was") {
+			t.Fatalf("got %v, want the host to fail with a cut stream", err)
+		}
+		if res[0].Sent < 1<<20 || res[0].Sent >= res[0].Full {
+			t.Errorf("cut send: %+v", res[0])
+		}
+		if out := c.docker.Run(t, "images", "-q"); strings.TrimSpace(out) != "" {
+			t.Fatalf("images after a cut stream: %s", out)
+		}
+		mustSend(t, e, []string{"big:1"}, c)
+		if got := c.docker.Cat(t, "big:1", "/marker"); got != "big\n" {
+			t.Errorf("/marker after sending again = %q", got)
+		}
+	})
+
+	t.Run("three hosts, one down", func(t *testing.T) {
+		down := "root@127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+		res, err := e.sendTo(t, []string{"app:2"}, []string{a.dest, down, c.dest}, e.opts)
+		var se *SendError
+		if !errors.As(err, &se) || se.Hosts != 3 || len(se.Failed) != 1 || se.Failed[0].Host != down ||
+			!strings.Contains(err.Error(), "connection refused") {
+			t.Fatalf("got %v, want %s to fail", err, down)
+		}
+		for _, h := range []*remoteHost{a, c} {
+			if got := h.docker.Cat(t, "app:2", "/marker"); got != "app 2\n" {
+				t.Errorf("/marker = %q", got)
+			}
+		}
+		if res[0].Skipped != 1 || res[2].Skipped != 1 {
+			t.Errorf("hosts holding the base got it again: %+v", res)
+		}
+	})
+
+	t.Run("host to host, all images", func(t *testing.T) {
+		opts := e.opts
+		opts.FromHost, opts.All, opts.Source.Docker = c.dest, true, nil
+		res, err := e.sendTo(t, nil, []string{b.dest}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res[0].Loaded) != 2 || res[0].Skipped != 1 {
+			t.Errorf("%+v, want big:1 and app:2 with the base left out", res[0])
+		}
+		if got := b.docker.Cat(t, "big:1", "/marker"); got != "big\n" {
+			t.Errorf("/marker = %q", got)
+		}
+	})
+
+	t.Run("no docker on the host", func(t *testing.T) {
+		dest := "ssh://root@" + a.sshd.Addr + "/nonexistent/docker.sock"
+		_, err := e.sendTo(t, []string{"app:1"}, []string{dest}, e.opts)
+		if !errors.Is(err, sshconn.ErrNoSocket) || !strings.Contains(err.Error(), "is docker installed") {
+			t.Fatalf("got %v, want ErrNoSocket", err)
+		}
+	})
+}
+
+// Nothing is dialed before every reference checks out.
+func TestSendChecksFirst(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			conn.Close()
+		}
+	}()
+	host := "root@" + l.Addr().String()
+	for _, c := range []struct {
+		images, hosts []string
+		from          string
+	}{
+		{[]string{"Bad:Ref"}, []string{host}, ""},
+		{[]string{"app:1"}, []string{host, "-oProxyCommand=x"}, ""},
+		{[]string{"app:1"}, []string{host}, "root@host;id"},
+	} {
+		_, err := Send(context.Background(), c.images, c.hosts, SendOptions{FromHost: c.from})
+		if !errors.Is(err, ErrInvalidReference) {
+			t.Errorf("%v to %v from %q: got %v, want ErrInvalidReference", c.images, c.hosts, c.from, err)
+		}
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Errorf("%d connections before the references were checked", n)
+	}
+}
