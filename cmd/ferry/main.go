@@ -26,6 +26,7 @@ const (
 	exitError     = 1 // anything else: a store, a daemon, the network
 	exitUsage     = 2 // bad flags or arguments
 	exitIntegrity = 3 // the bundle is damaged, unsafe or not a bundle
+	exitPartial   = 4 // send: some hosts got the images, others did not
 )
 
 const exitHelp = `
@@ -35,6 +36,7 @@ Exit status:
   2  usage error (bad flags, arguments or references)
   3  the bundle (or a part, or the pool) is damaged, unsafe or not a bundle;
      nothing was loaded
+  4  send: some hosts got the images and others did not (the summary says which)
 `
 
 // usageError marks errors in what the user typed.
@@ -57,9 +59,12 @@ func main() {
 
 func exitCode(err error) int {
 	var usage usageError
+	var send *transfer.SendError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &send) && len(send.Failed) < send.Hosts:
+		return exitPartial
 	case errors.As(err, &usage), errors.Is(err, transfer.ErrInvalidReference):
 		return exitUsage
 	case errors.Is(err, archive.ErrNotBundle), errors.Is(err, archive.ErrTruncated), errors.Is(err, archive.ErrUnsafeEntry),
@@ -83,6 +88,6 @@ directory or a registry.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.SetUsageTemplate(root.UsageTemplate() + exitHelp)
-	root.AddCommand(newSaveCmd(), newLoadCmd(), newLsCmd(), newVerifyCmd(), newInventoryCmd(), newPoolCmd())
+	root.AddCommand(newSaveCmd(), newLoadCmd(), newLsCmd(), newVerifyCmd(), newInventoryCmd(), newPoolCmd(), newSendCmd())
 	return root
 }

@@ -61,12 +61,7 @@ func (k *keys) close() {
 	}
 }
 
-func (k *keys) String() string {
-	if len(k.offered) == 0 {
-		return "no keys: start ssh-agent, or name a key with -i or IdentityFile"
-	}
-	return strings.Join(k.offered, ", ")
-}
+func (k *keys) String() string { return strings.Join(k.offered, ", ") }
 
 // loadKeyFile reads a private key file. An encrypted one becomes a lockedKey when its
 // public key is known (from the file itself or from path.pub), so that its passphrase is

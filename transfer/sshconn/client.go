@@ -122,11 +122,13 @@ func handshakeError(h host, keys *keys, err error) error {
 	switch {
 	case errors.As(err, &hke):
 		return hke
-	case strings.Contains(err.Error(), "unable to authenticate"):
-		return fmt.Errorf("%w: %s@%s accepted none of the keys offered (%s): add one to ~/.ssh/authorized_keys "+
-			"there, or name the right one with -i or IdentityFile", ErrAuth, h.user, h.name, keys)
+	case !strings.Contains(err.Error(), "unable to authenticate"):
+		return fmt.Errorf("connecting to %s (%s): %w", h.name, h.addr, err)
+	case len(keys.offered) == 0:
+		return fmt.Errorf("%w: no keys to offer %s: start ssh-agent, or name a key with -i or IdentityFile", ErrAuth, h.name)
 	}
-	return fmt.Errorf("connecting to %s (%s): %w", h.name, h.addr, err)
+	return fmt.Errorf("%w: %s accepted none of the keys offered (%s): add one to ~/.ssh/authorized_keys there, "+
+		"or name the right one with -i or IdentityFile", ErrAuth, h.name, keys)
 }
 
 // keepAlive asks the server for a reply every keepAliveInterval and closes the connection

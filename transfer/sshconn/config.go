@@ -45,7 +45,7 @@ const DefaultConnectTimeout = 15 * time.Second
 
 // host is what the ssh config makes of one destination.
 type host struct {
-	name       string // as the user named it, for messages
+	name       string // user@host[:port] as the user named the host, for messages
 	addr       string // hostname:port, to dial and to look up in known_hosts
 	user       string
 	identities []identity
@@ -133,8 +133,7 @@ func (s *settings) resolve(d Destination) (host, error) {
 		errs = append(errs, err)
 		return v
 	}
-	d.Path = "" // names the host in messages
-	h := host{name: d.String(), user: d.User, proxyJump: get("ProxyJump"), timeout: s.cfg.ConnectTimeout}
+	h := host{user: d.User, proxyJump: get("ProxyJump"), timeout: s.cfg.ConnectTimeout}
 	hostname := alias
 	if v := get("HostName"); v != "" {
 		hostname = strings.ReplaceAll(v, "%h", alias)
@@ -152,6 +151,7 @@ func (s *settings) resolve(d Destination) (host, error) {
 	if h.user == "" {
 		h.user = localUser()
 	}
+	h.name = Destination{User: h.user, Host: d.Host, Port: d.Port}.String()
 	if h.proxyJump == "none" {
 		h.proxyJump = ""
 	}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/transfer"
+	"github.com/ferrytool/ferry/transfer/sshconn"
+)
+
+type sendOptions struct {
+	hosts      []string
+	from       string
+	all        bool
+	compress   string
+	level      int
+	platform   string
+	insecure   bool
+	sshConfig  string
+	knownHosts string
+	identities []string
+	acceptNew  bool
+	timeout    time.Duration
+	progress   progressFlags
+}
+
+func newSendCmd() *cobra.Command {
+	var o sendOptions
+	cmd := &cobra.Command{
+		Use:   "send IMAGE... -H [user@]host[:port] [-H HOST]...",
+		Short: "Stream images over SSH into the docker daemons of other hosts, only the layers they lack",
+		Long: `Send images straight into the docker daemon of one or more hosts over SSH: nothing but
+sshd and docker is needed there, and nothing is staged on the hosts. Each host is asked which
+layers it already has and gets only the others, compressed on the wire (--compress). The images
+are read once, whatever the number of hosts, and sent to all hosts at once; a host that fails
+does not stop the others.
+
+Hosts are named with -H, one flag per host: [user@]host[:port], a Host alias of the ssh
+config, or ssh://[user@]host[:port]/path/to/docker.sock for a daemon whose socket is not
+/var/run/docker.sock. SSH works as ssh does: ~/.ssh/config (HostName, Port, User,
+IdentityFile, ProxyJump, ConnectTimeout, UserKnownHostsFile), ssh-agent, key files (a
+passphrase is asked on a terminal), host keys checked against ~/.ssh/known_hosts. A host
+missing there is refused unless --accept-new-host-key; a host whose key changed is always
+refused.
+
+Images come from the local docker daemon ($DOCKER_HOST), from a registry (--from registry),
+from OCI layout directories (oci:DIR[:TAG]), or from the docker daemon of another host
+(--from HOST): host to host through this machine. --all sends every tagged image of the
+source daemon.
+
+A host's docker loads nothing from a stream cut short: after a lost connection the host is as
+it was, and the same command sends again. The summary on stdout says what each host got.`,
+		Example: `  ferry send app:1 app:2 -H web1 -H deploy@10.0.0.7:2222
+  ferry send --from root@old --all -H root@new
+  ferry send app:1 -H ssh://me@web1/run/user/1000/docker.sock`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&o.hosts, "host", "H", nil, "send to `HOST`: [user@]host[:port] or ssh://[user@]host[:port]/SOCKET (repeat for more hosts)")
+	f.StringVar(&o.from, "from", transfer.FromDocker, "source of IMAGE references: docker, registry, or a `HOST` whose docker daemon is read over SSH")
+	f.BoolVar(&o.all, "all", false, "send every tagged image of the source docker daemon")
+	f.StringVar(&o.compress, "compress", "gzip", "compression on the wire: gzip or none")
+	f.IntVar(&o.level, "level", archive.DefaultLevel, "gzip `level` (1 fastest … 9 smallest)")
+	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform images (default: the host's)")
+	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
+	f.StringVarP(&o.sshConfig, "ssh-config", "F", "", "read this ssh config `FILE` instead of ~/.ssh/config and /etc/ssh/ssh_config (none: no config)")
+	f.StringVar(&o.knownHosts, "known-hosts", "", "check host keys against this `FILE` instead of ~/.ssh/known_hosts")
+	f.StringArrayVarP(&o.identities, "identity", "i", nil, "offer the private key in `FILE` after ssh-agent's keys (repeatable)")
+	f.BoolVar(&o.acceptNew, "accept-new-host-key", false, "add the key of a host known_hosts does not know to it (a changed key is always refused)")
+	f.DurationVar(&o.timeout, "connect-timeout", 0, "give up connecting to a host after this long (default: the ssh config's ConnectTimeout, else 15s)")
+	o.progress.register(f)
+	return cmd
+}
+
+func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
+	if len(o.hosts) == 0 {
+		return usagef("name the hosts to send to: -H [user@]host[:port], once per host")
+	}
+	if len(images) == 0 && !o.all {
+		return usagef("name the images to send, or pass --all")
+	}
+	codec, err := archive.ParseCodec(o.compress)
+	if err != nil {
+		return usageError{err}
+	}
+	if o.level < 1 || o.level > 9 {
+		return usagef("--level %d: use 1 to 9", o.level)
+	}
+	var platform *v1.Platform
+	if o.platform != "" {
+		if platform, err = v1.ParsePlatform(o.platform); err != nil {
+			return usagef("--platform %q: %v", o.platform, err)
+		}
+	}
+	opts := transfer.SendOptions{
+		Source: transfer.SaveOptions{
+			Platform: platform,
+			Insecure: o.insecure,
+			Write:    archive.WriteOptions{Codec: codec, Level: o.level},
+		},
+		All: o.all,
+		SSH: sshconn.Config{
+			ConfigFile:       o.sshConfig,
+			KnownHosts:       o.knownHosts,
+			Identities:       o.identities,
+			AcceptNewHostKey: o.acceptNew,
+			ConnectTimeout:   o.timeout,
+		},
+	}
+	switch o.from {
+	case transfer.FromDocker, transfer.FromRegistry:
+		opts.Source.From = o.from
+	default:
+		opts.FromHost = o.from
+	}
+	show := newSendProgress(cmd, &o.progress, o.hosts)
+	if isTerminal(os.Stdin) {
+		opts.SSH.Passphrase = show.askPassphrase
+	}
+	opts.Source.Progress = show.reading
+	opts.Progress = show.sending
+	results, err := transfer.Send(cmd.Context(), images, o.hosts, opts)
+	show.finish(results, err)
+	if results != nil {
+		printSendSummary(cmd.OutOrStdout(), results)
+	}
+	return err
+}
+
+// printSendSummary prints a table of what each host got.
+func printSendSummary(w io.Writer, results []transfer.HostResult) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tSENT\tFULL\tLAYERS SENT\tRESULT")
+	for _, r := range results {
+		if r.Err != nil {
+			fmt.Fprintf(tw, "%s\t%s\t\t\tFAILED\n", r.Host, humanBytes(r.Sent))
+			continue
+		}
+		result := "loaded " + strings.Join(r.Loaded, ", ")
+		if r.Complete {
+			result += " (containerd image store: complete images)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d of %d\t%s\n", r.Host, humanBytes(r.Sent), humanBytes(r.Full),
+			r.Layers-r.Skipped, r.Layers, result)
+	}
+	tw.Flush()
+}
