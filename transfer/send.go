@@ -283,6 +283,9 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, src *pend
 	}
 	progress(0)
 	res.Loaded, res.Sent, res.Err = loadStream(ctx, r.docker, im, b, opts.Source.Write, progress)
+	if res.Err == nil && opts.Progress != nil {
+		opts.Progress(host, res.Sent, res.Sent) // loaded: the estimate is done with
+	}
 	return res
 }
 

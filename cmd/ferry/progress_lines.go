@@ -109,14 +109,18 @@ type multiBar struct {
 }
 
 func newMultiBar(w io.Writer, labels []string) *multiBar {
+	const maxLabel = 32
 	width := 0
-	for _, l := range labels {
-		width = max(width, len(l))
+	for i, l := range labels {
+		if r := []rune(l); len(r) > maxLabel {
+			labels[i] = string(r[:maxLabel-1]) + "…"
+		}
+		width = max(width, len([]rune(labels[i])))
 	}
 	m := &multiBar{w: w, quit: make(chan struct{}), done: make(chan struct{}), state: make([][2]int64, len(labels))}
 	for _, l := range labels {
 		m.bars = append(m.bars, progressbar.NewOptions64(-1, progressbar.OptionSetWriter(io.Discard),
-			progressbar.OptionSetDescription(fmt.Sprintf("%-*s", width, l)), progressbar.OptionShowBytes(true),
+			progressbar.OptionSetDescription(fmt.Sprintf("%-*s", width, l)), progressbar.OptionShowBytes(true), progressbar.OptionShowCount(),
 			progressbar.OptionSetPredictTime(true), progressbar.OptionSetWidth(24), progressbar.OptionThrottle(0),
 			progressbar.OptionSetRenderBlankState(true)))
 	}
