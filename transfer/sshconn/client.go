@@ -173,9 +173,6 @@ func (c *Client) Close() error {
 	return err
 }
 
-// String names the host as the user did.
-func (c *Client) String() string { return c.name }
-
 // DialUnix connects to the unix socket at path on the host (direct-streamlocal). When sshd
 // cannot, the error says why if a shell command on the host can tell: ErrNoSocket,
 // ErrSocketDenied or ErrSocketRefused.

@@ -175,8 +175,8 @@ func (s *settings) resolve(d Destination) (host, error) {
 		h.identities = append(h.identities, identity{path: s.expand(f, hostname, h.user)})
 	}
 	h.knownHosts = []string{"~/.ssh/known_hosts", "~/.ssh/known_hosts2"}
-	if v := get("UserKnownHostsFile"); v != "" {
-		h.knownHosts = strings.Fields(v)
+	if v := strings.Fields(get("UserKnownHostsFile")); len(v) > 0 {
+		h.knownHosts = v
 	}
 	if s.cfg.KnownHosts != "" {
 		h.knownHosts = []string{s.cfg.KnownHosts}
@@ -185,8 +185,8 @@ func (s *settings) resolve(d Destination) (host, error) {
 		h.knownHosts[i] = s.expand(f, hostname, h.user)
 	}
 	h.globalKnownHosts = []string{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
-	if v := get("GlobalKnownHostsFile"); v != "" {
-		h.globalKnownHosts = strings.Fields(v)
+	if v := strings.Fields(get("GlobalKnownHostsFile")); len(v) > 0 {
+		h.globalKnownHosts = v
 	}
 	if err := errors.Join(errs...); err != nil {
 		return host{}, fmt.Errorf("reading ssh config for %s: %w", alias, err)
