@@ -25,8 +25,8 @@ bench: deps build ## measure save and load against docker, gzip, pigz and skopeo
 	@FERRY=$(CURDIR)/$(BIN) bash bench/bench.sh
 
 fuzz: ## fuzz the bundle reader and the manifest parser, 60 s each
-	$(GO) test ./archive -run '^$$' -fuzz '^FuzzRead$$' -fuzztime 60s
-	$(GO) test ./archive -run '^$$' -fuzz '^FuzzManifestJSON$$' -fuzztime 60s
+	$(GO) test ./archive -run '^$$' -fuzz '^FuzzRead$$' -fuzztime 60s -fuzzminimizetime 5s
+	$(GO) test ./archive -run '^$$' -fuzz '^FuzzManifestJSON$$' -fuzztime 60s -fuzzminimizetime 5s
 
 lint: ## go vet, and staticcheck when installed
 	$(GO) vet ./...

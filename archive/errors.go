@@ -8,8 +8,8 @@ var (
 	ErrNotBundle = errors.New("not an image bundle")
 	// ErrTruncated: the input ended before the archive did.
 	ErrTruncated = errors.New("bundle is truncated")
-	// ErrUnsafeEntry: an absolute path, a ".." component, a link or a device in the archive
-	// or in its metadata.
+	// ErrUnsafeEntry: an absolute path, a ".." component or a device in the archive or in its
+	// metadata, or a link metadata names that does not lead to a file of the archive.
 	ErrUnsafeEntry = errors.New("unsafe entry")
 	// ErrTooLarge: a metadata file is over the cap, or decompression expands past sane bounds.
 	ErrTooLarge = errors.New("too large")

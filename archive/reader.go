@@ -74,14 +74,29 @@ func read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundl
 	rd := &reader{
 		meta:    map[string][]byte{},
 		entries: map[string]*Blob{},
-		links:   map[string]bool{},
+		links:   map[string]string{},
+		walked:  map[v1.Hash]bool{},
 	}
-	tr := tar.NewReader(in)
+	counted := &countingReader{r: in}
+	tr := tar.NewReader(counted)
 	for n := 0; ; n++ {
+		start := counted.n
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			if n == 0 {
 				return nil, fmt.Errorf("%w: empty archive", ErrNotBundle)
+			}
+			// archive/tar also ends at a clean end of input between entries or in padding;
+			// a bundle cut there must not read as a thin bundle. The marker is two zero
+			// blocks after the last entry's padding.
+			if counted.n-start < 1024 {
+				return nil, fmt.Errorf("reading bundle: %w: it ends without the end-of-archive marker", ErrTruncated)
+			}
+			// The end of a compressed stream holds its checksum, past the tar's end.
+			if codec != None {
+				if _, err := io.Copy(io.Discard, in); err != nil {
+					return nil, readErr(err, n, "")
+				}
 			}
 			break
 		}
@@ -117,7 +132,8 @@ func readErr(err error, n int, name string) error {
 type reader struct {
 	meta    map[string][]byte // top-level metadata files by name
 	entries map[string]*Blob  // data entries by name
-	links   map[string]bool   // link entries, never followed
+	links   map[string]string // link entries → the entries they name, never followed on disk
+	walked  map[v1.Hash]bool  // indexes resolved
 	held    int64             // bytes of JSON held in memory
 }
 
@@ -140,11 +156,16 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 	case tar.TypeDir, tar.TypeXGlobalHeader:
 		return nil
 	case tar.TypeSymlink, tar.TypeLink:
-		// skopeo and podman link legacy <id>/layer.tar to the real file: harmless while
-		// nothing refers to them, refused in resolve when metadata does.
-		rd.links[name] = true
+		// docker save links the layer.tar of a layer two images share to its first copy,
+		// skopeo and podman link legacy <id>/layer.tar to the real file: metadata may reach
+		// a file of the archive through them (see file), nothing else.
+		rd.links[name] = linkTarget(name, hdr)
 		return nil
 	case tar.TypeReg:
+		if sparse(hdr) {
+			// a few bytes of map stand for any number of zeros: refused like a device
+			return fmt.Errorf("%w: sparse file", ErrUnsafeEntry)
+		}
 	default:
 		return fmt.Errorf("%w: unexpected entry type %q", ErrUnsafeEntry, hdr.Typeflag)
 	}
@@ -154,6 +175,9 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 	if metaFiles[name] || legacyMeta.MatchString(name) {
 		if hdr.Size > metaMax {
 			return fmt.Errorf("%w: %d bytes, over the %d-byte cap for metadata", ErrTooLarge, hdr.Size, metaMax)
+		}
+		if rd.held += hdr.Size; rd.held > heldMax {
+			return fmt.Errorf("%w: metadata adds up to over %d bytes", ErrTooLarge, heldMax)
 		}
 		data, err := io.ReadAll(io.LimitReader(tr, hdr.Size))
 		if err == nil && int64(len(data)) < hdr.Size {
@@ -278,10 +302,29 @@ func noEOF(err error) error {
 // cleanPath normalises an archive path and refuses those that could escape a directory.
 func cleanPath(p string) (string, error) {
 	clean := path.Clean(strings.TrimPrefix(p, "./"))
-	if p == "" || path.IsAbs(p) || clean == ".." || strings.HasPrefix(clean, "../") || strings.Contains(p, "\\") {
+	if p == "" || path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") || strings.Contains(p, "\\") {
 		return "", fmt.Errorf("%w: path %q leaves the archive", ErrUnsafeEntry, p)
 	}
 	return clean, nil
+}
+
+// linkTarget returns the entry a link names, cleaned but not checked: a symlink's target is
+// relative to its directory, a hard link's to the archive. Never "".
+func linkTarget(name string, hdr *tar.Header) string {
+	if hdr.Typeflag == tar.TypeSymlink && !path.IsAbs(hdr.Linkname) {
+		return path.Join(path.Dir(name), hdr.Linkname)
+	}
+	return path.Clean(hdr.Linkname)
+}
+
+// sparse reports whether archive/tar expands the entry from a PAX sparse map.
+func sparse(hdr *tar.Header) bool {
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 type ctxReader struct {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -76,10 +77,14 @@ func (rd *reader) walk(b *Bundle, descs []v1.Descriptor, indexed map[v1.Hash]*Im
 	for _, desc := range descs {
 		switch {
 		case desc.MediaType.IsIndex():
-			blob, err := metaBlob(b, desc, "index")
+			blob, err := rd.metaBlob(b, desc, "index")
 			if err != nil {
 				return err
 			}
+			if rd.walked[desc.Digest] {
+				continue // listed again, maybe many times over: once is enough
+			}
+			rd.walked[desc.Digest] = true
 			var idx v1.IndexManifest
 			if err := json.Unmarshal(blob.Data, &idx); err != nil {
 				return fmt.Errorf("%w: index %s: %w", ErrInvalidMetadata, desc.Digest, err)
@@ -91,7 +96,7 @@ func (rd *reader) walk(b *Bundle, descs []v1.Descriptor, indexed map[v1.Hash]*Im
 			if indexed[desc.Digest] != nil {
 				continue
 			}
-			img, err := ociImage(b, desc)
+			img, err := rd.ociImage(b, desc)
 			if err != nil {
 				return err
 			}
@@ -102,8 +107,8 @@ func (rd *reader) walk(b *Bundle, descs []v1.Descriptor, indexed map[v1.Hash]*Im
 }
 
 // ociImage resolves an image from its manifest descriptor.
-func ociImage(b *Bundle, desc v1.Descriptor) (*Image, error) {
-	mblob, err := metaBlob(b, desc, "manifest")
+func (rd *reader) ociImage(b *Bundle, desc v1.Descriptor) (*Image, error) {
+	mblob, err := rd.metaBlob(b, desc, "manifest")
 	if err != nil {
 		return nil, err
 	}
@@ -111,13 +116,16 @@ func ociImage(b *Bundle, desc v1.Descriptor) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: manifest %s: %w", ErrInvalidMetadata, desc.Digest, err)
 	}
-	cblob, err := metaBlob(b, m.Config, "config")
+	cblob, err := rd.metaBlob(b, m.Config, "config")
 	if err != nil {
 		return nil, err
 	}
 	img := &Image{Manifest: mblob, Config: cblob, Platform: desc.Platform}
 	for _, ld := range m.Layers {
 		blob := b.AddBlob(&Blob{Digest: ld.Digest, Size: ld.Size, Missing: true})
+		if !blob.Present() && rd.links[blobPath(ld.Digest)] != "" {
+			return nil, rd.missing(ld.Digest, "layer")
+		}
 		if blob.Present() && blob.Size != ld.Size {
 			return nil, fmt.Errorf("%w: layer %s is %d bytes, manifest %s says %d", ErrDigestMismatch, blob, blob.Size, desc.Digest, ld.Size)
 		}
@@ -127,10 +135,10 @@ func ociImage(b *Bundle, desc v1.Descriptor) (*Image, error) {
 }
 
 // metaBlob returns the blob a descriptor names, which must be present and held in memory.
-func metaBlob(b *Bundle, desc v1.Descriptor, what string) (*Blob, error) {
+func (rd *reader) metaBlob(b *Bundle, desc v1.Descriptor, what string) (*Blob, error) {
 	blob, ok := b.blobs[desc.Digest]
 	if !ok || !blob.Present() {
-		return nil, fmt.Errorf("%w: %s %s", ErrMissingBlob, what, desc.Digest)
+		return nil, rd.missing(desc.Digest, what)
 	}
 	if blob.Size != desc.Size {
 		return nil, fmt.Errorf("%w: %s %s is %d bytes, its descriptor says %d", ErrDigestMismatch, what, blob, blob.Size, desc.Size)
@@ -139,6 +147,15 @@ func metaBlob(b *Bundle, desc v1.Descriptor, what string) (*Blob, error) {
 		return nil, fmt.Errorf("%w: %s %s is not JSON or over %d bytes", ErrInvalidMetadata, what, blob, metaMax)
 	}
 	return blob, nil
+}
+
+// missing explains a blob the bundle lacks: a link where it would be is refused, as links
+// in manifest.json are.
+func (rd *reader) missing(h v1.Hash, what string) error {
+	if p := blobPath(h); rd.links[p] != "" {
+		return fmt.Errorf("%w: %s %s is a link", ErrUnsafeEntry, what, p)
+	}
+	return fmt.Errorf("%w: %s %s", ErrMissingBlob, what, h)
 }
 
 // verify parses the config and checks every present layer against its diffID.
@@ -200,10 +217,19 @@ func (rd *reader) dockerImages(b *Bundle, data []byte, indexed map[v1.Hash]*Imag
 		if err != nil {
 			return fmt.Errorf("manifest.json entry %d: %w", i, err)
 		}
-		if img.RepoTags, err = validTags(e.RepoTags); err != nil {
+		tags, err := validTags(e.RepoTags)
+		if err != nil {
 			return fmt.Errorf("manifest.json entry %d: %w", i, err)
 		}
-		b.Images = append(b.Images, img)
+		// An image listed twice is one image with the tags of both entries.
+		if !slices.Contains(b.Images, img) {
+			b.Images = append(b.Images, img)
+		}
+		for _, tag := range tags {
+			if !slices.Contains(img.RepoTags, tag) {
+				img.RepoTags = append(img.RepoTags, tag)
+			}
+		}
 	}
 	return nil
 }
@@ -221,7 +247,7 @@ func (rd *reader) dockerImage(b *Bundle, e dockerManifest, byConfig map[v1.Hash]
 		blob, err := rd.file(p)
 		if err != nil {
 			m := digestName.FindStringSubmatch(p)
-			if m == nil || rd.links[p] {
+			if m == nil || rd.links[p] != "" {
 				return nil, fmt.Errorf("layer %d: %w", i, err)
 			}
 			// A thin bundle: the destination is expected to hold this layer.
@@ -239,17 +265,26 @@ func (rd *reader) dockerImage(b *Bundle, e dockerManifest, byConfig map[v1.Hash]
 	if mblob := synthesizeManifest(img); mblob != nil {
 		img.Manifest = b.AddBlob(mblob)
 	}
+	byConfig[img.ID()] = img
 	return img, nil
 }
 
-// file returns the data entry at a path named by metadata.
+// file returns the data entry at a path named by metadata, directly or through one link to
+// a data entry.
 func (rd *reader) file(p string) (*Blob, error) {
 	clean, err := cleanPath(p)
 	if err != nil {
 		return nil, err
 	}
-	if rd.links[clean] {
-		return nil, fmt.Errorf("%w: %s is a link", ErrUnsafeEntry, p)
+	if target := rd.links[clean]; target != "" {
+		blob := rd.entries[target] // entries have clean names inside the archive
+		if blob == nil {
+			return nil, fmt.Errorf("%w: %s is a link to %s, which is not a file of the bundle", ErrUnsafeEntry, p, target)
+		}
+		if m := digestName.FindStringSubmatch(clean); m != nil && m[1] != blob.Digest.Hex {
+			return nil, fmt.Errorf("%w: %s is a link to %s, which hashes to %s", ErrDigestMismatch, p, target, blob.Digest)
+		}
+		return blob, nil
 	}
 	blob, ok := rd.entries[clean]
 	if !ok {

@@ -264,6 +264,9 @@ func (b *Bundle) Reachable() []*Blob {
 	var walk func(descs []v1.Descriptor)
 	walk = func(descs []v1.Descriptor) {
 		for _, d := range descs {
+			if seen[d.Digest] != nil {
+				continue // walked already: an index may list a child many times over
+			}
 			blob := add(d.Digest)
 			if blob == nil || blob.Data == nil {
 				continue

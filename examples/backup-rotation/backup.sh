@@ -20,7 +20,7 @@ import json, sys
 names = [r["name"] for r in json.load(sys.stdin) if r["name"].startswith("nightly-")]
 print("\n".join(names[:-int(sys.argv[1])]))' "$keep" |
   while read -r old; do
-    [ -n "$old" ] && "$FERRY" pool rm "$pool" "$old"
+    if [ -n "$old" ]; then "$FERRY" pool rm "$pool" "$old"; fi
   done
 "$FERRY" pool gc "$pool"
 "$FERRY" pool check "$pool"
