@@ -2,7 +2,6 @@ package transfer
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/ferrytool/ferry/archive"
 )
@@ -12,26 +11,15 @@ import (
 func Copy(ctx context.Context, images []string, opts SaveOptions, sink archive.Sink) (*archive.Bundle, error) {
 	refs, fromDocker, err := classify(images, opts)
 	if err != nil {
+		sink.Abort(err)
 		return nil, err
 	}
 	if fromDocker {
-		client, err := dockerClient(opts.Docker)
-		if err != nil {
-			return nil, err
-		}
-		stream, p, err := saveStream(ctx, client, refs, opts)
-		if err != nil {
-			return nil, err
-		}
-		defer stream.Close()
-		b, err := archive.Read(ctx, p.reader(stream), sink, archive.ReadOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("reading docker save stream: %w", err)
-		}
-		return b, nil
+		return readDocker(ctx, refs, opts, sink)
 	}
 	im, err := Open(ctx, images, opts)
 	if err != nil {
+		sink.Abort(err)
 		return nil, err
 	}
 	defer im.Close()

@@ -134,28 +134,38 @@ func classify(images []string, opts SaveOptions) (refs []string, fromDocker bool
 
 // openDocker streams one `docker save` of all images into a spool.
 func openDocker(ctx context.Context, refs []string, opts SaveOptions) (*Images, error) {
-	client, err := dockerClient(opts.Docker)
-	if err != nil {
-		return nil, err
-	}
-	stream, p, err := saveStream(ctx, client, refs, opts)
-	if err != nil {
-		return nil, err
-	}
-	defer stream.Close()
 	spool, err := archive.NewSpool(opts.TempDir, opts.Write)
 	if err != nil {
 		return nil, err
 	}
-	b, err := archive.Read(ctx, p.reader(stream), spool, archive.ReadOptions{})
+	b, err := readDocker(ctx, refs, opts, spool)
 	if err != nil {
-		return nil, fmt.Errorf("reading docker save stream: %w", err)
+		return nil, err
 	}
 	return &Images{Bundle: b, src: spool, close: spool.Close}, nil
 }
 
+// readDocker reads one `docker save` of refs into sink.
+func readDocker(ctx context.Context, refs []string, opts SaveOptions, sink archive.Sink) (*archive.Bundle, error) {
+	stream, p, err := saveStream(ctx, refs, opts)
+	if err != nil {
+		sink.Abort(err)
+		return nil, err
+	}
+	defer stream.Close()
+	b, err := archive.Read(ctx, p.reader(stream), sink, archive.ReadOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading docker save stream: %w", err)
+	}
+	return b, nil
+}
+
 // saveStream starts one `docker save` of refs, with progress against the images' sizes.
-func saveStream(ctx context.Context, client *docker.Client, refs []string, opts SaveOptions) (io.ReadCloser, *progress, error) {
+func saveStream(ctx context.Context, refs []string, opts SaveOptions) (io.ReadCloser, *progress, error) {
+	client, err := dockerClient(opts.Docker)
+	if err != nil {
+		return nil, nil, err
+	}
 	var total int64
 	for _, ref := range refs {
 		img, err := client.Inspect(ctx, ref)

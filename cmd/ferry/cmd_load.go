@@ -53,12 +53,9 @@ Without --to: the docker daemon when one answers, else the default OCI store
 }
 
 func (o *loadOptions) run(cmd *cobra.Command, files []string) error {
-	var platform *v1.Platform
-	if o.platform != "" {
-		var err error
-		if platform, err = v1.ParsePlatform(o.platform); err != nil {
-			return usagef("--platform %q: %v", o.platform, err)
-		}
+	platform, err := parsePlatform(o.platform)
+	if err != nil {
+		return err
 	}
 	if o.input != "" {
 		files = append([]string{o.input}, files...)

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/ferrytool/ferry/archive"
@@ -96,12 +95,9 @@ func (o *poolAddOptions) addImages(cmd *cobra.Command, p *dedupe.Pool, images []
 	if name == "" {
 		name = "images-" + time.Now().UTC().Format("20060102T150405Z")
 	}
-	var platform *v1.Platform
-	if o.platform != "" {
-		var err error
-		if platform, err = v1.ParsePlatform(o.platform); err != nil {
-			return usagef("--platform %q: %v", o.platform, err)
-		}
+	platform, err := parsePlatform(o.platform)
+	if err != nil {
+		return err
 	}
 	adding, err := p.Add(name)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/ferrytool/ferry/archive"
@@ -78,11 +77,9 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 	if o.level < 1 || o.level > 9 {
 		return usagef("--level %d: use 1 to 9", o.level)
 	}
-	var platform *v1.Platform
-	if o.platform != "" {
-		if platform, err = v1.ParsePlatform(o.platform); err != nil {
-			return usagef("--platform %q: %v", o.platform, err)
-		}
+	platform, err := parsePlatform(o.platform)
+	if err != nil {
+		return err
 	}
 	var have *dedupe.Inventory
 	if o.have != "" {

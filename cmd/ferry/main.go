@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/ferrytool/ferry/archive"
@@ -90,4 +91,16 @@ directory or a registry.`,
 	root.SetUsageTemplate(root.UsageTemplate() + exitHelp)
 	root.AddCommand(newSaveCmd(), newLoadCmd(), newLsCmd(), newVerifyCmd(), newInventoryCmd(), newPoolCmd(), newSendCmd())
 	return root
+}
+
+// parsePlatform parses a --platform value; "" means the default (nil).
+func parsePlatform(s string) (*v1.Platform, error) {
+	if s == "" {
+		return nil, nil
+	}
+	p, err := v1.ParsePlatform(s)
+	if err != nil {
+		return nil, usagef("--platform %q: %v", s, err)
+	}
+	return p, nil
 }
