@@ -125,3 +125,22 @@ func TestRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteOrderIndependent: docker save lists images in no fixed order; the bundle must
+// not depend on it.
+func TestWriteOrderIndependent(t *testing.T) {
+	a, b := testImages(t)
+	write := func(first, second v1.Image, firstTag, secondTag string) []byte {
+		bundle, src := &Bundle{}, V1Source{}
+		bundle.AddImage(first, []string{firstTag}, src)
+		bundle.AddImage(second, []string{secondTag}, src)
+		var buf bytes.Buffer
+		if err := Write(context.Background(), &buf, bundle, src, WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	if !bytes.Equal(write(a, b, "x/a:1", "x/b:1"), write(b, a, "x/b:1", "x/a:1")) {
+		t.Fatal("the order images were added in changed the bundle")
+	}
+}

@@ -3,11 +3,13 @@ package archive
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -93,13 +95,24 @@ type namedFile struct {
 }
 
 // metadata returns the top-level metadata files of b.
+// Images and index entries are sorted (by tag, then digest): sources such as docker save list
+// them in no fixed order, and the same images must give the same bytes.
 func metadata(b *Bundle) ([]namedFile, error) {
-	manifest, err := ManifestJSON(b.Images, func(blob *Blob) string { return blobPath(blob.Digest) })
+	images := slices.Clone(b.Images)
+	slices.SortStableFunc(images, func(x, y *Image) int {
+		return cmp.Or(cmp.Compare(firstTag(x.RepoTags), firstTag(y.RepoTags)), cmp.Compare(x.ID().String(), y.ID().String()))
+	})
+	index := b.Index
+	index.Manifests = slices.Clone(index.Manifests)
+	slices.SortStableFunc(index.Manifests, func(x, y v1.Descriptor) int {
+		return cmp.Or(cmp.Compare(indexName(x), indexName(y)), cmp.Compare(x.Digest.String(), y.Digest.String()))
+	})
+	manifest, err := ManifestJSON(images, func(blob *Blob) string { return blobPath(blob.Digest) })
 	if err != nil {
 		return nil, err
 	}
 	repos := map[string]map[string]string{}
-	for _, img := range b.Images {
+	for _, img := range images {
 		for _, tag := range img.RepoTags {
 			t, err := ParseTag(tag)
 			if err != nil {
@@ -114,7 +127,7 @@ func metadata(b *Bundle) ([]namedFile, error) {
 			}
 		}
 	}
-	index, err := json.Marshal(b.Index)
+	indexJSON, err := json.Marshal(index)
 	if err != nil {
 		return nil, err
 	}
@@ -124,10 +137,21 @@ func metadata(b *Bundle) ([]namedFile, error) {
 	}
 	return []namedFile{
 		{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)},
-		{"index.json", index},
+		{"index.json", indexJSON},
 		{"manifest.json", manifest},
 		{"repositories", repositories},
 	}, nil
+}
+
+func firstTag(tags []string) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	return tags[0]
+}
+
+func indexName(d v1.Descriptor) string {
+	return d.Annotations[annotationImageName] + "\x00" + d.Annotations[annotationRefName]
 }
 
 // ManifestJSON returns docker's manifest.json for images, with each blob at path(blob).
