@@ -62,13 +62,21 @@ func (e *sendEnv) addHost(t *testing.T) *remoteHost {
 	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{e.key}})
 	h := &remoteHost{docker: testenv.StartDocker(t), sshd: sshd}
 	h.dest = "ssh://root@" + h.sshd.Addr + strings.TrimPrefix(h.docker.Host, "unix://")
+	e.know(t, sshd)
+	return h
+}
+
+// know adds sshd's host key to the known_hosts file.
+func (e *sendEnv) know(t *testing.T, sshd *testenv.SSHD) {
+	t.Helper()
 	f, err := os.OpenFile(e.known, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	f.WriteString(h.sshd.KnownHostsLine() + "\n")
-	return h
+	if _, err := f.WriteString(sshd.KnownHostsLine() + "\n"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (e *sendEnv) send(t *testing.T, images []string, hosts ...*remoteHost) ([]HostResult, error) {
@@ -196,6 +204,19 @@ func TestSend(t *testing.T) {
 		_, err := e.sendTo(t, []string{"app:1"}, []string{dest}, e.opts)
 		if !errors.Is(err, sshconn.ErrNoSocket) || !strings.Contains(err.Error(), "is docker installed") {
 			t.Fatalf("got %v, want ErrNoSocket", err)
+		}
+	})
+
+	t.Run("permission denied on the socket", func(t *testing.T) {
+		sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{e.key}, User: "ferrytest"})
+		e.know(t, sshd)
+		sock := strings.TrimPrefix(a.docker.Host, "unix://")
+		if err := os.Chmod(filepath.Dir(sock), 0o711); err != nil { // the socket itself stays root's
+			t.Fatal(err)
+		}
+		_, err := e.sendTo(t, []string{"app:1"}, []string{"ssh://ferrytest@" + sshd.Addr + sock}, e.opts)
+		if !errors.Is(err, sshconn.ErrSocketDenied) || !strings.Contains(err.Error(), "docker group") {
+			t.Fatalf("got %v, want ErrSocketDenied", err)
 		}
 	})
 }

@@ -205,7 +205,7 @@ func (c *Client) socketError(ctx context.Context, path string, dialErr error) er
 	case !slices.Contains(said, "socket"):
 		return fmt.Errorf("%w %s on %s", ErrNoSocket, path, c.name)
 	case !slices.Contains(said, "writable"):
-		return fmt.Errorf("%w: %s on %s may not use %s", ErrSocketDenied, c.user, c.name, path)
+		return fmt.Errorf("%w: %s may not use %s", ErrSocketDenied, c.name, path)
 	}
 	return fmt.Errorf("%w: nothing listens on %s on %s", ErrSocketRefused, path, c.name)
 }
