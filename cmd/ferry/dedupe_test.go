@@ -62,6 +62,24 @@ func TestDelta(t *testing.T) {
 			t.Fatalf("/marker = %q", got)
 		}
 	})
+	t.Run("pool takes a base and its delta", func(t *testing.T) {
+		pool := filepath.Join(dir, "pool")
+		mustFerry(t, nil, "pool", "init", pool)
+		if r := ferry(t, nil, "pool", "add", pool, delta); r.code == 0 || !strings.Contains(r.stderr, "leaves out") {
+			t.Fatalf("a delta without its base: exit %d: %s", r.code, r.stderr)
+		}
+		mustFerry(t, nil, "pool", "add", pool, base, delta, "-q")
+		whole := filepath.Join(dir, "whole.tar")
+		mustFerry(t, nil, "pool", "export", pool, "app:1", "-o", whole)
+		if s := summary(t, whole); s.MissingLayers != 0 {
+			t.Fatalf("the export of a delta's image should be whole: %+v", s)
+		}
+		empty.Run(t, "load", "-i", whole)
+		if got := empty.Cat(t, "app:1", "/marker"); got != "delta\n" {
+			t.Fatalf("/marker = %q", got)
+		}
+		empty.Run(t, "rmi", "app:1", "base:1")
+	})
 	t.Run("split with checksums", func(t *testing.T) {
 		split := filepath.Join(dir, "split.tar")
 		mustFerry(t, dockerEnv(near), "save", "app:1", "-o", split, "--split", "1Mi", "--checksum", "-q")
