@@ -21,8 +21,9 @@ test: deps ## run every test: unit, fuzz seeds, and integration against real doc
 demo: deps build ## save two images sharing a base, list, verify, load into the default OCI store and a second dockerd, run
 	@FERRY=$(CURDIR)/$(BIN) bash examples/demo/run.sh
 
-bench: deps build ## measure save and load against docker, gzip, pigz and skopeo on a ~430 MB image
+bench: deps build ## measure save, load, pool, delta and send against docker, gzip, pigz, skopeo and ssh on a ~430 MB image
 	@FERRY=$(CURDIR)/$(BIN) bash bench/bench.sh
+	@FERRY=$(CURDIR)/$(BIN) bash bench/send.sh
 
 fuzz: ## fuzz the bundle reader and the manifest parser, 60 s each
 	$(GO) test ./archive -run '^$$' -fuzz '^FuzzRead$$' -fuzztime 60s -fuzzminimizetime 5s
