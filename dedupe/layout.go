@@ -50,7 +50,7 @@ func (l *Layout) init() error {
 	if exists(filepath.Join(l.Dir, "oci-layout")) {
 		return nil
 	}
-	return atomicfile.WriteFile(filepath.Join(l.Dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
+	return atomicfile.WriteFile(filepath.Join(l.Dir, "oci-layout"), []byte(LayoutFile), 0o644)
 }
 
 // BlobPath is where a blob lives in the layout.
@@ -85,7 +85,7 @@ func flock(path string, how int) (func(), error) {
 
 // Index reads index.json; a layout without one has an empty index.
 func (l *Layout) Index() (v1.IndexManifest, error) {
-	idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+	idx := EmptyIndex()
 	data, err := os.ReadFile(filepath.Join(l.Dir, "index.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return idx, nil
@@ -115,19 +115,34 @@ func (l *Layout) AddToIndex(descs []v1.Descriptor) error {
 	if err != nil {
 		return err
 	}
+	return l.WriteIndex(MergeIndex(idx, descs))
+}
+
+// MergeIndex returns idx with descs added; an entry naming the same image replaces the
+// old one, as a tag moves. It is how any OCI layout ferry writes, local or remote, takes
+// in new images.
+func MergeIndex(idx v1.IndexManifest, descs []v1.Descriptor) v1.IndexManifest {
 	replaced := map[string]bool{}
 	for _, d := range descs {
 		replaced[indexKey(d)] = true
 	}
-	kept := idx.Manifests[:0]
+	var kept []v1.Descriptor
 	for _, d := range idx.Manifests {
 		if !replaced[indexKey(d)] {
 			kept = append(kept, d)
 		}
 	}
 	idx.Manifests = append(kept, descs...)
-	return l.WriteIndex(idx)
+	return idx
 }
+
+// EmptyIndex is the index of a layout without index.json.
+func EmptyIndex() v1.IndexManifest {
+	return v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+}
+
+// LayoutFile is the content of the oci-layout file ferry writes.
+const LayoutFile = `{"imageLayoutVersion":"1.0.0"}`
 
 func indexKey(d v1.Descriptor) string {
 	for _, k := range []string{"io.containerd.image.name", "org.opencontainers.image.ref.name"} {

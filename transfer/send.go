@@ -31,6 +31,10 @@ type SendOptions struct {
 	FromHost string
 	// All adds every tagged image of the source docker daemon to the images named.
 	All bool
+	// To is the kind of store every host loads into: "docker" (or ""), "podman", or
+	// "oci:DIR" for an OCI image layout directory DIR on the host, written over SFTP (a
+	// relative DIR starts at the remote user's home directory).
+	To string
 	// SSH says how to reach the hosts and FromHost.
 	SSH sshconn.Config
 	// Progress, if set, is told for each host how many bytes were sent to it so far and an
@@ -41,15 +45,17 @@ type SendOptions struct {
 // A HostResult says how sending to one host went.
 type HostResult struct {
 	Host string // as given to Send
-	// Sent is the bytes streamed into the host's docker load. Full estimates the bytes of
-	// the complete bundle, what sending without asking the host would have cost.
+	// Sent is the bytes streamed into the host's store: its docker or podman load, or the
+	// blobs written to its OCI layout. Full estimates what sending the images whole would
+	// have cost.
 	Sent, Full int64
 	// Layers counts the layer blobs of the images, Skipped those the host already had.
 	Layers, Skipped int
-	// Complete is true when the host keeps images in the containerd image store, which
-	// loads only complete images: nothing was skipped.
+	// Complete is true when the host's store takes only complete images (docker on the
+	// containerd image store, podman): nothing was skipped.
 	Complete bool
-	// Loaded are the references the host's daemon reports it loaded.
+	// Loaded are the references the host's store reports it loaded (for an OCI layout,
+	// those its index.json now names).
 	Loaded []string
 	Err    error
 }
@@ -79,19 +85,25 @@ func (e *SendError) Unwrap() []error {
 // maxParallelHosts caps the hosts sent to at once.
 const maxParallelHosts = 16
 
-// Send reads images from their source once and loads them into the docker daemon of every
-// host over SSH, concurrently; each host gets only the layers it lacks (all of them if it
-// keeps images in the containerd image store). Hosts connect and take stock while the
-// source is read. A host that fails does not stop the others: the results say how each
-// went, and the error is a *SendError naming those that failed. Images and hosts are
-// checked before anything is dialed. A host's docker loads nothing from a stream cut
-// short, so a failed host is as it was and sending again finishes the job.
+// Send reads images from their source once and loads them into the store opts.To names on
+// every host over SSH, concurrently. A docker host gets only the layers it lacks (all of
+// them if it keeps images in the containerd image store), an OCI layout only the blobs it
+// lacks, podman complete images. Hosts connect and take stock while the source is read. A
+// host that fails does not stop the others: the results say how each went, and the error
+// is a *SendError naming those that failed. Images, hosts and the store are checked before
+// anything is dialed. docker and podman load nothing from a stream cut short, so a failed
+// host is as it was; an OCI layout keeps the blobs written whole, but index.json names the
+// images only once all are there. Either way, sending again finishes the job.
 func Send(ctx context.Context, images, hosts []string, opts SendOptions) ([]HostResult, error) {
 	dests, err := parseHosts(hosts)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkSendImages(images, opts); err != nil {
+		return nil, err
+	}
+	to, err := parseSendTarget(opts.To, dests)
+	if err != nil {
 		return nil, err
 	}
 	var from *sshconn.Destination
@@ -118,7 +130,7 @@ func Send(ctx context.Context, images, hosts []string, opts SendOptions) ([]Host
 	g.SetLimit(maxParallelHosts)
 	for i, d := range dests {
 		g.Go(func() error {
-			results[i] = sendHost(ctx, hosts[i], d, src, opts)
+			results[i] = sendHost(ctx, hosts[i], d, to, src, opts)
 			return nil
 		})
 	}
@@ -174,6 +186,36 @@ func checkSendImages(images []string, opts SendOptions) error {
 		}
 	}
 	return nil
+}
+
+// A sendTarget is the kind of store the hosts load into.
+type sendTarget struct {
+	kind string // "docker", "podman" or "oci"
+	dir  string // for "oci", the layout directory on the host
+}
+
+// parseSendTarget parses SendOptions.To and checks it fits the destinations: only docker
+// takes a socket path.
+func parseSendTarget(to string, dests []sshconn.Destination) (sendTarget, error) {
+	var t sendTarget
+	switch dir, isOCI := strings.CutPrefix(to, "oci:"); {
+	case to == "" || to == "docker":
+		return sendTarget{kind: "docker"}, nil
+	case to == "podman":
+		t = sendTarget{kind: "podman"}
+	case isOCI && dir != "" && !strings.ContainsFunc(dir, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		t = sendTarget{kind: "oci", dir: dir}
+	case isOCI:
+		return t, fmt.Errorf("%w: store %q: name the layout directory on the hosts, oci:DIR", ErrInvalidReference, to)
+	default:
+		return t, fmt.Errorf("%w: store %q: use docker, podman or oci:DIR", ErrInvalidReference, to)
+	}
+	for _, d := range dests {
+		if d.Path != "" {
+			return t, fmt.Errorf("%w: host %s: a socket path goes with docker hosts only, not with %s", ErrInvalidReference, d, to)
+		}
+	}
+	return t, nil
 }
 
 // pending is the source being read: im or err once ready is closed.
@@ -243,8 +285,36 @@ func taggedImages(ctx context.Context, client *docker.Client) ([]string, error) 
 	return tags, nil
 }
 
-// sendHost connects to one host, takes stock of its daemon, and streams it what it lacks.
-func sendHost(ctx context.Context, host string, d sshconn.Destination, src *pending, opts SendOptions) HostResult {
+// sendHost sends to one host's store.
+func sendHost(ctx context.Context, host string, d sshconn.Destination, to sendTarget, src *pending, opts SendOptions) HostResult {
+	if to.kind == "docker" {
+		return sendDocker(ctx, host, d, src, opts)
+	}
+	res := HostResult{Host: host}
+	progress := func(sent, total int64) {
+		if opts.Progress != nil {
+			opts.Progress(host, sent, max(sent, total))
+		}
+	}
+	c, err := sshconn.Dial(ctx, d, opts.SSH)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	defer c.Close()
+	if to.kind == "podman" {
+		res.Err = sendPodman(ctx, &res, c, src, progress)
+	} else {
+		res.Err = sendOCI(ctx, &res, c, to.dir, src, progress)
+	}
+	if res.Err == nil {
+		progress(res.Sent, res.Sent)
+	}
+	return res
+}
+
+// sendDocker connects to one host, takes stock of its daemon, and streams it what it lacks.
+func sendDocker(ctx context.Context, host string, d sshconn.Destination, src *pending, opts SendOptions) HostResult {
 	res := HostResult{Host: host}
 	r, err := dialDocker(ctx, d, opts.SSH)
 	if err != nil {

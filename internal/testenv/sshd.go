@@ -23,7 +23,8 @@ import (
 )
 
 // SSHD is a throwaway OpenSSH server on 127.0.0.1 with its own host key, accepting the
-// public keys it was given and forwarding to unix sockets (direct-streamlocal).
+// public keys it was given, forwarding to unix sockets (direct-streamlocal) and serving
+// sftp (internal-sftp).
 type SSHD struct {
 	Addr    string // "127.0.0.1:PORT"
 	Port    int
@@ -41,6 +42,10 @@ type SSHDOptions struct {
 	// exists only for this sshd: it runs in a private mount namespace whose /etc/passwd
 	// lists the user, so the machine's own user database is untouched.
 	User string
+	// SetEnv are NAME=VALUE settings sshd puts in the environment of every session (its
+	// SetEnv option): how a test points a remote command at throwaway storage while the
+	// command itself stays as ferry sends it.
+	SetEnv []string
 }
 
 // TestUID is the uid of SSHDOptions.User.
@@ -95,7 +100,11 @@ PermitRootLogin prohibit-password
 AllowStreamLocalForwarding yes
 AllowTcpForwarding yes
 LogLevel DEBUG1
+Subsystem sftp internal-sftp
 `, dir)
+	for _, env := range opts.SetEnv {
+		config += "SetEnv " + strconv.Quote(env) + "\n"
+	}
 	writeFile(t, filepath.Join(dir, "authorized_keys"), authorized.String(), 0o644)
 	writeFile(t, filepath.Join(dir, "sshd_config"), config, 0o644)
 
