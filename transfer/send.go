@@ -44,7 +44,8 @@ type SendOptions struct {
 
 // A HostResult says how sending to one host went.
 type HostResult struct {
-	Host string // as given to Send
+	Host  string // as given to Send
+	Store string // "docker", "podman" or "oci:DIR"
 	// Sent is the bytes streamed into the host's store: its docker or podman load, or the
 	// blobs written to its OCI layout. Full estimates what sending the images whole would
 	// have cost.
@@ -288,9 +289,11 @@ func taggedImages(ctx context.Context, client *docker.Client) ([]string, error) 
 // sendHost sends to one host's store.
 func sendHost(ctx context.Context, host string, d sshconn.Destination, to sendTarget, src *pending, opts SendOptions) HostResult {
 	if to.kind == "docker" {
-		return sendDocker(ctx, host, d, src, opts)
+		res := sendDocker(ctx, host, d, src, opts)
+		res.Store = "docker"
+		return res
 	}
-	res := HostResult{Host: host}
+	res := HostResult{Host: host, Store: to.kind}
 	progress := func(sent, total int64) {
 		if opts.Progress != nil {
 			opts.Progress(host, sent, max(sent, total))
@@ -305,6 +308,7 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to sendTa
 	if to.kind == "podman" {
 		res.Err = sendPodman(ctx, &res, c, src, progress)
 	} else {
+		res.Store = "oci:" + to.dir
 		res.Err = sendOCI(ctx, &res, c, to.dir, src, progress)
 	}
 	if res.Err == nil {

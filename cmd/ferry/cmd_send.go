@@ -18,6 +18,7 @@ import (
 
 type sendOptions struct {
 	hosts      []string
+	to         string
 	from       string
 	all        bool
 	compress   string
@@ -35,13 +36,23 @@ type sendOptions struct {
 func newSendCmd() *cobra.Command {
 	var o sendOptions
 	cmd := &cobra.Command{
-		Use:   "send IMAGE... -H [user@]host[:port] [-H HOST]...",
-		Short: "Stream images over SSH into the docker daemons of other hosts, only the layers they lack",
+		Use:   "send IMAGE... -H [user@]host[:port] [-H HOST]... [--to docker|podman|oci:DIR]",
+		Short: "Stream images over SSH into the stores of other hosts, only the layers they lack",
 		Long: `Send images straight into the docker daemon of one or more hosts over SSH: nothing but
 sshd and docker is needed there, and nothing is staged on the hosts. Each host is asked which
 layers it already has and gets only the others, compressed on the wire (--compress). The images
 are read once, whatever the number of hosts, and sent to all hosts at once; a host that fails
 does not stop the others.
+
+--to names the store on the hosts, the same for all:
+  docker    the docker daemon, through its socket (default)
+  podman    the one command "podman load", the images on its stdin, complete and
+            uncompressed (podman 4 loads neither thin nor gzip-compressed bundles)
+  oci:DIR   an OCI image layout directory DIR on the hosts, written over SFTP (sshd's sftp
+            subsystem; a relative DIR starts at the remote user's home). Only the blobs it
+            lacks are sent, each to a temporary name and renamed once its digest checks
+            out; index.json is replaced last. After a cut connection the blobs written whole
+            stay, and sending again sends only the rest.
 
 Hosts are named with -H, one flag per host: [user@]host[:port], a Host alias of the ssh
 config, or ssh://[user@]host[:port]/path/to/docker.sock for a daemon whose socket is not
@@ -56,17 +67,20 @@ from OCI layout directories (oci:DIR[:TAG]), or from the docker daemon of anothe
 (--from HOST): host to host through this machine. --all sends every tagged image of the
 source daemon.
 
-A host's docker loads nothing from a stream cut short: after a lost connection the host is as
+docker and podman load nothing from a stream cut short: after a lost connection the host is as
 it was, and the same command sends again. The summary on stdout says what each host got.`,
 		Example: `  ferry send app:1 app:2 -H web1 -H deploy@10.0.0.7:2222
   ferry send --from root@old --all -H root@new
-  ferry send app:1 -H ssh://me@web1/run/user/1000/docker.sock`,
+  ferry send app:1 -H ssh://me@web1/run/user/1000/docker.sock
+  ferry send app:1 -H web1 --to podman
+  ferry send app:1 app:2 -H backup1 --to oci:/srv/images`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, args)
 		},
 	}
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.hosts, "host", "H", nil, "send to `HOST`: [user@]host[:port] or ssh://[user@]host[:port]/SOCKET (repeat for more hosts)")
+	f.StringVar(&o.to, "to", "docker", "the `STORE` on the hosts: docker, podman or oci:DIR (a layout directory there, over SFTP)")
 	f.StringVar(&o.from, "from", transfer.FromDocker, "source of IMAGE references: docker, registry, or a `HOST` whose docker daemon is read over SSH")
 	f.BoolVar(&o.all, "all", false, "send every tagged image of the source docker daemon")
 	f.StringVar(&o.compress, "compress", "gzip", "compression on the wire: gzip or none")
@@ -109,6 +123,7 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 			Write:    archive.WriteOptions{Codec: codec, Level: o.level},
 		},
 		All: o.all,
+		To:  o.to,
 		SSH: sshconn.Config{
 			ConfigFile:       o.sshConfig,
 			KnownHosts:       o.knownHosts,
@@ -147,7 +162,10 @@ func printSendSummary(w io.Writer, results []transfer.HostResult) {
 			continue
 		}
 		result := "loaded " + strings.Join(r.Loaded, ", ")
-		if r.Complete {
+		switch {
+		case r.Complete && r.Store == "podman":
+			result += " (podman: complete images)"
+		case r.Complete:
 			result += " (containerd image store: complete images)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d of %d\t%s\n", r.Host, humanBytes(r.Sent), humanBytes(r.Full),

@@ -119,8 +119,22 @@ func TestSend(t *testing.T) {
 		}
 	})
 
+	t.Run("to an OCI layout", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "images")
+		host := "root@" + a.sshd.Addr
+		r := send("app:1", "-H", host, "--to", "oci:"+dir)
+		if r.code != 0 || !strings.Contains(r.stdout, "2 of 2") || !strings.Contains(r.stdout, "loaded app:1") {
+			t.Fatalf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		run(t, "skopeo", "inspect", "oci:"+dir+":1")
+		if r := send("app:1", "-H", host, "--to", "oci:"+dir); r.code != 0 || !strings.Contains(r.stdout, "0 of 2") {
+			t.Fatalf("sending again: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	})
+
 	t.Run("invalid references", func(t *testing.T) {
-		for _, args := range [][]string{{"Bad:Ref", "-H", a.dest}, {"app:1", "-H", "-oProxyCommand=x"}, {"app:1"}} {
+		for _, args := range [][]string{{"Bad:Ref", "-H", a.dest}, {"app:1", "-H", "-oProxyCommand=x"}, {"app:1"},
+			{"app:1", "-H", a.dest, "--to", "podman"}, {"app:1", "-H", "web1", "--to", "oci:"}} {
 			if r := send(args...); r.code != 2 {
 				t.Errorf("send %v: exit %d, want 2: %s", args, r.code, r.stderr)
 			}
