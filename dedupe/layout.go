@@ -186,6 +186,16 @@ func (l *Layout) Stage(commit func(*archive.Bundle) error) (*Stage, error) {
 	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
 		return nil, err
 	}
+	if !created {
+		// Stale stages are removed under the layout's lock: shared, it keeps them from
+		// taking this one for stale between its mkdir and its lock. A directory the stage
+		// made has no stale stages, and is left without a lock file for Abort to remove.
+		unlockLayout, err := flock(filepath.Join(l.Dir, ".ferry.lock"), syscall.LOCK_SH)
+		if err != nil {
+			return nil, err
+		}
+		defer unlockLayout()
+	}
 	dir, err := os.MkdirTemp(l.Dir, stagePrefix)
 	if err != nil {
 		return nil, err
@@ -236,19 +246,22 @@ func (s *Stage) close() {
 // Commit stores the bundle's blobs and runs the commit function, under the layout's lock.
 func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 	defer s.close()
+	blobs := b.Reachable()
+	// Refused before the lock file and init touch the directory, so that Abort can remove
+	// a directory the stage made; checked again under the lock, which gc takes.
+	if err := s.l.holdsMissing(blobs); err != nil {
+		return err
+	}
 	unlock, err := s.l.Lock()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := s.l.init(); err != nil {
+	if err := s.l.holdsMissing(blobs); err != nil {
 		return err
 	}
-	blobs := b.Reachable()
-	for _, blob := range blobs {
-		if blob.Missing && !s.l.HasBlob(blob.Digest) {
-			return fmt.Errorf("%w: the bundle leaves out %s and %s does not have it: add the bundle it comes from first", archive.ErrMissingBlob, blob.Digest, s.l.Dir)
-		}
+	if err := s.l.init(); err != nil {
+		return err
 	}
 	for _, blob := range blobs {
 		dst := s.l.BlobPath(blob.Digest)
@@ -273,6 +286,16 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 		return err
 	}
 	return s.commit(b)
+}
+
+// holdsMissing checks that the layout holds every blob a thin bundle leaves out.
+func (l *Layout) holdsMissing(blobs []*archive.Blob) error {
+	for _, blob := range blobs {
+		if blob.Missing && !l.HasBlob(blob.Digest) {
+			return fmt.Errorf("%w: the bundle leaves out %s and %s does not have it: add the bundle it comes from first", archive.ErrMissingBlob, blob.Digest, l.Dir)
+		}
+	}
+	return nil
 }
 
 // staleStages returns the stage directories no live process holds.

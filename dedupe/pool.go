@@ -150,7 +150,7 @@ func (p *Pool) Add(name string) (*Adding, error) {
 }
 
 func newRecord(name string, b *archive.Bundle, l *Layout) *Record {
-	r := &Record{Name: name, Added: time.Now().UTC().Truncate(time.Second), Index: b.Index.Manifests, Blobs: map[string]int64{}}
+	r := &Record{Name: name, Added: time.Now().UTC(), Index: b.Index.Manifests, Blobs: map[string]int64{}}
 	for _, img := range b.Images {
 		ri := RecordImage{Tags: img.RepoTags, ID: img.ID().String()}
 		if img.Manifest != nil {
