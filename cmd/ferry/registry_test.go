@@ -58,6 +58,15 @@ func TestRegistry(t *testing.T) {
 			t.Fatalf("/marker = %q", got)
 		}
 	})
+	t.Run("inventory of a registry repository", func(t *testing.T) {
+		have := filepath.Join(dir, "have.json")
+		mustFerry(t, nil, "inventory", "--from", "registry:"+reg.Addr+"/sk/app", "-o", have)
+		delta := filepath.Join(dir, "delta.tar")
+		mustFerry(t, nil, "save", "--from", "registry", reg.Addr+"/sk/app:1", "--have", have, "-o", delta, "-q")
+		if s := summary(t, delta); s.MissingLayers != len(s.Images[0].Layers) {
+			t.Fatalf("the registry holds every layer, the delta should carry none: %+v", s.Images[0].Layers)
+		}
+	})
 	t.Run("multi-platform index", func(t *testing.T) {
 		ref := pushIndex(t, reg.Addr+"/multi:1")
 		all := filepath.Join(dir, "all.tar")
