@@ -15,12 +15,9 @@ night=${NIGHT:-nightly-$(date -u +%Y%m%dT%H%M%SZ)}
 "$FERRY" pool add "$pool" "$@" --name "$night" -q
 
 # Keep the newest $keep nights: ls lists the oldest first.
-"$FERRY" pool ls "$pool" --json | python3 -c '
-import json, sys
-names = [r["name"] for r in json.load(sys.stdin) if r["name"].startswith("nightly-")]
-print("\n".join(names[:-int(sys.argv[1])]))' "$keep" |
+"$FERRY" pool ls "$pool" | awk 'NR > 1 && $1 ~ /^nightly-/ { print $1 }' | head -n "-$keep" |
   while read -r old; do
-    if [ -n "$old" ]; then "$FERRY" pool rm "$pool" "$old"; fi
+    "$FERRY" pool rm "$pool" "$old"
   done
 "$FERRY" pool gc "$pool"
 "$FERRY" pool check "$pool"
