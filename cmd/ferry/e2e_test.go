@@ -127,6 +127,21 @@ func TestDockerRoundTrip(t *testing.T) {
 			t.Fatal("saving the same images twice gave different bytes")
 		}
 	})
+	t.Run("progress json", func(t *testing.T) {
+		r := ferry(t, dockerEnv(src), "save", "app:1", "--progress=json", "-o", filepath.Join(dir, "p.tar"))
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		var last struct {
+			Event  string
+			Bytes  int64
+			Action string
+		}
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || r.code != 0 {
+			t.Fatalf("exit %d, stderr %q: %v", r.code, r.stderr, err)
+		}
+		if last.Event != "done" || last.Action != "saving" || last.Bytes == 0 {
+			t.Fatalf("last progress line %+v", last)
+		}
+	})
 	t.Run("ls", func(t *testing.T) {
 		s := summary(t, gz)
 		if len(s.Images) != 2 || s.Compression != "gzip" {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,6 +58,16 @@ func TestBadInput(t *testing.T) {
 	if out := d.Run(t, "images", "-q"); strings.TrimSpace(out) != "" {
 		t.Errorf("the daemon holds images after failed loads: %s", out)
 	}
+	t.Run("refuses a terminal", func(t *testing.T) {
+		// script gives ferry a pseudo-terminal as stdout.
+		cmd := exec.Command(testenv.Require(t, "script"), "-qec", ferryBin+" save app:1", os.DevNull)
+		cmd.Env = append(os.Environ(), dockerEnv(d)...)
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "refusing to write a bundle to a terminal") {
+			t.Fatalf("%v: %s", err, out)
+		}
+	})
 	if _, err := os.Stat(layout); !os.IsNotExist(err) {
 		t.Errorf("a failed load into a new OCI layout left the directory: %v", err)
 	}
