@@ -5,14 +5,16 @@ set -euo pipefail
 
 declare -A pkg=(
   [dockerd]=docker.io [sshd]=openssh-server [skopeo]=skopeo [podman]=podman
-  [docker-registry]=docker-registry [debootstrap]=debootstrap [busybox]=busybox-static
-  [pigz]=pigz [zstd]=zstd [ip]=iproute2
+  [docker-registry]=docker-registry [debootstrap]=debootstrap
+  [pigz]=pigz [zstd]=zstd [ip]=iproute2 [jq]=jq
 )
 missing=()
 for bin in "${!pkg[@]}"; do
   PATH=$PATH:/usr/sbin:/sbin command -v "$bin" >/dev/null || missing+=("${pkg[$bin]}")
 done
 [ -x /usr/bin/time ] || missing+=(time)
+# test images run busybox inside containers: it must be the static build
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
