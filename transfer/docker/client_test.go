@@ -4,227 +4,42 @@ package docker
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/ferrytool/ferry/internal/testenv"
 )
 
-// The integration tests share one throwaway dockerd, started by the first
-// test that needs it and stopped by TestMain.
-var (
-	daemonOnce sync.Once
-	daemon     *testDaemon
-	daemonErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if daemon != nil {
-		if err := daemon.stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping test dockerd:", err)
-		}
-	}
-	os.Exit(code)
-}
-
+// testDaemon is a throwaway dockerd with a client for it.
 type testDaemon struct {
-	dir    string
-	host   string // unix://…
-	cmd    *exec.Cmd
-	exited chan struct{}
+	*testenv.Docker
 	client *Client
 }
 
-// startDaemon returns the shared test daemon, skipping the test when dockerd
-// is not installed unless FERRY_TEST_REQUIRE=1.
 func startDaemon(t *testing.T) *testDaemon {
 	t.Helper()
-	for _, bin := range []string{"dockerd", "docker", "/usr/bin/busybox"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if os.Getenv("FERRY_TEST_REQUIRE") == "1" {
-				t.Fatalf("%s is required (FERRY_TEST_REQUIRE=1): %v", bin, err)
-			}
-			t.Skipf("%s not installed: %v", bin, err)
-		}
-	}
-	daemonOnce.Do(func() { daemon, daemonErr = newTestDaemon() })
-	if daemonErr != nil {
-		t.Fatalf("starting dockerd: %v", daemonErr)
-	}
-	return daemon
-}
-
-func newTestDaemon() (*testDaemon, error) {
-	// Unix socket paths must be shorter than 108 bytes: stay near the root.
-	dir, err := os.MkdirTemp("", "fd-")
+	d := testenv.StartDocker(t)
+	c, err := New(d.Host)
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	d := &testDaemon{dir: dir, host: "unix://" + filepath.Join(dir, "s"), exited: make(chan struct{})}
-	log, err := os.Create(filepath.Join(dir, "log"))
-	if err != nil {
-		return nil, err
-	}
-	defer log.Close()
-	d.cmd = exec.Command("dockerd",
-		"--data-root", filepath.Join(dir, "d"),
-		"--exec-root", filepath.Join(dir, "e"),
-		"--pidfile", filepath.Join(dir, "pid"),
-		"-H", d.host,
-		"--bridge=none", "--iptables=false")
-	d.cmd.Stdout, d.cmd.Stderr = log, log
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // a test that times out leaves no daemon
-	if err := d.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	go func() { d.cmd.Wait(); close(d.exited) }()
-
-	if d.client, err = New(d.host); err != nil {
-		d.stop()
-		return nil, err
-	}
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err = d.client.Ping(ctx)
-		cancel()
-		if err == nil {
-			break
-		}
-		select {
-		case <-d.exited:
-			return nil, fmt.Errorf("dockerd exited: %s", d.logTail())
-		default:
-		}
-		if time.Now().After(deadline) {
-			d.stop()
-			return nil, fmt.Errorf("dockerd did not answer: %v: %s", err, d.logTail())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return d, nil
-}
-
-func (d *testDaemon) logTail() string {
-	b, _ := os.ReadFile(filepath.Join(d.dir, "log"))
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return string(b)
-}
-
-// stop terminates dockerd, unmounts what it left mounted and removes its
-// directories.
-func (d *testDaemon) stop() error {
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(30 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.exited
-	}
-	mounts, err := mountsUnder(d.dir)
-	if err != nil {
-		return err
-	}
-	for _, m := range mounts {
-		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
-			return fmt.Errorf("unmounting %s: %w", m, err)
-		}
-	}
-	return os.RemoveAll(d.dir)
-}
-
-// mountsUnder lists the mount points under dir, deepest first.
-func mountsUnder(dir string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var mounts []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
-			mounts = append(mounts, fields[4])
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(mounts)))
-	return mounts, s.Err()
-}
-
-// writeBusyboxTar writes a root file system holding bin/busybox and a
-// file /marker saying marker, which makes the layer unique.
-func writeBusyboxTar(path, marker string) error {
-	bb, err := os.ReadFile("/usr/bin/busybox")
-	if err != nil {
-		return err
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{
-		{"bin/busybox", 0o755, bb},
-		{"marker", 0o644, []byte(marker + "\n")},
-	} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
-			return err
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return os.WriteFile(path, buf.Bytes(), 0o644)
-}
-
-// docker runs the docker CLI against the test daemon.
-func (d *testDaemon) docker(t *testing.T, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("docker", args...)
-	cmd.Env = append(os.Environ(), "DOCKER_HOST="+d.host, "DOCKER_CONFIG="+filepath.Join(d.dir, "cli"))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
+	return &testDaemon{Docker: d, client: c}
 }
 
 // importImage creates the image tag, with a layer of its own, and returns
 // its ID.
 func (d *testDaemon) importImage(t *testing.T, tag string) string {
 	t.Helper()
-	rootfs := filepath.Join(t.TempDir(), "rootfs.tar")
-	if err := writeBusyboxTar(rootfs, tag); err != nil {
-		t.Fatal(err)
-	}
-	d.docker(t, "import", rootfs, tag)
-	img, err := d.client.Inspect(context.Background(), tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img.ID
+	return d.BusyboxImage(t, tag, map[string]string{"/marker": tag})
 }
 
 // saveFile saves refs with Client.Save into a file and returns its path.
@@ -257,7 +72,7 @@ func (d *testDaemon) requireAbsent(t *testing.T, name string) {
 
 func TestPing(t *testing.T) {
 	d := startDaemon(t)
-	c, err := New(d.host)
+	c, err := New(d.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +186,7 @@ func TestLoad(t *testing.T) {
 	ctx := context.Background()
 	id := d.importImage(t, "ferry-test/load:1")
 	saved := d.saveFile(t, "ferry-test/load:1")
-	d.docker(t, "rmi", "ferry-test/load:1")
+	d.Run(t, "rmi", "ferry-test/load:1")
 	d.requireAbsent(t, id)
 
 	f, err := os.Open(saved)
@@ -403,7 +218,7 @@ func TestLoadUntagged(t *testing.T) {
 	d := startDaemon(t)
 	id := d.importImage(t, "ferry-test/untagged:1")
 	saved := d.saveFile(t, id)
-	d.docker(t, "rmi", "ferry-test/untagged:1")
+	d.Run(t, "rmi", "ferry-test/untagged:1")
 
 	f, err := os.Open(saved)
 	if err != nil {
@@ -417,14 +232,14 @@ func TestLoadUntagged(t *testing.T) {
 	if !slices.Equal(loaded, []string{id}) {
 		t.Errorf("loaded %q, want [%s]", loaded, id)
 	}
-	d.docker(t, "rmi", id)
+	d.Run(t, "rmi", id)
 }
 
 func TestLoadTruncated(t *testing.T) {
 	d := startDaemon(t)
 	id := d.importImage(t, "ferry-test/truncated:1")
 	saved := d.saveFile(t, "ferry-test/truncated:1")
-	d.docker(t, "rmi", "ferry-test/truncated:1")
+	d.Run(t, "rmi", "ferry-test/truncated:1")
 
 	b, err := os.ReadFile(saved)
 	if err != nil {
@@ -446,7 +261,7 @@ func TestLoadAborted(t *testing.T) {
 	d := startDaemon(t)
 	id := d.importImage(t, "ferry-test/aborted:1")
 	saved := d.saveFile(t, "ferry-test/aborted:1")
-	d.docker(t, "rmi", "ferry-test/aborted:1")
+	d.Run(t, "rmi", "ferry-test/aborted:1")
 	b, err := os.ReadFile(saved)
 	if err != nil {
 		t.Fatal(err)
