@@ -22,7 +22,7 @@ import (
 type dockerStore struct {
 	client *docker.Client
 	pw     *io.PipeWriter
-	tw     *tar.Writer
+	tw     tarForward
 	done   chan struct{}
 	err    error // from the daemon, once done is closed
 	images []Loaded
@@ -30,7 +30,7 @@ type dockerStore struct {
 
 func newDockerStore(ctx context.Context, client *docker.Client) (*dockerStore, error) {
 	pr, pw := io.Pipe()
-	s := &dockerStore{client: client, pw: pw, tw: tar.NewWriter(pw), done: make(chan struct{})}
+	s := &dockerStore{client: client, pw: pw, tw: tarForward{tar.NewWriter(pw)}, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		_, s.err = client.Load(ctx, pr, nil)
@@ -40,33 +40,14 @@ func newDockerStore(ctx context.Context, client *docker.Client) (*dockerStore, e
 }
 
 func (s *dockerStore) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
-	if err := s.tw.WriteHeader(&tar.Header{Name: e.Name, Size: e.Size, Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
-		return s.daemonErr(err)
-	}
-	_, err := io.Copy(s.tw, r)
-	return s.daemonErr(err)
+	return s.daemonErr(s.tw.entry(e, r))
 }
 
 func (s *dockerStore) Commit(ctx context.Context, b *archive.Bundle) error {
 	if err := s.checkThin(ctx, b); err != nil {
 		return err
 	}
-	manifest, err := archive.ManifestJSON(b.Images, func(blob *archive.Blob) string {
-		if blob.Path != "" {
-			return blob.Path
-		}
-		return "blobs/sha256/" + blob.Digest.Hex // left out: the daemon has it
-	})
-	if err != nil {
-		return err
-	}
-	if err := s.tw.WriteHeader(&tar.Header{Name: "manifest.json", Size: int64(len(manifest)), Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
-		return s.daemonErr(err)
-	}
-	if _, err := s.tw.Write(manifest); err != nil {
-		return s.daemonErr(err)
-	}
-	if err := s.tw.Close(); err != nil {
+	if err := s.tw.finish(b); err != nil {
 		return s.daemonErr(err)
 	}
 	s.pw.Close()
@@ -76,6 +57,39 @@ func (s *dockerStore) Commit(ctx context.Context, b *archive.Bundle) error {
 	}
 	s.images = loadedImages(b)
 	return nil
+}
+
+// tarForward writes a bundle to a docker load stream as archive.Read passes its entries:
+// each data entry under its own name, then at the end manifest.json naming the blobs where
+// the entries put them. It is what makes a stream docker loads whole or not at all.
+type tarForward struct{ tw *tar.Writer }
+
+func (f tarForward) entry(e archive.Entry, r io.Reader) error {
+	if err := f.tw.WriteHeader(&tar.Header{Name: e.Name, Size: e.Size, Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	_, err := io.Copy(f.tw, r)
+	return err
+}
+
+// finish writes manifest.json for b, read and verified, and ends the tar stream.
+func (f tarForward) finish(b *archive.Bundle) error {
+	manifest, err := archive.ManifestJSON(b.Images, func(blob *archive.Blob) string {
+		if blob.Path != "" {
+			return blob.Path
+		}
+		return "blobs/sha256/" + blob.Digest.Hex // left out: the daemon has it
+	})
+	if err != nil {
+		return err
+	}
+	if err := f.tw.WriteHeader(&tar.Header{Name: "manifest.json", Size: int64(len(manifest)), Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	if _, err := f.tw.Write(manifest); err != nil {
+		return err
+	}
+	return f.tw.Close()
 }
 
 // daemonErr prefers the daemon's own error to the broken pipe it caused.

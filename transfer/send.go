@@ -119,9 +119,12 @@ func Send(ctx context.Context, images, hosts []string, opts SendOptions) ([]Host
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	src := &pending{ready: make(chan struct{})}
+	if to.kind == "docker" {
+		src.plan = newColdPlan(len(dests))
+	}
 	go func() {
 		defer close(src.ready)
-		if src.im, src.err = openSendSource(ctx, images, from, opts); src.err != nil {
+		if src.im, src.err = openSendSource(ctx, images, from, opts, src.plan); src.err != nil {
 			cancel(src.err)
 		}
 	}()
@@ -224,6 +227,7 @@ type pending struct {
 	ready chan struct{}
 	im    *Images
 	err   error
+	plan  *coldPlan // for docker hosts: which take the source as it is read
 }
 
 func (p *pending) wait(ctx context.Context) (*Images, error) {
@@ -236,8 +240,18 @@ func (p *pending) wait(ctx context.Context) (*Images, error) {
 }
 
 // openSendSource reads the images once: from the docker daemon of from over SSH if it is
-// set, else as opts.Source says.
-func openSendSource(ctx context.Context, images []string, from *sshconn.Destination, opts SendOptions) (*Images, error) {
+// set, else as opts.Source says. Images from a docker daemon are forwarded as they are read
+// to the hosts plan finds cold (see openDockerPipelined).
+func openSendSource(ctx context.Context, images []string, from *sshconn.Destination, opts SendOptions, plan *coldPlan) (_ *Images, err error) {
+	if plan != nil {
+		defer func() {
+			select {
+			case <-plan.known:
+			default:
+				plan.publish(nil, 0) // not pipelined
+			}
+		}()
+	}
 	save := opts.Source
 	if from != nil {
 		r, err := dialDocker(ctx, *from, opts.SSH)
@@ -261,6 +275,9 @@ func openSendSource(ctx context.Context, images []string, from *sshconn.Destinat
 				images = append(images, tag)
 			}
 		}
+	}
+	if refs, fromDocker, err := classify(images, save); err == nil && fromDocker && plan != nil {
+		return openDockerPipelined(ctx, refs, save, plan)
 	}
 	return Open(ctx, images, save)
 }
@@ -317,9 +334,16 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to sendTa
 	return res
 }
 
-// sendDocker connects to one host, takes stock of its daemon, and streams it what it lacks.
+// sendDocker connects to one host, takes stock of its daemon, and streams it what it lacks:
+// as the source is read if it lacks everything, else once it is read.
 func sendDocker(ctx context.Context, host string, d sshconn.Destination, src *pending, opts SendOptions) HostResult {
 	res := HostResult{Host: host}
+	decided := false
+	defer func() {
+		if !decided && src.plan != nil {
+			src.plan.decide(nil, false) // failed
+		}
+	}()
 	r, err := dialDocker(ctx, d, opts.SSH)
 	if err != nil {
 		res.Err = err
@@ -341,6 +365,23 @@ func sendDocker(ctx context.Context, host string, d sshconn.Destination, src *pe
 		}
 		has = inv.Has
 	}
+	if src.plan != nil {
+		images, ok := src.plan.layers(ctx, src)
+		cold := ok && (res.Complete || holdsNone(has, images))
+		decided = true
+		if cold {
+			h, pr := newColdHost(func(sent int64) {
+				if opts.Progress != nil {
+					opts.Progress(host, sent, max(sent, src.plan.total))
+				}
+			})
+			if src.plan.decide(h, false) {
+				return sendCold(ctx, res, h, pr, r.docker, src, opts)
+			}
+		} else {
+			src.plan.decide(nil, true)
+		}
+	}
 	im, err := src.wait(ctx)
 	if err != nil {
 		res.Err = err
@@ -359,6 +400,30 @@ func sendDocker(ctx context.Context, host string, d sshconn.Destination, src *pe
 	res.Loaded, res.Sent, res.Err = loadStream(ctx, r.docker, im, b, opts.Source.Write, progress)
 	if res.Err == nil && opts.Progress != nil {
 		opts.Progress(host, res.Sent, res.Sent) // loaded: the estimate is done with
+	}
+	return res
+}
+
+// sendCold loads the stream h gets as the source is read.
+func sendCold(ctx context.Context, res HostResult, h *coldHost, pr *io.PipeReader, client *docker.Client, src *pending,
+	opts SendOptions) HostResult {
+	if opts.Progress != nil {
+		opts.Progress(res.Host, 0, src.plan.total)
+	}
+	h.load(ctx, client, pr)
+	res.Loaded, res.Err = h.result()
+	res.Sent = h.out.n.Load()
+	if im, err := src.wait(ctx); err == nil {
+		res.Layers, _ = countLayers(im.Bundle)
+		res.Full = max(res.Sent, im.wireSize(im.Bundle, opts.Source.Write))
+		if res.Err == nil {
+			res.Full = res.Sent // it was sent whole
+		}
+	} else if res.Err == nil {
+		res.Err = err
+	}
+	if res.Err == nil && opts.Progress != nil {
+		opts.Progress(res.Host, res.Sent, res.Sent)
 	}
 	return res
 }

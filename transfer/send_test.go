@@ -129,6 +129,34 @@ func TestSend(t *testing.T) {
 		}
 	})
 
+	t.Run("cold host streamed to as the source is read", func(t *testing.T) {
+		d := e.addHost(t)
+		opts := e.opts
+		var mu sync.Mutex
+		var read, readAtFirstSend int64 = 0, -1
+		opts.Source.Progress = func(done, _ int64) {
+			mu.Lock()
+			read = done
+			mu.Unlock()
+		}
+		opts.Progress = func(_ string, sent, _ int64) {
+			mu.Lock()
+			if sent > 0 && readAtFirstSend < 0 {
+				readAtFirstSend = read
+			}
+			mu.Unlock()
+		}
+		if _, err := e.sendTo(t, []string{"big:1"}, []string{d.dest}, opts); err != nil {
+			t.Fatal(err)
+		}
+		if readAtFirstSend < 0 || readAtFirstSend >= read {
+			t.Errorf("the host got its first bytes after %d of %d source bytes were read, want before the end", readAtFirstSend, read)
+		}
+		if got := d.docker.Cat(t, "big:1", "/marker"); got != "big\n" {
+			t.Errorf("/marker = %q", got)
+		}
+	})
+
 	t.Run("warm", func(t *testing.T) {
 		mustSend(t, e, []string{"base:1"}, b)
 		warm := mustSend(t, e, []string{"app:1"}, b)[0]

@@ -1,0 +1,428 @@
+package transfer
+
+import (
+	"archive/tar"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/pgzip"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/transfer/docker"
+)
+
+// Pipelined sends. A docker host that holds none of the images' layers (a cold host) needs
+// the whole bundle, so it need not wait for the source to be read and spooled: while
+// archive.Read streams `docker save` into the spool, each data entry is also forwarded, as
+// it passes, into one tar stream (gzip-compressed once when asked) that fans out to every
+// cold host's docker load; manifest.json goes last, once the source is verified, and any
+// failure aborts the streams so the hosts load nothing. Other hosts get a thinned bundle
+// from the spool as before. Which hosts are cold is settled before reading starts: hosts
+// connect and take stock while the source's images are inspected.
+
+// decideWait bounds how long the source waits, once it knows the images' layers, for the
+// hosts to say whether they are cold; those that have not said by then take the spool.
+const decideWait = 5 * time.Second
+
+// A coldPlan is what the source and the docker hosts agree on before reading starts.
+type coldPlan struct {
+	hosts int // docker hosts that will decide
+
+	known  chan struct{} // closed when images is set, or reading will not be pipelined
+	images [][]v1.Hash   // the diffIDs of each image to send; nil if not pipelined
+	total  int64         // the images' size, an estimate of the bytes to send
+
+	mu      sync.Mutex
+	decided chan struct{} // signalled on every decision
+	pending int           // hosts yet to decide
+	closed  bool          // decisions are no longer taken
+	warm    bool          // some host will write from the spool
+	cold    []*coldHost
+}
+
+func newColdPlan(hosts int) *coldPlan {
+	return &coldPlan{hosts: hosts, known: make(chan struct{}), decided: make(chan struct{}, hosts), pending: hosts}
+}
+
+// publish says which layers the images have; nil means the source is not read in a way
+// that can be pipelined. Called once.
+func (p *coldPlan) publish(images [][]v1.Hash, total int64) {
+	p.images, p.total = images, total
+	if images == nil {
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
+	}
+	close(p.known)
+}
+
+// layers waits for the images' layers: ok is false when sends are not pipelined.
+func (p *coldPlan) layers(ctx context.Context, src *pending) (images [][]v1.Hash, ok bool) {
+	select {
+	case <-p.known:
+		return p.images, p.images != nil
+	case <-src.ready:
+		return nil, false
+	case <-ctx.Done():
+		return nil, false
+	}
+}
+
+// decide records a host's decision: cold (h != nil), warm, or failed (neither). It reports
+// whether a cold host was taken: false when reading had started without it.
+func (p *coldPlan) decide(h *coldHost, warm bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pending--
+	p.decided <- struct{}{}
+	if p.closed {
+		return false
+	}
+	switch {
+	case h != nil:
+		p.cold = append(p.cold, h)
+	case warm:
+		p.warm = true
+	}
+	return true
+}
+
+// close waits for the hosts' decisions, at most decideWait, and stops taking them. It
+// returns the cold hosts and whether a spool is needed for the others.
+func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spool bool) {
+	timer := time.NewTimer(decideWait)
+	defer timer.Stop()
+	for {
+		p.mu.Lock()
+		if p.pending <= 0 {
+			break
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.decided:
+			continue
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		p.mu.Lock()
+		break
+	}
+	defer p.mu.Unlock()
+	p.closed = true
+	return p.cold, p.warm || p.pending > 0
+}
+
+// holdsNone reports whether a host, by has, holds no layer of the images.
+func holdsNone(has func(*archive.Image, int) bool, images [][]v1.Hash) bool {
+	for _, diffIDs := range images {
+		img := &archive.Image{}
+		for _, d := range diffIDs {
+			img.Layers = append(img.Layers, &archive.Layer{Blob: &archive.Blob{}, DiffID: d})
+		}
+		for i := range img.Layers {
+			if has(img, i) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// A coldHost is a docker load fed by the pipelined stream.
+type coldHost struct {
+	pw   *io.PipeWriter
+	out  *countingWriter // counts what reaches pw
+	done chan struct{}
+
+	// once done is closed:
+	loaded []string
+	err    error // from the daemon
+
+	mu     sync.Mutex
+	failed error // why the stream to the host stopped, if it did
+	whole  bool  // the stream was sent to its end
+}
+
+func newColdHost(progress func(int64)) (*coldHost, *io.PipeReader) {
+	pr, pw := io.Pipe()
+	return &coldHost{pw: pw, out: &countingWriter{w: pw, report: progress}, done: make(chan struct{})}, pr
+}
+
+// load runs the host's docker load of the stream.
+func (h *coldHost) load(ctx context.Context, client *docker.Client, pr *io.PipeReader) {
+	defer close(h.done)
+	h.loaded, h.err = client.Load(ctx, pr, nil)
+	pr.CloseWithError(errors.Join(h.err, errors.New("docker load returned"))) // stops the stream to this host
+}
+
+// stop ends the stream to the host with err (nil: the stream is whole).
+func (h *coldHost) stop(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failed != nil || h.whole {
+		return
+	}
+	if err == nil {
+		h.whole = true
+		h.pw.Close()
+		return
+	}
+	h.failed = err
+	h.pw.CloseWithError(err)
+}
+
+func (h *coldHost) dropped() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.failed != nil
+}
+
+// result waits for the host's load and says how it went.
+func (h *coldHost) result() ([]string, error) {
+	<-h.done
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	err := h.err
+	if err == nil && !h.whole {
+		err = cmp.Or(h.failed, errors.New("the stream ended early"))
+	}
+	if err != nil && !h.whole {
+		err = fmt.Errorf("%w; the stream stopped after %d bytes, and docker loads nothing from an incomplete stream: the host is as it was", err, h.out.n.Load())
+	}
+	return h.loaded, err
+}
+
+// errAllDropped says no cold host is left to stream to.
+var errAllDropped = errors.New("every host stopped taking the stream")
+
+// fanout writes to every cold host still taking the stream, at once; a host whose write
+// fails drops out with that error and the others go on.
+type fanout struct{ hosts []*coldHost }
+
+func (f *fanout) Write(p []byte) (int, error) {
+	var live []*coldHost
+	for _, h := range f.hosts {
+		if !h.dropped() {
+			live = append(live, h)
+		}
+	}
+	if len(live) == 0 {
+		return 0, errAllDropped
+	}
+	write := func(h *coldHost) {
+		if _, err := h.out.Write(p); err != nil {
+			h.stop(err)
+		}
+	}
+	if len(live) == 1 {
+		write(live[0])
+	} else {
+		var wg sync.WaitGroup
+		for _, h := range live {
+			wg.Go(func() { write(h) })
+		}
+		wg.Wait()
+	}
+	return len(p), nil
+}
+
+// forwardSink is the archive.Sink that streams to the cold hosts.
+type forwardSink struct {
+	out *fanout
+	zw  *pgzip.Writer // compresses the stream, if asked
+	tf  tarForward
+}
+
+func newForwardSink(hosts []*coldHost, opts archive.WriteOptions) (*forwardSink, error) {
+	f := &forwardSink{out: &fanout{hosts: hosts}}
+	var w io.Writer = f.out
+	if opts.Codec == archive.Gzip {
+		zw, err := pgzip.NewWriterLevel(f.out, cmp.Or(opts.Level, archive.DefaultLevel))
+		if err != nil {
+			return nil, err
+		}
+		if err := zw.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0)); err != nil {
+			return nil, err
+		}
+		f.zw, w = zw, zw
+	}
+	f.tf = tarForward{tar.NewWriter(w)}
+	return f, nil
+}
+
+func (f *forwardSink) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
+	return f.tf.entry(e, r)
+}
+
+// Commit ends every stream still going; the hosts' loads say the rest.
+func (f *forwardSink) Commit(_ context.Context, b *archive.Bundle) error {
+	err := f.tf.finish(b)
+	if err == nil && f.zw != nil {
+		err = f.zw.Close()
+	}
+	if err != nil {
+		f.Abort(err)
+		return err
+	}
+	for _, h := range f.out.hosts {
+		h.stop(nil)
+	}
+	return nil
+}
+
+func (f *forwardSink) Abort(err error) {
+	for _, h := range f.out.hosts {
+		h.stop(err)
+	}
+}
+
+// teeSink hands each entry to main and, through a pipe as main reads it, to fwd; fwd
+// failing only drops it (its hosts say why), main failing fails the read.
+type teeSink struct {
+	main archive.Sink
+	fwd  archive.Sink // nil once dropped
+}
+
+func (t *teeSink) Entry(ctx context.Context, e archive.Entry, r io.Reader) error {
+	if t.fwd == nil {
+		return t.main.Entry(ctx, e, r)
+	}
+	pr, pw := io.Pipe()
+	fwded := make(chan error, 1)
+	go func() {
+		err := t.fwd.Entry(ctx, e, pr)
+		pr.CloseWithError(cmp.Or(err, errors.New("forwarded"))) // stop the tee
+		fwded <- err
+	}()
+	tee := io.TeeReader(r, &dropWriter{w: pw})
+	err := t.main.Entry(ctx, e, tee)
+	if err == nil {
+		_, err = io.Copy(io.Discard, tee) // the forwarder needs what main left unread
+	}
+	pw.CloseWithError(err)
+	if ferr := <-fwded; ferr != nil || err != nil {
+		t.drop(cmp.Or(err, ferr))
+	}
+	return err
+}
+
+func (t *teeSink) drop(err error) {
+	if t.fwd != nil {
+		t.fwd.Abort(err)
+		t.fwd = nil
+	}
+}
+
+func (t *teeSink) Commit(ctx context.Context, b *archive.Bundle) error {
+	if err := t.main.Commit(ctx, b); err != nil {
+		return err // Read aborts both
+	}
+	if t.fwd != nil {
+		t.fwd.Commit(ctx, b) //nolint:errcheck // its hosts record the error
+		t.fwd = nil
+	}
+	return nil
+}
+
+func (t *teeSink) Abort(err error) {
+	t.main.Abort(err)
+	t.drop(err)
+}
+
+// dropWriter writes to w until a write fails, then swallows the rest.
+type dropWriter struct {
+	w      io.Writer
+	failed bool
+}
+
+func (d *dropWriter) Write(p []byte) (int, error) {
+	if !d.failed {
+		if _, err := d.w.Write(p); err != nil {
+			d.failed = true
+		}
+	}
+	return len(p), nil
+}
+
+// noBlobs is the blob source of images read without a spool: every host took them as they
+// were read.
+type noBlobs struct{}
+
+func (noBlobs) Open(_ context.Context, b *archive.Blob) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("%w: %s was streamed to the hosts, not kept", archive.ErrMissingBlob, b)
+}
+
+// openDockerPipelined reads one `docker save` of refs once the hosts have said whether they
+// are cold, forwarding it to the cold ones as it is read and spooling it for the others.
+func openDockerPipelined(ctx context.Context, refs []string, opts SaveOptions, plan *coldPlan) (_ *Images, err error) {
+	published, cold := false, []*coldHost(nil)
+	defer func() {
+		if !published {
+			plan.publish(nil, 0)
+		}
+		if err != nil && cold != nil {
+			for _, h := range cold {
+				h.stop(err)
+			}
+		}
+	}()
+	client, err := dockerClient(opts.Docker)
+	if err != nil {
+		return nil, err
+	}
+	var images [][]v1.Hash
+	var total int64
+	for _, ref := range refs {
+		img, err := client.Inspect(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		total += img.Size
+		diffIDs := make([]v1.Hash, len(img.RootFS.Layers))
+		for i, d := range img.RootFS.Layers {
+			if diffIDs[i], err = v1.NewHash(d); err != nil {
+				return nil, fmt.Errorf("image %s: layer %q: %w", ref, d, err)
+			}
+		}
+		images = append(images, diffIDs)
+	}
+	stream, err := client.Save(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	defer stream.Close()
+	plan.publish(images, total)
+	published = true
+	cold, needSpool := plan.close(ctx)
+
+	var sink archive.Sink = archive.Discard
+	im := &Images{src: noBlobs{}, close: func() error { return nil }}
+	if needSpool {
+		spool, err := archive.NewSpool(opts.TempDir, opts.Write)
+		if err != nil {
+			return nil, err
+		}
+		sink, im.src, im.close = spool, spool, spool.Close
+	}
+	if len(cold) > 0 {
+		fwd, err := newForwardSink(cold, opts.Write)
+		if err != nil {
+			sink.Abort(err)
+			return nil, err
+		}
+		sink = &teeSink{main: sink, fwd: fwd}
+	}
+	p := &progress{total: total, report: opts.Progress}
+	im.Bundle, err = archive.Read(ctx, p.reader(stream), sink, archive.ReadOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading docker save stream: %w", err)
+	}
+	return im, nil
+}
