@@ -61,11 +61,11 @@ func (b *progressBar) update(done, total int64) {
 	switch b.mode {
 	case "bar":
 		if b.bar == nil {
-			max := total
-			if max <= 0 {
-				max = -1
+			limit := total
+			if limit <= 0 {
+				limit = -1 // unknown: a spinner
 			}
-			b.bar = progressbar.NewOptions64(max, progressbar.OptionSetWriter(b.w), progressbar.OptionShowBytes(true),
+			b.bar = progressbar.NewOptions64(limit, progressbar.OptionSetWriter(b.w), progressbar.OptionShowBytes(true),
 				progressbar.OptionSetDescription(b.label), progressbar.OptionSetPredictTime(true),
 				progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionFullWidth(),
 				progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(b.w) }))
