@@ -129,10 +129,10 @@ func TestPoolAddCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	baseSize := layerSize(t, ti.base, 0)
-	first := addTar(t, p, "first", bundleTar(t, tagged{"example.com/app:1", ti.app1}))
+	one := addTar(t, p, "first", bundleTar(t, tagged{"example.com/app:1", ti.app1}))
 	second := addTar(t, p, "second", bundleTar(t, tagged{"example.com/app:2", ti.app2}))
-	if first.Skipped != 0 || first.Stored != first.Record.Bytes() {
-		t.Errorf("first: stored %d, skipped %d; want %d, 0", first.Stored, first.Skipped, first.Record.Bytes())
+	if one.Skipped != 0 || one.Stored != one.Record.Bytes() {
+		t.Errorf("first: stored %d, skipped %d; want %d, 0", one.Stored, one.Skipped, one.Record.Bytes())
 	}
 	if second.Skipped != baseSize || second.Stored+second.Skipped != second.Record.Bytes() {
 		t.Errorf("second: stored %d, skipped %d; want %d skipped (the base) of %d", second.Stored, second.Skipped, baseSize, second.Record.Bytes())
