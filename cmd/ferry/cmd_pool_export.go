@@ -25,12 +25,9 @@ bundle that docker load takes, with the same manifests, digests and image IDs as
 were added.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			codec, err := archive.ParseCodec(o.compress)
+			write, err := writeOptions(o.compress, o.level, o.output)
 			if err != nil {
-				return usageError{err}
-			}
-			if o.compress == "" {
-				codec = codecFor(o.output)
+				return err
 			}
 			p, err := dedupe.OpenPool(args[0])
 			if err != nil {
@@ -44,7 +41,7 @@ were added.`,
 			if err != nil {
 				return err
 			}
-			return out.close(archive.Write(cmd.Context(), out, b, src, archive.WriteOptions{Codec: codec, Level: o.level}))
+			return out.close(archive.Write(cmd.Context(), out, b, src, write))
 		},
 	}
 	f := cmd.Flags()

@@ -67,15 +67,9 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 	if o.from != transfer.FromDocker && o.from != transfer.FromRegistry {
 		return usagef("--from %q: use docker or registry", o.from)
 	}
-	codec, err := archive.ParseCodec(o.compress)
+	write, err := writeOptions(o.compress, o.level, o.output)
 	if err != nil {
-		return usageError{err}
-	}
-	if o.compress == "" {
-		codec = codecFor(o.output)
-	}
-	if o.level < 1 || o.level > 9 {
-		return usagef("--level %d: use 1 to 9", o.level)
+		return err
 	}
 	platform, err := parsePlatform(o.platform)
 	if err != nil {
@@ -98,19 +92,27 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 		AllPlatforms: o.allPlatforms,
 		Insecure:     o.insecure,
 		Have:         have,
-		Write:        archive.WriteOptions{Codec: codec, Level: o.level},
+		Write:        write,
 		Progress:     bar.update,
 	})
 	bar.finish(err)
 	return out.close(err)
 }
 
-// codecFor is the compression a file name asks for: gzip for .gz and .tgz.
-func codecFor(path string) archive.Codec {
-	if strings.HasSuffix(path, ".gz") || strings.HasSuffix(path, ".tgz") {
-		return archive.Gzip
+// writeOptions checks --compress and --level. Without --compress, a bundle file named .gz or
+// .tgz is gzip-compressed; output "" is no file.
+func writeOptions(compress string, level int, output string) (archive.WriteOptions, error) {
+	codec, err := archive.ParseCodec(compress)
+	if err != nil {
+		return archive.WriteOptions{}, usageError{err}
 	}
-	return archive.None
+	if compress == "" && (strings.HasSuffix(output, ".gz") || strings.HasSuffix(output, ".tgz")) {
+		codec = archive.Gzip
+	}
+	if level < 1 || level > 9 {
+		return archive.WriteOptions{}, usagef("--level %d: use 1 to 9", level)
+	}
+	return archive.WriteOptions{Codec: codec, Level: level}, nil
 }
 
 // output is stdout, or a file (or parts) that appears at its path only when complete.

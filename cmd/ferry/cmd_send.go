@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/ferrytool/ferry/archive"
@@ -103,24 +102,19 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	if len(images) == 0 && !o.all {
 		return usagef("name the images to send, or pass --all")
 	}
-	codec, err := archive.ParseCodec(o.compress)
+	write, err := writeOptions(o.compress, o.level, "")
 	if err != nil {
-		return usageError{err}
+		return err
 	}
-	if o.level < 1 || o.level > 9 {
-		return usagef("--level %d: use 1 to 9", o.level)
-	}
-	var platform *v1.Platform
-	if o.platform != "" {
-		if platform, err = v1.ParsePlatform(o.platform); err != nil {
-			return usagef("--platform %q: %v", o.platform, err)
-		}
+	platform, err := parsePlatform(o.platform)
+	if err != nil {
+		return err
 	}
 	opts := transfer.SendOptions{
 		Source: transfer.SaveOptions{
 			Platform: platform,
 			Insecure: o.insecure,
-			Write:    archive.WriteOptions{Codec: codec, Level: o.level},
+			Write:    write,
 		},
 		All: o.all,
 		To:  o.to,
