@@ -40,11 +40,13 @@ ensure_tools() {
   fi
 }
 
-# start_daemon NAME: a dockerd with everything under $BENCH_DIR/NAME, socket $BENCH_DIR/NAME.sock.
+# start_daemon NAME [tmpfs]: a dockerd with everything under $BENCH_DIR/NAME, socket
+# $BENCH_DIR/NAME.sock; with tmpfs, its data root is a fresh tmpfs (see README: Benchmarks).
 start_daemon() {
   local name=$1 d=$BENCH_DIR/$1 i
   rm -rf "$d/exec" "$BENCH_DIR/$name.sock"
   mkdir -p "$d/data" "$d/exec"
+  [[ ${2:-} != tmpfs ]] || mount -t tmpfs -o size=8g,mode=0711 "ferry-bench-$name" "$d/data"
   dockerd --data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/pid" -H "unix://$BENCH_DIR/$name.sock" \
     --bridge=none --iptables=false >"$BENCH_DIR/$name.log" 2>&1 &
   for i in $(seq 60); do
@@ -331,7 +333,7 @@ main() {
   rm -rf "$BENCH_DIR/dst"       # the load target starts empty every run
   log "starting dockerds in $BENCH_DIR"
   start_daemon src
-  start_daemon dst
+  start_daemon dst tmpfs
   build_corpus
   run_benchmarks
   run_dedupe

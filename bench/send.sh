@@ -23,10 +23,12 @@ SRC=unix://$DIR/src/sock
 
 log() { printf '>> %s\n' "$*" >&2; }
 
-# dockerd NAME: a throwaway dockerd under $DIR/NAME, socket $DIR/NAME/sock.
+# dockerd_start NAME [tmpfs]: a throwaway dockerd under $DIR/NAME, socket $DIR/NAME/sock; with
+# tmpfs, its data root is a fresh tmpfs (see README: Benchmarks).
 dockerd_start() {
   local d=$DIR/$1
-  mkdir -p "$d"
+  mkdir -p "$d/data"
+  [[ ${2:-} != tmpfs ]] || mount -t tmpfs -o size=4g,mode=0711 "ferry-sb-$1" "$d/data"
   dockerd --data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/pid" -H "unix://$d/sock" \
     --bridge=none --iptables=false >"$d/log" 2>&1 &
   for _ in $(seq 60); do docker -H "unix://$d/sock" version >/dev/null 2>&1 && return; sleep 1; done
@@ -60,7 +62,8 @@ host_start() {
   ip addr add "10.203.$n.1/24" dev "fsb$n" && ip link set "fsb$n" up
   ip -n "$ns" addr add "10.203.$n.2/24" dev eth0 && ip -n "$ns" link set eth0 up && ip -n "$ns" link set lo up
   shape "$n" "$RATE"
-  dockerd_start "h$n"
+  rm -rf "${DIR:?}/h$n"
+  dockerd_start "h$n" tmpfs
   ip netns exec "$ns" /usr/sbin/sshd -f /dev/null -h "$DIR/hostkey" -o ListenAddress="10.203.$n.2" \
     -o AuthorizedKeysFile="$DIR/id.pub" -o StrictModes=no -o UsePAM=no -o PidFile="$DIR/sshd$n.pid"
   for _ in $(seq 50); do ssh-keyscan -t ed25519 "10.203.$n.2" >>"$DIR/known_hosts" 2>/dev/null && return; sleep 0.2; done
@@ -121,6 +124,31 @@ naive() {   # naive N: docker save | ssh host docker load
       "docker -H unix://$DIR/h$1/sock load"
 }
 
+# Floors: what no sender can beat with these daemons. The source daemon exports the whole
+# image before its first byte (dockerd 20.10 builds the save in a temp dir), the link carries
+# the bytes at its rate, and the host daemon registers layers only once the whole stream is in.
+timed() { local t0; t0=$(date +%s.%N); "$@" >/dev/null; awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+first_byte() { docker -H "$SRC" save "$IMAGE" | head -c 1; }
+link_rate() { awk -v r="$RATE" 'BEGIN { n = r + 0; if (r ~ /gbit$/) n *= 1000; printf "%.0f", n * 1e6 / 8 }'; }   # bytes/s
+host_load() { docker -H "unix://$DIR/h1/sock" load -q -i "$1"; }
+declare -A FLOOR
+measure_floors() {
+  local ttfb rate
+  ttfb=$(timed first_byte)
+  rate=$(link_rate)
+  DOCKER_HOST=$SRC "$FERRY" save -q --compress gzip -o "$DIR/full.tar.gz" "$IMAGE"
+  wipe 1 && FLOOR[load_cold]=$(timed host_load "$DIR/full.tar.gz")
+  wipe 1 && ferry_send "$BASE" -H "$(dest 1)" >/dev/null
+  DOCKER_HOST=unix://$DIR/h1/sock "$FERRY" inventory -o "$DIR/have.json"
+  DOCKER_HOST=$SRC "$FERRY" save -q --compress gzip --have "$DIR/have.json" -o "$DIR/thin.tar.gz" "$IMAGE"
+  FLOOR[load_warm]=$(timed host_load "$DIR/thin.tar.gz")
+  rm -f "$DIR/full.tar.gz" "$DIR/thin.tar.gz" "$DIR/have.json"
+  FLOOR[ttfb]=$ttfb
+  FLOOR[cold]=$(awk -v t="$ttfb" -v b="${BYTES[ferry send, cold]}" -v r="$rate" -v l="${FLOOR[load_cold]}" 'BEGIN { printf "%.1f", t + b / r + l }')
+  FLOOR[warm]=$(awk -v t="$ttfb" -v b="${BYTES[ferry send, warm (host has the base)]}" -v r="$rate" -v l="${FLOOR[load_warm]}" 'BEGIN { printf "%.1f", t + b / r + l }')
+  log "floors: first byte of docker save ${ttfb} s; host load of the full bundle ${FLOOR[load_cold]} s, of the thin one ${FLOOR[load_warm]} s"
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 mb() { awk -v a="$1" 'BEGIN { printf "%.1f", a / 1e6 }'; }
 
@@ -147,6 +175,8 @@ main() {
   shape 1 off
   wipe 1 && run "naive, cold, unshaped" 1 naive 1
   wipe 1 && run "ferry send, cold, unshaped" 1 ferry_send "$IMAGE" -H "$(dest 1)"
+  shape 1 "$RATE"
+  measure_floors
 
   local c="ferry send, cold" n="naive, cold" w="ferry send, warm (host has the base)"
   echo
@@ -164,6 +194,9 @@ main() {
   echo "- fan-out: 3 hosts take $(ratio "${WALL[ferry send, cold, 3 hosts]}" "${WALL[$c]}")× the time of one" \
     "(their three dockerds load on this machine's CPUs at once)"
   echo "- unshaped (veth, no tc): ferry / naive $(ratio "${WALL[ferry send, cold, unshaped]}" "${WALL[naive, cold, unshaped]}")× the time"
+  echo "- floors: docker save's first byte after ${FLOOR[ttfb]} s; the host daemon loads the full bundle from a local file in" \
+    "${FLOOR[load_cold]} s, the thin one in ${FLOOR[load_warm]} s. First byte + bytes at $RATE + that load:" \
+    "cold ${FLOOR[cold]} s = $(ratio "${FLOOR[cold]}" "${WALL[$n]}")× naive, warm ${FLOOR[warm]} s = $(ratio "${FLOOR[warm]}" "${WALL[$n]}")× naive"
 }
 
 main "$@"

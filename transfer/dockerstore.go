@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +31,7 @@ type dockerStore struct {
 
 func newDockerStore(ctx context.Context, client *docker.Client) (*dockerStore, error) {
 	pr, pw := io.Pipe()
-	s := &dockerStore{client: client, pw: pw, tw: tarForward{tar.NewWriter(pw)}, done: make(chan struct{})}
+	s := &dockerStore{client: client, pw: pw, tw: newTarForward(pw), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		_, s.err = client.Load(ctx, pr, nil)
@@ -61,14 +62,28 @@ func (s *dockerStore) Commit(ctx context.Context, b *archive.Bundle) error {
 
 // tarForward writes a bundle to a docker load stream as archive.Read passes its entries:
 // each data entry under its own name, then at the end manifest.json naming the blobs where
-// the entries put them. It is what makes a stream docker loads whole or not at all.
-type tarForward struct{ tw *tar.Writer }
+// the entries put them. It is what makes a stream docker loads whole or not at all. Writes
+// are gathered into large ones: entries arrive in small pieces, and each write to an SSH
+// channel or an HTTP upload is a packet or a chunk of its own.
+type tarForward struct {
+	tw  *tar.Writer
+	bw  *bufio.Writer
+	buf []byte // for copying entries: readers fed through a pipe hand over what fits
+}
+
+func newTarForward(w io.Writer) tarForward {
+	bw := bufio.NewWriterSize(w, copyBuffer)
+	return tarForward{tw: tar.NewWriter(bw), bw: bw, buf: make([]byte, copyBuffer)}
+}
+
+// copyBuffer is the size of the pieces streams are gathered into on their way to a host.
+const copyBuffer = 1 << 20
 
 func (f tarForward) entry(e archive.Entry, r io.Reader) error {
 	if err := f.tw.WriteHeader(&tar.Header{Name: e.Name, Size: e.Size, Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
 		return err
 	}
-	_, err := io.Copy(f.tw, r)
+	_, err := io.CopyBuffer(f.tw, r, f.buf)
 	return err
 }
 
@@ -89,7 +104,10 @@ func (f tarForward) finish(b *archive.Bundle) error {
 	if _, err := f.tw.Write(manifest); err != nil {
 		return err
 	}
-	return f.tw.Close()
+	if err := f.tw.Close(); err != nil {
+		return err
+	}
+	return f.bw.Flush()
 }
 
 // daemonErr prefers the daemon's own error to the broken pipe it caused.

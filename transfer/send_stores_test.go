@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -166,6 +167,53 @@ func TestSendOCI(t *testing.T) {
 			t.Errorf("skopeo reads config %s, docker has image %s", got, bigID)
 		}
 		checkBlobs(t, dir)
+	})
+
+	t.Run("index lock", func(t *testing.T) {
+		dir := filepath.Join(root, "locked")
+		if _, err := e.sendStore(t, "oci:"+dir, []string{"app:1"}, host); err != nil {
+			t.Fatal(err)
+		}
+		lock := filepath.Join(dir, indexLock)
+		os.WriteFile(lock, nil, 0o644) // another send is updating index.json
+		done := make(chan error, 1)
+		go func() { _, err := e.sendStore(t, "oci:"+dir, []string{"big:2"}, host); done <- err }()
+		select {
+		case err := <-done:
+			t.Fatalf("the send did not wait for the lock: %v", err)
+		case <-time.After(2 * time.Second):
+		}
+		os.Remove(lock)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if got := skopeoConfigDigest(t, "oci:"+dir+":2"); got != bigID {
+			t.Errorf("after the lock: config %s, want %s", got, bigID)
+		}
+
+		// A lock nobody releases is a cut connection's: taken over once seen unchanged.
+		defer func(d time.Duration) { staleLock = d }(staleLock)
+		staleLock = time.Second
+		os.WriteFile(lock, nil, 0o644)
+		dir2 := filepath.Join(root, "concurrent")
+		var wg sync.WaitGroup
+		for _, sends := range [][2]string{{dir, "app:1"}, {dir2, "app:1"}, {dir2, "big:2"}} {
+			wg.Go(func() {
+				if _, err := e.sendStore(t, "oci:"+sends[0], []string{sends[1]}, host); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if _, err := os.Stat(lock); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the stale lock is still there: %v", err)
+		}
+		// Two sends into one new layout at once: both images in its index.
+		for tag, id := range map[string]string{"1": appID, "2": bigID} {
+			if got := skopeoConfigDigest(t, "oci:"+dir2+":"+tag); got != id {
+				t.Errorf("concurrent sends: tag %s has config %s, want %s", tag, got, id)
+			}
+		}
 	})
 
 	t.Run("not a layout", func(t *testing.T) {

@@ -192,6 +192,66 @@ func (l *remoteLayout) index() (v1.IndexManifest, error) {
 	return idx, nil
 }
 
+// indexLock is the file whose exclusive creation locks a remote layout's index.json.
+// Holders keep it for one read and one write of index.json; a lock seen unchanged for
+// staleLock is a cut connection's leftover (timed here: the host's clock may be off).
+const indexLock = ".ferry-index.lock"
+
+var staleLock = 15 * time.Second // a variable for the tests
+
+// addToIndex merges manifests into index.json under the layout's lock, so concurrent sends
+// to one layout lose no entry. (ferry on the host itself locks a layout with flock, which
+// SFTP cannot take; the two do not exclude each other.)
+func (l *remoteLayout) addToIndex(ctx context.Context, manifests []v1.Descriptor) error {
+	unlock, err := l.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	idx, err := l.index()
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(dedupe.MergeIndex(idx, manifests))
+	if err != nil {
+		return err
+	}
+	return l.writeFile(path.Join(l.dir, "index.json"), data)
+}
+
+// lock creates indexLock exclusively, waiting while another send holds it and removing a
+// stale one.
+func (l *remoteLayout) lock(ctx context.Context) (unlock func(), err error) {
+	name := path.Join(l.dir, indexLock)
+	var seen time.Time // the lock's mtime when first seen, and since when it has not changed
+	var since time.Time
+	for {
+		f, err := l.sftp.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+		if err == nil {
+			f.Close()
+			return func() { l.sftp.Remove(name) }, nil
+		}
+		// OpenSSH's sftp-server reports an existing file as a plain failure: look.
+		fi, serr := l.sftp.Stat(name)
+		switch {
+		case errors.Is(serr, fs.ErrNotExist):
+			continue // released meanwhile
+		case serr != nil:
+			return nil, l.errorf("locking %s: %w", name, err)
+		case !fi.ModTime().Equal(seen):
+			seen, since = fi.ModTime(), time.Now()
+		case time.Since(since) > staleLock:
+			l.sftp.Remove(name)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // sendOCI writes what the host's OCI layout dir lacks of im over SFTP: the layers first,
 // then configs, then manifests, and index.json last, so what index.json names is always
 // whole. A blob the layout holds is not sent again, so sending again after a cut
@@ -242,15 +302,7 @@ func sendOCI(ctx context.Context, res *HostResult, c *sshconn.Client, dir string
 			return fmt.Errorf("%w; the blobs written whole stay in %s, and sending again sends only the rest", err, dir)
 		}
 	}
-	idx, err := l.index()
-	if err != nil {
-		return err
-	}
-	data, err := json.Marshal(dedupe.MergeIndex(idx, b.Index.Manifests))
-	if err != nil {
-		return err
-	}
-	if err := l.writeFile(path.Join(dir, "index.json"), data); err != nil {
+	if err := l.addToIndex(ctx, b.Index.Manifests); err != nil {
 		return err
 	}
 	for _, img := range loadedImages(b) {

@@ -1,18 +1,16 @@
 package transfer
 
 import (
-	"archive/tar"
+	"bufio"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/klauspost/pgzip"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/transfer/docker"
@@ -236,25 +234,19 @@ func (f *fanout) Write(p []byte) (int, error) {
 // forwardSink is the archive.Sink that streams to the cold hosts.
 type forwardSink struct {
 	out *fanout
-	zw  *pgzip.Writer // compresses the stream, if asked
+	zw  *autoGzip // compresses the stream, if asked
 	tf  tarForward
 }
 
-func newForwardSink(hosts []*coldHost, opts archive.WriteOptions) (*forwardSink, error) {
+func newForwardSink(hosts []*coldHost, opts archive.WriteOptions) *forwardSink {
 	f := &forwardSink{out: &fanout{hosts: hosts}}
 	var w io.Writer = f.out
 	if opts.Codec == archive.Gzip {
-		zw, err := pgzip.NewWriterLevel(f.out, cmp.Or(opts.Level, archive.DefaultLevel))
-		if err != nil {
-			return nil, err
-		}
-		if err := zw.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0)); err != nil {
-			return nil, err
-		}
-		f.zw, w = zw, zw
+		f.zw = newAutoGzip(f.out, cmp.Or(opts.Level, archive.DefaultLevel))
+		w = f.zw
 	}
-	f.tf = tarForward{tar.NewWriter(w)}
-	return f, nil
+	f.tf = newTarForward(w)
+	return f
 }
 
 func (f *forwardSink) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
@@ -301,10 +293,14 @@ func (t *teeSink) Entry(ctx context.Context, e archive.Entry, r io.Reader) error
 		pr.CloseWithError(cmp.Or(err, errors.New("forwarded"))) // stop the tee
 		fwded <- err
 	}()
-	tee := io.TeeReader(r, &dropWriter{w: pw})
+	dw := &dropWriter{w: bufio.NewWriterSize(pw, copyBuffer)} // main may read in small pieces
+	tee := io.TeeReader(r, dw)
 	err := t.main.Entry(ctx, e, tee)
 	if err == nil {
 		_, err = io.Copy(io.Discard, tee) // the forwarder needs what main left unread
+	}
+	if err == nil && !dw.failed {
+		dw.w.Flush() //nolint:errcheck // a failed forwarder says why through fwded
 	}
 	pw.CloseWithError(err)
 	if ferr := <-fwded; ferr != nil || err != nil {
@@ -338,7 +334,7 @@ func (t *teeSink) Abort(err error) {
 
 // dropWriter writes to w until a write fails, then swallows the rest.
 type dropWriter struct {
-	w      io.Writer
+	w      *bufio.Writer
 	failed bool
 }
 
@@ -412,12 +408,7 @@ func openDockerPipelined(ctx context.Context, refs []string, opts SaveOptions, p
 		sink, im.src, im.close = spool, spool, spool.Close
 	}
 	if len(cold) > 0 {
-		fwd, err := newForwardSink(cold, opts.Write)
-		if err != nil {
-			sink.Abort(err)
-			return nil, err
-		}
-		sink = &teeSink{main: sink, fwd: fwd}
+		sink = &teeSink{main: sink, fwd: newForwardSink(cold, opts.Write)}
 	}
 	p := &progress{total: total, report: opts.Progress}
 	im.Bundle, err = archive.Read(ctx, p.reader(stream), sink, archive.ReadOptions{})

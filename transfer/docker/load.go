@@ -108,7 +108,7 @@ func loadedRef(line string) (string, bool) {
 // first error of the caller's reader; the transport then drops the
 // connection mid-body.
 type upload struct {
-	body *io.PipeReader
+	body bigReads
 	stop func() bool // ends the context watch
 
 	mu  sync.Mutex
@@ -117,12 +117,24 @@ type upload struct {
 
 var errLoadReturned = errors.New("load has returned")
 
+// copyBuffer is the size of the pieces an upload moves: each piece through a pipe is a
+// hand-over between goroutines, and small ones cost more CPU than the copying.
+const copyBuffer = 1 << 20
+
+// bigReads is the upload's body: net/http copies a body through its WriteTo, here in
+// pieces of copyBuffer rather than its own 32 KiB.
+type bigReads struct{ *io.PipeReader }
+
+func (b bigReads) WriteTo(w io.Writer) (int64, error) {
+	return io.CopyBuffer(w, readerFunc(b.Read), make([]byte, copyBuffer))
+}
+
 func newUpload(ctx context.Context, r io.Reader) *upload {
 	pr, pw := io.Pipe()
-	u := &upload{body: pr}
+	u := &upload{body: bigReads{pr}}
 	u.stop = context.AfterFunc(ctx, func() { pr.CloseWithError(context.Cause(ctx)) })
 	go func() {
-		_, err := io.Copy(pw, readerFunc(func(p []byte) (int, error) {
+		_, err := io.CopyBuffer(pw, readerFunc(func(p []byte) (int, error) {
 			n, err := r.Read(p)
 			if err != nil && err != io.EOF {
 				u.mu.Lock()
@@ -130,7 +142,7 @@ func newUpload(ctx context.Context, r io.Reader) *upload {
 				u.mu.Unlock()
 			}
 			return n, err
-		}))
+		}), make([]byte, copyBuffer))
 		pw.CloseWithError(err)
 	}()
 	return u
