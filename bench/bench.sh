@@ -272,6 +272,9 @@ report() {
   echo "- ferry load / docker load, same ferry.tar.gz = $r (≤ 0.5): $(verdict "$r" 0.5)"
   r=$(ratio "ferry load ferry.tar.gz" "docker load .tar.gz (docker save|gzip)")
   echo "- ferry load ferry.tar.gz / docker load docker.tar.gz = $r (≤ 0.5): $(verdict "$r" 0.5)"
+  r=$(ratio "docker load .tar" "docker load ferry.tar.gz")
+  echo "- floor: docker load of the plain tar, the least work the daemon does to hold these layers," \
+    "takes $r× docker load ferry.tar.gz: no client feeding this daemon can go below that"
   for name in "${RESULTS[@]}"; do
     [[ $name == ferry* ]] || continue
     rss=$(awk -v k="${RSS[$name]}" 'BEGIN { printf "%.1f", k / 1024 }')

@@ -14,11 +14,12 @@ import (
 // any other), each compressed at level or stored. On a slow link the writer waits on the
 // hosts and compression multiplies the link's rate; on a fast link, or when the hosts
 // share this machine's CPUs, compression is what the hosts wait for, and stored members go
-// faster. The mode whose last member moved more bytes per second is used; see nextStored
-// for when the other is tried.
+// faster. Each mode's last member is timed, and nextStored chooses. Without adapt, every
+// member is compressed.
 type autoGzip struct {
 	out   *waitWriter
 	level int
+	adapt bool
 
 	zw     *pgzip.Writer // the current member, nil between members
 	stored bool          // the current member is stored
@@ -27,6 +28,7 @@ type autoGzip struct {
 	waited time.Duration // out's waiting when the member began
 	rate   [2]float64    // bytes/s of the last compressed [0] and stored [1] member; 0: none yet
 	run    int           // members in the current mode
+	ended  int           // members written
 }
 
 const (
@@ -34,8 +36,8 @@ const (
 	autoRetry  = 16       // members in one mode before the other is tried again
 )
 
-func newAutoGzip(w io.Writer, level int) *autoGzip {
-	return &autoGzip{out: &waitWriter{w: w}, level: level}
+func newAutoGzip(w io.Writer, level int, adapt bool) *autoGzip {
+	return &autoGzip{out: &waitWriter{w: w}, level: level, adapt: adapt}
 }
 
 func (a *autoGzip) Write(p []byte) (int, error) {
@@ -90,6 +92,10 @@ func (a *autoGzip) end() error {
 	if err != nil {
 		return err
 	}
+	a.ended++
+	if !a.adapt || a.ended == 1 {
+		return nil // the first member fills the buffers on the way to the hosts: it waits little whatever the link
+	}
 	elapsed := time.Since(a.start)
 	mode := 0
 	if a.stored {
@@ -106,10 +112,12 @@ func (a *autoGzip) end() error {
 
 // nextStored decides whether the next member is stored, after a member in mode stored that
 // spent the fraction waited of its time writing to the hosts; rate holds the last members'
-// bytes/s per mode and run counts the members in this mode. The faster mode wins. Stored is
-// first tried only when a compressed member waited on the hosts less than half its time
-// (compressing, not the link, was slowest), so a slow link never pays for a trial; after
-// autoRetry members in one mode the other is tried again, on the same condition for stored.
+// bytes/s per mode and run counts the members in this mode. Stored wins only when it was a
+// quarter faster than compressed: it costs bytes, and rates swing with what else runs.
+// Stored is first tried only when a compressed member waited on the hosts less than half its
+// time (compressing, not the link, was slowest), so a slow link seldom pays for a trial;
+// after autoRetry members in one mode the other is tried again, on the same condition for
+// stored.
 func nextStored(stored bool, waited float64, rate [2]float64, run int) bool {
 	if stored || waited < 0.5 {
 		untried := rate[0] == 0 || rate[1] == 0
@@ -117,7 +125,7 @@ func nextStored(stored bool, waited float64, rate [2]float64, run int) bool {
 			return !stored
 		}
 	}
-	return rate[1] > rate[0]
+	return rate[1] > 1.25*rate[0]
 }
 
 // waitWriter counts the time spent in w's Write.

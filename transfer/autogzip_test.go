@@ -22,6 +22,7 @@ func TestNextStored(t *testing.T) {
 		{"compressing is slowest: try stored", false, 0.2, [2]float64{30, 0}, 1, true},
 		{"stored was faster", true, 0.9, [2]float64{30, 90}, 1, true},
 		{"stored was slower", true, 0.9, [2]float64{30, 12}, 1, false},
+		{"stored was barely faster: bytes count", true, 0.9, [2]float64{30, 33}, 1, false},
 		{"long stored run: try compressing again", true, 0.9, [2]float64{30, 90}, autoRetry, false},
 		{"back from the retry, stored still faster", false, 0.9, [2]float64{30, 90}, 1, true},
 		{"long compressed run on a slow link: no retry", false, 0.9, [2]float64{30, 12}, autoRetry, false},
@@ -43,7 +44,7 @@ func TestAutoGzipMembers(t *testing.T) {
 		in.WriteString(words[rng.IntN(len(words))])
 	}
 	var out bytes.Buffer
-	a := newAutoGzip(&out, 1)
+	a := newAutoGzip(&out, 1, false)
 	src := bytes.NewReader(in.Bytes())
 	for members := 0; ; members++ {
 		a.stored = members%2 == 1 // compressed, stored, compressed, stored

@@ -37,6 +37,10 @@ type SendOptions struct {
 	To string
 	// SSH says how to reach the hosts and FromHost.
 	SSH sshconn.Config
+	// Adapt, when Source.Write compresses, compresses the stream to hosts that take it as
+	// it is read only while compressing is faster than not: on a link faster than the
+	// compression, its gzip members go stored (see autoGzip).
+	Adapt bool
 	// Progress, if set, is told for each host how many bytes were sent to it so far and an
 	// estimate of how many it needs in all. It is called from many goroutines.
 	Progress func(host string, sent, total int64)
@@ -120,7 +124,7 @@ func Send(ctx context.Context, images, hosts []string, opts SendOptions) ([]Host
 	defer cancel(nil)
 	src := &pending{ready: make(chan struct{})}
 	if to.kind == "docker" {
-		src.plan = newColdPlan(len(dests))
+		src.plan = newColdPlan(len(dests), opts.Adapt)
 	}
 	go func() {
 		defer close(src.ready)

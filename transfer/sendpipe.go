@@ -31,7 +31,8 @@ const decideWait = 5 * time.Second
 
 // A coldPlan is what the source and the docker hosts agree on before reading starts.
 type coldPlan struct {
-	hosts int // docker hosts that will decide
+	hosts int  // docker hosts that will decide
+	adapt bool // SendOptions.Adapt
 
 	known  chan struct{} // closed when images is set, or reading will not be pipelined
 	images [][]v1.Hash   // the diffIDs of each image to send; nil if not pipelined
@@ -45,8 +46,8 @@ type coldPlan struct {
 	cold    []*coldHost
 }
 
-func newColdPlan(hosts int) *coldPlan {
-	return &coldPlan{hosts: hosts, known: make(chan struct{}), decided: make(chan struct{}, hosts), pending: hosts}
+func newColdPlan(hosts int, adapt bool) *coldPlan {
+	return &coldPlan{hosts: hosts, adapt: adapt, known: make(chan struct{}), decided: make(chan struct{}, hosts), pending: hosts}
 }
 
 // publish says which layers the images have; nil means the source is not read in a way
@@ -238,11 +239,11 @@ type forwardSink struct {
 	tf  tarForward
 }
 
-func newForwardSink(hosts []*coldHost, opts archive.WriteOptions) *forwardSink {
+func newForwardSink(hosts []*coldHost, opts archive.WriteOptions, adapt bool) *forwardSink {
 	f := &forwardSink{out: &fanout{hosts: hosts}}
 	var w io.Writer = f.out
 	if opts.Codec == archive.Gzip {
-		f.zw = newAutoGzip(f.out, cmp.Or(opts.Level, archive.DefaultLevel))
+		f.zw = newAutoGzip(f.out, cmp.Or(opts.Level, archive.DefaultLevel), adapt)
 		w = f.zw
 	}
 	f.tf = newTarForward(w)
@@ -408,7 +409,7 @@ func openDockerPipelined(ctx context.Context, refs []string, opts SaveOptions, p
 		sink, im.src, im.close = spool, spool, spool.Close
 	}
 	if len(cold) > 0 {
-		sink = &teeSink{main: sink, fwd: newForwardSink(cold, opts.Write)}
+		sink = &teeSink{main: sink, fwd: newForwardSink(cold, opts.Write, plan.adapt)}
 	}
 	p := &progress{total: total, report: opts.Progress}
 	im.Bundle, err = archive.Read(ctx, p.reader(stream), sink, archive.ReadOptions{})

@@ -82,7 +82,7 @@ it was, and the same command sends again. The summary on stdout says what each h
 	f.StringVar(&o.to, "to", "docker", "the `STORE` on the hosts: docker, podman or oci:DIR (a layout directory there, over SFTP)")
 	f.StringVar(&o.from, "from", transfer.FromDocker, "source of IMAGE references: docker, registry, or a `HOST` whose docker daemon is read over SSH")
 	f.BoolVar(&o.all, "all", false, "send every tagged image of the source docker daemon")
-	f.StringVar(&o.compress, "compress", "gzip", "compression on the wire: gzip or none")
+	f.StringVar(&o.compress, "compress", "auto", "compression on the wire: auto (gzip while it is faster than not), gzip or none")
 	f.IntVar(&o.level, "level", archive.DefaultLevel, "gzip `level` (1 fastest … 9 smallest)")
 	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform images (default: the host's)")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
@@ -102,6 +102,10 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	if len(images) == 0 && !o.all {
 		return usagef("name the images to send, or pass --all")
 	}
+	adapt := o.compress == "auto"
+	if adapt {
+		o.compress = "gzip"
+	}
 	write, err := writeOptions(o.compress, o.level, "")
 	if err != nil {
 		return err
@@ -116,8 +120,9 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 			Insecure: o.insecure,
 			Write:    write,
 		},
-		All: o.all,
-		To:  o.to,
+		All:   o.all,
+		To:    o.to,
+		Adapt: adapt,
 		SSH: sshconn.Config{
 			ConfigFile:       o.sshConfig,
 			KnownHosts:       o.knownHosts,
