@@ -24,7 +24,7 @@ type keys struct {
 
 func loadKeys(h host, passphrase func(string) ([]byte, error)) (*keys, error) {
 	k := &keys{}
-	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
+	if sock := h.agent; sock != "" {
 		// An agent that does not answer is skipped, as ssh does.
 		if conn, err := net.Dial("unix", sock); err == nil {
 			signers, err := agent.NewClient(conn).Signers()

@@ -185,6 +185,32 @@ func TestHostKeys(t *testing.T) {
 		}
 	})
 
+	t.Run("HostKeyAlias", func(t *testing.T) {
+		dir := t.TempDir()
+		config := filepath.Join(dir, "config")
+		os.WriteFile(config, fmt.Appendf(nil, "Host aliased\n  HostName 127.0.0.1\n  Port %d\n  HostKeyAlias ferry-alias\n", s.sshd.Port), 0o600)
+		cfg := s.cfg
+		cfg.ConfigFile = config
+		d := Destination{User: "root", Host: "aliased"}
+		// known_hosts knows the key under the real address only: not under the alias.
+		_, err := dial(t, d, cfg)
+		if !errors.Is(err, ErrUnknownHostKey) || !strings.Contains(err.Error(), "ferry-alias") {
+			t.Fatalf("got %v, want ErrUnknownHostKey naming the alias", err)
+		}
+		cfg.KnownHosts = filepath.Join(dir, "known_hosts")
+		cfg.AcceptNewHostKey = true
+		if _, err := dial(t, d, cfg); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(cfg.KnownHosts); !strings.HasPrefix(string(b), "ferry-alias ") {
+			t.Fatalf("known_hosts after accepting: %q, want the key under the alias", b)
+		}
+		cfg.AcceptNewHostKey = false
+		if _, err := dial(t, d, cfg); err != nil {
+			t.Fatalf("the key recorded under the alias is not known: %v", err)
+		}
+	})
+
 	t.Run("changed", func(t *testing.T) {
 		other, _ := testenv.NewKey(t, t.TempDir(), "other", "")
 		known := filepath.Join(t.TempDir(), "known_hosts")
@@ -230,6 +256,23 @@ func TestAuth(t *testing.T) {
 		cfg.Identities = nil
 		if _, err := dial(t, s.dest("root"), cfg); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	t.Run("IdentityAgent", func(t *testing.T) {
+		sock := startAgent(t, s.key)
+		config := filepath.Join(t.TempDir(), "config")
+		cfg := s.cfg
+		cfg.Identities, cfg.ConfigFile = nil, config
+		os.WriteFile(config, []byte("Host *\n  IdentityAgent "+sock+"\n"), 0o600)
+		t.Setenv("SSH_AUTH_SOCK", "")
+		if _, err := dial(t, s.dest("root"), cfg); err != nil {
+			t.Fatalf("IdentityAgent %s: %v", sock, err)
+		}
+		os.WriteFile(config, []byte("Host *\n  IdentityAgent none\n"), 0o600)
+		t.Setenv("SSH_AUTH_SOCK", sock)
+		if _, err := dial(t, s.dest("root"), cfg); !errors.Is(err, ErrAuth) {
+			t.Fatalf("IdentityAgent none: got %v, want ErrAuth (the agent not asked)", err)
 		}
 	})
 

@@ -51,6 +51,10 @@ type host struct {
 	identities []identity
 	proxyJump  string
 	timeout    time.Duration
+	agent      string // the ssh-agent socket: IdentityAgent, else $SSH_AUTH_SOCK; "" for none
+	// keyAlias is the name known_hosts records the host's key under (HostKeyAlias); ""
+	// for addr.
+	keyAlias string
 	// knownHosts are the user's known_hosts files, the first of which takes new keys, and
 	// globalKnownHosts the system's.
 	knownHosts, globalKnownHosts []string
@@ -174,6 +178,16 @@ func (s *settings) resolve(d Destination) (host, error) {
 	for _, f := range files {
 		h.identities = append(h.identities, identity{path: s.expand(f, hostname, h.user)})
 	}
+	h.agent = os.Getenv("SSH_AUTH_SOCK")
+	switch v := get("IdentityAgent"); {
+	case v == "none":
+		h.agent = ""
+	case strings.HasPrefix(v, "$"):
+		h.agent = os.Getenv(v[1:])
+	case v != "" && v != "SSH_AUTH_SOCK":
+		h.agent = s.expand(v, hostname, h.user)
+	}
+	h.keyAlias = get("HostKeyAlias")
 	h.knownHosts = []string{"~/.ssh/known_hosts", "~/.ssh/known_hosts2"}
 	if v := strings.Fields(get("UserKnownHostsFile")); len(v) > 0 {
 		h.knownHosts = v

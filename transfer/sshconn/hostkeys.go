@@ -19,6 +19,7 @@ import (
 // recorded there. It matches ErrUnknownHostKey or ErrHostKeyChanged.
 type HostKeyError struct {
 	Addr  string                // host:port as dialed
+	Alias string                // the ssh config's HostKeyAlias, if any: the name known_hosts has for the host
 	Key   ssh.PublicKey         // the key the host offered
 	Known []knownhosts.KnownKey // what known_hosts records for the host; none if unknown
 	File  string                // the known_hosts file a new key would go to
@@ -31,6 +32,13 @@ func (e *HostKeyError) Is(target error) bool {
 func (e *HostKeyError) Error() string {
 	name := knownhosts.Normalize(e.Addr)
 	offered := describeKey(e.Key)
+	if len(e.Known) == 0 && e.Alias != "" {
+		return fmt.Sprintf("%v: the host key of %s, known as %s by HostKeyAlias, is not in %s (%s): if that is the host's key, "+
+			"add a line for %s with it or pass --accept-new-host-key", ErrUnknownHostKey, name, e.Alias, e.File, offered, e.Alias)
+	}
+	if e.Alias != "" {
+		name = e.Alias
+	}
 	if len(e.Known) == 0 {
 		host, port, _ := net.SplitHostPort(e.Addr)
 		return fmt.Sprintf("%v: the host key of %s is not in %s (%s): if that is the host's key, add it with "+
@@ -53,6 +61,7 @@ func describeKey(k ssh.PublicKey) string {
 type hostKeys struct {
 	check  ssh.HostKeyCallback // nil when no known_hosts file exists
 	file   string              // where new keys go
+	alias  string              // HostKeyAlias
 	accept bool
 }
 
@@ -65,7 +74,7 @@ func loadHostKeys(h host, accept bool) (*hostKeys, error) {
 			return nil, fmt.Errorf("reading known hosts: %w", err)
 		}
 	}
-	k := &hostKeys{file: h.knownHosts[0], accept: accept}
+	k := &hostKeys{file: h.knownHosts[0], alias: h.keyAlias, accept: accept}
 	if len(files) > 0 {
 		var err error
 		if k.check, err = knownhosts.New(files...); err != nil {
@@ -83,7 +92,7 @@ func (k *hostKeys) algorithms(addr string) []string {
 		return nil
 	}
 	var ke *knownhosts.KeyError
-	if !errors.As(k.check(addr, &net.TCPAddr{}, probeKey{}), &ke) {
+	if !errors.As(k.check(k.lookup(addr), &net.TCPAddr{}, probeKey{}), &ke) {
 		return nil
 	}
 	known := map[string]bool{}
@@ -110,16 +119,25 @@ func (probeKey) Verify(_ []byte, _ *ssh.Signature) error { return errors.New("pr
 func (k *hostKeys) callback(addr string, remote net.Addr, key ssh.PublicKey) error {
 	var err error = &knownhosts.KeyError{}
 	if k.check != nil {
-		err = k.check(addr, remote, key)
+		err = k.check(k.lookup(addr), remote, key)
 	}
 	var ke *knownhosts.KeyError
 	if !errors.As(err, &ke) {
 		return err
 	}
 	if len(ke.Want) > 0 || !k.accept {
-		return &HostKeyError{Addr: addr, Key: key, Known: ke.Want, File: k.file}
+		return &HostKeyError{Addr: addr, Alias: k.alias, Key: key, Known: ke.Want, File: k.file}
 	}
-	return addKnownHost(k.file, addr, key)
+	return addKnownHost(k.file, k.lookup(addr), key)
+}
+
+// lookup is the address known_hosts records addr's key under: HostKeyAlias, as OpenSSH
+// uses it (without a port), when set.
+func (k *hostKeys) lookup(addr string) string {
+	if k.alias != "" {
+		return net.JoinHostPort(k.alias, "22")
+	}
+	return addr
 }
 
 var (
