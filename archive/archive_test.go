@@ -3,36 +3,22 @@ package archive
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
+	"github.com/ferrytool/ferry/internal/testenv"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // testImages returns two random images sharing a base layer.
 func testImages(t testing.TB) (v1.Image, v1.Image) {
-	t.Helper()
-	base, err := random.Image(4096, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	add := func() v1.Image {
-		l, err := random.Layer(2048, "application/vnd.oci.image.layer.v1.tar+gzip")
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := mutate.AppendLayers(base, l)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return img
-	}
-	return add(), add()
+	_, imgs := testenv.RandomImages(t, 4096, 2048, 2)
+	return imgs[0], imgs[1]
 }
 
 // writeBundle writes the images as one bundle.
@@ -40,7 +26,7 @@ func writeBundle(t testing.TB, opts WriteOptions, imgs map[string]v1.Image) []by
 	t.Helper()
 	b := &Bundle{}
 	src := V1Source{}
-	for _, tag := range sortedKeys(imgs) {
+	for _, tag := range slices.Sorted(maps.Keys(imgs)) {
 		if _, err := b.AddImage(imgs[tag], []string{tag}, src); err != nil {
 			t.Fatal(err)
 		}
@@ -50,21 +36,6 @@ func writeBundle(t testing.TB, opts WriteOptions, imgs map[string]v1.Image) []by
 		t.Fatal(err)
 	}
 	return buf.Bytes()
-}
-
-func sortedKeys(m map[string]v1.Image) []string {
-	var keys []string
-	for k := range m {
-		keys = append(keys, k)
-	}
-	for i := range keys {
-		for j := i + 1; j < len(keys); j++ {
-			if keys[j] < keys[i] {
-				keys[i], keys[j] = keys[j], keys[i]
-			}
-		}
-	}
-	return keys
 }
 
 func TestRoundTrip(t *testing.T) {

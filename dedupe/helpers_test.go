@@ -14,11 +14,9 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/internal/testenv"
 )
 
 // testImages are random images sharing a base layer: base alone, and three apps on it.
@@ -30,23 +28,8 @@ type testImages struct {
 // newTestImages makes a 64 KiB base layer and a 4 KiB layer on top of it for each app, so
 // sharing the base shows in the sizes.
 func newTestImages(t testing.TB) testImages {
-	t.Helper()
-	base, err := random.Image(64<<10, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := func() v1.Image {
-		l, err := random.Layer(4<<10, types.OCILayer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := mutate.AppendLayers(base, l)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return img
-	}
-	return testImages{base: base, app1: app(), app2: app(), app3: app()}
+	base, apps := testenv.RandomImages(t, 64<<10, 4<<10, 3)
+	return testImages{base: base, app1: apps[0], app2: apps[1], app3: apps[2]}
 }
 
 // tagged pairs a tag with an image, in the order a bundle lists them.

@@ -21,9 +21,10 @@ type autoGzip struct {
 	level int
 	adapt bool
 
-	zw     *pgzip.Writer // the current member, nil between members
-	stored bool          // the current member is stored
-	n      int64         // bytes written into the current member
+	zw     *pgzip.Writer    // the current member, nil between members
+	zws    [2]*pgzip.Writer // a writer per mode, reset for each member: their buffers are reused
+	stored bool             // the current member is stored
+	n      int64            // bytes written into the current member
 	start  time.Time
 	waited time.Duration // out's waiting when the member began
 	rate   [2]float64    // bytes/s of the last compressed [0] and stored [1] member; 0: none yet
@@ -70,14 +71,28 @@ func (a *autoGzip) Close() error {
 	return a.end()
 }
 
-func (a *autoGzip) begin() error {
-	level := a.level
+// mode indexes rate and zws: 0 compressed, 1 stored.
+func (a *autoGzip) mode() int {
 	if a.stored {
-		level = pgzip.NoCompression
+		return 1
 	}
-	zw, err := pgzip.NewWriterLevel(a.out, level)
-	if err != nil {
-		return err
+	return 0
+}
+
+func (a *autoGzip) begin() error {
+	zw := a.zws[a.mode()]
+	if zw == nil {
+		level := a.level
+		if a.stored {
+			level = pgzip.NoCompression
+		}
+		var err error
+		if zw, err = pgzip.NewWriterLevel(a.out, level); err != nil {
+			return err
+		}
+		a.zws[a.mode()] = zw
+	} else {
+		zw.Reset(a.out)
 	}
 	if err := zw.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0)); err != nil {
 		return err
@@ -97,11 +112,7 @@ func (a *autoGzip) end() error {
 		return nil // the first member fills the buffers on the way to the hosts: it waits little whatever the link
 	}
 	elapsed := time.Since(a.start)
-	mode := 0
-	if a.stored {
-		mode = 1
-	}
-	a.rate[mode] = float64(a.n) / elapsed.Seconds()
+	a.rate[a.mode()] = float64(a.n) / elapsed.Seconds()
 	a.run++
 	next := nextStored(a.stored, float64(a.out.total()-a.waited)/float64(elapsed), a.rate, a.run)
 	if next != a.stored {

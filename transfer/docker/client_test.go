@@ -10,8 +10,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -42,24 +40,19 @@ func (d *testDaemon) importImage(t *testing.T, tag string) string {
 	return d.BusyboxImage(t, tag, map[string]string{"/marker": tag})
 }
 
-// saveFile saves refs with Client.Save into a file and returns its path.
-func (d *testDaemon) saveFile(t *testing.T, refs ...string) string {
+// save saves refs with Client.Save and returns the tar.
+func (d *testDaemon) save(t *testing.T, refs ...string) []byte {
 	t.Helper()
 	rc, err := d.client.Save(context.Background(), refs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	path := filepath.Join(t.TempDir(), "save.tar")
-	f, err := os.Create(path)
+	b, err := io.ReadAll(rc)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := io.Copy(f, rc); err != nil {
 		t.Fatalf("reading saved tar: %v", err)
 	}
-	return path
+	return b
 }
 
 // requireAbsent fails the test if the daemon has the image.
@@ -185,17 +178,12 @@ func TestLoad(t *testing.T) {
 	d := startDaemon(t)
 	ctx := context.Background()
 	id := d.importImage(t, "ferry-test/load:1")
-	saved := d.saveFile(t, "ferry-test/load:1")
+	saved := d.save(t, "ferry-test/load:1")
 	d.Run(t, "rmi", "ferry-test/load:1")
 	d.requireAbsent(t, id)
 
-	f, err := os.Open(saved)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var msgs []Message
-	loaded, err := d.client.Load(ctx, f, func(m Message) { msgs = append(msgs, m) })
+	loaded, err := d.client.Load(ctx, bytes.NewReader(saved), func(m Message) { msgs = append(msgs, m) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,15 +205,10 @@ func TestLoad(t *testing.T) {
 func TestLoadUntagged(t *testing.T) {
 	d := startDaemon(t)
 	id := d.importImage(t, "ferry-test/untagged:1")
-	saved := d.saveFile(t, id)
+	saved := d.save(t, id)
 	d.Run(t, "rmi", "ferry-test/untagged:1")
 
-	f, err := os.Open(saved)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	loaded, err := d.client.Load(context.Background(), f, nil)
+	loaded, err := d.client.Load(context.Background(), bytes.NewReader(saved), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,13 +221,9 @@ func TestLoadUntagged(t *testing.T) {
 func TestLoadTruncated(t *testing.T) {
 	d := startDaemon(t)
 	id := d.importImage(t, "ferry-test/truncated:1")
-	saved := d.saveFile(t, "ferry-test/truncated:1")
+	b := d.save(t, "ferry-test/truncated:1")
 	d.Run(t, "rmi", "ferry-test/truncated:1")
 
-	b, err := os.ReadFile(saved)
-	if err != nil {
-		t.Fatal(err)
-	}
 	loaded, err := d.client.Load(context.Background(), bytes.NewReader(b[:len(b)/2]), nil)
 	var apiErr *APIError
 	if !errors.As(err, &apiErr) {
@@ -260,12 +239,8 @@ func TestLoadTruncated(t *testing.T) {
 func TestLoadAborted(t *testing.T) {
 	d := startDaemon(t)
 	id := d.importImage(t, "ferry-test/aborted:1")
-	saved := d.saveFile(t, "ferry-test/aborted:1")
+	b := d.save(t, "ferry-test/aborted:1")
 	d.Run(t, "rmi", "ferry-test/aborted:1")
-	b, err := os.ReadFile(saved)
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	// dockerd 20.10 loads nothing even when the whole tar has arrived:
 	// it reads the body to its end before loading.
