@@ -208,6 +208,12 @@ func TestSendOCI(t *testing.T) {
 		if _, err := os.Stat(lock); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("the stale lock is still there: %v", err)
 		}
+		// Something else in the lock's place: a clear error, not a wait.
+		os.Mkdir(lock, 0o755)
+		if _, err := e.sendStore(t, "oci:"+dir, []string{"app:1"}, host); err == nil || !strings.Contains(err.Error(), "locking") {
+			t.Errorf("a directory where the lock goes: got %v, want a locking error", err)
+		}
+		os.Remove(lock)
 		// Two sends into one new layout at once: both images in its index.
 		for tag, id := range map[string]string{"1": appID, "2": bigID} {
 			if got := skopeoConfigDigest(t, "oci:"+dir2+":"+tag); got != id {

@@ -223,8 +223,8 @@ func (l *remoteLayout) addToIndex(ctx context.Context, manifests []v1.Descriptor
 // stale one.
 func (l *remoteLayout) lock(ctx context.Context) (unlock func(), err error) {
 	name := path.Join(l.dir, indexLock)
-	var seen time.Time // the lock's mtime when first seen, and since when it has not changed
-	var since time.Time
+	var seen, since time.Time // the lock's mtime when first seen, and since when it has not changed
+	retried := false          // creating failed once with no lock in the way
 	for {
 		f, err := l.sftp.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 		if err == nil {
@@ -234,16 +234,20 @@ func (l *remoteLayout) lock(ctx context.Context) (unlock func(), err error) {
 		// OpenSSH's sftp-server reports an existing file as a plain failure: look.
 		fi, serr := l.sftp.Stat(name)
 		switch {
-		case errors.Is(serr, fs.ErrNotExist):
-			continue // released meanwhile
-		case serr != nil:
+		case errors.Is(serr, fs.ErrNotExist) && !retried:
+			retried = true // released meanwhile, maybe
+			continue
+		case serr != nil || !fi.Mode().IsRegular(): // no lock in the way: creating itself fails
 			return nil, l.errorf("locking %s: %w", name, err)
 		case !fi.ModTime().Equal(seen):
 			seen, since = fi.ModTime(), time.Now()
 		case time.Since(since) > staleLock:
-			l.sftp.Remove(name)
+			if err := l.sftp.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, l.errorf("removing the stale lock %s: %w", name, err)
+			}
 			continue
 		}
+		retried = false
 		select {
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
