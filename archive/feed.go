@@ -33,7 +33,7 @@ func feed(ctx context.Context, b *Bundle, src BlobSource, sink Sink) error {
 		}
 		h := sha256.New()
 		blob.Path = blobPath(blob.Digest)
-		err = sink.Entry(ctx, Entry{Name: blob.Path, Size: blob.Size}, io.TeeReader(io.LimitReader(rc, blob.Size), h))
+		err = sink.Entry(ctx, Entry{Name: blob.Path, Size: blob.Size, Listed: true}, io.TeeReader(io.LimitReader(rc, blob.Size), h))
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("blob %s: %w", blob.Digest, err)

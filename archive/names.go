@@ -77,3 +77,17 @@ func checkAnnotations(ann map[string]string) error {
 	}
 	return nil
 }
+
+// DockerLoadable refuses what docker load would refuse only after it created something: an
+// image with over 125 layers, or whose config has no rootfs of layers.
+func DockerLoadable(b *Bundle) error {
+	for _, img := range b.Images {
+		if len(img.Layers) > maxLayers {
+			return fmt.Errorf("%w: image %s has %d layers; docker takes at most %d", ErrInvalidMetadata, img.ID(), len(img.Layers), maxLayers)
+		}
+		if cfg := img.ConfigFile(); cfg != nil && cfg.RootFS.Type != "layers" {
+			return fmt.Errorf("%w: image %s: the config's rootfs type is %s, docker takes only \"layers\"", ErrInvalidMetadata, img.ID(), Quote(cfg.RootFS.Type))
+		}
+	}
+	return nil
+}

@@ -34,10 +34,10 @@ type Sink interface {
 type Entry struct {
 	Name string
 	Size int64
-	// Listed: manifest.json, read before this entry, names it as a config or a layer, so the
-	// bundle uses it if it is read at all. When false nothing read so far says so: a sink that
-	// hands entries on as they come (a docker load stream) holds it back until Commit says
-	// whether the bundle uses it (see Bundle.Uses).
+	// Listed: the metadata read before this entry (manifest.json) lists it, so the bundle
+	// uses it if it is read at all. When false nothing read so far says so: a sink that hands
+	// entries on as they come (a docker load stream) holds it back until Commit, whose bundle
+	// names the entries it uses (Blob.Path); the others are in Bundle.Unreferenced.
 	Listed bool
 }
 
@@ -55,6 +55,9 @@ type ReadOptions struct {
 	// Platform picks the image from a multi-platform index in bundles without manifest.json;
 	// nil means the host's.
 	Platform *v1.Platform
+	// Trusted says the stream is a docker daemon's own save, not a file from elsewhere:
+	// every data entry is passed on as Listed, none held back.
+	Trusted bool
 }
 
 // Read reads a bundle in one pass, streaming its data entries to sink, then verifies it
@@ -79,6 +82,7 @@ func read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundl
 	}
 	defer in.Close()
 	rd := &reader{
+		trusted:  opts.Trusted,
 		meta:     map[string][]byte{},
 		entries:  map[string]*Blob{},
 		links:    map[string]string{},
@@ -169,6 +173,7 @@ type reader struct {
 	entries  map[string]*Blob     // data entries by name
 	links    map[string]string    // link entries → the entries they name, never followed on disk
 	listed   map[string]bool      // entries manifest.json names, when it came first
+	trusted  bool                 // ReadOptions.Trusted
 	walked   map[v1.Hash]bool     // indexes resolved
 	held     int64                // bytes of JSON held in memory
 	followed map[string]bool      // links metadata went through
@@ -240,7 +245,7 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 		}
 		return nil
 	}
-	e := Entry{Name: name, Size: hdr.Size, Listed: rd.listed[name]}
+	e := Entry{Name: name, Size: hdr.Size, Listed: rd.trusted || rd.listed[name]}
 	blob, err := rd.data(ctx, e, tr, sink)
 	if err != nil {
 		return err

@@ -214,10 +214,7 @@ func (s *Stage) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(f, r)
-	if err == nil {
-		err = f.Sync()
-	}
+	_, err = io.Copy(f, r) // synced in Commit, if the bundle uses it
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -274,7 +271,9 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 		}
 		s.Stored += blob.Size
 		if staged, ok := s.staged[blob.Path]; ok && blob.Path != "" {
-			err = os.Rename(staged, dst)
+			if err = syncFile(staged); err == nil {
+				err = os.Rename(staged, dst)
+			}
 		} else {
 			err = atomicfile.WriteFile(dst, blob.Data, 0o644)
 		}
@@ -286,6 +285,18 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 		return err
 	}
 	return s.commit(b)
+}
+
+func syncFile(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // holdsMissing checks that the layout holds every blob a thin bundle leaves out.

@@ -153,7 +153,7 @@ func readDocker(ctx context.Context, refs []string, opts SaveOptions, sink archi
 		return nil, err
 	}
 	defer stream.Close()
-	b, err := archive.Read(ctx, p.reader(stream), sink, archive.ReadOptions{})
+	b, err := archive.Read(ctx, p.reader(stream), sink, archive.ReadOptions{Trusted: true})
 	if err != nil {
 		return nil, fmt.Errorf("reading docker save stream: %w", err)
 	}

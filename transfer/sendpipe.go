@@ -236,7 +236,7 @@ func (f *fanout) Write(p []byte) (int, error) {
 type forwardSink struct {
 	out *fanout
 	zw  *autoGzip // compresses the stream, if asked
-	tf  tarForward
+	tf  *tarForward
 }
 
 func newForwardSink(hosts []*coldHost, opts archive.WriteOptions, adapt bool) *forwardSink {
@@ -271,6 +271,7 @@ func (f *forwardSink) Commit(_ context.Context, b *archive.Bundle) error {
 }
 
 func (f *forwardSink) Abort(err error) {
+	f.tf.close()
 	for _, h := range f.out.hosts {
 		h.stop(err)
 	}
@@ -412,7 +413,7 @@ func openDockerPipelined(ctx context.Context, refs []string, opts SaveOptions, p
 		sink = &teeSink{main: sink, fwd: newForwardSink(cold, opts.Write, plan.adapt)}
 	}
 	p := &progress{total: total, report: opts.Progress}
-	im.Bundle, err = archive.Read(ctx, p.reader(stream), sink, archive.ReadOptions{})
+	im.Bundle, err = archive.Read(ctx, p.reader(stream), sink, archive.ReadOptions{Trusted: true})
 	if err != nil {
 		return nil, fmt.Errorf("reading docker save stream: %w", err)
 	}
