@@ -114,7 +114,8 @@ func read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundl
 			break
 		}
 		if err != nil {
-			return nil, readErr(fmt.Errorf("tar header at offset %d: %w", start, err), n, "")
+			// the previous entry was read whole: its padding is all that lies before the header
+			return nil, readErr(fmt.Errorf("tar header at offset %d: %w", (start+511)&^511, err), n, "")
 		}
 		if err := rd.entry(ctx, hdr, tr, sink); err != nil {
 			return nil, readErr(err, n, hdr.Name)
