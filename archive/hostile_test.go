@@ -222,4 +222,3 @@ func TestQuote(t *testing.T) {
 		}
 	}
 }
-

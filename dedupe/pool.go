@@ -109,7 +109,7 @@ func OpenPool(dir string) (*Pool, error) {
 	if !exists(filepath.Join(dir, "ferry", "bundles")) || !exists(filepath.Join(dir, "oci-layout")) {
 		return nil, fmt.Errorf("%s is not a ferry pool: make one with `ferry pool init %s`", dir, dir)
 	}
-	return &Pool{&Layout{Dir: dir}}, nil
+	return &Pool{&Layout{Dir: dir, FS: LocalFS{}}}, nil
 }
 
 // An Adding is a bundle on its way into the pool: an archive.Sink. After Commit, Stored and
@@ -141,10 +141,7 @@ func (p *Pool) Add(name string) (*Adding, error) {
 		if err := atomicfile.WriteFile(p.recordPath(name), data, 0o644); err != nil {
 			return err
 		}
-		if err := p.writeIndex(); err != nil {
-			return err
-		}
-		return p.removeStale()
+		return p.writeIndex()
 	})
 	return a, err
 }
@@ -201,7 +198,7 @@ func (p *Pool) Records() ([]*Record, error) {
 // index is index.json as the records say it should be: every image of every bundle, its
 // ref name NAME/TAG (NAME/sha256-<hex> when untagged).
 func (p *Pool) index() (v1.IndexManifest, error) {
-	idx, _ := (&Layout{}).Index() // the empty index
+	idx := EmptyIndex()
 	records, err := p.Records()
 	if err != nil {
 		return idx, err
@@ -230,15 +227,6 @@ func (p *Pool) writeIndex() error {
 		return err
 	}
 	return p.WriteIndex(idx)
-}
-
-// removeStale removes stages left by killed processes. Call it under Lock.
-func (p *Pool) removeStale() error {
-	stale, err := p.staleStages()
-	for _, dir := range stale {
-		os.RemoveAll(dir)
-	}
-	return err
 }
 
 // Remove drops a bundle's record; gc then removes the blobs no other bundle needs.
@@ -278,13 +266,17 @@ func (p *Pool) GC(dryRun bool) (removed []v1.Hash, bytes int64, err error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	since, live := p.LiveSince()
 	for _, e := range entries {
-		if needed[e.Name()] {
+		if needed[e.Name()] || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
 		info, err := e.Info()
 		if err != nil {
 			return nil, 0, err
+		}
+		if live && !info.ModTime().Before(since) {
+			continue // a live add may have put it in place: its commit will name it
 		}
 		removed = append(removed, v1.Hash{Algorithm: "sha256", Hex: e.Name()})
 		bytes += info.Size()

@@ -1,20 +1,17 @@
 package transfer
 
 import (
-	"archive/tar"
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
-	"github.com/ferrytool/ferry/transfer/docker"
+	"github.com/ferrytool/ferry/store/docker"
 )
 
 // dockerStore streams a bundle into `docker load` as it is read. docker load unpacks its
@@ -24,7 +21,7 @@ import (
 type dockerStore struct {
 	client *docker.Client
 	pw     *io.PipeWriter
-	tw     *tarForward
+	tw     *archive.Forwarder
 	done   chan struct{}
 	err    error // from the daemon, once done is closed
 	images []Loaded
@@ -32,7 +29,7 @@ type dockerStore struct {
 
 func newDockerStore(ctx context.Context, client *docker.Client) (*dockerStore, error) {
 	pr, pw := io.Pipe()
-	s := &dockerStore{client: client, pw: pw, tw: newTarForward(pw), done: make(chan struct{})}
+	s := &dockerStore{client: client, pw: pw, tw: archive.NewForwarder(pw), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		_, s.err = client.Load(ctx, pr, nil)
@@ -42,7 +39,7 @@ func newDockerStore(ctx context.Context, client *docker.Client) (*dockerStore, e
 }
 
 func (s *dockerStore) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
-	return s.daemonErr(s.tw.entry(e, r))
+	return s.daemonErr(s.tw.Entry(e, r))
 }
 
 func (s *dockerStore) Commit(ctx context.Context, b *archive.Bundle) error {
@@ -52,7 +49,7 @@ func (s *dockerStore) Commit(ctx context.Context, b *archive.Bundle) error {
 	if err := s.checkThin(ctx, b); err != nil {
 		return err
 	}
-	if err := s.tw.finish(b); err != nil {
+	if err := s.tw.Finish(b); err != nil {
 		return s.daemonErr(err)
 	}
 	s.pw.Close()
@@ -62,114 +59,6 @@ func (s *dockerStore) Commit(ctx context.Context, b *archive.Bundle) error {
 	}
 	s.images = loadedImages(b)
 	return nil
-}
-
-// tarForward writes a bundle to a docker load stream as archive.Read passes its entries,
-// under names of its own: an entry manifest.json already listed goes on at once, any other
-// is held back in a spool file until Commit says whether the bundle uses it, so nothing the
-// bundle does not use reaches the daemon. At the end comes manifest.json naming the blobs
-// where they went. It is what makes a stream docker loads whole or not at all. Writes are
-// gathered into large ones: entries arrive in small pieces, and each write to an SSH channel
-// or an HTTP upload is a packet or a chunk of its own.
-type tarForward struct {
-	tw    *tar.Writer
-	bw    *bufio.Writer
-	buf   []byte            // for copying entries: readers fed through a pipe hand over what fits
-	sent  map[string]string // entry name → its name in the stream
-	spool *os.File          // entries held back, one after another
-	held  map[string]*io.SectionReader
-}
-
-func newTarForward(w io.Writer) *tarForward {
-	bw := bufio.NewWriterSize(w, copyBuffer)
-	return &tarForward{tw: tar.NewWriter(bw), bw: bw, buf: make([]byte, copyBuffer), sent: map[string]string{}, held: map[string]*io.SectionReader{}}
-}
-
-// copyBuffer is the size of the pieces streams are gathered into on their way to a host.
-const copyBuffer = 1 << 20
-
-func (f *tarForward) entry(e archive.Entry, r io.Reader) error {
-	if e.Listed {
-		return f.send(e.Name, e.Size, r)
-	}
-	if f.spool == nil {
-		var err error
-		if f.spool, err = os.CreateTemp("", "ferry-held-"); err != nil {
-			return err
-		}
-		os.Remove(f.spool.Name()) // gone with the last descriptor
-	}
-	off, err := f.spool.Seek(0, io.SeekEnd)
-	if err != nil {
-		return err
-	}
-	n, err := io.CopyBuffer(f.spool, r, f.buf)
-	if err != nil {
-		return err
-	}
-	f.held[e.Name] = io.NewSectionReader(f.spool, off, n)
-	return nil
-}
-
-// send writes an entry to the stream under a name of ferry's.
-func (f *tarForward) send(name string, size int64, r io.Reader) error {
-	f.sent[name] = fmt.Sprintf("ferry/%d", len(f.sent))
-	if err := f.tw.WriteHeader(&tar.Header{Name: f.sent[name], Size: size, Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
-	_, err := io.CopyBuffer(f.tw, r, f.buf)
-	return err
-}
-
-// finish sends the held-back entries b uses, then manifest.json for b, read and verified,
-// and ends the tar stream.
-func (f *tarForward) finish(b *archive.Bundle) error {
-	defer f.close()
-	for _, img := range b.Images {
-		blobs := []*archive.Blob{img.Config}
-		for _, l := range img.Layers {
-			blobs = append(blobs, l.Blob)
-		}
-		for _, blob := range blobs {
-			if _, done := f.sent[blob.Path]; done || blob.Missing {
-				continue
-			}
-			r, ok := f.held[blob.Path]
-			if !ok {
-				return fmt.Errorf("%w: %s was not read from the bundle", archive.ErrMissingBlob, blob)
-			}
-			if err := f.send(blob.Path, r.Size(), r); err != nil {
-				return err
-			}
-		}
-	}
-	manifest, err := archive.ManifestJSON(b.Images, func(blob *archive.Blob) string {
-		if blob.Missing {
-			return "blobs/sha256/" + blob.Digest.Hex // left out: the daemon has it
-		}
-		return f.sent[blob.Path]
-	})
-	if err != nil {
-		return err
-	}
-	if err := f.tw.WriteHeader(&tar.Header{Name: "manifest.json", Size: int64(len(manifest)), Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
-	if _, err := f.tw.Write(manifest); err != nil {
-		return err
-	}
-	if err := f.tw.Close(); err != nil {
-		return err
-	}
-	return f.bw.Flush()
-}
-
-// close drops what was held back.
-func (f *tarForward) close() {
-	if f.spool != nil {
-		f.spool.Close()
-		f.spool = nil
-	}
 }
 
 // daemonErr prefers the daemon's own error to the broken pipe it caused.
@@ -188,7 +77,7 @@ func (s *dockerStore) daemonErr(err error) error {
 }
 
 func (s *dockerStore) Abort(err error) {
-	s.tw.close()
+	s.tw.Close()
 	s.pw.CloseWithError(err)
 	<-s.done
 }

@@ -13,7 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
-	"github.com/ferrytool/ferry/transfer/docker"
+	"github.com/ferrytool/ferry/store/docker"
 )
 
 // Pipelined sends. A docker host that holds none of the images' layers (a cold host) needs
@@ -236,7 +236,7 @@ func (f *fanout) Write(p []byte) (int, error) {
 type forwardSink struct {
 	out *fanout
 	zw  *autoGzip // compresses the stream, if asked
-	tf  *tarForward
+	tf  *archive.Forwarder
 }
 
 func newForwardSink(hosts []*coldHost, opts archive.WriteOptions, adapt bool) *forwardSink {
@@ -246,17 +246,17 @@ func newForwardSink(hosts []*coldHost, opts archive.WriteOptions, adapt bool) *f
 		f.zw = newAutoGzip(f.out, cmp.Or(opts.Level, archive.DefaultLevel), adapt)
 		w = f.zw
 	}
-	f.tf = newTarForward(w)
+	f.tf = archive.NewForwarder(w)
 	return f
 }
 
 func (f *forwardSink) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
-	return f.tf.entry(e, r)
+	return f.tf.Entry(e, r)
 }
 
 // Commit ends every stream still going; the hosts' loads say the rest.
 func (f *forwardSink) Commit(_ context.Context, b *archive.Bundle) error {
-	err := f.tf.finish(b)
+	err := f.tf.Finish(b)
 	if err == nil && f.zw != nil {
 		err = f.zw.Close()
 	}
@@ -271,7 +271,7 @@ func (f *forwardSink) Commit(_ context.Context, b *archive.Bundle) error {
 }
 
 func (f *forwardSink) Abort(err error) {
-	f.tf.close()
+	f.tf.Close()
 	for _, h := range f.out.hosts {
 		h.stop(err)
 	}
@@ -295,7 +295,7 @@ func (t *teeSink) Entry(ctx context.Context, e archive.Entry, r io.Reader) error
 		pr.CloseWithError(cmp.Or(err, errors.New("forwarded"))) // stop the tee
 		fwded <- err
 	}()
-	dw := &dropWriter{w: bufio.NewWriterSize(pw, copyBuffer)} // main may read in small pieces
+	dw := &dropWriter{w: bufio.NewWriterSize(pw, archive.CopyBuffer)} // main may read in small pieces
 	tee := io.TeeReader(r, dw)
 	err := t.main.Entry(ctx, e, tee)
 	if err == nil {
