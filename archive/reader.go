@@ -175,6 +175,7 @@ type reader struct {
 	links    map[string]string    // link entries → the entries they name, never followed on disk
 	listed   map[string]bool      // entries manifest.json names, when it came first
 	trusted  bool                 // ReadOptions.Trusted
+	skipped  []string             // entries of no use, skipped
 	walked   map[v1.Hash]bool     // indexes resolved
 	held     int64                // bytes of JSON held in memory
 	followed map[string]bool      // links metadata went through
@@ -247,6 +248,14 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 		return nil
 	}
 	e := Entry{Name: name, Size: hdr.Size, Listed: rd.trusted || rd.listed[name]}
+	if !e.Listed && rd.meta["manifest.json"] != nil && rd.meta["index.json"] != nil && !strings.HasPrefix(name, "blobs/sha256/") {
+		// With both read, only manifest.json's entries and blobs are of any use: the rest
+		// is skipped unread by any sink.
+		rd.skipped = append(rd.skipped, name)
+		rd.meta[name] = []byte{} // a name taken, for duplicates
+		_, err := io.CopyN(io.Discard, tr, hdr.Size)
+		return noEOF(err)
+	}
 	blob, err := rd.data(ctx, e, tr, sink)
 	if err != nil {
 		return err

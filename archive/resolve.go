@@ -243,7 +243,7 @@ func (rd *reader) unreferenced(b *Bundle) {
 	for _, blob := range b.Reachable() {
 		used[blob.Path] = true
 	}
-	var names []string
+	names := rd.skipped
 	for name := range rd.entries {
 		if !used[name] {
 			names = append(names, name)
