@@ -142,7 +142,9 @@ type Tool struct {
 }
 
 // Podman5 returns podman 5 with storage of its own (removed at cleanup), the cgroupfs
-// cgroup manager and file events. Run it with `--network none` and `--pull=never`.
+// cgroup manager and file events. Run it with `--network none` and `--pull=never`. The
+// trixie root configures no unqualified-search-registries: a loaded "app:1" is
+// "docker.io/library/app:1" to podman, and only the full name finds it.
 func Podman5(t testing.TB) *Tool {
 	t.Helper()
 	s := startSandbox(t, "podman", sleeper)

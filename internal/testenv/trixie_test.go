@@ -101,7 +101,7 @@ func TestTrixieTools(t *testing.T) {
 		if out := p.Run(t, "images"); !strings.Contains(out, "ferry-test/tools") {
 			t.Errorf("podman images: %s", out)
 		}
-		if got := p.Run(t, "run", "--rm", "--network", "none", "--pull=never", "ferry-test/tools:1", "cat", "/etc/hello"); got != "hello tools\n" {
+		if got := p.Run(t, "run", "--rm", "--network", "none", "--pull=never", "docker.io/ferry-test/tools:1", "cat", "/etc/hello"); got != "hello tools\n" {
 			t.Errorf("podman run: %q", got)
 		}
 	})
