@@ -45,14 +45,7 @@ func StartDocker(t testing.TB) *Docker {
 	d := &Docker{Flavor: Docker2010, docker: Require(t, "docker")}
 
 	// Unix socket paths must stay below ~100 bytes, so no t.TempDir().
-	dir, err := os.MkdirTemp("", "ferry-dockerd-")
-	if err == nil && len(dir) > 60 {
-		os.Remove(dir)
-		dir, err = os.MkdirTemp("/tmp", "ferry-dockerd-")
-	}
-	if err != nil {
-		t.Fatalf("StartDocker: %v", err)
-	}
+	dir := shortDir(t, "ferry-dockerd-")
 	sock := filepath.Join(dir, "docker.sock")
 	d.Host = "unix://" + sock
 	d.Root = filepath.Join(dir, "data")

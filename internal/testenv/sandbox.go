@@ -124,6 +124,9 @@ func startSandbox(t testing.TB, name string, main func(dir string) []string) *sa
 		&syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL})
 	t.Cleanup(func() {
 		s.stop(20 * time.Second)
+		if t.Failed() {
+			t.Logf("%s log tail:\n%s", name, tail(s.p.log))
+		}
 		if err := os.RemoveAll(dir); err != nil {
 			t.Errorf("sandbox cleanup: %v", err)
 		}

@@ -93,7 +93,9 @@ func TestTrixieTools(t *testing.T) {
 
 	t.Run("podman5", func(t *testing.T) {
 		t.Parallel()
+		start := time.Now()
 		p := Podman5(t)
+		t.Logf("podman sandbox ready after %v", time.Since(start).Round(time.Millisecond))
 		if v := p.Run(t, "version", "--format", "{{.Client.Version}}"); !strings.HasPrefix(v, "5.") {
 			t.Errorf("podman version %s", v)
 		}
@@ -108,7 +110,9 @@ func TestTrixieTools(t *testing.T) {
 
 	t.Run("skopeo118", func(t *testing.T) {
 		t.Parallel()
+		start := time.Now()
 		s := Skopeo118(t)
+		t.Logf("skopeo sandbox ready after %v", time.Since(start).Round(time.Millisecond))
 		if v := s.Run(t, "--version"); !strings.Contains(v, "version 1.18") {
 			t.Errorf("skopeo --version: %s", v)
 		}
