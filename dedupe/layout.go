@@ -175,6 +175,10 @@ type Stage struct {
 
 	mu     sync.Mutex
 	staged map[string]string // entry name → staged file
+	// storeAs, when set, says which digest a blob is stored under and which staged file
+	// holds it ("" for none): a pool stores uncompressed layers compressed. By default, the
+	// blob's own digest and the file staged for its entry.
+	storeAs func(*archive.Blob) (v1.Hash, string)
 
 	// After Commit: bytes of blobs the layout took in, and of those it already had.
 	Stored, Skipped int64
@@ -249,7 +253,7 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 	blobs := b.Reachable()
 	// Refused before the lock file and init touch the directory, so that Abort can remove
 	// a directory the stage made; checked again under the lock, which gc takes.
-	if err := s.l.holdsMissing(blobs); err != nil {
+	if err := s.holdsMissing(blobs); err != nil {
 		return err
 	}
 	unlock, err := s.l.Lock()
@@ -257,26 +261,30 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 		return err
 	}
 	defer unlock()
-	if err := s.l.holdsMissing(blobs); err != nil {
+	if err := s.holdsMissing(blobs); err != nil {
 		return err
 	}
 	if err := s.l.init(); err != nil {
 		return err
 	}
 	for _, blob := range blobs {
-		dst := s.l.BlobPath(blob.Digest)
 		if blob.Missing {
 			continue
 		}
+		digest, staged := s.target(blob)
+		dst := s.l.BlobPath(digest)
 		if exists(dst) {
 			s.Skipped += blob.Size
 			continue
 		}
 		s.Stored += blob.Size
-		if staged, ok := s.staged[blob.Path]; ok && blob.Path != "" {
+		switch {
+		case staged != "":
 			err = os.Rename(staged, dst)
-		} else {
+		case blob.Data != nil:
 			err = atomicfile.WriteFile(dst, blob.Data, 0o644)
+		default:
+			err = fmt.Errorf("nothing staged for it")
 		}
 		if err != nil {
 			return fmt.Errorf("storing blob %s: %w", blob.Digest, err)
@@ -288,11 +296,28 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 	return s.commit(b)
 }
 
+// target returns the digest a blob is stored under and the file staged for it, if any.
+func (s *Stage) target(b *archive.Blob) (v1.Hash, string) {
+	if s.storeAs != nil {
+		return s.storeAs(b)
+	}
+	return b.Digest, s.stagedFile(b)
+}
+
+func (s *Stage) stagedFile(b *archive.Blob) string {
+	if b.Path == "" {
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.staged[b.Path]
+}
+
 // holdsMissing checks that the layout holds every blob a thin bundle leaves out.
-func (l *Layout) holdsMissing(blobs []*archive.Blob) error {
+func (s *Stage) holdsMissing(blobs []*archive.Blob) error {
 	for _, blob := range blobs {
-		if blob.Missing && !l.HasBlob(blob.Digest) {
-			return fmt.Errorf("%w: the bundle leaves out %s and %s does not have it: add the bundle it comes from first", archive.ErrMissingBlob, blob.Digest, l.Dir)
+		if d, _ := s.target(blob); blob.Missing && !s.l.HasBlob(d) {
+			return fmt.Errorf("%w: the bundle leaves out %s and %s does not have it: add the bundle it comes from first", archive.ErrMissingBlob, blob.Digest, s.l.Dir)
 		}
 	}
 	return nil
