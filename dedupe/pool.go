@@ -17,7 +17,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/internal/atomicfile"
@@ -446,7 +445,6 @@ func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error
 	if err != nil {
 		return nil, nil, err
 	}
-	lp := layout.Path(p.Dir)
 	b, src := &archive.Bundle{}, exportSource{V1Source: archive.V1Source{}, pool: p, packed: packedLayers(records)}
 	for i, ref := range refs {
 		descs, r, err := find(records, ref)
@@ -461,23 +459,17 @@ func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error
 			if tag := archive.RefTag(d.Annotations); tag != "" {
 				tags = append(tags, tag)
 			}
+			var err error
 			if d.MediaType.IsIndex() {
-				root, err := lp.ImageIndex()
-				var idx v1.ImageIndex
-				if err == nil {
-					idx, err = root.ImageIndex(d.Digest)
-				}
-				if err == nil {
+				var idx *blobIndex
+				if idx, err = p.blobIndex(d); err == nil {
 					_, err = b.AddIndex(idx, tags, platformOf(d), src.V1Source)
 				}
-				if err != nil {
-					return nil, nil, fmt.Errorf("exporting %s: %w", ref, err)
+			} else {
+				var img v1.Image
+				if img, err = p.blobImage(d); err == nil {
+					_, err = b.AddImage(img, tags, src.V1Source)
 				}
-				continue
-			}
-			img, err := lp.Image(d.Digest)
-			if err == nil {
-				_, err = b.AddImage(img, tags, src.V1Source)
 			}
 			if err != nil {
 				return nil, nil, fmt.Errorf("exporting %s: %w", ref, err)

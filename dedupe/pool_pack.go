@@ -45,7 +45,7 @@ type packed struct {
 
 // pack compresses r into a new file in dir.
 func pack(dir string, r io.Reader) (*packed, error) {
-	f, err := os.CreateTemp(dir, ".pack-")
+	f, err := os.CreateTemp(dir, "blob-")
 	if err != nil {
 		return nil, err
 	}

@@ -141,8 +141,8 @@ func TestPool(t *testing.T) {
 	}
 
 	mustFerry(t, nil, "pool", "rm", pool, "app1")
-	if out := ferry(t, nil, "pool", "gc", pool, "--dry-run"); !strings.Contains(out.stderr, "would remove 3 blobs") {
-		t.Errorf("gc --dry-run: %s", out.stderr) // app1's layer, config and manifest
+	if out := ferry(t, nil, "pool", "gc", pool, "--dry-run"); !strings.Contains(out.stderr, "would remove 4 blobs") {
+		t.Errorf("gc --dry-run: %s", out.stderr) // app1's compressed layer, config, manifest, and the manifest naming the compressed layer
 	}
 	mustFerry(t, nil, "pool", "gc", pool)
 	mustFerry(t, nil, "pool", "check", pool, "--read-data")
