@@ -446,6 +446,9 @@ func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error
 		return nil, nil, err
 	}
 	b, src := &archive.Bundle{}, exportSource{V1Source: archive.V1Source{}, pool: p, packed: packedLayers(records)}
+	// index.json lists the entries as they came, not as AddImage makes them.
+	var index []v1.Descriptor
+	listed := map[string]bool{}
 	for i, ref := range refs {
 		descs, r, err := find(records, ref)
 		if err != nil {
@@ -455,6 +458,10 @@ func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error
 			b.Codec = c
 		}
 		for _, d := range descs {
+			if key := d.Digest.String() + " " + indexKey(d); !listed[key] {
+				listed[key] = true
+				index = append(index, d)
+			}
 			var tags []string
 			if tag := archive.RefTag(d.Annotations); tag != "" {
 				tags = append(tags, tag)
@@ -476,6 +483,7 @@ func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error
 			}
 		}
 	}
+	b.Index.Manifests = index
 	return b, src, nil
 }
 
