@@ -401,3 +401,22 @@ func (p *Pool) checkPacked(layer string, s Stored) string {
 	}
 	return ""
 }
+
+// Inventory lists the layers of every image index.json reaches, and the digests of the
+// layers the pool holds compressed as they came: a delta against the pool leaves those out.
+func (p *Pool) Inventory() (*Inventory, error) {
+	inv, err := p.Layout.Inventory()
+	if err != nil {
+		return nil, err
+	}
+	records, err := p.Records()
+	if err != nil {
+		return nil, err
+	}
+	var layers []v1.Hash
+	for d := range packedLayers(records) {
+		layers = append(layers, sha256Hex(d))
+	}
+	inv.AddImage(nil, layers)
+	return inv, nil
+}

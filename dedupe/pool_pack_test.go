@@ -84,6 +84,19 @@ func TestPoolCompresses(t *testing.T) {
 	checkExposed(t, p, map[string]v1.Image{"base/example.com/base:1": base, "app/example.com/app:1": app})
 	checkExports(t, p, bundles)
 	checkClean(t, p, true)
+
+	// A delta against the pool leaves out the layers it holds compressed.
+	inv, err := p.Inventory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := readInto(archive.Discard, bundles["app"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := b.Images[0]; !inv.Has(img, 0) || !inv.Has(img, 1) {
+		t.Error("the pool's inventory lacks the layers it holds compressed")
+	}
 }
 
 // checkExposed checks that the pool's index.json lists each image under its name with the

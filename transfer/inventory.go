@@ -32,12 +32,18 @@ func Inventory(ctx context.Context, store string, opts InventoryOptions) (*dedup
 			return nil, err
 		}
 		return DockerInventory(ctx, client)
-	case "oci", "pool":
+	case "oci":
 		l, err := dedupe.OpenLayout(arg)
 		if err != nil {
 			return nil, err
 		}
 		return l.Inventory()
+	case "pool":
+		p, err := dedupe.OpenPool(arg)
+		if err != nil {
+			return nil, err
+		}
+		return p.Inventory()
 	case "registry":
 		return registryInventory(ctx, arg, opts.Insecure)
 	}
