@@ -29,6 +29,9 @@ type Inventory struct {
 	Blobs   []string `json:"blobs,omitempty"`
 	DiffIDs []string `json:"diffIDs,omitempty"`
 	Chains  []string `json:"chains,omitempty"`
+	// Complete says the store takes complete images only (docker on the containerd image
+	// store, podman): a delta for it leaves out no layer.
+	Complete bool `json:"complete,omitempty"`
 
 	blobs, chains map[string]bool
 }
@@ -127,6 +130,9 @@ func uniq(list []string) ([]string, map[string]bool) {
 
 // Has reports whether the store holds layer i of img as the bundle carries it.
 func (inv *Inventory) Has(img *archive.Image, i int) bool {
+	if inv.Complete {
+		return false
+	}
 	chain := inv.chains[archive.ChainIDs(img.DiffIDs()[:i+1])[i].Hex]
 	blob := inv.blobs[img.Layers[i].Digest.Hex]
 	switch inv.Store {

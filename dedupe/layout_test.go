@@ -261,7 +261,7 @@ func TestAddToIndex(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := &Layout{Dir: t.TempDir()}
+			l := &Layout{Dir: t.TempDir(), FS: LocalFS{}}
 			if err := l.AddToIndex(tt.have); err != nil {
 				t.Fatal(err)
 			}
@@ -298,8 +298,9 @@ func TestLayoutInventory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if inv.Store != StoreOCI || len(inv.Blobs) != 3 || len(inv.DiffIDs) != 3 {
-		t.Fatalf("inventory %+v: want an oci store with the base and two app layers", inv)
+	// every blob: 3 layers, 2 configs, 2 manifests
+	if inv.Store != StoreOCI || len(inv.Blobs) != 7 || len(inv.DiffIDs) != 3 {
+		t.Fatalf("inventory %+v: want an oci store with every blob, and the layers of the base and two apps", inv)
 	}
 	b, _ := newBundle(t, tagged{"example.com/app:1", ti.app1}, tagged{"example.com/app:3", ti.app3})
 	var leftOut []v1.Hash

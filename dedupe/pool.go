@@ -135,7 +135,7 @@ func OpenPool(dir string) (*Pool, error) {
 	if !exists(filepath.Join(dir, "ferry", "bundles")) || !exists(filepath.Join(dir, "oci-layout")) {
 		return nil, fmt.Errorf("%s is not a ferry pool: make one with `ferry pool init %s`", dir, dir)
 	}
-	return &Pool{&Layout{Dir: dir}}, nil
+	return &Pool{&Layout{Dir: dir, FS: LocalFS{}}}, nil
 }
 
 // An Adding is a bundle on its way into the pool: an archive.Sink. After Commit, Stored and
@@ -173,10 +173,7 @@ func (p *Pool) Add(name string) (*Adding, error) {
 		if err := p.writeRecord(a.Record); err != nil {
 			return err
 		}
-		if err := p.writeIndex(); err != nil {
-			return err
-		}
-		return p.removeStale()
+		return p.writeIndex()
 	})
 	if a.Stage != nil {
 		a.Stage.storeAs = a.storeAs
@@ -202,8 +199,7 @@ func (a *Adding) newRecord(name string, b *archive.Bundle, records []*Record) *R
 			}
 		}
 		r.Blobs[blob.Digest.Hex] = size
-		digest, _ := a.storeAs(blob)
-		if digest != blob.Digest {
+		if digest, _, ok := a.storeAs(blob); ok {
 			st, _ := os.Stat(a.Stage.l.BlobPath(digest))
 			r.Layers[blob.Digest.Hex] = Stored{Digest: digest.Hex, Size: st.Size()}
 		}
@@ -252,7 +248,7 @@ func (p *Pool) Records() ([]*Record, error) {
 // index is index.json as the records say it should be: every image of every bundle, its
 // ref name NAME/TAG (NAME/sha256-<hex> when untagged).
 func (p *Pool) index() (v1.IndexManifest, error) {
-	idx, _ := (&Layout{}).Index() // the empty index
+	idx := EmptyIndex()
 	records, err := p.Records()
 	if err != nil {
 		return idx, err
@@ -284,15 +280,6 @@ func (p *Pool) writeIndex() error {
 		return err
 	}
 	return p.WriteIndex(idx)
-}
-
-// removeStale removes stages left by killed processes. Call it under Lock.
-func (p *Pool) removeStale() error {
-	stale, err := p.staleStages()
-	for _, dir := range stale {
-		os.RemoveAll(dir)
-	}
-	return err
 }
 
 // Remove drops a bundle's record; gc then removes the blobs no other bundle needs.
@@ -337,13 +324,17 @@ func (p *Pool) gc(dryRun bool) (removed []v1.Hash, bytes int64, err error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	since, live := p.LiveSince()
 	for _, e := range entries {
-		if needed[e.Name()] {
+		if needed[e.Name()] || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
 		info, err := e.Info()
 		if err != nil {
 			return nil, 0, err
+		}
+		if live && !info.ModTime().Before(since) {
+			continue // a live add may have put it in place: its commit will name it
 		}
 		removed = append(removed, v1.Hash{Algorithm: "sha256", Hex: e.Name()})
 		bytes += info.Size()

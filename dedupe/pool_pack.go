@@ -43,9 +43,9 @@ type packed struct {
 	Stored
 }
 
-// pack compresses r into a new file in dir.
-func pack(dir string, r io.Reader) (*packed, error) {
-	f, err := os.CreateTemp(dir, "blob-")
+// pack compresses r into a new file at path.
+func pack(path string, r io.Reader) (*packed, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -54,10 +54,10 @@ func pack(dir string, r io.Reader) (*packed, error) {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		os.Remove(path)
 		return nil, err
 	}
-	p.path = f.Name()
+	p.path = path
 	return p, nil
 }
 
@@ -133,7 +133,11 @@ func (a *Adding) Entry(ctx context.Context, e archive.Entry, r io.Reader) error 
 		_, err := io.Copy(io.Discard, br)
 		return err
 	}
-	p, err := pack(a.Stage.dir, br)
+	tmp := a.Stage.temp()
+	a.Stage.mu.Lock()
+	a.Stage.staged[tmp] = tmp // removed when the stage closes
+	a.Stage.mu.Unlock()
+	p, err := pack(tmp, br)
 	if err != nil {
 		return err
 	}
@@ -183,20 +187,21 @@ func (a *Adding) unpack(name string, p *packed) error {
 	return os.Remove(p.path)
 }
 
-// storeAs says where a blob of the bundle goes: an uncompressed layer to its compressed blob.
-func (a *Adding) storeAs(b *archive.Blob) (v1.Hash, string) {
+// storeAs says which blobs of the bundle go elsewhere: an uncompressed layer to its
+// compressed blob.
+func (a *Adding) storeAs(b *archive.Blob) (v1.Hash, string, bool) {
 	a.mu.Lock()
 	p, ok := a.packed[b.Path]
 	a.mu.Unlock()
 	switch {
 	case ok && b.Path != "":
-		return sha256Hex(p.Digest), p.path
+		return sha256Hex(p.Digest), p.path, true
 	case b.Missing:
 		if s, ok := a.known[b.Digest.Hex]; ok {
-			return sha256Hex(s.Digest), ""
+			return sha256Hex(s.Digest), "", true
 		}
 	}
-	return b.Digest, a.Stage.stagedFile(b)
+	return v1.Hash{}, "", false
 }
 
 // uncompressedLayers returns the layers of the bundle's manifests whose media type says
@@ -324,7 +329,7 @@ func (p *Pool) Recompress(ctx context.Context) (from, to int64, err error) {
 			return Stored{}, err
 		}
 		defer f.Close()
-		pk, err := pack(blobs, f)
+		pk, err := pack(filepath.Join(blobs, tempPrefix+randomHex()), f)
 		if err == nil && pk.raw != d.Digest {
 			os.Remove(pk.path)
 			err = fmt.Errorf("%w: blob %s hashes to %s", ErrDamaged, d.Digest, pk.raw)

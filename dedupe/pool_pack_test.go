@@ -168,7 +168,7 @@ func TestPoolCheckPacked(t *testing.T) {
 	for layer = range a.Record.Layers {
 	}
 	// Store other content under the compressed blob's name, then name it by its digest in the record.
-	other, err := pack(t.TempDir(), strings.NewReader(strings.Repeat("x", 1000)))
+	other, err := pack(filepath.Join(t.TempDir(), "other"), strings.NewReader(strings.Repeat("x", 1000)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -379,7 +380,7 @@ func TestPoolCheck(t *testing.T) {
 			}
 		}, [2]string{"", layer.String()}},
 		{"index.json lacks a bundle", func(t *testing.T, dir string) {
-			l := &Layout{Dir: dir}
+			l := &Layout{Dir: dir, FS: LocalFS{}}
 			idx, err := l.Index()
 			if err != nil {
 				t.Fatal(err)
@@ -530,19 +531,23 @@ func TestPoolStaleStage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// what a killed add leaves: its stage lock file, naming a process that is gone, and a
+	// temporary blob; removed() looks at the temporary blob.
 	stale := func(t *testing.T) string {
-		dir, err := os.MkdirTemp(p.Dir, stagePrefix)
-		if err != nil {
+		dead := exec.Command("true")
+		if err := dead.Run(); err != nil {
 			t.Fatal(err)
 		}
-		// what a killed add leaves: a lock file nobody holds, and a staged blob
-		if err := os.WriteFile(filepath.Join(dir, ".lock"), nil, 0o644); err != nil {
+		id := "0-" + randomHex()
+		lock := fmt.Sprintf("ferry %d %s\n", dead.Process.Pid, machineID())
+		if err := os.WriteFile(filepath.Join(p.Dir, stagePrefix+id), []byte(lock), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, "blob-1"), []byte("staged"), 0o644); err != nil {
+		tmp := filepath.Join(p.Dir, "blobs", "sha256", tempPrefix+id+"-1")
+		if err := os.WriteFile(tmp, []byte("staged"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		return dir
+		return tmp
 	}
 	removed := func(t *testing.T, dir string, want bool) {
 		t.Helper()
@@ -563,7 +568,7 @@ func TestPoolStaleStage(t *testing.T) {
 		}
 		addTar(t, p, "next", bundleTar(t, tagged{"example.com/app:1", ti.app1}))
 		removed(t, dir, true)
-		removed(t, live.dir, false)
+		removed(t, filepath.Join(p.Dir, stagePrefix+live.id), false)
 		if _, err := readInto(live, bundleTar(t, tagged{"example.com/app:2", ti.app2})); err != nil {
 			t.Fatalf("the live add after another add's cleanup: %v", err)
 		}

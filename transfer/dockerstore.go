@@ -13,7 +13,7 @@ import (
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
-	"github.com/ferrytool/ferry/transfer/docker"
+	"github.com/ferrytool/ferry/store/docker"
 )
 
 // dockerStore streams a bundle into `docker load` as it is read. docker load unpacks its

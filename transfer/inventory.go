@@ -12,7 +12,7 @@ import (
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
-	"github.com/ferrytool/ferry/transfer/docker"
+	"github.com/ferrytool/ferry/store/docker"
 )
 
 // InventoryOptions say how to reach the store an inventory is taken of.

@@ -13,7 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
-	"github.com/ferrytool/ferry/transfer/docker"
+	"github.com/ferrytool/ferry/store/docker"
 )
 
 // LoadOptions say where Load puts a bundle.

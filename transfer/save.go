@@ -11,7 +11,7 @@ import (
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
-	"github.com/ferrytool/ferry/transfer/docker"
+	"github.com/ferrytool/ferry/store/docker"
 )
 
 // SaveOptions say what Save reads and how it writes.

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferrytool/ferry/archive"
-	"github.com/ferrytool/ferry/transfer/docker"
-	"github.com/ferrytool/ferry/transfer/sshconn"
+	"github.com/ferrytool/ferry/sshconn"
+	"github.com/ferrytool/ferry/store/docker"
 )
 
 // SendOptions say where Send reads images, how it reaches the hosts, and how the images

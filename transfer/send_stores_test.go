@@ -16,7 +16,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrytool/ferry/internal/testenv"
-	"github.com/ferrytool/ferry/transfer/sshconn"
+	"github.com/ferrytool/ferry/sshconn"
 )
 
 // sshHost starts an sshd with nothing behind it but this machine, and returns its

@@ -18,8 +18,8 @@ import (
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/internal/testenv"
-	"github.com/ferrytool/ferry/transfer/docker"
-	"github.com/ferrytool/ferry/transfer/sshconn"
+	"github.com/ferrytool/ferry/sshconn"
+	"github.com/ferrytool/ferry/store/docker"
 )
 
 // sendEnv is a source dockerd, an SSH key and a known_hosts file that the remote hosts

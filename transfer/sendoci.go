@@ -21,7 +21,7 @@ import (
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
-	"github.com/ferrytool/ferry/transfer/sshconn"
+	"github.com/ferrytool/ferry/sshconn"
 )
 
 // remoteTempPrefix starts the names of blobs and index files being written in a remote

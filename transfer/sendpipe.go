@@ -13,7 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
-	"github.com/ferrytool/ferry/transfer/docker"
+	"github.com/ferrytool/ferry/store/docker"
 )
 
 // Pipelined sends. A docker host that holds none of the images' layers (a cold host) needs

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/ferrytool/ferry/archive"
-	"github.com/ferrytool/ferry/transfer/sshconn"
+	"github.com/ferrytool/ferry/sshconn"
 )
 
 // podmanLoad is the one command ferry runs for a podman host. It is a constant: nothing the

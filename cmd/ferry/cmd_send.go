@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/sshconn"
 	"github.com/ferrytool/ferry/transfer"
-	"github.com/ferrytool/ferry/transfer/sshconn"
 )
 
 type sendOptions struct {

@@ -222,3 +222,6 @@ func (c *Client) output(ctx context.Context, cmd string) (string, error) {
 	out, err := s.Output(cmd)
 	return string(out), err
 }
+
+// String is the destination as the user named it.
+func (c *Client) String() string { return c.name }

@@ -1,0 +1,186 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/dedupe"
+	"github.com/ferrytool/ferry/sshconn"
+	"github.com/ferrytool/ferry/store"
+)
+
+func init() {
+	store.Register(store.Kind{
+		Name:   "docker",
+		Syntax: "docker",
+		Doc:    "the docker daemon: $DOCKER_HOST or the default socket; on a host, its socket through SSH",
+		Remote: true,
+		Open: func(ctx context.Context, arg string, env store.Env) (store.Store, error) {
+			if arg != "" {
+				return nil, fmt.Errorf("%w: docker takes no argument (got docker:%s): name a daemon with $DOCKER_HOST or -H ssh://HOST/SOCKET", store.ErrInvalidReference, arg)
+			}
+			if env.Host != nil {
+				return &Store{Client: Dial(env.Host, env.Socket), name: env.On("docker")}, nil
+			}
+			c, err := New("")
+			if err != nil {
+				return nil, err
+			}
+			return NewStore(c), nil
+		},
+	})
+}
+
+// A Store is a docker daemon as a store: an Engine API client with what ferry does with it.
+type Store struct {
+	*Client
+	name string
+}
+
+// NewStore makes a store of the daemon c talks to.
+func NewStore(c *Client) *Store { return &Store{Client: c, name: "docker"} }
+
+func (s *Store) String() string { return s.name }
+
+// Close does nothing: connections belong to whoever made the client.
+func (s *Store) Close() error { return nil }
+
+// Dial returns a client for the daemon behind socket (the default one when "") on the host
+// c is connected to, reached through the SSH connection itself (what `ssh -L` does with a
+// socket).
+func Dial(c *sshconn.Client, socket string) *Client {
+	if socket == "" {
+		socket = strings.TrimPrefix(DefaultHost, "unix://")
+	}
+	return NewWithDialer(func(ctx context.Context) (net.Conn, error) {
+		conn, err := c.DialUnix(ctx, socket)
+		switch {
+		case errors.Is(err, sshconn.ErrNoSocket):
+			err = fmt.Errorf("%w: is docker installed and running there? If its socket is elsewhere, name it: -H ssh://[USER@]HOST/PATH/docker.sock", err)
+		case errors.Is(err, sshconn.ErrSocketDenied):
+			err = fmt.Errorf("%w: add the user to the docker group there, or connect as a user who may use docker", err)
+		case errors.Is(err, sshconn.ErrSocketRefused):
+			err = fmt.Errorf("%w: is the docker daemon running there?", err)
+		}
+		return conn, err
+	})
+}
+
+// Answers reports whether the daemon answers within a few seconds.
+func (s *Store) Answers(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return s.Ping(ctx)
+}
+
+// Inventory lists the layer chains of every image the daemon holds. A daemon on the
+// containerd image store takes complete images only, and its inventory says so.
+func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	images, err := s.Images(ctx)
+	if err != nil {
+		return nil, err
+	}
+	inv := dedupe.NewInventory(dedupe.StoreDocker)
+	inv.Complete = info.ContainerdSnapshotter
+	for _, summary := range images {
+		img, err := s.Inspect(ctx, summary.ID)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		diffIDs := make([]v1.Hash, len(img.RootFS.Layers))
+		for i, d := range img.RootFS.Layers {
+			if diffIDs[i], err = v1.NewHash(d); err != nil {
+				return nil, fmt.Errorf("image %s: layer %q: %w", summary.ID, d, err)
+			}
+		}
+		inv.AddImage(diffIDs, nil)
+	}
+	return inv, nil
+}
+
+// Receive streams a bundle into the daemon's load as it is read. docker load unpacks its
+// whole input before it registers anything, so a stream aborted before its end loads
+// nothing; manifest.json goes last, after verification and after checking that the daemon
+// holds every layer a thin bundle leaves out.
+func (s *Store) Receive(ctx context.Context) (store.Receiver, error) {
+	return store.StreamReceiver(ctx, s, s.checkThin), nil
+}
+
+// LoadStream streams r into the daemon's load: a docker archive, plain or compressed.
+func (s *Store) LoadStream(ctx context.Context, r io.Reader) ([]string, error) {
+	return s.Load(ctx, r, nil)
+}
+
+// checkThin makes sure the daemon holds every layer the bundle leaves out.
+func (s *Store) checkThin(ctx context.Context, b *archive.Bundle) error {
+	var thin []*archive.Image
+	for _, img := range b.Images {
+		for _, l := range img.Layers {
+			if l.Missing {
+				thin = append(thin, img)
+				break
+			}
+		}
+	}
+	if len(thin) == 0 {
+		return nil
+	}
+	have, err := s.Inventory(ctx)
+	if err != nil {
+		return err
+	}
+	if have.Complete {
+		return fmt.Errorf("%w: the docker daemon keeps images in the containerd image store, which does not complete bundles that leave out layers: "+
+			"load the complete bundle (save it without --have, or with --have of an inventory taken of this daemon, which says it takes complete images)", archive.ErrMissingBlob)
+	}
+	var lacking []string
+	for _, img := range thin {
+		for i, l := range img.Layers {
+			if l.Missing && !have.Has(img, i) {
+				lacking = append(lacking, l.DiffID.String())
+			}
+		}
+	}
+	if len(lacking) > 0 {
+		return fmt.Errorf("%w: the bundle leaves out %d layers the docker daemon does not have (diffIDs %s): load the bundle they come from first",
+			archive.ErrMissingBlob, len(lacking), strings.Join(lacking, ", "))
+	}
+	return nil
+}
+
+// Tagged lists the tags of every image the daemon holds, sorted.
+func (s *Store) Tagged(ctx context.Context) ([]string, error) {
+	images, err := s.Images(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var tags []string
+	for _, img := range images {
+		for _, tag := range img.RepoTags {
+			if tag != "<none>:<none>" {
+				tags = append(tags, tag)
+			}
+		}
+	}
+	if len(tags) == 0 {
+		return nil, errors.New("the docker daemon has no tagged images")
+	}
+	slices.Sort(tags)
+	return tags, nil
+}
