@@ -267,7 +267,7 @@ func waitForStagedBytes(t *testing.T, pool string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		staged, _ := filepath.Glob(filepath.Join(pool, ".ferry-stage-*", "blob-*"))
+		staged, _ := filepath.Glob(filepath.Join(pool, "blobs", "sha256", ".ferry-tmp-*"))
 		for _, f := range staged {
 			if st, err := os.Stat(f); err == nil && st.Size() > 1<<20 {
 				return
