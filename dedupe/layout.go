@@ -71,15 +71,23 @@ func OpenLayoutFS(fsys FS, dir string) (*Layout, error) {
 func (l *Layout) path(elem ...string) string { return l.FS.Join(append([]string{l.Dir}, elem...)...) }
 func (l *Layout) blobDir() string            { return l.path("blobs", "sha256") }
 
-// init makes the directory a layout. Call it under Lock.
+// init makes the directory a layout: oci-layout and an empty index.json where they are
+// missing, never replacing what another writer put there.
 func (l *Layout) init() error {
 	if err := l.FS.MkdirAll(l.blobDir()); err != nil {
 		return err
 	}
-	if l.has(l.path("oci-layout")) {
-		return nil
+	empty, _ := json.Marshal(EmptyIndex())
+	for name, data := range map[string][]byte{"oci-layout": []byte(LayoutFile), "index.json": empty} {
+		if l.has(l.path(name)) {
+			continue
+		}
+		_, err := l.put(l.path(name), bytes.NewReader(data), nil, l.FS.Link)
+		if err != nil && !l.has(l.path(name)) {
+			return fmt.Errorf("making %s an OCI layout: %w", l.Dir, err)
+		}
 	}
-	return l.writeFile(l.path("oci-layout"), []byte(LayoutFile))
+	return nil
 }
 
 func (l *Layout) has(name string) bool {
@@ -106,13 +114,13 @@ func (l *Layout) Lock() (unlock func(), err error) {
 
 // writeFile writes data to name atomically: a temporary file renamed into place.
 func (l *Layout) writeFile(name string, data []byte) error {
-	_, err := l.put(name, bytes.NewReader(data), nil)
+	_, err := l.put(name, bytes.NewReader(data), nil, l.FS.Rename)
 	return err
 }
 
-// put writes r to a temporary file in the blob directory, runs check on what was written,
-// and renames the file to name; the temporary file is removed on any error.
-func (l *Layout) put(name string, r io.Reader, check func(n int64, digest string) error) (int64, error) {
+// put writes r to a temporary file next to name, runs check on what was written, and moves
+// the file to name with move (Rename replaces, Link does not); the temporary file is removed.
+func (l *Layout) put(name string, r io.Reader, check func(n int64, digest string) error, move func(string, string) error) (int64, error) {
 	tmp := l.FS.Join(path.Dir(name), tempPrefix+randomHex())
 	h := sha256.New()
 	n, err := l.FS.Create(tmp, io.TeeReader(r, h))
@@ -120,11 +128,9 @@ func (l *Layout) put(name string, r io.Reader, check func(n int64, digest string
 		err = check(n, "sha256:"+hex.EncodeToString(h.Sum(nil)))
 	}
 	if err == nil {
-		err = l.FS.Rename(tmp, name)
+		err = move(tmp, name)
 	}
-	if err != nil {
-		l.FS.Remove(tmp)
-	}
+	l.FS.Remove(tmp) // gone already after a rename
 	return n, err
 }
 
@@ -336,7 +342,10 @@ type Stage struct {
 // Stage starts taking a bundle; commit runs under the lock after the blobs are in place.
 func (l *Layout) Stage(commit func(*archive.Bundle) error) (*Stage, error) {
 	created := !l.has(l.Dir)
-	if err := l.FS.MkdirAll(l.blobDir()); err != nil {
+	if err := l.init(); err != nil {
+		if created {
+			l.removeTree()
+		}
 		return nil, err
 	}
 	id := strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + randomHex()
@@ -391,9 +400,11 @@ func (s *Stage) Abort(error) {
 
 // removeTree removes a layout directory a stage made, with what the stage put in it.
 func (l *Layout) removeTree() {
-	entries, _ := l.FS.ReadDir(l.blobDir())
-	for _, e := range entries {
-		l.FS.Remove(l.FS.Join(l.blobDir(), e.Name()))
+	for _, dir := range []string{l.blobDir(), l.Dir} {
+		entries, _ := l.FS.ReadDir(dir)
+		for _, e := range entries {
+			l.FS.Remove(l.FS.Join(dir, e.Name()))
+		}
 	}
 	for _, dir := range []string{l.blobDir(), l.path("blobs"), l.Dir} {
 		l.FS.Remove(dir)
@@ -411,8 +422,8 @@ func (s *Stage) close() {
 func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 	defer s.close()
 	blobs := b.Reachable()
-	// Refused before the lock file and init touch the directory, so that Abort can remove
-	// a directory the stage made; checked again under the lock, which gc takes.
+	// Refused before the lock file touches the directory, so that Abort can remove a
+	// directory the stage made; checked again under the lock, which gc takes.
 	if err := s.holdsMissing(blobs); err != nil {
 		return err
 	}
@@ -422,9 +433,6 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 	}
 	defer unlock()
 	if err := s.holdsMissing(blobs); err != nil {
-		return err
-	}
-	if err := s.l.init(); err != nil {
 		return err
 	}
 	for _, blob := range blobs {
@@ -480,6 +488,8 @@ func (s *Stage) link(src, dst string, size int64) error {
 		s.Stored += size
 	case s.l.has(dst):
 		s.Skipped += size
+	case s.l.FS.Rename(src, dst) == nil: // a file system without hard links; under the lock
+		s.Stored += size
 	default:
 		return err
 	}
