@@ -330,6 +330,10 @@ type Stage struct {
 	mu     sync.Mutex
 	staged map[string]string // entry name → temporary file
 	placed map[string]int64  // blobs this stage put in place, by hex digest
+	// storeAs, when set, says which blobs are stored under another digest, and which
+	// temporary file holds them ("" when the layout has them already): a pool stores
+	// uncompressed layers compressed.
+	storeAs func(*archive.Blob) (digest v1.Hash, tmp string, ok bool)
 
 	// After Commit: bytes of blobs the layout took in, and of those it already had.
 	Stored, Skipped int64
@@ -360,7 +364,7 @@ func (l *Layout) Stage(commit func(*archive.Bundle) error) (*Stage, error) {
 // under a temporary name until Commit.
 func (s *Stage) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
 	want, named := strings.CutPrefix(e.Name, "blobs/sha256/")
-	tmp := s.l.FS.Join(s.l.blobDir(), tempPrefix+s.id+"-"+randomHex())
+	tmp := s.temp()
 	h := sha256.New()
 	n, err := s.l.FS.Create(tmp, io.TeeReader(r, h))
 	if err != nil {
@@ -420,7 +424,7 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 	blobs := b.Reachable()
 	// Refused before the lock file touches the directory, so that Abort can remove a
 	// directory the stage made; checked again under the lock, which gc takes.
-	if err := s.l.holdsMissing(blobs); err != nil {
+	if err := s.holdsMissing(blobs); err != nil {
 		return err
 	}
 	unlock, err := s.l.Lock()
@@ -428,7 +432,7 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 		return err
 	}
 	defer unlock()
-	if err := s.l.holdsMissing(blobs); err != nil {
+	if err := s.holdsMissing(blobs); err != nil {
 		return err
 	}
 	for _, blob := range blobs {
@@ -451,6 +455,9 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 // store puts one verified blob in place, counting it as stored or already there. Blobs are
 // linked into place, so that a stage taking the same blob at once counts it only once.
 func (s *Stage) store(blob *archive.Blob) error {
+	if d, tmp, ok := s.storedAs(blob); ok {
+		return s.link(tmp, s.l.BlobPath(d), blob.Size)
+	}
 	dst := s.l.BlobPath(blob.Digest)
 	if _, ok := s.placed[blob.Digest.Hex]; ok {
 		if !s.l.has(dst) {
@@ -464,31 +471,50 @@ func (s *Stage) store(blob *archive.Blob) error {
 		if blob.Data == nil {
 			return errors.New("the bundle did not carry it")
 		}
-		src = s.l.FS.Join(s.l.blobDir(), tempPrefix+s.id+"-"+randomHex())
+		src = s.temp()
 		s.staged[src] = src // removed by close
 		if _, err := s.l.FS.Create(src, bytes.NewReader(blob.Data)); err != nil {
 			return err
 		}
 	}
+	return s.link(src, dst, blob.Size)
+}
+
+// link puts src in place at dst, counting size as stored or, when dst is there, skipped.
+func (s *Stage) link(src, dst string, size int64) error {
 	err := s.l.FS.Link(src, dst)
 	switch {
 	case err == nil:
-		s.Stored += blob.Size
+		s.Stored += size
 	case s.l.has(dst):
-		s.Skipped += blob.Size
+		s.Skipped += size
 	case s.l.FS.Rename(src, dst) == nil: // a file system without hard links; under the lock
-		s.Stored += blob.Size
+		s.Stored += size
 	default:
 		return err
 	}
 	return nil
 }
 
+// temp returns a new name for a temporary file of the stage.
+func (s *Stage) temp() string { return s.l.FS.Join(s.l.blobDir(), tempPrefix+s.id+"-"+randomHex()) }
+
+func (s *Stage) storedAs(blob *archive.Blob) (v1.Hash, string, bool) {
+	if s.storeAs == nil {
+		return v1.Hash{}, "", false
+	}
+	return s.storeAs(blob)
+}
+
 // holdsMissing checks that the layout holds every blob a thin bundle leaves out.
-func (l *Layout) holdsMissing(blobs []*archive.Blob) error {
+func (s *Stage) holdsMissing(blobs []*archive.Blob) error {
 	for _, blob := range blobs {
-		if blob.Missing && !l.HasBlob(blob.Digest) {
-			return fmt.Errorf("%w: the bundle leaves out %s and %s does not have it: add the bundle it comes from first", archive.ErrMissingBlob, blob.Digest, l.Dir)
+		d, _, ok := s.storedAs(blob)
+		if !ok {
+			d = blob.Digest
+		}
+		if blob.Missing && !s.l.HasBlob(d) {
+			return fmt.Errorf("%w: the bundle leaves out %s and %s does not have it: add the bundle it comes from first", archive.ErrMissingBlob, blob.Digest, s.l.Dir)
 		}
 	}
 	return nil

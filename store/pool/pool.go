@@ -38,8 +38,9 @@ type Store struct {
 func (s *Store) String() string { return "pool:" + s.Dir }
 func (s *Store) Close() error   { return nil }
 
-// Inventory lists every blob the pool holds.
-func (s *Store) Inventory(context.Context) (*dedupe.Inventory, error) { return s.Layout.Inventory() }
+// Inventory lists every blob the pool holds, and the layers it holds compressed by the
+// digests they came with.
+func (s *Store) Inventory(context.Context) (*dedupe.Inventory, error) { return s.Pool.Inventory() }
 
 // Receive adds the bundle to the pool under the name the reference gave.
 func (s *Store) Receive(context.Context) (store.Receiver, error) {
