@@ -169,7 +169,7 @@ func encodeBody(dst io.Writer, src io.Reader, size int64, codec Codec, level int
 	var zw *pgzip.Writer
 	if codec == Gzip {
 		var err error
-		if zw, err = newGzipWriter(dst, level); err != nil {
+		if zw, err = NewGzipWriter(dst, level); err != nil {
 			return err
 		}
 		w = zw
@@ -190,12 +190,13 @@ func encodeBody(dst io.Writer, src io.Reader, size int64, codec Codec, level int
 	return nil
 }
 
-func newGzipWriter(w io.Writer, level int) (*pgzip.Writer, error) {
+// NewGzipWriter returns the gzip writer ferry compresses with: pgzip at level, in parallel, with
+// a fixed block size and header time, so the same input gives the same bytes.
+func NewGzipWriter(w io.Writer, level int) (*pgzip.Writer, error) {
 	zw, err := pgzip.NewWriterLevel(w, level)
 	if err != nil {
 		return nil, fmt.Errorf("gzip level %d: %w", level, err)
 	}
-	// Fixed block size and header time: the same input gives the same bytes.
 	zw.ModTime = time.Unix(0, 0)
 	if err := zw.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0)); err != nil {
 		return nil, err

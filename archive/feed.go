@@ -1,20 +1,30 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 )
 
 // Feed hands a bundle that was never a tar — images added with AddImage, say — to a sink the
-// way Read would: each present blob not held in memory as an entry named blobs/sha256/<hex>
-// (recorded in its Path), verified against its digest as it passes, then Commit. On failure it
-// calls sink.Abort.
+// way Read would: each present blob as an entry named blobs/sha256/<hex> (recorded in its
+// Path), verified against its digest as it passes, then Commit. Blobs go after the blobs they
+// refer to (layers, configs, manifests, indexes), so a sink that keeps whole blobs from a cut
+// transfer never holds a manifest without what it names. On failure it calls sink.Abort.
 func Feed(ctx context.Context, b *Bundle, src BlobSource, sink Sink) error {
+	fed := b.copyWith(func(blob *Blob) *Blob { // b stays as it is: feeds may run at once
+		c := *blob
+		if c.Present() {
+			c.Path = blobPath(c.Digest)
+		}
+		return &c
+	})
 	err := feed(ctx, b, src, sink)
 	if err == nil {
-		err = sink.Commit(ctx, b)
+		err = sink.Commit(ctx, fed)
 	}
 	if err != nil {
 		sink.Abort(err)
@@ -23,17 +33,19 @@ func Feed(ctx context.Context, b *Bundle, src BlobSource, sink Sink) error {
 }
 
 func feed(ctx context.Context, b *Bundle, src BlobSource, sink Sink) error {
-	for _, blob := range b.Reachable() {
-		if blob.Missing || blob.Data != nil {
+	for _, blob := range blobOrder(b) {
+		if blob.Missing {
 			continue
 		}
-		rc, err := src.Open(ctx, blob)
-		if err != nil {
+		var rc io.ReadCloser
+		var err error
+		if blob.Data != nil {
+			rc = io.NopCloser(bytes.NewReader(blob.Data))
+		} else if rc, err = src.Open(ctx, blob); err != nil {
 			return fmt.Errorf("reading blob %s: %w", blob.Digest, err)
 		}
 		h := sha256.New()
-		blob.Path = blobPath(blob.Digest)
-		err = sink.Entry(ctx, Entry{Name: blob.Path, Size: blob.Size, Listed: true}, io.TeeReader(io.LimitReader(rc, blob.Size), h))
+		err = sink.Entry(ctx, Entry{Name: blobPath(blob.Digest), Size: blob.Size, Listed: true}, io.TeeReader(io.LimitReader(rc, blob.Size), h))
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("blob %s: %w", blob.Digest, err)
@@ -43,4 +55,52 @@ func feed(ctx context.Context, b *Bundle, src BlobSource, sink Sink) error {
 		}
 	}
 	return nil
+}
+
+// blobOrder returns b's reachable blobs with the layers first, in the images' order, then
+// the configs, then the rest (manifests and indexes): a blob is written after the blobs it
+// refers to.
+func blobOrder(b *Bundle) []*Blob {
+	var out []*Blob
+	seen := map[*Blob]bool{}
+	add := func(blob *Blob) {
+		if !seen[blob] {
+			seen[blob] = true
+			out = append(out, blob)
+		}
+	}
+	for _, img := range b.Images {
+		for _, l := range img.Layers {
+			add(l.Blob)
+		}
+	}
+	for _, img := range b.Images {
+		add(img.Config)
+	}
+	var rest []*Blob
+	for _, blob := range b.Reachable() {
+		if !seen[blob] {
+			rest = append(rest, blob)
+		}
+	}
+	// An index refers to manifests: write manifests before indexes.
+	for _, index := range []bool{false, true} {
+		for _, blob := range rest {
+			if isIndex(blob) == index {
+				add(blob)
+			}
+		}
+	}
+	return out
+}
+
+// isIndex reports whether blob is an image index: it lists manifests.
+func isIndex(blob *Blob) bool {
+	var m struct {
+		Manifests json.RawMessage `json:"manifests"`
+	}
+	if blob.Data == nil || json.Unmarshal(blob.Data, &m) != nil {
+		return false
+	}
+	return m.Manifests != nil
 }

@@ -77,14 +77,14 @@ func (f *Forwarder) Finish(b *Bundle) error {
 	defer f.Close()
 	for _, img := range b.Images {
 		for _, blob := range append([]*Blob{img.Config}, layerBlobs(img)...) {
-			if _, done := f.sent[blob.Path]; done || blob.Missing {
+			if _, done := f.sent[entryName(blob)]; done || blob.Missing {
 				continue
 			}
-			r, ok := f.at[blob.Path]
+			r, ok := f.at[entryName(blob)]
 			if !ok {
 				return fmt.Errorf("%w: %s was not forwarded", ErrMissingBlob, blob)
 			}
-			if err := f.send(blob.Path, r.Size(), r); err != nil {
+			if err := f.send(entryName(blob), r.Size(), r); err != nil {
 				return err
 			}
 		}
@@ -93,7 +93,7 @@ func (f *Forwarder) Finish(b *Bundle) error {
 		if blob.Missing {
 			return blobPath(blob.Digest)
 		}
-		return f.sent[blob.Path]
+		return f.sent[entryName(blob)]
 	})
 	if err != nil {
 		return err
@@ -116,6 +116,14 @@ func (f *Forwarder) Close() {
 		f.held.Close()
 		f.held = nil
 	}
+}
+
+// entryName is the entry a blob came as: its path in the bundle read, or where Feed put it.
+func entryName(b *Blob) string {
+	if b.Path != "" {
+		return b.Path
+	}
+	return blobPath(b.Digest)
 }
 
 func layerBlobs(img *Image) []*Blob {

@@ -17,17 +17,35 @@ func (b *Bundle) Thin(has func(img *Image, layer int) bool) *Bundle {
 			}
 		}
 	}
+	return b.LeaveOut(func(blob *Blob) bool { return asLayer[blob] && !needed[blob] })
+}
+
+// LeaveOut returns a copy of b that leaves out every blob leave says to, whatever it is: a
+// layer, a config or a manifest. It is how a store that keeps blobs (an OCI layout) is sent
+// only what it lacks; a docker daemon needs every config and manifest (use Thin).
+func (b *Bundle) LeaveOut(leave func(*Blob) bool) *Bundle {
+	return b.copyWith(func(blob *Blob) *Blob {
+		if !blob.Present() || !leave(blob) {
+			return blob
+		}
+		left := *blob
+		left.Missing, left.Path, left.Data = true, "", nil
+		return &left
+	})
+}
+
+// copyWith returns a copy of b whose blobs are what with makes of b's.
+func (b *Bundle) copyWith(with func(*Blob) *Blob) *Bundle {
 	out := &Bundle{Index: b.Index, Codec: b.Codec, blobs: make(map[v1.Hash]*Blob, len(b.blobs))}
 	for d, blob := range b.blobs {
-		if asLayer[blob] && !needed[blob] && blob.Present() {
-			left := *blob
-			left.Missing, left.Path, left.Data = true, "", nil
-			blob = &left
-		}
-		out.blobs[d] = blob
+		out.blobs[d] = with(blob)
 	}
 	for _, img := range b.Images {
 		c := *img
+		c.Config = out.blobs[img.Config.Digest]
+		if img.Manifest != nil {
+			c.Manifest = out.blobs[img.Manifest.Digest]
+		}
 		c.Layers = make([]*Layer, len(img.Layers))
 		for i, l := range img.Layers {
 			c.Layers[i] = &Layer{Blob: out.blobs[l.Digest], DiffID: l.DiffID, MediaType: l.MediaType}

@@ -58,7 +58,7 @@ var epoch = time.Unix(0, 0)
 // digests as they are copied.
 func Write(ctx context.Context, w io.Writer, b *Bundle, src BlobSource, opts WriteOptions) error {
 	bw := &bundleWriter{out: w, codec: opts.Codec, level: opts.level()}
-	if _, err := newGzipWriter(io.Discard, bw.level); opts.Codec == Gzip && err != nil {
+	if _, err := NewGzipWriter(io.Discard, bw.level); opts.Codec == Gzip && err != nil {
 		return err
 	}
 	meta, err := metadata(b)
@@ -195,7 +195,7 @@ func (w *bundleWriter) inline(p []byte) error {
 		return err
 	}
 	if w.zw == nil {
-		zw, err := newGzipWriter(w.out, w.level)
+		zw, err := NewGzipWriter(w.out, w.level)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -128,6 +129,9 @@ func uniq(list []string) ([]string, map[string]bool) {
 	return out, set
 }
 
+// HasBlob reports whether the store holds a blob.
+func (inv *Inventory) HasBlob(d v1.Hash) bool { return inv.blobs[d.Hex] }
+
 // Has reports whether the store holds layer i of img as the bundle carries it.
 func (inv *Inventory) Has(img *archive.Image, i int) bool {
 	if inv.Complete {
@@ -142,6 +146,21 @@ func (inv *Inventory) Has(img *archive.Image, i int) bool {
 		return blob
 	}
 	return chain && blob
+}
+
+// Lacks returns the diffIDs of the layers b leaves out that the store does not hold: a
+// bundle the store cannot complete. A store that takes complete images only lacks every
+// layer left out.
+func (inv *Inventory) Lacks(b *archive.Bundle) []string {
+	var lacking []string
+	for _, img := range b.Images {
+		for i, l := range img.Layers {
+			if l.Missing && !inv.Has(img, i) && !slices.Contains(lacking, l.DiffID.String()) {
+				lacking = append(lacking, l.DiffID.String())
+			}
+		}
+	}
+	return lacking
 }
 
 // Thin returns b without the layers the store holds: the delta to send it.

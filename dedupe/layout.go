@@ -71,15 +71,23 @@ func OpenLayoutFS(fsys FS, dir string) (*Layout, error) {
 func (l *Layout) path(elem ...string) string { return l.FS.Join(append([]string{l.Dir}, elem...)...) }
 func (l *Layout) blobDir() string            { return l.path("blobs", "sha256") }
 
-// init makes the directory a layout. Call it under Lock.
+// init makes the directory a layout: oci-layout and an empty index.json where they are
+// missing, never replacing what another writer put there.
 func (l *Layout) init() error {
 	if err := l.FS.MkdirAll(l.blobDir()); err != nil {
 		return err
 	}
-	if l.has(l.path("oci-layout")) {
-		return nil
+	empty, _ := json.Marshal(EmptyIndex())
+	for name, data := range map[string][]byte{"oci-layout": []byte(LayoutFile), "index.json": empty} {
+		if l.has(l.path(name)) {
+			continue
+		}
+		_, err := l.put(l.path(name), bytes.NewReader(data), nil, l.FS.Link)
+		if err != nil && !l.has(l.path(name)) {
+			return fmt.Errorf("making %s an OCI layout: %w", l.Dir, err)
+		}
 	}
-	return l.writeFile(l.path("oci-layout"), []byte(LayoutFile))
+	return nil
 }
 
 func (l *Layout) has(name string) bool {
@@ -106,13 +114,13 @@ func (l *Layout) Lock() (unlock func(), err error) {
 
 // writeFile writes data to name atomically: a temporary file renamed into place.
 func (l *Layout) writeFile(name string, data []byte) error {
-	_, err := l.put(name, bytes.NewReader(data), nil)
+	_, err := l.put(name, bytes.NewReader(data), nil, l.FS.Rename)
 	return err
 }
 
-// put writes r to a temporary file in the blob directory, runs check on what was written,
-// and renames the file to name; the temporary file is removed on any error.
-func (l *Layout) put(name string, r io.Reader, check func(n int64, digest string) error) (int64, error) {
+// put writes r to a temporary file next to name, runs check on what was written, and moves
+// the file to name with move (Rename replaces, Link does not); the temporary file is removed.
+func (l *Layout) put(name string, r io.Reader, check func(n int64, digest string) error, move func(string, string) error) (int64, error) {
 	tmp := l.FS.Join(path.Dir(name), tempPrefix+randomHex())
 	h := sha256.New()
 	n, err := l.FS.Create(tmp, io.TeeReader(r, h))
@@ -120,11 +128,9 @@ func (l *Layout) put(name string, r io.Reader, check func(n int64, digest string
 		err = check(n, "sha256:"+hex.EncodeToString(h.Sum(nil)))
 	}
 	if err == nil {
-		err = l.FS.Rename(tmp, name)
+		err = move(tmp, name)
 	}
-	if err != nil {
-		l.FS.Remove(tmp)
-	}
+	l.FS.Remove(tmp) // gone already after a rename
 	return n, err
 }
 
@@ -324,6 +330,10 @@ type Stage struct {
 	mu     sync.Mutex
 	staged map[string]string // entry name → temporary file
 	placed map[string]int64  // blobs this stage put in place, by hex digest
+	// storeAs, when set, says which blobs are stored under another digest, and which
+	// temporary file holds them ("" when the layout has them already): a pool stores
+	// uncompressed layers compressed.
+	storeAs func(*archive.Blob) (digest v1.Hash, tmp string, ok bool)
 
 	// After Commit: bytes of blobs the layout took in, and of those it already had.
 	Stored, Skipped int64
@@ -332,7 +342,10 @@ type Stage struct {
 // Stage starts taking a bundle; commit runs under the lock after the blobs are in place.
 func (l *Layout) Stage(commit func(*archive.Bundle) error) (*Stage, error) {
 	created := !l.has(l.Dir)
-	if err := l.FS.MkdirAll(l.blobDir()); err != nil {
+	if err := l.init(); err != nil {
+		if created {
+			l.removeTree()
+		}
 		return nil, err
 	}
 	id := strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + randomHex()
@@ -351,7 +364,7 @@ func (l *Layout) Stage(commit func(*archive.Bundle) error) (*Stage, error) {
 // under a temporary name until Commit.
 func (s *Stage) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
 	want, named := strings.CutPrefix(e.Name, "blobs/sha256/")
-	tmp := s.l.FS.Join(s.l.blobDir(), tempPrefix+s.id+"-"+randomHex())
+	tmp := s.temp()
 	h := sha256.New()
 	n, err := s.l.FS.Create(tmp, io.TeeReader(r, h))
 	if err != nil {
@@ -387,9 +400,11 @@ func (s *Stage) Abort(error) {
 
 // removeTree removes a layout directory a stage made, with what the stage put in it.
 func (l *Layout) removeTree() {
-	entries, _ := l.FS.ReadDir(l.blobDir())
-	for _, e := range entries {
-		l.FS.Remove(l.FS.Join(l.blobDir(), e.Name()))
+	for _, dir := range []string{l.blobDir(), l.Dir} {
+		entries, _ := l.FS.ReadDir(dir)
+		for _, e := range entries {
+			l.FS.Remove(l.FS.Join(dir, e.Name()))
+		}
 	}
 	for _, dir := range []string{l.blobDir(), l.path("blobs"), l.Dir} {
 		l.FS.Remove(dir)
@@ -407,9 +422,9 @@ func (s *Stage) close() {
 func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 	defer s.close()
 	blobs := b.Reachable()
-	// Refused before the lock file and init touch the directory, so that Abort can remove
-	// a directory the stage made; checked again under the lock, which gc takes.
-	if err := s.l.holdsMissing(blobs); err != nil {
+	// Refused before the lock file touches the directory, so that Abort can remove a
+	// directory the stage made; checked again under the lock, which gc takes.
+	if err := s.holdsMissing(blobs); err != nil {
 		return err
 	}
 	unlock, err := s.l.Lock()
@@ -417,10 +432,7 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 		return err
 	}
 	defer unlock()
-	if err := s.l.holdsMissing(blobs); err != nil {
-		return err
-	}
-	if err := s.l.init(); err != nil {
+	if err := s.holdsMissing(blobs); err != nil {
 		return err
 	}
 	for _, blob := range blobs {
@@ -443,6 +455,9 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 // store puts one verified blob in place, counting it as stored or already there. Blobs are
 // linked into place, so that a stage taking the same blob at once counts it only once.
 func (s *Stage) store(blob *archive.Blob) error {
+	if d, tmp, ok := s.storedAs(blob); ok {
+		return s.link(tmp, s.l.BlobPath(d), blob.Size)
+	}
 	dst := s.l.BlobPath(blob.Digest)
 	if _, ok := s.placed[blob.Digest.Hex]; ok {
 		if !s.l.has(dst) {
@@ -456,29 +471,50 @@ func (s *Stage) store(blob *archive.Blob) error {
 		if blob.Data == nil {
 			return errors.New("the bundle did not carry it")
 		}
-		src = s.l.FS.Join(s.l.blobDir(), tempPrefix+s.id+"-"+randomHex())
+		src = s.temp()
 		s.staged[src] = src // removed by close
 		if _, err := s.l.FS.Create(src, bytes.NewReader(blob.Data)); err != nil {
 			return err
 		}
 	}
+	return s.link(src, dst, blob.Size)
+}
+
+// link puts src in place at dst, counting size as stored or, when dst is there, skipped.
+func (s *Stage) link(src, dst string, size int64) error {
 	err := s.l.FS.Link(src, dst)
 	switch {
 	case err == nil:
-		s.Stored += blob.Size
+		s.Stored += size
 	case s.l.has(dst):
-		s.Skipped += blob.Size
+		s.Skipped += size
+	case s.l.FS.Rename(src, dst) == nil: // a file system without hard links; under the lock
+		s.Stored += size
 	default:
 		return err
 	}
 	return nil
 }
 
+// temp returns a new name for a temporary file of the stage.
+func (s *Stage) temp() string { return s.l.FS.Join(s.l.blobDir(), tempPrefix+s.id+"-"+randomHex()) }
+
+func (s *Stage) storedAs(blob *archive.Blob) (v1.Hash, string, bool) {
+	if s.storeAs == nil {
+		return v1.Hash{}, "", false
+	}
+	return s.storeAs(blob)
+}
+
 // holdsMissing checks that the layout holds every blob a thin bundle leaves out.
-func (l *Layout) holdsMissing(blobs []*archive.Blob) error {
+func (s *Stage) holdsMissing(blobs []*archive.Blob) error {
 	for _, blob := range blobs {
-		if blob.Missing && !l.HasBlob(blob.Digest) {
-			return fmt.Errorf("%w: the bundle leaves out %s and %s does not have it: add the bundle it comes from first", archive.ErrMissingBlob, blob.Digest, l.Dir)
+		d, _, ok := s.storedAs(blob)
+		if !ok {
+			d = blob.Digest
+		}
+		if blob.Missing && !s.l.HasBlob(d) {
+			return fmt.Errorf("%w: the bundle leaves out %s and %s does not have it: add the bundle it comes from first", archive.ErrMissingBlob, blob.Digest, s.l.Dir)
 		}
 	}
 	return nil

@@ -13,20 +13,23 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/internal/atomicfile"
 )
 
 // A Pool is an OCI image layout that records bundles and stores each of their blobs once,
-// however many bundles share it. Blobs are stored as the bundle carried them: compressed
-// registry layers stay compressed and docker's uncompressed ones stay uncompressed, so an
-// exported bundle has exactly the original manifests, digests and image IDs. The price: the
-// same layer saved once from docker and once from a registry is two blobs.
+// however many bundles share it. A layer that arrives compressed (a registry's) is stored as
+// it came, so its digest survives; one that arrives uncompressed (docker's) is stored gzipped,
+// and decompresses to exactly the bytes that came in. The pool keeps the manifests as they
+// came, for exports, and beside them, for a manifest naming uncompressed layers, one naming
+// the compressed blobs, which index.json lists: same config, same diffIDs, same image ID.
+// An exported bundle has exactly the original manifests, digests and image IDs. The price:
+// the same layer saved once from docker and once from a registry is two blobs.
 //
 // Records (ferry/bundles/NAME.json) are the truth; index.json is rebuilt from them on every
 // change, listing each image as NAME/TAG, so skopeo and crane read images straight from the
@@ -42,10 +45,33 @@ type Record struct {
 	Name   string        `json:"name"`
 	Added  time.Time     `json:"added"`
 	Images []RecordImage `json:"images"`
+	// Codec is the outer compression of the bundle file added, which exports repeat.
+	Codec string `json:"codec,omitempty"`
 	// Index holds the bundle's index.json entries.
 	Index []v1.Descriptor `json:"index"`
-	// Blobs maps the hex digest of every blob the bundle needs to its size.
+	// Blobs maps the hex digest of every blob the bundle carried to its size.
 	Blobs map[string]int64 `json:"blobs"`
+	// Layers maps the hex digest of each uncompressed layer to the compressed blob the pool
+	// stores in its place; Manifests, that of each manifest or index naming such layers to
+	// the one naming the compressed blobs, which index.json lists.
+	Layers    map[string]Stored `json:"layers,omitempty"`
+	Manifests map[string]Stored `json:"manifests,omitempty"`
+}
+
+// stored returns the blobs the pool holds for the bundle, by hex digest, with their sizes.
+func (r *Record) stored() map[string]int64 {
+	out := map[string]int64{}
+	for d, size := range r.Blobs {
+		if s, ok := r.Layers[d]; ok {
+			out[s.Digest] = s.Size
+		} else {
+			out[d] = size
+		}
+	}
+	for _, s := range r.Manifests {
+		out[s.Digest] = s.Size
+	}
+	return out
 }
 
 // A RecordImage is an image of a recorded bundle.
@@ -117,6 +143,10 @@ func OpenPool(dir string) (*Pool, error) {
 type Adding struct {
 	*Stage
 	Record *Record
+
+	known  map[string]Stored // layers the pool holds compressed, when the add started
+	mu     sync.Mutex
+	packed map[string]*packed // entry name → the entry compressed
 }
 
 // Add starts adding a bundle named name.
@@ -127,27 +157,33 @@ func (p *Pool) Add(name string) (*Adding, error) {
 	if exists(p.recordPath(name)) {
 		return nil, fmt.Errorf("the pool already holds a bundle named %s: pick another --name or rm it first", name)
 	}
-	a := &Adding{}
-	var err error
+	records, err := p.Records()
+	if err != nil {
+		return nil, err
+	}
+	a := &Adding{known: packedLayers(records), packed: map[string]*packed{}}
 	a.Stage, err = p.Stage(func(b *archive.Bundle) error {
 		if exists(p.recordPath(name)) {
 			return fmt.Errorf("the pool already holds a bundle named %s", name)
 		}
-		a.Record = newRecord(name, b, p.Layout)
-		data, err := json.MarshalIndent(a.Record, "", " ")
-		if err != nil {
+		a.Record = a.newRecord(name, b, records)
+		if err := p.exposeAll(a.Record, nil); err != nil {
 			return err
 		}
-		if err := atomicfile.WriteFile(p.recordPath(name), data, 0o644); err != nil {
+		if err := p.writeRecord(a.Record); err != nil {
 			return err
 		}
 		return p.writeIndex()
 	})
+	if a.Stage != nil {
+		a.Stage.storeAs = a.storeAs
+	}
 	return a, err
 }
 
-func newRecord(name string, b *archive.Bundle, l *Layout) *Record {
-	r := &Record{Name: name, Added: time.Now().UTC(), Index: b.Index.Manifests, Blobs: map[string]int64{}}
+func (a *Adding) newRecord(name string, b *archive.Bundle, records []*Record) *Record {
+	r := &Record{Name: name, Added: time.Now().UTC(), Codec: b.Codec.String(), Index: b.Index.Manifests,
+		Blobs: map[string]int64{}, Layers: map[string]Stored{}, Manifests: map[string]Stored{}}
 	for _, img := range b.Images {
 		ri := RecordImage{Tags: img.RepoTags, ID: img.ID().String()}
 		if img.Manifest != nil {
@@ -157,12 +193,26 @@ func newRecord(name string, b *archive.Bundle, l *Layout) *Record {
 	}
 	for _, blob := range b.Reachable() {
 		size := blob.Size
-		if st, err := os.Stat(l.BlobPath(blob.Digest)); err == nil {
-			size = st.Size()
+		if blob.Missing { // a thin bundle's: sized as the pool holds it
+			for _, old := range records {
+				size = max(size, old.Blobs[blob.Digest.Hex])
+			}
 		}
 		r.Blobs[blob.Digest.Hex] = size
+		if digest, _, ok := a.storeAs(blob); ok {
+			st, _ := os.Stat(a.Stage.l.BlobPath(digest))
+			r.Layers[blob.Digest.Hex] = Stored{Digest: digest.Hex, Size: st.Size()}
+		}
 	}
 	return r
+}
+
+func (p *Pool) writeRecord(r *Record) error {
+	data, err := json.MarshalIndent(r, "", " ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(p.recordPath(r.Name), data, 0o644)
 }
 
 // Records returns the pool's bundles, oldest first.
@@ -215,6 +265,9 @@ func (p *Pool) index() (v1.IndexManifest, error) {
 			}
 			ann["org.opencontainers.image.ref.name"] = r.Name + "/" + ref
 			d.Annotations = ann
+			if s, ok := r.Manifests[d.Digest.Hex]; ok {
+				d.Digest, d.Size = sha256Hex(s.Digest), s.Size
+			}
 			idx.Manifests = append(idx.Manifests, d)
 		}
 	}
@@ -251,13 +304,18 @@ func (p *Pool) GC(dryRun bool) (removed []v1.Hash, bytes int64, err error) {
 		return nil, 0, err
 	}
 	defer unlock()
+	return p.gc(dryRun)
+}
+
+// gc is GC under the lock.
+func (p *Pool) gc(dryRun bool) (removed []v1.Hash, bytes int64, err error) {
 	records, err := p.Records()
 	if err != nil {
 		return nil, 0, err
 	}
 	needed := map[string]bool{}
 	for _, r := range records {
-		for d := range r.Blobs {
+		for d := range r.stored() {
 			needed[d] = true
 		}
 	}
@@ -294,9 +352,12 @@ func (p *Pool) GC(dryRun bool) (removed []v1.Hash, bytes int64, err error) {
 
 // Stats are a pool's sizes.
 type Stats struct {
-	// Logical is what the bundles add up to, each counting every blob it needs.
+	// Logical is what the bundles add up to, each counting every blob it carried.
 	Logical int64 `json:"logical"`
-	// Stored is what the blobs take, each stored once.
+	// Unique counts each blob the bundles carried once, as it came.
+	Unique int64 `json:"unique"`
+	// Stored is what the blobs take on disk, each stored once, layers that came
+	// uncompressed compressed.
 	Stored int64 `json:"stored"`
 	// Bundles: for each bundle, its size and the bytes of blobs no other bundle needs.
 	Bundles []BundleStats `json:"bundles"`
@@ -309,12 +370,20 @@ type BundleStats struct {
 	Own   int64  `json:"own"`
 }
 
-// Ratio is logical over stored bytes.
+// Ratio is logical over stored bytes: what dedupe and compression save together.
 func (s Stats) Ratio() float64 {
 	if s.Stored == 0 {
 		return 1
 	}
 	return float64(s.Logical) / float64(s.Stored)
+}
+
+// Compression is stored over unique bytes: what compression leaves.
+func (s Stats) Compression() float64 {
+	if s.Unique == 0 {
+		return 1
+	}
+	return float64(s.Stored) / float64(s.Unique)
 }
 
 // Stats measures the pool.
@@ -323,16 +392,22 @@ func (p *Pool) Stats() (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	users := map[string]int{}
+	users, unique := map[string]int{}, map[string]int64{}
 	for _, r := range records {
-		for d := range r.Blobs {
+		for d := range r.stored() {
 			users[d]++
+		}
+		for d, size := range r.Blobs {
+			unique[d] = size
 		}
 	}
 	var s Stats
+	for _, size := range unique {
+		s.Unique += size
+	}
 	for _, r := range records {
 		bs := BundleStats{Name: r.Name, Bytes: r.Bytes()}
-		for d, size := range r.Blobs {
+		for d, size := range r.stored() {
 			if users[d] == 1 {
 				bs.Own += size
 			}
@@ -354,47 +429,52 @@ func (p *Pool) Stats() (Stats, error) {
 
 // Export returns a bundle of what refs name — bundle names, or tags of images (the newest
 // bundle holding each) — with the same manifests, digests and image IDs as when they came in,
-// and the pool as the source of its blobs.
+// the outer compression (Codec) of the first, and the pool as the source of its blobs: layers
+// it stores compressed come out decompressed, as they came in.
 func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error) {
 	records, err := p.Records()
 	if err != nil {
 		return nil, nil, err
 	}
-	lp := layout.Path(p.Dir)
-	b, src := &archive.Bundle{}, archive.V1Source{}
-	for _, ref := range refs {
-		descs, err := find(records, ref)
+	b, src := &archive.Bundle{}, exportSource{V1Source: archive.V1Source{}, pool: p, packed: packedLayers(records)}
+	// index.json lists the entries as they came, not as AddImage makes them.
+	var index []v1.Descriptor
+	listed := map[string]bool{}
+	for i, ref := range refs {
+		descs, r, err := find(records, ref)
 		if err != nil {
 			return nil, nil, err
 		}
+		if c, err := archive.ParseCodec(r.Codec); i == 0 && err == nil {
+			b.Codec = c
+		}
 		for _, d := range descs {
+			if key := d.Digest.String() + " " + indexKey(d); !listed[key] {
+				listed[key] = true
+				index = append(index, d)
+			}
 			var tags []string
 			if tag := archive.RefTag(d.Annotations); tag != "" {
 				tags = append(tags, tag)
 			}
+			var err error
 			if d.MediaType.IsIndex() {
-				root, err := lp.ImageIndex()
-				var idx v1.ImageIndex
-				if err == nil {
-					idx, err = root.ImageIndex(d.Digest)
+				var idx *blobIndex
+				if idx, err = p.blobIndex(d); err == nil {
+					_, err = b.AddIndex(idx, tags, platformOf(d), src.V1Source)
 				}
-				if err == nil {
-					_, err = b.AddIndex(idx, tags, platformOf(d), src)
+			} else {
+				var img v1.Image
+				if img, err = p.blobImage(d); err == nil {
+					_, err = b.AddImage(img, tags, src.V1Source)
 				}
-				if err != nil {
-					return nil, nil, fmt.Errorf("exporting %s: %w", ref, err)
-				}
-				continue
-			}
-			img, err := lp.Image(d.Digest)
-			if err == nil {
-				_, err = b.AddImage(img, tags, src)
 			}
 			if err != nil {
 				return nil, nil, fmt.Errorf("exporting %s: %w", ref, err)
 			}
 		}
 	}
+	b.Index.Manifests = index
 	return b, src, nil
 }
 
@@ -405,21 +485,36 @@ func platformOf(d v1.Descriptor) v1.Platform {
 	return archive.HostPlatform()
 }
 
-// find returns the index entries ref names: a whole bundle, or one image by tag.
-func find(records []*Record, ref string) ([]v1.Descriptor, error) {
+// exportSource serves an export's blobs, decompressing the layers the pool stores compressed.
+type exportSource struct {
+	archive.V1Source
+	pool   *Pool
+	packed map[string]Stored
+}
+
+func (s exportSource) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, error) {
+	if st, ok := s.packed[b.Digest.Hex]; ok {
+		return s.pool.openPacked(st)
+	}
+	return s.V1Source.Open(ctx, b)
+}
+
+// find returns the index entries ref names, a whole bundle or one image by tag, and the
+// record holding them.
+func find(records []*Record, ref string) ([]v1.Descriptor, *Record, error) {
 	for _, r := range records {
 		if r.Name == ref {
-			return r.Index, nil
+			return r.Index, r, nil
 		}
 	}
 	for i := len(records) - 1; i >= 0; i-- {
 		for _, d := range records[i].Index {
 			if archive.RefTag(d.Annotations) == ref {
-				return []v1.Descriptor{d}, nil
+				return []v1.Descriptor{d}, records[i], nil
 			}
 		}
 	}
-	return nil, fmt.Errorf("%s: %w (see ferry pool ls)", ref, ErrNoBundle)
+	return nil, nil, fmt.Errorf("%s: %w (see ferry pool ls)", ref, ErrNoBundle)
 }
 
 // A Problem is something Check found wrong.
@@ -439,7 +534,7 @@ func (p Problem) String() string {
 
 // Check checks the pool's structure: records readable, every blob they need present with
 // its size, index.json as the records say; with readData, every blob's content against its
-// digest.
+// digest, and that each compressed layer decompresses to the layer (diffID) it stands for.
 func (p *Pool) Check(ctx context.Context, readData bool) ([]Problem, error) {
 	records, err := p.Records()
 	if err != nil {
@@ -448,7 +543,15 @@ func (p *Pool) Check(ctx context.Context, readData bool) ([]Problem, error) {
 	var problems []Problem
 	checked := map[string]bool{}
 	for _, r := range records {
-		for d, size := range r.Blobs {
+		for d, s := range r.Layers {
+			if readData && !checked[s.Digest] && ctx.Err() == nil {
+				checked[s.Digest] = true
+				if what := p.checkPacked(d, s); what != "" {
+					problems = append(problems, Problem{Bundle: r.Name, Blob: "sha256:" + s.Digest, What: what})
+				}
+			}
+		}
+		for d, size := range r.stored() {
 			if checked[d] {
 				continue
 			}

@@ -31,7 +31,8 @@ func (e *CommandError) Error() string {
 // maxStderr bounds the stderr a CommandError keeps.
 const maxStderr = 4 << 10
 
-// Run runs cmd on the host with stdin as its standard input and returns what it printed.
+// Run runs cmd on the host with stdin (nil: none) as its standard input and returns what it
+// printed.
 // cmd is passed to the remote user's shell: it must be a constant, never built from user
 // input. A command that exits non-zero gives a *CommandError. If reading stdin fails, the
 // remote command is signalled and its session closed before it can see the end of its
@@ -54,6 +55,9 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) (string, 
 	}
 	if err := s.Start(cmd); err != nil {
 		return "", fmt.Errorf("starting %s on %s: %w", cmd, c.name, err)
+	}
+	if stdin == nil {
+		stdin = strings.NewReader("")
 	}
 	r := &readErrReader{r: stdin}
 	_, copyErr := io.Copy(in, r)

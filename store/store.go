@@ -65,8 +65,8 @@ type Copier interface {
 	Copy(ctx context.Context, refs []string, opts ReadOptions, sink archive.Sink) (*archive.Bundle, error)
 }
 
-// A Streamer takes docker-archive byte streams, plain or compressed, as docker load and
-// podman load do: a sender can compress once and fan one stream out to many stores.
+// A Streamer takes docker-archive byte streams, plain or compressed, as docker load does: a
+// sender can compress once and fan one stream out to many stores.
 type Streamer interface {
 	LoadStream(ctx context.Context, r io.Reader) (loaded []string, err error)
 }
@@ -121,7 +121,10 @@ type Kind struct {
 	Doc string
 	// Remote says whether the store can be on a host (-H).
 	Remote bool
-	// Open opens a store of this kind; arg is the reference after "NAME:" ("" for none).
+	// Check checks arg, the reference after "NAME:" ("" for none), before anything is
+	// opened or dialed.
+	Check func(arg string) error
+	// Open opens a store of this kind.
 	Open func(ctx context.Context, arg string, env Env) (Store, error)
 }
 
@@ -169,9 +172,15 @@ func Syntaxes() string {
 func Parse(ref string) (Kind, string, error) {
 	name, arg, _ := strings.Cut(ref, ":")
 	for _, k := range kinds {
-		if k.Name == name {
-			return k, arg, nil
+		if k.Name != name {
+			continue
 		}
+		if k.Check != nil {
+			if err := k.Check(arg); err != nil {
+				return Kind{}, "", fmt.Errorf("%w: %s: %w", ErrInvalidReference, ref, err)
+			}
+		}
+		return k, arg, nil
 	}
 	return Kind{}, "", fmt.Errorf("%w: unknown store %q: use %s", ErrInvalidReference, ref, Syntaxes())
 }
@@ -195,6 +204,23 @@ func Open(ctx context.Context, ref string, env Env) (Store, error) {
 		return nil, fmt.Errorf("%w: a socket path in the host reference goes with docker or containerd, not with %s", ErrInvalidReference, ref)
 	}
 	return k.Open(ctx, arg, env)
+}
+
+// NoArg is the Check of kinds that take no argument.
+func NoArg(arg string) error {
+	if arg != "" {
+		return errors.New("takes no argument")
+	}
+	return nil
+}
+
+// DirArg is the Check of kinds whose argument is DIR[:REF].
+func DirArg(arg string) error {
+	dir, _ := CutRef(arg)
+	if dir == "" || strings.ContainsFunc(dir, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return errors.New("name the directory, printable")
+	}
+	return nil
 }
 
 // CutRef splits "DIR[:REF]" at its first colon: the directory, and the image a reader

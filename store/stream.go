@@ -8,15 +8,17 @@ import (
 	"github.com/ferrytool/ferry/archive"
 )
 
-// StreamReceiver is the Receiver of a Streamer: the bundle is forwarded into one LoadStream
-// as it is read (archive.Forwarder), and check runs on the verified bundle before
-// manifest.json goes, so a bundle check refuses loads nothing.
-func StreamReceiver(ctx context.Context, s Streamer, check func(context.Context, *archive.Bundle) error) Receiver {
+// StreamReceiver is the Receiver of a store that loads docker archives (docker load, podman
+// load): the bundle is forwarded into one load as it is read (archive.Forwarder), plain,
+// and check runs on the verified bundle before manifest.json goes, so a bundle check
+// refuses loads nothing.
+func StreamReceiver(ctx context.Context, load func(context.Context, io.Reader) ([]string, error),
+	check func(context.Context, *archive.Bundle) error) Receiver {
 	pr, pw := io.Pipe()
 	r := &streamReceiver{pw: pw, fw: archive.NewForwarder(pw), check: check, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		r.refs, r.err = s.LoadStream(ctx, pr)
+		_, r.err = load(ctx, pr)
 		pr.CloseWithError(errors.Join(r.err, errors.New("the store stopped reading the load stream")))
 	}()
 	return r
@@ -27,7 +29,6 @@ type streamReceiver struct {
 	fw     *archive.Forwarder
 	check  func(context.Context, *archive.Bundle) error
 	done   chan struct{}
-	refs   []string
 	err    error // from the store, once done is closed
 	loaded []Loaded
 }

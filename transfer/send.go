@@ -6,40 +6,39 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/sshconn"
+	"github.com/ferrytool/ferry/store"
 	"github.com/ferrytool/ferry/store/docker"
 )
 
 // SendOptions say where Send reads images, how it reaches the hosts, and how the images
 // travel.
 type SendOptions struct {
-	// Source reads the images as it does for Save: From, Insecure and Platform say where
-	// from, Write how the bundle travels, Progress how reading goes. Have is not used:
-	// each host says what it has.
-	Source SaveOptions
-	// FromHost, if set, is the SSH destination of the docker daemon the images come from,
-	// instead of the local one.
-	FromHost string
+	Options
+	// From is the store image arguments are read from ("docker" when ""), FromHost the SSH
+	// destination it is on, if not this machine. Bundle files, oci:DIR[:REF] and
+	// pool:DIR[:NAME] arguments name their own place.
+	From, FromHost string
+	// Store, if set, is the store image arguments are read from, instead of From.
+	Store store.Store
 	// All adds every tagged image of the source docker daemon to the images named.
 	All bool
-	// To is the kind of store every host loads into: "docker" (or ""), "podman", or
-	// "oci:DIR" for an OCI image layout directory DIR on the host, written over SFTP (a
-	// relative DIR starts at the remote user's home directory).
+	// To is the store every host loads into ("docker" when ""): docker, podman, oci:DIR (a
+	// relative DIR starts at the remote user's home directory) or any kind that can be on a
+	// host.
 	To string
-	// SSH says how to reach the hosts and FromHost.
-	SSH sshconn.Config
-	// Adapt, when Source.Write compresses, compresses the stream to hosts that take it as
-	// it is read only while compressing is faster than not: on a link faster than the
-	// compression, its gzip members go stored (see autoGzip).
+	// Read says how images are read; Read.Write how the stream to docker hosts travels.
+	Read store.ReadOptions
+	// Adapt, when Read.Write compresses, compresses the stream to hosts that take it as it
+	// is read only while compressing is faster than not (see autoGzip).
 	Adapt bool
 	// Progress, if set, is told for each host how many bytes were sent to it so far and an
 	// estimate of how many it needs in all. It is called from many goroutines.
@@ -49,18 +48,16 @@ type SendOptions struct {
 // A HostResult says how sending to one host went.
 type HostResult struct {
 	Host  string // as given to Send
-	Store string // "docker", "podman" or "oci:DIR"
-	// Sent is the bytes streamed into the host's store: its docker or podman load, or the
-	// blobs written to its OCI layout. Full estimates what sending the images whole would
-	// have cost.
+	Store string // the store on the host, as the grammar names it
+	// Sent is the bytes streamed into the host's store. Full estimates what sending the
+	// images whole would have cost.
 	Sent, Full int64
 	// Layers counts the layer blobs of the images, Skipped those the host already had.
 	Layers, Skipped int
 	// Complete is true when the host's store takes only complete images (docker on the
 	// containerd image store, podman): nothing was skipped.
 	Complete bool
-	// Loaded are the references the host's store reports it loaded (for an OCI layout,
-	// those its index.json now names).
+	// Loaded are the references the host's store reports it loaded.
 	Loaded []string
 	Err    error
 }
@@ -90,46 +87,53 @@ func (e *SendError) Unwrap() []error {
 // maxParallelHosts caps the hosts sent to at once.
 const maxParallelHosts = 16
 
-// Send reads images from their source once and loads them into the store opts.To names on
-// every host over SSH, concurrently. A docker host gets only the layers it lacks (all of
-// them if it keeps images in the containerd image store), an OCI layout only the blobs it
-// lacks, podman complete images. Hosts connect and take stock while the source is read. A
-// host that fails does not stop the others: the results say how each went, and the error
-// is a *SendError naming those that failed. Images, hosts and the store are checked before
-// anything is dialed. docker and podman load nothing from a stream cut short, so a failed
-// host is as it was; an OCI layout keeps the blobs written whole, but index.json names the
-// images only once all are there. Either way, sending again finishes the job.
-func Send(ctx context.Context, images, hosts []string, opts SendOptions) ([]HostResult, error) {
-	dests, err := parseHosts(hosts)
+// Send reads the images of args once (see Sources; several sources go one after another,
+// a base bundle before its delta, say) and loads them into the store opts.To names on every
+// host over SSH, concurrently, each host getting only what its store lacks and can complete.
+// Hosts connect and take stock while the source is read. A host that fails does not stop the
+// others: the results say how each went, and the error is a *SendError naming those that
+// failed. Arguments, hosts and the store are checked before anything is dialed.
+func Send(ctx context.Context, args, hosts []string, opts SendOptions) ([]HostResult, error) {
+	to := cmp.Or(opts.To, "docker")
+	dests, err := parseHosts(hosts, to)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSendImages(images, opts); err != nil {
-		return nil, err
+	if len(args) == 0 && !opts.All {
+		return nil, errors.New("no images to send")
 	}
-	to, err := parseSendTarget(opts.To, dests)
-	if err != nil {
-		return nil, err
-	}
-	var from *sshconn.Destination
-	if opts.FromHost != "" {
-		d, err := parseHosts([]string{opts.FromHost})
-		if err != nil {
+	var sources []Source
+	if len(args) > 0 {
+		if sources, err = Sources(args, opts.From, opts.FromHost); err != nil {
 			return nil, err
 		}
-		from = &d[0]
+	}
+	if opts.All {
+		if sources, err = addAll(sources, opts); err != nil {
+			return nil, err
+		}
 	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	src := &pending{ready: make(chan struct{})}
-	if to.kind == "docker" {
-		src.plan = newColdPlan(len(dests), opts.Adapt)
+	reads := make([]*pending, len(sources))
+	for i := range reads {
+		reads[i] = &pending{ready: make(chan struct{})}
 	}
+	reads[0].plan = newColdPlan(len(dests), opts.Adapt)
 	go func() {
-		defer close(src.ready)
-		if src.im, src.err = openSendSource(ctx, images, from, opts, src.plan); src.err != nil {
-			cancel(src.err)
+		for i, src := range sources {
+			p := reads[i]
+			p.im, p.err = openSendSource(ctx, src, opts, p.plan)
+			close(p.ready)
+			if p.err != nil {
+				cancel(p.err)
+				for _, rest := range reads[i+1:] {
+					rest.err = p.err
+					close(rest.ready)
+				}
+				return
+			}
 		}
 	}()
 
@@ -138,17 +142,18 @@ func Send(ctx context.Context, images, hosts []string, opts SendOptions) ([]Host
 	g.SetLimit(maxParallelHosts)
 	for i, d := range dests {
 		g.Go(func() error {
-			results[i] = sendHost(ctx, hosts[i], d, to, src, opts)
+			results[i] = sendHost(ctx, hosts[i], d, to, reads, opts)
 			return nil
 		})
 	}
 	g.Wait()
-	<-src.ready
-	if src.err != nil {
-		return nil, src.err
+	for _, p := range reads {
+		<-p.ready
+		if p.err != nil {
+			return nil, p.err
+		}
+		p.im.Close()
 	}
-	src.im.Close()
-
 	e := &SendError{Hosts: len(results)}
 	for _, r := range results {
 		if r.Err != nil {
@@ -161,10 +166,18 @@ func Send(ctx context.Context, images, hosts []string, opts SendOptions) ([]Host
 	return results, nil
 }
 
-// parseHosts parses SSH destinations.
-func parseHosts(hosts []string) ([]sshconn.Destination, error) {
+// parseHosts parses SSH destinations, and checks that the store to can be on a host and
+// takes the socket paths given.
+func parseHosts(hosts []string, to string) ([]sshconn.Destination, error) {
 	if len(hosts) == 0 {
 		return nil, errors.New("no hosts to send to")
+	}
+	k, _, err := store.Parse(to)
+	if err != nil {
+		return nil, err
+	}
+	if !k.Remote {
+		return nil, fmt.Errorf("%w: %s is reached from this machine, not on a host: use ferry load", ErrInvalidReference, k.Syntax)
 	}
 	var dests []sshconn.Destination
 	for _, h := range hosts {
@@ -172,69 +185,41 @@ func parseHosts(hosts []string) ([]sshconn.Destination, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidReference, err)
 		}
+		if d.Path != "" && k.Name != "docker" && k.Name != "containerd" {
+			return nil, fmt.Errorf("%w: host %s: a socket path goes with docker or containerd hosts, not with %s", ErrInvalidReference, d, to)
+		}
 		dests = append(dests, d)
 	}
 	return dests, nil
 }
 
-// checkSendImages checks image references, and that All has a docker daemon to list.
-func checkSendImages(images []string, opts SendOptions) error {
-	if opts.All && opts.Source.From == FromRegistry {
-		return errors.New("sending all images needs a docker daemon as the source, not a registry")
+// addAll adds every tagged image of the source docker daemon to the sources.
+func addAll(sources []Source, opts SendOptions) ([]Source, error) {
+	from := cmp.Or(opts.From, "docker")
+	if from != "docker" {
+		return nil, fmt.Errorf("sending all images needs a docker daemon as the source, not %s", from)
 	}
-	if len(images) == 0 && !opts.All {
-		return errors.New("no images to send")
+	i := slices.IndexFunc(sources, func(s Source) bool { return s.Store == from && s.Host == opts.FromHost })
+	if i < 0 {
+		sources = append(sources, Source{Store: from, Host: opts.FromHost})
+		i = len(sources) - 1
 	}
-	for _, ref := range images {
-		if _, ok := parseOCIRef(ref); ok {
-			continue
-		}
-		if _, err := name.ParseReference(ref, nameOptions(opts.Source.Insecure)...); err != nil {
-			return fmt.Errorf("%w: image %q: %w", ErrInvalidReference, ref, err)
-		}
-	}
-	return nil
+	sources[i].Refs = append(sources[i].Refs, allTags)
+	return sources, nil
 }
 
-// A sendTarget is the kind of store the hosts load into.
-type sendTarget struct {
-	kind string // "docker", "podman" or "oci"
-	dir  string // for "oci", the layout directory on the host
-}
+// allTags stands for every tagged image of a docker source, listed once it is open.
+const allTags = "\x00all"
 
-// parseSendTarget parses SendOptions.To and checks it fits the destinations: only docker
-// takes a socket path.
-func parseSendTarget(to string, dests []sshconn.Destination) (sendTarget, error) {
-	var t sendTarget
-	switch dir, isOCI := strings.CutPrefix(to, "oci:"); {
-	case to == "" || to == "docker":
-		return sendTarget{kind: "docker"}, nil
-	case to == "podman":
-		t = sendTarget{kind: "podman"}
-	case isOCI && dir != "" && !strings.ContainsFunc(dir, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		t = sendTarget{kind: "oci", dir: dir}
-	case isOCI:
-		return t, fmt.Errorf("%w: store %q: name the layout directory on the hosts, oci:DIR", ErrInvalidReference, to)
-	default:
-		return t, fmt.Errorf("%w: store %q: use docker, podman or oci:DIR", ErrInvalidReference, to)
-	}
-	for _, d := range dests {
-		if d.Path != "" {
-			return t, fmt.Errorf("%w: host %s: a socket path goes with docker hosts only, not with %s", ErrInvalidReference, d, to)
-		}
-	}
-	return t, nil
-}
-
-// pending is the source being read: im or err once ready is closed.
+// pending is a source being read: im or err once ready is closed.
 type pending struct {
 	ready chan struct{}
-	im    *Images
+	im    *store.Images
 	err   error
-	plan  *coldPlan // for docker hosts: which take the source as it is read
+	plan  *coldPlan // which docker hosts take the source as it is read
 }
 
-func (p *pending) wait(ctx context.Context) (*Images, error) {
+func (p *pending) wait(ctx context.Context) (*store.Images, error) {
 	select {
 	case <-p.ready:
 		return p.im, p.err
@@ -243,10 +228,9 @@ func (p *pending) wait(ctx context.Context) (*Images, error) {
 	}
 }
 
-// openSendSource reads the images once: from the docker daemon of from over SSH if it is
-// set, else as opts.Source says. Images from a docker daemon are forwarded as they are read
-// to the hosts plan finds cold (see openDockerPipelined).
-func openSendSource(ctx context.Context, images []string, from *sshconn.Destination, opts SendOptions, plan *coldPlan) (_ *Images, err error) {
+// openSendSource reads one source once. A docker daemon's images are forwarded as they are
+// read to the hosts plan finds cold (see openPipelined).
+func openSendSource(ctx context.Context, src Source, opts SendOptions, plan *coldPlan) (_ *store.Images, err error) {
 	if plan != nil {
 		defer func() {
 			select {
@@ -256,65 +240,44 @@ func openSendSource(ctx context.Context, images []string, from *sshconn.Destinat
 			}
 		}()
 	}
-	save := opts.Source
-	if from != nil {
-		r, err := dialDocker(ctx, *from, opts.SSH)
-		if err != nil {
-			return nil, fmt.Errorf("source %s: %w", from, err)
-		}
-		defer r.Close()
-		save.Docker = r.docker
-	}
-	if opts.All {
-		client, err := dockerClient(save.Docker)
-		if err != nil {
-			return nil, err
-		}
-		tags, err := taggedImages(ctx, client)
-		if err != nil {
-			return nil, err
-		}
-		for _, tag := range tags {
-			if !slices.Contains(images, tag) {
-				images = append(images, tag)
-			}
-		}
-	}
-	if refs, fromDocker, err := classify(images, save); err == nil && fromDocker && plan != nil {
-		return openDockerPipelined(ctx, refs, save, plan)
-	}
-	return Open(ctx, images, save)
-}
-
-// taggedImages lists the tags of every image a docker daemon holds, sorted.
-func taggedImages(ctx context.Context, client *docker.Client) ([]string, error) {
-	images, err := client.Images(ctx)
+	src, st, done, err := src.open(ctx, opts.Store, opts.Options)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("source %s: %w", src, err)
 	}
-	var tags []string
-	for _, img := range images {
-		for _, tag := range img.RepoTags {
-			if tag != "<none>:<none>" {
-				tags = append(tags, tag)
+	defer done()
+	if i := slices.Index(src.Refs, allTags); i >= 0 {
+		d, ok := st.(*docker.Store)
+		if !ok {
+			return nil, fmt.Errorf("sending all images needs a docker daemon as the source, not %s", st)
+		}
+		tags, err := d.Tagged(ctx)
+		if err != nil {
+			return nil, err
+		}
+		src.Refs = slices.Delete(src.Refs, i, i+1)
+		for _, tag := range tags {
+			if !slices.Contains(src.Refs, tag) {
+				src.Refs = append(src.Refs, tag)
 			}
 		}
 	}
-	if len(tags) == 0 {
-		return nil, errors.New("the source docker daemon has no tagged images")
+	if d, ok := st.(*docker.Store); ok && plan != nil {
+		return openPipelined(ctx, d, src.Refs, opts.Read, plan)
 	}
-	slices.Sort(tags)
-	return tags, nil
+	return src.Open(ctx, st, opts.Read)
 }
 
-// sendHost sends to one host's store.
-func sendHost(ctx context.Context, host string, d sshconn.Destination, to sendTarget, src *pending, opts SendOptions) HostResult {
-	if to.kind == "docker" {
-		res := sendDocker(ctx, host, d, src, opts)
-		res.Store = "docker"
-		return res
-	}
-	res := HostResult{Host: host, Store: to.kind}
+// sendHost connects to one host, opens its store, takes stock, and sends it each source in
+// turn.
+func sendHost(ctx context.Context, host string, d sshconn.Destination, to string, reads []*pending, opts SendOptions) HostResult {
+	res := HostResult{Host: host, Store: to}
+	plan := reads[0].plan
+	decided := false
+	defer func() {
+		if !decided {
+			plan.decide(nil, false) // failed
+		}
+	}()
 	progress := func(sent, total int64) {
 		if opts.Progress != nil {
 			opts.Progress(host, sent, max(sent, total))
@@ -326,115 +289,98 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to sendTa
 		return res
 	}
 	defer c.Close()
-	if to.kind == "podman" {
-		res.Err = sendPodman(ctx, &res, c, src, progress)
-	} else {
-		res.Store = "oci:" + to.dir
-		res.Err = sendOCI(ctx, &res, c, to.dir, src, progress)
+	st, err := store.Open(ctx, to, store.Env{Host: c, Socket: d.Path, Insecure: opts.Insecure})
+	if err != nil {
+		res.Err = err
+		return res
 	}
-	if res.Err == nil {
-		progress(res.Sent, res.Sent)
+	defer st.Close()
+	res.Store = st.String()
+	inv, err := st.Inventory(ctx)
+	if err != nil {
+		res.Err = err
+		return res
 	}
-	return res
-}
-
-// sendDocker connects to one host, takes stock of its daemon, and streams it what it lacks:
-// as the source is read if it lacks everything, else once it is read.
-func sendDocker(ctx context.Context, host string, d sshconn.Destination, src *pending, opts SendOptions) HostResult {
-	res := HostResult{Host: host}
-	decided := false
-	defer func() {
-		if !decided && src.plan != nil {
-			src.plan.decide(nil, false) // failed
+	res.Complete = inv.Complete
+	for i, p := range reads {
+		if i == 0 {
+			decided = true
+			if h := p.plan.join(ctx, p, st, inv, progress); h != nil {
+				res.Err = sendCold(ctx, &res, h, p, opts.Read.Write)
+				if res.Err != nil {
+					return res
+				}
+				continue
+			}
 		}
-	}()
-	r, err := dialDocker(ctx, d, opts.SSH)
-	if err != nil {
-		res.Err = err
-		return res
-	}
-	defer r.Close()
-	info, err := r.docker.Info(ctx)
-	if err != nil {
-		res.Err = err
-		return res
-	}
-	res.Complete = info.ContainerdSnapshotter
-	has := func(*archive.Image, int) bool { return false }
-	if !res.Complete {
-		inv, err := DockerInventory(ctx, r.docker)
+		im, err := p.wait(ctx)
+		if err == nil {
+			err = deliver(ctx, &res, st, inv, im, opts, progress)
+		}
 		if err != nil {
 			res.Err = err
 			return res
 		}
-		has = inv.Has
-	}
-	if src.plan != nil {
-		images, ok := src.plan.layers(ctx, src)
-		cold := ok && (res.Complete || holdsNone(has, images))
-		decided = true
-		if cold {
-			h, pr := newColdHost(func(sent int64) {
-				if opts.Progress != nil {
-					opts.Progress(host, sent, max(sent, src.plan.total))
-				}
-			})
-			if src.plan.decide(h, false) {
-				return sendCold(ctx, res, h, pr, r.docker, src, opts)
+		if i+1 < len(reads) { // the next source may build on what this one loaded
+			if inv, err = st.Inventory(ctx); err != nil {
+				res.Err = err
+				return res
 			}
-		} else {
-			src.plan.decide(nil, true)
 		}
 	}
-	im, err := src.wait(ctx)
+	progress(res.Sent, res.Sent) // loaded: the estimate is done with
+	return res
+}
+
+// deliver sends a store what it lacks of im: to a docker daemon, a bundle streamed into its
+// load, compressed as opts say; to another store, the blobs it lacks through its Receive.
+func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.Inventory, im *store.Images,
+	opts SendOptions, progress func(sent, total int64)) error {
+	b := inv.Thin(im.Bundle)
+	if lacking := inv.Lacks(b); len(lacking) > 0 {
+		return fmt.Errorf("%w: the images leave out %d layers %s does not have (diffIDs %s): send the bundle they come from first",
+			archive.ErrMissingBlob, len(lacking), st, strings.Join(lacking, ", "))
+	}
+	layers, skipped := countLayers(b)
+	res.Layers += layers
+	res.Skipped += skipped
+	sent := res.Sent
+	count := func(n int64) { res.Sent = sent + n }
+	if s, ok := st.(store.Streamer); ok {
+		res.Full += wireSize(im, im.Bundle, opts.Read.Write)
+		total := sent + wireSize(im, b, opts.Read.Write)
+		loaded, n, err := loadStream(ctx, s, im, b, opts.Read.Write, func(n int64) { count(n); progress(res.Sent, total) })
+		count(n)
+		res.Loaded = append(res.Loaded, loaded...)
+		return err
+	}
+	for _, blob := range b.Reachable() {
+		res.Full += blob.Size
+	}
+	b = b.LeaveOut(func(blob *archive.Blob) bool { return inv.HasBlob(blob.Digest) })
+	total := sent
+	for _, blob := range b.Reachable() {
+		if blob.Present() {
+			total += blob.Size
+		}
+	}
+	rcv, err := st.Receive(ctx)
 	if err != nil {
-		res.Err = err
-		return res
+		return err
 	}
-	b := im.Bundle.Thin(has)
-	res.Layers, res.Skipped = countLayers(b)
-	res.Full = im.wireSize(im.Bundle, opts.Source.Write)
-	total := im.wireSize(b, opts.Source.Write)
-	progress := func(sent int64) {
-		if opts.Progress != nil {
-			opts.Progress(host, sent, max(sent, total))
-		}
+	sink := &countingSink{Receiver: rcv, report: func(n int64) { count(n); progress(res.Sent, total) }}
+	if err := archive.Feed(ctx, b, im.Src, sink); err != nil {
+		return fmt.Errorf("%w; what %s took in whole stays there, and sending again sends only the rest", err, st)
 	}
-	progress(0)
-	res.Loaded, res.Sent, res.Err = loadStream(ctx, r.docker, im, b, opts.Source.Write, progress)
-	if res.Err == nil && opts.Progress != nil {
-		opts.Progress(host, res.Sent, res.Sent) // loaded: the estimate is done with
+	for _, l := range rcv.Loaded() {
+		res.Loaded = append(res.Loaded, l.Ref)
 	}
-	return res
+	return nil
 }
 
-// sendCold loads the stream h gets as the source is read.
-func sendCold(ctx context.Context, res HostResult, h *coldHost, pr *io.PipeReader, client *docker.Client, src *pending,
-	opts SendOptions) HostResult {
-	if opts.Progress != nil {
-		opts.Progress(res.Host, 0, src.plan.total)
-	}
-	h.load(ctx, client, pr)
-	res.Loaded, res.Err = h.result()
-	res.Sent = h.out.n.Load()
-	if im, err := src.wait(ctx); err == nil {
-		res.Layers, _ = countLayers(im.Bundle)
-		res.Full = max(res.Sent, im.wireSize(im.Bundle, opts.Source.Write))
-		if res.Err == nil {
-			res.Full = res.Sent // it was sent whole
-		}
-	} else if res.Err == nil {
-		res.Err = err
-	}
-	if res.Err == nil && opts.Progress != nil {
-		opts.Progress(res.Host, res.Sent, res.Sent)
-	}
-	return res
-}
-
-// loadStream writes b into the daemon's load as it is read and returns what the daemon
-// loaded and how many bytes were sent.
-func loadStream(ctx context.Context, client *docker.Client, im *Images, b *archive.Bundle, opts archive.WriteOptions,
+// loadStream writes b into a docker daemon's load as it is read, and returns what the
+// daemon loaded and how many bytes were sent.
+func loadStream(ctx context.Context, s store.Streamer, im *store.Images, b *archive.Bundle, opts archive.WriteOptions,
 	progress func(int64)) ([]string, int64, error) {
 	pr, pw := io.Pipe()
 	w := &countingWriter{w: pw, report: progress}
@@ -444,8 +390,8 @@ func loadStream(ctx context.Context, client *docker.Client, im *Images, b *archi
 		pw.CloseWithError(err)
 		wrote <- err
 	}()
-	loaded, err := client.Load(ctx, pr, nil)
-	pr.CloseWithError(errors.New("docker load returned")) // stops the writer if load gave up early
+	loaded, err := s.LoadStream(ctx, pr)
+	pr.CloseWithError(errors.New("the load returned")) // stops the writer if the load gave up early
 	if werr := <-wrote; err != nil && werr != nil {
 		err = fmt.Errorf("%w; the stream stopped after %d bytes, and docker loads nothing from an incomplete stream: the host is as it was", err, w.n.Load())
 	}
@@ -462,6 +408,29 @@ type countingWriter struct {
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.report(c.n.Add(int64(n)))
+	return n, err
+}
+
+// countingSink counts the bytes of the entries it hands on.
+type countingSink struct {
+	store.Receiver
+	n      int64
+	report func(int64)
+}
+
+func (c *countingSink) Entry(ctx context.Context, e archive.Entry, r io.Reader) error {
+	return c.Receiver.Entry(ctx, e, &countingReader{r: r, c: c})
+}
+
+type countingReader struct {
+	r io.Reader
+	c *countingSink
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.c.n += int64(n)
+	r.c.report(r.c.n)
 	return n, err
 }
 
@@ -490,8 +459,8 @@ type encodedSizer interface {
 
 // wireSize estimates the bytes of b written with opts: for each blob it carries, a tar
 // header and its body as the source holds it encoded, else its size.
-func (im *Images) wireSize(b *archive.Bundle, opts archive.WriteOptions) int64 {
-	sizer, _ := im.src.(encodedSizer)
+func wireSize(im *store.Images, b *archive.Bundle, opts archive.WriteOptions) int64 {
+	sizer, _ := im.Src.(encodedSizer)
 	var n int64
 	for _, blob := range b.Reachable() {
 		if !blob.Present() {
@@ -508,35 +477,3 @@ func (im *Images) wireSize(b *archive.Bundle, opts archive.WriteOptions) int64 {
 	}
 	return n
 }
-
-// A remoteDocker is a docker daemon reached over SSH.
-type remoteDocker struct {
-	ssh    *sshconn.Client
-	docker *docker.Client
-}
-
-// dialDocker connects to d over SSH; the docker client then reaches the daemon's socket,
-// d.Path or the default one, through that connection.
-func dialDocker(ctx context.Context, d sshconn.Destination, cfg sshconn.Config) (*remoteDocker, error) {
-	c, err := sshconn.Dial(ctx, d, cfg)
-	if err != nil {
-		return nil, err
-	}
-	socket := cmp.Or(d.Path, strings.TrimPrefix(docker.DefaultHost, "unix://"))
-	client := docker.NewWithDialer(func(ctx context.Context) (net.Conn, error) {
-		conn, err := c.DialUnix(ctx, socket)
-		switch {
-		case errors.Is(err, sshconn.ErrNoSocket):
-			err = fmt.Errorf("%w: is docker installed and running there? If its socket is elsewhere, name it: ssh://%s/PATH/docker.sock",
-				err, sshconn.Destination{User: d.User, Host: d.Host, Port: d.Port})
-		case errors.Is(err, sshconn.ErrSocketDenied):
-			err = fmt.Errorf("%w: add the user to the docker group there, or connect as a user who may use docker", err)
-		case errors.Is(err, sshconn.ErrSocketRefused):
-			err = fmt.Errorf("%w: is the docker daemon running there?", err)
-		}
-		return conn, err
-	})
-	return &remoteDocker{ssh: c, docker: client}, nil
-}
-
-func (r *remoteDocker) Close() error { return r.ssh.Close() }

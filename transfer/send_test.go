@@ -19,6 +19,7 @@ import (
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/internal/testenv"
 	"github.com/ferrytool/ferry/sshconn"
+	"github.com/ferrytool/ferry/store"
 	"github.com/ferrytool/ferry/store/docker"
 )
 
@@ -52,8 +53,9 @@ func newSendEnv(t *testing.T) *sendEnv {
 	}
 	known := filepath.Join(dir, "known_hosts")
 	return &sendEnv{src: src, key: pub, known: known, opts: SendOptions{
-		Source: SaveOptions{Docker: client, Write: archive.WriteOptions{Codec: archive.Gzip}},
-		SSH:    sshconn.Config{ConfigFile: "none", KnownHosts: known, Identities: []string{key}},
+		Store:   docker.NewStore(client),
+		Read:    store.ReadOptions{Write: archive.WriteOptions{Codec: archive.Gzip}},
+		Options: Options{SSH: sshconn.Config{ConfigFile: "none", KnownHosts: known, Identities: []string{key}}},
 	}}
 }
 
@@ -134,7 +136,7 @@ func TestSend(t *testing.T) {
 		opts := e.opts
 		var mu sync.Mutex
 		var read, readAtFirstSend int64 = 0, -1
-		opts.Source.Progress = func(done, _ int64) {
+		opts.Read.Progress = func(done, _ int64) {
 			mu.Lock()
 			read = done
 			mu.Unlock()
@@ -214,7 +216,7 @@ func TestSend(t *testing.T) {
 
 	t.Run("host to host, all images", func(t *testing.T) {
 		opts := e.opts
-		opts.FromHost, opts.All, opts.Source.Docker = c.dest, true, nil
+		opts.FromHost, opts.All, opts.Store = c.dest, true, nil
 		res, err := e.sendTo(t, nil, []string{b.dest}, opts)
 		if err != nil {
 			t.Fatal(err)

@@ -13,11 +13,13 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/dedupe"
+	"github.com/ferrytool/ferry/store"
 	"github.com/ferrytool/ferry/store/docker"
 )
 
-// Pipelined sends. A docker host that holds none of the images' layers (a cold host) needs
-// the whole bundle, so it need not wait for the source to be read and spooled: while
+// Pipelined sends. A docker host that holds none of the images' layers, or takes complete
+// images only (a cold host), needs the whole bundle, so it need not wait for the source to be read and spooled: while
 // archive.Read streams `docker save` into the spool, each data entry is also forwarded, as
 // it passes, into one tar stream (gzip-compressed once when asked) that fans out to every
 // cold host's docker load; manifest.json goes last, once the source is verified, and any
@@ -118,6 +120,46 @@ func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spool bool) {
 	return p.cold, p.warm || p.pending > 0
 }
 
+// join decides, once the source's layers are known, whether a host takes the source as it
+// is read: a docker daemon (a Streamer) that holds none of its layers, or takes complete
+// images only. It returns the host's share of the stream, or nil when the host will take
+// the source once it is read.
+func (p *coldPlan) join(ctx context.Context, src *pending, st store.Store, inv *dedupe.Inventory, progress func(sent, total int64)) *coldHost {
+	s, ok := st.(store.Streamer)
+	images, pipelined := p.layers(ctx, src)
+	if !ok || !pipelined || !(inv.Complete || holdsNone(inv.Has, images)) {
+		p.decide(nil, true)
+		return nil
+	}
+	h, pr := newColdHost(func(sent int64) { progress(sent, p.total) })
+	if !p.decide(h, false) {
+		return nil // reading started without it
+	}
+	progress(0, p.total)
+	go h.load(ctx, s, pr)
+	return h
+}
+
+// sendCold waits for the host's load of the stream it got as the source was read.
+func sendCold(ctx context.Context, res *HostResult, h *coldHost, src *pending, write archive.WriteOptions) error {
+	loaded, err := h.result()
+	res.Loaded = append(res.Loaded, loaded...)
+	sent := h.out.n.Load()
+	res.Sent += sent
+	im, werr := src.wait(ctx)
+	if werr != nil {
+		return cmp.Or(err, werr)
+	}
+	layers, _ := countLayers(im.Bundle)
+	res.Layers += layers
+	if err == nil {
+		res.Full += sent // it was sent whole
+	} else {
+		res.Full += max(sent, wireSize(im, im.Bundle, write))
+	}
+	return err
+}
+
 // holdsNone reports whether a host, by has, holds no layer of the images.
 func holdsNone(has func(*archive.Image, int) bool, images [][]v1.Hash) bool {
 	for _, diffIDs := range images {
@@ -155,9 +197,9 @@ func newColdHost(progress func(int64)) (*coldHost, *io.PipeReader) {
 }
 
 // load runs the host's docker load of the stream.
-func (h *coldHost) load(ctx context.Context, client *docker.Client, pr *io.PipeReader) {
+func (h *coldHost) load(ctx context.Context, s store.Streamer, pr *io.PipeReader) {
 	defer close(h.done)
-	h.loaded, h.err = client.Load(ctx, pr, nil)
+	h.loaded, h.err = s.LoadStream(ctx, pr)
 	pr.CloseWithError(errors.Join(h.err, errors.New("docker load returned"))) // stops the stream to this host
 }
 
@@ -236,7 +278,7 @@ func (f *fanout) Write(p []byte) (int, error) {
 type forwardSink struct {
 	out *fanout
 	zw  *autoGzip // compresses the stream, if asked
-	tf  *archive.Forwarder
+	fw  *archive.Forwarder
 }
 
 func newForwardSink(hosts []*coldHost, opts archive.WriteOptions, adapt bool) *forwardSink {
@@ -246,17 +288,17 @@ func newForwardSink(hosts []*coldHost, opts archive.WriteOptions, adapt bool) *f
 		f.zw = newAutoGzip(f.out, cmp.Or(opts.Level, archive.DefaultLevel), adapt)
 		w = f.zw
 	}
-	f.tf = archive.NewForwarder(w)
+	f.fw = archive.NewForwarder(w)
 	return f
 }
 
 func (f *forwardSink) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
-	return f.tf.Entry(e, r)
+	return f.fw.Entry(e, r)
 }
 
 // Commit ends every stream still going; the hosts' loads say the rest.
 func (f *forwardSink) Commit(_ context.Context, b *archive.Bundle) error {
-	err := f.tf.Finish(b)
+	err := f.fw.Finish(b)
 	if err == nil && f.zw != nil {
 		err = f.zw.Close()
 	}
@@ -271,7 +313,7 @@ func (f *forwardSink) Commit(_ context.Context, b *archive.Bundle) error {
 }
 
 func (f *forwardSink) Abort(err error) {
-	f.tf.Close()
+	f.fw.Close()
 	for _, h := range f.out.hosts {
 		h.stop(err)
 	}
@@ -357,65 +399,42 @@ func (noBlobs) Open(_ context.Context, b *archive.Blob) (io.ReadCloser, error) {
 	return nil, fmt.Errorf("%w: %s was streamed to the hosts, not kept", archive.ErrMissingBlob, b)
 }
 
-// openDockerPipelined reads one `docker save` of refs once the hosts have said whether they
-// are cold, forwarding it to the cold ones as it is read and spooling it for the others.
-func openDockerPipelined(ctx context.Context, refs []string, opts SaveOptions, plan *coldPlan) (_ *Images, err error) {
-	published, cold := false, []*coldHost(nil)
+// openPipelined reads one `docker save` of refs once the hosts have said whether they are
+// cold, forwarding it to the cold ones as it is read and spooling it for the others.
+func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts store.ReadOptions, plan *coldPlan) (_ *store.Images, err error) {
+	var cold []*coldHost
 	defer func() {
-		if !published {
-			plan.publish(nil, 0)
-		}
-		if err != nil && cold != nil {
+		if err != nil {
 			for _, h := range cold {
 				h.stop(err)
 			}
 		}
 	}()
-	client, err := dockerClient(opts.Docker)
-	if err != nil {
-		return nil, err
-	}
-	var images [][]v1.Hash
-	var total int64
-	for _, ref := range refs {
-		img, err := client.Inspect(ctx, ref)
-		if err != nil {
-			return nil, err
-		}
-		total += img.Size
-		diffIDs := make([]v1.Hash, len(img.RootFS.Layers))
-		for i, d := range img.RootFS.Layers {
-			if diffIDs[i], err = v1.NewHash(d); err != nil {
-				return nil, fmt.Errorf("image %s: layer %q: %w", ref, d, err)
-			}
-		}
-		images = append(images, diffIDs)
-	}
-	stream, err := client.Save(ctx, refs)
+	stream, images, total, err := d.StartSave(ctx, refs)
 	if err != nil {
 		return nil, err
 	}
 	defer stream.Close()
 	plan.publish(images, total)
-	published = true
 	cold, needSpool := plan.close(ctx)
 
 	var sink archive.Sink = archive.Discard
-	im := &Images{src: noBlobs{}, close: func() error { return nil }}
+	var src archive.BlobSource = noBlobs{}
+	closeSpool := func() error { return nil }
 	if needSpool {
 		spool, err := archive.NewSpool(opts.TempDir, opts.Write)
 		if err != nil {
 			return nil, err
 		}
-		sink, im.src, im.close = spool, spool, spool.Close
+		sink, src, closeSpool = spool, spool, spool.Close
 	}
 	if len(cold) > 0 {
 		sink = &teeSink{main: sink, fwd: newForwardSink(cold, opts.Write, plan.adapt)}
 	}
-	p := &progress{total: total, report: opts.Progress}
-	im.Bundle, err = archive.Read(ctx, p.reader(stream), sink, archive.ReadOptions{Trusted: true})
+	p := &store.Progress{Total: total, Report: opts.Progress}
+	b, err := archive.Read(ctx, p.Reader(stream), sink, archive.ReadOptions{Trusted: true})
 	if err != nil {
 		return nil, fmt.Errorf("reading docker save stream: %w", err)
 	}
-	return im, nil
+	return store.NewImages(b, src, closeSpool), nil
 }

@@ -2,150 +2,171 @@ package transfer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"slices"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/internal/parts"
+	"github.com/ferrytool/ferry/sshconn"
+	"github.com/ferrytool/ferry/store"
 )
 
-// Source kinds for `save --from`.
-const (
-	FromDocker   = "docker"
-	FromRegistry = "registry"
-)
+// Options say how transfer reaches stores: hosts over SSH, registries over http(s).
+type Options struct {
+	SSH sshconn.Config
+	// Insecure allows plain http to any registry.
+	Insecure bool
+}
 
-// ociRef is an image in an OCI layout directory: oci:DIR or oci:DIR:tag.
-type ociRef struct{ dir, tag string }
+// ErrInvalidReference: a source, image or store reference that cannot be parsed. Nothing
+// was read or written.
+var ErrInvalidReference = store.ErrInvalidReference
 
-func parseOCIRef(s string) (ociRef, bool) {
-	rest, ok := strings.CutPrefix(s, "oci:")
+// OpenStore opens the store ref names: on this machine, or on host (an SSH destination,
+// whose path, if any, is a daemon's socket) when host is not "". close releases it and its
+// connection.
+func OpenStore(ctx context.Context, ref, host string, opts Options) (st store.Store, close func(), err error) {
+	if host == "" {
+		st, err = store.Open(ctx, ref, store.Env{Insecure: opts.Insecure})
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, func() { st.Close() }, nil
+	}
+	d, err := sshconn.ParseDestination(host)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidReference, err)
+	}
+	if _, _, err := store.Parse(ref); err != nil {
+		return nil, nil, err
+	}
+	c, err := sshconn.Dial(ctx, d, opts.SSH)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err = store.Open(ctx, ref, store.Env{Host: c, Socket: d.Path, Insecure: opts.Insecure})
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return st, func() { st.Close(); c.Close() }, nil
+}
+
+// A Source is one place images are read from: a store and the images in it, or a bundle
+// file.
+type Source struct {
+	// Store is the store's reference ("docker", "oci:DIR", "pool:DIR"), or "" for a bundle.
+	Store string
+	// Host, if set, is the SSH destination the store is on.
+	Host string
+	// Refs are the images, in the store's words.
+	Refs []string
+	// File is the bundle file (or the first part of a split one).
+	File string
+}
+
+func (s Source) String() string {
+	if s.File != "" {
+		return s.File
+	}
+	if s.Host != "" {
+		return s.Store + " on " + s.Host
+	}
+	return s.Store
+}
+
+// Sources sorts source arguments into the places they are read from, in the order first
+// named: oci:DIR[:REF] and pool:DIR[:NAME] name their store, an existing file is a bundle,
+// anything else is an image of the store from names ("docker" when ""), on host if set.
+func Sources(args []string, from, host string) ([]Source, error) {
+	if len(args) == 0 {
+		return nil, errors.New("no images named")
+	}
+	if from == "" {
+		from = "docker"
+	}
+	if _, _, err := store.Parse(from); err != nil {
+		return nil, err
+	}
+	if host != "" {
+		if _, err := sshconn.ParseDestination(host); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidReference, err)
+		}
+	}
+	var out []Source
+	add := func(st, h, ref string) {
+		i := slices.IndexFunc(out, func(s Source) bool { return s.Store == st && s.Host == h })
+		if i < 0 {
+			out = append(out, Source{Store: st, Host: h})
+			i = len(out) - 1
+		}
+		out[i].Refs = append(out[i].Refs, ref)
+	}
+	for _, arg := range args {
+		switch kind, rest, _ := strings.Cut(arg, ":"); {
+		case kind == "oci" || kind == "pool":
+			dir, ref := store.CutRef(rest)
+			add(kind+":"+dir, "", ref)
+		case isFile(arg):
+			out = append(out, Source{File: arg})
+		default:
+			if _, err := name.ParseReference(arg); err != nil {
+				return nil, fmt.Errorf("%w: image %q: %w (a bundle file would have to exist)", ErrInvalidReference, arg, err)
+			}
+			add(from, host, arg)
+		}
+	}
+	return out, nil
+}
+
+// isFile reports whether path is a bundle file, or the name of a split one.
+func isFile(path string) bool {
+	for _, p := range []string{path, path + ".000"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return true
+		}
+	}
+	return false
+}
+
+// Open reads the source's images once. st is the source's store, opened (nil for a bundle
+// file).
+func (s Source) Open(ctx context.Context, st store.Store, opts store.ReadOptions) (*store.Images, error) {
+	if s.File != "" {
+		in, size, err := parts.Open(s.File)
+		if err != nil {
+			return nil, err
+		}
+		defer in.Close()
+		p := &store.Progress{Total: size, Report: opts.Progress}
+		return store.Spooled(opts, func(sink archive.Sink) (*archive.Bundle, error) {
+			b, err := archive.Read(ctx, p.Reader(in), sink, archive.ReadOptions{Platform: opts.Platform})
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w", s.File, err)
+			}
+			return b, nil
+		})
+	}
+	r, ok := st.(store.Reader)
 	if !ok {
-		return ociRef{}, false
+		return nil, fmt.Errorf("%w: images cannot be read from %s", ErrInvalidReference, st)
 	}
-	dir, tag, _ := strings.Cut(rest, ":")
-	return ociRef{dir: dir, tag: tag}, true
+	return r.Open(ctx, s.Refs, opts)
 }
 
-// registryOptions are the go-containerregistry options for a registry source or store:
-// credentials from the default keychain (docker config, credential helpers).
-func registryOptions(ctx context.Context, platform *v1.Platform) []remote.Option {
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
-	if platform != nil {
-		opts = append(opts, remote.WithPlatform(*platform))
-	}
-	return opts
-}
-
-// nameOptions: plain http is allowed for localhost and 127.0.0.1 by go-containerregistry
-// itself, and for any registry with insecure.
-func nameOptions(insecure bool) []name.Option {
-	if insecure {
-		return []name.Option{name.Insecure}
-	}
-	return nil
-}
-
-// addRegistryImage adds a registry image to b: its original manifest, config and compressed
-// layers, so digests stay the registry's.
-func addRegistryImage(ctx context.Context, b *archive.Bundle, src archive.V1Source, ref string, opts SaveOptions) error {
-	r, err := name.ParseReference(ref, nameOptions(opts.Insecure)...)
-	if err != nil {
-		return fmt.Errorf("%w: image %q: %w", ErrInvalidReference, ref, err)
-	}
-	platform := opts.platform()
-	desc, err := remote.Get(r, registryOptions(ctx, &platform)...)
-	if err != nil {
-		return fmt.Errorf("fetching %s: %w", ref, err)
-	}
-	tags := tagsOf(r)
-	if desc.MediaType.IsIndex() && opts.AllPlatforms {
-		idx, err := desc.ImageIndex()
-		if err != nil {
-			return fmt.Errorf("reading index %s: %w", ref, err)
+// one returns the only source of args: a bundle comes from one place.
+func one(sources []Source) (Source, error) {
+	if len(sources) != 1 {
+		var names []string
+		for _, s := range sources {
+			names = append(names, s.String())
 		}
-		_, err = b.AddIndex(idx, tags, platform, src)
-		return err
+		return Source{}, fmt.Errorf("a bundle comes from one source, not %s: save them separately", strings.Join(names, " and "))
 	}
-	img, err := desc.Image() // picks the platform from an index
-	if err != nil {
-		return fmt.Errorf("reading image %s: %w", ref, err)
-	}
-	_, err = b.AddImage(img, tags, src)
-	return err
-}
-
-// addOCIImage adds an image of an OCI layout directory to b.
-func addOCIImage(b *archive.Bundle, src archive.V1Source, ref ociRef, opts SaveOptions) error {
-	lp, err := layout.FromPath(ref.dir)
-	if err != nil {
-		return fmt.Errorf("opening OCI layout %s: %w", ref.dir, err)
-	}
-	idx, err := lp.ImageIndex()
-	if err != nil {
-		return fmt.Errorf("reading %s/index.json: %w", ref.dir, err)
-	}
-	m, err := idx.IndexManifest()
-	if err != nil {
-		return fmt.Errorf("reading %s/index.json: %w", ref.dir, err)
-	}
-	desc, err := findInIndex(m.Manifests, ref)
-	if err != nil {
-		return err
-	}
-	tags := []string{}
-	if tag := archive.RefTag(desc.Annotations); tag != "" {
-		tags = append(tags, tag)
-	}
-	if desc.MediaType.IsIndex() {
-		child, err := idx.ImageIndex(desc.Digest)
-		if err != nil {
-			return err
-		}
-		if opts.AllPlatforms {
-			_, err = b.AddIndex(child, tags, opts.platform(), src)
-			return err
-		}
-		desc, err = archive.PickPlatform(child, opts.platform())
-		if err != nil {
-			return fmt.Errorf("%s: %w", ref.dir, err)
-		}
-	}
-	img, err := idx.Image(desc.Digest)
-	if err != nil {
-		return fmt.Errorf("reading image %s from %s: %w", desc.Digest, ref.dir, err)
-	}
-	_, err = b.AddImage(img, tags, src)
-	return err
-}
-
-// findInIndex finds the entry for ref.tag: the entry whose ref name annotation or image name
-// matches it, or the only entry when no tag is given.
-func findInIndex(descs []v1.Descriptor, ref ociRef) (v1.Descriptor, error) {
-	if ref.tag == "" {
-		if len(descs) != 1 {
-			return v1.Descriptor{}, fmt.Errorf("OCI layout %s holds %d images: name one as oci:%s:TAG", ref.dir, len(descs), ref.dir)
-		}
-		return descs[0], nil
-	}
-	for _, d := range descs {
-		if d.Annotations["org.opencontainers.image.ref.name"] == ref.tag || archive.RefTag(d.Annotations) == ref.tag ||
-			d.Annotations["io.containerd.image.name"] == ref.tag {
-			return d, nil
-		}
-	}
-	return v1.Descriptor{}, fmt.Errorf("OCI layout %s has no image %q", ref.dir, ref.tag)
-}
-
-// tagsOf returns the tag a reference names, written the way docker's RepoTags are.
-func tagsOf(r name.Reference) []string {
-	if t, ok := r.(name.Tag); ok {
-		return []string{archive.Familiar(t)}
-	}
-	return nil
+	return sources[0], nil
 }

@@ -7,20 +7,25 @@ import (
 )
 
 func newInventoryCmd() *cobra.Command {
-	var from, output string
+	var from, host, output string
 	var insecure bool
+	var ssh sshFlags
 	cmd := &cobra.Command{
-		Use:   "inventory [--from docker|oci:DIR|pool:DIR|registry:HOST/REPO] [-o FILE|-]",
+		Use:   "inventory [--from STORE] [-H HOST] [-o FILE|-]",
 		Short: "Write what a store holds, for a delta made on the other side of an air gap",
-		Long: `Write a small JSON file naming the blobs, diffIDs and chain IDs a store holds. Carry it to
-the connected side and pass it to ferry save --have: the bundle then leaves out what the store
-already has.`,
+		Long: `Write a small JSON file naming the blobs, diffIDs and chain IDs a store holds, and whether it
+takes complete images only. Carry it to the connected side and pass it to ferry save --have:
+the bundle then leaves out what the store already has (nothing, for a store that takes
+complete images only). With -H, the store is on that host, reached over SSH.
+
+` + storeHelp(),
 		Example: `  ferry inventory -o have.json                  # on the far side
   ferry save app:2 --have have.json -o delta.tar  # on the near side
-  ferry load delta.tar                            # on the far side again`,
+  ferry load delta.tar                            # on the far side again
+  ferry inventory --from oci:/srv/images -H node1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := transfer.Inventory(cmd.Context(), from, transfer.InventoryOptions{Insecure: insecure})
+			inv, err := transfer.Inventory(cmd.Context(), from, host, ssh.options(insecure, promptPassphrase))
 			if err != nil {
 				return err
 			}
@@ -34,8 +39,11 @@ already has.`,
 			return out.close(inv.Write(out))
 		},
 	}
-	cmd.Flags().StringVar(&from, "from", "docker", "the store: docker, oci:DIR, pool:DIR or registry:HOST/REPO")
-	cmd.Flags().StringVarP(&output, "output", "o", "-", "write to `FILE` (atomically) or - for stdout")
-	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain http to any registry")
+	f := cmd.Flags()
+	f.StringVar(&from, "from", "docker", "the `STORE`: docker, podman, oci:DIR, pool:DIR or registry:HOST[/PREFIX]")
+	f.StringVarP(&host, "host", "H", "", "the store is on `HOST`: [user@]host[:port] or ssh://[user@]host[:port]/SOCKET")
+	f.StringVarP(&output, "output", "o", "-", "write to `FILE` (atomically) or - for stdout")
+	f.BoolVar(&insecure, "insecure", false, "allow plain http to any registry")
+	ssh.register(f)
 	return cmd
 }

@@ -24,17 +24,18 @@ type loadOptions struct {
 func newLoadCmd() *cobra.Command {
 	var o loadOptions
 	cmd := &cobra.Command{
-		Use:   "load [-i FILE|-] [FILE...] [--to docker|oci:DIR|registry:HOST[/PREFIX]]",
+		Use:   "load [-i FILE|-] [FILE...] [--to STORE]",
 		Short: "Load a bundle into a store",
 		Long: `Load a bundle into a store. Any bundle dialect is read: docker save (legacy and 25+),
 OCI archives, skopeo and podman archives, go-containerregistry tarballs; plain, gzip or zstd.
 Every blob is verified against its digest and every layer against its diffID before the store
 changes: a damaged bundle loads nothing.
 
-Stores: docker (the daemon at $DOCKER_HOST or the default socket), oci:DIR (an OCI image
-layout directory), registry:HOST[/PREFIX] (each image pushed as HOST/PREFIX/REPO:TAG).
 Without --to: the docker daemon when one answers, else the default OCI store
-($XDG_DATA_HOME/ferry/oci or ~/.local/share/ferry/oci).`,
+($XDG_DATA_HOME/ferry/oci or ~/.local/share/ferry/oci). To load into a store on another
+host, send the bundle: ferry send FILE -H HOST --to STORE.
+
+` + storeHelp(),
 		Example: `  ferry load -i apps.tar.gz
   ferry load -i apps.tar --to oci:/srv/images
   ferry load base.tar delta.tar
@@ -45,7 +46,7 @@ Without --to: the docker daemon when one answers, else the default OCI store
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.input, "input", "i", "", "read the bundle from `FILE`, or - for stdin (the default without FILE arguments)")
-	f.StringVar(&o.to, "to", "", "store: docker, oci:DIR or registry:HOST[/PREFIX] (default: docker if it answers, else the default OCI store)")
+	f.StringVar(&o.to, "to", "", "the `STORE`: docker, podman, oci:DIR, registry:HOST[/PREFIX], pool:DIR:NAME (default: docker if it answers, else the default OCI store)")
 	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform OCI archives (default: the host's)")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
 	o.progress.register(f)
@@ -82,8 +83,8 @@ func (o *loadOptions) load(cmd *cobra.Command, file string, platform *v1.Platfor
 	defer in.Close()
 	bar := o.progress.start(cmd, "loading")
 	res, err := transfer.Load(cmd.Context(), bar.reader(in, size), transfer.LoadOptions{
+		Options:  transfer.Options{Insecure: o.insecure},
 		To:       o.to,
-		Insecure: o.insecure,
 		Platform: platform,
 	})
 	bar.finish(err)

@@ -17,9 +17,10 @@ func newPoolCmd() *cobra.Command {
 		Short: "Keep any number of bundles in a directory that stores each layer once",
 		Long: `A pool is a directory that stores blobs by digest, once, and records bundles: nightly
 backups of an image set, repeated shipments. It is a valid OCI image layout, so skopeo, crane
-and regctl read its images directly as oci:DIR:BUNDLE/TAG. Blobs are kept as the bundles
-carried them, so an exported bundle has the same manifests, digests and image IDs as the one
-that came in.`,
+and regctl read its images directly as oci:DIR:BUNDLE/TAG. Layers that come in uncompressed
+(docker's) are stored gzipped, those that come in compressed (a registry's) as they are; an
+exported bundle has the same manifests, digests and image IDs as the one that came in, and
+the same bytes.`,
 	}
 	cmd.AddCommand(newPoolInitCmd(), newPoolAddCmd(), newPoolLsCmd(), newPoolExportCmd(), newPoolStatsCmd(),
 		newPoolRmCmd(), newPoolGCCmd(), newPoolCheckCmd())
@@ -92,7 +93,8 @@ func newPoolStatsCmd() *cobra.Command {
 			for _, b := range s.Bundles {
 				fmt.Fprintf(w, "%s\t%s\t%s\n", b.Name, humanBytes(b.Bytes), humanBytes(b.Own))
 			}
-			fmt.Fprintf(w, "%d bundles, %s in all, %s stored: dedupe ratio %.2f\n", len(s.Bundles), humanBytes(s.Logical), humanBytes(s.Stored), s.Ratio())
+			fmt.Fprintf(w, "%d bundles, %s in all, %s unique, %s stored: compression %.3f, overall ratio %.2f\n",
+				len(s.Bundles), humanBytes(s.Logical), humanBytes(s.Unique), humanBytes(s.Stored), s.Compression(), s.Ratio())
 			return w.Flush()
 		},
 	}
@@ -121,15 +123,25 @@ func newPoolRmCmd() *cobra.Command {
 }
 
 func newPoolGCCmd() *cobra.Command {
-	var dryRun bool
+	var dryRun, recompress bool
 	cmd := &cobra.Command{
 		Use:   "gc DIR",
-		Short: "Remove the blobs no bundle needs",
+		Short: "Remove the blobs no bundle needs; with --recompress, compress the layers stored uncompressed",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := dedupe.OpenPool(args[0])
 			if err != nil {
 				return err
+			}
+			if recompress && dryRun {
+				return usagef("--recompress and --dry-run: pick one")
+			}
+			if recompress {
+				from, to, err := p.Recompress(cmd.Context())
+				fmt.Fprintf(cmd.ErrOrStderr(), "compressed %s of layers to %s\n", humanBytes(from), humanBytes(to))
+				if err != nil {
+					return err
+				}
 			}
 			removed, bytes, err := p.GC(dryRun)
 			verb := "removed"
@@ -144,6 +156,7 @@ func newPoolGCCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would go, remove nothing")
+	cmd.Flags().BoolVar(&recompress, "recompress", false, "first store every layer a pool of older ferry holds uncompressed compressed (safe to interrupt: run it again)")
 	return cmd
 }
 
@@ -172,7 +185,7 @@ func newPoolCheckCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&readData, "read-data", false, "read every blob and check it against its digest")
+	cmd.Flags().BoolVar(&readData, "read-data", false, "read every blob and check it against its digest, and each compressed layer against its diffID")
 	return cmd
 }
 

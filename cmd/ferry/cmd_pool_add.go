@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
+	"github.com/ferrytool/ferry/store"
 	"github.com/ferrytool/ferry/transfer"
 )
 
@@ -40,7 +41,7 @@ are stored; a delta is added only when the pool holds the layers it leaves out.`
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.name, "name", "", "the bundle's name in the pool (default: the file's name, or images-TIME)")
-	f.StringVar(&o.from, "from", transfer.FromDocker, "source of IMAGE references: docker or registry")
+	f.StringVar(&o.from, "from", "docker", "the `STORE` IMAGE references are read from: docker, registry or registry:HOST[/PREFIX]")
 	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform images (default: the host's)")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
 	o.progress.register(f)
@@ -105,7 +106,9 @@ func (o *poolAddOptions) addImages(cmd *cobra.Command, p *dedupe.Pool, images []
 	}
 	bar := o.progress.start(cmd, "adding "+name)
 	_, err = transfer.Copy(cmd.Context(), images, transfer.SaveOptions{
-		From: o.from, Platform: platform, Insecure: o.insecure, Progress: bar.update,
+		Options: transfer.Options{Insecure: o.insecure},
+		From:    o.from,
+		Read:    store.ReadOptions{Platform: platform, Progress: bar.update},
 	}, adding)
 	bar.finish(err)
 	if err != nil {

@@ -22,7 +22,9 @@ func newPoolExportCmd() *cobra.Command {
 		Short: "Write bundles or images of a pool as one docker-load-compatible bundle",
 		Long: `Write the named bundles, or images by tag (from the newest bundle holding each), as one
 bundle that docker load takes, with the same manifests, digests and image IDs as when they
-were added.`,
+were added. Without --compress (or a .gz name), the bundle is compressed as the (first) bundle
+file added was: a whole bundle exports as the same bytes as the file ferry save wrote, given
+the same --level.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			write, err := writeOptions(o.compress, o.level, o.output)
@@ -37,6 +39,9 @@ were added.`,
 			if err != nil {
 				return err
 			}
+			if !cmd.Flags().Changed("compress") && write.Codec == archive.None {
+				write.Codec = b.Codec
+			}
 			out, err := openOutput(o.output, o.split, o.checksum)
 			if err != nil {
 				return err
@@ -46,7 +51,7 @@ were added.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.output, "output", "o", "-", "write to `FILE` (atomically) or - for stdout; .gz or .tgz implies --compress gzip")
-	f.StringVar(&o.compress, "compress", "", "compress the bundle: none or gzip")
+	f.StringVar(&o.compress, "compress", "", "compress the bundle: none or gzip (default: as the bundle added)")
 	f.IntVar(&o.level, "level", archive.DefaultLevel, "gzip `level` (1 fastest … 9 smallest)")
 	f.StringVar(&o.split, "split", "", "write `SIZE`d parts FILE.000, FILE.001, …")
 	f.BoolVar(&o.checksum, "checksum", false, "write FILE.sha256, a sha256sum-compatible sidecar")

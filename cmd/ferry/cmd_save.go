@@ -11,6 +11,7 @@ import (
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/internal/parts"
+	"github.com/ferrytool/ferry/store"
 	"github.com/ferrytool/ferry/transfer"
 )
 
@@ -22,6 +23,7 @@ type saveOptions struct {
 	compress     string
 	level        int
 	insecure     bool
+	ssh          sshFlags
 	have         string
 	split        string
 	checksum     bool
@@ -38,11 +40,16 @@ layout in one tar), each shared layer stored once, the same images always giving
 
 Images come from the docker daemon ($DOCKER_HOST or the default socket), from a registry
 (--from registry; credentials from the docker config; plain http for localhost and 127.0.0.1,
-or any registry with --insecure), or from an OCI layout directory (oci:DIR or oci:DIR:TAG).
-Registry images keep their compressed blobs and manifests, so their digests stay the same.`,
+or any registry with --insecure), from the docker daemon of another host over SSH (--from
+HOST), from an OCI layout directory (oci:DIR[:REF]) or a pool (pool:DIR:NAME), or from
+bundle files (a delta with the base it builds on, say). Registry images keep their
+compressed blobs and manifests, so their digests stay the same.
+
+` + storeHelp(),
 		Example: `  ferry save app:1 app:2 -o apps.tar.gz
   ferry save --from registry 127.0.0.1:5000/app:1 -o app.tar
-  ferry save oci:./layout:1.0 | ssh host docker load`,
+  ferry save oci:./layout:1.0 | ssh host docker load
+  ferry save --from root@old app:1 -o app.tar.gz`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, args)
@@ -50,23 +57,21 @@ Registry images keep their compressed blobs and manifests, so their digests stay
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.output, "output", "o", "-", "write to `FILE` (atomically) or - for stdout; .gz or .tgz implies --compress gzip")
-	f.StringVar(&o.from, "from", transfer.FromDocker, "source of IMAGE references: docker or registry")
+	f.StringVar(&o.from, "from", "docker", "the `STORE` IMAGE references are read from (docker, registry, registry:HOST[/PREFIX]), or a HOST whose docker daemon is read over SSH")
 	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform images (default: the host's)")
 	f.BoolVar(&o.allPlatforms, "all-platforms", false, "keep every platform of a multi-platform image in the OCI part")
 	f.StringVar(&o.compress, "compress", "", "compress the bundle: none or gzip")
 	f.IntVar(&o.level, "level", archive.DefaultLevel, "gzip `level` (1 fastest … 9 smallest)")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
-	f.StringVar(&o.have, "have", "", "write a delta: leave out the layers the destination holds, as an inventory `FILE`, a bundle loaded there, or pool:DIR, oci:DIR, docker")
+	f.StringVar(&o.have, "have", "", "write a delta: leave out the layers the destination holds, as an inventory `FILE`, a bundle loaded there, or a STORE")
 	f.StringVar(&o.split, "split", "", "write `SIZE`d parts FILE.000, FILE.001, … (4G fits FAT32; k, M, G, T or Ki, Mi, Gi, Ti)")
 	f.BoolVar(&o.checksum, "checksum", false, "write FILE.sha256, a sha256sum-compatible sidecar for the bundle or its parts")
+	o.ssh.register(f)
 	o.progress.register(f)
 	return cmd
 }
 
 func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
-	if o.from != transfer.FromDocker && o.from != transfer.FromRegistry {
-		return usagef("--from %q: use docker or registry", o.from)
-	}
 	write, err := writeOptions(o.compress, o.level, o.output)
 	if err != nil {
 		return err
@@ -75,9 +80,10 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 	if err != nil {
 		return err
 	}
+	opts := o.ssh.options(o.insecure, promptPassphrase)
 	var have *dedupe.Inventory
 	if o.have != "" {
-		if have, err = transfer.Have(cmd.Context(), o.have, transfer.InventoryOptions{Insecure: o.insecure}); err != nil {
+		if have, err = transfer.Have(cmd.Context(), o.have, opts); err != nil {
 			return fmt.Errorf("--have %s: %w", o.have, err)
 		}
 	}
@@ -86,14 +92,13 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 		return err
 	}
 	bar := o.progress.start(cmd, "saving")
+	from, host := parseFrom(o.from)
 	_, err = transfer.Save(cmd.Context(), out, images, transfer.SaveOptions{
-		From:         o.from,
-		Platform:     platform,
-		AllPlatforms: o.allPlatforms,
-		Insecure:     o.insecure,
-		Have:         have,
-		Write:        write,
-		Progress:     bar.update,
+		Options:  opts,
+		From:     from,
+		FromHost: host,
+		Read:     store.ReadOptions{Platform: platform, AllPlatforms: o.allPlatforms, Write: write, Progress: bar.update},
+		Have:     have,
 	})
 	bar.finish(err)
 	return out.close(err)

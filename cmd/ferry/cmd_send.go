@@ -3,33 +3,27 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ferrytool/ferry/archive"
-	"github.com/ferrytool/ferry/sshconn"
+	"github.com/ferrytool/ferry/store"
 	"github.com/ferrytool/ferry/transfer"
 )
 
 type sendOptions struct {
-	hosts      []string
-	to         string
-	from       string
-	all        bool
-	compress   string
-	level      int
-	platform   string
-	insecure   bool
-	sshConfig  string
-	knownHosts string
-	identities []string
-	acceptNew  bool
-	timeout    time.Duration
-	progress   progressFlags
+	hosts    []string
+	to       string
+	from     string
+	all      bool
+	compress string
+	level    int
+	platform string
+	insecure bool
+	ssh      sshFlags
+	progress progressFlags
 }
 
 func newSendCmd() *cobra.Command {
@@ -80,17 +74,13 @@ it was, and the same command sends again. The summary on stdout says what each h
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.hosts, "host", "H", nil, "send to `HOST`: [user@]host[:port] or ssh://[user@]host[:port]/SOCKET (repeat for more hosts)")
 	f.StringVar(&o.to, "to", "docker", "the `STORE` on the hosts: docker, podman or oci:DIR (a layout directory there, over SFTP)")
-	f.StringVar(&o.from, "from", transfer.FromDocker, "source of IMAGE references: docker, registry, or a `HOST` whose docker daemon is read over SSH")
+	f.StringVar(&o.from, "from", "docker", "the `STORE` IMAGE references are read from (docker, registry, registry:HOST[/PREFIX]), or a HOST whose docker daemon is read over SSH")
 	f.BoolVar(&o.all, "all", false, "send every tagged image of the source docker daemon")
 	f.StringVar(&o.compress, "compress", "auto", "compression on the wire: auto (gzip while it is faster than not), gzip or none")
 	f.IntVar(&o.level, "level", archive.DefaultLevel, "gzip `level` (1 fastest … 9 smallest)")
 	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform images (default: the host's)")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
-	f.StringVarP(&o.sshConfig, "ssh-config", "F", "", "read this ssh config `FILE` instead of ~/.ssh/config and /etc/ssh/ssh_config (none: no config)")
-	f.StringVar(&o.knownHosts, "known-hosts", "", "check host keys against this `FILE` instead of ~/.ssh/known_hosts")
-	f.StringArrayVarP(&o.identities, "identity", "i", nil, "offer the private key in `FILE` after ssh-agent's keys (repeatable)")
-	f.BoolVar(&o.acceptNew, "accept-new-host-key", false, "add the key of a host known_hosts does not know to it (a changed key is always refused)")
-	f.DurationVar(&o.timeout, "connect-timeout", 0, "give up connecting to a host after this long (default: the ssh config's ConnectTimeout, else 15s)")
+	o.ssh.register(f)
 	o.progress.register(f)
 	return cmd
 }
@@ -114,35 +104,16 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	if err != nil {
 		return err
 	}
-	opts := transfer.SendOptions{
-		Source: transfer.SaveOptions{
-			Platform: platform,
-			Insecure: o.insecure,
-			Write:    write,
-		},
-		All:   o.all,
-		To:    o.to,
-		Adapt: adapt,
-		SSH: sshconn.Config{
-			ConfigFile:       o.sshConfig,
-			KnownHosts:       o.knownHosts,
-			Identities:       o.identities,
-			AcceptNewHostKey: o.acceptNew,
-			ConnectTimeout:   o.timeout,
-		},
-	}
-	switch o.from {
-	case transfer.FromDocker, transfer.FromRegistry:
-		opts.Source.From = o.from
-	default:
-		opts.FromHost = o.from
-	}
 	show := newSendProgress(cmd, &o.progress, o.hosts)
-	if isTerminal(os.Stdin) {
-		opts.SSH.Passphrase = show.askPassphrase
+	opts := transfer.SendOptions{
+		Options:  o.ssh.options(o.insecure, show.askPassphrase),
+		Read:     store.ReadOptions{Platform: platform, Write: write, Progress: show.reading},
+		All:      o.all,
+		To:       o.to,
+		Adapt:    adapt,
+		Progress: show.sending,
 	}
-	opts.Source.Progress = show.reading
-	opts.Progress = show.sending
+	opts.From, opts.FromHost = parseFrom(o.from)
 	results, err := transfer.Send(cmd.Context(), images, o.hosts, opts)
 	show.finish(results, err)
 	if results != nil {

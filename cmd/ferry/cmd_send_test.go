@@ -126,7 +126,7 @@ func TestSend(t *testing.T) {
 		if r.code != 0 || !strings.Contains(r.stdout, "2 of 2") || !strings.Contains(r.stdout, "loaded app:1") {
 			t.Fatalf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 		}
-		run(t, "skopeo", "inspect", "oci:"+dir+":1")
+		run(t, "skopeo", "inspect", "oci:"+dir+":app:1") // the full name, as docker names the image
 		if r := send("app:1", "-H", host, "--to", "oci:"+dir); r.code != 0 || !strings.Contains(r.stdout, "0 of 2") {
 			t.Fatalf("sending again: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 		}

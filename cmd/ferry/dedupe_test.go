@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -121,28 +123,43 @@ func TestPool(t *testing.T) {
 			t.Errorf("adding app%s: %s", n, out)
 		}
 	}
-	var stats struct{ Logical, Stored int64 }
+	var stats struct{ Logical, Unique, Stored int64 }
 	json.Unmarshal([]byte(mustFerry(t, nil, "pool", "stats", pool, "--json")), &stats) //nolint:errcheck
-	if ratio := float64(stats.Logical) / float64(stats.Stored); ratio < 2.5 {
+	if ratio := float64(stats.Logical) / float64(stats.Unique); ratio < 2.5 {
 		t.Errorf("dedupe ratio %.2f for three bundles sharing a base", ratio)
 	}
-	run(t, "skopeo", "inspect", "oci:"+pool+":app2/app:2")
+	if c := float64(stats.Stored) / float64(stats.Unique); c > 0.8 {
+		t.Errorf("stored %d of %d unique bytes (%.2f): docker's layers were not compressed", stats.Stored, stats.Unique, c)
+	}
+	readersTakePool(t, pool, "app2/app:2", dst, "app 2\n")
 
 	for _, n := range []string{"1", "2", "3"} {
-		out := filepath.Join(dir, "export"+n+".tar")
+		out := filepath.Join(dir, "export"+n+".tar.gz")
 		mustFerry(t, nil, "pool", "export", pool, "app"+n, "-o", out)
-		if got, want := summary(t, out).Images[0], summary(t, bundles[n]).Images[0]; got.ID != want.ID || got.Manifest != want.Manifest {
-			t.Errorf("export of app%s: ID %s manifest %s, want %s %s", n, got.ID, got.Manifest, want.ID, want.Manifest)
-		}
+		sameFile(t, out, bundles[n])
 		dst.Run(t, "load", "-i", out)
 		if got := dst.Cat(t, "app:"+n, "/marker"); got != "app "+n+"\n" {
 			t.Errorf("app:%s /marker = %q", n, got)
 		}
 	}
 
+	t.Run("add from docker", func(t *testing.T) {
+		saved, out := filepath.Join(dir, "saved.tar"), filepath.Join(dir, "from-docker.tar")
+		mustFerry(t, dockerEnv(src), "save", "app:3", "-o", saved, "-q")
+		mustFerry(t, dockerEnv(src), "pool", "add", pool, "app:3", "--name", "from-docker", "-q")
+		mustFerry(t, nil, "pool", "export", pool, "from-docker", "-o", out)
+		sameFile(t, out, saved)
+		dst.Run(t, "rmi", "app:3")
+		dst.Run(t, "load", "-i", out)
+		if got := dst.Cat(t, "app:3", "/marker"); got != "app 3\n" {
+			t.Errorf("app:3 /marker = %q", got)
+		}
+		mustFerry(t, nil, "pool", "rm", pool, "from-docker")
+	})
+
 	mustFerry(t, nil, "pool", "rm", pool, "app1")
-	if out := ferry(t, nil, "pool", "gc", pool, "--dry-run"); !strings.Contains(out.stderr, "would remove 3 blobs") {
-		t.Errorf("gc --dry-run: %s", out.stderr) // app1's layer, config and manifest
+	if out := ferry(t, nil, "pool", "gc", pool, "--dry-run"); !strings.Contains(out.stderr, "would remove 4 blobs") {
+		t.Errorf("gc --dry-run: %s", out.stderr) // app1's compressed layer, config, manifest, and the manifest naming the compressed layer
 	}
 	mustFerry(t, nil, "pool", "gc", pool)
 	mustFerry(t, nil, "pool", "check", pool, "--read-data")
@@ -196,6 +213,41 @@ func TestPool(t *testing.T) {
 	})
 }
 
+// sameFile fails the test unless the two files hold the same bytes.
+func sameFile(t *testing.T, got, want string) {
+	t.Helper()
+	a, _ := os.ReadFile(got)
+	b, _ := os.ReadFile(want)
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Errorf("%s (%d bytes, sha256 %x) is not the same as %s (%d bytes, sha256 %x)", got, len(a), sha256.Sum256(a), want, len(b), sha256.Sum256(b))
+	}
+}
+
+// readersTakePool checks that other tools read image ref (BUNDLE/TAG) straight from the pool:
+// skopeo inspects it and copies it into docker, which runs it; podman pulls it, with the same
+// image ID (podman 4.3 runs no container here: runc may not set rlimits in this sandbox).
+func readersTakePool(t *testing.T, pool, ref string, d *testenv.Docker, marker string) {
+	t.Helper()
+	run(t, "skopeo", "inspect", "oci:"+pool+":"+ref)
+	run(t, "skopeo", "copy", "-q", "--dest-daemon-host", d.Host, "oci:"+pool+":"+ref, "docker-daemon:from-pool:1")
+	if got := d.Cat(t, "from-pool:1", "/marker"); got != marker {
+		t.Errorf("skopeo copy from the pool: /marker = %q", got)
+	}
+	id := strings.TrimSpace(d.Run(t, "image", "inspect", "-f", "{{.Id}}", "from-pool:1"))
+	d.Run(t, "rmi", "from-pool:1")
+	storage, err := os.MkdirTemp("", "ferry-podman-") // podman names the image after the path: lowercase
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(storage) })
+	lower := filepath.Join(storage, "pool")
+	os.Symlink(pool, lower)
+	podman := []string{"--root", filepath.Join(storage, "root"), "--runroot", filepath.Join(storage, "run"), "--storage-driver", "vfs"}
+	if got := strings.TrimSpace(run(t, "podman", append(podman, "pull", "-q", "oci:"+lower+":"+ref)...)); "sha256:"+got != id {
+		t.Errorf("podman pull from the pool: image %s, docker has %s", got, id)
+	}
+}
+
 // largestBlob returns the path of the pool's largest blob.
 func largestBlob(t *testing.T, pool string) string {
 	t.Helper()
@@ -215,7 +267,7 @@ func waitForStagedBytes(t *testing.T, pool string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		staged, _ := filepath.Glob(filepath.Join(pool, ".ferry-stage-*", "blob-*"))
+		staged, _ := filepath.Glob(filepath.Join(pool, "blobs", "sha256", ".ferry-tmp-*"))
 		for _, f := range staged {
 			if st, err := os.Stat(f); err == nil && st.Size() > 1<<20 {
 				return
@@ -224,4 +276,114 @@ func waitForStagedBytes(t *testing.T, pool string) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	t.Fatal("the add staged nothing in 30s")
+}
+
+// TestPoolRecompressKill converts a pool holding uncompressed layers, as ferry stored them
+// before pools compressed, killing `gc --recompress` at several points: after every kill the
+// bundles export as they were added, and the next run finishes, leaving a pool that check
+// --read-data passes.
+func TestPoolRecompressKill(t *testing.T) {
+	src := testenv.StartDocker(t)
+	src.BusyboxImage(t, "base:1", nil)
+	dir, pool := t.TempDir(), filepath.Join(t.TempDir(), "pool")
+	mustFerry(t, nil, "pool", "init", pool)
+	bundles := map[string]string{}
+	for _, n := range []string{"1", "2"} {
+		random := make([]byte, 16<<20) // half random, half zeros: compresses to about half
+		rand.Read(random[:8<<20])
+		src.DeriveImage(t, "big:"+n, "base:1", map[string]string{"random": string(random)})
+		bundles["big"+n] = filepath.Join(dir, "big"+n+".tar")
+		mustFerry(t, dockerEnv(src), "save", "big:"+n, "-o", bundles["big"+n], "-q")
+		mustFerry(t, nil, "pool", "add", pool, bundles["big"+n], "-q")
+	}
+	exportsSame := func(t *testing.T) {
+		t.Helper()
+		for name, file := range bundles {
+			out := filepath.Join(dir, "export-"+name+".tar")
+			mustFerry(t, nil, "pool", "export", pool, name, "-o", out)
+			sameFile(t, out, file)
+		}
+	}
+	uncompressPool(t, pool)
+	mustFerry(t, nil, "pool", "check", pool, "--read-data")
+	exportsSame(t)
+	before := poolStats(t, pool)
+
+	for _, delay := range []time.Duration{20, 100, 300, 600, 1000, 1500} {
+		cmd := exec.Command(ferryBin, "pool", "gc", pool, "--recompress")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		t.Logf("killed after %v: %+v", delay*time.Millisecond, poolStats(t, pool))
+		exportsSame(t)
+		// Killed between a bundle's record and index.json, check says index.json is behind.
+		if r := ferry(t, nil, "pool", "check", pool, "--read-data"); r.code != 0 && strings.Count(r.stdout, "\n") != 1 && !strings.Contains(r.stdout, "index.json") {
+			t.Errorf("check after a kill at %v: exit %d: %s%s", delay, r.code, r.stdout, r.stderr)
+		}
+	}
+	mustFerry(t, nil, "pool", "gc", pool, "--recompress")
+	mustFerry(t, nil, "pool", "check", pool, "--read-data")
+	exportsSame(t)
+	after := poolStats(t, pool)
+	if after.Unique != before.Unique || after.Stored > before.Stored*9/10 {
+		t.Errorf("stored %d of %d unique bytes before, %d of %d after: want it compressed", before.Stored, before.Unique, after.Stored, after.Unique)
+	}
+}
+
+type stats struct{ Logical, Unique, Stored int64 }
+
+func poolStats(t *testing.T, pool string) stats {
+	t.Helper()
+	var s stats
+	if err := json.Unmarshal([]byte(mustFerry(t, nil, "pool", "stats", pool, "--json")), &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// uncompressPool makes pool one as ferry stored them before pools compressed: each layer
+// stored as it came, records without "layers" and "manifests", index.json listing the
+// manifests as they came.
+func uncompressPool(t *testing.T, pool string) {
+	t.Helper()
+	blob := func(hex string) string { return filepath.Join(pool, "blobs", "sha256", hex) }
+	original := map[string]string{} // manifest as the pool lists it → as it came
+	records, _ := filepath.Glob(filepath.Join(pool, "ferry", "bundles", "*.json"))
+	for _, path := range records {
+		var r map[string]any
+		data, _ := os.ReadFile(path)
+		if err := json.Unmarshal(data, &r); err != nil {
+			t.Fatal(err)
+		}
+		for layer, s := range r["layers"].(map[string]any) {
+			gz := s.(map[string]any)["digest"].(string)
+			run(t, "sh", "-c", "gzip -dc "+blob(gz)+" > "+blob(layer))
+		}
+		for m, s := range r["manifests"].(map[string]any) {
+			original[s.(map[string]any)["digest"].(string)] = m
+		}
+		delete(r, "layers")
+		delete(r, "manifests")
+		data, _ = json.Marshal(r)
+		os.WriteFile(path, data, 0o644)
+	}
+	var idx struct {
+		SchemaVersion int              `json:"schemaVersion"`
+		MediaType     string           `json:"mediaType"`
+		Manifests     []map[string]any `json:"manifests"`
+	}
+	data, _ := os.ReadFile(filepath.Join(pool, "index.json"))
+	json.Unmarshal(data, &idx) //nolint:errcheck
+	for _, d := range idx.Manifests {
+		if m, ok := original[strings.TrimPrefix(d["digest"].(string), "sha256:")]; ok {
+			st, _ := os.Stat(blob(m))
+			d["digest"], d["size"] = "sha256:"+m, st.Size()
+		}
+	}
+	data, _ = json.Marshal(idx)
+	os.WriteFile(filepath.Join(pool, "index.json"), data, 0o644)
+	mustFerry(t, nil, "pool", "gc", pool)
 }

@@ -179,7 +179,7 @@ func TestDockerRoundTrip(t *testing.T) {
 	t.Run("oci store", func(t *testing.T) {
 		layout := filepath.Join(dir, "layout")
 		mustFerry(t, nil, "load", "-i", gz, "--to", "oci:"+layout)
-		out := run(t, "skopeo", "inspect", "--raw", "oci:"+layout+":2")
+		out := run(t, "skopeo", "inspect", "--raw", "oci:"+layout+":app:2")
 		if !strings.Contains(out, "layers") {
 			t.Fatalf("skopeo inspect: %s", out)
 		}

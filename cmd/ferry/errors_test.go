@@ -89,5 +89,5 @@ func TestDefaultStore(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stderr, "oci:"+store) {
 		t.Fatalf("exit %d, stderr %q: want a load into oci:%s", r.code, r.stderr, store)
 	}
-	run(t, "skopeo", "inspect", "--raw", "oci:"+store+":1")
+	run(t, "skopeo", "inspect", "--raw", "oci:"+store+":app:1")
 }

@@ -78,11 +78,7 @@ func (s *sendProgress) askPassphrase(path string) ([]byte, error) {
 	}
 	var pass []byte
 	var err error
-	ask := func() {
-		fmt.Fprintf(os.Stderr, "Enter passphrase for %s: ", path)
-		pass, err = term.ReadPassword(int(os.Stdin.Fd()))
-		fmt.Fprintln(os.Stderr)
-	}
+	ask := func() { pass, err = promptPassphrase(path) }
 	if s.bars != nil {
 		s.bars.hold(ask)
 	} else {
@@ -192,4 +188,11 @@ func (m *multiBar) hold(f func()) {
 func (m *multiBar) stop() {
 	close(m.quit)
 	<-m.done
+}
+
+// promptPassphrase asks on the terminal for the passphrase of a key file.
+func promptPassphrase(path string) ([]byte, error) {
+	fmt.Fprintf(os.Stderr, "Enter passphrase for %s: ", path)
+	defer fmt.Fprintln(os.Stderr)
+	return term.ReadPassword(int(os.Stdin.Fd()))
 }

@@ -21,3 +21,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The current toolchain (docker 26, containerd 1.7, podman 5, skopeo 1.18) runs from a
+# Debian 13 root, built once and cached (internal/testenv/trixie.go starts it).
+bash "$(dirname "$0")/trixie.sh"

@@ -21,8 +21,17 @@ import (
 
 // Docker is a throwaway dockerd.
 type Docker struct {
-	Host string // "unix:///.../docker.sock"
-	Root string // data root
+	Host   string // "unix:///.../docker.sock"
+	Root   string // data root
+	Flavor Flavor
+
+	// ContainerdStore says the daemon keeps its images in containerd (the containerd
+	// image store) rather than in its own graph driver.
+	ContainerdStore bool
+	// Containerd is the socket of the containerd the daemon runs its containers in (and,
+	// on the containerd image store, keeps its images in), reachable from the host; it is
+	// set for the 26 flavors. Namespace is the daemon's containerd namespace ("moby").
+	Containerd, Namespace string
 
 	docker string // path of the docker CLI
 }
@@ -33,17 +42,10 @@ type Docker struct {
 func StartDocker(t testing.TB) *Docker {
 	t.Helper()
 	dockerd := Require(t, "dockerd")
-	d := &Docker{docker: Require(t, "docker")}
+	d := &Docker{Flavor: Docker2010, docker: Require(t, "docker")}
 
 	// Unix socket paths must stay below ~100 bytes, so no t.TempDir().
-	dir, err := os.MkdirTemp("", "ferry-dockerd-")
-	if err == nil && len(dir) > 60 {
-		os.Remove(dir)
-		dir, err = os.MkdirTemp("/tmp", "ferry-dockerd-")
-	}
-	if err != nil {
-		t.Fatalf("StartDocker: %v", err)
-	}
+	dir := shortDir(t, "ferry-dockerd-")
 	sock := filepath.Join(dir, "docker.sock")
 	d.Host = "unix://" + sock
 	d.Root = filepath.Join(dir, "data")

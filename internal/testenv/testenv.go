@@ -55,6 +55,12 @@ type proc struct {
 
 func startProc(t testing.TB, logPath string, env []string, name string, args ...string) *proc {
 	t.Helper()
+	// Own process group, so a SIGKILL also reaches helpers (dockerd's containerd).
+	return startProcAttr(t, logPath, env, name, args, &syscall.SysProcAttr{Setpgid: true})
+}
+
+func startProcAttr(t testing.TB, logPath string, env []string, name string, args []string, attr *syscall.SysProcAttr) *proc {
+	t.Helper()
 	f, err := os.Create(logPath)
 	if err != nil {
 		t.Fatalf("create log: %v", err)
@@ -62,8 +68,7 @@ func startProc(t testing.TB, logPath string, env []string, name string, args ...
 	defer f.Close() // the child keeps its own copy
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr, cmd.Env = f, f, env
-	// Own process group, so a SIGKILL also reaches helpers (dockerd's containerd).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = attr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

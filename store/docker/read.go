@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/store"
@@ -49,20 +50,33 @@ func CheckRefs(refs []string) error {
 
 // saveStream starts one `docker save` of refs, with progress against the images' sizes.
 func (s *Store) saveStream(ctx context.Context, refs []string, opts store.ReadOptions) (io.ReadCloser, *store.Progress, error) {
-	if err := CheckRefs(refs); err != nil {
-		return nil, nil, err
-	}
-	var total int64
-	for _, ref := range refs {
-		img, err := s.Inspect(ctx, ref)
-		if err != nil {
-			return nil, nil, err
-		}
-		total += img.Size
-	}
-	stream, err := s.Save(ctx, refs)
+	stream, _, total, err := s.StartSave(ctx, refs)
 	if err != nil {
 		return nil, nil, err
 	}
 	return stream, &store.Progress{Total: total, Report: opts.Progress}, nil
+}
+
+// StartSave starts one `docker save` of refs and returns its stream, with the diffIDs of
+// each image's layers and the images' size, known before the stream's first byte.
+func (s *Store) StartSave(ctx context.Context, refs []string) (stream io.ReadCloser, layers [][]v1.Hash, total int64, err error) {
+	if err := CheckRefs(refs); err != nil {
+		return nil, nil, 0, err
+	}
+	for _, ref := range refs {
+		img, err := s.Inspect(ctx, ref)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		total += img.Size
+		diffIDs := make([]v1.Hash, len(img.RootFS.Layers))
+		for i, d := range img.RootFS.Layers {
+			if diffIDs[i], err = v1.NewHash(d); err != nil {
+				return nil, nil, 0, fmt.Errorf("image %s: layer %q: %w", ref, d, err)
+			}
+		}
+		layers = append(layers, diffIDs)
+	}
+	stream, err = s.Save(ctx, refs)
+	return stream, layers, total, err
 }

@@ -24,10 +24,8 @@ func init() {
 		Syntax: "docker",
 		Doc:    "the docker daemon: $DOCKER_HOST or the default socket; on a host, its socket through SSH",
 		Remote: true,
+		Check:  store.NoArg,
 		Open: func(ctx context.Context, arg string, env store.Env) (store.Store, error) {
-			if arg != "" {
-				return nil, fmt.Errorf("%w: docker takes no argument (got docker:%s): name a daemon with $DOCKER_HOST or -H ssh://HOST/SOCKET", store.ErrInvalidReference, arg)
-			}
 			if env.Host != nil {
 				return &Store{Client: Dial(env.Host, env.Socket), name: env.On("docker")}, nil
 			}
@@ -119,7 +117,7 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 // nothing; manifest.json goes last, after verification and after checking that the daemon
 // holds every layer a thin bundle leaves out.
 func (s *Store) Receive(ctx context.Context) (store.Receiver, error) {
-	return store.StreamReceiver(ctx, s, s.checkThin), nil
+	return store.StreamReceiver(ctx, s.LoadStream, s.checkThin), nil
 }
 
 // LoadStream streams r into the daemon's load: a docker archive, plain or compressed.
@@ -133,39 +131,40 @@ func (s *Store) checkThin(ctx context.Context, b *archive.Bundle) error {
 	if err := archive.DockerLoadable(b); err != nil {
 		return err
 	}
-	var thin []*archive.Image
-	for _, img := range b.Images {
-		for _, l := range img.Layers {
-			if l.Missing {
-				thin = append(thin, img)
-				break
-			}
-		}
-	}
-	if len(thin) == 0 {
+	if !thin(b) {
 		return nil
 	}
 	have, err := s.Inventory(ctx)
 	if err != nil {
 		return err
 	}
-	if have.Complete {
-		return fmt.Errorf("%w: the docker daemon keeps images in the containerd image store, which does not complete bundles that leave out layers: "+
-			"load the complete bundle (save it without --have, or with --have of an inventory taken of this daemon, which says it takes complete images)", archive.ErrMissingBlob)
-	}
-	var lacking []string
-	for _, img := range thin {
-		for i, l := range img.Layers {
-			if l.Missing && !have.Has(img, i) {
-				lacking = append(lacking, l.DiffID.String())
+	return Refuse(have, b)
+}
+
+func thin(b *archive.Bundle) bool {
+	for _, img := range b.Images {
+		for _, l := range img.Layers {
+			if l.Missing {
+				return true
 			}
 		}
 	}
-	if len(lacking) > 0 {
-		return fmt.Errorf("%w: the bundle leaves out %d layers the docker daemon does not have (diffIDs %s): load the bundle they come from first",
-			archive.ErrMissingBlob, len(lacking), strings.Join(lacking, ", "))
+	return false
+}
+
+// Refuse says why a daemon whose inventory is have cannot load b, if it cannot: b leaves
+// out layers the daemon lacks.
+func Refuse(have *dedupe.Inventory, b *archive.Bundle) error {
+	lacking := have.Lacks(b)
+	switch {
+	case len(lacking) == 0:
+		return nil
+	case have.Complete:
+		return fmt.Errorf("%w: the docker daemon keeps images in the containerd image store, which does not complete bundles that leave out layers: "+
+			"give it the complete images (a delta made with --have of its own inventory comes out complete)", archive.ErrMissingBlob)
 	}
-	return nil
+	return fmt.Errorf("%w: the bundle leaves out %d layers the docker daemon does not have (diffIDs %s): load the bundle they come from first",
+		archive.ErrMissingBlob, len(lacking), strings.Join(lacking, ", "))
 }
 
 // Tagged lists the tags of every image the daemon holds, sorted.

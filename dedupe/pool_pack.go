@@ -1,0 +1,427 @@
+package dedupe
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/pgzip"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/internal/atomicfile"
+)
+
+// How a pool compresses: gzip, which every consumer of an OCI layout reads, at ferry's
+// default level. The same layer always gives the same compressed blob.
+const packLevel = archive.DefaultLevel
+
+// A Stored names a blob the pool keeps in place of another.
+type Stored struct {
+	Digest string `json:"digest"` // hex
+	Size   int64  `json:"size"`
+}
+
+// gzipTypes maps uncompressed layer media types to their gzip counterparts.
+var gzipTypes = map[types.MediaType]types.MediaType{
+	types.DockerUncompressedLayer:        types.DockerLayer,
+	types.OCIUncompressedLayer:           types.OCILayer,
+	types.OCIUncompressedRestrictedLayer: types.OCIRestrictedLayer,
+}
+
+// A packed is a blob compressed into a file.
+type packed struct {
+	path string
+	raw  v1.Hash // what was compressed
+	Stored
+}
+
+// pack compresses r into a new file at path.
+func pack(path string, r io.Reader) (*packed, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	p, err := packTo(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return nil, err
+	}
+	p.path = path
+	return p, nil
+}
+
+func packTo(f *os.File, r io.Reader) (*packed, error) {
+	raw, sum := sha256.New(), sha256.New()
+	counted := &countingWriter{w: io.MultiWriter(f, sum)}
+	zw, err := archive.NewGzipWriter(counted, packLevel)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(zw, io.TeeReader(r, raw)); err != nil {
+		zw.Close()
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return &packed{raw: hashOf(raw), Stored: Stored{Digest: hex.EncodeToString(sum.Sum(nil)), Size: counted.n}}, f.Sync()
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func hashOf(h interface{ Sum([]byte) []byte }) v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
+}
+
+func sha256Hex(hexDigest string) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: hexDigest} }
+
+// openPacked returns the decompressed content of a stored blob.
+func (p *Pool) openPacked(s Stored) (io.ReadCloser, error) {
+	f, err := os.Open(p.BlobPath(sha256Hex(s.Digest)))
+	if err != nil {
+		return nil, err
+	}
+	zr, err := pgzip.NewReader(bufio.NewReaderSize(f, 1<<16))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blob %s: %w", s.Digest, err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{zr, f}, nil
+}
+
+// isTar reports whether head, the first bytes of an entry, starts a tar archive.
+func isTar(head []byte) bool {
+	return len(head) >= 262 && string(head[257:262]) == "ustar"
+}
+
+// Entry stages one entry, compressing it as it streams in when it is an uncompressed tar.
+// A layer the pool already holds compressed (its entry name says its digest) is not
+// compressed again.
+func (a *Adding) Entry(ctx context.Context, e archive.Entry, r io.Reader) error {
+	br := bufio.NewReaderSize(r, 1<<16)
+	head, _ := br.Peek(512)
+	if !isTar(head) {
+		return a.Stage.Entry(ctx, e, br)
+	}
+	if s, ok := a.known[entryDigest(e.Name)]; ok && exists(a.Stage.l.BlobPath(sha256Hex(s.Digest))) {
+		a.mu.Lock()
+		a.packed[e.Name] = &packed{Stored: s}
+		a.mu.Unlock()
+		_, err := io.Copy(io.Discard, br)
+		return err
+	}
+	tmp := a.Stage.temp()
+	a.Stage.mu.Lock()
+	a.Stage.staged[tmp] = tmp // removed when the stage closes
+	a.Stage.mu.Unlock()
+	p, err := pack(tmp, br)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.packed[e.Name] = p
+	a.mu.Unlock()
+	return nil
+}
+
+// entryDigest returns the hex digest an entry's name states (blobs/sha256/<hex>), or "".
+func entryDigest(name string) string {
+	if dir, file := filepath.Split(name); dir == "blobs/sha256/" && len(file) == 64 {
+		return file
+	}
+	return ""
+}
+
+// Commit stores the bundle: the uncompressed layers it carried compressed, anything else as
+// it came. An entry that looked like a tar but is no uncompressed layer is stored as it came.
+func (a *Adding) Commit(ctx context.Context, b *archive.Bundle) error {
+	layers := uncompressedLayers(b)
+	for name, p := range a.packed {
+		if p.path != "" && !layers[p.raw] {
+			if err := a.unpack(name, p); err != nil {
+				return err
+			}
+		}
+	}
+	return a.Stage.Commit(ctx, b)
+}
+
+// unpack puts back what pack compressed: the file staged for entry name.
+func (a *Adding) unpack(name string, p *packed) error {
+	f, err := os.Open(p.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zr, err := pgzip.NewReader(f)
+	if err != nil {
+		return err
+	}
+	if err := a.Stage.Entry(context.Background(), archive.Entry{Name: name}, zr); err != nil {
+		return err
+	}
+	delete(a.packed, name)
+	return os.Remove(p.path)
+}
+
+// storeAs says which blobs of the bundle go elsewhere: an uncompressed layer to its
+// compressed blob.
+func (a *Adding) storeAs(b *archive.Blob) (v1.Hash, string, bool) {
+	a.mu.Lock()
+	p, ok := a.packed[b.Path]
+	a.mu.Unlock()
+	switch {
+	case ok && b.Path != "":
+		return sha256Hex(p.Digest), p.path, true
+	case b.Missing:
+		if s, ok := a.known[b.Digest.Hex]; ok {
+			return sha256Hex(s.Digest), "", true
+		}
+	}
+	return v1.Hash{}, "", false
+}
+
+// uncompressedLayers returns the layers of the bundle's manifests whose media type says
+// uncompressed tar.
+func uncompressedLayers(b *archive.Bundle) map[v1.Hash]bool {
+	out := map[v1.Hash]bool{}
+	for _, blob := range b.Reachable() {
+		var m struct{ Layers []v1.Descriptor }
+		if blob.Data == nil || json.Unmarshal(blob.Data, &m) != nil {
+			continue
+		}
+		for _, l := range m.Layers {
+			if gzipTypes[l.MediaType] != "" {
+				out[l.Digest] = true
+			}
+		}
+	}
+	return out
+}
+
+// packedLayers maps the hex digest of every layer the records hold compressed to its blob.
+func packedLayers(records []*Record) map[string]Stored {
+	out := map[string]Stored{}
+	for _, r := range records {
+		for d, s := range r.Layers {
+			out[d] = s
+		}
+	}
+	return out
+}
+
+// expose makes the manifest (or index) d the one the pool lists in index.json: if it names
+// layers the pool holds compressed, a copy naming the compressed blobs, stored and recorded
+// in r.Manifests. packLayer, if not nil, is asked to compress the uncompressed layers r does
+// not hold compressed yet.
+func (p *Pool) expose(r *Record, d v1.Descriptor, packLayer func(v1.Descriptor) (Stored, error)) (v1.Descriptor, error) {
+	key := "layers"
+	switch {
+	case d.MediaType.IsIndex():
+		key = "manifests"
+	case !d.MediaType.IsImage():
+		return d, nil
+	}
+	data, err := os.ReadFile(p.BlobPath(d.Digest))
+	if err != nil {
+		return d, err
+	}
+	var m map[string]json.RawMessage
+	var descs []v1.Descriptor
+	if err := json.Unmarshal(data, &m); err != nil {
+		return d, fmt.Errorf("manifest %s: %w", d.Digest, err)
+	}
+	if err := json.Unmarshal(m[key], &descs); err != nil {
+		return d, fmt.Errorf("manifest %s: %w", d.Digest, err)
+	}
+	changed := false
+	for i, c := range descs {
+		if key == "manifests" {
+			if descs[i], err = p.expose(r, c, packLayer); err != nil {
+				return d, err
+			}
+			changed = changed || descs[i].Digest != c.Digest
+			continue
+		}
+		gz := gzipTypes[c.MediaType]
+		if gz == "" {
+			continue
+		}
+		s, ok := r.Layers[c.Digest.Hex]
+		if !ok && packLayer != nil {
+			if s, err = packLayer(c); err != nil {
+				return d, err
+			}
+			r.Layers[c.Digest.Hex], ok = s, true
+		}
+		if ok {
+			descs[i].MediaType, descs[i].Digest, descs[i].Size = gz, sha256Hex(s.Digest), s.Size
+			changed = true
+		}
+	}
+	if !changed {
+		return d, nil
+	}
+	if m[key], err = json.Marshal(descs); err != nil {
+		return d, err
+	}
+	if data, err = json.Marshal(m); err != nil {
+		return d, err
+	}
+	sum := sha256.Sum256(data)
+	original := d.Digest.Hex
+	d.Digest, d.Size = sha256Hex(hex.EncodeToString(sum[:])), int64(len(data))
+	if !exists(p.BlobPath(d.Digest)) {
+		if err := atomicfile.WriteFile(p.BlobPath(d.Digest), data, 0o644); err != nil {
+			return d, err
+		}
+	}
+	r.Manifests[original] = Stored{Digest: d.Digest.Hex, Size: d.Size}
+	return d, nil
+}
+
+// Recompress stores every layer the pool holds uncompressed as a compressed blob, one
+// bundle at a time: the compressed blobs and manifests first, then the bundle's record, then
+// index.json, then gc frees the uncompressed blobs no record needs any more. Killed at any
+// point, the pool holds every bundle in one form or the other, and the next run finishes.
+// It returns the bytes of uncompressed layers it compressed and what they take now.
+func (p *Pool) Recompress(ctx context.Context) (from, to int64, err error) {
+	unlock, err := p.Lock()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer unlock()
+	records, err := p.Records()
+	if err != nil {
+		return 0, 0, err
+	}
+	known := packedLayers(records)
+	blobs := filepath.Join(p.Dir, "blobs", "sha256")
+	packLayer := func(d v1.Descriptor) (Stored, error) {
+		if s, ok := known[d.Digest.Hex]; ok && exists(p.BlobPath(sha256Hex(s.Digest))) {
+			return s, nil
+		}
+		f, err := os.Open(p.BlobPath(d.Digest))
+		if err != nil {
+			return Stored{}, err
+		}
+		defer f.Close()
+		pk, err := pack(filepath.Join(blobs, tempPrefix+randomHex()), f)
+		if err == nil && pk.raw != d.Digest {
+			os.Remove(pk.path)
+			err = fmt.Errorf("%w: blob %s hashes to %s", ErrDamaged, d.Digest, pk.raw)
+		}
+		if err == nil {
+			err = os.Rename(pk.path, p.BlobPath(sha256Hex(pk.Digest)))
+		}
+		if err != nil {
+			return Stored{}, fmt.Errorf("compressing layer %s: %w", d.Digest, err)
+		}
+		known[d.Digest.Hex] = pk.Stored
+		from, to = from+d.Size, to+pk.Size
+		return pk.Stored, ctx.Err()
+	}
+	for _, r := range records {
+		n := len(r.Layers) + len(r.Manifests)
+		if err := p.exposeAll(r, packLayer); err != nil {
+			return from, to, err
+		}
+		if len(r.Layers)+len(r.Manifests) == n {
+			continue
+		}
+		if err := atomicfile.SyncDir(blobs); err != nil {
+			return from, to, err
+		}
+		if err := p.writeRecord(r); err != nil {
+			return from, to, err
+		}
+		if err := p.writeIndex(); err != nil {
+			return from, to, err
+		}
+	}
+	_, _, err = p.gc(false)
+	return from, to, err
+}
+
+// exposeAll exposes every manifest of r's index.
+func (p *Pool) exposeAll(r *Record, packLayer func(v1.Descriptor) (Stored, error)) error {
+	if r.Layers == nil {
+		r.Layers, r.Manifests = map[string]Stored{}, map[string]Stored{}
+	}
+	for _, d := range r.Index {
+		if _, err := p.expose(r, d, packLayer); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkPacked reads a compressed layer once, checking both the stored blob's digest and that
+// it decompresses to the layer it stands for.
+func (p *Pool) checkPacked(layer string, s Stored) string {
+	f, err := os.Open(p.BlobPath(sha256Hex(s.Digest)))
+	if err != nil {
+		return "missing"
+	}
+	defer f.Close()
+	stored, raw := sha256.New(), sha256.New()
+	in := io.TeeReader(bufio.NewReaderSize(f, 1<<16), stored)
+	zr, err := pgzip.NewReader(in)
+	if err == nil {
+		_, err = io.Copy(raw, zr)
+	}
+	if err == nil {
+		_, err = io.Copy(io.Discard, in) // anything after the gzip stream counts for the digest
+	}
+	switch {
+	case err != nil:
+		return "reading: " + err.Error()
+	case hashOf(stored).Hex != s.Digest:
+		return "content hashes to " + hashOf(stored).String()
+	case hashOf(raw).Hex != layer:
+		return fmt.Sprintf("decompresses to %s, not the layer sha256:%s it stands for", hashOf(raw), layer)
+	}
+	return ""
+}
+
+// Inventory lists the layers of every image index.json reaches, and the digests of the
+// layers the pool holds compressed as they came: a delta against the pool leaves those out.
+func (p *Pool) Inventory() (*Inventory, error) {
+	inv, err := p.Layout.Inventory()
+	if err != nil {
+		return nil, err
+	}
+	records, err := p.Records()
+	if err != nil {
+		return nil, err
+	}
+	var layers []v1.Hash
+	for d := range packedLayers(records) {
+		layers = append(layers, sha256Hex(d))
+	}
+	inv.AddImage(nil, layers)
+	return inv, nil
+}

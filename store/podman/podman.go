@@ -1,0 +1,162 @@
+// Package podman is podman as a store: `podman load` takes docker archives, and `podman
+// images` says what it holds. On a host, ferry runs exactly those commands, constants with no
+// user input in them, over an SSH session; here it runs the podman on $PATH.
+package podman
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/dedupe"
+	"github.com/ferrytool/ferry/sshconn"
+	"github.com/ferrytool/ferry/store"
+)
+
+func init() {
+	store.Register(store.Kind{
+		Name:   "podman",
+		Syntax: "podman",
+		Doc:    "podman's image store, through `podman load` and `podman images`",
+		Remote: true,
+		Check:  store.NoArg,
+		Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {
+			s := &Store{name: env.On("podman"), run: runLocal}
+			if env.Host != nil {
+				s.run = env.Host.Run
+			}
+			return s, nil
+		},
+	})
+}
+
+// The commands ferry runs. They are constants: nothing the user typed goes into them.
+const (
+	loadCmd   = "podman load"
+	imagesCmd = "podman images --format json"
+)
+
+// A Store is podman. podman 4 loads neither thin bundles nor gzip-compressed docker
+// archives: it gets complete images, uncompressed.
+type Store struct {
+	name string
+	run  func(ctx context.Context, cmd string, stdin io.Reader) (string, error)
+}
+
+func (s *Store) String() string { return s.name }
+func (s *Store) Close() error   { return nil }
+
+// Inventory says that podman takes complete images only, once podman answered.
+func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
+	out, err := s.command(ctx, imagesCmd, nil)
+	if err != nil {
+		return nil, err
+	}
+	var images []json.RawMessage // podman answered
+	if err := json.Unmarshal([]byte(out), &images); err != nil {
+		return nil, fmt.Errorf("reading what %s printed: %w", imagesCmd, err)
+	}
+	inv := dedupe.NewInventory(dedupe.StoreDocker)
+	inv.Complete = true
+	return inv, nil
+}
+
+// Receive forwards a bundle into `podman load` as it is read, uncompressed. podman stores
+// nothing from a stream cut short.
+func (s *Store) Receive(ctx context.Context) (store.Receiver, error) {
+	return store.StreamReceiver(ctx, s.load, complete), nil
+}
+
+// complete refuses thin bundles: podman cannot complete them.
+func complete(_ context.Context, b *archive.Bundle) error {
+	for _, blob := range b.Reachable() {
+		if blob.Missing {
+			return fmt.Errorf("%w: podman does not load bundles that leave out layers: load the complete bundle", archive.ErrMissingBlob)
+		}
+	}
+	return nil
+}
+
+// load runs `podman load` with r on its standard input.
+func (s *Store) load(ctx context.Context, r io.Reader) ([]string, error) {
+	out, err := s.command(ctx, loadCmd, r)
+	if err != nil {
+		return nil, err
+	}
+	return loaded(out), nil
+}
+
+func (s *Store) command(ctx context.Context, cmd string, stdin io.Reader) (string, error) {
+	out, err := s.run(ctx, cmd, stdin)
+	var ce *sshconn.CommandError
+	var ee *exec.Error
+	switch {
+	case errors.As(err, &ce) && ce.Status == 127:
+		return "", fmt.Errorf("%w: is podman installed there, and on the PATH of a non-interactive shell?", err)
+	case errors.As(err, &ee):
+		return "", fmt.Errorf("%w: is podman installed?", err)
+	case err != nil && stdin != nil:
+		return "", fmt.Errorf("%w; podman loads nothing from an incomplete stream: %s is as it was", err, s.name)
+	}
+	return out, err
+}
+
+// runLocal runs one of the commands on this machine. If reading stdin fails, podman is
+// killed before it can see the end of its input, so it never takes a stream cut short for a
+// whole one.
+func runLocal(ctx context.Context, cmd string, stdin io.Reader) (string, error) {
+	args := strings.Fields(cmd)
+	c := exec.CommandContext(ctx, args[0], args[1:]...)
+	var stdout bytes.Buffer
+	var stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	in, err := c.StdinPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := c.Start(); err != nil {
+		return "", err
+	}
+	var copyErr error
+	if stdin != nil {
+		_, copyErr = io.Copy(in, stdin)
+	}
+	if copyErr != nil && !errors.Is(copyErr, io.ErrClosedPipe) {
+		c.Process.Kill()
+		c.Wait()
+		return "", copyErr
+	}
+	in.Close()
+	if err := c.Wait(); err != nil {
+		return stdout.String(), fmt.Errorf("%s: %w: %s", cmd, err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// loaded reads the references podman load says it loaded: "Loaded image: REF" or
+// "Loaded image(s): REF,REF" lines.
+func loaded(out string) []string {
+	var refs []string
+	for _, line := range strings.Split(out, "\n") {
+		_, rest, ok := strings.Cut(line, "Loaded image")
+		if !ok {
+			continue
+		}
+		_, list, ok := strings.Cut(rest, ": ")
+		if !ok {
+			continue
+		}
+		for _, ref := range strings.Split(list, ",") {
+			if ref = strings.TrimSpace(ref); ref != "" {
+				refs = append(refs, ref)
+			}
+		}
+	}
+	return refs
+}

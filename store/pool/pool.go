@@ -1,0 +1,79 @@
+// Package pool is a ferry pool as a store and a source: pool:DIR[:NAME]. Read, NAME is a
+// bundle of the pool (or NAME/TAG, an image of it); loaded into, the bundle is added under
+// NAME.
+package pool
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/dedupe"
+	"github.com/ferrytool/ferry/store"
+)
+
+func init() {
+	store.Register(store.Kind{
+		Name:   "pool",
+		Syntax: "pool:DIR[:NAME]",
+		Doc:    "a ferry pool; NAME is a bundle in it (or NAME/TAG, one image of it)",
+		Check:  store.DirArg,
+		Open: func(_ context.Context, arg string, _ store.Env) (store.Store, error) {
+			dir, name := store.CutRef(arg)
+			p, err := dedupe.OpenPool(dir)
+			if err != nil {
+				return nil, err
+			}
+			return &Store{Pool: p, name: name}, nil
+		},
+	})
+}
+
+// A Store is a pool.
+type Store struct {
+	*dedupe.Pool
+	name string // the bundle a load adds
+}
+
+func (s *Store) String() string { return "pool:" + s.Dir }
+func (s *Store) Close() error   { return nil }
+
+// Inventory lists every blob the pool holds, and the layers it holds compressed by the
+// digests they came with.
+func (s *Store) Inventory(context.Context) (*dedupe.Inventory, error) { return s.Pool.Inventory() }
+
+// Receive adds the bundle to the pool under the name the reference gave.
+func (s *Store) Receive(context.Context) (store.Receiver, error) {
+	if s.name == "" {
+		return nil, fmt.Errorf("%w: name the bundle to add: pool:%s:NAME", store.ErrInvalidReference, s.Dir)
+	}
+	a, err := s.Add(s.name)
+	if err != nil {
+		return nil, err
+	}
+	return &receiver{Adding: a}, nil
+}
+
+type receiver struct {
+	*dedupe.Adding
+	loaded []store.Loaded
+}
+
+func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
+	if err := r.Adding.Commit(ctx, b); err != nil {
+		return err
+	}
+	r.loaded = store.LoadedImages(b)
+	return nil
+}
+
+func (r *receiver) Loaded() []store.Loaded { return r.loaded }
+
+// Open exports bundles or images of the pool: refs are bundle names or NAME/TAG.
+func (s *Store) Open(_ context.Context, refs []string, opts store.ReadOptions) (*store.Images, error) {
+	b, src, err := s.Export(refs)
+	if err != nil {
+		return nil, err
+	}
+	return store.NewImages(b, src, nil).Counted(opts.Progress), nil
+}

@@ -1,0 +1,256 @@
+// Package registry is a registry as a store and a source: registry:HOST[:PORT][/PREFIX].
+// Images go to HOST/PREFIX/REPO:TAG; read, they keep the registry's own manifests and
+// compressed blobs, so digests survive.
+package registry
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/dedupe"
+	"github.com/ferrytool/ferry/store"
+)
+
+func init() {
+	store.Register(store.Kind{
+		Name:   "registry",
+		Syntax: "registry[:HOST[/PREFIX]]",
+		Doc:    "a registry: images as HOST/PREFIX/REPO:TAG (plain http for localhost and 127.0.0.1, or with --insecure); bare, images are named whole",
+		Check: func(arg string) error {
+			_, err := New(arg, false)
+			return err
+		},
+		Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {
+			return New(arg, env.Insecure)
+		},
+	})
+}
+
+// A Store is a registry, or the part of it under a prefix.
+type Store struct {
+	base     string // HOST[/PREFIX], "" when images are named whole
+	insecure bool
+}
+
+// New opens the registry store base, HOST[:PORT][/PREFIX] ("" when images are named whole).
+func New(base string, insecure bool) (*Store, error) {
+	base = strings.TrimSuffix(base, "/")
+	s := &Store{base: base, insecure: insecure}
+	if base != "" {
+		if _, err := name.NewRepository(base+"/x", s.nameOptions()...); err != nil {
+			return nil, fmt.Errorf("%w: registry store %q: want registry:HOST[:PORT][/PREFIX]", store.ErrInvalidReference, base)
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) String() string {
+	if s.base == "" {
+		return "registry"
+	}
+	return "registry:" + s.base
+}
+
+func (s *Store) Close() error { return nil }
+
+// nameOptions: plain http is allowed for localhost and 127.0.0.1 by go-containerregistry
+// itself, and for any registry with insecure.
+func (s *Store) nameOptions() []name.Option {
+	if s.insecure {
+		return []name.Option{name.Insecure}
+	}
+	return nil
+}
+
+// options are the go-containerregistry options: credentials from the default keychain
+// (docker config, credential helpers).
+func options(ctx context.Context, platform *v1.Platform) []remote.Option {
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	if platform != nil {
+		opts = append(opts, remote.WithPlatform(*platform))
+	}
+	return opts
+}
+
+// ref resolves an image reference against the store's base.
+func (s *Store) ref(ref string) (name.Reference, error) {
+	full := ref
+	if s.base != "" {
+		full = s.base + "/" + ref
+	}
+	r, err := name.ParseReference(full, s.nameOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: image %q: %w", store.ErrInvalidReference, ref, err)
+	}
+	return r, nil
+}
+
+// CheckRefs checks image references before anything is read.
+func (s *Store) CheckRefs(refs []string) error {
+	for _, ref := range refs {
+		if _, err := s.ref(ref); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Inventory lists the layers of every image tagged in the repositories under the store's
+// base: the registry's catalog, filtered by the prefix (a repository named exactly
+// HOST/PREFIX counts too).
+func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
+	if s.base == "" {
+		return nil, fmt.Errorf("%w: the inventory of a registry needs registry:HOST[/PREFIX]", store.ErrInvalidReference)
+	}
+	host, prefix, _ := strings.Cut(s.base, "/")
+	reg, err := name.NewRegistry(host, s.nameOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: registry %q: %w", store.ErrInvalidReference, host, err)
+	}
+	inv := dedupe.NewInventory(dedupe.StoreOCI)
+	repos, err := remote.Catalog(ctx, reg, options(ctx, nil)...)
+	if err != nil && prefix != "" {
+		// No catalog (many registries keep it to themselves): the prefix as a repository.
+		return inv, s.addRepository(ctx, inv, reg.Repo(prefix))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing the repositories of %s: %w", host, err)
+	}
+	for _, repo := range repos {
+		if prefix != "" && repo != prefix && !strings.HasPrefix(repo, prefix+"/") {
+			continue
+		}
+		if err := s.addRepository(ctx, inv, reg.Repo(repo)); err != nil {
+			return nil, err
+		}
+	}
+	return inv, nil
+}
+
+// addRepository records the layers of every image tagged in repo.
+func (s *Store) addRepository(ctx context.Context, inv *dedupe.Inventory, repo name.Repository) error {
+	tags, err := remote.List(repo, options(ctx, nil)...)
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", repo, err)
+	}
+	for _, tag := range tags {
+		desc, err := remote.Get(repo.Tag(tag), options(ctx, nil)...)
+		if err != nil {
+			return fmt.Errorf("reading %s:%s: %w", repo, tag, err)
+		}
+		if desc.MediaType.IsIndex() {
+			idx, err := desc.ImageIndex()
+			if err == nil {
+				err = inv.AddIndex(idx)
+			}
+			if err != nil {
+				return fmt.Errorf("reading %s:%s: %w", repo, tag, err)
+			}
+			continue
+		}
+		img, err := desc.Image()
+		if err == nil {
+			err = inv.AddV1Image(img)
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s:%s: %w", repo, tag, err)
+		}
+	}
+	return nil
+}
+
+// Open reads images from the registry: their original manifests, configs and compressed
+// layers, fetched when written.
+func (s *Store) Open(ctx context.Context, refs []string, opts store.ReadOptions) (*store.Images, error) {
+	b, src := &archive.Bundle{}, archive.V1Source{}
+	for _, ref := range refs {
+		if err := s.add(ctx, b, src, ref, opts); err != nil {
+			return nil, err
+		}
+	}
+	return store.NewImages(b, src, nil).Counted(opts.Progress), nil
+}
+
+func (s *Store) add(ctx context.Context, b *archive.Bundle, src archive.V1Source, ref string, opts store.ReadOptions) error {
+	r, err := s.ref(ref)
+	if err != nil {
+		return err
+	}
+	platform := opts.PlatformOrHost()
+	desc, err := remote.Get(r, options(ctx, &platform)...)
+	if err != nil {
+		return fmt.Errorf("fetching %s: %w", r, err)
+	}
+	var tags []string
+	if t, ok := r.(name.Tag); ok {
+		tags = []string{archive.Familiar(t)}
+	}
+	if desc.MediaType.IsIndex() && opts.AllPlatforms {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return fmt.Errorf("reading index %s: %w", r, err)
+		}
+		_, err = b.AddIndex(idx, tags, platform, src)
+		return err
+	}
+	img, err := desc.Image() // picks the platform from an index
+	if err != nil {
+		return fmt.Errorf("reading image %s: %w", r, err)
+	}
+	_, err = b.AddImage(img, tags, src)
+	return err
+}
+
+// Receive spools a bundle, then pushes each image under HOST/PREFIX/REPO:TAG once it is
+// verified. Blobs go before manifests, and blobs the registry holds are not sent again, so a
+// failed push leaves no tag pointing at less than a whole image.
+func (s *Store) Receive(context.Context) (store.Receiver, error) {
+	if s.base == "" {
+		return nil, fmt.Errorf("%w: name where images go: registry:HOST[/PREFIX]", store.ErrInvalidReference)
+	}
+	spool, err := archive.NewSpool("", archive.WriteOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return &receiver{Spool: spool, s: s}, nil
+}
+
+type receiver struct {
+	*archive.Spool
+	s      *Store
+	loaded []store.Loaded
+}
+
+func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
+	defer r.Close()
+	for _, img := range b.Images {
+		if len(img.RepoTags) == 0 {
+			return fmt.Errorf("image %s has no tag to push it under", img.ID())
+		}
+		v1img, err := img.V1(ctx, r.Spool)
+		if err != nil {
+			return err
+		}
+		for _, tag := range img.RepoTags {
+			t, _ := archive.ParseTag(tag)
+			target, err := name.NewTag(r.s.base+"/"+strings.TrimPrefix(t.RepositoryStr(), "library/")+":"+t.TagStr(), r.s.nameOptions()...)
+			if err != nil {
+				return fmt.Errorf("pushing %s: %w", tag, err)
+			}
+			if err := remote.Write(target, v1img, options(ctx, nil)...); err != nil {
+				return fmt.Errorf("pushing %s: %w", target, err)
+			}
+			r.loaded = append(r.loaded, store.Loaded{Ref: target.String(), ID: img.ID()})
+		}
+	}
+	return nil
+}
+
+func (r *receiver) Loaded() []store.Loaded { return r.loaded }
