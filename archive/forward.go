@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/ferrytool/ferry/internal/leftover"
 )
 
 // A Forwarder writes a bundle to a docker-archive stream (docker load, podman load) as Read
@@ -43,7 +45,8 @@ func (f *Forwarder) Entry(e Entry, r io.Reader) error {
 	}
 	if f.held == nil {
 		var err error
-		if f.held, err = os.CreateTemp("", "ferry-held-"); err != nil {
+		leftover.Clean("", "ferry-held-") // a killed run's
+		if f.held, err = os.CreateTemp("", leftover.Pattern("ferry-held-")); err != nil {
 			return err
 		}
 		os.Remove(f.held.Name()) // gone with the descriptor

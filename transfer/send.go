@@ -289,7 +289,11 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to string
 		return res
 	}
 	defer c.Close()
-	st, err := store.Open(ctx, to, store.Env{Host: c, Socket: d.Path, Insecure: opts.Insecure})
+	env := opts.env(c, d.Path)
+	if opts.Waiting != nil {
+		env.Waiting = func(msg string) { opts.Waiting(host + ": " + msg) }
+	}
+	st, err := store.Open(ctx, to, env)
 	if err != nil {
 		res.Err = err
 		return res

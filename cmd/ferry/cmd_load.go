@@ -83,7 +83,7 @@ func (o *loadOptions) load(cmd *cobra.Command, file string, platform *v1.Platfor
 	defer in.Close()
 	bar := o.progress.start(cmd, "loading")
 	res, err := transfer.Load(cmd.Context(), bar.reader(in, size), transfer.LoadOptions{
-		Options:  transfer.Options{Insecure: o.insecure},
+		Options:  transfer.Options{Insecure: o.insecure, Waiting: o.progress.waiting(cmd.ErrOrStderr())},
 		To:       o.to,
 		Platform: platform,
 	})

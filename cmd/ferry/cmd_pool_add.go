@@ -49,7 +49,7 @@ are stored; a delta is added only when the pool holds the layers it leaves out.`
 }
 
 func (o *poolAddOptions) run(cmd *cobra.Command, dir string, args []string) error {
-	p, err := dedupe.OpenPool(dir)
+	p, err := openPool(dir, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}

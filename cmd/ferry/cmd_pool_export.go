@@ -4,7 +4,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferrytool/ferry/archive"
-	"github.com/ferrytool/ferry/dedupe"
 )
 
 type poolExportOptions struct {
@@ -31,7 +30,7 @@ the same --level.`,
 			if err != nil {
 				return err
 			}
-			p, err := dedupe.OpenPool(args[0])
+			p, err := openPool(args[0], cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -81,6 +81,7 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 		return err
 	}
 	opts := o.ssh.options(o.insecure, promptPassphrase)
+	opts.Waiting = o.progress.waiting(cmd.ErrOrStderr())
 	var have *dedupe.Inventory
 	if o.have != "" {
 		if have, err = transfer.Have(cmd.Context(), o.have, opts); err != nil {

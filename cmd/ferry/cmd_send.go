@@ -114,6 +114,7 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 		Progress: show.sending,
 	}
 	opts.From, opts.FromHost = parseFrom(o.from)
+	opts.Waiting = o.progress.waiting(cmd.ErrOrStderr())
 	results, err := transfer.Send(cmd.Context(), images, o.hosts, opts)
 	show.finish(results, err)
 	if results != nil {

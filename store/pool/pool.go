@@ -18,12 +18,13 @@ func init() {
 		Syntax: "pool:DIR[:NAME]",
 		Doc:    "a ferry pool; NAME is a bundle in it (or NAME/TAG, one image of it)",
 		Check:  store.DirArg,
-		Open: func(_ context.Context, arg string, _ store.Env) (store.Store, error) {
+		Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {
 			dir, name := store.CutRef(arg)
 			p, err := dedupe.OpenPool(dir)
 			if err != nil {
 				return nil, err
 			}
+			p.Waiting = env.Waiting
 			return &Store{Pool: p, name: name}, nil
 		},
 	})
