@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -48,7 +49,15 @@ func (e usageError) Unwrap() error { return e.error }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
+// memoryLimit is the soft limit on the Go heap (GOMEMLIMIT overrides it): ferry streams, so
+// its heap stays far below it, but a bundle whose metadata is large (JSON is held until
+// verified) would otherwise grow to twice what it holds before the collector runs.
+const memoryLimit = 48 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRootCmd()
