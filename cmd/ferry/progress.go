@@ -50,7 +50,8 @@ func (p *progressFlags) start(cmd *cobra.Command, label string) *progressBar {
 	case mode == "auto":
 		mode = "plain"
 	}
-	return &progressBar{mode: mode, quiet: p.quiet, label: label, w: cmd.ErrOrStderr(), start: time.Now()}
+	now := time.Now()
+	return &progressBar{mode: mode, quiet: p.quiet, label: label, w: cmd.ErrOrStderr(), start: now, last: now}
 }
 
 // update is a transfer progress callback: bytes done of total (0: unknown).

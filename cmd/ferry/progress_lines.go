@@ -99,8 +99,8 @@ func (s *sendProgress) finish(results []transfer.HostResult, err error) {
 	if ok == 0 {
 		return // main prints the error
 	}
-	what := fmt.Sprintf("sent %s to %d of %d hosts", plural(images, "image"), ok, len(results))
-	fmt.Fprintf(s.w, "%s: %s of %s in full in %.1fs\n", what, humanBytes(sent), humanBytes(full), time.Since(s.start).Seconds())
+	fmt.Fprintf(s.w, "sent %s to %d of %d hosts: %s (the whole images: %s) in %.1fs\n", plural(images, "image"), ok, len(results),
+		humanBytes(sent), humanBytes(full), time.Since(s.start).Seconds())
 }
 
 // askPassphrase asks on the terminal for the passphrase of a key file, once per file.

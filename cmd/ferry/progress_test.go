@@ -62,7 +62,7 @@ func TestProgressOnTerminal(t *testing.T) {
 		{"pool add", []string{"pool", "add", pool, bundle, "--name", "night-1"}, 1, `^added night-1 to the pool: `},
 		{"pool export", []string{"pool", "export", pool, "night-1", "-o", filepath.Join(dir, "export.tar")}, 1, `^exported night-1 to .*export\.tar: `},
 		{"send", []string{"send", bundle, "-H", "root@" + sshd.Addr, "--to", "oci:" + filepath.Join(dir, "remote"),
-			"--known-hosts", known, "-i", key}, 2, `^sent 2 images to 1 of 1 hosts: [0-9.]+ [kMG]?B of [0-9.]+ [kMG]?B in full in [0-9.]+s$`},
+			"--known-hosts", known, "-i", key}, 2, `^sent 2 images to 1 of 1 hosts: [0-9.]+ [kMG]?B \(the whole images: [0-9.]+ [kMG]?B\) in [0-9.]+s$`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := onTerminal(t, tc.args...)
