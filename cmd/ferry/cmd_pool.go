@@ -175,11 +175,15 @@ func newPoolCheckCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			damaged := 0
 			for _, pr := range problems {
 				fmt.Fprintln(cmd.OutOrStdout(), pr)
+				if !pr.Repaired {
+					damaged++
+				}
 			}
-			if len(problems) > 0 {
-				return fmt.Errorf("%w: %d problems", dedupe.ErrDamaged, len(problems))
+			if damaged > 0 {
+				return fmt.Errorf("%w: %d problems", dedupe.ErrDamaged, damaged)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK\n", args[0])
 			return nil

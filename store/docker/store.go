@@ -125,8 +125,12 @@ func (s *Store) LoadStream(ctx context.Context, r io.Reader) ([]string, error) {
 	return s.Load(ctx, r, nil)
 }
 
-// checkThin makes sure the daemon holds every layer the bundle leaves out.
+// checkThin makes sure docker takes the images (archive.DockerLoadable) and the daemon holds
+// every layer the bundle leaves out.
 func (s *Store) checkThin(ctx context.Context, b *archive.Bundle) error {
+	if err := archive.DockerLoadable(b); err != nil {
+		return err
+	}
 	if !thin(b) {
 		return nil
 	}
