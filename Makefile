@@ -18,7 +18,7 @@ deps: ## install what tests, demo and benchmarks run against (apt, and a cached 
 test: deps ## run every test: unit, fuzz seeds, and integration against real dockerd, sshd, registry, skopeo, podman
 	$(GO) test -count=1 -timeout 20m ./...
 
-demo: deps build ## save two images sharing a base, list, verify, load into the default OCI store and a second dockerd, run
+demo: deps build ## the whole job on throwaway daemons: a bundle, a pool of two bundles sharing a base, a send over a throwaway sshd, the image run there
 	@FERRY=$(CURDIR)/$(BIN) bash examples/demo/run.sh
 
 bench: deps build ## measure save, load, pool, delta and send against docker, gzip, pigz, skopeo and ssh on a ~430 MB image

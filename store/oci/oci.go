@@ -23,7 +23,7 @@ func init() {
 	store.Register(store.Kind{
 		Name:   "oci",
 		Syntax: "oci:DIR[:REF]",
-		Doc:    "an OCI image layout directory; REF picks an image to read (its full name, as docker names it, or its tag)",
+		Doc:    "an OCI image layout directory. As a source, REF picks an image (its full name, as docker names it, or its tag); as a store, only the blobs it lacks are written, each verified, and index.json last, under .ferry.lock. On a host, over SFTP",
 		Remote: true,
 		Check:  store.DirArg,
 		Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {
