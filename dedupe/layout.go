@@ -628,6 +628,7 @@ type held struct {
 	done  chan error
 	n     int64
 	spans map[uint64]span // by a hash of the entry name: names may be long and many
+	buf   []byte
 }
 
 type span struct{ off, size int64 }
@@ -651,7 +652,13 @@ func nameKey(name string) uint64 {
 }
 
 func (h *held) add(e archive.Entry, r io.Reader) error {
-	n, err := io.CopyN(h.pw, r, e.Size)
+	if h.buf == nil {
+		h.buf = make([]byte, 64<<10)
+	}
+	n, err := io.CopyBuffer(h.pw, io.LimitReader(r, e.Size), h.buf)
+	if err == nil && n != e.Size {
+		err = io.ErrUnexpectedEOF
+	}
 	if err != nil {
 		return err
 	}
