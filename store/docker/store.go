@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,6 +72,18 @@ func Dial(c *sshconn.Client, socket string) *Client {
 		}
 		return conn, err
 	})
+}
+
+// TakesZstd reports whether the daemon's load takes zstd-compressed input: docker 23 and
+// later (20.10 refuses it: "invalid tar header").
+func (s *Store) TakesZstd(ctx context.Context) bool {
+	info, err := s.Info(ctx)
+	if err != nil {
+		return false
+	}
+	major, _, _ := strings.Cut(info.ServerVersion, ".")
+	n, err := strconv.Atoi(major)
+	return err == nil && n >= 23
 }
 
 // Answers reports whether the daemon answers within a few seconds.
