@@ -145,8 +145,9 @@ type Tool struct {
 
 // Podman5 returns podman 5 with storage of its own (removed at cleanup), the cgroupfs
 // cgroup manager and file events. Run it with `--network none` and `--pull=never`. The
-// trixie root configures no unqualified-search-registries: a loaded "app:1" is
-// "docker.io/library/app:1" to podman, and only the full name finds it.
+// trixie root configures no unqualified-search-registries: podman 5 names a short name it
+// loads from a docker archive localhost/NAME ("app:1" and "corpus/app:1" become
+// "localhost/app:1" and "localhost/corpus/app:1"), and only that name finds it.
 func Podman5(t testing.TB) *Tool {
 	t.Helper()
 	s := startSandbox(t, "podman", sleeper)
