@@ -134,7 +134,10 @@ func (p *coldPlan) join(ctx context.Context, src *pending, st store.Store, inv *
 		p.mu.Unlock()
 	}
 	images, pipelined := p.layers(ctx, src)
-	if !ok || !pipelined || !(inv.Complete || holdsNone(inv.Has, images)) {
+	// A store that takes complete images only and holds every layer may hold the images
+	// whole: it waits for the source, and deliver sends it nothing it holds whole.
+	cold := holdsNone(inv.HoldsLayer, images) || inv.Complete && !holdsEvery(inv.HoldsLayer, images)
+	if !ok || !pipelined || !cold {
 		p.decide(nil, true)
 		return nil
 	}
@@ -166,6 +169,22 @@ func sendCold(ctx context.Context, res *HostResult, h *coldHost, src *pending, w
 		res.Full += max(sent, wireSize(im, im.Bundle, write))
 	}
 	return err
+}
+
+// holdsEvery reports whether a host, by has, holds every layer of the images.
+func holdsEvery(has func(*archive.Image, int) bool, images [][]v1.Hash) bool {
+	for _, diffIDs := range images {
+		img := &archive.Image{}
+		for _, d := range diffIDs {
+			img.Layers = append(img.Layers, &archive.Layer{Blob: &archive.Blob{}, DiffID: d})
+		}
+		for i := range img.Layers {
+			if !has(img, i) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // holdsNone reports whether a host, by has, holds no layer of the images.

@@ -121,8 +121,22 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 			}
 		}
 		inv.AddImage(diffIDs, nil)
+		if id, err := v1.NewHash(summary.ID); err == nil {
+			inv.AddHeld([]v1.Hash{id}, tagsOf(summary.RepoTags))
+		}
 	}
 	return inv, nil
+}
+
+// tagsOf drops docker's "<none>:<none>" from an image's tags.
+func tagsOf(repoTags []string) []string {
+	var tags []string
+	for _, t := range repoTags {
+		if t != "<none>:<none>" {
+			tags = append(tags, t)
+		}
+	}
+	return tags
 }
 
 // Receive streams a bundle into the daemon's load as it is read. docker load unpacks its
