@@ -387,3 +387,47 @@ func uncompressPool(t *testing.T, pool string) {
 	os.WriteFile(filepath.Join(pool, "index.json"), data, 0o644)
 	mustFerry(t, nil, "pool", "gc", pool)
 }
+
+// TestPoolDocker26: a pool filled from docker 26 — its classic store (uncompressed layers,
+// stored gzipped) and its containerd image store (layers as pulled, kept as they are) — and
+// from a bundle file, exports the same bytes ferry save wrote, which docker 26 loads and runs;
+// skopeo reads the pool directly.
+func TestPoolDocker26(t *testing.T) {
+	dir := t.TempDir()
+	pool := filepath.Join(dir, "pool")
+	mustFerry(t, nil, "pool", "init", pool)
+	for _, f := range []testenv.Flavor{testenv.Docker26Classic, testenv.Docker26Containerd} {
+		t.Run(string(f), func(t *testing.T) {
+			d := testenv.StartDockerFlavor(t, f)
+			d.BusyboxImage(t, "base:1", nil)
+			d.DeriveImage(t, "app:1", "base:1", map[string]string{"marker": "app 1 on " + string(f) + "\n"})
+			saved := filepath.Join(dir, string(f)+".tar.gz")
+			mustFerry(t, dockerEnv(d), "save", "app:1", "-o", saved, "-q")
+			mustFerry(t, dockerEnv(d), "pool", "add", pool, "app:1", "--name", string(f)+"-daemon", "-q")
+			mustFerry(t, nil, "pool", "add", pool, saved, "--name", string(f)+"-file", "-q")
+			export := filepath.Join(dir, string(f)+"-export.tar.gz")
+			mustFerry(t, nil, "pool", "export", pool, string(f)+"-file", "-o", export)
+			if a, b := sha256File(t, saved), sha256File(t, export); a != b {
+				t.Errorf("export %s, saved %s: want the same bytes", b, a)
+			}
+			d.Run(t, "rmi", "app:1")
+			mustFerry(t, nil, "pool", "export", pool, string(f)+"-daemon", "-o", filepath.Join(dir, "daemon.tar"))
+			d.Run(t, "load", "-i", filepath.Join(dir, "daemon.tar"))
+			if got := d.Cat(t, "app:1", "/marker"); got != "app 1 on "+string(f)+"\n" {
+				t.Errorf("/marker = %q", got)
+			}
+			run(t, "skopeo", "inspect", "oci:"+pool+":"+string(f)+"-file/app:1")
+		})
+	}
+	mustFerry(t, nil, "pool", "check", pool, "--read-data")
+}
+
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
