@@ -101,7 +101,7 @@ func New(ctx context.Context, dial func(ctx context.Context) (net.Conn, error), 
 		return nil, err
 	}
 	conn.Close()
-	c, err := client.New("unix:///containerd.sock", // the address is dial's business
+	c, err := client.New("/containerd.sock", // a placeholder: dial finds containerd
 		client.WithDefaultNamespace(namespace),
 		client.WithDialOpts([]grpc.DialOption{
 			grpc.WithTransportCredentials(insecure.NewCredentials()),

@@ -29,7 +29,7 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: listing the content store: %w", s, err)
+		return nil, fmt.Errorf("listing the content store: %w", err)
 	}
 	err = s.client.SnapshotService(s.snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
 		if info.Kind != snapshots.KindCommitted {
@@ -41,7 +41,7 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: listing snapshotter %s: %w", s, s.snapshotter, err)
+		return nil, fmt.Errorf("listing snapshotter %s: %w", s.snapshotter, err)
 	}
 	inv := dedupe.NewInventory(dedupe.StoreContainerd)
 	inv.Add(blobs, diffIDs, chains)

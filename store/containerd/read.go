@@ -41,8 +41,10 @@ func FullName(ref string) string {
 }
 
 // Open reads images of the namespace, named as docker names them ("app:1") or as
-// containerd does ("docker.io/library/app:1"). Blobs are read from the content store as
-// they are written; an image whose layers were discarded after unpacking cannot be read.
+// containerd does ("docker.io/library/app:1"), into a spool encoded for opts.Write: the
+// images outlive the connection. Blobs are verified as they are read. An image whose
+// layer blobs were discarded after unpacking (CRI's discard_unpacked_layers) cannot be
+// read.
 func (s *Store) Open(ctx context.Context, refs []string, opts store.ReadOptions) (*store.Images, error) {
 	b, src := &archive.Bundle{}, archive.V1Source{}
 	for _, ref := range refs {
@@ -50,7 +52,26 @@ func (s *Store) Open(ctx context.Context, refs []string, opts store.ReadOptions)
 			return nil, err
 		}
 	}
-	return store.NewImages(b, src, nil).Counted(opts.Progress), nil
+	counted := store.NewImages(b, src, nil).Counted(opts.Progress)
+	return store.Spooled(opts, func(sink archive.Sink) (*archive.Bundle, error) {
+		k := &keep{Sink: sink}
+		if err := archive.Feed(ctx, b, counted.Src, k); err != nil {
+			return nil, err
+		}
+		return k.b, nil
+	})
+}
+
+// keep is a sink that keeps the bundle it commits: the one whose blobs name the spool's
+// entries.
+type keep struct {
+	archive.Sink
+	b *archive.Bundle
+}
+
+func (k *keep) Commit(ctx context.Context, b *archive.Bundle) error {
+	k.b = b
+	return k.Sink.Commit(ctx, b)
 }
 
 func (s *Store) addImage(ctx context.Context, b *archive.Bundle, src archive.V1Source, ref string, opts store.ReadOptions) error {
