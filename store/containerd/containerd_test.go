@@ -323,3 +323,49 @@ func TestNodes(t *testing.T) {
 }
 
 var _ store.Store // the package under test registers through transfer
+
+// TestDocker26 is docker on the containerd image store: sent as a docker host, it gets
+// complete images through the Docker API (it cannot complete thin ones); sent to its
+// containerd, namespace moby, it gets only the blobs it lacks, and docker runs the image.
+func TestDocker26(t *testing.T) {
+	d := testenv.StartDockerFlavor(t, testenv.Docker26Containerd)
+	e := newSSHEnv(t)
+	dir := t.TempDir()
+	base := writeBundle(t, dir, "base:1", testenv.BusyboxV1(t))
+	app := writeBundle(t, dir, "app:1", testenv.BusyboxV1(t, map[string]string{"marker": "app 1\n"}))
+	dockerHost := "ssh://root@" + e.sshd.Addr + strings.TrimPrefix(d.Host, "unix://")
+
+	t.Run("docker API: complete images", func(t *testing.T) {
+		opts := e.opts
+		opts.To = "docker"
+		for _, b := range []string{base, app} {
+			res, err := e.send(t, []string{b}, opts, dockerHost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res[0].Complete || res[0].Skipped != 0 {
+				t.Errorf("%s: %+v, want complete images", b, res[0])
+			}
+		}
+		if got := d.Cat(t, "app:1", "/marker"); got != "app 1\n" {
+			t.Errorf("cat /marker: %q", got)
+		}
+		d.Run(t, "rmi", "app:1")
+	})
+
+	t.Run("its containerd", func(t *testing.T) {
+		opts := e.opts
+		opts.To = "containerd:moby"
+		res, err := e.send(t, []string{app}, opts, "ssh://root@"+e.sshd.Addr+d.Containerd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("sent %d of %d bytes, %d of %d layers skipped", res[0].Sent, res[0].Full, res[0].Skipped, res[0].Layers)
+		if res[0].Skipped != 1 || res[0].Sent > res[0].Full-500<<10 {
+			t.Errorf("send to docker's containerd: %+v, want the base layer skipped", res[0])
+		}
+		if got := d.Cat(t, "app:1", "/marker"); got != "app 1\n" {
+			t.Errorf("cat /marker: %q", got)
+		}
+	})
+}
