@@ -373,7 +373,7 @@ func TestReadRefuses(t *testing.T) {
 		{"entry name with ..", fb.files.with(reg("../../etc/passwd", nil)).tar(t), ErrUnsafeEntry, "../../etc/passwd"},
 		{"entry name with .. past a directory", fb.files.with(reg("blobs/../../x", nil)).tar(t), ErrUnsafeEntry, "blobs/../../x"},
 		{"entry name absolute after ./", fb.files.with(reg(".//etc/passwd", nil)).tar(t), ErrUnsafeEntry, ".//etc/passwd"},
-		{"entry name with a backslash", fb.files.with(reg(`..\x`, nil)).tar(t), ErrUnsafeEntry, `..\x`},
+		{"entry name with a backslash", fb.files.with(reg(`..\x`, nil)).tar(t), ErrUnsafeEntry, `"..\\x"`},
 		{"index.json outside the archive", fb.files.replaced("index.json", reg("../index.json", fb.files.get(t, "index.json").data)).tar(t), ErrUnsafeEntry, "../index.json"},
 		{"absolute config path", fb.files.withManifest(t, func(m *dockerManifest) { m.Config = "/" + fb.config }).tar(t), ErrUnsafeEntry, "/" + fb.config},
 		{"layer path with ..", fb.files.withManifest(t, func(m *dockerManifest) { m.Layers[0] = "../" + fb.layers[0] }).tar(t), ErrUnsafeEntry, "../" + fb.layers[0]},
@@ -533,27 +533,23 @@ func TestReadGzipBomb(t *testing.T) {
 	readFails(t, buf.Bytes(), ErrTooLarge, name)
 }
 
-// TestReadLegacyMetadataCap: docker's per-layer json files count towards what Read holds.
-// It holds 256 MiB for a moment.
-func TestReadLegacyMetadataCap(t *testing.T) {
-	pr, pw := io.Pipe()
-	go func() {
-		tw := tar.NewWriter(pw)
-		for i := range heldMax/metaMax + 1 {
-			name := sha256Hash([]byte(fmt.Sprint(i))).Hex + "/json"
-			if err := tw.WriteHeader(&tar.Header{Name: name, Size: metaMax, Mode: 0o644}); err != nil {
-				pw.CloseWithError(err)
-				return
-			}
-			if _, err := tw.Write(make([]byte, metaMax)); err != nil {
-				pw.CloseWithError(err)
-				return
-			}
-		}
-		pw.CloseWithError(tw.Close())
-	}()
-	readFailsFrom(t, pr, ErrTooLarge, "/json")
-	pr.Close()
+// TestReadHeldJSON: the JSON Read holds is capped, and a config past the cap is refused as
+// too much JSON, not as bad JSON. Docker's per-layer json files are not held at all.
+func TestReadHeldJSON(t *testing.T) {
+	lb := newLegacyBundle(t)
+	var junk files
+	for i := range heldMax / metaMax {
+		data := bytes.Repeat([]byte(" "), metaMax)
+		data[0] = '{'
+		junk = append(junk, reg(fmt.Sprintf("0junk/%d.json", i), data))
+	}
+	readFails(t, slices.Concat(junk, lb.files).tar(t), ErrTooLarge, "JSON entries before it add up to over")
+
+	var jsons files
+	for i := range 2*heldMax/metaMax + 1 {
+		jsons = append(jsons, reg(sha256Hash([]byte(fmt.Sprint(i))).Hex+"/json", make([]byte, metaMax)))
+	}
+	readOK(t, slices.Concat(jsons, lb.files).tar(t))
 }
 
 func TestReadLegacy(t *testing.T) {
@@ -695,32 +691,33 @@ func TestReadZstd(t *testing.T) {
 	}
 }
 
-// TestReadNestedIndexes: an index that lists the same nested index many times over, many
-// levels deep, is read in time linear in its size (and so is the bundle written back).
+// TestReadNestedIndexes: an index that lists the same nested index many times over, or
+// indexes nested deeper than any store writes, are refused.
 func TestReadNestedIndexes(t *testing.T) {
 	fb := newFerryBundle(t)
-	var index v1.IndexManifest
-	if err := json.Unmarshal(fb.files.get(t, "index.json").data, &index); err != nil {
-		t.Fatal(err)
-	}
-	fs := fb.files
-	descs := index.Manifests
-	for range 40 {
-		data, err := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: slices.Concat(descs, descs, descs, descs)})
-		if err != nil {
+	nested := func(levels, copies int) []byte {
+		var index v1.IndexManifest
+		if err := json.Unmarshal(fb.files.get(t, "index.json").data, &index); err != nil {
 			t.Fatal(err)
 		}
-		fs = fs.with(reg(blobPath(sha256Hash(data)), data))
-		descs = []v1.Descriptor{{MediaType: types.OCIImageIndex, Digest: sha256Hash(data), Size: int64(len(data))}}
+		fs := fb.files
+		descs := index.Manifests
+		for range levels {
+			var many []v1.Descriptor
+			for range copies {
+				many = append(many, descs...)
+			}
+			data, _ := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: many})
+			fs = fs.with(reg(blobPath(sha256Hash(data)), data))
+			descs = []v1.Descriptor{{MediaType: types.OCIImageIndex, Digest: sha256Hash(data), Size: int64(len(data))}}
+		}
+		descs[0].Annotations = index.Manifests[0].Annotations
+		data, _ := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: descs})
+		return fs.replaced("index.json", reg("index.json", data)).tar(t)
 	}
-	data, _ := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: descs})
-	b, _ := readOK(t, fs.replaced("index.json", reg("index.json", data)).tar(t))
-	if len(b.Images) != 1 {
-		t.Fatalf("read %d images", len(b.Images))
-	}
-	if n := len(b.Reachable()); n != 40+4 {
-		t.Errorf("%d blobs reachable, want 44", n)
-	}
+	readOK(t, nested(2, 1))
+	readFails(t, nested(40, 1), ErrInvalidMetadata, "nest over 8 deep")
+	readFails(t, nested(2, 40000), ErrInvalidMetadata, "twice")
 }
 
 // TestReadImageListedTwice: manifest.json may list an image twice; it is one image with
@@ -739,7 +736,8 @@ func TestReadImageListedTwice(t *testing.T) {
 			return out
 		})
 	}
-	for name, fs := range map[string]files{"ferry": twice(fb.files), "without index.json": twice(fb.files.without("index.json"))} {
+	readFails(t, twice(fb.files).tar(t), ErrInvalidMetadata, `manifest.json tags image`)
+	for name, fs := range map[string]files{"without index.json": twice(fb.files.without("index.json"))} {
 		t.Run(name, func(t *testing.T) {
 			b, _ := readOK(t, fs.tar(t))
 			if len(b.Images) != 1 || !slices.Equal(b.Images[0].RepoTags, []string{"example.com/app:1", "example.com/other:2"}) {

@@ -20,6 +20,9 @@ type Bundle struct {
 	Index v1.IndexManifest
 	// Codec is the outer compression the bundle was read with.
 	Codec Codec
+	// Unreferenced names the entries of the bundle read that nothing in it refers to:
+	// ignored, and never passed on to a store.
+	Unreferenced []string
 
 	blobs map[v1.Hash]*Blob
 }
@@ -60,6 +63,10 @@ type Blob struct {
 	codec   Codec
 	diffID  v1.Hash
 	diffErr error
+	// unheld: JSON the reader did not keep, the JSON before it having reached heldMax;
+	// config is the parsed config, once a config.
+	unheld bool
+	config *v1.ConfigFile
 }
 
 // Present reports whether the bundle carries the blob.
@@ -134,7 +141,7 @@ func sha256Hash(data []byte) v1.Hash {
 
 func (b *Blob) String() string {
 	if b.Path != "" {
-		return fmt.Sprintf("%s (%s)", b.Path, b.Digest)
+		return fmt.Sprintf("%s (%s)", Quote(b.Path), b.Digest)
 	}
 	return b.Digest.String()
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/bzip2"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -99,20 +100,48 @@ func decompress(r io.Reader, guard bool) (io.ReadCloser, Codec, error) {
 	default:
 		return nil, codec, fmt.Errorf("%s compression is not supported: decompress the input first", codec)
 	}
+	out = &codecErrs{ReadCloser: out, codec: codec, in: in}
 	if guard {
 		out = &bombGuard{ReadCloser: out, in: in}
 	}
 	return out, codec, nil
 }
 
+// codecErrs names the codec in what a decompressor fails on, and marks it as a corrupt
+// archive; errors of the input pass as they are, a cut as a cut.
+type codecErrs struct {
+	io.ReadCloser
+	codec Codec
+	in    *countingReader
+}
+
+func (c *codecErrs) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	if err == nil || err == io.EOF || (c.in.err != nil && errors.Is(err, c.in.err)) {
+		return n, err
+	}
+	if !strings.HasPrefix(err.Error(), c.codec.String()+":") {
+		err = fmt.Errorf("%s: %w", c.codec, err)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return n, err
+	}
+	return n, fmt.Errorf("%w: %w", ErrCorrupt, err)
+}
+
+// countingReader counts the bytes read through it and keeps the error it ended with.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r   io.Reader
+	n   int64
+	err error
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
 	return n, err
 }
 

@@ -8,6 +8,6 @@
 // before it verifies the whole (digests, diffIDs, image IDs) and calls Commit. Write writes a
 // bundle from a Bundle description and a BlobSource, reproducibly.
 //
-// The package knows nothing about stores or hosts (see package transfer) and never extracts
+// The package knows nothing about stores or hosts (see package store) and never extracts
 // layer contents.
 package archive

@@ -23,3 +23,7 @@ var (
 	// ErrMissingBlob: a manifest or config refers to a blob the bundle does not hold.
 	ErrMissingBlob = errors.New("missing blob")
 )
+
+// ErrCorrupt: the archive itself is damaged: a bad tar header, a compressed stream that does
+// not decompress, or data after the end of the archive.
+var ErrCorrupt = errors.New("corrupt archive")

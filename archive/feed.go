@@ -45,7 +45,7 @@ func feed(ctx context.Context, b *Bundle, src BlobSource, sink Sink) error {
 			return fmt.Errorf("reading blob %s: %w", blob.Digest, err)
 		}
 		h := sha256.New()
-		err = sink.Entry(ctx, Entry{Name: blobPath(blob.Digest), Size: blob.Size}, io.TeeReader(io.LimitReader(rc, blob.Size), h))
+		err = sink.Entry(ctx, Entry{Name: blobPath(blob.Digest), Size: blob.Size, Listed: true}, io.TeeReader(io.LimitReader(rc, blob.Size), h))
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("blob %s: %w", blob.Digest, err)

@@ -3,20 +3,29 @@ package archive
 import (
 	"archive/tar"
 	"bufio"
+	"fmt"
 	"io"
+	"os"
+
+	"github.com/ferrytool/ferry/internal/leftover"
 )
 
 // A Forwarder writes a bundle to a docker-archive stream (docker load, podman load) as Read
-// passes its entries: each data entry under its own name, then, at Finish, manifest.json
-// naming the blobs where the entries put them. The loaders unpack their whole input before
-// they register anything, so a stream that ends without manifest.json loads nothing: that is
-// what makes a forwarded stream load whole or not at all. Writes are gathered into large
-// ones: entries arrive in small pieces, and each write to an SSH channel or an HTTP upload is
-// a packet or a chunk of its own.
+// passes its entries, under names of its own: an entry Read passes as Listed goes on at once,
+// any other is held back in one temporary file until Finish, which sends only those the
+// verified bundle uses, then manifest.json naming the blobs where they went. Nothing the
+// bundle does not use, and no name from it, reaches the loader. The loaders unpack their whole
+// input before they register anything, so a stream that ends without manifest.json loads
+// nothing: that is what makes a forwarded stream load whole or not at all. Writes are gathered
+// into large ones: entries arrive in small pieces, and each write to an SSH channel or an HTTP
+// upload is a packet or a chunk of its own.
 type Forwarder struct {
-	tw  *tar.Writer
-	bw  *bufio.Writer
-	buf []byte // for copying entries: readers fed through a pipe hand over what fits
+	tw   *tar.Writer
+	bw   *bufio.Writer
+	buf  []byte            // for copying entries: readers fed through a pipe hand over what fits
+	sent map[string]string // entry name → its name in the stream
+	held *os.File          // entries held back, one after another
+	at   map[string]*io.SectionReader
 }
 
 // CopyBuffer is the size of the pieces streams are gathered into on their way to a store.
@@ -25,26 +34,69 @@ const CopyBuffer = 1 << 20
 // NewForwarder forwards to w.
 func NewForwarder(w io.Writer) *Forwarder {
 	bw := bufio.NewWriterSize(w, CopyBuffer)
-	return &Forwarder{tw: tar.NewWriter(bw), bw: bw, buf: make([]byte, CopyBuffer)}
+	return &Forwarder{tw: tar.NewWriter(bw), bw: bw, buf: make([]byte, CopyBuffer),
+		sent: map[string]string{}, at: map[string]*io.SectionReader{}}
 }
 
-// Entry forwards one data entry.
+// Entry forwards one data entry, or holds it back when it is not Listed.
 func (f *Forwarder) Entry(e Entry, r io.Reader) error {
-	if err := f.tw.WriteHeader(&tar.Header{Name: e.Name, Size: e.Size, Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
+	if e.Listed {
+		return f.send(e.Name, e.Size, r)
+	}
+	if f.held == nil {
+		var err error
+		leftover.Clean("", "ferry-held-") // a killed run's
+		if f.held, err = os.CreateTemp("", leftover.Pattern("ferry-held-")); err != nil {
+			return err
+		}
+		os.Remove(f.held.Name()) // gone with the descriptor
+	}
+	off, err := f.held.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	n, err := io.CopyBuffer(f.held, r, f.buf)
+	if err != nil {
+		return err
+	}
+	f.at[e.Name] = io.NewSectionReader(f.held, off, n)
+	return nil
+}
+
+// send writes an entry to the stream under a name of the forwarder's.
+func (f *Forwarder) send(name string, size int64, r io.Reader) error {
+	f.sent[name] = fmt.Sprintf("ferry/%d", len(f.sent))
+	if err := f.tw.WriteHeader(&tar.Header{Name: f.sent[name], Size: size, Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
 		return err
 	}
 	_, err := io.CopyBuffer(f.tw, r, f.buf)
 	return err
 }
 
-// Finish writes manifest.json for b, read and verified, and ends the tar stream. Blobs b
-// leaves out are named where a bundle keeps them: the store has them.
+// Finish sends the held-back entries b uses, then manifest.json for b, read and verified, and
+// ends the tar stream. Blobs b leaves out are named where a bundle keeps them: the store has
+// them.
 func (f *Forwarder) Finish(b *Bundle) error {
-	manifest, err := ManifestJSON(b.Images, func(blob *Blob) string {
-		if blob.Path != "" {
-			return blob.Path
+	defer f.Close()
+	for _, img := range b.Images {
+		for _, blob := range append([]*Blob{img.Config}, layerBlobs(img)...) {
+			if _, done := f.sent[entryName(blob)]; done || blob.Missing {
+				continue
+			}
+			r, ok := f.at[entryName(blob)]
+			if !ok {
+				return fmt.Errorf("%w: %s was not forwarded", ErrMissingBlob, blob)
+			}
+			if err := f.send(entryName(blob), r.Size(), r); err != nil {
+				return err
+			}
 		}
-		return blobPath(blob.Digest)
+	}
+	manifest, err := ManifestJSON(b.Images, func(blob *Blob) string {
+		if blob.Missing {
+			return blobPath(blob.Digest)
+		}
+		return f.sent[entryName(blob)]
 	})
 	if err != nil {
 		return err
@@ -59,4 +111,28 @@ func (f *Forwarder) Finish(b *Bundle) error {
 		return err
 	}
 	return f.bw.Flush()
+}
+
+// Close drops what was held back; Finish does it too.
+func (f *Forwarder) Close() {
+	if f.held != nil {
+		f.held.Close()
+		f.held = nil
+	}
+}
+
+// entryName is the entry a blob came as: its path in the bundle read, or where Feed put it.
+func entryName(b *Blob) string {
+	if b.Path != "" {
+		return b.Path
+	}
+	return blobPath(b.Digest)
+}
+
+func layerBlobs(img *Image) []*Blob {
+	out := make([]*Blob, len(img.Layers))
+	for i, l := range img.Layers {
+		out[i] = l.Blob
+	}
+	return out
 }

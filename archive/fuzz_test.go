@@ -161,8 +161,8 @@ func describe(b *Bundle) string {
 
 // FuzzRead feeds Read anything: it must refuse or accept without panicking or hanging, and
 // what it accepts must write and read back the same. The seeds are tars of several KiB, which
-// take long to minimize: run it with -fuzzminimizetime=5s or so, or a one-minute run spends
-// its minute minimizing the first new input.
+// take long to minimize: run it with -fuzzminimizetime=100x (as make fuzz does), or workers
+// spend whole stretches minimizing (0 execs/s) rather than fuzzing.
 func FuzzRead(f *testing.F) {
 	for name := range fuzzSeeds {
 		data, err := os.ReadFile(filepath.Join("testdata", name))
@@ -221,5 +221,26 @@ func FuzzManifestJSON(f *testing.F) {
 			return
 		}
 		checkRoundTrip(t, b, sink)
+	})
+}
+
+// FuzzParseTag: what ParseTag accepts is docker's grammar, fit for a terminal, and reads
+// back the same.
+func FuzzParseTag(f *testing.F) {
+	for _, s := range []string{"busybox:1", "127.0.0.1:5000/app:2", "a..b:1", "[::1]:5000/x/y:z", "A:1", "a:1\x1b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tag, err := ParseTag(s)
+		if err != nil {
+			return
+		}
+		if Quote(s) != `"`+s+`"` {
+			t.Fatalf("accepted %s, which needs escapes", Quote(s))
+		}
+		again, err := ParseTag(Familiar(tag))
+		if err != nil || Familiar(again) != Familiar(tag) {
+			t.Fatalf("%s reads back as %s: %v", Quote(s), Quote(Familiar(tag)), err)
+		}
 	})
 }

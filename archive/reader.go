@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,14 +34,20 @@ type Sink interface {
 type Entry struct {
 	Name string
 	Size int64
+	// Listed: the metadata read before this entry (manifest.json) lists it, so the bundle
+	// uses it if it is read at all. When false nothing read so far says so: a sink that hands
+	// entries on as they come (a docker load stream) holds it back until Commit, whose bundle
+	// names the entries it uses (Blob.Path); the others are in Bundle.Unreferenced.
+	Listed bool
 }
 
 // Limits on what Read holds in memory.
 const (
 	// metaMax caps every metadata file (manifest.json, index.json, manifests, configs).
 	metaMax = 8 << 20
-	// heldMax caps the JSON blobs held in memory at once.
-	heldMax = 256 << 20
+	// heldMax caps the JSON held in memory at once: with what parsing it costs, it keeps
+	// reading a bundle of large configs near 64 MiB of memory (70 MiB measured).
+	heldMax = 16 << 20
 )
 
 // ReadOptions tune Read.
@@ -48,6 +55,9 @@ type ReadOptions struct {
 	// Platform picks the image from a multi-platform index in bundles without manifest.json;
 	// nil means the host's.
 	Platform *v1.Platform
+	// Trusted says the stream is a docker daemon's own save, not a file from elsewhere:
+	// every data entry is passed on as Listed, none held back.
+	Trusted bool
 }
 
 // Read reads a bundle in one pass, streaming its data entries to sink, then verifies it
@@ -72,10 +82,14 @@ func read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundl
 	}
 	defer in.Close()
 	rd := &reader{
-		meta:    map[string][]byte{},
-		entries: map[string]*Blob{},
-		links:   map[string]string{},
-		walked:  map[v1.Hash]bool{},
+		trusted:  opts.Trusted,
+		meta:     map[string][]byte{},
+		entries:  map[string]*Blob{},
+		links:    map[string]string{},
+		listed:   map[string]bool{},
+		walked:   map[v1.Hash]bool{},
+		followed: map[string]bool{},
+		reaches:  map[v1.Hash][]*Image{},
 	}
 	counted := &countingReader{r: in}
 	tr := tar.NewReader(counted)
@@ -92,16 +106,16 @@ func read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundl
 			if counted.n-start < 1024 {
 				return nil, fmt.Errorf("reading bundle: %w: it ends without the end-of-archive marker", ErrTruncated)
 			}
-			// The end of a compressed stream holds its checksum, past the tar's end.
-			if codec != None {
-				if _, err := io.Copy(io.Discard, in); err != nil {
-					return nil, readErr(err, n, "")
-				}
+			// Read to the end: what follows must be the zeros tar pads records with, and
+			// a compressed stream's end holds its checksum.
+			if err := zerosToEnd(counted); err != nil {
+				return nil, readErr(err, n, "")
 			}
 			break
 		}
 		if err != nil {
-			return nil, readErr(err, n, "")
+			// the previous entry was read whole: its padding is all that lies before the header
+			return nil, readErr(fmt.Errorf("tar header at offset %d: %w", (start+511)&^511, err), n, "")
 		}
 		if err := rd.entry(ctx, hdr, tr, sink); err != nil {
 			return nil, readErr(err, n, hdr.Name)
@@ -118,23 +132,55 @@ func read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundl
 // readErr names what went wrong while reading the tar stream.
 func readErr(err error, n int, name string) error {
 	switch {
-	case n == 0 && name == "" && (errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF)):
+	case n == 0 && name == "" && (tarErr(err) || errors.Is(err, io.ErrUnexpectedEOF)):
 		return fmt.Errorf("%w: not a tar archive", ErrNotBundle)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		err = fmt.Errorf("%w: %w", ErrTruncated, err)
+	case tarErr(err) && !errors.Is(err, ErrCorrupt):
+		err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	if name != "" {
-		return fmt.Errorf("entry %s: %w", name, err)
+		return fmt.Errorf("entry %s: %w", Quote(name), err)
 	}
 	return fmt.Errorf("reading bundle: %w", err)
 }
 
+// tarErr reports whether archive/tar refused what it read (a header, a PAX record).
+func tarErr(err error) bool {
+	return errors.Is(err, tar.ErrHeader) || strings.Contains(err.Error(), "archive/tar:")
+}
+
+// zerosToEnd reads r to its end and refuses anything but zeros: a second tar, another
+// compressed member, stray bytes after the end of the archive.
+func zerosToEnd(r *countingReader) error {
+	start := r.n
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if i := bytes.IndexFunc(buf[:n], func(c rune) bool { return c != 0 }); i >= 0 {
+			return fmt.Errorf("%w: data %d bytes after the end of the archive (offset %d)", ErrCorrupt, r.n-int64(n)+int64(i)-start, r.n-int64(n)+int64(i))
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
 type reader struct {
-	meta    map[string][]byte // top-level metadata files by name
-	entries map[string]*Blob  // data entries by name
-	links   map[string]string // link entries → the entries they name, never followed on disk
-	walked  map[v1.Hash]bool  // indexes resolved
-	held    int64             // bytes of JSON held in memory
+	meta     map[string][]byte    // top-level metadata files by name
+	entries  map[string]*Blob     // data entries by name
+	links    map[string]string    // link entries → the entries they name, never followed on disk
+	listed   map[string]bool      // entries manifest.json names, when it came first
+	trusted  bool                 // ReadOptions.Trusted
+	skipped  []string             // entries of no use, skipped
+	walked   map[v1.Hash]bool     // indexes resolved
+	held     int64                // bytes of JSON held in memory
+	followed map[string]bool      // links metadata went through
+	reaches  map[v1.Hash][]*Image // the images each index reaches
+	indexed  map[v1.Hash]*Image   // the images index.json reaches, by manifest digest
 }
 
 // metaFiles are read into memory and not passed to sinks.
@@ -159,7 +205,13 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 		// docker save links the layer.tar of a layer two images share to its first copy,
 		// skopeo and podman link legacy <id>/layer.tar to the real file: metadata may reach
 		// a file of the archive through them (see file), nothing else.
+		if rd.seen(name) {
+			return fmt.Errorf("%w: duplicate entry", ErrInvalidMetadata)
+		}
 		rd.links[name] = linkTarget(name, hdr)
+		if rd.listed[name] {
+			rd.listed[rd.links[name]] = true
+		}
 		return nil
 	case tar.TypeReg:
 		if sparse(hdr) {
@@ -169,24 +221,42 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 	default:
 		return fmt.Errorf("%w: unexpected entry type %q", ErrUnsafeEntry, hdr.Typeflag)
 	}
-	if rd.meta[name] != nil || rd.entries[name] != nil {
+	if rd.seen(name) {
 		return fmt.Errorf("%w: duplicate entry", ErrInvalidMetadata)
 	}
 	if metaFiles[name] || legacyMeta.MatchString(name) {
 		if hdr.Size > metaMax {
 			return fmt.Errorf("%w: %d bytes, over the %d-byte cap for metadata", ErrTooLarge, hdr.Size, metaMax)
 		}
-		if rd.held += hdr.Size; rd.held > heldMax {
-			return fmt.Errorf("%w: metadata adds up to over %d bytes", ErrTooLarge, heldMax)
+		if legacyMeta.MatchString(name) {
+			// docker's per-layer json and VERSION: nothing ferry uses
+			rd.meta[name] = []byte{}
+			_, err := io.CopyN(io.Discard, tr, hdr.Size)
+			return noEOF(err)
 		}
-		data, err := io.ReadAll(io.LimitReader(tr, hdr.Size))
-		if err == nil && int64(len(data)) < hdr.Size {
-			err = io.ErrUnexpectedEOF
+		if rd.held += hdr.Size; rd.held > heldMax {
+			return fmt.Errorf("%w: the JSON entries before it add up to over %d bytes", ErrTooLarge, heldMax)
+		}
+		data := make([]byte, hdr.Size)
+		if _, err := io.ReadFull(tr, data); err != nil {
+			return noEOF(err)
 		}
 		rd.meta[name] = data
-		return err
+		if name == "manifest.json" {
+			rd.list(data)
+		}
+		return nil
 	}
-	blob, err := rd.data(ctx, Entry{Name: name, Size: hdr.Size}, tr, sink)
+	e := Entry{Name: name, Size: hdr.Size, Listed: rd.trusted || rd.listed[name]}
+	if !e.Listed && rd.meta["manifest.json"] != nil && rd.meta["index.json"] != nil && !strings.HasPrefix(name, "blobs/sha256/") {
+		// With both read, only manifest.json's entries and blobs are of any use: the rest
+		// is skipped unread by any sink.
+		rd.skipped = append(rd.skipped, name)
+		rd.meta[name] = []byte{} // a name taken, for duplicates
+		_, err := io.CopyN(io.Discard, tr, hdr.Size)
+		return noEOF(err)
+	}
+	blob, err := rd.data(ctx, e, tr, sink)
 	if err != nil {
 		return err
 	}
@@ -195,6 +265,27 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 	}
 	rd.entries[name] = blob
 	return nil
+}
+
+// seen reports whether the archive had an entry called name before.
+func (rd *reader) seen(name string) bool {
+	return rd.meta[name] != nil || rd.entries[name] != nil || rd.links[name] != ""
+}
+
+// list records the entries manifest.json names, directly or through links read before it.
+func (rd *reader) list(manifestJSON []byte) {
+	var entries []dockerManifest
+	json.Unmarshal(manifestJSON, &entries) //nolint:errcheck // resolve says what is wrong
+	for _, e := range entries {
+		for _, p := range append([]string{e.Config}, e.Layers...) {
+			if clean, err := cleanPath(p); err == nil {
+				rd.listed[clean] = true
+				if target := rd.links[clean]; target != "" {
+					rd.listed[target] = true
+				}
+			}
+		}
+	}
 }
 
 // data streams one data entry to the sink while hashing it, and its decompressed content
@@ -206,13 +297,13 @@ func (rd *reader) data(ctx context.Context, e Entry, tr io.Reader, sink Sink) (*
 		return nil, noEOF(err)
 	}
 	src := io.MultiReader(bytes.NewReader(head), io.LimitReader(tr, e.Size-int64(len(head))))
-	if e.Size <= metaMax && len(head) > 0 && head[0] == '{' && rd.held+e.Size <= heldMax {
-		data, err := io.ReadAll(src)
-		if err != nil {
+	isJSON := e.Size <= metaMax && len(head) > 0 && head[0] == '{'
+	if isJSON && rd.held+e.Size > heldMax {
+		blob.unheld = true
+	} else if isJSON {
+		data := make([]byte, e.Size)
+		if _, err := io.ReadFull(src, data); err != nil {
 			return nil, noEOF(err)
-		}
-		if int64(len(data)) < e.Size {
-			return nil, io.ErrUnexpectedEOF
 		}
 		blob.Data, blob.Digest = data, sha256Hash(data)
 		blob.diffID = blob.Digest
@@ -259,7 +350,7 @@ func newDiffHasher() *diffHasher {
 	d := &diffHasher{PipeWriter: pw, done: make(chan struct{})}
 	go func() {
 		defer close(d.done)
-		zr, _, err := decompress(pr, false)
+		zr, _, err := decompress(pr, true) // a layer may be a bomb as well as the bundle
 		if err == nil {
 			h := sha256.New()
 			_, err = io.Copy(h, zr)
@@ -303,7 +394,7 @@ func noEOF(err error) error {
 func cleanPath(p string) (string, error) {
 	clean := path.Clean(strings.TrimPrefix(p, "./"))
 	if p == "" || path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") || strings.Contains(p, "\\") {
-		return "", fmt.Errorf("%w: path %q leaves the archive", ErrUnsafeEntry, p)
+		return "", fmt.Errorf("%w: path %s leaves the archive", ErrUnsafeEntry, Quote(p))
 	}
 	return clean, nil
 }

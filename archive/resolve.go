@@ -3,11 +3,10 @@ package archive
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"runtime"
 	"slices"
-	"strings"
+	"sort"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -46,23 +45,36 @@ func (rd *reader) resolve(opts ReadOptions) (*Bundle, error) {
 
 	// Every image the index reaches, by manifest digest.
 	indexed := map[v1.Hash]*Image{}
+	rd.indexed = indexed
 	if hasIndex {
 		if err := json.Unmarshal(indexJSON, &b.Index); err != nil {
 			return nil, fmt.Errorf("%w: index.json: %w", ErrInvalidMetadata, err)
 		}
-		if err := rd.walk(b, b.Index.Manifests, indexed); err != nil {
+		if err := rd.topLevel(b, indexed); err != nil {
 			return nil, err
 		}
 	}
 	var err error
 	if hasManifest {
 		err = rd.dockerImages(b, manifestJSON, indexed)
+		if err == nil && hasIndex {
+			err = rd.agree(b)
+		}
+		if repos, ok := rd.meta["repositories"]; ok && err == nil {
+			err = agreeRepositories(b, repos)
+		}
 	} else {
 		err = ociImages(b, indexed, opts)
 	}
 	if err != nil {
 		return nil, err
 	}
+	for _, img := range b.Images {
+		if len(img.RepoTags) > maxTags {
+			return nil, fmt.Errorf("%w: image %s has %d tags, over the cap of %d", ErrInvalidMetadata, img.ID(), len(img.RepoTags), maxTags)
+		}
+	}
+	rd.unreferenced(b)
 	if len(b.Images) == 0 {
 		return nil, fmt.Errorf("%w: it lists no images", ErrNotBundle)
 	}
@@ -72,38 +84,178 @@ func (rd *reader) resolve(opts ReadOptions) (*Bundle, error) {
 	return b, nil
 }
 
-// walk resolves every manifest the descriptors reach, recursing into nested indexes.
-func (rd *reader) walk(b *Bundle, descs []v1.Descriptor, indexed map[v1.Hash]*Image) error {
+// maxDepth caps how deep indexes nest: docker and containerd write two levels at most.
+const maxDepth = 8
+
+// topLevel resolves what index.json lists: each entry an image or an index, with valid
+// name annotations, and no entry twice.
+func (rd *reader) topLevel(b *Bundle, indexed map[v1.Hash]*Image) error {
+	type key struct {
+		digest v1.Hash
+		name   string
+	}
+	seen := map[key]bool{}
+	for i, desc := range b.Index.Manifests {
+		if !desc.MediaType.IsIndex() && !desc.MediaType.IsImage() {
+			return fmt.Errorf("%w: index.json entry %d: media type %s is neither an image nor an index", ErrInvalidMetadata, i, Quote(string(desc.MediaType)))
+		}
+		if err := checkAnnotations(desc.Annotations); err != nil {
+			return fmt.Errorf("index.json entry %d: %w", i, err)
+		}
+		k := key{desc.Digest, desc.Annotations[annotationImageName] + "\x00" + desc.Annotations[annotationRefName]}
+		if seen[k] {
+			return fmt.Errorf("%w: index.json lists %s twice under the same name", ErrInvalidMetadata, desc.Digest)
+		}
+		seen[k] = true
+	}
+	_, err := rd.walk(b, b.Index.Manifests, indexed, 0)
+	return err
+}
+
+// walk resolves every manifest the descriptors reach, recursing into nested indexes, and
+// returns those images.
+func (rd *reader) walk(b *Bundle, descs []v1.Descriptor, indexed map[v1.Hash]*Image, depth int) ([]*Image, error) {
+	var reached []*Image
 	for _, desc := range descs {
 		switch {
 		case desc.MediaType.IsIndex():
 			blob, err := rd.metaBlob(b, desc, "index")
 			if err != nil {
-				return err
+				return nil, err
 			}
-			if rd.walked[desc.Digest] {
-				continue // listed again, maybe many times over: once is enough
+			if !rd.walked[desc.Digest] {
+				if depth >= maxDepth {
+					return nil, fmt.Errorf("%w: indexes nest over %d deep at %s", ErrInvalidMetadata, maxDepth, desc.Digest)
+				}
+				rd.walked[desc.Digest] = true
+				var idx v1.IndexManifest
+				if err := json.Unmarshal(blob.Data, &idx); err != nil {
+					return nil, fmt.Errorf("%w: index %s: %w", ErrInvalidMetadata, desc.Digest, err)
+				}
+				listed := map[v1.Hash]bool{}
+				for _, d := range idx.Manifests {
+					if listed[d.Digest] {
+						return nil, fmt.Errorf("%w: index %s lists %s twice", ErrInvalidMetadata, desc.Digest, d.Digest)
+					}
+					listed[d.Digest] = true
+				}
+				if rd.reaches[desc.Digest], err = rd.walk(b, idx.Manifests, indexed, depth+1); err != nil {
+					return nil, err
+				}
 			}
-			rd.walked[desc.Digest] = true
-			var idx v1.IndexManifest
-			if err := json.Unmarshal(blob.Data, &idx); err != nil {
-				return fmt.Errorf("%w: index %s: %w", ErrInvalidMetadata, desc.Digest, err)
-			}
-			if err := rd.walk(b, idx.Manifests, indexed); err != nil {
-				return err
-			}
+			reached = append(reached, rd.reaches[desc.Digest]...)
 		case desc.MediaType.IsImage():
-			if indexed[desc.Digest] != nil {
-				continue
+			if indexed[desc.Digest] == nil {
+				img, err := rd.ociImage(b, desc)
+				if err != nil {
+					return nil, err
+				}
+				indexed[desc.Digest] = img
 			}
-			img, err := rd.ociImage(b, desc)
-			if err != nil {
-				return err
+			reached = append(reached, indexed[desc.Digest])
+		}
+	}
+	return reached, nil
+}
+
+// agree refuses a bundle whose index.json and manifest.json describe different images or
+// tags: docker would load one set and an OCI store the other.
+func (rd *reader) agree(b *Bundle) error {
+	if len(b.Index.Manifests) == 0 {
+		return nil
+	}
+	reaches := func(d v1.Descriptor, img *Image) bool {
+		if d.MediaType.IsImage() {
+			return sameImage(rd.indexed[d.Digest], img)
+		}
+		return slices.ContainsFunc(rd.reaches[d.Digest], func(o *Image) bool { return sameImage(o, img) })
+	}
+	for _, img := range b.Images {
+		if !slices.ContainsFunc(b.Index.Manifests, func(d v1.Descriptor) bool { return reaches(d, img) }) {
+			return fmt.Errorf("%w: manifest.json lists image %s, index.json does not", ErrInvalidMetadata, img.ID())
+		}
+		for _, tag := range img.RepoTags {
+			if !slices.ContainsFunc(b.Index.Manifests, func(d v1.Descriptor) bool { return RefTag(d.Annotations) == tag && reaches(d, img) }) {
+				return fmt.Errorf("%w: manifest.json tags image %s as %s, index.json %s", ErrInvalidMetadata, img.ID(), Quote(tag), rd.indexSays(b, tag))
 			}
-			indexed[desc.Digest] = img
+		}
+	}
+	for i, d := range b.Index.Manifests {
+		tag := RefTag(d.Annotations)
+		if !slices.ContainsFunc(b.Images, func(img *Image) bool { return reaches(d, img) && (tag == "" || slices.Contains(img.RepoTags, tag)) }) {
+			what := "manifest " + d.Digest.String()
+			if tag != "" {
+				what += " tagged " + Quote(tag)
+			}
+			return fmt.Errorf("%w: index.json entry %d lists %s, manifest.json does not", ErrInvalidMetadata, i, what)
 		}
 	}
 	return nil
+}
+
+// sameImage reports whether a and b are one image: one config over the same layers.
+func sameImage(a, b *Image) bool {
+	return a != nil && a.ID() == b.ID() && sameBlobs(a.Layers, b.Layers)
+}
+
+// indexSays tells what index.json gives tag to.
+func (rd *reader) indexSays(b *Bundle, tag string) string {
+	for _, d := range b.Index.Manifests {
+		if RefTag(d.Annotations) == tag {
+			return "gives it to manifest " + d.Digest.String()
+		}
+	}
+	return "does not have that tag"
+}
+
+// agreeRepositories refuses tags in docker's repositories file that manifest.json lacks.
+func agreeRepositories(b *Bundle, data []byte) error {
+	var repos map[string]map[string]string
+	if err := json.Unmarshal(data, &repos); err != nil {
+		return fmt.Errorf("%w: repositories: %w", ErrInvalidMetadata, err)
+	}
+	tags := map[string]bool{}
+	for _, img := range b.Images {
+		for _, t := range img.RepoTags {
+			if parsed, err := ParseTag(t); err == nil {
+				tags[Familiar(parsed)] = true
+			}
+		}
+	}
+	for repo, byTag := range repos {
+		for tag := range byTag {
+			t, err := ParseTag(repo + ":" + tag)
+			if err != nil {
+				return fmt.Errorf("%w: repositories: %w", ErrInvalidMetadata, err)
+			}
+			if !tags[Familiar(t)] {
+				return fmt.Errorf("%w: repositories has tag %s, manifest.json does not", ErrInvalidMetadata, Quote(repo+":"+tag))
+			}
+		}
+	}
+	return nil
+}
+
+// unreferenced records the entries nothing the bundle uses refers to: ignored, never
+// passed on to a store.
+func (rd *reader) unreferenced(b *Bundle) {
+	used := map[string]bool{}
+	for _, blob := range b.Reachable() {
+		used[blob.Path] = true
+	}
+	names := rd.skipped
+	for name := range rd.entries {
+		if !used[name] {
+			names = append(names, name)
+		}
+	}
+	for name := range rd.links {
+		if !rd.followed[name] {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	b.Unreferenced = names
 }
 
 // ociImage resolves an image from its manifest descriptor.
@@ -143,10 +295,18 @@ func (rd *reader) metaBlob(b *Bundle, desc v1.Descriptor, what string) (*Blob, e
 	if blob.Size != desc.Size {
 		return nil, fmt.Errorf("%w: %s %s is %d bytes, its descriptor says %d", ErrDigestMismatch, what, blob, blob.Size, desc.Size)
 	}
-	if blob.Data == nil {
-		return nil, fmt.Errorf("%w: %s %s is not JSON or over %d bytes", ErrInvalidMetadata, what, blob, metaMax)
+	return blob, heldJSON(blob, what)
+}
+
+// heldJSON says why a manifest or config is not held in memory, if it is not.
+func heldJSON(blob *Blob, what string) error {
+	switch {
+	case blob.unheld:
+		return fmt.Errorf("%w: %s %s: the JSON entries before it add up to over %d bytes", ErrTooLarge, what, blob, heldMax)
+	case blob.Data == nil:
+		return fmt.Errorf("%w: %s %s is not JSON or over %d bytes", ErrInvalidMetadata, what, blob, metaMax)
 	}
-	return blob, nil
+	return nil
 }
 
 // missing explains a blob the bundle lacks: a link where it would be is refused, as links
@@ -160,9 +320,13 @@ func (rd *reader) missing(h v1.Hash, what string) error {
 
 // verify parses the config and checks every present layer against its diffID.
 func (img *Image) verify() error {
-	cfg, err := v1.ParseConfigFile(bytes.NewReader(img.Config.Data))
-	if err != nil {
-		return fmt.Errorf("%w: config %s: %w", ErrInvalidMetadata, img.Config, err)
+	cfg := img.Config.config // parsed once however many images share it
+	if cfg == nil {
+		var err error
+		if cfg, err = v1.ParseConfigFile(bytes.NewReader(img.Config.Data)); err != nil {
+			return fmt.Errorf("%w: config %s: %w", ErrInvalidMetadata, img.Config, err)
+		}
+		img.Config.config = cfg
 	}
 	img.config = cfg
 	if img.Platform == nil {
@@ -236,12 +400,13 @@ func (rd *reader) dockerImages(b *Bundle, data []byte, indexed map[v1.Hash]*Imag
 
 func (rd *reader) dockerImage(b *Bundle, e dockerManifest, byConfig map[v1.Hash]*Image) (*Image, error) {
 	cblob, err := rd.file(e.Config)
+	if err == nil {
+		err = heldJSON(cblob, "config")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	if cblob.Data == nil {
-		return nil, fmt.Errorf("%w: config %s is not JSON or over %d bytes", ErrInvalidMetadata, e.Config, metaMax)
-	}
+
 	layers := make([]*Layer, len(e.Layers))
 	for i, p := range e.Layers {
 		blob, err := rd.file(p)
@@ -277,18 +442,19 @@ func (rd *reader) file(p string) (*Blob, error) {
 		return nil, err
 	}
 	if target := rd.links[clean]; target != "" {
+		rd.followed[clean] = true
 		blob := rd.entries[target] // entries have clean names inside the archive
 		if blob == nil {
-			return nil, fmt.Errorf("%w: %s is a link to %s, which is not a file of the bundle", ErrUnsafeEntry, p, target)
+			return nil, fmt.Errorf("%w: %s is a link to %s, which is not a file of the bundle", ErrUnsafeEntry, Quote(p), Quote(target))
 		}
 		if m := digestName.FindStringSubmatch(clean); m != nil && m[1] != blob.Digest.Hex {
-			return nil, fmt.Errorf("%w: %s is a link to %s, which hashes to %s", ErrDigestMismatch, p, target, blob.Digest)
+			return nil, fmt.Errorf("%w: %s is a link to %s, which hashes to %s", ErrDigestMismatch, Quote(p), Quote(target), blob.Digest)
 		}
 		return blob, nil
 	}
 	blob, ok := rd.entries[clean]
 	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrMissingBlob, p)
+		return nil, fmt.Errorf("%w: %s", ErrMissingBlob, Quote(p))
 	}
 	return blob, nil
 }
@@ -307,25 +473,15 @@ func sameBlobs(a, b []*Layer) bool {
 
 // validTags checks RepoTags the way docker load does.
 func validTags(tags []string) ([]string, error) {
+	if len(tags) > maxTags {
+		return nil, fmt.Errorf("%w: %d tags, over the cap of %d", ErrInvalidMetadata, len(tags), maxTags)
+	}
 	for _, t := range tags {
 		if _, err := ParseTag(t); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
 		}
 	}
 	return tags, nil
-}
-
-// ParseTag parses a RepoTag: a repository with an explicit tag, as docker load requires
-// ("busybox:1", "127.0.0.1:5000/app:2").
-func ParseTag(s string) (name.Tag, error) {
-	t, err := name.NewTag(s)
-	if err == nil && !strings.Contains(s[strings.LastIndex(s, "/")+1:], ":") {
-		err = errors.New("no tag")
-	}
-	if err != nil {
-		return name.Tag{}, fmt.Errorf("invalid tag %q: %w", s, err)
-	}
-	return t, nil
 }
 
 // ociImages picks the images of an OCI archive: one per top-level entry of index.json, the

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"github.com/ferrytool/ferry/internal/leftover"
 )
 
 // A Spool is a Sink that stages a bundle's data entries in a temporary directory, already
@@ -24,7 +26,8 @@ type Spool struct {
 // NewSpool makes a spool in a new directory under parent ("" for the system temp dir),
 // encoding for opts.
 func NewSpool(parent string, opts WriteOptions) (*Spool, error) {
-	dir, err := os.MkdirTemp(parent, "ferry-spool-")
+	leftover.Clean(parent, "ferry-spool-") // a killed run's
+	dir, err := os.MkdirTemp(parent, leftover.Pattern("ferry-spool-"))
 	if err != nil {
 		return nil, err
 	}

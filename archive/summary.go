@@ -1,5 +1,10 @@
 package archive
 
+import (
+	"fmt"
+	"strings"
+)
+
 // A Summary describes a bundle for people and scripts (ferry ls).
 type Summary struct {
 	Compression string         `json:"compression"`
@@ -10,7 +15,14 @@ type Summary struct {
 	UniqueBytes int64 `json:"uniqueBytes"`
 	// MissingLayers counts layers a thin bundle leaves out for the destination to have.
 	MissingLayers int `json:"missingLayers"`
+	// Unreferenced counts the entries nothing in the bundle refers to (ignored, never
+	// loaded); UnreferencedNames are the first of them.
+	Unreferenced      int      `json:"unreferenced,omitempty"`
+	UnreferencedNames []string `json:"unreferencedNames,omitempty"`
 }
+
+// namesShown is how many unreferenced names a Summary keeps.
+const namesShown = 10
 
 // An ImageSummary describes one image of a bundle.
 type ImageSummary struct {
@@ -20,6 +32,22 @@ type ImageSummary struct {
 	Platform string         `json:"platform,omitempty"`
 	Layers   []LayerSummary `json:"layers"`
 	Bytes    int64          `json:"bytes"`
+}
+
+// UnreferencedNote says which entries were ignored, quoted: "" when none were.
+func (s Summary) UnreferencedNote() string {
+	if s.Unreferenced == 0 {
+		return ""
+	}
+	names := make([]string, len(s.UnreferencedNames))
+	for i, n := range s.UnreferencedNames {
+		names[i] = Quote(n)
+	}
+	more := ""
+	if s.Unreferenced > len(names) {
+		more = fmt.Sprintf(" and %d more", s.Unreferenced-len(names))
+	}
+	return fmt.Sprintf("ignored %d entries nothing in the bundle refers to: %s%s", s.Unreferenced, strings.Join(names, ", "), more)
 }
 
 // A LayerSummary describes one layer of an image.
@@ -42,7 +70,8 @@ func (b *Bundle) Summary() Summary {
 			users[l.Blob]++
 		}
 	}
-	s := Summary{Compression: b.Codec.String(), Images: []ImageSummary{}}
+	s := Summary{Compression: b.Codec.String(), Images: []ImageSummary{}, Unreferenced: len(b.Unreferenced)}
+	s.UnreferencedNames = b.Unreferenced[:min(len(b.Unreferenced), namesShown)]
 	for _, img := range b.Images {
 		is := ImageSummary{Tags: img.RepoTags, ID: img.ID().String()}
 		if is.Tags == nil {

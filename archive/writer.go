@@ -103,7 +103,7 @@ func metadata(b *Bundle) ([]namedFile, error) {
 		return cmp.Or(cmp.Compare(firstTag(x.RepoTags), firstTag(y.RepoTags)), cmp.Compare(x.ID().String(), y.ID().String()))
 	})
 	index := b.Index
-	index.Manifests = slices.Clone(index.Manifests)
+	index.Manifests = append([]v1.Descriptor{}, index.Manifests...) // [] when empty, never null
 	slices.SortStableFunc(index.Manifests, func(x, y v1.Descriptor) int {
 		return cmp.Or(cmp.Compare(indexName(x), indexName(y)), cmp.Compare(x.Digest.String(), y.Digest.String()))
 	})

@@ -15,8 +15,8 @@ import (
 // over SFTP. Names are slash-separated paths as the file system takes them.
 type FS interface {
 	Open(name string) (io.ReadCloser, error)
-	// Create makes name, which must not exist, writes r into it, syncs it where the file
-	// system can, and returns the bytes written. A failed Create leaves no file.
+	// Create makes name, which must not exist, writes r into it and returns the bytes
+	// written. A failed Create leaves no file.
 	Create(name string, r io.Reader) (int64, error)
 	// Rename replaces newname with oldname atomically.
 	Rename(oldname, newname string) error
@@ -28,8 +28,9 @@ type FS interface {
 	MkdirAll(name string) error
 	// Join joins path elements the file system's way.
 	Join(elem ...string) string
-	// Sync makes the entries of directory dir durable, where the file system can.
-	Sync(dir string) error
+	// Sync makes a file's content, or a directory's entries, durable where the file system
+	// can.
+	Sync(name string) error
 	// Touch sets name's modification time to now: a lock's heartbeat.
 	Touch(name string) error
 }
@@ -45,9 +46,6 @@ func (LocalFS) Create(name string, r io.Reader) (n int64, err error) {
 		return 0, err
 	}
 	n, err = io.Copy(f, r)
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -63,7 +61,7 @@ func (LocalFS) Remove(name string) error              { return os.Remove(name) }
 func (LocalFS) Stat(name string) (fs.FileInfo, error) { return os.Stat(name) }
 func (LocalFS) MkdirAll(name string) error            { return os.MkdirAll(name, 0o755) }
 func (LocalFS) Join(elem ...string) string            { return filepath.Join(elem...) }
-func (LocalFS) Sync(dir string) error                 { return atomicfile.SyncDir(dir) }
+func (LocalFS) Sync(name string) error                { return atomicfile.SyncDir(name) }
 
 func (LocalFS) Touch(name string) error {
 	now := time.Now()

@@ -124,6 +124,9 @@ func (l *Layout) put(name string, r io.Reader, check func(n int64, digest string
 	tmp := l.FS.Join(path.Dir(name), tempPrefix+randomHex())
 	h := sha256.New()
 	n, err := l.FS.Create(tmp, io.TeeReader(r, h))
+	if err == nil {
+		err = l.FS.Sync(tmp)
+	}
 	if err == nil && check != nil {
 		err = check(n, "sha256:"+hex.EncodeToString(h.Sum(nil)))
 	}
@@ -373,10 +376,13 @@ func (s *Stage) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
 	got := hex.EncodeToString(h.Sum(nil))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// A blob already there stays staged: the stage that put it there may yet abort.
-	// Linked, not renamed, so that of two stages taking the same blob at once only one puts
-	// it in place.
-	if final := s.l.FS.Join(s.l.blobDir(), got); named && got == want && s.l.FS.Link(tmp, final) == nil {
+	// A blob the metadata already read lists, whose content matches its name, is put in
+	// place now (synced first: it is durable under its digest or not there at all). Others
+	// wait, unsynced, until the bundle says whether it uses them. A blob already there stays
+	// staged: the stage that put it there may yet abort. Linked, not renamed, so that of two
+	// stages taking the same blob at once only one puts it in place.
+	final := s.l.FS.Join(s.l.blobDir(), got)
+	if e.Listed && named && got == want && s.l.FS.Sync(tmp) == nil && s.l.FS.Link(tmp, final) == nil {
 		s.l.FS.Remove(tmp)
 		s.placed[got] = n
 		return nil
@@ -476,6 +482,9 @@ func (s *Stage) store(blob *archive.Blob) error {
 		if _, err := s.l.FS.Create(src, bytes.NewReader(blob.Data)); err != nil {
 			return err
 		}
+	}
+	if err := s.l.FS.Sync(src); err != nil {
+		return err
 	}
 	return s.link(src, dst, blob.Size)
 }

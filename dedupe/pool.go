@@ -275,11 +275,22 @@ func (p *Pool) index() (v1.IndexManifest, error) {
 }
 
 func (p *Pool) writeIndex() error {
-	idx, err := p.index()
+	_, err := p.repairIndex()
+	return err
+}
+
+// repairIndex rewrites index.json from the records when it does not list what they hold
+// (a process killed between writing a record and the index), and says whether it did. Call
+// it under Lock.
+func (p *Pool) repairIndex() (bool, error) {
+	want, err := p.index()
 	if err != nil {
-		return err
+		return false, err
 	}
-	return p.WriteIndex(idx)
+	if have, err := p.Layout.Index(); err == nil && sameIndex(want, have) && p.has(p.path("index.json")) {
+		return false, nil
+	}
+	return true, p.WriteIndex(want)
 }
 
 // Remove drops a bundle's record; gc then removes the blobs no other bundle needs.
@@ -304,6 +315,11 @@ func (p *Pool) GC(dryRun bool) (removed []v1.Hash, bytes int64, err error) {
 		return nil, 0, err
 	}
 	defer unlock()
+	if !dryRun {
+		if _, err := p.repairIndex(); err != nil {
+			return nil, 0, err
+		}
+	}
 	return p.gc(dryRun)
 }
 
@@ -522,6 +538,8 @@ type Problem struct {
 	Blob   string `json:"blob,omitempty"`
 	Bundle string `json:"bundle,omitempty"`
 	What   string `json:"problem"`
+	// Repaired: Check mended it; the pool is sound in this respect now.
+	Repaired bool `json:"repaired,omitempty"`
 }
 
 func (p Problem) String() string {
@@ -533,7 +551,7 @@ func (p Problem) String() string {
 }
 
 // Check checks the pool's structure: records readable, every blob they need present with
-// its size, index.json as the records say; with readData, every blob's content against its
+// its size, index.json as the records say (rewritten from them when it is not); with readData, every blob's content against its
 // digest, and that each compressed layer decompresses to the layer (diffID) it stands for.
 func (p *Pool) Check(ctx context.Context, readData bool) ([]Problem, error) {
 	records, err := p.Records()
@@ -561,13 +579,15 @@ func (p *Pool) Check(ctx context.Context, readData bool) ([]Problem, error) {
 			}
 		}
 	}
-	want, err := p.index()
+	unlock, err := p.Lock()
 	if err != nil {
 		return problems, err
 	}
-	have, err := p.Layout.Index()
-	if err != nil || !sameIndex(want, have) {
-		problems = append(problems, Problem{What: "index.json does not list what the records hold (any add or rm rewrites it)"})
+	defer unlock()
+	if repaired, err := p.repairIndex(); err != nil {
+		problems = append(problems, Problem{What: "index.json does not list what the records hold, and rewriting it failed: " + err.Error()})
+	} else if repaired {
+		problems = append(problems, Problem{What: "index.json did not list what the records hold (an add or rm was killed): rewritten from them", Repaired: true})
 	}
 	return problems, ctx.Err()
 }

@@ -3,9 +3,11 @@
 package examples
 
 import (
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -107,10 +109,46 @@ func TestBackupRotation(t *testing.T) {
 	}
 }
 
+// TestDemo runs make demo's script: a bundle, a pool of two bundles sharing a base, and a
+// send over a throwaway sshd to a daemon that has the base, where the image then runs.
 func TestDemo(t *testing.T) {
 	testenv.Require(t, "dockerd")
-	out := script(t, []string{"FERRY=" + buildFerry(t)}, "demo/run.sh")
-	if !strings.Contains(out, "hello from app:2") || !strings.Contains(out, "OK: 2 images") {
-		t.Fatalf("demo output:\n%s", out)
+	testenv.Require(t, "sshd")
+	testenv.Require(t, "ssh-keygen")
+	out := script(t, []string{"FERRY=" + buildFerry(t), "DOCKER_HOST=", "SSH_AUTH_SOCK="}, "demo/run.sh")
+	if !strings.Contains(out, "OK: 2 images") {
+		t.Errorf("the bundle did not verify:\n%s", out)
 	}
+	// pool stats: "2 bundles, 4.0 MB in all, 2.0 MB unique, …"
+	if m := regexp.MustCompile(`2 bundles, ([0-9.]+ [kMG]?B) in all, ([0-9.]+ [kMG]?B) unique`).FindStringSubmatch(out); m == nil {
+		t.Errorf("no pool stats of two bundles:\n%s", out)
+	} else if all, unique := bytesOf(t, m[1]), bytesOf(t, m[2]); unique >= all*3/4 {
+		t.Errorf("the pool stores %s unique of %s in all: the shared base should count once", m[2], m[1])
+	}
+	// send's summary table: HOST  SENT  FULL  LAYERS SENT  RESULT
+	m := regexp.MustCompile(`(?m)^ssh://\S+\s+([0-9.]+ [kMG]?B)\s+([0-9.]+ [kMG]?B)\s+(\d+) of (\d+)\s+loaded app:2$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no send summary for app:2:\n%s", out)
+	}
+	if sent, full := bytesOf(t, m[1]), bytesOf(t, m[2]); sent >= full {
+		t.Errorf("sent %s of %s in full: the far host has the base, less should cross", m[1], m[2])
+	}
+	if m[3] != "1" || m[4] != "2" {
+		t.Errorf("layers sent: %s of %s, want 1 of 2 (the base stays)", m[3], m[4])
+	}
+	if !strings.Contains(out, "on the far host:\nhello from app:2\n") {
+		t.Errorf("app:2 did not run on the far host:\n%s", out)
+	}
+}
+
+// bytesOf parses a size as ferry prints it: "2.2 kB", "1.2 MB".
+func bytesOf(t *testing.T, s string) float64 {
+	t.Helper()
+	num, unit, _ := strings.Cut(s, " ")
+	f, err := strconv.ParseFloat(num, 64)
+	i := strings.Index("BkMGT", unit[:1])
+	if err != nil || i < 0 {
+		t.Fatalf("size %q", s)
+	}
+	return f * math.Pow(1000, float64(i))
 }

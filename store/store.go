@@ -109,6 +109,8 @@ type Env struct {
 	Socket string
 	// Insecure allows plain http to any registry.
 	Insecure bool
+	// Waiting, if set, is told when the store waits for a lock another writer holds, and why.
+	Waiting func(string)
 }
 
 // On names the store on the host it is on, if any.

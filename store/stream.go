@@ -56,6 +56,7 @@ func (r *streamReceiver) Commit(ctx context.Context, b *archive.Bundle) error {
 }
 
 func (r *streamReceiver) Abort(err error) {
+	r.fw.Close()
 	r.pw.CloseWithError(err)
 	<-r.done
 }

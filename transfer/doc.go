@@ -1,10 +1,11 @@
-// Package transfer moves bundles between ferry's stores: it reads images from a source (the
-// docker daemon, a registry, an OCI layout directory) into a bundle with package archive, and
-// loads bundles into a store (the docker daemon, an OCI layout directory, a registry). Send
-// streams images read once into the docker daemons of many hosts over SSH, each only the
-// layers it lacks.
+// Package transfer is orchestration over ferry's stores (package store and its kinds): it
+// reads images from their source once — a store that can be read, a bundle file — and writes
+// them as a bundle (Save), copies them into a sink (Copy), loads a bundle stream into a store
+// (Load), takes a store's inventory (Inventory, Have), and sends images to the stores of many
+// hosts over SSH at once, each getting only what it lacks (Send).
 //
-// It owns the meaning of references such as oci:DIR:tag and registry:HOST/PREFIX and the
-// order of operations that keeps a store unchanged when a load fails; the bundle format
-// belongs to archive, the Docker Engine API to transfer/docker, SSH to transfer/sshconn.
+// It owns the order of operations across stores — read once, thin per destination, fan one
+// compressed stream out to docker hosts that lack everything — and nothing of any one store:
+// the bundle format belongs to archive, what is stored once to dedupe, each kind of store to
+// its package under store/, SSH to sshconn.
 package transfer

@@ -289,7 +289,11 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to string
 		return res
 	}
 	defer c.Close()
-	st, err := store.Open(ctx, to, store.Env{Host: c, Socket: d.Path, Insecure: opts.Insecure})
+	env := opts.env(c, d.Path)
+	if opts.Waiting != nil {
+		env.Waiting = func(msg string) { opts.Waiting(host + ": " + msg) }
+	}
+	st, err := store.Open(ctx, to, env)
 	if err != nil {
 		res.Err = err
 		return res
@@ -368,10 +372,10 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.I
 	if err != nil {
 		return err
 	}
-	sink := &countingSink{Receiver: rcv, report: func(n int64) { count(n); progress(res.Sent, total) }}
+	sink := &countingSink{Receiver: rcv, p: store.Progress{Report: func(n, _ int64) { count(n); progress(res.Sent, total) }}}
 	err = archive.Feed(ctx, b, im.Src, sink)
 	if r, ok := rcv.(store.Resumer); ok { // what the store held of a blob was never sent
-		count(sink.n - r.Resumed())
+		count(sink.p.Done - r.Resumed())
 	}
 	if err != nil {
 		return fmt.Errorf("%w; what %s took in whole stays there, and sending again sends only the rest", err, st)
@@ -418,24 +422,11 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // countingSink counts the bytes of the entries it hands on.
 type countingSink struct {
 	store.Receiver
-	n      int64
-	report func(int64)
+	p store.Progress
 }
 
 func (c *countingSink) Entry(ctx context.Context, e archive.Entry, r io.Reader) error {
-	return c.Receiver.Entry(ctx, e, &countingReader{r: r, c: c})
-}
-
-type countingReader struct {
-	r io.Reader
-	c *countingSink
-}
-
-func (r *countingReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	r.c.n += int64(n)
-	r.c.report(r.c.n)
-	return n, err
+	return c.Receiver.Entry(ctx, e, c.p.Reader(r))
 }
 
 // countLayers counts the layer blobs of b's images and those b leaves out.

@@ -178,11 +178,26 @@ func TestSendOCI(t *testing.T) {
 		lock := filepath.Join(dir, ".ferry.lock")
 		os.WriteFile(lock, nil, 0o644) // another send is updating index.json
 		done := make(chan error, 1)
-		go func() { _, err := e.sendStore(t, "oci:"+dir, []string{"big:2"}, host); done <- err }()
+		told := make(chan string, 1)
+		go func() {
+			opts := e.opts
+			opts.To = "oci:" + dir
+			opts.Waiting = func(msg string) { told <- msg }
+			_, err := e.sendTo(t, []string{"big:2"}, []string{host}, opts)
+			done <- err
+		}()
 		select {
 		case err := <-done:
 			t.Fatalf("the send did not wait for the lock: %v", err)
 		case <-time.After(2 * time.Second):
+		}
+		select {
+		case msg := <-told:
+			if !strings.Contains(msg, host+": waiting for the lock") || !strings.Contains(msg, ".ferry.lock") {
+				t.Errorf("told %q while waiting", msg)
+			}
+		default:
+			t.Error("the send waited for the lock without saying so")
 		}
 		os.Remove(lock)
 		if err := <-done; err != nil {

@@ -313,6 +313,7 @@ func (f *forwardSink) Commit(_ context.Context, b *archive.Bundle) error {
 }
 
 func (f *forwardSink) Abort(err error) {
+	f.fw.Close()
 	for _, h := range f.out.hosts {
 		h.stop(err)
 	}
@@ -431,7 +432,7 @@ func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts sto
 		sink = &teeSink{main: sink, fwd: newForwardSink(cold, opts.Write, plan.adapt)}
 	}
 	p := &store.Progress{Total: total, Report: opts.Progress}
-	b, err := archive.Read(ctx, p.Reader(stream), sink, archive.ReadOptions{})
+	b, err := archive.Read(ctx, p.Reader(stream), sink, archive.ReadOptions{Trusted: true})
 	if err != nil {
 		return nil, fmt.Errorf("reading docker save stream: %w", err)
 	}

@@ -21,6 +21,13 @@ type Options struct {
 	SSH sshconn.Config
 	// Insecure allows plain http to any registry.
 	Insecure bool
+	// Waiting, if set, is told when a store waits for a lock another writer holds, and why.
+	Waiting func(string)
+}
+
+// env is where stores are opened: host, if set, with socket.
+func (o Options) env(host *sshconn.Client, socket string) store.Env {
+	return store.Env{Host: host, Socket: socket, Insecure: o.Insecure, Waiting: o.Waiting}
 }
 
 // ErrInvalidReference: a source, image or store reference that cannot be parsed. Nothing
@@ -32,7 +39,7 @@ var ErrInvalidReference = store.ErrInvalidReference
 // connection.
 func OpenStore(ctx context.Context, ref, host string, opts Options) (st store.Store, close func(), err error) {
 	if host == "" {
-		st, err = store.Open(ctx, ref, store.Env{Insecure: opts.Insecure})
+		st, err = store.Open(ctx, ref, opts.env(nil, ""))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -49,7 +56,7 @@ func OpenStore(ctx context.Context, ref, host string, opts Options) (st store.St
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err = store.Open(ctx, ref, store.Env{Host: c, Socket: d.Path, Insecure: opts.Insecure})
+	st, err = store.Open(ctx, ref, opts.env(c, d.Path))
 	if err != nil {
 		c.Close()
 		return nil, nil, err

@@ -26,7 +26,9 @@ complete images only). With -H, the store is on that host, reached over SSH.
   ferry inventory --from containerd:k8s.io -H ssh://root@node1/run/k3s/containerd/containerd.sock`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := transfer.Inventory(cmd.Context(), from, host, ssh.options(insecure, promptPassphrase))
+			opts := ssh.options(insecure, promptPassphrase)
+			opts.Waiting = (&progressFlags{}).waiting(cmd.ErrOrStderr())
+			inv, err := transfer.Inventory(cmd.Context(), from, host, opts)
 			if err != nil {
 				return err
 			}

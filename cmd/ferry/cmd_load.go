@@ -83,19 +83,17 @@ func (o *loadOptions) load(cmd *cobra.Command, file string, platform *v1.Platfor
 	defer in.Close()
 	bar := o.progress.start(cmd, "loading")
 	res, err := transfer.Load(cmd.Context(), bar.reader(in, size), transfer.LoadOptions{
-		Options:  transfer.Options{Insecure: o.insecure},
+		Options:  transfer.Options{Insecure: o.insecure, Waiting: o.progress.waiting(cmd.ErrOrStderr())},
 		To:       o.to,
 		Platform: platform,
 	})
-	bar.finish(err)
 	if err != nil {
+		bar.finish(err, "")
 		return inPart(in, err)
 	}
+	bar.finish(nil, fmt.Sprintf("loaded %s into %s", plural(len(res.Bundle.Images), "image"), res.Store))
 	for _, img := range res.Images {
 		fmt.Fprintf(cmd.OutOrStdout(), "Loaded image: %s (%s)\n", img.Ref, img.ID)
-	}
-	if !o.progress.quiet {
-		fmt.Fprintf(cmd.ErrOrStderr(), "loaded %d images into %s\n", len(res.Bundle.Images), res.Store)
 	}
 	return nil
 }

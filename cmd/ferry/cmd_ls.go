@@ -74,6 +74,9 @@ func printSummary(cmd *cobra.Command, s archive.Summary) {
 		fmt.Fprintf(w, ", %d layers left out", s.MissingLayers)
 	}
 	fmt.Fprintln(w)
+	if note := s.UnreferencedNote(); note != "" {
+		fmt.Fprintln(w, note)
+	}
 	w.Flush()
 }
 

@@ -46,7 +46,7 @@ func newPoolLsCmd() *cobra.Command {
 		Short: "List the bundles of a pool",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := dedupe.OpenPool(args[0])
+			p, err := openPool(args[0], cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -80,7 +80,7 @@ func newPoolStatsCmd() *cobra.Command {
 		Short: "Show what the bundles add up to, what the pool stores, and what each bundle alone holds",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := dedupe.OpenPool(args[0])
+			p, err := openPool(args[0], cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -108,7 +108,7 @@ func newPoolRmCmd() *cobra.Command {
 		Short: "Forget bundles (ferry pool gc then frees the blobs no other bundle needs)",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := dedupe.OpenPool(args[0])
+			p, err := openPool(args[0], cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -129,7 +129,7 @@ func newPoolGCCmd() *cobra.Command {
 		Short: "Remove the blobs no bundle needs; with --recompress, compress the layers stored uncompressed",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := dedupe.OpenPool(args[0])
+			p, err := openPool(args[0], cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -167,7 +167,7 @@ func newPoolCheckCmd() *cobra.Command {
 		Short: "Check a pool's structure and references; with --read-data every blob's digest",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := dedupe.OpenPool(args[0])
+			p, err := openPool(args[0], cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -175,11 +175,15 @@ func newPoolCheckCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			damaged := 0
 			for _, pr := range problems {
 				fmt.Fprintln(cmd.OutOrStdout(), pr)
+				if !pr.Repaired {
+					damaged++
+				}
 			}
-			if len(problems) > 0 {
-				return fmt.Errorf("%w: %d problems", dedupe.ErrDamaged, len(problems))
+			if damaged > 0 {
+				return fmt.Errorf("%w: %d problems", dedupe.ErrDamaged, damaged)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK\n", args[0])
 			return nil

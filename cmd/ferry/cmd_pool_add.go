@@ -49,7 +49,7 @@ are stored; a delta is added only when the pool holds the layers it leaves out.`
 }
 
 func (o *poolAddOptions) run(cmd *cobra.Command, dir string, args []string) error {
-	p, err := dedupe.OpenPool(dir)
+	p, err := openPool(dir, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func (o *poolAddOptions) addBundle(cmd *cobra.Command, p *dedupe.Pool, name, fil
 	}
 	bar := o.progress.start(cmd, "adding "+name)
 	_, err = archive.Read(cmd.Context(), bar.reader(in, size), adding, archive.ReadOptions{})
-	bar.finish(err)
+	bar.finish(err, "added "+name+" to the pool")
 	if err != nil {
 		return inPart(in, err)
 	}
@@ -110,7 +110,7 @@ func (o *poolAddOptions) addImages(cmd *cobra.Command, p *dedupe.Pool, images []
 		From:    o.from,
 		Read:    store.ReadOptions{Platform: platform, Progress: bar.update},
 	}, adding)
-	bar.finish(err)
+	bar.finish(err, "added "+name+" to the pool")
 	if err != nil {
 		return err
 	}

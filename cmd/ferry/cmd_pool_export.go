@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	"github.com/ferrytool/ferry/archive"
-	"github.com/ferrytool/ferry/dedupe"
+	"github.com/ferrytool/ferry/store"
 )
 
 type poolExportOptions struct {
@@ -13,6 +16,7 @@ type poolExportOptions struct {
 	level    int
 	split    string
 	checksum bool
+	progress progressFlags
 }
 
 func newPoolExportCmd() *cobra.Command {
@@ -31,7 +35,7 @@ the same --level.`,
 			if err != nil {
 				return err
 			}
-			p, err := dedupe.OpenPool(args[0])
+			p, err := openPool(args[0], cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -46,7 +50,14 @@ the same --level.`,
 			if err != nil {
 				return err
 			}
-			return out.close(archive.Write(cmd.Context(), out, b, src, write))
+			bar := o.progress.start(cmd, "exporting")
+			im := store.NewImages(b, src, nil).Counted(bar.update)
+			if err := out.close(im.Write(cmd.Context(), out, b, write)); err != nil {
+				bar.finish(err, "")
+				return err
+			}
+			bar.finish(nil, fmt.Sprintf("exported %s to %s", strings.Join(args[1:], ", "), outputName(o.output)))
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -55,5 +66,6 @@ the same --level.`,
 	f.IntVar(&o.level, "level", archive.DefaultLevel, "gzip `level` (1 fastest … 9 smallest)")
 	f.StringVar(&o.split, "split", "", "write `SIZE`d parts FILE.000, FILE.001, …")
 	f.BoolVar(&o.checksum, "checksum", false, "write FILE.sha256, a sha256sum-compatible sidecar")
+	o.progress.register(f)
 	return cmd
 }

@@ -81,6 +81,7 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 		return err
 	}
 	opts := o.ssh.options(o.insecure, promptPassphrase)
+	opts.Waiting = o.progress.waiting(cmd.ErrOrStderr())
 	var have *dedupe.Inventory
 	if o.have != "" {
 		if have, err = transfer.Have(cmd.Context(), o.have, opts); err != nil {
@@ -93,15 +94,19 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 	}
 	bar := o.progress.start(cmd, "saving")
 	from, host := parseFrom(o.from)
-	_, err = transfer.Save(cmd.Context(), out, images, transfer.SaveOptions{
+	b, err := transfer.Save(cmd.Context(), out, images, transfer.SaveOptions{
 		Options:  opts,
 		From:     from,
 		FromHost: host,
 		Read:     store.ReadOptions{Platform: platform, AllPlatforms: o.allPlatforms, Write: write, Progress: bar.update},
 		Have:     have,
 	})
-	bar.finish(err)
-	return out.close(err)
+	if err = out.close(err); err != nil {
+		bar.finish(err, "")
+		return err
+	}
+	bar.finish(nil, fmt.Sprintf("saved %s to %s", plural(len(b.Images), "image"), outputName(o.output)))
+	return nil
 }
 
 // writeOptions checks --compress and --level. Without --compress, a bundle file named .gz or
@@ -149,6 +154,14 @@ func openOutput(path, split string, checksum bool) (*output, error) {
 		return nil, err
 	}
 	return &output{Writer: w, commit: w.Commit, abort: w.Abort}, nil
+}
+
+// outputName names an -o value in messages.
+func outputName(path string) string {
+	if path == "-" {
+		return "stdout"
+	}
+	return path
 }
 
 func (o *output) close(err error) error {

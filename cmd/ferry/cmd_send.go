@@ -29,7 +29,7 @@ type sendOptions struct {
 func newSendCmd() *cobra.Command {
 	var o sendOptions
 	cmd := &cobra.Command{
-		Use:   "send IMAGE... -H [user@]host[:port] [-H HOST]... [--to docker|podman|containerd[:NS]|oci:DIR]",
+		Use:   "send (IMAGE|BUNDLE|pool:DIR[:NAME]|oci:DIR[:REF])... -H [user@]host[:port] [-H HOST]... [--to docker|podman|containerd[:NS]|oci:DIR]",
 		Short: "Stream images over SSH into the stores of other hosts, only the layers they lack",
 		Long: `Send images straight into the docker daemon of one or more hosts over SSH: nothing but
 sshd and docker is needed there, and nothing is staged on the hosts. Each host is asked which
@@ -64,17 +64,22 @@ missing there is refused unless --accept-new-host-key; a host whose key changed 
 refused.
 
 Images come from the local docker daemon ($DOCKER_HOST), from a registry (--from registry),
-from OCI layout directories (oci:DIR[:TAG]), or from the docker daemon of another host
-(--from HOST): host to host through this machine. --all sends every tagged image of the
-source daemon.
+from OCI layout directories (oci:DIR[:REF]), pools (pool:DIR:NAME), bundle files (what was
+carried into an air gap goes straight to every host; no local daemon needed), or from the
+docker daemon of another host (--from HOST): host to host through this machine. --all sends
+every tagged image of the source daemon.
 
 docker and podman load nothing from a stream cut short: after a lost connection the host is as
-it was, and the same command sends again. The summary on stdout says what each host got.`,
+it was, and the same command sends again. The summary on stdout says what each host got.
+
+` + storeHelp(),
 		Example: `  ferry send app:1 app:2 -H web1 -H deploy@10.0.0.7:2222
   ferry send --from root@old --all -H root@new
   ferry send app:1 -H ssh://me@web1/run/user/1000/docker.sock
   ferry send app:1 -H web1 --to podman
   ferry send app:1 app:2 -H backup1 --to oci:/srv/images
+  ferry send apps.tar.gz -H web1 -H web2
+  ferry send pool:/backup/images:nightly-2026-11-22 -H web1
   ferry send app.tar -H root@node1 -H root@node2 --to containerd:k8s.io`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, args)
@@ -123,6 +128,7 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 		Progress: show.sending,
 	}
 	opts.From, opts.FromHost = parseFrom(o.from)
+	opts.Waiting = o.progress.waiting(cmd.ErrOrStderr())
 	results, err := transfer.Send(cmd.Context(), images, o.hosts, opts)
 	show.finish(results, err)
 	if results != nil {

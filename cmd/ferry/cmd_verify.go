@@ -12,7 +12,8 @@ func newVerifyCmd() *cobra.Command {
 		Short: "Check every blob, diffID, manifest and config of a bundle",
 		Long: `Read a bundle whole and check it: every blob against its digest, every layer against the
 diffID in its config, every manifest and config parsed and consistent, every path safe.
-Exits 0 only when all is sound; otherwise names the first bad entry and exits 3.`,
+Exits 0 only when all is sound, read to its very end; otherwise names the first bad entry
+and exits 3. Entries nothing in the bundle refers to are ignored, and named on stderr.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := readBundle(cmd, args[0])
@@ -25,6 +26,9 @@ Exits 0 only when all is sound; otherwise names the first bad entry and exits 3.
 				fmt.Fprintf(cmd.OutOrStdout(), " (thin: %d layers expected at the destination)", s.MissingLayers)
 			}
 			fmt.Fprintln(cmd.OutOrStdout())
+			if note := s.UnreferencedNote(); note != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "ferry:", note)
+			}
 			return nil
 		},
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -35,8 +36,9 @@ Exit status:
   0  success
   1  error (a store, a daemon, a registry, the filesystem)
   2  usage error (bad flags, arguments or references)
-  3  the bundle (or a part, or the pool) is damaged, unsafe or not a bundle;
-     nothing was loaded
+  3  the bundle (or a part, or the pool) is damaged, unsafe, incomplete or not a
+     bundle (a bad digest, a missing blob or layer, a corrupt gzip or tar header,
+     data after its end); nothing was loaded
   4  send: some hosts got the images and others did not (the summary says which)
 `
 
@@ -47,7 +49,15 @@ func (e usageError) Unwrap() error { return e.error }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
+// memoryLimit is the soft limit on the Go heap (GOMEMLIMIT overrides it): ferry streams, so
+// its heap stays far below it, but a bundle whose metadata is large (JSON is held until
+// verified) would otherwise grow to twice what it holds before the collector runs.
+const memoryLimit = 48 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRootCmd()
@@ -70,7 +80,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, archive.ErrNotBundle), errors.Is(err, archive.ErrTruncated), errors.Is(err, archive.ErrUnsafeEntry),
 		errors.Is(err, archive.ErrTooLarge), errors.Is(err, archive.ErrDigestMismatch), errors.Is(err, archive.ErrDiffIDMismatch),
-		errors.Is(err, archive.ErrInvalidMetadata), errors.Is(err, parts.ErrPart), errors.Is(err, dedupe.ErrDamaged):
+		errors.Is(err, archive.ErrInvalidMetadata), errors.Is(err, archive.ErrMissingBlob), errors.Is(err, archive.ErrCorrupt),
+		errors.Is(err, parts.ErrPart), errors.Is(err, dedupe.ErrDamaged):
 		return exitIntegrity
 	}
 	return exitError

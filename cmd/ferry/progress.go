@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
@@ -26,12 +25,13 @@ func (p *progressFlags) register(f *pflag.FlagSet) {
 }
 
 // progressBar renders byte progress on stderr: a bar on a terminal, a line every few seconds
-// otherwise, JSON lines for scripts.
+// otherwise, JSON lines for scripts. It ends with one summary line (finish).
 type progressBar struct {
 	mode  string
+	quiet bool
 	label string
 	w     io.Writer
-	bar   *progressbar.ProgressBar
+	bar   *multiBar // on a terminal, once the first bytes are reported
 	start time.Time
 
 	mu    sync.Mutex
@@ -50,7 +50,8 @@ func (p *progressFlags) start(cmd *cobra.Command, label string) *progressBar {
 	case mode == "auto":
 		mode = "plain"
 	}
-	return &progressBar{mode: mode, label: label, w: cmd.ErrOrStderr(), start: time.Now()}
+	now := time.Now()
+	return &progressBar{mode: mode, quiet: p.quiet, label: label, w: cmd.ErrOrStderr(), start: now, last: now}
 }
 
 // update is a transfer progress callback: bytes done of total (0: unknown).
@@ -61,23 +62,13 @@ func (b *progressBar) update(done, total int64) {
 	switch b.mode {
 	case "bar":
 		if b.bar == nil {
-			limit := total
-			if limit <= 0 {
-				limit = -1 // unknown: a spinner
-			}
-			b.bar = progressbar.NewOptions64(limit, progressbar.OptionSetWriter(b.w), progressbar.OptionShowBytes(true),
-				progressbar.OptionSetDescription(b.label), progressbar.OptionSetPredictTime(true),
-				progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionFullWidth(),
-				progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(b.w) }))
+			b.bar = newMultiBar(b.w, []string{b.label})
 		}
-		if total > done {
-			b.bar.ChangeMax64(total)
-		}
-		b.bar.Set64(done) //nolint:errcheck
+		b.bar.set(0, done, total)
 	case "plain", "json":
 		if time.Since(b.last) >= 2*time.Second {
 			b.last = time.Now()
-			b.line("progress", nil)
+			b.line("progress", nil, "")
 		}
 	}
 }
@@ -101,41 +92,59 @@ func (p *progressReader) Read(buf []byte) (int, error) {
 	return n, err
 }
 
-// finish ends the display, saying how it ended.
-func (b *progressBar) finish(err error) {
+// finish ends the display. After a success, what says what was done ("saved 2 images to
+// apps.tar"): a bar is drawn a last time at 100 %, and one summary line follows (what, how
+// many bytes, how long), in every mode but -q and JSON, where the done event carries it.
+// After a failure the bar stays where it stopped and main prints the error.
+func (b *progressBar) finish(err error, what string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	switch b.mode {
-	case "bar":
-		if b.bar != nil && err == nil {
-			b.bar.Finish() //nolint:errcheck
-		} else if b.bar != nil {
-			fmt.Fprintln(b.w)
+	if b.bar != nil {
+		if err == nil {
+			b.bar.complete(0)
 		}
-	case "plain", "json":
-		b.line("done", err)
+		b.bar.stop()
+	}
+	switch {
+	case b.mode == "json":
+		b.line("done", err, what)
+	case err == nil && !b.quiet:
+		fmt.Fprintln(b.w, summaryLine(what, b.done, time.Since(b.start)))
 	}
 }
 
-func (b *progressBar) line(event string, err error) {
+// summaryLine is the line that ends a verb's progress: what was done, how many bytes, how long.
+func summaryLine(what string, bytes int64, elapsed time.Duration) string {
+	s := elapsed.Seconds()
+	return fmt.Sprintf("%s: %s in %.1fs (%s/s)", what, humanBytes(bytes), s, humanBytes(int64(float64(bytes)/max(s, 1e-3))))
+}
+
+func (b *progressBar) line(event string, err error, what string) {
 	elapsed := time.Since(b.start).Seconds()
 	rate := float64(b.done) / max(elapsed, 1e-3)
 	if b.mode == "json" {
 		ev := map[string]any{"event": event, "action": b.label, "bytes": b.done, "total": b.total, "seconds": elapsed}
 		if err != nil {
 			ev["error"] = err.Error()
+		} else if what != "" {
+			ev["summary"] = what
 		}
 		json.NewEncoder(b.w).Encode(ev) //nolint:errcheck
 		return
-	}
-	if event == "done" && err != nil {
-		return // main prints the error
 	}
 	of := ""
 	if b.total > 0 {
 		of = fmt.Sprintf(" of %s (%d%%)", humanBytes(b.total), min(100, b.done*100/b.total))
 	}
 	fmt.Fprintf(b.w, "%s: %s%s, %s/s, %.1fs\n", b.label, humanBytes(b.done), of, humanBytes(int64(rate)), elapsed)
+}
+
+// plural is "1 image", "2 images".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

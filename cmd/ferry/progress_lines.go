@@ -22,13 +22,18 @@ type sendProgress struct {
 	bars  *multiBar      // on a terminal
 	lines []*progressBar // otherwise
 
+	w     io.Writer
+	quiet bool
+	start time.Time
+
 	askMu       sync.Mutex
 	passphrases map[string][]byte
 }
 
 func newSendProgress(cmd *cobra.Command, flags *progressFlags, hosts []string) *sendProgress {
 	labels := append([]string{"reading images"}, hosts...)
-	s := &sendProgress{index: map[string]int{}, passphrases: map[string][]byte{}}
+	s := &sendProgress{index: map[string]int{}, passphrases: map[string][]byte{}, w: cmd.ErrOrStderr(),
+		quiet: flags.quiet, start: time.Now()}
 	for i, h := range hosts {
 		s.index[h] = i + 1
 	}
@@ -53,20 +58,49 @@ func (s *sendProgress) update(line int, done, total int64) {
 	s.lines[line].update(done, total)
 }
 
-// finish ends the display: err is Send's, results say how each host went.
+// finish ends the display: err is Send's, results say how each host went. The bars of the
+// source and of each host that got the images end at 100 %; one summary line follows.
 func (s *sendProgress) finish(results []transfer.HostResult, err error) {
 	if s.bars != nil {
+		if results != nil {
+			s.bars.complete(0)
+		}
+		for _, r := range results {
+			if r.Err == nil {
+				s.bars.complete(s.index[r.Host])
+			}
+		}
 		s.bars.stop()
+	}
+	if s.lines != nil && s.lines[0].mode == "json" {
+		if results == nil {
+			s.lines[0].finish(err, "")
+			return
+		}
+		s.lines[0].finish(nil, "read the images")
+		for _, r := range results {
+			s.lines[s.index[r.Host]].finish(r.Err, "sent to "+r.Host)
+		}
 		return
 	}
-	if results == nil {
-		s.lines[0].finish(err)
+	if results == nil || s.quiet {
 		return
 	}
-	s.lines[0].finish(nil)
+	var ok, images int
+	var sent, full int64
 	for _, r := range results {
-		s.lines[s.index[r.Host]].finish(r.Err)
+		if r.Err == nil {
+			ok++
+			images = max(images, len(r.Loaded))
+			sent += r.Sent
+			full += r.Full
+		}
 	}
+	if ok == 0 {
+		return // main prints the error
+	}
+	fmt.Fprintf(s.w, "sent %s to %d of %d hosts: %s (the whole images: %s) in %.1fs\n", plural(images, "image"), ok, len(results),
+		humanBytes(sent), humanBytes(full), time.Since(s.start).Seconds())
 }
 
 // askPassphrase asks on the terminal for the passphrase of a key file, once per file.
@@ -98,10 +132,12 @@ type multiBar struct {
 	quit chan struct{}
 	done chan struct{}
 
-	mu    sync.Mutex
-	bars  []*progressbar.ProgressBar
-	state [][2]int64 // done, total per bar
-	drawn int        // lines on screen to redraw
+	mu     sync.Mutex
+	labels []string
+	bars   []*progressbar.ProgressBar
+	state  [][2]int64 // done, total per bar
+	shown  [][2]int64 // what each bar was last set to
+	drawn  int        // lines on screen to redraw
 }
 
 func newMultiBar(w io.Writer, labels []string) *multiBar {
@@ -113,20 +149,34 @@ func newMultiBar(w io.Writer, labels []string) *multiBar {
 		}
 		width = max(width, len([]rune(labels[i])))
 	}
-	m := &multiBar{w: w, quit: make(chan struct{}), done: make(chan struct{}), state: make([][2]int64, len(labels))}
+	m := &multiBar{w: w, quit: make(chan struct{}), done: make(chan struct{}), state: make([][2]int64, len(labels)),
+		shown: make([][2]int64, len(labels))}
 	for _, l := range labels {
-		m.bars = append(m.bars, progressbar.NewOptions64(-1, progressbar.OptionSetWriter(io.Discard),
-			progressbar.OptionSetDescription(fmt.Sprintf("%-*s", width, l)), progressbar.OptionShowBytes(true), progressbar.OptionShowCount(),
-			progressbar.OptionSetPredictTime(true), progressbar.OptionSetWidth(24), progressbar.OptionThrottle(0),
-			progressbar.OptionSetRenderBlankState(true)))
+		m.labels = append(m.labels, fmt.Sprintf("%-*s", width, l))
+		m.bars = append(m.bars, newBar(m.labels[len(m.labels)-1]))
 	}
 	go m.loop()
 	return m
 }
 
+// newBar is one line of a multiBar: rendered into a string, drawn by the multiBar.
+func newBar(label string) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(-1, progressbar.OptionSetWriter(io.Discard),
+		progressbar.OptionSetDescription(label), progressbar.OptionShowBytes(true), progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true), progressbar.OptionSetWidth(24), progressbar.OptionThrottle(0),
+		progressbar.OptionSetRenderBlankState(true))
+}
+
 func (m *multiBar) set(i int, done, total int64) {
 	m.mu.Lock()
 	m.state[i] = [2]int64{done, max(done, total)}
+	m.mu.Unlock()
+}
+
+// complete marks line i done: its total becomes what was done, so the bar ends at 100 %.
+func (m *multiBar) complete(i int) {
+	m.mu.Lock()
+	m.state[i][1] = m.state[i][0]
 	m.mu.Unlock()
 }
 
@@ -159,7 +209,14 @@ func (m *multiBar) draw() {
 		fmt.Fprintf(&out, "\x1b[%dA", m.drawn)
 	}
 	for i, b := range m.bars {
-		if done, total := m.state[i][0], m.state[i][1]; total > 0 {
+		if done, total := m.state[i][0], m.state[i][1]; total > 0 && m.state[i] != m.shown[i] {
+			if b.IsFinished() {
+				// progressbar draws nothing more once done reached the total; a total
+				// that grew since needs a new bar.
+				b = newBar(m.labels[i])
+				m.bars[i] = b
+			}
+			m.shown[i] = m.state[i]
 			if b.GetMax64() != total {
 				b.ChangeMax64(total)
 			}

@@ -54,13 +54,55 @@ func parseFrom(from string) (ref, host string) {
 	return "docker", from
 }
 
-// storeHelp is the reference grammar, as --help prints it: one line per kind of store.
-func storeHelp() string {
-	var b strings.Builder
-	b.WriteString("Stores (--from, --to, --have):\n")
+// fileDoc is the grammar's row for bundle files, which are no store kind.
+const fileDoc = "a bundle file, or the first part of a split one (NAME.000). A source only: ferry save, load, send and pool add read it; --have takes it as what the far side loaded"
+
+// grammar is the reference grammar: for each kind of store, and for bundle files, its
+// syntax, whether -H can put it on a host, and what it means as a source, as a store and
+// on a host. --help prints it (storeHelp) and the README holds the same table, which
+// TestREADMEGrammar checks.
+func grammar() [][3]string {
+	var rows [][3]string
 	for _, k := range store.Kinds() {
-		fmt.Fprintf(&b, "  %-26s %s\n", k.Syntax, k.Doc)
+		host := "no"
+		if k.Remote {
+			host = "yes"
+		}
+		rows = append(rows, [3]string{k.Syntax, host, k.Doc})
 	}
-	b.WriteString("  FILE                       a bundle file, or the first part of a split one (a source)")
-	return b.String()
+	return append(rows, [3]string{"FILE", "no", fileDoc})
+}
+
+// storeHelp is the reference grammar as --help prints it.
+func storeHelp() string {
+	const wrap = 70
+	var b strings.Builder
+	b.WriteString("Stores and sources (--from, --to, --have; -H HOST puts a store on a host, over SSH):\n")
+	fmt.Fprintf(&b, "  %-25s %-3s %s\n", "REFERENCE", "-H", "AS A SOURCE, AS A STORE, ON A HOST")
+	for i, row := range grammar() {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		line := ""
+		first := true
+		flush := func() {
+			if first {
+				fmt.Fprintf(&b, "  %-25s %-3s %s\n", row[0], row[1], line)
+			} else {
+				fmt.Fprintf(&b, "  %-25s %-3s %s\n", "", "", line)
+			}
+			first, line = false, ""
+		}
+		for _, word := range strings.Fields(row[2]) {
+			if line != "" && len(line)+1+len(word) > wrap {
+				flush()
+			}
+			if line != "" {
+				line += " "
+			}
+			line += word
+		}
+		flush()
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }

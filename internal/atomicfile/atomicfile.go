@@ -5,6 +5,8 @@ package atomicfile
 import (
 	"os"
 	"path/filepath"
+
+	"github.com/ferrytool/ferry/internal/leftover"
 )
 
 // A File is being written in place of a target path.
@@ -20,7 +22,8 @@ func Create(path string, perm os.FileMode) (*File, error) {
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-")
+	leftover.Clean(dir, "."+base+".tmp-") // a killed run's
+	f, err := os.CreateTemp(dir, leftover.Pattern("."+base+".tmp-"))
 	if err != nil {
 		return nil, err
 	}

@@ -30,8 +30,9 @@ func init() {
 	store.Register(store.Kind{
 		Name:   "containerd",
 		Syntax: "containerd[:NAMESPACE]",
-		Doc: "containerd: the images of a namespace (k8s.io unless $CONTAINERD_NAMESPACE says otherwise); " +
-			"$CONTAINERD_ADDRESS or " + DefaultSocket + "; on a host, its socket through SSH",
+		Doc: "containerd's images in NAMESPACE (k8s.io, unless $CONTAINERD_NAMESPACE names another), at $CONTAINERD_ADDRESS or " + DefaultSocket +
+			". As a source, blobs from its content store; as a store, only the blobs it lacks (resumed mid-blob after a cut), then unpacked " +
+			"($CONTAINERD_SNAPSHOTTER, overlayfs) and named. On a host, its socket through the SSH connection",
 		Remote: true,
 		Check: func(arg string) error {
 			if arg == "" {

@@ -28,7 +28,7 @@ func (s *Store) Copy(ctx context.Context, refs []string, opts store.ReadOptions,
 		return nil, err
 	}
 	defer stream.Close()
-	b, err := archive.Read(ctx, p.Reader(stream), sink, archive.ReadOptions{})
+	b, err := archive.Read(ctx, p.Reader(stream), sink, archive.ReadOptions{Trusted: true})
 	if err != nil {
 		return nil, fmt.Errorf("reading docker save stream: %w", err)
 	}

@@ -22,7 +22,7 @@ func init() {
 	store.Register(store.Kind{
 		Name:   "docker",
 		Syntax: "docker",
-		Doc:    "the docker daemon: $DOCKER_HOST or the default socket; on a host, its socket through SSH",
+		Doc:    "the docker daemon ($DOCKER_HOST or the default socket). As a source, one `docker save` of all the images; as a store, `docker load`, thin where the daemon holds the layers left out (complete images for the containerd image store). On a host, its socket through the SSH connection",
 		Remote: true,
 		Check:  store.NoArg,
 		Open: func(ctx context.Context, arg string, env store.Env) (store.Store, error) {
@@ -125,8 +125,12 @@ func (s *Store) LoadStream(ctx context.Context, r io.Reader) ([]string, error) {
 	return s.Load(ctx, r, nil)
 }
 
-// checkThin makes sure the daemon holds every layer the bundle leaves out.
+// checkThin makes sure docker takes the images (archive.DockerLoadable) and the daemon holds
+// every layer the bundle leaves out.
 func (s *Store) checkThin(ctx context.Context, b *archive.Bundle) error {
+	if err := archive.DockerLoadable(b); err != nil {
+		return err
+	}
 	if !thin(b) {
 		return nil
 	}

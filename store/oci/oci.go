@@ -23,19 +23,19 @@ func init() {
 	store.Register(store.Kind{
 		Name:   "oci",
 		Syntax: "oci:DIR[:REF]",
-		Doc:    "an OCI image layout directory; REF picks an image to read (its full name, as docker names it, or its tag)",
+		Doc:    "an OCI image layout directory. As a source, REF picks an image (its full name, as docker names it, or its tag); as a store, only the blobs it lacks are written, each verified, and index.json last, under .ferry.lock. On a host, over SFTP",
 		Remote: true,
 		Check:  store.DirArg,
 		Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {
 			dir, _ := store.CutRef(arg)
 			if env.Host == nil {
-				return Open(dedupe.LocalFS{}, dir, "oci:"+dir, nil)
+				return Open(dedupe.LocalFS{}, dir, "oci:"+dir, nil, env.Waiting)
 			}
 			c, err := env.Host.SFTP()
 			if err != nil {
 				return nil, err
 			}
-			s, err := Open(sftpFS{c}, dir, env.On("oci:"+dir), c.Close)
+			s, err := Open(sftpFS{c}, dir, env.On("oci:"+dir), c.Close, env.Waiting)
 			if err != nil {
 				c.Close()
 			}
@@ -51,12 +51,14 @@ type Store struct {
 	close func() error
 }
 
-// Open opens the layout dir on fsys; close, if set, releases fsys.
-func Open(fsys dedupe.FS, dir, name string, close func() error) (*Store, error) {
+// Open opens the layout dir on fsys; close, if set, releases fsys; waiting, if set, is told
+// when a lock is waited for.
+func Open(fsys dedupe.FS, dir, name string, close func() error, waiting func(string)) (*Store, error) {
 	l, err := dedupe.OpenLayoutFS(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
+	l.Waiting = waiting
 	return &Store{Layout: l, name: name, close: close}, nil
 }
 

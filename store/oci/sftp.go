@@ -24,11 +24,6 @@ func (s sftpFS) Create(name string, r io.Reader) (n int64, err error) {
 	}
 	n, err = f.ReadFrom(r)
 	if err == nil {
-		if serr := f.Sync(); serr != nil && !errors.Is(serr, sftp.ErrSSHFxOpUnsupported) {
-			err = serr
-		}
-	}
-	if err == nil {
 		err = f.Chmod(0o644) // sftp creates files 0666 less the server's umask; a layout's are 0644
 	}
 	if cerr := f.Close(); err == nil {
@@ -47,7 +42,22 @@ func (s sftpFS) Stat(name string) (fs.FileInfo, error)      { return s.c.Stat(na
 func (s sftpFS) ReadDir(name string) ([]fs.FileInfo, error) { return s.c.ReadDir(name) }
 func (s sftpFS) MkdirAll(name string) error                 { return s.c.MkdirAll(name) }
 func (s sftpFS) Join(elem ...string) string                 { return path.Join(elem...) }
-func (s sftpFS) Sync(string) error                          { return nil } // SFTP cannot sync a directory
+
+// Sync syncs a file where the server can (fsync@openssh.com); SFTP cannot sync a directory.
+func (s sftpFS) Sync(name string) error {
+	f, err := s.c.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil
+	}
+	if err := f.Sync(); err != nil && !errors.Is(err, sftp.ErrSSHFxOpUnsupported) {
+		return err
+	}
+	return nil
+}
 
 func (s sftpFS) Touch(name string) error {
 	now := time.Now()

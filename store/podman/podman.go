@@ -23,7 +23,7 @@ func init() {
 	store.Register(store.Kind{
 		Name:   "podman",
 		Syntax: "podman",
-		Doc:    "podman's image store, through `podman load` and `podman images`",
+		Doc:    "podman's image store. Not a source; as a store, complete images on the stdin of `podman load`, and `podman images` for what it holds. On a host, the same commands over SSH",
 		Remote: true,
 		Check:  store.NoArg,
 		Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {

@@ -22,7 +22,7 @@ func init() {
 	store.Register(store.Kind{
 		Name:   "registry",
 		Syntax: "registry[:HOST[/PREFIX]]",
-		Doc:    "a registry: images as HOST/PREFIX/REPO:TAG (plain http for localhost and 127.0.0.1, or with --insecure); bare, images are named whole",
+		Doc:    "a registry, images as HOST/PREFIX/REPO:TAG (bare `registry`: images named whole, as a source only), with their compressed blobs and manifests as pushed; plain http for localhost and 127.0.0.1, or with --insecure. Reached from this machine, not on a host",
 		Check: func(arg string) error {
 			_, err := New(arg, false)
 			return err

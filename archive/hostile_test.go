@@ -1,0 +1,224 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// withIndex returns the entries with index.json's entries passed through edit.
+func (fs files) withIndex(t testing.TB, edit func(m []v1.Descriptor) []v1.Descriptor) files {
+	t.Helper()
+	return fs.edited(t, "index.json", func(data []byte) []byte {
+		var idx v1.IndexManifest
+		if err := json.Unmarshal(data, &idx); err != nil {
+			t.Fatal(err)
+		}
+		idx.Manifests = edit(idx.Manifests)
+		out, _ := json.Marshal(idx)
+		return out
+	})
+}
+
+// TestReadIgnoresUnreferenced: entries nothing refers to are read, hashed and reported,
+// and never handed on as listed; what manifest.json lists before them is.
+func TestReadIgnoresUnreferenced(t *testing.T) {
+	fb := newFerryBundle(t)
+	junk := []string{"evil\x1b]0;pwned\x07name", strings.Repeat("long/", 1000) + "x", "blobs/sha256/" + fb.layers[0][len("blobs/sha256/"):] + "/shadow", "a.json"}
+	var extra files
+	for _, name := range junk {
+		extra = append(extra, reg(name, []byte(`{"junk":true}`)))
+	}
+	for i := range 2000 {
+		extra = append(extra, reg(fmt.Sprintf("tiny/%d", i), []byte{byte(i)}))
+	}
+	fs := fb.files.with(extra...)
+	sink := &listing{}
+	b, err := Read(t.Context(), bytes.NewReader(fs.tar(t)), sink, ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range junk {
+		if !slices.Contains(b.Unreferenced, name) {
+			t.Errorf("%s not reported unreferenced", Quote(name))
+		}
+		if listed, got := sink.listed[name]; listed || got && !strings.HasPrefix(name, "blobs/sha256/") {
+			t.Errorf("%s reached the sink (listed %v): metadata came first", Quote(name), listed)
+		}
+	}
+	if len(b.Unreferenced) != len(extra) {
+		t.Errorf("%d unreferenced, want %d", len(b.Unreferenced), len(extra))
+	}
+	for _, name := range append([]string{fb.config}, fb.layers...) {
+		if !sink.listed[name] {
+			t.Errorf("%s, which manifest.json lists before it, not passed as listed", name)
+		}
+	}
+	note := b.Summary().UnreferencedNote()
+	if strings.ContainsAny(note, "\x1b\x07") || len(note) > 2000 || !strings.Contains(note, "and 1994 more") {
+		t.Errorf("note %q", note)
+	}
+}
+
+// listing is a Sink that records which entries came as Listed.
+type listing struct {
+	recorder
+	listed map[string]bool
+}
+
+func (l *listing) Entry(ctx context.Context, e Entry, r io.Reader) error {
+	if l.listed == nil {
+		l.listed = map[string]bool{}
+	}
+	l.listed[e.Name] = e.Listed
+	return l.recorder.Entry(ctx, e, r)
+}
+
+func TestReadRefusesHostileMetadata(t *testing.T) {
+	fb := newFerryBundle(t)
+	lb := newLegacyBundle(t)
+	tagged := func(tags ...string) []byte {
+		return fb.files.without("index.json").withManifest(t, func(m *dockerManifest) { m.RepoTags = tags }).tar(t)
+	}
+	annotated := func(k, v string) []byte {
+		return fb.files.withIndex(t, func(ds []v1.Descriptor) []v1.Descriptor {
+			ds[0].Annotations[k] = v
+			return ds
+		}).tar(t)
+	}
+	var many []string
+	for i := range maxTags + 1 {
+		many = append(many, fmt.Sprintf("app:%d", i))
+	}
+	other := fb.files.withIndex(t, func(ds []v1.Descriptor) []v1.Descriptor {
+		ds[0].Annotations = map[string]string{annotationImageName: "example.com/other:1", annotationRefName: "1"}
+		return ds
+	})
+	for _, c := range []struct {
+		name  string
+		input []byte
+		want  error
+		at    string
+	}{
+		{"tag with ..", tagged("foo..bar:1"), ErrInvalidMetadata, `"foo..bar:1"`},
+		{"tag with a leading separator", tagged("a/-b:1"), ErrInvalidMetadata, `"a/-b:1"`},
+		{"tag with an empty component", tagged("a//b:1"), ErrInvalidMetadata, `"a//b:1"`},
+		{"tag starting with a dot", tagged("a:.x"), ErrInvalidMetadata, `"a:.x"`},
+		{"tag with an escape", tagged("a:1\x1b]0;x\x07"), ErrInvalidMetadata, `"a:1\x1b]0;x\a"`},
+		{"64-hex repository", tagged(strings.Repeat("a", 64) + ":1"), ErrInvalidMetadata, "64-hex"},
+		{"repository over 255 bytes", tagged(strings.Repeat("a/", 130) + "b:1"), ErrInvalidMetadata, "over 255"},
+		{"too many tags", tagged(many...), ErrInvalidMetadata, "1001 tags"},
+		{"ref name with a newline", annotated(annotationRefName, "1\nrm -rf /"), ErrInvalidMetadata, `"1\nrm -rf /"`},
+		{"ref name with a shell character", annotated(annotationRefName, "$(id)"), ErrInvalidMetadata, `"$(id)"`},
+		{"image name with a space", annotated(annotationImageName, "a b:1"), ErrInvalidMetadata, `"a b:1"`},
+		{"index.json tags another name", other.tar(t), ErrInvalidMetadata, `manifest.json tags image`},
+		{"index.json lists another image", fb.files.withIndex(t, func(ds []v1.Descriptor) []v1.Descriptor {
+			return append(ds, v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: sha256Hash(nil), Size: 0})
+		}).tar(t), ErrMissingBlob, sha256Hash(nil).Hex},
+		{"index.json entry of no image", fb.files.withIndex(t, func(ds []v1.Descriptor) []v1.Descriptor {
+			return append(ds, v1.Descriptor{MediaType: "text/plain", Digest: sha256Hash(nil)})
+		}).tar(t), ErrInvalidMetadata, `"text/plain"`},
+		{"index.json entry twice", fb.files.withIndex(t, func(ds []v1.Descriptor) []v1.Descriptor { return append(ds, ds[0]) }).tar(t), ErrInvalidMetadata, "twice"},
+		{"repositories with another tag", lb.files.replaced("repositories", reg("repositories", []byte(`{"example.com/legacy":{"2":"x"}}`))).tar(t), ErrInvalidMetadata, `"example.com/legacy:2"`},
+	} {
+		t.Run(c.name, func(t *testing.T) { readFails(t, c.input, c.want, c.at) })
+	}
+}
+
+// TestReadUntaggedIndexImage: an image index.json lists that manifest.json does not is
+// refused, naming both.
+func TestReadIndexImageNotInManifest(t *testing.T) {
+	fb := newFerryBundle(t)
+	lb := newLegacyBundle(t)
+	// the legacy image, with a manifest, in the ferry bundle's index only
+	m := synthesizeManifest(&Image{Config: &Blob{Digest: lb.id, Size: int64(len(lb.files.get(t, lb.config).data))}, Layers: []*Layer{
+		{Blob: &Blob{Digest: lb.diffIDs[0], Size: int64(len(lb.files.get(t, lb.layers[0]).data))}, MediaType: types.OCIUncompressedLayer},
+		{Blob: &Blob{Digest: lb.diffIDs[1], Size: int64(len(lb.files.get(t, lb.layers[1]).data))}, MediaType: types.OCIUncompressedLayer},
+	}})
+	fs := fb.files.with(
+		reg(blobPath(m.Digest), m.Data),
+		reg(blobPath(lb.id), lb.files.get(t, lb.config).data),
+		reg(blobPath(lb.diffIDs[0]), lb.files.get(t, lb.layers[0]).data),
+		reg(blobPath(lb.diffIDs[1]), lb.files.get(t, lb.layers[1]).data),
+	).withIndex(t, func(ds []v1.Descriptor) []v1.Descriptor {
+		return append(ds, v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: m.Digest, Size: m.Size})
+	})
+	readFails(t, fs.tar(t), ErrInvalidMetadata, "index.json entry 1 lists manifest "+m.Digest.String()+", manifest.json does not")
+}
+
+func TestReadTrailingData(t *testing.T) {
+	fb := newFerryBundle(t)
+	plain := fb.files.tar(t)
+	second := files{reg("x", []byte("hello"))}.tar(t)
+	zipped := gz(t, plain)
+	readOK(t, append(bytes.Clone(plain), make([]byte, 10240)...)) // record padding
+	readOK(t, append(bytes.Clone(zipped), gz(t, make([]byte, 4096))...))
+	for _, c := range []struct {
+		name  string
+		input []byte
+		want  error
+		at    string
+	}{
+		{"second tar", append(bytes.Clone(plain), second...), ErrCorrupt, "after the end of the archive"},
+		{"trailing bytes", append(bytes.Clone(plain), "OK\n"...), ErrCorrupt, "after the end of the archive"},
+		{"second gzip member", append(bytes.Clone(zipped), gz(t, second)...), ErrCorrupt, "after the end of the archive"},
+		{"bytes after gzip", append(bytes.Clone(zipped), "garbage after the end of the archive"...), ErrCorrupt, "gzip:"},
+		{"bytes after zstd", append(zst(t, plain), "garbage after the end of the archive"...), ErrCorrupt, "zstd:"},
+	} {
+		t.Run(c.name, func(t *testing.T) { readFails(t, c.input, c.want, c.at) })
+	}
+}
+
+func TestReadCorruptLayers(t *testing.T) {
+	fb := newFerryBundle(t)
+	plain := fb.files.tar(t)
+	// a header's checksum broken after the first entry
+	badHeader := bytes.Clone(plain)
+	off := 512 + int(len(fb.files[0].data)+511)/512*512
+	badHeader[off+148] ^= 0x7
+	readFails(t, badHeader, ErrCorrupt, fmt.Sprintf("tar header at offset %d", off))
+
+	zipped := gz(t, plain)
+	corrupt := bytes.Clone(zipped)
+	corrupt[len(corrupt)-6] ^= 0xff // the CRC
+	readFails(t, corrupt, ErrCorrupt, "gzip:")
+
+	floor := bombFloor
+	t.Cleanup(func() { bombFloor = floor })
+	bombFloor = 1 << 20
+	bomb := zst(t, make([]byte, 64<<20))
+	fs, name := fb.withLayer(t, 0, bomb)
+	readFails(t, fs.tar(t), ErrTooLarge, name)
+}
+
+func TestDockerLoadable(t *testing.T) {
+	fb := newFerryBundle(t)
+	b, _ := readOK(t, fb.files.tar(t))
+	if err := DockerLoadable(b); err != nil {
+		t.Fatal(err)
+	}
+	b.Images[0].Layers = slices.Repeat(b.Images[0].Layers[:1], maxLayers+1)
+	if err := DockerLoadable(b); err == nil || !strings.Contains(err.Error(), "at most 125") {
+		t.Fatalf("126 layers: %v", err)
+	}
+}
+
+func TestQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"busybox:1":                         `"busybox:1"`,
+		"a\x1b]0;x\x07\x00":                 `"a\x1b]0;x\a\x00"`,
+		strings.Repeat("é", 100) + "\u202e": `"` + strings.Repeat("é", 48) + `"…"` + strings.Repeat("é", 14) + `\u202e" (203 bytes)`,
+	} {
+		if got := Quote(in); got != want {
+			t.Errorf("Quote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
