@@ -108,7 +108,7 @@ func (r *receiver) Entry(ctx context.Context, e archive.Entry, rd io.Reader) err
 	if err := r.copy(w, rd); err != nil {
 		return fmt.Errorf("%s: writing %s: %w", r.s, e.Name, err)
 	}
-	err = w.Commit(ctx, e.Size, expected, content.WithLabels(map[string]string{}))
+	err = w.Commit(ctx, e.Size, expected)
 	switch {
 	case errdefs.IsAlreadyExists(err):
 	case errdefs.IsFailedPrecondition(err):
