@@ -30,8 +30,11 @@ const (
 	// transfer to be resumed from the ingests it left.
 	leaseTime = 24 * time.Hour
 	// chunk is the size of the pieces written into an ingest: each is one request and one
-	// answer (containerd takes up to 16 MiB a message).
-	chunk = 4 << 20
+	// answer, and containerd's writer sends at most 8 MiB a message. Over SSH the size
+	// matters: a 256 MiB blob went at 10 MB/s in pieces of 1 MiB, 22 MB/s in 4 MiB, 37 MB/s
+	// in 8 MiB (loopback sshd; HTTP/2 flow control, not the round trips: sending pieces
+	// without waiting for their answers changed nothing).
+	chunk = 8 << 20
 	// refPrefix starts the ingest refs ferry writes under, followed by the blob's digest:
 	// the same blob always resumes the same ingest.
 	refPrefix = "ferry-"
