@@ -5,6 +5,7 @@ import (
 	"context"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -41,9 +42,17 @@ func writeBundle(t testing.TB, opts WriteOptions, imgs map[string]v1.Image) []by
 func TestRoundTrip(t *testing.T) {
 	a, b := testImages(t)
 	imgs := map[string]v1.Image{"example.com/a:1": a, "example.com/b:2": b}
-	for _, codec := range []Codec{None, Gzip} {
+	plain := writeBundle(t, WriteOptions{}, imgs)
+	for _, codec := range []Codec{None, Gzip, Zstd} {
 		t.Run(codec.String(), func(t *testing.T) {
 			data := writeBundle(t, WriteOptions{Codec: codec}, imgs)
+			if codec != None { // the members decompress, with the codec's own tool, to the plain bundle
+				tool := exec.Command(testenv.Require(t, codec.String()), "-dc")
+				tool.Stdin = bytes.NewReader(data)
+				if out, err := tool.Output(); err != nil || !bytes.Equal(out, plain) {
+					t.Fatalf("%s -dc of the bundle: %v, %d bytes, want the plain bundle's %d", codec, err, len(out), len(plain))
+				}
+			}
 			if again := writeBundle(t, WriteOptions{Codec: codec}, imgs); !bytes.Equal(data, again) {
 				t.Fatal("writing the same images twice gave different bytes")
 			}

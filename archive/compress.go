@@ -31,15 +31,17 @@ func (c Codec) String() string {
 	return [...]string{"none", "gzip", "zstd", "bzip2", "xz"}[c]
 }
 
-// ParseCodec parses a --compress value: none or gzip.
+// ParseCodec parses a --compress value: none, gzip or zstd.
 func ParseCodec(s string) (Codec, error) {
 	switch strings.ToLower(s) {
 	case "", "none":
 		return None, nil
 	case "gzip", "gz":
 		return Gzip, nil
+	case "zstd", "zst":
+		return Zstd, nil
 	}
-	return None, fmt.Errorf("unknown compression %q: use none or gzip", s)
+	return None, fmt.Errorf("unknown compression %q: use none, gzip or zstd", s)
 }
 
 var magics = []struct {
@@ -166,10 +168,10 @@ func (g *bombGuard) Read(p []byte) (int, error) {
 // the output the same whichever way a blob arrived.
 func encodeBody(dst io.Writer, src io.Reader, size int64, codec Codec, level int) error {
 	var w io.Writer = dst
-	var zw *pgzip.Writer
-	if codec == Gzip {
+	var zw io.WriteCloser
+	if codec != None {
 		var err error
-		if zw, err = NewGzipWriter(dst, level); err != nil {
+		if zw, err = NewMemberWriter(dst, codec, level); err != nil {
 			return err
 		}
 		w = zw
@@ -188,6 +190,21 @@ func encodeBody(dst io.Writer, src io.Reader, size int64, codec Codec, level int
 		return zw.Close()
 	}
 	return nil
+}
+
+// NewMemberWriter returns a writer of one self-contained member of codec — a gzip member or
+// a zstd frame — at level (gzip's 1-9; for zstd, 1 is its fastest, up to 4 its best), as ferry
+// compresses: in parallel, the same input giving the same bytes. Members concatenated are one
+// stream to every reader of the codec.
+func NewMemberWriter(w io.Writer, codec Codec, level int) (io.WriteCloser, error) {
+	switch codec {
+	case Gzip:
+		return NewGzipWriter(w, level)
+	case Zstd:
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevel(min(max(level, 1), 4))),
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(true))
+	}
+	return nil, fmt.Errorf("ferry does not write %s", codec)
 }
 
 // NewGzipWriter returns the gzip writer ferry compresses with: pgzip at level, in parallel, with

@@ -3,6 +3,8 @@ package archive
 import (
 	"archive/tar"
 	"bufio"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -26,6 +28,7 @@ type Forwarder struct {
 	sent map[string]string // entry name → its name in the stream
 	held *os.File          // entries held back, one after another
 	at   map[string]*io.SectionReader
+	id   string // names this stream's entries
 }
 
 // CopyBuffer is the size of the pieces streams are gathered into on their way to a store.
@@ -34,8 +37,10 @@ const CopyBuffer = 1 << 20
 // NewForwarder forwards to w.
 func NewForwarder(w io.Writer) *Forwarder {
 	bw := bufio.NewWriterSize(w, CopyBuffer)
+	id := make([]byte, 8)
+	rand.Read(id)
 	return &Forwarder{tw: tar.NewWriter(bw), bw: bw, buf: make([]byte, CopyBuffer),
-		sent: map[string]string{}, at: map[string]*io.SectionReader{}}
+		sent: map[string]string{}, at: map[string]*io.SectionReader{}, id: hex.EncodeToString(id)}
 }
 
 // Entry forwards one data entry, or holds it back when it is not Listed.
@@ -65,7 +70,10 @@ func (f *Forwarder) Entry(e Entry, r io.Reader) error {
 
 // send writes an entry to the stream under a name of the forwarder's.
 func (f *Forwarder) send(name string, size int64, r io.Reader) error {
-	f.sent[name] = fmt.Sprintf("ferry/%d", len(f.sent))
+	// Names unique to the stream: docker's containerd image store ingests each entry under a
+	// ref made of its name and resumes a ref an aborted load left, so a name reused by the next
+	// stream would join another stream's bytes ("unexpected commit size").
+	f.sent[name] = fmt.Sprintf("ferry-%s/%d", f.id, len(f.sent))
 	if err := f.tw.WriteHeader(&tar.Header{Name: f.sent[name], Size: size, Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
 		return err
 	}

@@ -88,7 +88,7 @@ func (s *Spool) EncodedSize(b *Blob, opts WriteOptions) (int64, bool) {
 }
 
 func (s *Spool) encodedAs(codec Codec, level int) bool {
-	return codec == s.codec && (codec != Gzip || level == s.level)
+	return codec == s.codec && (codec == None || level == s.level)
 }
 
 // Open returns a blob's content.

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/klauspost/pgzip"
 )
 
 // A BlobSource opens the content of blobs a Bundle does not hold in memory.
@@ -33,7 +32,7 @@ type EncodedSource interface {
 // WriteOptions tune Write.
 type WriteOptions struct {
 	Codec Codec
-	// Level is the gzip level; 0 means DefaultLevel.
+	// Level is the compression level (see NewMemberWriter); 0 means DefaultLevel.
 	Level int
 }
 
@@ -58,8 +57,10 @@ var epoch = time.Unix(0, 0)
 // digests as they are copied.
 func Write(ctx context.Context, w io.Writer, b *Bundle, src BlobSource, opts WriteOptions) error {
 	bw := &bundleWriter{out: w, codec: opts.Codec, level: opts.level()}
-	if _, err := NewGzipWriter(io.Discard, bw.level); opts.Codec == Gzip && err != nil {
-		return err
+	if opts.Codec != None {
+		if _, err := NewMemberWriter(io.Discard, opts.Codec, bw.level); err != nil {
+			return err
+		}
 	}
 	meta, err := metadata(b)
 	if err != nil {
@@ -180,13 +181,14 @@ func writeOrder(b *Bundle) []*Blob {
 	return out
 }
 
-// bundleWriter writes tar entries to out; with gzip, metadata and headers go into "inline"
-// members and every blob body into a member of its own (see encodeBody).
+// bundleWriter writes tar entries to out; compressed, metadata and headers go into "inline"
+// members (gzip members, zstd frames) and every blob body into a member of its own (see
+// encodeBody).
 type bundleWriter struct {
 	out   io.Writer
 	codec Codec
 	level int
-	zw    *pgzip.Writer // the open inline member, if any
+	zw    io.WriteCloser // the open inline member, if any
 }
 
 func (w *bundleWriter) inline(p []byte) error {
@@ -195,7 +197,7 @@ func (w *bundleWriter) inline(p []byte) error {
 		return err
 	}
 	if w.zw == nil {
-		zw, err := NewGzipWriter(w.out, w.level)
+		zw, err := NewMemberWriter(w.out, w.codec, w.level)
 		if err != nil {
 			return err
 		}

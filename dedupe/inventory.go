@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -36,8 +37,66 @@ type Inventory struct {
 	// Complete says the store takes complete images only (docker on the containerd image
 	// store, podman): a delta for it leaves out no layer.
 	Complete bool `json:"complete,omitempty"`
+	// Images are the images the store holds, by the digests that name them there and their
+	// tags. A store that takes complete images only is not sent an image again that it holds
+	// whole (HoldsWhole).
+	Images []HeldImage `json:"images,omitempty"`
 
 	blobs, chains map[string]bool
+}
+
+// A HeldImage is an image a store holds.
+type HeldImage struct {
+	// Digests name the image: its config digest (the image ID of docker's classic store and
+	// of podman) and, where the store keeps it, its manifest digest (the image ID of docker's
+	// containerd image store), as "sha256:…".
+	Digests []string `json:"digests"`
+	Tags    []string `json:"tags,omitempty"`
+}
+
+// AddHeld records an image the store holds, named by digests and tagged tags.
+func (inv *Inventory) AddHeld(digests []v1.Hash, tags []string) {
+	h := HeldImage{Tags: slices.Clone(tags)}
+	for _, d := range digests {
+		h.Digests = append(h.Digests, d.String())
+	}
+	inv.Images = append(inv.Images, h)
+}
+
+// HoldsWhole reports whether the store holds img whole under every tag the bundle gives
+// it: an image whose config or manifest digest names an image of the store, tagged alike.
+func (inv *Inventory) HoldsWhole(img *archive.Image) bool {
+	names := []string{img.ID().String()}
+	if img.Manifest != nil {
+		names = append(names, img.Manifest.Digest.String())
+	}
+	for _, h := range inv.Images {
+		if !slices.ContainsFunc(h.Digests, func(d string) bool { return slices.Contains(names, d) }) {
+			continue
+		}
+		var tags []string
+		for _, t := range h.Tags {
+			tags = append(tags, familiarTag(t))
+		}
+		if !slices.ContainsFunc(img.RepoTags, func(t string) bool { return !slices.Contains(tags, familiarTag(t)) }) {
+			return true
+		}
+	}
+	return false
+}
+
+// HoldsAll reports whether the store holds every image of b whole (HoldsWhole).
+func (inv *Inventory) HoldsAll(b *archive.Bundle) bool {
+	return len(b.Images) > 0 && !slices.ContainsFunc(b.Images, func(img *archive.Image) bool { return !inv.HoldsWhole(img) })
+}
+
+// familiarTag drops what stores add to a short name: docker's docker.io/ and library/,
+// podman's localhost/ for names without a registry.
+func familiarTag(tag string) string {
+	for _, prefix := range []string{"localhost/", "docker.io/", "index.docker.io/", "library/"} {
+		tag = strings.TrimPrefix(tag, prefix)
+	}
+	return tag
 }
 
 // NewInventory makes an inventory of a store of the given kind.
@@ -150,11 +209,15 @@ func uniq(list []string) ([]string, map[string]bool) {
 // HasBlob reports whether the store holds a blob.
 func (inv *Inventory) HasBlob(d v1.Hash) bool { return inv.blobs[d.Hex] }
 
-// Has reports whether the store holds layer i of img as the bundle carries it.
+// Has reports whether the store holds layer i of img as the bundle carries it, and can
+// complete a bundle that leaves it out.
 func (inv *Inventory) Has(img *archive.Image, i int) bool {
-	if inv.Complete {
-		return false
-	}
+	return !inv.Complete && inv.HoldsLayer(img, i)
+}
+
+// HoldsLayer reports whether the store holds layer i of img as the bundle carries it,
+// whether or not it can complete a bundle that leaves it out.
+func (inv *Inventory) HoldsLayer(img *archive.Image, i int) bool {
 	chain := inv.chains[archive.ChainIDs(img.DiffIDs()[:i+1])[i].Hex]
 	blob := inv.blobs[img.Layers[i].Digest.Hex]
 	switch inv.Store {

@@ -331,3 +331,39 @@ func TestBundleInventory(t *testing.T) {
 		t.Errorf("inventory of the delta read back differs from the whole bundle's:\n%s\n%s", fromTar.Bytes(), whole.Bytes())
 	}
 }
+
+func TestHoldsWhole(t *testing.T) {
+	cfg := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("c", 64)}
+	man := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("m", 64)}
+	img := &archive.Image{RepoTags: []string{"corpus/app:1"}, Config: &archive.Blob{Digest: cfg}, Manifest: &archive.Blob{Digest: man}}
+	b := &archive.Bundle{Images: []*archive.Image{img}}
+	for _, tt := range []struct {
+		name    string
+		digests []v1.Hash
+		tags    []string
+		want    bool
+	}{
+		{"config digest, docker's tag", []v1.Hash{cfg}, []string{"corpus/app:1"}, true},
+		{"manifest digest (containerd store)", []v1.Hash{man}, []string{"corpus/app:1"}, true},
+		{"podman's name", []v1.Hash{cfg, man}, []string{"localhost/corpus/app:1"}, true},
+		{"other tag", []v1.Hash{cfg}, []string{"corpus/app:2"}, false},
+		{"other image, same tag", []v1.Hash{{Algorithm: "sha256", Hex: strings.Repeat("d", 64)}}, []string{"corpus/app:1"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			inv := NewInventory(StoreDocker)
+			inv.AddHeld(tt.digests, tt.tags)
+			if got := inv.HoldsWhole(img); got != tt.want {
+				t.Errorf("HoldsWhole = %v, want %v", got, tt.want)
+			}
+			if got := inv.HoldsAll(b); got != tt.want {
+				t.Errorf("HoldsAll = %v, want %v", got, tt.want)
+			}
+			var buf bytes.Buffer
+			inv.Write(&buf)
+			back, err := ReadInventory(&buf)
+			if err != nil || back.HoldsWhole(img) != tt.want {
+				t.Errorf("read back: HoldsWhole %v, %v", back.HoldsWhole(img), err)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package dedupe
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,9 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,20 +74,28 @@ func OpenLayoutFS(fsys FS, dir string) (*Layout, error) {
 func (l *Layout) path(elem ...string) string { return l.FS.Join(append([]string{l.Dir}, elem...)...) }
 func (l *Layout) blobDir() string            { return l.path("blobs", "sha256") }
 
-// init makes the directory a layout: oci-layout and an empty index.json where they are
-// missing, never replacing what another writer put there.
+// init makes the directory a layout: oci-layout first (so that another ferry opening the
+// directory meanwhile sees a layout, or only ferry's own files), then blobs/sha256 and an
+// empty index.json, never replacing what another writer put there.
 func (l *Layout) init() error {
-	if err := l.FS.MkdirAll(l.blobDir()); err != nil {
+	if err := l.FS.MkdirAll(l.Dir); err != nil {
 		return err
 	}
 	empty, _ := json.Marshal(EmptyIndex())
-	for name, data := range map[string][]byte{"oci-layout": []byte(LayoutFile), "index.json": empty} {
-		if l.has(l.path(name)) {
-			continue
-		}
-		_, err := l.put(l.path(name), bytes.NewReader(data), nil, l.FS.Link)
-		if err != nil && !l.has(l.path(name)) {
-			return fmt.Errorf("making %s an OCI layout: %w", l.Dir, err)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"oci-layout", []byte(LayoutFile)}, {"blobs", nil}, {"index.json", empty}} {
+		switch {
+		case f.data == nil:
+			if err := l.FS.MkdirAll(l.blobDir()); err != nil {
+				return err
+			}
+		case !l.has(l.path(f.name)):
+			_, err := l.put(l.path(f.name), bytes.NewReader(f.data), nil, l.FS.Link)
+			if err != nil && !l.has(l.path(f.name)) {
+				return fmt.Errorf("making %s an OCI layout: %w", l.Dir, err)
+			}
 		}
 	}
 	return nil
@@ -333,6 +344,7 @@ type Stage struct {
 	mu     sync.Mutex
 	staged map[string]string // entry name → temporary file
 	placed map[string]int64  // blobs this stage put in place, by hex digest
+	held   *held             // small entries the bundle may not use, in one file
 	// storeAs, when set, says which blobs are stored under another digest, and which
 	// temporary file holds them ("" when the layout has them already): a pool stores
 	// uncompressed layers compressed.
@@ -366,6 +378,14 @@ func (l *Layout) Stage(commit func(*archive.Bundle) error) (*Stage, error) {
 // Entry takes one entry: in place if it is a blob whose content matches its name, else
 // under a temporary name until Commit.
 func (s *Stage) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
+	if !e.Listed && e.Size < heldMax {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.held == nil {
+			s.held = s.l.hold(s.temp())
+		}
+		return s.held.add(e, r)
+	}
 	want, named := strings.CutPrefix(e.Name, "blobs/sha256/")
 	tmp := s.temp()
 	h := sha256.New()
@@ -418,6 +438,9 @@ func (l *Layout) removeTree() {
 }
 
 func (s *Stage) close() {
+	if s.held != nil {
+		s.held.close()
+	}
 	for _, tmp := range s.staged {
 		s.l.FS.Remove(tmp)
 	}
@@ -439,6 +462,9 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 	}
 	defer unlock()
 	if err := s.holdsMissing(blobs); err != nil {
+		return err
+	}
+	if err := s.unhold(blobs); err != nil {
 		return err
 	}
 	for _, blob := range blobs {
@@ -584,6 +610,127 @@ func (l *Layout) removeStale() error {
 			if i > 0 || time.Since(e.ModTime()) > staleAge {
 				l.FS.Remove(l.FS.Join(dir, e.Name())) // a dead stage's, or an old orphan
 			}
+		}
+	}
+	return nil
+}
+
+// Small entries the metadata read so far does not list may be junk — in a bundle whose
+// manifest.json comes last, any number of them, and a file each would cost more than reading
+// them — or a legacy bundle's small layers and configs. They go into one file, in order; the
+// commit copies out those the bundle uses.
+const heldMax = 1 << 20
+
+type held struct {
+	fsys  FS
+	name  string
+	pw    *io.PipeWriter
+	done  chan error
+	n     int64
+	spans map[uint64]span // by a hash of the entry name: names may be long and many
+	buf   []byte
+}
+
+type span struct{ off, size int64 }
+
+// hold starts the held file name.
+func (l *Layout) hold(name string) *held {
+	pr, pw := io.Pipe()
+	h := &held{fsys: l.FS, name: name, pw: pw, done: make(chan error, 1), spans: map[uint64]span{}}
+	go func() {
+		_, err := l.FS.Create(name, pr)
+		pr.CloseWithError(cmp.Or(err, errors.New("the held file was closed")))
+		h.done <- err
+	}()
+	return h
+}
+
+func nameKey(name string) uint64 {
+	f := fnv.New64a()
+	io.WriteString(f, name)
+	return f.Sum64()
+}
+
+func (h *held) add(e archive.Entry, r io.Reader) error {
+	if h.buf == nil {
+		h.buf = make([]byte, 64<<10)
+	}
+	n, err := io.CopyBuffer(h.pw, io.LimitReader(r, e.Size), h.buf)
+	if err == nil && n != e.Size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return err
+	}
+	h.spans[nameKey(e.Name)] = span{h.n, n}
+	h.n += n
+	return nil
+}
+
+// finish ends the held file.
+func (h *held) finish() error {
+	if h.pw == nil {
+		return nil
+	}
+	h.pw.Close()
+	h.pw = nil
+	return <-h.done
+}
+
+func (h *held) close() {
+	if h.pw != nil {
+		h.pw.CloseWithError(errors.New("the stage ended"))
+		<-h.done
+		h.pw = nil
+	}
+	h.fsys.Remove(h.name)
+}
+
+// unhold copies the held entries the bundle uses out into temporary files of their own, in
+// one pass over the held file, each checked against its digest (names are known by a hash).
+func (s *Stage) unhold(blobs []*archive.Blob) error {
+	if s.held == nil {
+		return nil
+	}
+	if err := s.held.finish(); err != nil {
+		return err
+	}
+	type use struct {
+		blob *archive.Blob
+		span
+	}
+	var uses []use
+	for _, blob := range blobs {
+		if sp, ok := s.held.spans[nameKey(blob.Path)]; ok && blob.Present() && blob.Path != "" && s.staged[blob.Path] == "" {
+			uses = append(uses, use{blob, sp})
+		}
+	}
+	if len(uses) == 0 {
+		return nil
+	}
+	slices.SortFunc(uses, func(a, b use) int { return cmp.Compare(a.off, b.off) })
+	f, err := s.l.FS.Open(s.held.name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var at int64
+	for _, u := range uses {
+		if u.off < at { // two names, one span: a hash collision
+			return fmt.Errorf("staging %s: entries overlap in the held file", archive.Quote(u.blob.Path))
+		}
+		if _, err := io.CopyN(io.Discard, f, u.off-at); err != nil {
+			return err
+		}
+		tmp := s.temp()
+		h := sha256.New()
+		if _, err := s.l.FS.Create(tmp, io.TeeReader(io.LimitReader(f, u.size), h)); err != nil {
+			return err
+		}
+		at = u.off + u.size
+		s.staged[u.blob.Path] = tmp
+		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); u.size != u.blob.Size || got != u.blob.Digest.String() {
+			return fmt.Errorf("staging blob %s: the held entry hashes to %s", u.blob.Digest, got)
 		}
 	}
 	return nil

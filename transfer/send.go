@@ -59,7 +59,9 @@ type HostResult struct {
 	Complete bool
 	// Loaded are the references the host's store reports it loaded.
 	Loaded []string
-	Err    error
+	// Codec is how the stream to a docker host was compressed.
+	Codec archive.Codec
+	Err   error
 }
 
 // A SendError says which hosts did not get the images; the others did.
@@ -124,7 +126,7 @@ func Send(ctx context.Context, args, hosts []string, opts SendOptions) ([]HostRe
 	go func() {
 		for i, src := range sources {
 			p := reads[i]
-			p.im, p.err = openSendSource(ctx, src, opts, p.plan)
+			p.im, p.err = openSendSource(ctx, src, opts, p.plan, &p.codec)
 			close(p.ready)
 			if p.err != nil {
 				cancel(p.err)
@@ -216,7 +218,8 @@ type pending struct {
 	ready chan struct{}
 	im    *store.Images
 	err   error
-	plan  *coldPlan // which docker hosts take the source as it is read
+	plan  *coldPlan     // which docker hosts take the source as it is read
+	codec archive.Codec // how the stream to the cold hosts is compressed
 }
 
 func (p *pending) wait(ctx context.Context) (*store.Images, error) {
@@ -230,7 +233,7 @@ func (p *pending) wait(ctx context.Context) (*store.Images, error) {
 
 // openSendSource reads one source once. A docker daemon's images are forwarded as they are
 // read to the hosts plan finds cold (see openPipelined).
-func openSendSource(ctx context.Context, src Source, opts SendOptions, plan *coldPlan) (_ *store.Images, err error) {
+func openSendSource(ctx context.Context, src Source, opts SendOptions, plan *coldPlan, codec *archive.Codec) (_ *store.Images, err error) {
 	if plan != nil {
 		defer func() {
 			select {
@@ -262,7 +265,7 @@ func openSendSource(ctx context.Context, src Source, opts SendOptions, plan *col
 		}
 	}
 	if d, ok := st.(*docker.Store); ok && plan != nil {
-		return openPipelined(ctx, d, src.Refs, opts.Read, plan)
+		return openPipelined(ctx, d, src.Refs, opts.Read, plan, codec)
 	}
 	return src.Open(ctx, st, opts.Read)
 }
@@ -306,6 +309,10 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to string
 		return res
 	}
 	res.Complete = inv.Complete
+	if _, ok := st.(store.Streamer); ok && opts.Read.Write.Codec == archive.Zstd && !takesZstd(ctx, st) {
+		res.Err = fmt.Errorf("%s does not load zstd-compressed input (docker 23 and later do): send with --compress auto or gzip", st)
+		return res
+	}
 	for i, p := range reads {
 		if i == 0 {
 			decided = true
@@ -340,6 +347,14 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to string
 // load, compressed as opts say; to another store, the blobs it lacks through its Receive.
 func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.Inventory, im *store.Images,
 	opts SendOptions, progress func(sent, total int64)) error {
+	if inv.Complete && inv.HoldsAll(im.Bundle) {
+		// A store that takes complete images only holds these whole, tagged alike.
+		layers, _ := countLayers(im.Bundle)
+		res.Layers += layers
+		res.Skipped += layers
+		res.Full += wireSize(im, im.Bundle, opts.Read.Write)
+		return nil
+	}
 	b := inv.Thin(im.Bundle)
 	if lacking := inv.Lacks(b); len(lacking) > 0 {
 		return fmt.Errorf("%w: the images leave out %d layers %s does not have (diffIDs %s): send the bundle they come from first",
@@ -351,9 +366,11 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.I
 	sent := res.Sent
 	count := func(n int64) { res.Sent = sent + n }
 	if s, ok := st.(store.Streamer); ok {
-		res.Full += wireSize(im, im.Bundle, opts.Read.Write)
-		total := sent + wireSize(im, b, opts.Read.Write)
-		loaded, n, err := loadStream(ctx, s, im, b, opts.Read.Write, func(n int64) { count(n); progress(res.Sent, total) })
+		write := wire(opts.Read.Write, opts.Adapt, takesZstd(ctx, st))
+		res.Codec = write.Codec
+		res.Full += wireSize(im, im.Bundle, write)
+		total := sent + wireSize(im, b, write)
+		loaded, n, err := loadStream(ctx, s, im, b, write, func(n int64) { count(n); progress(res.Sent, total) })
 		count(n)
 		res.Loaded = append(res.Loaded, loaded...)
 		return err

@@ -61,8 +61,14 @@ func newSendEnv(t *testing.T) *sendEnv {
 
 func (e *sendEnv) addHost(t *testing.T) *remoteHost {
 	t.Helper()
+	return e.addHostFlavor(t, testenv.Docker2010)
+}
+
+// addHostFlavor is addHost with a docker daemon of flavor f.
+func (e *sendEnv) addHostFlavor(t *testing.T, f testenv.Flavor) *remoteHost {
+	t.Helper()
 	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{e.key}})
-	h := &remoteHost{docker: testenv.StartDocker(t), sshd: sshd}
+	h := &remoteHost{docker: testenv.StartDockerFlavor(t, f), sshd: sshd}
 	h.dest = "ssh://root@" + h.sshd.Addr + strings.TrimPrefix(h.docker.Host, "unix://")
 	e.know(t, sshd)
 	return h
@@ -285,5 +291,41 @@ func TestSendChecksFirst(t *testing.T) {
 	}
 	if n := accepted.Load(); n != 0 {
 		t.Errorf("%d connections before the references were checked", n)
+	}
+}
+
+// TestSendZstd: with --compress auto, docker 26 gets zstd (cold, the stream as it is read;
+// warm, its own bundle) and docker 20.10 gzip; both load and run what they got. zstd asked of
+// a 20.10 host is refused with what to do instead.
+func TestSendZstd(t *testing.T) {
+	e := newSendEnv(t)
+	e.opts.Adapt = true
+	e.src.BusyboxImage(t, "base:1", nil)
+	e.src.DeriveImage(t, "app:1", "base:1", map[string]string{"marker": "app 1\n"})
+	e.src.DeriveImage(t, "app:2", "base:1", map[string]string{"marker": "app 2\n"})
+	new, old := e.addHostFlavor(t, testenv.Docker26Classic), e.addHost(t)
+	check := func(res HostResult, h *remoteHost, want archive.Codec, ref, marker string) {
+		t.Helper()
+		if res.Codec != want {
+			t.Errorf("%s got a %s stream, want %s", res.Host, res.Codec, want)
+		}
+		if got := h.docker.Cat(t, ref, "/marker"); got != marker {
+			t.Errorf("%s: /marker = %q", ref, got)
+		}
+	}
+	check(mustSend(t, e, []string{"app:1"}, new)[0], new, archive.Zstd, "app:1", "app 1\n")
+	check(mustSend(t, e, []string{"app:1"}, old)[0], old, archive.Gzip, "app:1", "app 1\n")
+	both := mustSend(t, e, []string{"app:2"}, new, old) // warm: each its own bundle
+	check(both[0], new, archive.Zstd, "app:2", "app 2\n")
+	check(both[1], old, archive.Gzip, "app:2", "app 2\n")
+
+	opts := e.opts
+	opts.Adapt, opts.Read.Write = false, archive.WriteOptions{Codec: archive.Zstd}
+	cold := e.addHost(t)
+	for _, h := range []*remoteHost{old, cold} { // warm and cold
+		_, err := e.sendTo(t, []string{"app:1"}, []string{h.dest}, opts)
+		if err == nil || !strings.Contains(err.Error(), "does not load zstd") {
+			t.Fatalf("zstd to docker 20.10: got %v, want a refusal", err)
+		}
 	}
 }

@@ -46,6 +46,7 @@ type coldPlan struct {
 	closed  bool          // decisions are no longer taken
 	warm    bool          // some host will write from the spool
 	cold    []*coldHost
+	noZstd  bool // some host's load does not take zstd
 }
 
 func newColdPlan(hosts int, adapt bool) *coldPlan {
@@ -96,8 +97,9 @@ func (p *coldPlan) decide(h *coldHost, warm bool) bool {
 }
 
 // close waits for the hosts' decisions, at most decideWait, and stops taking them. It
-// returns the cold hosts and whether a spool is needed for the others.
-func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spool bool) {
+// returns the cold hosts, whether a spool is needed for the others, and whether every host
+// that decided takes zstd.
+func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spool, zstdOK bool) {
 	timer := time.NewTimer(decideWait)
 	defer timer.Stop()
 	for {
@@ -117,7 +119,7 @@ func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spool bool) {
 	}
 	defer p.mu.Unlock()
 	p.closed = true
-	return p.cold, p.warm || p.pending > 0
+	return p.cold, p.warm || p.pending > 0, !p.noZstd
 }
 
 // join decides, once the source's layers are known, whether a host takes the source as it
@@ -126,8 +128,16 @@ func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spool bool) {
 // the source once it is read.
 func (p *coldPlan) join(ctx context.Context, src *pending, st store.Store, inv *dedupe.Inventory, progress func(sent, total int64)) *coldHost {
 	s, ok := st.(store.Streamer)
+	if !takesZstd(ctx, st) {
+		p.mu.Lock()
+		p.noZstd = true
+		p.mu.Unlock()
+	}
 	images, pipelined := p.layers(ctx, src)
-	if !ok || !pipelined || !(inv.Complete || holdsNone(inv.Has, images)) {
+	// A store that takes complete images only and holds every layer may hold the images
+	// whole: it waits for the source, and deliver sends it nothing it holds whole.
+	cold := holdsNone(inv.HoldsLayer, images) || inv.Complete && !holdsEvery(inv.HoldsLayer, images)
+	if !ok || !pipelined || !cold {
 		p.decide(nil, true)
 		return nil
 	}
@@ -150,6 +160,7 @@ func sendCold(ctx context.Context, res *HostResult, h *coldHost, src *pending, w
 	if werr != nil {
 		return cmp.Or(err, werr)
 	}
+	res.Codec = src.codec
 	layers, _ := countLayers(im.Bundle)
 	res.Layers += layers
 	if err == nil {
@@ -158,6 +169,22 @@ func sendCold(ctx context.Context, res *HostResult, h *coldHost, src *pending, w
 		res.Full += max(sent, wireSize(im, im.Bundle, write))
 	}
 	return err
+}
+
+// holdsEvery reports whether a host, by has, holds every layer of the images.
+func holdsEvery(has func(*archive.Image, int) bool, images [][]v1.Hash) bool {
+	for _, diffIDs := range images {
+		img := &archive.Image{}
+		for _, d := range diffIDs {
+			img.Layers = append(img.Layers, &archive.Layer{Blob: &archive.Blob{}, DiffID: d})
+		}
+		for i := range img.Layers {
+			if !has(img, i) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // holdsNone reports whether a host, by has, holds no layer of the images.
@@ -277,19 +304,26 @@ func (f *fanout) Write(p []byte) (int, error) {
 // forwardSink is the archive.Sink that streams to the cold hosts.
 type forwardSink struct {
 	out *fanout
-	zw  *autoGzip // compresses the stream, if asked
+	zw  io.WriteCloser // compresses the stream, if asked
 	fw  *archive.Forwarder
 }
 
-func newForwardSink(hosts []*coldHost, opts archive.WriteOptions, adapt bool) *forwardSink {
+func newForwardSink(hosts []*coldHost, opts archive.WriteOptions, adapt bool) (*forwardSink, error) {
 	f := &forwardSink{out: &fanout{hosts: hosts}}
 	var w io.Writer = f.out
-	if opts.Codec == archive.Gzip {
+	switch opts.Codec {
+	case archive.Gzip:
 		f.zw = newAutoGzip(f.out, cmp.Or(opts.Level, archive.DefaultLevel), adapt)
 		w = f.zw
+	case archive.Zstd:
+		zw, err := archive.NewMemberWriter(f.out, archive.Zstd, cmp.Or(opts.Level, archive.DefaultLevel))
+		if err != nil {
+			return nil, err
+		}
+		f.zw, w = zw, zw
 	}
 	f.fw = archive.NewForwarder(w)
-	return f
+	return f, nil
 }
 
 func (f *forwardSink) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
@@ -401,7 +435,7 @@ func (noBlobs) Open(_ context.Context, b *archive.Blob) (io.ReadCloser, error) {
 
 // openPipelined reads one `docker save` of refs once the hosts have said whether they are
 // cold, forwarding it to the cold ones as it is read and spooling it for the others.
-func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts store.ReadOptions, plan *coldPlan) (_ *store.Images, err error) {
+func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts store.ReadOptions, plan *coldPlan, codec *archive.Codec) (_ *store.Images, err error) {
 	var cold []*coldHost
 	defer func() {
 		if err != nil {
@@ -416,7 +450,9 @@ func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts sto
 	}
 	defer stream.Close()
 	plan.publish(images, total)
-	cold, needSpool := plan.close(ctx)
+	cold, needSpool, zstdOK := plan.close(ctx)
+	opts.Write = wire(opts.Write, plan.adapt, zstdOK)
+	*codec = opts.Write.Codec
 
 	var sink archive.Sink = archive.Discard
 	var src archive.BlobSource = noBlobs{}
@@ -429,7 +465,11 @@ func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts sto
 		sink, src, closeSpool = spool, spool, spool.Close
 	}
 	if len(cold) > 0 {
-		sink = &teeSink{main: sink, fwd: newForwardSink(cold, opts.Write, plan.adapt)}
+		fwd, err := newForwardSink(cold, opts.Write, plan.adapt)
+		if err != nil {
+			return nil, err
+		}
+		sink = &teeSink{main: sink, fwd: fwd}
 	}
 	p := &store.Progress{Total: total, Report: opts.Progress}
 	b, err := archive.Read(ctx, p.Reader(stream), sink, archive.ReadOptions{Trusted: true})
@@ -437,4 +477,20 @@ func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts sto
 		return nil, fmt.Errorf("reading docker save stream: %w", err)
 	}
 	return store.NewImages(b, src, closeSpool), nil
+}
+
+// wire is how a stream to docker hosts is compressed: with auto (adapt), zstd where the hosts
+// take it (docker 23 and later: fewer bytes than gzip, and it decompresses faster), else as
+// write says.
+func wire(write archive.WriteOptions, adapt, zstdOK bool) archive.WriteOptions {
+	if adapt && zstdOK && write.Codec == archive.Gzip {
+		return archive.WriteOptions{Codec: archive.Zstd, Level: archive.DefaultLevel}
+	}
+	return write
+}
+
+// takesZstd reports whether a store's load takes zstd input (a docker daemon that says so).
+func takesZstd(ctx context.Context, st store.Store) bool {
+	z, ok := st.(interface{ TakesZstd(context.Context) bool })
+	return ok && z.TakesZstd(ctx)
 }

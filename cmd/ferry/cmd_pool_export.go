@@ -62,8 +62,8 @@ the same --level.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.output, "output", "o", "-", "write to `FILE` (atomically) or - for stdout; .gz or .tgz implies --compress gzip")
-	f.StringVar(&o.compress, "compress", "", "compress the bundle: none or gzip (default: as the bundle added)")
-	f.IntVar(&o.level, "level", archive.DefaultLevel, "gzip `level` (1 fastest … 9 smallest)")
+	f.StringVar(&o.compress, "compress", "", "compress the bundle: none, gzip or zstd (default: as the bundle added)")
+	f.IntVar(&o.level, "level", archive.DefaultLevel, "compression `level`: gzip 1 fastest … 9 smallest; zstd 1 fastest … 4 smallest (higher means 4)")
 	f.StringVar(&o.split, "split", "", "write `SIZE`d parts FILE.000, FILE.001, …")
 	f.BoolVar(&o.checksum, "checksum", false, "write FILE.sha256, a sha256sum-compatible sidecar")
 	o.progress.register(f)

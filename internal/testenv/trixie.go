@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -143,8 +145,9 @@ type Tool struct {
 
 // Podman5 returns podman 5 with storage of its own (removed at cleanup), the cgroupfs
 // cgroup manager and file events. Run it with `--network none` and `--pull=never`. The
-// trixie root configures no unqualified-search-registries: a loaded "app:1" is
-// "docker.io/library/app:1" to podman, and only the full name finds it.
+// trixie root configures no unqualified-search-registries: podman 5 names a short name it
+// loads from a docker archive localhost/NAME ("app:1" and "corpus/app:1" become
+// "localhost/app:1" and "localhost/corpus/app:1"), and only that name finds it.
 func Podman5(t testing.TB) *Tool {
 	t.Helper()
 	s := startSandbox(t, "podman", sleeper)
@@ -172,4 +175,30 @@ func (tl *Tool) Run(t testing.TB, args ...string) string {
 // RunErr is like Run but returns combined output and the error instead of failing.
 func (tl *Tool) RunErr(args ...string) (string, error) {
 	return tl.s.runErr(nil, tl.name, append(tl.args[:len(tl.args):len(tl.args)], args...)...)
+}
+
+// Wrapper returns a directory holding an executable named as the tool that runs it in its
+// sandbox, with its arguments: on a PATH (a test's, or an sshd session's through
+// SSHDOptions.SetEnv), programs that run "podman" run podman 5 with this tool's storage.
+func (tl *Tool) Wrapper(t testing.TB) string {
+	t.Helper()
+	nsenter := Require(t, "nsenter")
+	dir := t.TempDir()
+	quote := func(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+	script := "#!/bin/sh\nexec env -i"
+	for _, kv := range sandboxEnv(tl.s.Dir) {
+		script += " " + quote(kv)
+	}
+	script += " " + quote(nsenter) + " --target " + strconv.Itoa(tl.s.init) + " --mount --pid --root --wd -- " + quote(tl.name)
+	for _, a := range tl.args {
+		script += " " + quote(a)
+	}
+	script += ` "$@"` + "\n"
+	if err := os.WriteFile(filepath.Join(dir, tl.name), []byte(script), 0o755); err != nil {
+		t.Fatalf("Wrapper: %v", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil { // sshd sessions of other users look in it too
+		t.Fatalf("Wrapper: %v", err)
+	}
+	return dir
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -73,6 +74,18 @@ func Dial(c *sshconn.Client, socket string) *Client {
 	})
 }
 
+// TakesZstd reports whether the daemon's load takes zstd-compressed input: docker 23 and
+// later (20.10 refuses it: "invalid tar header").
+func (s *Store) TakesZstd(ctx context.Context) bool {
+	info, err := s.Info(ctx)
+	if err != nil {
+		return false
+	}
+	major, _, _ := strings.Cut(info.ServerVersion, ".")
+	n, err := strconv.Atoi(major)
+	return err == nil && n >= 23
+}
+
 // Answers reports whether the daemon answers within a few seconds.
 func (s *Store) Answers(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -108,8 +121,22 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 			}
 		}
 		inv.AddImage(diffIDs, nil)
+		if id, err := v1.NewHash(summary.ID); err == nil {
+			inv.AddHeld([]v1.Hash{id}, tagsOf(summary.RepoTags))
+		}
 	}
 	return inv, nil
+}
+
+// tagsOf drops docker's "<none>:<none>" from an image's tags.
+func tagsOf(repoTags []string) []string {
+	var tags []string
+	for _, t := range repoTags {
+		if t != "<none>:<none>" {
+			tags = append(tags, t)
+		}
+	}
+	return tags
 }
 
 // Receive streams a bundle into the daemon's load as it is read. docker load unpacks its

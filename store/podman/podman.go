@@ -12,6 +12,10 @@ import (
 	"io"
 	"os/exec"
 	"strings"
+	"syscall"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
@@ -27,11 +31,10 @@ func init() {
 		Remote: true,
 		Check:  store.NoArg,
 		Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {
-			s := &Store{name: env.On("podman"), run: runLocal}
 			if env.Host != nil {
-				s.run = env.Host.Run
+				return &Store{name: env.On("podman"), run: env.Host.Run}, nil
 			}
-			return s, nil
+			return Local("podman"), nil
 		},
 	})
 }
@@ -49,21 +52,42 @@ type Store struct {
 	run  func(ctx context.Context, cmd string, stdin io.Reader) (string, error)
 }
 
+// Local is the podman that the program bin (a name on $PATH, or a path) is on this machine.
+func Local(bin string) *Store {
+	return &Store{name: "podman", run: func(ctx context.Context, cmd string, stdin io.Reader) (string, error) {
+		return runLocal(ctx, bin, cmd, stdin)
+	}}
+}
+
 func (s *Store) String() string { return s.name }
 func (s *Store) Close() error   { return nil }
 
-// Inventory says that podman takes complete images only, once podman answered.
+// Inventory says that podman takes complete images only, and which images it holds: by
+// ID (the config digest) and manifest digest, with their names.
 func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 	out, err := s.command(ctx, imagesCmd, nil)
 	if err != nil {
 		return nil, err
 	}
-	var images []json.RawMessage // podman answered
+	var images []struct {
+		ID     string `json:"Id"`
+		Digest string
+		Names  []string
+	}
 	if err := json.Unmarshal([]byte(out), &images); err != nil {
 		return nil, fmt.Errorf("reading what %s printed: %w", imagesCmd, err)
 	}
 	inv := dedupe.NewInventory(dedupe.StoreDocker)
 	inv.Complete = true
+	for _, img := range images {
+		var digests []v1.Hash
+		for _, d := range []string{"sha256:" + strings.TrimPrefix(img.ID, "sha256:"), img.Digest} {
+			if h, err := v1.NewHash(d); err == nil {
+				digests = append(digests, h)
+			}
+		}
+		inv.AddHeld(digests, img.Names)
+	}
 	return inv, nil
 }
 
@@ -107,12 +131,17 @@ func (s *Store) command(ctx context.Context, cmd string, stdin io.Reader) (strin
 	return out, err
 }
 
-// runLocal runs one of the commands on this machine. If reading stdin fails, podman is
-// killed before it can see the end of its input, so it never takes a stream cut short for a
-// whole one.
-func runLocal(ctx context.Context, cmd string, stdin io.Reader) (string, error) {
+// runLocal runs one of the commands on this machine, with bin for its first word. If
+// reading stdin fails, podman is killed before it can see the end of its input, so it never
+// takes a stream cut short for a whole one.
+func runLocal(ctx context.Context, bin, cmd string, stdin io.Reader) (string, error) {
 	args := strings.Fields(cmd)
-	c := exec.CommandContext(ctx, args[0], args[1:]...)
+	c := exec.CommandContext(ctx, bin, args[1:]...)
+	// podman in a group of its own, killed whole: a wrapper's children (sudo, nsenter)
+	// must not outlive it holding its output open.
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
+	c.WaitDelay = 10 * time.Second
 	var stdout bytes.Buffer
 	var stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
@@ -128,7 +157,7 @@ func runLocal(ctx context.Context, cmd string, stdin io.Reader) (string, error) 
 		_, copyErr = io.Copy(in, stdin)
 	}
 	if copyErr != nil && !errors.Is(copyErr, io.ErrClosedPipe) {
-		c.Process.Kill()
+		c.Cancel()
 		c.Wait()
 		return "", copyErr
 	}

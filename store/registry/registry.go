@@ -5,13 +5,16 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
@@ -230,13 +233,12 @@ type receiver struct {
 
 func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
 	defer r.Close()
+	// Every target and every blob a thin bundle leaves out are checked before anything is
+	// pushed: a bundle the registry cannot complete leaves it as it was.
+	targets := map[*archive.Image][]name.Tag{}
 	for _, img := range b.Images {
 		if len(img.RepoTags) == 0 {
 			return fmt.Errorf("image %s has no tag to push it under", img.ID())
-		}
-		v1img, err := img.V1(ctx, r.Spool)
-		if err != nil {
-			return err
 		}
 		for _, tag := range img.RepoTags {
 			t, _ := archive.ParseTag(tag)
@@ -244,6 +246,18 @@ func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
 			if err != nil {
 				return fmt.Errorf("pushing %s: %w", tag, err)
 			}
+			if err := r.s.holdsMissing(ctx, img, target.Context()); err != nil {
+				return err
+			}
+			targets[img] = append(targets[img], target)
+		}
+	}
+	for _, img := range b.Images {
+		v1img, err := img.V1(ctx, r.Spool)
+		if err != nil {
+			return err
+		}
+		for _, target := range targets[img] {
 			if err := remote.Write(target, v1img, options(ctx, nil)...); err != nil {
 				return fmt.Errorf("pushing %s: %w", target, err)
 			}
@@ -254,3 +268,25 @@ func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
 }
 
 func (r *receiver) Loaded() []store.Loaded { return r.loaded }
+
+// holdsMissing checks that repo holds every layer img's bundle leaves out.
+func (s *Store) holdsMissing(ctx context.Context, img *archive.Image, repo name.Repository) error {
+	for _, l := range img.Layers {
+		if !l.Missing {
+			continue
+		}
+		layer, err := remote.Layer(repo.Digest(l.Digest.String()), options(ctx, nil)...)
+		if err == nil {
+			_, err = layer.Size() // HEAD of the blob
+		}
+		var terr *transport.Error
+		if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("%w: the bundle leaves out layer %s and %s does not have it: push the bundle it comes from first",
+				archive.ErrMissingBlob, l.Digest, repo)
+		}
+		if err != nil {
+			return fmt.Errorf("checking %s for layer %s: %w", repo, l.Digest, err)
+		}
+	}
+	return nil
+}
