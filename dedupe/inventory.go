@@ -15,12 +15,15 @@ import (
 
 // Store kinds an inventory describes. They differ in what makes a layer present: a docker
 // daemon keys layers by chain ID (the layer on top of its parents), OCI layouts, pools and
-// registries by blob digest (the layer exactly as stored, compressed or not). A bundle's
-// inventory, whose destination is unknown, needs both.
+// registries by blob digest (the layer exactly as stored, compressed or not). A containerd
+// holds a layer either way: its blob in the content store, or unpacked in the snapshotter
+// (where unpacking finds it by chain ID and skips it). A bundle's inventory, whose
+// destination is unknown, needs both.
 const (
-	StoreDocker = "docker"
-	StoreOCI    = "oci"
-	StoreBundle = "bundle"
+	StoreDocker     = "docker"
+	StoreOCI        = "oci"
+	StoreContainerd = "containerd"
+	StoreBundle     = "bundle"
 )
 
 // An Inventory names what a store holds: its blobs, and its layers by diffID and chain ID.
@@ -162,6 +165,21 @@ func (inv *Inventory) AddIndex(idx v1.ImageIndex) error {
 	return nil
 }
 
+// Add records blobs the store holds, diffIDs of layers it holds (uncompressed digests of
+// its blobs), and chain IDs of layers it holds unpacked.
+func (inv *Inventory) Add(blobs, diffIDs, chains []v1.Hash) {
+	for _, b := range blobs {
+		inv.Blobs = append(inv.Blobs, b.Hex)
+	}
+	for _, d := range diffIDs {
+		inv.DiffIDs = append(inv.DiffIDs, d.Hex)
+	}
+	for _, c := range chains {
+		inv.Chains = append(inv.Chains, c.Hex)
+	}
+	inv.index()
+}
+
 // AddBlob records a blob the store holds.
 func (inv *Inventory) AddBlob(d v1.Hash) {
 	inv.Blobs = append(inv.Blobs, d.Hex)
@@ -207,6 +225,8 @@ func (inv *Inventory) HoldsLayer(img *archive.Image, i int) bool {
 		return chain
 	case StoreOCI:
 		return blob
+	case StoreContainerd:
+		return chain || blob
 	}
 	return chain && blob
 }
@@ -242,7 +262,7 @@ func ReadInventory(r io.Reader) (*Inventory, error) {
 	if err := json.NewDecoder(io.LimitReader(r, 64<<20)).Decode(&inv); err != nil {
 		return nil, fmt.Errorf("reading inventory: %w", err)
 	}
-	if inv.Version != 1 || (inv.Store != StoreDocker && inv.Store != StoreOCI && inv.Store != StoreBundle) {
+	if inv.Version != 1 || !slices.Contains([]string{StoreDocker, StoreOCI, StoreContainerd, StoreBundle}, inv.Store) {
 		return nil, fmt.Errorf("reading inventory: version %d of store %q is not one ferry knows", inv.Version, inv.Store)
 	}
 	inv.index()

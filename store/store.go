@@ -45,6 +45,13 @@ type Receiver interface {
 	Loaded() []Loaded
 }
 
+// A Resumer is a Receiver that resumes blobs a cut transfer left partly written: it reads
+// and drops the part of an entry the store already holds. Resumed says how many bytes of
+// the entries it was given it did not have to move.
+type Resumer interface {
+	Resumed() int64
+}
+
 // A Loaded image is an image now in a store.
 type Loaded struct {
 	Ref string // the tag, or the image ID when untagged

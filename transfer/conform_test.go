@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/internal/testenv"
 	"github.com/ferrytool/ferry/store"
+	"github.com/ferrytool/ferry/store/containerd"
 	"github.com/ferrytool/ferry/store/docker"
 	"github.com/ferrytool/ferry/store/podman"
 	"github.com/ferrytool/ferry/store/pool"
@@ -233,8 +235,8 @@ type errReader struct{ err error }
 func (r *errReader) Read([]byte) (int, error) { return 0, r.err }
 
 // TestConformance runs the suite against every store kind: docker 20.10, 26 classic and 26
-// on the containerd image store, podman 5, an OCI layout, each on this machine and on a host
-// over SSH; a registry and a pool on this machine.
+// on the containerd image store, podman 5, containerd 1.7, an OCI layout, each on this
+// machine and on a host over SSH; a registry and a pool on this machine.
 func TestConformance(t *testing.T) {
 	e := newSendEnv(t)
 	ci := makeConformImages(t, e)
@@ -288,6 +290,40 @@ func TestConformance(t *testing.T) {
 		t.Run("local", func(t *testing.T) { runConformance(t, e, ci, tg) })
 		pm.Run(t, "rmi", "-a", "-f")
 		_, tg.host = e.sshHost(t, "PATH="+wrapper+":/usr/sbin:/usr/bin:/sbin:/bin")
+		t.Run("ssh", func(t *testing.T) { runConformance(t, e, ci, tg) })
+	})
+
+	t.Run("containerd", func(t *testing.T) {
+		t.Parallel()
+		c := testenv.StartContainerd(t)
+		runs := 0
+		tg := conformTarget{
+			ref: "containerd:k8s.io",
+			open: func(t *testing.T) store.Store {
+				st, err := containerd.New(t.Context(), func(ctx context.Context) (net.Conn, error) {
+					return (&net.Dialer{}).DialContext(ctx, "unix", c.Socket)
+				}, "k8s.io")
+				if err != nil {
+					t.Fatal(err)
+				}
+				return st
+			},
+			state: func(t *testing.T) string { return sortedLines(c.Ctr(t, "-n", "k8s.io", "images", "ls")) },
+			check: func(t *testing.T, tag, marker string) {
+				runs++
+				id := fmt.Sprintf("conform%d", runs)
+				got, err := c.CtrErr("-n", "k8s.io", "run", "--rm", containerd.FullName(tag), id, "cat", "/marker")
+				if err != nil || !strings.HasSuffix(got, marker) {
+					t.Errorf("ctr run %s: %v\n%s", tag, err, got)
+				}
+			},
+		}
+		t.Run("local", func(t *testing.T) { runConformance(t, e, ci, tg) })
+		for _, name := range strings.Fields(c.Ctr(t, "-n", "k8s.io", "images", "ls", "-q")) {
+			c.Ctr(t, "-n", "k8s.io", "images", "rm", "--sync", name)
+		}
+		_, host := e.sshHost(t)
+		tg.host = "ssh://" + host + c.Socket
 		t.Run("ssh", func(t *testing.T) { runConformance(t, e, ci, tg) })
 	})
 

@@ -390,7 +390,11 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.I
 		return err
 	}
 	sink := &countingSink{Receiver: rcv, p: store.Progress{Report: func(n, _ int64) { count(n); progress(res.Sent, total) }}}
-	if err := archive.Feed(ctx, b, im.Src, sink); err != nil {
+	err = archive.Feed(ctx, b, im.Src, sink)
+	if r, ok := rcv.(store.Resumer); ok { // what the store held of a blob was never sent
+		count(sink.p.Done - r.Resumed())
+	}
+	if err != nil {
 		return fmt.Errorf("%w; what %s took in whole stays there, and sending again sends only the rest", err, st)
 	}
 	for _, l := range rcv.Loaded() {

@@ -22,7 +22,8 @@ complete images only). With -H, the store is on that host, reached over SSH.
 		Example: `  ferry inventory -o have.json                  # on the far side
   ferry save app:2 --have have.json -o delta.tar  # on the near side
   ferry load delta.tar                            # on the far side again
-  ferry inventory --from oci:/srv/images -H node1`,
+  ferry inventory --from oci:/srv/images -H node1
+  ferry inventory --from containerd:k8s.io -H ssh://root@node1/run/k3s/containerd/containerd.sock`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := ssh.options(insecure, promptPassphrase)
@@ -42,7 +43,7 @@ complete images only). With -H, the store is on that host, reached over SSH.
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&from, "from", "docker", "the `STORE`: docker, podman, oci:DIR, pool:DIR or registry:HOST[/PREFIX]")
+	f.StringVar(&from, "from", "docker", "the `STORE`: docker, podman, containerd[:NAMESPACE], oci:DIR, pool:DIR or registry:HOST[/PREFIX]")
 	f.StringVarP(&host, "host", "H", "", "the store is on `HOST`: [user@]host[:port] or ssh://[user@]host[:port]/SOCKET")
 	f.StringVarP(&output, "output", "o", "-", "write to `FILE` (atomically) or - for stdout")
 	f.BoolVar(&insecure, "insecure", false, "allow plain http to any registry")

@@ -46,7 +46,7 @@ host, send the bundle: ferry send FILE -H HOST --to STORE.
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.input, "input", "i", "", "read the bundle from `FILE`, or - for stdin (the default without FILE arguments)")
-	f.StringVar(&o.to, "to", "", "the `STORE`: docker, podman, oci:DIR, registry:HOST[/PREFIX], pool:DIR:NAME (default: docker if it answers, else the default OCI store)")
+	f.StringVar(&o.to, "to", "", "the `STORE`: docker, podman, containerd[:NAMESPACE], oci:DIR, registry:HOST[/PREFIX], pool:DIR:NAME (default: docker if it answers, else the default OCI store)")
 	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform OCI archives (default: the host's)")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
 	o.progress.register(f)

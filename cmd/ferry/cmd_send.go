@@ -29,7 +29,7 @@ type sendOptions struct {
 func newSendCmd() *cobra.Command {
 	var o sendOptions
 	cmd := &cobra.Command{
-		Use:   "send (IMAGE|BUNDLE|pool:DIR[:NAME]|oci:DIR[:REF])... -H [user@]host[:port] [-H HOST]... [--to docker|podman|oci:DIR]",
+		Use:   "send (IMAGE|BUNDLE|pool:DIR[:NAME]|oci:DIR[:REF])... -H [user@]host[:port] [-H HOST]... [--to docker|podman|containerd[:NS]|oci:DIR]",
 		Short: "Stream images over SSH into the stores of other hosts, only the layers they lack",
 		Long: `Send images straight into the docker daemon of one or more hosts over SSH: nothing but
 sshd and docker is needed there, and nothing is staged on the hosts. Each host is asked which
@@ -41,6 +41,14 @@ does not stop the others.
   docker    the docker daemon, through its socket (default)
   podman    the one command "podman load", the images on its stdin, complete and
             uncompressed (podman 4 loads neither thin nor gzip-compressed bundles)
+  containerd[:NAMESPACE]
+            containerd (namespace k8s.io unless $CONTAINERD_NAMESPACE or NAMESPACE says
+            otherwise), through its socket (/run/containerd/containerd.sock, or the path in
+            -H ssh://HOST/PATH: k3s and rke2 use /run/k3s/containerd/containerd.sock). Only
+            the blobs its content store lacks (or its snapshotter holds unpacked) are sent,
+            each through a containerd ingest: a blob cut short is resumed where it stopped.
+            The images are unpacked ($CONTAINERD_SNAPSHOTTER, overlayfs by default) and
+            only then named.
   oci:DIR   an OCI image layout directory DIR on the hosts, written over SFTP (sshd's sftp
             subsystem; a relative DIR starts at the remote user's home). Only the blobs it
             lacks are sent, each to a temporary name and renamed once its digest checks
@@ -71,15 +79,16 @@ it was, and the same command sends again. The summary on stdout says what each h
   ferry send app:1 -H web1 --to podman
   ferry send app:1 app:2 -H backup1 --to oci:/srv/images
   ferry send apps.tar.gz -H web1 -H web2
-  ferry send pool:/backup/images:nightly-2026-11-22 -H web1`,
+  ferry send pool:/backup/images:nightly-2026-11-22 -H web1
+  ferry send app.tar -H root@node1 -H root@node2 --to containerd:k8s.io`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, args)
 		},
 	}
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.hosts, "host", "H", nil, "send to `HOST`: [user@]host[:port] or ssh://[user@]host[:port]/SOCKET (repeat for more hosts)")
-	f.StringVar(&o.to, "to", "docker", "the `STORE` on the hosts: docker, podman or oci:DIR (a layout directory there, over SFTP)")
-	f.StringVar(&o.from, "from", "docker", "the `STORE` IMAGE references are read from (docker, registry, registry:HOST[/PREFIX]), or a HOST whose docker daemon is read over SSH")
+	f.StringVar(&o.to, "to", "docker", "the `STORE` on the hosts: docker, podman, containerd[:NAMESPACE] or oci:DIR (a layout directory there, over SFTP)")
+	f.StringVar(&o.from, "from", "docker", "the `STORE` IMAGE references are read from (docker, registry, registry:HOST[/PREFIX], containerd[:NAMESPACE]), or a HOST whose docker daemon is read over SSH")
 	f.BoolVar(&o.all, "all", false, "send every tagged image of the source docker daemon")
 	f.StringVar(&o.compress, "compress", "auto", "compression on the wire: auto (zstd to docker 23 and later; else gzip while it is faster than not), zstd, gzip or none")
 	f.IntVar(&o.level, "level", archive.DefaultLevel, "compression `level`: gzip 1 fastest … 9 smallest; zstd 1 fastest … 4 smallest (higher means 4)")

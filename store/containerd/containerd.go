@@ -1,0 +1,160 @@
+package containerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/identifiers"
+	"github.com/containerd/errdefs"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ferrytool/ferry/sshconn"
+	"github.com/ferrytool/ferry/store"
+)
+
+// Defaults, as ctr has them, except the namespace: Kubernetes' (ctr's is "default").
+const (
+	DefaultSocket      = "/run/containerd/containerd.sock"
+	DefaultNamespace   = "k8s.io"
+	DefaultSnapshotter = "overlayfs"
+)
+
+func init() {
+	store.Register(store.Kind{
+		Name:   "containerd",
+		Syntax: "containerd[:NAMESPACE]",
+		Doc: "containerd's images in NAMESPACE (k8s.io, unless $CONTAINERD_NAMESPACE names another), at $CONTAINERD_ADDRESS or " + DefaultSocket +
+			". As a source, blobs from its content store; as a store, only the blobs it lacks (resumed mid-blob after a cut), then unpacked " +
+			"($CONTAINERD_SNAPSHOTTER, overlayfs) and named. On a host, its socket through the SSH connection",
+		Remote: true,
+		Check: func(arg string) error {
+			if arg == "" {
+				return nil
+			}
+			return identifiers.Validate(arg)
+		},
+		Open: func(ctx context.Context, arg string, env store.Env) (store.Store, error) {
+			return Open(ctx, arg, env)
+		},
+	})
+}
+
+// A Store is the images of one namespace of a containerd.
+type Store struct {
+	client      *client.Client
+	namespace   string
+	snapshotter string
+	name        string
+}
+
+// Open connects to the containerd env names (this machine's, or the one behind env.Socket
+// or the default socket on env.Host) and opens namespace ("" for $CONTAINERD_NAMESPACE,
+// else DefaultNamespace). Images are unpacked into $CONTAINERD_SNAPSHOTTER, else
+// DefaultSnapshotter.
+func Open(ctx context.Context, namespace string, env store.Env) (*Store, error) {
+	if namespace == "" {
+		namespace = os.Getenv("CONTAINERD_NAMESPACE")
+	}
+	if namespace == "" {
+		namespace = DefaultNamespace
+	}
+	if err := identifiers.Validate(namespace); err != nil {
+		return nil, fmt.Errorf("%w: containerd namespace: %w", store.ErrInvalidReference, err)
+	}
+	var dial func(ctx context.Context) (net.Conn, error)
+	if env.Host != nil {
+		dial = Dial(env.Host, env.Socket)
+	} else {
+		socket := strings.TrimPrefix(os.Getenv("CONTAINERD_ADDRESS"), "unix://")
+		if socket == "" {
+			socket = DefaultSocket
+		}
+		dial = func(ctx context.Context) (net.Conn, error) {
+			conn, err := (&net.Dialer{}).DialContext(ctx, "unix", socket)
+			if err != nil {
+				return nil, fmt.Errorf("cannot reach containerd at %s: %w: is it running? set CONTAINERD_ADDRESS to use another socket", socket, err)
+			}
+			return conn, nil
+		}
+	}
+	s, err := New(ctx, dial, namespace)
+	if err != nil {
+		return nil, err
+	}
+	s.name = env.On("containerd:" + namespace)
+	return s, nil
+}
+
+// New makes a store of namespace in the containerd whose connections dial makes. It dials
+// once first, so a containerd that cannot be reached is an error here, in dial's words.
+func New(ctx context.Context, dial func(ctx context.Context) (net.Conn, error), namespace string) (*Store, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.Close()
+	c, err := client.New("/containerd.sock", // a placeholder: dial finds containerd
+		client.WithDefaultNamespace(namespace),
+		client.WithDialOpts([]grpc.DialOption{
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return dial(ctx) }),
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("containerd client: %w", err)
+	}
+	snapshotter := os.Getenv("CONTAINERD_SNAPSHOTTER")
+	if snapshotter == "" {
+		snapshotter = DefaultSnapshotter
+	}
+	return &Store{client: c, namespace: namespace, snapshotter: snapshotter, name: "containerd:" + namespace}, nil
+}
+
+// Dial returns a dialer of the containerd socket (DefaultSocket when "") on the host c is
+// connected to, reached through the SSH connection itself: nothing runs on the host.
+func Dial(c *sshconn.Client, socket string) func(ctx context.Context) (net.Conn, error) {
+	if socket == "" {
+		socket = DefaultSocket
+	}
+	return func(ctx context.Context) (net.Conn, error) {
+		conn, err := c.DialUnix(ctx, socket)
+		switch {
+		case errors.Is(err, sshconn.ErrNoSocket):
+			err = fmt.Errorf("%w: is containerd running there? If its socket is elsewhere (k3s: /run/k3s/containerd/containerd.sock), "+
+				"name it: -H ssh://[USER@]HOST/PATH/containerd.sock", err)
+		case errors.Is(err, sshconn.ErrSocketDenied):
+			err = fmt.Errorf("%w: containerd's socket is root's: connect as root", err)
+		case errors.Is(err, sshconn.ErrSocketRefused):
+			err = fmt.Errorf("%w: is containerd running there?", err)
+		}
+		return conn, err
+	}
+}
+
+func (s *Store) String() string { return s.name }
+
+// Namespace is the namespace the store's images are in.
+func (s *Store) Namespace() string { return s.namespace }
+
+// Snapshotter is the snapshotter images are unpacked into.
+func (s *Store) Snapshotter() string { return s.snapshotter }
+
+// WithSnapshotter sets the snapshotter images are unpacked into.
+func (s *Store) WithSnapshotter(name string) *Store {
+	s.snapshotter = name
+	return s
+}
+
+// Close closes the store's connection.
+func (s *Store) Close() error { return s.client.Close() }
+
+// notFound reports whether err says containerd has no such thing.
+func notFound(err error) bool { return errdefs.IsNotFound(err) }

@@ -1,0 +1,371 @@
+package containerd_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/internal/testenv"
+	"github.com/ferrytool/ferry/sshconn"
+	"github.com/ferrytool/ferry/store"
+	"github.com/ferrytool/ferry/transfer"
+)
+
+// writeBundle writes img tagged tag as a bundle file in dir and returns its path.
+func writeBundle(t *testing.T, dir, tag string, img v1.Image) string {
+	t.Helper()
+	b, src := &archive.Bundle{}, archive.V1Source{}
+	if _, err := b.AddImage(img, []string{tag}, src); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, strings.NewReplacer(":", "-", "/", "-").Replace(tag)+".tar")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := archive.Write(context.Background(), f, b, src, archive.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func load(t *testing.T, path, to string) (*transfer.LoadResult, error) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return transfer.Load(ctx, f, transfer.LoadOptions{To: to})
+}
+
+// images lists the names of the images in namespace ns.
+func images(t *testing.T, c *testenv.Containerd, ns string) string {
+	t.Helper()
+	return c.Ctr(t, "-n", ns, "images", "ls", "-q")
+}
+
+// run runs cmd in a fresh container of image ref in namespace ns (no network: ctr gives
+// a container a network namespace of its own with loopback only) and returns its output.
+func run(t *testing.T, c *testenv.Containerd, ns, ref string, cmd ...string) string {
+	t.Helper()
+	id := "t" + strings.ReplaceAll(t.Name(), "/", "-")
+	id = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '-'
+	}, id)
+	return c.Ctr(t, append([]string{"-n", ns, "run", "--rm", ref, id}, cmd...)...)
+}
+
+func TestLocal(t *testing.T) {
+	c := testenv.StartContainerd(t)
+	t.Setenv("CONTAINERD_ADDRESS", c.Socket)
+	t.Setenv("CONTAINERD_NAMESPACE", "")
+	dir := t.TempDir()
+	app := writeBundle(t, dir, "app:1", testenv.BusyboxV1(t, map[string]string{"marker": "app 1\n"}))
+
+	t.Run("load and run", func(t *testing.T) {
+		res, err := load(t, app, "containerd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Store != "containerd:k8s.io" || len(res.Images) != 1 || res.Images[0].Ref != "app:1" {
+			t.Errorf("loaded %+v into %s", res.Images, res.Store)
+		}
+		if got := images(t, c, "k8s.io"); strings.TrimSpace(got) != "docker.io/library/app:1" {
+			t.Errorf("images in k8s.io: %q", got)
+		}
+		if got := run(t, c, "k8s.io", "docker.io/library/app:1", "cat", "/marker"); got != "app 1\n" {
+			t.Errorf("cat /marker: %q", got)
+		}
+		// Loading again changes nothing and still succeeds.
+		if _, err := load(t, app, "containerd:k8s.io"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("inventory", func(t *testing.T) {
+		inv, err := transfer.Inventory(context.Background(), "containerd", "", transfer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, _ := os.Open(app)
+		defer f.Close()
+		b, err := archive.Read(context.Background(), f, archive.Discard, archive.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := b.Images[0]
+		for i := range img.Layers {
+			if !inv.Has(img, i) {
+				t.Errorf("the inventory lacks layer %d", i)
+			}
+		}
+		if inv.Complete || len(inv.Chains) != 2 || len(inv.DiffIDs) < 1 {
+			t.Errorf("inventory: %+v", inv)
+		}
+	})
+
+	t.Run("save", func(t *testing.T) {
+		var buf bytes.Buffer
+		b, err := transfer.Save(context.Background(), &buf, []string{"app:1"}, transfer.SaveOptions{From: "containerd:k8s.io"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := archive.Read(context.Background(), &buf, archive.Discard, archive.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(again.Images) != 1 || again.Images[0].ID() != b.Images[0].ID() || again.Images[0].RepoTags[0] != "app:1" {
+			t.Errorf("saved %+v", again.Images)
+		}
+	})
+
+	t.Run("damaged blob", func(t *testing.T) {
+		path := writeBundle(t, dir, "bad:1", testenv.BusyboxV1(t, map[string]string{"marker": "damage me\n"}))
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := bytes.Index(data, []byte("damage me"))
+		data[i] = 'D'
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err = load(t, path, "containerd")
+		if !errors.Is(err, archive.ErrDigestMismatch) {
+			t.Fatalf("loading a damaged bundle: %v, want a digest mismatch", err)
+		}
+		if got := images(t, c, "k8s.io"); strings.Contains(got, "bad") {
+			t.Errorf("a damaged bundle named an image: %q", got)
+		}
+	})
+
+	t.Run("left-out layer", func(t *testing.T) {
+		f, _ := os.Open(writeBundle(t, dir, "thin:1", testenv.BusyboxV1(t, map[string]string{"marker": "thin\n"}, map[string]string{"more": "x"})))
+		defer f.Close()
+		spool, err := archive.NewSpool(t.TempDir(), archive.WriteOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer spool.Close()
+		b, err := archive.Read(context.Background(), f, spool, archive.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Leave out the marker layer, which the store does not hold.
+		thin := b.LeaveOut(func(blob *archive.Blob) bool { return blob == b.Images[0].Layers[1].Blob })
+		var buf bytes.Buffer
+		if err := archive.Write(context.Background(), &buf, thin, spool, archive.WriteOptions{}); err == nil {
+			_, err = transfer.Load(context.Background(), &buf, transfer.LoadOptions{To: "containerd"})
+			if !errors.Is(err, archive.ErrMissingBlob) {
+				t.Errorf("loading a bundle leaving out a layer the store lacks: %v", err)
+			}
+		}
+		if got := images(t, c, "k8s.io"); strings.Contains(got, "thin") {
+			t.Errorf("an incomplete bundle named an image: %q", got)
+		}
+	})
+}
+
+// sshEnv is an sshd this machine's containerds are reached through.
+type sshEnv struct {
+	sshd *testenv.SSHD
+	opts transfer.SendOptions
+}
+
+func newSSHEnv(t *testing.T) *sshEnv {
+	t.Helper()
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("SSH_AUTH_SOCK", "")
+	pub, key := testenv.NewKey(t, home, "id", "")
+	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{pub}})
+	known := filepath.Join(home, "known_hosts")
+	if err := os.WriteFile(known, []byte(sshd.KnownHostsLine()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &sshEnv{sshd: sshd, opts: transfer.SendOptions{
+		Options: transfer.Options{SSH: sshconn.Config{ConfigFile: "none", KnownHosts: known, Identities: []string{key}}},
+		To:      "containerd:k8s.io",
+	}}
+}
+
+// host is the SSH destination of containerd c through the sshd.
+func (e *sshEnv) host(c *testenv.Containerd) string { return "ssh://root@" + e.sshd.Addr + c.Socket }
+
+func (e *sshEnv) send(t *testing.T, args []string, opts transfer.SendOptions, hosts ...string) ([]transfer.HostResult, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return transfer.Send(ctx, args, hosts, opts)
+}
+
+func (e *sshEnv) mustSend(t *testing.T, args []string, hosts ...string) transfer.HostResult {
+	t.Helper()
+	res, err := e.send(t, args, e.opts, hosts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: sent %d of %d bytes, %d of %d layers skipped", res[0].Host, res[0].Sent, res[0].Full, res[0].Skipped, res[0].Layers)
+	return res[0]
+}
+
+func TestSSH(t *testing.T) {
+	c := testenv.StartContainerd(t)
+	e := newSSHEnv(t)
+	host := e.host(c)
+	dir := t.TempDir()
+	app := writeBundle(t, dir, "app:1", testenv.BusyboxV1(t, map[string]string{"marker": "app 1\n"}))
+	big := writeBundle(t, dir, "big:1", testenv.BusyboxV1(t, map[string]string{"marker": "big\n", "data": string(testenv.RandomData(8 << 20))}))
+
+	var cold transfer.HostResult
+	t.Run("cold", func(t *testing.T) {
+		cold = e.mustSend(t, []string{app}, host)
+		if cold.Layers != 2 || cold.Skipped != 0 || cold.Sent != cold.Full || len(cold.Loaded) != 1 || cold.Loaded[0] != "app:1" {
+			t.Errorf("cold send: %+v", cold)
+		}
+		if got := run(t, c, "k8s.io", "docker.io/library/app:1", "cat", "/marker"); got != "app 1\n" {
+			t.Errorf("cat /marker: %q", got)
+		}
+	})
+
+	t.Run("already there", func(t *testing.T) {
+		res := e.mustSend(t, []string{app}, host)
+		if res.Sent != 0 || res.Skipped != 2 {
+			t.Errorf("sending again: %+v, want nothing sent", res)
+		}
+	})
+
+	t.Run("warm", func(t *testing.T) {
+		// big:1 shares the busybox layer: only its own layer, config and manifest travel.
+		res := e.mustSend(t, []string{big}, host)
+		if res.Skipped != 1 || res.Sent < 8<<20 || res.Sent > 8<<20+64<<10 {
+			t.Errorf("warm send: %+v", res)
+		}
+		if got := run(t, c, "k8s.io", "docker.io/library/big:1", "cat", "/marker"); got != "big\n" {
+			t.Errorf("cat /marker: %q", got)
+		}
+	})
+
+	t.Run("cut mid-blob", func(t *testing.T) {
+		const size = 48 << 20
+		cut := writeBundle(t, dir, "cut:1", testenv.BusyboxV1(t, map[string]string{"marker": "cut\n", "data": string(testenv.RandomData(size))}))
+		opts := e.opts
+		var once sync.Once
+		opts.Progress = func(_ string, sent, _ int64) {
+			if sent > size/2 {
+				once.Do(e.sshd.KillSessions)
+			}
+		}
+		_, err := e.send(t, []string{cut}, opts, host)
+		var se *transfer.SendError
+		if !errors.As(err, &se) {
+			t.Fatalf("got %v, want the host to fail with a cut connection", err)
+		}
+		t.Logf("cut: %v", err)
+		if got := images(t, c, "k8s.io"); strings.Contains(got, "cut") {
+			t.Errorf("a cut transfer named an image: %q", got)
+		}
+		active := c.Ctr(t, "-n", "k8s.io", "content", "active")
+		t.Logf("ingests after the cut:\n%s", active)
+		if !strings.Contains(active, "ferry-") {
+			t.Errorf("no ingest left to resume")
+		}
+		res := e.mustSend(t, []string{cut}, host)
+		if res.Sent > res.Full-size/2+8<<20 || res.Sent < 1<<20 {
+			t.Errorf("resumed send: %d of %d bytes sent, want about the half left", res.Sent, res.Full)
+		}
+		if got := run(t, c, "k8s.io", "docker.io/library/cut:1", "cat", "/marker"); got != "cut\n" {
+			t.Errorf("cat /marker: %q", got)
+		}
+	})
+}
+
+// TestNodes sends to several containerds at once, one of them unreachable: the others get
+// the images, and the error names the one that failed.
+func TestNodes(t *testing.T) {
+	nodes := []*testenv.Containerd{testenv.StartContainerd(t), testenv.StartContainerd(t)}
+	e := newSSHEnv(t)
+	app := writeBundle(t, t.TempDir(), "app:1", testenv.BusyboxV1(t, map[string]string{"marker": "app 1\n"}))
+	hosts := []string{e.host(nodes[0]), e.host(nodes[1]), "ssh://root@" + e.sshd.Addr + "/run/nothing/containerd.sock"}
+	res, err := e.send(t, []string{app}, e.opts, hosts...)
+	var se *transfer.SendError
+	if !errors.As(err, &se) || len(se.Failed) != 1 || se.Failed[0].Host != hosts[2] {
+		t.Fatalf("got %v, want the third host to fail", err)
+	}
+	if !errors.Is(err, sshconn.ErrNoSocket) {
+		t.Errorf("the failure does not say there is no socket: %v", err)
+	}
+	for i, n := range nodes {
+		if res[i].Err != nil || res[i].Sent != res[i].Full || !strings.HasPrefix(res[i].Store, "containerd:k8s.io on ") {
+			t.Errorf("node %d: %+v", i, res[i])
+		}
+		if got := run(t, n, "k8s.io", "docker.io/library/app:1", "cat", "/marker"); got != "app 1\n" {
+			t.Errorf("node %d: cat /marker: %q", i, got)
+		}
+	}
+}
+
+var _ store.Store // the package under test registers through transfer
+
+// TestDocker26 is docker on the containerd image store: sent as a docker host, it gets
+// complete images through the Docker API (it cannot complete thin ones); sent to its
+// containerd, namespace moby, it gets only the blobs it lacks, and docker runs the image.
+func TestDocker26(t *testing.T) {
+	d := testenv.StartDockerFlavor(t, testenv.Docker26Containerd)
+	e := newSSHEnv(t)
+	dir := t.TempDir()
+	base := writeBundle(t, dir, "base:1", testenv.BusyboxV1(t))
+	app := writeBundle(t, dir, "app:1", testenv.BusyboxV1(t, map[string]string{"marker": "app 1\n"}))
+	dockerHost := "ssh://root@" + e.sshd.Addr + strings.TrimPrefix(d.Host, "unix://")
+
+	t.Run("docker API: complete images", func(t *testing.T) {
+		opts := e.opts
+		opts.To = "docker"
+		for _, b := range []string{base, app} {
+			res, err := e.send(t, []string{b}, opts, dockerHost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res[0].Complete || res[0].Skipped != 0 {
+				t.Errorf("%s: %+v, want complete images", b, res[0])
+			}
+		}
+		if got := d.Cat(t, "app:1", "/marker"); got != "app 1\n" {
+			t.Errorf("cat /marker: %q", got)
+		}
+		d.Run(t, "rmi", "app:1")
+	})
+
+	t.Run("its containerd", func(t *testing.T) {
+		opts := e.opts
+		opts.To = "containerd:moby"
+		res, err := e.send(t, []string{app}, opts, "ssh://root@"+e.sshd.Addr+d.Containerd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("sent %d of %d bytes, %d of %d layers skipped", res[0].Sent, res[0].Full, res[0].Skipped, res[0].Layers)
+		if res[0].Skipped != 1 || res[0].Sent > res[0].Full-500<<10 {
+			t.Errorf("send to docker's containerd: %+v, want the base layer skipped", res[0])
+		}
+		if got := d.Cat(t, "app:1", "/marker"); got != "app 1\n" {
+			t.Errorf("cat /marker: %q", got)
+		}
+	})
+}
