@@ -67,12 +67,13 @@ stop_daemon() {
   for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
 }
 
-unmount_all() {
-  awk -v p="$BENCH_DIR/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r |
+# unmount_below DIR: every mount under DIR, deepest first.
+unmount_below() {
+  awk -v p="$1/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r |
     while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
 
-cleanup() { stop_daemon dst; stop_daemon src; unmount_all; }
+cleanup() { stop_daemon dst; stop_daemon src; unmount_below "$BENCH_DIR"; }
 
 src() { docker -H "$SRC_HOST" "$@"; }
 dst() { docker -H "$DST_HOST" "$@"; }
@@ -130,7 +131,7 @@ build_corpus() {
     log "debootstrap bookworm (once)"
     rm -rf "$cache/rootfs"
     debootstrap --variant=minbase bookworm "$cache/rootfs" >"$cache/debootstrap.log" 2>&1
-    unmount_all
+    unmount_below "$cache/rootfs" # what debootstrap left, not the daemons' tmpfs
     tar -C "$cache/rootfs" -cf "$cache/rootfs.tar.tmp" . && mv "$cache/rootfs.tar.tmp" "$cache/rootfs.tar"
     rm -rf "$cache/rootfs"
   fi
