@@ -36,6 +36,13 @@ var gzipTypes = map[types.MediaType]types.MediaType{
 	types.OCIUncompressedRestrictedLayer: types.OCIRestrictedLayer,
 }
 
+// ociTypes maps docker layer media types to the OCI ones for the same bytes.
+var ociTypes = map[types.MediaType]types.MediaType{
+	types.DockerLayer:             types.OCILayer,
+	types.DockerUncompressedLayer: types.OCIUncompressedLayer,
+	types.DockerForeignLayer:      types.OCIRestrictedLayer,
+}
+
 // A packed is a blob compressed into a file.
 type packed struct {
 	path string
@@ -266,19 +273,24 @@ func (p *Pool) expose(r *Record, d v1.Descriptor, packLayer func(v1.Descriptor) 
 			changed = changed || descs[i].Digest != c.Digest
 			continue
 		}
-		gz := gzipTypes[c.MediaType]
-		if gz == "" {
-			continue
-		}
-		s, ok := r.Layers[c.Digest.Hex]
-		if !ok && packLayer != nil {
-			if s, err = packLayer(c); err != nil {
-				return d, err
+		if gz := gzipTypes[c.MediaType]; gz != "" {
+			s, ok := r.Layers[c.Digest.Hex]
+			if !ok && packLayer != nil {
+				if s, err = packLayer(c); err != nil {
+					return d, err
+				}
+				r.Layers[c.Digest.Hex], ok = s, true
 			}
-			r.Layers[c.Digest.Hex], ok = s, true
+			if ok {
+				descs[i].MediaType, descs[i].Digest, descs[i].Size = gz, sha256Hex(s.Digest), s.Size
+				changed = true
+			}
 		}
-		if ok {
-			descs[i].MediaType, descs[i].Digest, descs[i].Size = gz, sha256Hex(s.Digest), s.Size
+		// docker 26's containerd store writes docker layer types into OCI manifests; skopeo,
+		// converting such a manifest for docker, refuses them ("Unknown media type during
+		// manifest conversion"): the pool lists the OCI types, the blobs being the same.
+		if oci := ociTypes[descs[i].MediaType]; oci != "" && d.MediaType == types.OCIManifestSchema1 {
+			descs[i].MediaType = oci
 			changed = true
 		}
 	}

@@ -417,6 +417,12 @@ func TestPoolDocker26(t *testing.T) {
 				t.Errorf("/marker = %q", got)
 			}
 			run(t, "skopeo", "inspect", "oci:"+pool+":"+string(f)+"-file/app:1")
+			// skopeo reads the pool straight into the daemon, which runs what it got (skopeo
+			// 1.18: 1.9 speaks a docker API too old for docker 26)
+			testenv.Skopeo118(t).Run(t, "copy", "--dest-daemon-host", d.Host, "oci:"+pool+":"+string(f)+"-file/app:1", "docker-daemon:copied/app:1")
+			if got := d.Cat(t, "copied/app:1", "/marker"); got != "app 1 on "+string(f)+"\n" {
+				t.Errorf("copied by skopeo: /marker = %q", got)
+			}
 		})
 	}
 	mustFerry(t, nil, "pool", "check", pool, "--read-data")
