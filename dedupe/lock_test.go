@@ -4,11 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrytool/ferry/internal/testenv"
 )
 
 func TestLockFile(t *testing.T) {
@@ -50,11 +51,7 @@ func TestLockFile(t *testing.T) {
 	})
 
 	t.Run("a holder of this machine that is gone", func(t *testing.T) {
-		dead := exec.Command("true")
-		if err := dead.Run(); err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(lock, fmt.Appendf(nil, "ferry %d %s\n", dead.Process.Pid, machineID()), 0o644)
+		os.WriteFile(lock, fmt.Appendf(nil, "ferry %d %s\n", testenv.GonePID(t), machineID()), 0o644)
 		start := time.Now()
 		unlock, err := takeLock(context.Background(), fsys, lock, nil)
 		if err != nil {

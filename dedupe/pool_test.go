@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/internal/testenv"
 )
 
 // addTar adds a bundle tar to the pool under name, as `ferry pool add` does.
@@ -534,12 +534,8 @@ func TestPoolStaleStage(t *testing.T) {
 	// what a killed add leaves: its stage lock file, naming a process that is gone, and a
 	// temporary blob; removed() looks at the temporary blob.
 	stale := func(t *testing.T) string {
-		dead := exec.Command("true")
-		if err := dead.Run(); err != nil {
-			t.Fatal(err)
-		}
 		id := "0-" + randomHex()
-		lock := fmt.Sprintf("ferry %d %s\n", dead.Process.Pid, machineID())
+		lock := fmt.Sprintf("ferry %d %s\n", testenv.GonePID(t), machineID())
 		if err := os.WriteFile(filepath.Join(p.Dir, stagePrefix+id), []byte(lock), 0o644); err != nil {
 			t.Fatal(err)
 		}

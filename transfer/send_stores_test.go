@@ -208,12 +208,8 @@ func TestSendOCI(t *testing.T) {
 		}
 
 		// A lock whose holder is gone (a process of this machine, killed) is taken over.
-		dead := exec.Command("true")
-		if err := dead.Run(); err != nil {
-			t.Fatal(err)
-		}
 		bootID, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
-		os.WriteFile(lock, fmt.Appendf(nil, "ferry %d %s", dead.Process.Pid, bootID), 0o644)
+		os.WriteFile(lock, fmt.Appendf(nil, "ferry %d %s", testenv.GonePID(t), bootID), 0o644)
 		dir2 := filepath.Join(root, "concurrent")
 		var wg sync.WaitGroup
 		for _, sends := range [][2]string{{dir, "app:1"}, {dir2, "app:1"}, {dir2, "big:2"}} {

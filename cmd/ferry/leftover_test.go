@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrytool/ferry/internal/testenv"
 )
 
 // TestLeftovers: what a killed run leaves — a half-written bundle next to -o, a spool under
@@ -21,23 +23,15 @@ func TestLeftovers(t *testing.T) {
 	os.Mkdir(tmp, 0o755)
 	env := []string{"TMPDIR=" + tmp}
 
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
-	live := exec.Command("sleep", "60")
-	if err := live.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer live.Process.Kill()
+	dead, live := testenv.GonePID(t), testenv.LivePID(t)
 	out := filepath.Join(dir, "out.tar")
 	left := []string{
-		filepath.Join(dir, fmt.Sprintf(".out.tar.tmp-%d-1", dead.Process.Pid)),
-		filepath.Join(tmp, fmt.Sprintf("ferry-spool-%d-2", dead.Process.Pid)),
+		filepath.Join(dir, fmt.Sprintf(".out.tar.tmp-%d-1", dead)),
+		filepath.Join(tmp, fmt.Sprintf("ferry-spool-%d-2", dead)),
 	}
 	liveFiles := []string{
-		filepath.Join(dir, fmt.Sprintf(".out.tar.tmp-%d-3", live.Process.Pid)),
-		filepath.Join(tmp, fmt.Sprintf("ferry-spool-%d-4", live.Process.Pid)),
+		filepath.Join(dir, fmt.Sprintf(".out.tar.tmp-%d-3", live)),
+		filepath.Join(tmp, fmt.Sprintf("ferry-spool-%d-4", live)),
 	}
 	for _, p := range append(left, liveFiles...) {
 		os.WriteFile(p, []byte("half"), 0o644)

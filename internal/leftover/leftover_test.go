@@ -3,23 +3,16 @@ package leftover
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ferrytool/ferry/internal/testenv"
 )
 
 func TestClean(t *testing.T) {
 	dir := t.TempDir()
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
-	live := exec.Command("sleep", "60")
-	if err := live.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer live.Process.Kill()
+	dead, live := testenv.GonePID(t), testenv.LivePID(t)
 	mk := func(name string, isDir bool) string {
 		p := filepath.Join(dir, name)
 		if isDir {
@@ -30,17 +23,17 @@ func TestClean(t *testing.T) {
 		return p
 	}
 	gone := []string{
-		mk(fmt.Sprintf("ferry-spool-%d-123", dead.Process.Pid), true),
-		mk(fmt.Sprintf(".app.tar.tmp-%d-456", dead.Process.Pid), false),
+		mk(fmt.Sprintf("ferry-spool-%d-123", dead), true),
+		mk(fmt.Sprintf(".app.tar.tmp-%d-456", dead), false),
 	}
-	old := mk(fmt.Sprintf("ferry-spool-%d-789", live.Process.Pid), false) // made before the boot
+	old := mk(fmt.Sprintf("ferry-spool-%d-789", live), false) // made before the boot
 	os.Chtimes(old, time.Unix(1, 0), time.Unix(1, 0))
 	gone = append(gone, old)
 	kept := []string{
-		mk(fmt.Sprintf("ferry-spool-%d-1", live.Process.Pid), true),
+		mk(fmt.Sprintf("ferry-spool-%d-1", live), true),
 		mk(fmt.Sprintf("ferry-spool-%d-2", os.Getpid()), true),
 		mk("ferry-spool-notapid", true),
-		mk(fmt.Sprintf("other-%d-3", dead.Process.Pid), false),
+		mk(fmt.Sprintf("other-%d-3", dead), false),
 	}
 	Clean(dir, "ferry-spool-")
 	Clean(dir, ".app.tar.tmp-")

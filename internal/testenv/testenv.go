@@ -174,3 +174,25 @@ func unescapeMount(s string) string {
 	}
 	return b.String()
 }
+
+// GonePID returns the ID of a process of this machine that has exited: what a lock file or a
+// temporary file names after its process was killed.
+func GonePID(t testing.TB) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("GonePID: %v", err)
+	}
+	return cmd.Process.Pid
+}
+
+// LivePID returns the ID of a process that runs until the test ends: another run at work.
+func LivePID(t testing.TB) int {
+	t.Helper()
+	cmd := exec.Command("sleep", "3600")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("LivePID: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd.Process.Pid
+}
