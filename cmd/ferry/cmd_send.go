@@ -33,9 +33,9 @@ func newSendCmd() *cobra.Command {
 		Short: "Stream images over SSH into the stores of other hosts, only the layers they lack",
 		Long: `Send images straight into the docker daemon of one or more hosts over SSH: nothing but
 sshd and docker is needed there, and nothing is staged on the hosts. Each host is asked which
-layers it already has and gets only the others, compressed on the wire (--compress). The images
-are read once, whatever the number of hosts, and sent to all hosts at once; a host that fails
-does not stop the others.
+layers it already has and gets only the others, compressed on the wire (--compress: zstd to
+docker 23 and later, gzip to 20.10). The images are read once, whatever the number of hosts,
+and sent to all hosts at once; a host that fails does not stop the others.
 
 --to names the store on the hosts, the same for all:
   docker    the docker daemon, through its socket (default)
@@ -51,7 +51,7 @@ does not stop the others.
             only then named.
   oci:DIR   an OCI image layout directory DIR on the hosts, written over SFTP (sshd's sftp
             subsystem; a relative DIR starts at the remote user's home). Only the blobs it
-            lacks are sent, each to a temporary name and renamed once its digest checks
+            lacks are sent, each to a temporary name and linked into place once its digest checks
             out; index.json is replaced last. After a cut connection the blobs written whole
             stay, and sending again sends only the rest.
 
