@@ -309,14 +309,15 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to string
 		return res
 	}
 	res.Complete = inv.Complete
-	if _, ok := st.(store.Streamer); ok && opts.Read.Write.Codec == archive.Zstd && !takesZstd(ctx, st) {
+	zstdOK := takesZstd(ctx, st) // asked once per host
+	if _, ok := st.(store.Streamer); ok && opts.Read.Write.Codec == archive.Zstd && !zstdOK {
 		res.Err = fmt.Errorf("%s does not load zstd-compressed input (docker 23 and later do): send with --compress auto or gzip", st)
 		return res
 	}
 	for i, p := range reads {
 		if i == 0 {
 			decided = true
-			if h := p.plan.join(ctx, p, st, inv, progress); h != nil {
+			if h := p.plan.join(ctx, p, st, inv, zstdOK, progress); h != nil {
 				res.Err = sendCold(ctx, &res, h, p, opts.Read.Write)
 				if res.Err != nil {
 					return res
@@ -326,7 +327,7 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to string
 		}
 		im, err := p.wait(ctx)
 		if err == nil {
-			err = deliver(ctx, &res, st, inv, im, opts, progress)
+			err = deliver(ctx, &res, st, inv, zstdOK, im, opts, progress)
 		}
 		if err != nil {
 			res.Err = err
@@ -345,7 +346,7 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to string
 
 // deliver sends a store what it lacks of im: to a docker daemon, a bundle streamed into its
 // load, compressed as opts say; to another store, the blobs it lacks through its Receive.
-func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.Inventory, im *store.Images,
+func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.Inventory, zstdOK bool, im *store.Images,
 	opts SendOptions, progress func(sent, total int64)) error {
 	if inv.Complete && inv.HoldsAll(im.Bundle) {
 		// A store that takes complete images only holds these whole, tagged alike.
@@ -366,7 +367,7 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.I
 	sent := res.Sent
 	count := func(n int64) { res.Sent = sent + n }
 	if s, ok := st.(store.Streamer); ok {
-		write := wire(opts.Read.Write, opts.Adapt, takesZstd(ctx, st))
+		write := wire(opts.Read.Write, opts.Adapt, zstdOK)
 		res.Codec = write.Codec
 		res.Full += wireSize(im, im.Bundle, write)
 		total := sent + wireSize(im, b, write)

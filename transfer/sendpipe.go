@@ -126,9 +126,10 @@ func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spool, zstdOK b
 // is read: a docker daemon (a Streamer) that holds none of its layers, or takes complete
 // images only. It returns the host's share of the stream, or nil when the host will take
 // the source once it is read.
-func (p *coldPlan) join(ctx context.Context, src *pending, st store.Store, inv *dedupe.Inventory, progress func(sent, total int64)) *coldHost {
+func (p *coldPlan) join(ctx context.Context, src *pending, st store.Store, inv *dedupe.Inventory, zstdOK bool,
+	progress func(sent, total int64)) *coldHost {
 	s, ok := st.(store.Streamer)
-	if !takesZstd(ctx, st) {
+	if !zstdOK {
 		p.mu.Lock()
 		p.noZstd = true
 		p.mu.Unlock()

@@ -27,7 +27,7 @@ complete images only). With -H, the store is on that host, reached over SSH.
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := ssh.options(insecure, promptPassphrase)
-			opts.Waiting = (&progressFlags{}).waiting(cmd.ErrOrStderr())
+			opts.Waiting = waitNote(cmd.ErrOrStderr(), false)
 			inv, err := transfer.Inventory(cmd.Context(), from, host, opts)
 			if err != nil {
 				return err
