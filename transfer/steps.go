@@ -125,9 +125,14 @@ func (s *spooled) layer(ctx context.Context, d v1.Hash) (*archive.Layer, error) 
 // images: their layers in steps, then the images, then it removes the steps.
 func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *dedupe.Inventory, zstdOK bool, p *pending,
 	opts SendOptions, progress func(sent, total int64)) error {
-	ls, err := p.layers(ctx)
+	ls, im, err := p.layers(ctx)
 	if err != nil {
 		return err
+	}
+	if im != nil { // no step for images the host cannot complete
+		if err := completes(d, inv, inv.Thin(im.Bundle)); err != nil {
+			return err
+		}
 	}
 	write := wire(opts.Read.Write, opts.Adapt, zstdOK)
 	res.Codec = write.Codec
@@ -137,8 +142,7 @@ func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *ded
 	if err != nil {
 		return fmt.Errorf("%w; the layers of the steps loaded before stay on the host, and sending again sends only the rest", err)
 	}
-	im, err := p.wait(ctx)
-	if err != nil {
+	if im, err = p.wait(ctx); err != nil {
 		return err
 	}
 	if err := deliver(ctx, res, d, inv, stepped, zstdOK, im, opts, progress); err != nil {
