@@ -222,6 +222,16 @@ type pending struct {
 	codec archive.Codec // how the stream to the cold hosts is compressed
 }
 
+// done reports whether the source was read whole (p.im is set).
+func (p *pending) done() bool {
+	select {
+	case <-p.ready:
+		return p.err == nil
+	default:
+		return false
+	}
+}
+
 func (p *pending) wait(ctx context.Context) (*store.Images, error) {
 	select {
 	case <-p.ready:
