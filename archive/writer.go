@@ -34,6 +34,10 @@ type WriteOptions struct {
 	Codec Codec
 	// Level is the compression level (see NewMemberWriter); 0 means DefaultLevel.
 	Level int
+	// BeforeEnd, if set, is called once every entry is written, before the end of the
+	// archive, and an error it returns is Write's: a reader that stops at the end of the
+	// archive (docker's load) waits for it.
+	BeforeEnd func() error
 }
 
 // DefaultLevel is the gzip level ferry writes by default: level 1 is about twice as fast as
@@ -82,6 +86,11 @@ func Write(ctx context.Context, w io.Writer, b *Bundle, src BlobSource, opts Wri
 		}
 		if err := bw.blob(ctx, blob, src); err != nil {
 			return fmt.Errorf("writing blob %s: %w", blob.Digest, err)
+		}
+	}
+	if opts.BeforeEnd != nil {
+		if err := opts.BeforeEnd(); err != nil {
+			return err
 		}
 	}
 	if err := bw.inline(make([]byte, 1024)); err != nil {

@@ -341,6 +341,15 @@ func TestSendZstd(t *testing.T) {
 			t.Errorf("%s: /marker = %q", ref, got)
 		}
 	}
+	// Two steps: many files, slow to unpack, then a small layer that arrives at once. docker
+	// 26 loads a stream once it reads the end of the archive, which must wait for the first.
+	files := map[string]string{}
+	for i := range 4000 {
+		files[fmt.Sprintf("many/%d", i)] = randomFile(t, 5000)
+	}
+	e.src.DeriveImage(t, "many:1", "base:1", files)
+	e.src.DeriveImage(t, "many:2", "many:1", map[string]string{"marker": "many\n"})
+	check(mustSend(t, e, []string{"many:2"}, new)[0], new, archive.Zstd, "many:2", "many\n")
 	check(mustSend(t, e, []string{"app:1"}, new)[0], new, archive.Zstd, "app:1", "app 1\n")
 	check(mustSend(t, e, []string{"app:1"}, old)[0], old, archive.Gzip, "app:1", "app 1\n")
 	both := mustSend(t, e, []string{"app:2"}, new, old) // warm: each its own bundle

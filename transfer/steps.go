@@ -212,7 +212,8 @@ func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerS
 	return stepped, c.wait()
 }
 
-// load starts loading b, and ends its stream once the load before has loaded.
+// load starts loading b, and ends its stream once the load before has loaded: the daemon
+// gets every entry of b meanwhile, but not the end of the archive, which starts its load.
 func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.BlobSource, write archive.WriteOptions) error {
 	pr, pw := io.Pipe()
 	result := make(chan error, 1)
@@ -223,11 +224,8 @@ func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.Blo
 	}()
 	base := c.n
 	w := &countingWriter{w: pw, report: func(n int64) { c.n = base + n; c.sent(c.n) }}
-	err := archive.Write(ctx, w, b, src, write)
-	if err == nil {
-		err = c.wait()
-	}
-	if err != nil {
+	write.BeforeEnd = c.wait
+	if err := archive.Write(ctx, w, b, src, write); err != nil {
 		pw.CloseWithError(err)
 		<-result
 		return err
