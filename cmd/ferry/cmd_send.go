@@ -129,6 +129,7 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	}
 	opts.From, opts.FromHost = parseFrom(o.from)
 	opts.Waiting = o.progress.waiting(cmd.ErrOrStderr())
+	opts.Note = o.progress.note(cmd.ErrOrStderr())
 	results, err := transfer.Send(cmd.Context(), images, o.hosts, opts)
 	show.finish(results, err)
 	if results != nil {

@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,7 +29,8 @@ func init() {
 		Check:  store.NoArg,
 		Open: func(ctx context.Context, arg string, env store.Env) (store.Store, error) {
 			if env.Host != nil {
-				return &Store{Client: Dial(env.Host, env.Socket), name: env.On("docker")}, nil
+				return &Store{Client: Dial(env.Host, env.Socket), name: env.On("docker"), host: env.Host,
+					socket: cmp.Or(env.Socket, strings.TrimPrefix(DefaultHost, "unix://"))}, nil
 			}
 			c, err := New("")
 			if err != nil {
@@ -43,10 +45,20 @@ func init() {
 type Store struct {
 	*Client
 	name string
+	// host is the SSH connection the daemon is reached through (nil: this machine), socket
+	// the path of its socket there, if it is a unix socket.
+	host   *sshconn.Client
+	socket string
 }
 
 // NewStore makes a store of the daemon c talks to.
-func NewStore(c *Client) *Store { return &Store{Client: c, name: "docker"} }
+func NewStore(c *Client) *Store {
+	s := &Store{Client: c, name: "docker"}
+	if network, addr, err := parseHost(c.host); err == nil && network == "unix" {
+		s.socket = addr
+	}
+	return s
+}
 
 func (s *Store) String() string { return s.name }
 
