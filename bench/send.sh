@@ -11,10 +11,11 @@
 # the trixie root, on this machine; host 1's sshd reaches its socket, so the bytes cross host
 # 1's shaped link): cold send into containerd:k8s.io vs `docker save | ssh node ctr images
 # import -`, warm send against the blobs the node lacked, and a send killed at 70 % of the
-# cold bytes, then run again (cut_rerun, for any host kind). Needs root.
+# cold bytes, then run again (cut_rerun, for any host kind); and a docker 26 host (classic
+# store, from the trixie root too), cold, where ferry sends zstd. Needs root.
 #   bench/send.sh        Env: FERRY (binary), SEND_BENCH_DIR (work dir, corpus cache), RATE,
 #                        FERRY_TRIXIE_ROOT (the trixie root: without it, no containerd rows),
-#                        SEND_BENCH_ONLY=containerd (the containerd rows alone).
+#                        SEND_BENCH_ONLY=trixie (the containerd and docker 26 rows alone).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,12 +25,13 @@ RATE=${RATE:-100mbit}
 BASE=bench/base:1
 IMAGE=bench/go:1
 HOSTS=(1 2 3)
-[[ ${SEND_BENCH_ONLY:-} != containerd ]] || HOSTS=(1)
+[[ -z ${SEND_BENCH_ONLY:-} ]] || HOSTS=(1)
 NETNS=ferry-sb   # namespaces ferry-sb1…3, veths fsb1…3, 10.203.N.1 here and 10.203.N.2 there
 SRC=unix://$DIR/src/sock
 TRIXIE=${FERRY_TRIXIE_ROOT:-/var/cache/ferry/trixie}
 CTD=/tmp/ferry-sb-ctd   # the containerd node's state; short: its socket path must stay < 100 bytes
 CTD_SOCK=$CTD/containerd.sock
+D26=/tmp/ferry-sb-d26   # a docker 26 host, the same way
 
 log() { printf '>> %s\n' "$*" >&2; }
 
@@ -62,6 +64,7 @@ cleanup() {
   done
   dockerd_stop src
   ctd_stop
+  d26_stop
   awk -v p="$DIR/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r | xargs -r umount -l 2>/dev/null || true
 }
 
@@ -112,17 +115,17 @@ build_corpus() {
   rm -rf "$ctx"
 }
 
-# ctd_start: a containerd 1.7 from the trixie root, in a mount namespace of its own: the root
+# trixie_start DIR CMD...: CMD from the trixie root, in a mount namespace of its own: the root
 # bind-mounted read-only onto itself, /proc, /sys and /dev, tmpfs on /run, this machine's /tmp
-# at the same path (its socket, $CTD_SOCK, is seen here, so host 1's sshd reaches it), and its
-# root and state on tmpfs that go with it (a restart is a wipe). CRI is disabled.
-ctd_start() {
-  rm -rf "$CTD" && mkdir -p "$CTD/root" "$CTD/state"
-  printf '%s\n' 'version = 2' "root = \"$CTD/root\"" "state = \"$CTD/state\"" \
-    'disabled_plugins = ["io.containerd.grpc.v1.cri"]' '[grpc]' "  address = \"$CTD_SOCK\"" \
-    '[ttrpc]' "  address = \"$CTD_SOCK.ttrpc\"" >"$CTD/config.toml"
+# at the same path (DIR, under /tmp, holds its sockets, seen here, so host 1's sshd reaches
+# them), and tmpfs on DIR/root and DIR/state that go with it (a restart is a wipe). Its pid
+# (CMD's) goes to DIR/pid, its output to DIR/log.
+trixie_start() {
+  local d=$1
+  shift
   unshare --mount --propagation private sh -euc '
     r=$0 d=$1
+    shift
     mount --bind "$r" "$r"
     mount -o remount,bind,ro "$r"
     mount -t proc proc "$r/proc"
@@ -134,21 +137,46 @@ ctd_start() {
     mount --bind /tmp "$r/tmp"
     mount -t tmpfs -o size=4g tmpfs "$d/root"
     mount -t tmpfs tmpfs "$d/state"
-    exec chroot "$r" containerd --config "$d/config.toml"
-  ' "$TRIXIE" "$CTD" >"$CTD/log" 2>&1 &
-  echo $! >"$CTD/pid"
+    exec chroot "$r" "$@"
+  ' "$TRIXIE" "$d" "$@" >"$d/log" 2>&1 &
+  echo $! >"$d/pid"
+}
+
+trixie_stop() {   # trixie_stop DIR: stop what trixie_start started there, remove DIR
+  local pid
+  pid=$(cat "$1/pid" 2>/dev/null) || return 0
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1/config" && kill "$pid" || true
+  for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  rm -rf "$1"
+}
+
+# ctd_start: the containerd node, CRI disabled.
+ctd_start() {
+  rm -rf "$CTD" && mkdir -p "$CTD/root" "$CTD/state"
+  printf '%s\n' 'version = 2' "root = \"$CTD/root\"" "state = \"$CTD/state\"" \
+    'disabled_plugins = ["io.containerd.grpc.v1.cri"]' '[grpc]' "  address = \"$CTD_SOCK\"" \
+    '[ttrpc]' "  address = \"$CTD_SOCK.ttrpc\"" >"$CTD/config.toml"
+  trixie_start "$CTD" containerd --config "$CTD/config.toml"
   for _ in $(seq 60); do ctr_node version >/dev/null 2>&1 && return; sleep 0.5; done
   echo "containerd did not start: see $CTD/log" >&2
   return 1
 }
 
-ctd_stop() {
-  local pid
-  pid=$(cat "$CTD/pid" 2>/dev/null) || return 0
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--config $CTD/config.toml" && kill "$pid" || true
-  for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  rm -rf "$CTD"
+ctd_stop() { trixie_stop "$CTD"; }
+
+# d26_start: a dockerd 26 (classic store, overlay2) from the trixie root, its data root on
+# tmpfs; it starts its own containerd.
+d26_start() {
+  rm -rf "$D26" && mkdir -p "$D26/root" "$D26/state"
+  echo '{}' >"$D26/config.json"
+  trixie_start "$D26" dockerd --config-file "$D26/config.json" --data-root "$D26/root" --exec-root "$D26/state" \
+    --pidfile "$D26/state/pid" -H "unix://$D26/docker.sock" --bridge=none --iptables=false --ip6tables=false
+  for _ in $(seq 90); do docker -H "unix://$D26/docker.sock" version >/dev/null 2>&1 && return; sleep 0.5; done
+  echo "dockerd 26 did not start: see $D26/log" >&2
+  return 1
 }
+
+d26_stop() { trixie_stop "$D26"; }
 
 ctd_wipe() { ctd_stop && ctd_start; }   # the node holds nothing
 
@@ -163,10 +191,10 @@ naive_ctr() {   # docker save | ssh node ctr -n k8s.io images import -
       "$(ctr_cmd) -n k8s.io images import -"
 }
 ctd_blobs() { ctr_node -n k8s.io content ls -q | sort; }   # digests of the node's blobs
-ctd_size() {   # ctd_size DIGEST...: their bytes
-  ctr_node -n k8s.io content ls | awk -v want="$*" '
-    BEGIN { n = split(want, w, " "); for (i = 1; i <= n; i++) keep[w[i]] = 1 }
-    $1 in keep { sum += $2 } END { print sum + 0 }'
+ctd_size() {   # ctd_size DIGEST...: their bytes, read back (ctr content ls rounds them)
+  local d n=0
+  for d in "$@"; do n=$((n + $(ctr_node -n k8s.io content get "$d" | wc -c))); done
+  echo "$n"
 }
 
 # cut_rerun NAME N FULL ARGS...: ferry send ARGS (a destination on host N among them) in the
@@ -191,7 +219,7 @@ cut_rerun() {
 
 containerd_rows() {
   [[ -f $TRIXIE/.ferry-trixie ]] || { log "no trixie root at $TRIXIE: no containerd rows"; return 0; }
-  local cold="ferry send → containerd, cold" naive="docker save | ssh node ctr images import, cold"
+  local cold="ferry send → containerd, cold" naive="docker save \\| ssh node ctr images import, cold"
   local warm="ferry send → containerd, warm (node has the base)" cut="ferry send → containerd, re-run after a kill at 70 %"
   local to=(-H "$(ctd_dest)" --to containerd:k8s.io) before missing payload k
   shape 1 "$RATE"
@@ -226,6 +254,36 @@ containerd_rows() {
     "(target ≤ 0.35: $(awk -v b="${BYTES[$cut]}" -v c="${BYTES[$cold]}" 'BEGIN { print (b <= 0.35 * c) ? "met" : "missed" }'))"
   echo "- floor: with the cold send's bytes at $RATE, no cold send takes less than" \
     "$(floor "$cold") s ($(ratio "$(floor "$cold")" "${WALL[$naive]}")× ctr import)"
+}
+
+# docker26_rows: a docker 26 host (classic store) behind host 1's shaped link: cold send,
+# which ferry compresses with zstd for docker 23 and later, against the naive pipeline.
+docker26_rows() {
+  [[ -f $TRIXIE/.ferry-trixie ]] || { log "no trixie root at $TRIXIE: no docker 26 rows"; return 0; }
+  local naive="docker save \\| ssh host docker load (docker 26), cold" cold="ferry send → docker 26, cold (zstd)" k
+  shape 1 "$RATE"
+  d26_start
+  run "$naive" 1 naive_d26
+  d26_stop && d26_start
+  run "$cold" 1 ferry_send "$IMAGE" -H "ssh://root@10.203.1.2$D26/docker.sock"
+  docker -H "unix://$D26/docker.sock" image inspect "$IMAGE" >/dev/null
+  d26_stop
+
+  echo
+  echo "ferry send to docker 26 (classic store) over SSH, $IMAGE, link shaped to $RATE:"
+  echo
+  echo "| case | wall s | MB on the wire | CPU s, whole machine |"
+  echo "| --- | ---: | ---: | ---: |"
+  for k in "$naive" "$cold"; do
+    echo "| $k | ${WALL[$k]} | $(mb "${BYTES[$k]}") | ${CPU[$k]} |"
+  done
+  echo
+  echo "- cold, ferry (zstd) / naive: $(ratio "${BYTES[$cold]}" "${BYTES[$naive]}")× the bytes, $(ratio "${WALL[$cold]}" "${WALL[$naive]}")× the time;" \
+    "floor $(floor "$cold") s ($(ratio "$(floor "$cold")" "${WALL[$naive]}")× naive)"
+}
+naive_d26() {
+  docker -H "$SRC" save "$IMAGE" |
+    ssh -i "$DIR/id" -o UserKnownHostsFile="$DIR/known_hosts" -o BatchMode=yes root@10.203.1.2 "docker -H unix://$D26/docker.sock load"
 }
 
 # cpu_busy: CPU time this machine has spent busy, all processes, in 1/100 s.
@@ -279,9 +337,10 @@ main() {
   dockerd_start src
   build_corpus
   for n in "${HOSTS[@]}"; do host_start "$n"; done
-  if [[ ${SEND_BENCH_ONLY:-} == containerd ]]; then
+  if [[ -n ${SEND_BENCH_ONLY:-} ]]; then
     run "first byte" "" first_byte
     containerd_rows
+    docker26_rows
     return
   fi
 
@@ -322,6 +381,7 @@ main() {
     "less than $(floor "$c") s cold ($(ratio "$(floor "$c")" "${WALL[$n]}")× naive) or $(floor "$w") s warm ($(ratio "$(floor "$w")" "${WALL[$n]}")× naive)," \
     "before the host loads anything"
   containerd_rows
+  docker26_rows
 }
 
 main "$@"
