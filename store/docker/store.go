@@ -24,7 +24,7 @@ func init() {
 	store.Register(store.Kind{
 		Name:   "docker",
 		Syntax: "docker",
-		Doc:    "the docker daemon ($DOCKER_HOST or the default socket). As a source, one `docker save` of all the images; as a store, `docker load`, thin where the daemon holds the layers left out (complete images for the containerd image store). On a host, its socket through the SSH connection",
+		Doc:    "the docker daemon ($DOCKER_HOST or the default socket). As a source, one `docker save` of all the images; as a store, `docker load`, thin where the daemon holds the layers left out; on the containerd image store, the daemon's containerd (namespace moby) where ferry reaches it, thin and resumed mid-blob, else complete images. On a host, its socket through the SSH connection",
 		Remote: true,
 		Check:  store.NoArg,
 		Open: func(ctx context.Context, arg string, env store.Env) (store.Store, error) {
