@@ -30,6 +30,14 @@ type Sink interface {
 	Abort(err error)
 }
 
+// A HashSink is a Sink also told the digest of each data entry once Read has passed it
+// whole: what a sink may use before Commit when a digest is all it needs to trust an entry
+// (a layer whose digest is the diffID an image asks for).
+type HashSink interface {
+	Sink
+	Hashed(e Entry, digest v1.Hash)
+}
+
 // An Entry is a data entry of a bundle.
 type Entry struct {
 	Name string
@@ -262,6 +270,9 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 	}
 	if m := digestName.FindStringSubmatch(name); m != nil && m[1] != blob.Digest.Hex {
 		return fmt.Errorf("%w: content hashes to %s", ErrDigestMismatch, blob.Digest)
+	}
+	if h, ok := sink.(HashSink); ok {
+		h.Hashed(e, blob.Digest)
 	}
 	rd.entries[name] = blob
 	return nil

@@ -231,6 +231,27 @@ func (p *pending) wait(ctx context.Context) (*store.Images, error) {
 	}
 }
 
+// layers returns where the source's layers are: as its read spools them when it does (a
+// pipelined docker save), else in the images once read.
+func (p *pending) layers(ctx context.Context) (*layerSource, error) {
+	if p.plan != nil {
+		select {
+		case <-p.plan.spooling:
+			if p.plan.early != nil {
+				return p.plan.early, nil
+			}
+		case <-p.ready:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+	im, err := p.wait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return bundleLayers(im), nil
+}
+
 // openSendSource reads one source once. A docker daemon's images are forwarded as they are
 // read to the hosts plan finds cold (see openPipelined).
 func openSendSource(ctx context.Context, src Source, opts SendOptions, plan *coldPlan, codec *archive.Codec) (_ *store.Images, err error) {
@@ -241,6 +262,7 @@ func openSendSource(ctx context.Context, src Source, opts SendOptions, plan *col
 			default:
 				plan.publish(nil, 0) // not pipelined
 			}
+			plan.spool(nil) // if it was not
 		}()
 	}
 	src, st, done, err := src.open(ctx, opts.Store, opts.Options)
@@ -333,9 +355,14 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to string
 				continue
 			}
 		}
-		im, err := p.wait(ctx)
-		if err == nil {
-			err = deliver(ctx, &res, st, inv, zstdOK, im, opts, progress)
+		var err error
+		if d, ok := st.(*docker.Store); ok && !inv.Complete {
+			err = sendStepped(ctx, &res, d, inv, zstdOK, p, opts, progress)
+		} else {
+			var im *store.Images
+			if im, err = p.wait(ctx); err == nil {
+				err = deliver(ctx, &res, st, inv, nil, zstdOK, im, opts, progress)
+			}
 		}
 		if err != nil {
 			res.Err = err
@@ -377,9 +404,10 @@ func behind(ctx context.Context, st store.Store, inv *dedupe.Inventory, note fun
 	return b, binv
 }
 
-// deliver sends a store what it lacks of im: to a docker daemon, a bundle streamed into its
-// load, compressed as opts say; to another store, the blobs it lacks through its Receive.
-func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.Inventory, zstdOK bool, im *store.Images,
+// deliver sends a store what it lacks of im, by inv: to a docker daemon, a bundle streamed
+// into its load, compressed as opts say, leaving out too the layers stepped says steps
+// loaded (if not nil); to another store, the blobs it lacks through its Receive.
+func deliver(ctx context.Context, res *HostResult, st store.Store, inv, stepped *dedupe.Inventory, zstdOK bool, im *store.Images,
 	opts SendOptions, progress func(sent, total int64)) error {
 	if inv.Complete && inv.HoldsAll(im.Bundle) {
 		// A store that takes complete images only holds these whole, tagged alike.
@@ -403,6 +431,9 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.I
 		write := wire(opts.Read.Write, opts.Adapt, zstdOK)
 		res.Codec = write.Codec
 		res.Full += wireSize(im, im.Bundle, write)
+		if stepped != nil {
+			b = b.Thin(stepped.Has)
+		}
 		total := sent + wireSize(im, b, write)
 		loaded, n, err := loadStream(ctx, s, im, b, write, func(n int64) { count(n); progress(res.Sent, total) })
 		count(n)
