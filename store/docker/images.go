@@ -67,10 +67,10 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 		return Info{}, fmt.Errorf("getting docker daemon info: %w", err)
 	}
 	c.mu.Lock()
-	server := c.server
+	server, version := c.server, c.version
 	c.mu.Unlock()
 	var err error
-	if versionLess(server, "1.46") {
+	if versionLess(server, "1.46") || !versionLess(version, "1.46") {
 		err = c.getJSON(ctx, "/info", &info)
 	} else {
 		var resp *http.Response
