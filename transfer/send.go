@@ -222,6 +222,16 @@ type pending struct {
 	codec archive.Codec // how the stream to the cold hosts is compressed
 }
 
+// done reports whether the source was read whole (p.im is set).
+func (p *pending) done() bool {
+	select {
+	case <-p.ready:
+		return p.err == nil
+	default:
+		return false
+	}
+}
+
 func (p *pending) wait(ctx context.Context) (*store.Images, error) {
 	select {
 	case <-p.ready:
@@ -232,24 +242,23 @@ func (p *pending) wait(ctx context.Context) (*store.Images, error) {
 }
 
 // layers returns where the source's layers are: as its read spools them when it does (a
-// pipelined docker save), else in the images once read.
-func (p *pending) layers(ctx context.Context) (*layerSource, error) {
+// pipelined docker save: they are all there), else in the images, once read (im).
+func (p *pending) layers(ctx context.Context) (ls *layerSource, im *store.Images, err error) {
 	if p.plan != nil {
 		select {
 		case <-p.plan.spooling:
 			if p.plan.early != nil {
-				return p.plan.early, nil
+				return p.plan.early, nil, nil
 			}
 		case <-p.ready:
 		case <-ctx.Done():
-			return nil, context.Cause(ctx)
+			return nil, nil, context.Cause(ctx)
 		}
 	}
-	im, err := p.wait(ctx)
-	if err != nil {
-		return nil, err
+	if im, err = p.wait(ctx); err != nil {
+		return nil, nil, err
 	}
-	return bundleLayers(im), nil
+	return bundleLayers(im), im, nil
 }
 
 // openSendSource reads one source once. A docker daemon's images are forwarded as they are
@@ -418,9 +427,8 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv, stepped 
 		return nil
 	}
 	b := inv.Thin(im.Bundle)
-	if lacking := inv.Lacks(b); len(lacking) > 0 {
-		return fmt.Errorf("%w: the images leave out %d layers %s does not have (diffIDs %s): send the bundle they come from first",
-			archive.ErrMissingBlob, len(lacking), st, strings.Join(lacking, ", "))
+	if err := completes(st, inv, b); err != nil {
+		return err
 	}
 	layers, skipped := countLayers(b)
 	res.Layers += layers
@@ -464,6 +472,15 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv, stepped 
 	}
 	for _, l := range rcv.Loaded() {
 		res.Loaded = append(res.Loaded, l.Ref)
+	}
+	return nil
+}
+
+// completes checks that the store holds every layer b leaves out.
+func completes(st store.Store, inv *dedupe.Inventory, b *archive.Bundle) error {
+	if lacking := inv.Lacks(b); len(lacking) > 0 {
+		return fmt.Errorf("%w: the images leave out %d layers %s does not have (diffIDs %s): send the bundle they come from first",
+			archive.ErrMissingBlob, len(lacking), st, strings.Join(lacking, ", "))
 	}
 	return nil
 }

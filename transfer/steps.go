@@ -37,7 +37,7 @@ const stepMin = 16 << 20
 // A layerSource gives the layers of a source's images as they become available.
 type layerSource struct {
 	images [][]v1.Hash // each image's diffIDs
-	total  int64       // the bytes of the layers, as the source holds them
+	total  int64       // the bytes of the layers, as the source holds them: an estimate of what to send
 	// layer waits for the layer of that diffID; nil when the source does not carry it.
 	layer func(ctx context.Context, diffID v1.Hash) (*archive.Layer, error)
 	src   archive.BlobSource
@@ -125,20 +125,30 @@ func (s *spooled) layer(ctx context.Context, d v1.Hash) (*archive.Layer, error) 
 // images: their layers in steps, then the images, then it removes the steps.
 func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *dedupe.Inventory, zstdOK bool, p *pending,
 	opts SendOptions, progress func(sent, total int64)) error {
-	ls, err := p.layers(ctx)
+	ls, im, err := p.layers(ctx)
 	if err != nil {
 		return err
 	}
+	if im != nil { // no step for images the host cannot complete
+		if err := completes(d, inv, inv.Thin(im.Bundle)); err != nil {
+			return err
+		}
+	}
 	write := wire(opts.Read.Write, opts.Adapt, zstdOK)
 	res.Codec = write.Codec
-	sent, total := res.Sent, res.Sent+ls.total
-	chain := &loadChain{d: d, sent: func(n int64) { res.Sent = sent + n; progress(res.Sent, total) }}
+	sent, estimate, exact := res.Sent, ls.total, false
+	chain := &loadChain{d: d, sent: func(n int64) {
+		if !exact && p.done() { // the bundle of what the host lacks tells the bytes to send
+			estimate, exact = wireSize(p.im, inv.Thin(p.im.Bundle), write), true
+		}
+		res.Sent = sent + n
+		progress(res.Sent, sent+estimate)
+	}}
 	stepped, err := chain.steps(ctx, inv, ls, write)
 	if err != nil {
-		return fmt.Errorf("%w; the layers of the steps loaded before stay on the host, and sending again sends only the rest", err)
+		return fmt.Errorf("%w; the steps the host loaded keep their layers there, and sending again sends only the rest", err)
 	}
-	im, err := p.wait(ctx)
-	if err != nil {
+	if im, err = p.wait(ctx); err != nil {
 		return err
 	}
 	if err := deliver(ctx, res, d, inv, stepped, zstdOK, im, opts, progress); err != nil {
