@@ -7,8 +7,15 @@
 #
 # Measures: cold send of the ~430 MB corpus image vs the naive pipeline (bytes and wall);
 # warm send (the host has the base) against the missing layer; fan-out to 3 hosts vs 1;
-# the same cold comparison on an unshaped link. Needs root.
-#   bench/send.sh        Env: FERRY (binary), SEND_BENCH_DIR (work dir, corpus cache), RATE.
+# the same cold comparison on an unshaped link. Then a containerd node (containerd 1.7 from
+# the trixie root, on this machine; host 1's sshd reaches its socket, so the bytes cross host
+# 1's shaped link): cold send into containerd:k8s.io vs `docker save | ssh node ctr images
+# import -`, warm send against the blobs the node lacked, and a send killed at 70 % of the
+# cold bytes, then run again (cut_rerun, for any host kind); and a docker 26 host (classic
+# store, from the trixie root too), cold, where ferry sends zstd. Needs root.
+#   bench/send.sh        Env: FERRY (binary), SEND_BENCH_DIR (work dir, corpus cache), RATE,
+#                        FERRY_TRIXIE_ROOT (the trixie root: without it, no containerd rows),
+#                        SEND_BENCH_ONLY=trixie (the containerd and docker 26 rows alone).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,8 +25,13 @@ RATE=${RATE:-100mbit}
 BASE=bench/base:1
 IMAGE=bench/go:1
 HOSTS=(1 2 3)
+[[ -z ${SEND_BENCH_ONLY:-} ]] || HOSTS=(1)
 NETNS=ferry-sb   # namespaces ferry-sb1…3, veths fsb1…3, 10.203.N.1 here and 10.203.N.2 there
 SRC=unix://$DIR/src/sock
+TRIXIE=${FERRY_TRIXIE_ROOT:-/var/cache/ferry/trixie}
+CTD=/tmp/ferry-sb-ctd   # the containerd node's state; short: its socket path must stay < 100 bytes
+CTD_SOCK=$CTD/containerd.sock
+D26=/tmp/ferry-sb-d26   # a docker 26 host, the same way
 
 log() { printf '>> %s\n' "$*" >&2; }
 
@@ -51,6 +63,8 @@ cleanup() {
     dockerd_stop "h$n"
   done
   dockerd_stop src
+  ctd_stop
+  d26_stop
   awk -v p="$DIR/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r | xargs -r umount -l 2>/dev/null || true
 }
 
@@ -101,6 +115,177 @@ build_corpus() {
   rm -rf "$ctx"
 }
 
+# trixie_start DIR CMD...: CMD from the trixie root, in a mount namespace of its own: the root
+# bind-mounted read-only onto itself, /proc, /sys and /dev, tmpfs on /run, this machine's /tmp
+# at the same path (DIR, under /tmp, holds its sockets, seen here, so host 1's sshd reaches
+# them), and tmpfs on DIR/root and DIR/state that go with it (a restart is a wipe). Its pid
+# (CMD's) goes to DIR/pid, its output to DIR/log.
+trixie_start() {
+  local d=$1
+  shift
+  unshare --mount --propagation private sh -euc '
+    r=$0 d=$1
+    shift
+    mount --bind "$r" "$r"
+    mount -o remount,bind,ro "$r"
+    mount -t proc proc "$r/proc"
+    mount --rbind /sys "$r/sys"
+    mount --make-rslave "$r/sys"
+    mount --rbind /dev "$r/dev"
+    mount --make-rslave "$r/dev"
+    mount -t tmpfs -o mode=755 tmpfs "$r/run"
+    mount --bind /tmp "$r/tmp"
+    mount -t tmpfs -o size=4g tmpfs "$d/root"
+    mount -t tmpfs tmpfs "$d/state"
+    exec chroot "$r" "$@"
+  ' "$TRIXIE" "$d" "$@" >"$d/log" 2>&1 &
+  echo $! >"$d/pid"
+}
+
+trixie_stop() {   # trixie_stop DIR: stop what trixie_start started there, remove DIR
+  local pid
+  pid=$(cat "$1/pid" 2>/dev/null) || return 0
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1/config" && kill "$pid" || true
+  for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  rm -rf "$1"
+}
+
+# ctd_start: the containerd node, CRI disabled.
+ctd_start() {
+  rm -rf "$CTD" && mkdir -p "$CTD/root" "$CTD/state"
+  printf '%s\n' 'version = 2' "root = \"$CTD/root\"" "state = \"$CTD/state\"" \
+    'disabled_plugins = ["io.containerd.grpc.v1.cri"]' '[grpc]' "  address = \"$CTD_SOCK\"" \
+    '[ttrpc]' "  address = \"$CTD_SOCK.ttrpc\"" >"$CTD/config.toml"
+  trixie_start "$CTD" containerd --config "$CTD/config.toml"
+  for _ in $(seq 60); do ctr_node version >/dev/null 2>&1 && return; sleep 0.5; done
+  echo "containerd did not start: see $CTD/log" >&2
+  return 1
+}
+
+ctd_stop() { trixie_stop "$CTD"; }
+
+# d26_start: a dockerd 26 (classic store, overlay2) from the trixie root, its data root on
+# tmpfs; it starts its own containerd.
+d26_start() {
+  rm -rf "$D26" && mkdir -p "$D26/root" "$D26/state"
+  echo '{}' >"$D26/config.json"
+  trixie_start "$D26" dockerd --config-file "$D26/config.json" --data-root "$D26/root" --exec-root "$D26/state" \
+    --pidfile "$D26/state/pid" -H "unix://$D26/docker.sock" --bridge=none --iptables=false --ip6tables=false
+  for _ in $(seq 90); do docker -H "unix://$D26/docker.sock" version >/dev/null 2>&1 && return; sleep 0.5; done
+  echo "dockerd 26 did not start: see $D26/log" >&2
+  return 1
+}
+
+d26_stop() { trixie_stop "$D26"; }
+
+ctd_wipe() { ctd_stop && ctd_start; }   # the node holds nothing
+
+# ctr_cmd: the node's ctr, in its containerd's mount namespace and root, as a command line:
+# what the naive pipeline runs through host 1's sshd.
+ctr_cmd() { echo "nsenter --target $(cat "$CTD/pid") --mount --root --wd=/ -- ctr --address $CTD_SOCK"; }
+ctr_node() { $(ctr_cmd) "$@"; }
+ctd_dest() { echo "ssh://root@10.203.1.2$CTD_SOCK"; }   # the node, as ferry names it
+naive_ctr() {   # docker save | ssh node ctr -n k8s.io images import -
+  docker -H "$SRC" save "$IMAGE" |
+    ssh -i "$DIR/id" -o UserKnownHostsFile="$DIR/known_hosts" -o BatchMode=yes root@10.203.1.2 \
+      "$(ctr_cmd) -n k8s.io images import -"
+}
+ctd_blobs() { ctr_node -n k8s.io content ls -q | sort; }   # digests of the node's blobs
+ctd_size() {   # ctd_size DIGEST...: their bytes, read back (ctr content ls rounds them)
+  local d n=0
+  for d in "$@"; do n=$((n + $(ctr_node -n k8s.io content get "$d" | wc -c))); done
+  echo "$n"
+}
+
+# cut_rerun NAME N FULL ARGS...: ferry send ARGS (a destination on host N among them) in the
+# background, killed with SIGKILL once host N's link has carried 70 % of FULL bytes (what
+# the cold send took); then the same send again, timed and counted as run does, under NAME.
+# CUT[NAME] is what the killed send had moved. For any host kind ferry resumes to.
+declare -A CUT
+cut_rerun() {
+  local name=$1 n=$2 full=$3 start pid
+  shift 3
+  start=$(wire "$n")
+  HOME=$DIR SSH_AUTH_SOCK= DOCKER_HOST=$SRC "$FERRY" send -q -i "$DIR/id" --known-hosts "$DIR/known_hosts" "$@" >/dev/null 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    if (($(wire "$n") - start >= full * 7 / 10)); then kill -9 "$pid"; break; fi
+    sleep 0.02
+  done
+  if wait "$pid" 2>/dev/null; then echo "cut_rerun $name: the send ended before 70 %" >&2; return 1; fi
+  CUT[$name]=$(($(wire "$n") - start))
+  run "$name" "$n" ferry_send "$@"
+}
+
+containerd_rows() {
+  [[ -f $TRIXIE/.ferry-trixie ]] || { log "no trixie root at $TRIXIE: no containerd rows"; return 0; }
+  local cold="ferry send → containerd, cold" naive="docker save \\| ssh node ctr images import, cold"
+  local warm="ferry send → containerd, warm (node has the base)" cut="ferry send → containerd, re-run after a kill at 70 %"
+  local to=(-H "$(ctd_dest)" --to containerd:k8s.io) before missing payload k
+  shape 1 "$RATE"
+  ctd_wipe && run "$naive" 1 naive_ctr
+  ctd_wipe && run "$cold" 1 ferry_send "$IMAGE" "${to[@]}"
+  ctd_wipe && ferry_send "$BASE" "${to[@]}" >/dev/null
+  before=$(ctd_blobs)
+  run "$warm" 1 ferry_json "$IMAGE" "${to[@]}"
+  payload=$(grep '"summary":"sent to ' "$DIR/cmd.err" | grep -o '"bytes":[0-9]*' | cut -d: -f2)
+  # shellcheck disable=SC2046
+  missing=$(ctd_size $(comm -13 <(echo "$before") <(ctd_blobs)))
+  ctd_wipe && cut_rerun "$cut" 1 "${BYTES[$cold]}" "$IMAGE" "${to[@]}"
+  ctr_node -n k8s.io images ls -q | grep -qx "docker.io/$IMAGE" || { echo "the re-run did not name $IMAGE" >&2; return 1; }
+  ctd_stop
+
+  echo
+  echo "ferry send into containerd 1.7 (namespace k8s.io) over SSH, $IMAGE, link shaped to $RATE:"
+  echo
+  echo "| case | wall s | MB on the wire | CPU s, whole machine |"
+  echo "| --- | ---: | ---: | ---: |"
+  for k in "$naive" "$cold" "$warm" "$cut"; do
+    echo "| $k | ${WALL[$k]} | $(mb "${BYTES[$k]}") | ${CPU[$k]} |"
+  done
+  echo
+  echo "- cold, ferry / ctr import: $(ratio "${BYTES[$cold]}" "${BYTES[$naive]}")× the bytes, $(ratio "${WALL[$cold]}" "${WALL[$naive]}")× the time"
+  echo "- warm: ferry sent $payload bytes for $missing bytes of blobs the node lacked" \
+    "(target ≤ missing + 64 KiB: $(awk -v b="$payload" -v m="$missing" 'BEGIN { print (b <= m + 65536) ? "met" : "missed" }'));" \
+    "on the wire (SSH, TCP, IP) $(mb "${BYTES[$warm]}") MB = $(ratio "${BYTES[$warm]}" "$missing")× the missing blobs;" \
+    "$(ratio "${WALL[$warm]}" "${WALL[$naive]}")× the ctr import time"
+  echo "- cut: killed after $(mb "${CUT[$cut]}") MB ($(ratio "${CUT[$cut]}" "${BYTES[$cold]}")× the cold bytes); the re-run moved" \
+    "$(mb "${BYTES[$cut]}") MB = $(ratio "${BYTES[$cut]}" "${BYTES[$cold]}")× the cold send's bytes" \
+    "(target ≤ 0.35: $(awk -v b="${BYTES[$cut]}" -v c="${BYTES[$cold]}" 'BEGIN { print (b <= 0.35 * c) ? "met" : "missed" }'))"
+  echo "- floor: with the cold send's bytes at $RATE, no cold send takes less than" \
+    "$(floor "$cold") s ($(ratio "$(floor "$cold")" "${WALL[$naive]}")× ctr import)"
+}
+
+# docker26_rows: a docker 26 host (classic store) behind host 1's shaped link: cold send,
+# which ferry compresses with zstd for docker 23 and later, against the naive pipeline.
+docker26_rows() {
+  [[ -f $TRIXIE/.ferry-trixie ]] || { log "no trixie root at $TRIXIE: no docker 26 rows"; return 0; }
+  local naive="docker save \\| ssh host docker load (docker 26), cold" cold="ferry send → docker 26, cold (zstd)" k
+  shape 1 "$RATE"
+  d26_start
+  run "$naive" 1 naive_d26
+  d26_stop && d26_start
+  run "$cold" 1 ferry_send "$IMAGE" -H "ssh://root@10.203.1.2$D26/docker.sock"
+  docker -H "unix://$D26/docker.sock" image inspect "$IMAGE" >/dev/null
+  d26_stop
+
+  echo
+  echo "ferry send to docker 26 (classic store) over SSH, $IMAGE, link shaped to $RATE:"
+  echo
+  echo "| case | wall s | MB on the wire | CPU s, whole machine |"
+  echo "| --- | ---: | ---: | ---: |"
+  for k in "$naive" "$cold"; do
+    echo "| $k | ${WALL[$k]} | $(mb "${BYTES[$k]}") | ${CPU[$k]} |"
+  done
+  echo
+  echo "- cold, ferry (zstd) / naive: $(ratio "${BYTES[$cold]}" "${BYTES[$naive]}")× the bytes, $(ratio "${WALL[$cold]}" "${WALL[$naive]}")× the time;" \
+    "floor $(floor "$cold") s ($(ratio "$(floor "$cold")" "${WALL[$naive]}")× naive)"
+}
+naive_d26() {
+  docker -H "$SRC" save "$IMAGE" |
+    ssh -i "$DIR/id" -o UserKnownHostsFile="$DIR/known_hosts" -o BatchMode=yes root@10.203.1.2 "docker -H unix://$D26/docker.sock load"
+}
+
 # cpu_busy: CPU time this machine has spent busy, all processes, in 1/100 s.
 cpu_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 
@@ -124,6 +309,7 @@ run() {
 }
 
 ferry_send() { HOME=$DIR SSH_AUTH_SOCK= DOCKER_HOST=$SRC "$FERRY" send -q -i "$DIR/id" --known-hosts "$DIR/known_hosts" "$@"; }
+ferry_json() { HOME=$DIR SSH_AUTH_SOCK= DOCKER_HOST=$SRC "$FERRY" send --progress=json -i "$DIR/id" --known-hosts "$DIR/known_hosts" "$@"; }
 naive() {   # naive N: docker save | ssh host docker load
   docker -H "$SRC" save "$IMAGE" |
     ssh -i "$DIR/id" -o UserKnownHostsFile="$DIR/known_hosts" -o BatchMode=yes "root@10.203.$1.2" \
@@ -151,6 +337,12 @@ main() {
   dockerd_start src
   build_corpus
   for n in "${HOSTS[@]}"; do host_start "$n"; done
+  if [[ -n ${SEND_BENCH_ONLY:-} ]]; then
+    run "first byte" "" first_byte
+    containerd_rows
+    docker26_rows
+    return
+  fi
 
   local size go_layer
   size() { docker -H "$SRC" image inspect -f '{{.Size}}' "$1"; }
@@ -188,6 +380,8 @@ main() {
   echo "- floors: docker save's first byte comes after ${WALL[first byte]} s; with the bytes sent at $RATE, no send can take" \
     "less than $(floor "$c") s cold ($(ratio "$(floor "$c")" "${WALL[$n]}")× naive) or $(floor "$w") s warm ($(ratio "$(floor "$w")" "${WALL[$n]}")× naive)," \
     "before the host loads anything"
+  containerd_rows
+  docker26_rows
 }
 
 main "$@"

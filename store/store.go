@@ -7,7 +7,8 @@
 // A Store says what it holds (Inventory) and takes verified bundles (Receive): thin where it
 // can complete them, and nothing visible before every digest checked out. Optional abilities
 // are found by type assertion: a Reader gives images out, a Streamer takes docker-archive
-// byte streams (so one compressed stream can fan out to many hosts).
+// byte streams (so one compressed stream can fan out to many hosts), a Fronted store has
+// another behind it that takes images better.
 package store
 
 import (
@@ -76,6 +77,17 @@ type Copier interface {
 // sender can compress once and fan one stream out to many stores.
 type Streamer interface {
 	LoadStream(ctx context.Context, r io.Reader) (loaded []string, err error)
+}
+
+// A Fronted store keeps its images in another store that ferry can also write, and that
+// takes more: docker on the containerd image store keeps them in its containerd, which
+// completes thin bundles and resumes blobs a cut transfer left, where docker's load takes
+// complete images only. Behind returns that store, whose receiver names images where the
+// front store finds them and checks that it does; nil and no error when the store keeps
+// its images itself. An error says why the store behind cannot be used: the front one
+// still can.
+type Fronted interface {
+	Behind(ctx context.Context) (Store, error)
 }
 
 // ReadOptions say how a Reader reads.

@@ -94,6 +94,9 @@ type conformTarget struct {
 	// open opens the store on this machine (for kinds whose local opening depends on the
 	// environment, docker and podman); nil means store.Open(ref).
 	open func(t *testing.T) store.Store
+	// completes says the store completes thin bundles although its inventory says it takes
+	// complete images: docker on the containerd image store, through its containerd.
+	completes bool
 	// state describes what the store holds, by the store's own tools: equal before and
 	// after a refused or aborted load.
 	state func(t *testing.T) string
@@ -205,7 +208,7 @@ func runConformance(t *testing.T, e *sendEnv, ci *conformImages, tg conformTarge
 			}
 		}
 	})
-	if inv != nil && inv.Complete {
+	if inv != nil && inv.Complete && !tg.completes {
 		t.Run("thin bundle refused after the base", refuseThin)
 	} else {
 		t.Run("delta onto the base", func(t *testing.T) {
@@ -264,8 +267,9 @@ func TestConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			tg := conformTarget{
-				ref:  "docker",
-				open: func(*testing.T) store.Store { return docker.NewStore(c) },
+				ref:       "docker",
+				open:      func(*testing.T) store.Store { return docker.NewStore(c) },
+				completes: f == testenv.Docker26Containerd, // ferry reaches its containerd
 				state: func(t *testing.T) string {
 					return sortedLines(d.Run(t, "images", "-a", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"))
 				},

@@ -42,6 +42,17 @@ func Load(ctx context.Context, r io.Reader, opts LoadOptions) (*LoadResult, erro
 		return nil, err
 	}
 	defer done()
+	if f, ok := st.(store.Fronted); ok {
+		// The store behind takes what the front one would, and more: no inventory needed.
+		b, err := f.Behind(ctx)
+		switch {
+		case err != nil && opts.Note != nil:
+			opts.Note(err.Error() + ": loading complete images instead")
+		case b != nil:
+			defer b.Close()
+			st = b
+		}
+	}
 	rcv, err := st.Receive(ctx)
 	if err != nil {
 		return nil, err

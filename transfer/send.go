@@ -333,12 +333,20 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to string
 		return res
 	}
 	defer st.Close()
-	res.Store = st.String()
 	inv, err := st.Inventory(ctx)
 	if err != nil {
 		res.Err = err
 		return res
 	}
+	var note func(string)
+	if opts.Note != nil {
+		note = func(msg string) { opts.Note(host + ": " + msg) }
+	}
+	if b, binv := behind(ctx, st, inv, note); b != nil {
+		defer b.Close()
+		st, inv = b, binv
+	}
+	res.Store = st.String()
 	res.Complete = inv.Complete
 	zstdOK := takesZstd(ctx, st) // asked once per host
 	if _, ok := st.(store.Streamer); ok && opts.Read.Write.Codec == archive.Zstd && !zstdOK {
@@ -378,6 +386,31 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to string
 	}
 	progress(res.Sent, res.Sent) // loaded: the estimate is done with
 	return res
+}
+
+// behind returns the store behind st (store.Fronted) and its inventory, when st takes
+// complete images only and the store behind it takes more (docker on the containerd image
+// store: its containerd, thin and resumable). When there is one that cannot be used, st
+// takes complete images, and note is told why.
+func behind(ctx context.Context, st store.Store, inv *dedupe.Inventory, note func(string)) (store.Store, *dedupe.Inventory) {
+	f, ok := st.(store.Fronted)
+	if !ok || !inv.Complete {
+		return nil, nil
+	}
+	b, err := f.Behind(ctx)
+	var binv *dedupe.Inventory
+	if err == nil && b != nil {
+		if binv, err = b.Inventory(ctx); err != nil {
+			b.Close()
+		}
+	}
+	if err != nil {
+		if note != nil {
+			note(err.Error() + ": sending complete images instead")
+		}
+		return nil, nil
+	}
+	return b, binv
 }
 
 // deliver sends a store what it lacks of im, by inv: to a docker daemon, a bundle streamed

@@ -23,6 +23,10 @@ type Options struct {
 	Insecure bool
 	// Waiting, if set, is told when a store waits for a lock another writer holds, and why.
 	Waiting func(string)
+	// Note, if set, is told, once for each store, when ferry does less than it could there,
+	// and why: docker on the containerd image store whose containerd it cannot reach gets
+	// complete images through the Docker API.
+	Note func(string)
 }
 
 // env is where stores are opened: host, if set, with socket.

@@ -83,7 +83,8 @@ func (o *loadOptions) load(cmd *cobra.Command, file string, platform *v1.Platfor
 	defer in.Close()
 	bar := o.progress.start(cmd, "loading")
 	res, err := transfer.Load(cmd.Context(), bar.reader(in, size), transfer.LoadOptions{
-		Options:  transfer.Options{Insecure: o.insecure, Waiting: o.progress.waiting(cmd.ErrOrStderr())},
+		Options: transfer.Options{Insecure: o.insecure, Waiting: o.progress.waiting(cmd.ErrOrStderr()),
+			Note: o.progress.note(cmd.ErrOrStderr())},
 		To:       o.to,
 		Platform: platform,
 	})

@@ -38,7 +38,9 @@ docker 23 and later, gzip to 20.10). The images are read once, whatever the numb
 and sent to all hosts at once; a host that fails does not stop the others.
 
 --to names the store on the hosts, the same for all:
-  docker    the docker daemon, through its socket (default)
+  docker    the docker daemon, through its socket (default). On the containerd image
+            store, through the daemon's containerd where ferry reaches it (as for
+            containerd:moby below), else complete images, and a line saying why
   podman    the one command "podman load", the images on its stdin, complete and
             uncompressed (podman 4 loads neither thin nor gzip-compressed bundles)
   containerd[:NAMESPACE]
@@ -129,6 +131,7 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	}
 	opts.From, opts.FromHost = parseFrom(o.from)
 	opts.Waiting = o.progress.waiting(cmd.ErrOrStderr())
+	opts.Note = o.progress.note(cmd.ErrOrStderr())
 	results, err := transfer.Send(cmd.Context(), images, o.hosts, opts)
 	show.finish(results, err)
 	if results != nil {

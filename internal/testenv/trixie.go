@@ -58,8 +58,10 @@ func StartDockerFlavor(t testing.TB, f Flavor) *Docker {
 		}
 		d.Host = "unix://" + filepath.Join(dir, "docker.sock")
 		d.Root = filepath.Join(dir, "data")
-		exec := filepath.Join(dir, "exec")
-		// dockerd starts its own containerd (CRI disabled) with its socket there.
+		// The exec root beside the socket, named docker, as /var/run/docker is beside
+		// /var/run/docker.sock: dockerd starts its own containerd (CRI disabled) with its
+		// socket there, where ferry looks for a daemon's containerd.
+		exec := filepath.Join(dir, "docker")
 		d.Containerd = filepath.Join(exec, "containerd", "containerd.sock")
 		return []string{"dockerd", "--config-file", filepath.Join(dir, "daemon.json"),
 			"--data-root", d.Root, "--exec-root", exec, "--pidfile", filepath.Join(dir, "docker.pid"),

@@ -158,3 +158,37 @@ func (s *Store) Close() error { return s.client.Close() }
 
 // notFound reports whether err says containerd has no such thing.
 func notFound(err error) bool { return errdefs.IsNotFound(err) }
+
+// Revision is the revision of the containerd the store talks to, as it reports it (what
+// docker's info calls ContainerdCommit.ID).
+func (s *Store) Revision(ctx context.Context) (string, error) {
+	v, err := s.client.Version(ctx)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", s, err)
+	}
+	return v.Revision, nil
+}
+
+// Targets lists the namespace's images: each name and the digest of what it points at.
+func (s *Store) Targets(ctx context.Context) (map[string]string, error) {
+	imgs, err := s.client.ImageService().List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: listing images: %w", s, err)
+	}
+	out := make(map[string]string, len(imgs))
+	for _, img := range imgs {
+		out[img.Name] = img.Target.Digest.String()
+	}
+	return out, nil
+}
+
+// Unname removes the image names given; what they held goes with containerd's next
+// garbage collection.
+func (s *Store) Unname(ctx context.Context, names ...string) error {
+	for _, n := range names {
+		if err := s.client.ImageService().Delete(ctx, n); err != nil && !notFound(err) {
+			return fmt.Errorf("%s: removing %s: %w", s, n, err)
+		}
+	}
+	return nil
+}

@@ -185,8 +185,10 @@ func TestLocal(t *testing.T) {
 
 // sshEnv is an sshd this machine's containerds are reached through.
 type sshEnv struct {
-	sshd *testenv.SSHD
-	opts transfer.SendOptions
+	sshd  *testenv.SSHD
+	opts  transfer.SendOptions
+	pub   ssh.PublicKey
+	known string
 }
 
 func newSSHEnv(t *testing.T) *sshEnv {
@@ -200,10 +202,23 @@ func newSSHEnv(t *testing.T) *sshEnv {
 	if err := os.WriteFile(known, []byte(sshd.KnownHostsLine()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &sshEnv{sshd: sshd, opts: transfer.SendOptions{
+	return &sshEnv{sshd: sshd, pub: pub, known: known, opts: transfer.SendOptions{
 		Options: transfer.Options{SSH: sshconn.Config{ConfigFile: "none", KnownHosts: known, Identities: []string{key}}},
 		To:      "containerd:k8s.io",
 	}}
+}
+
+// know adds another sshd's host key to the known hosts.
+func (e *sshEnv) know(t *testing.T, sshd *testenv.SSHD) {
+	t.Helper()
+	f, err := os.OpenFile(e.known, os.O_APPEND|os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.WriteString(sshd.KnownHostsLine() + "\n")
+		f.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // host is the SSH destination of containerd c through the sshd.
@@ -324,48 +339,138 @@ func TestNodes(t *testing.T) {
 
 var _ store.Store // the package under test registers through transfer
 
-// TestDocker26 is docker on the containerd image store: sent as a docker host, it gets
-// complete images through the Docker API (it cannot complete thin ones); sent to its
-// containerd, namespace moby, it gets only the blobs it lacks, and docker runs the image.
+// TestDocker26 is docker on the containerd image store, as a docker store: ferry finds
+// the daemon's containerd (beside its socket, as /var/run/docker/containerd is beside
+// /var/run/docker.sock) and sends there, on this machine and over SSH, only the blobs docker
+// lacks, resuming a cut blob; docker lists and runs the images.
 func TestDocker26(t *testing.T) {
 	d := testenv.StartDockerFlavor(t, testenv.Docker26Containerd)
 	e := newSSHEnv(t)
+	e.opts.To = "docker"
+	var notes []string
+	e.opts.Note = func(msg string) { notes = append(notes, msg) }
 	dir := t.TempDir()
 	base := writeBundle(t, dir, "base:1", testenv.BusyboxV1(t))
 	app := writeBundle(t, dir, "app:1", testenv.BusyboxV1(t, map[string]string{"marker": "app 1\n"}))
-	dockerHost := "ssh://root@" + e.sshd.Addr + strings.TrimPrefix(d.Host, "unix://")
-
-	t.Run("docker API: complete images", func(t *testing.T) {
-		opts := e.opts
-		opts.To = "docker"
-		for _, b := range []string{base, app} {
-			res, err := e.send(t, []string{b}, opts, dockerHost)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !res[0].Complete || res[0].Skipped != 0 {
-				t.Errorf("%s: %+v, want complete images", b, res[0])
-			}
+	const size = 32 << 20
+	big := writeBundle(t, dir, "big:1", testenv.BusyboxV1(t, map[string]string{"marker": "big\n", "data": string(testenv.RandomData(size))}))
+	host := "ssh://root@" + e.sshd.Addr + strings.TrimPrefix(d.Host, "unix://")
+	listed := func(t *testing.T, tag string) {
+		t.Helper()
+		if got := d.Run(t, "images", "--format", "{{.Repository}}:{{.Tag}}"); !strings.Contains(got, tag+"\n") {
+			t.Errorf("docker images does not list %s:\n%s", tag, got)
 		}
-		if got := d.Cat(t, "app:1", "/marker"); got != "app 1\n" {
-			t.Errorf("cat /marker: %q", got)
-		}
-		d.Run(t, "rmi", "app:1")
-	})
+	}
 
-	t.Run("its containerd", func(t *testing.T) {
-		opts := e.opts
-		opts.To = "containerd:moby"
-		res, err := e.send(t, []string{app}, opts, "ssh://root@"+e.sshd.Addr+d.Containerd)
+	t.Run("load on this machine", func(t *testing.T) {
+		t.Setenv("DOCKER_HOST", d.Host)
+		f, err := os.Open(base)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("sent %d of %d bytes, %d of %d layers skipped", res[0].Sent, res[0].Full, res[0].Skipped, res[0].Layers)
-		if res[0].Skipped != 1 || res[0].Sent > res[0].Full-500<<10 {
-			t.Errorf("send to docker's containerd: %+v, want the base layer skipped", res[0])
+		defer f.Close()
+		res, err := transfer.Load(context.Background(), f, transfer.LoadOptions{To: "docker",
+			Options: transfer.Options{Note: func(msg string) { t.Errorf("note: %s", msg) }}})
+		if err != nil {
+			t.Fatal(err)
 		}
+		if res.Store != "docker via containerd:moby" || len(res.Images) != 1 {
+			t.Errorf("loaded %+v into %s", res.Images, res.Store)
+		}
+		listed(t, "base:1")
+		if got := d.Run(t, "run", "--rm", "--pull=never", "--network", "none", "base:1", "echo", "ok"); got != "ok\n" {
+			t.Errorf("docker run base:1: %q", got)
+		}
+	})
+
+	t.Run("warm over SSH", func(t *testing.T) {
+		// app:1 shares the busybox layer with base:1: its own layer, config and manifest travel.
+		res := e.mustSend(t, []string{app}, host)
+		if !strings.HasSuffix(res.Store, " via containerd:moby") {
+			t.Errorf("store %q", res.Store)
+		}
+		if res.Complete || res.Skipped != 1 || res.Layers != 2 || res.Sent > 64<<10 {
+			t.Errorf("warm send: %+v, want the base layer left out", res)
+		}
+		listed(t, "app:1")
 		if got := d.Cat(t, "app:1", "/marker"); got != "app 1\n" {
 			t.Errorf("cat /marker: %q", got)
 		}
 	})
+
+	t.Run("already there", func(t *testing.T) {
+		res := e.mustSend(t, []string{app}, host)
+		if res.Sent != 0 || res.Skipped != 2 {
+			t.Errorf("sending again: %+v, want nothing sent", res)
+		}
+	})
+
+	t.Run("cut mid-blob", func(t *testing.T) {
+		d.Run(t, "rmi", "base:1", "app:1") // cold: docker holds nothing
+		opts := e.opts
+		var once sync.Once
+		opts.Progress = func(_ string, sent, _ int64) {
+			if sent > size/2 {
+				once.Do(e.sshd.KillSessions)
+			}
+		}
+		if _, err := e.send(t, []string{big}, opts, host); err == nil {
+			t.Fatal("the send survived its connection being cut")
+		}
+		if got := d.Run(t, "images", "-q"); strings.TrimSpace(got) != "" {
+			t.Errorf("a cut send left images docker lists:\n%s", got)
+		}
+		res := e.mustSend(t, []string{big}, host)
+		if res.Sent > res.Full-size/2+8<<20 || res.Sent < 1<<20 {
+			t.Errorf("resumed send: %d of %d bytes sent, want about the half left", res.Sent, res.Full)
+		}
+		listed(t, "big:1")
+		if got := d.Cat(t, "big:1", "/marker"); got != "big\n" {
+			t.Errorf("cat /marker: %q", got)
+		}
+	})
+	if len(notes) > 0 {
+		t.Errorf("notes: %q", notes)
+	}
+}
+
+// TestDocker26Fallback: an SSH user who may use docker's socket but not its containerd's
+// gets complete images through the Docker API, and is told why once.
+func TestDocker26Fallback(t *testing.T) {
+	d := testenv.StartDockerFlavor(t, testenv.Docker26Containerd)
+	e := newSSHEnv(t)
+	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{e.pub}, User: "ferrytest"})
+	e.know(t, sshd)
+	sock := strings.TrimPrefix(d.Host, "unix://")
+	// As if the user were in the docker group: the socket is theirs to use, containerd's
+	// (under the exec root, 0700) is not.
+	if err := os.Chmod(filepath.Dir(sock), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sock, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	base := writeBundle(t, dir, "base:1", testenv.BusyboxV1(t))
+	app := writeBundle(t, dir, "app:1", testenv.BusyboxV1(t, map[string]string{"marker": "app 1\n"}))
+	opts := e.opts
+	opts.To = "docker"
+	var notes []string
+	opts.Note = func(msg string) { notes = append(notes, msg) }
+	host := "ssh://ferrytest@" + sshd.Addr + sock
+	res, err := e.send(t, []string{base, app}, opts, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Complete || res[0].Skipped != 0 || strings.Contains(res[0].Store, "containerd") {
+		t.Errorf("%+v, want complete images through the Docker API", res[0])
+	}
+	if len(notes) != 1 || !strings.HasPrefix(notes[0], host+": ") || !strings.Contains(notes[0], "keeps its images in containerd") ||
+		!strings.Contains(notes[0], d.Containerd) || !strings.Contains(notes[0], "complete images") {
+		t.Errorf("notes: %q, want one saying why", notes)
+	}
+	t.Logf("note: %s", notes)
+	if got := d.Cat(t, "app:1", "/marker"); got != "app 1\n" {
+		t.Errorf("cat /marker: %q", got)
+	}
 }

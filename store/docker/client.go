@@ -34,6 +34,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	version string // negotiated API version, "" before Ping
+	server  string // the newest API version the daemon serves, "" before Ping
 }
 
 // New returns a client for host ("unix:///path", "tcp://h:p"); "" means
@@ -129,7 +130,7 @@ func (c *Client) Ping(ctx context.Context) error {
 	}
 
 	c.mu.Lock()
-	c.version = v
+	c.version, c.server = v, server
 	c.mu.Unlock()
 	return nil
 }

@@ -58,14 +58,16 @@ func TestParseHost(t *testing.T) {
 // TestNegotiate checks the version choice against fake daemons of other
 // versions, and that later requests carry it.
 func TestNegotiate(t *testing.T) {
+	// info is the version /info is asked in: 1.46 where the daemon serves it (Containerd).
 	for _, tt := range []struct {
-		server, min, want string
+		server, min, want, info string
 	}{
-		{server: "1.41", min: "1.12", want: "1.41"},
-		{server: "1.40", min: "1.12", want: "1.40"},
-		{server: "1.47", min: "1.24", want: "1.41"},
-		{server: "1.52", min: "1.44", want: "1.44"}, // dockerd 29
-		{server: "", want: "1.24"},
+		{server: "1.41", min: "1.12", want: "1.41", info: "1.41"},
+		{server: "1.40", min: "1.12", want: "1.40", info: "1.40"},
+		{server: "1.47", min: "1.24", want: "1.41", info: "1.46"},
+		{server: "1.52", min: "1.44", want: "1.44", info: "1.46"}, // dockerd 29
+		{server: "1.60", min: "1.50", want: "1.50", info: "1.50"},
+		{server: "", want: "1.24", info: "1.24"},
 	} {
 		t.Run(tt.server, func(t *testing.T) {
 			var infoPath string
@@ -95,8 +97,11 @@ func TestNegotiate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := "/v" + tt.want + "/info"; infoPath != want {
+			if want := "/v" + tt.info + "/info"; infoPath != want {
 				t.Errorf("requested %s, want %s", infoPath, want)
+			}
+			if c.version != tt.want {
+				t.Errorf("negotiated %s, want %s", c.version, tt.want)
 			}
 			if !info.ContainerdSnapshotter {
 				t.Errorf("ContainerdSnapshotter is false for a daemon reporting driver-type io.containerd.snapshotter.v1")

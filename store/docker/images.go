@@ -23,6 +23,18 @@ type Info struct {
 	// the default for fresh installs of dockerd 29). Such a daemon does not
 	// load a tar that omits layers it already has.
 	ContainerdSnapshotter bool `json:"-"`
+	// ContainerdCommit.ID is the revision of the containerd the daemon runs its containers
+	// in (and, on the containerd image store, keeps its images in).
+	ContainerdCommit struct{ ID string }
+	// Containerd says where that containerd is: docker 27 and later (API 1.46), else nil.
+	Containerd *ContainerdInfo
+}
+
+// ContainerdInfo is where the containerd a daemon uses listens, and the namespace it keeps
+// its containers (and images) in.
+type ContainerdInfo struct {
+	Address    string
+	Namespaces struct{ Containers string }
 }
 
 // ImageSummary is one entry of the daemon's image list.
@@ -47,10 +59,27 @@ type ImageInspect struct {
 	Size         int64 // bytes of all layers, uncompressed
 }
 
-// Info returns what the daemon says about itself.
+// Info returns what the daemon says about itself, in API 1.46 where the daemon serves it
+// (Containerd is only given there).
 func (c *Client) Info(ctx context.Context) (Info, error) {
 	var info Info
-	if err := c.getJSON(ctx, "/info", &info); err != nil {
+	if _, err := c.apiVersion(ctx); err != nil {
+		return Info{}, fmt.Errorf("getting docker daemon info: %w", err)
+	}
+	c.mu.Lock()
+	server, version := c.server, c.version
+	c.mu.Unlock()
+	var err error
+	if versionLess(server, "1.46") || !versionLess(version, "1.46") {
+		err = c.getJSON(ctx, "/info", &info)
+	} else {
+		var resp *http.Response
+		if resp, err = c.send(ctx, http.MethodGet, "/v1.46/info", nil, nil); err == nil {
+			defer resp.Body.Close()
+			err = decodeJSON(resp.Body, &info)
+		}
+	}
+	if err != nil {
 		return Info{}, fmt.Errorf("getting docker daemon info: %w", err)
 	}
 	for _, kv := range info.DriverStatus {

@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,12 +24,13 @@ func init() {
 	store.Register(store.Kind{
 		Name:   "docker",
 		Syntax: "docker",
-		Doc:    "the docker daemon ($DOCKER_HOST or the default socket). As a source, one `docker save` of all the images; as a store, `docker load`, thin where the daemon holds the layers left out (complete images for the containerd image store). On a host, its socket through the SSH connection",
+		Doc:    "the docker daemon ($DOCKER_HOST or the default socket). As a source, one `docker save` of all the images; as a store, `docker load`, thin where the daemon holds the layers left out; on the containerd image store, the daemon's containerd (namespace moby) where ferry reaches it, thin and resumed mid-blob, else complete images. On a host, its socket through the SSH connection",
 		Remote: true,
 		Check:  store.NoArg,
 		Open: func(ctx context.Context, arg string, env store.Env) (store.Store, error) {
 			if env.Host != nil {
-				return &Store{Client: Dial(env.Host, env.Socket), name: env.On("docker")}, nil
+				return &Store{Client: Dial(env.Host, env.Socket), name: env.On("docker"), host: env.Host,
+					socket: cmp.Or(env.Socket, strings.TrimPrefix(DefaultHost, "unix://"))}, nil
 			}
 			c, err := New("")
 			if err != nil {
@@ -43,10 +45,20 @@ func init() {
 type Store struct {
 	*Client
 	name string
+	// host is the SSH connection the daemon is reached through (nil: this machine), socket
+	// the path of its socket there, if it is a unix socket.
+	host   *sshconn.Client
+	socket string
 }
 
 // NewStore makes a store of the daemon c talks to.
-func NewStore(c *Client) *Store { return &Store{Client: c, name: "docker"} }
+func NewStore(c *Client) *Store {
+	s := &Store{Client: c, name: "docker"}
+	if network, addr, err := parseHost(c.host); err == nil && network == "unix" {
+		s.socket = addr
+	}
+	return s
+}
 
 func (s *Store) String() string { return s.name }
 
