@@ -2,13 +2,19 @@ package main
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ferrytool/ferry/internal/testenv"
@@ -129,5 +135,76 @@ func TestHostileBundle(t *testing.T) {
 	}
 	if out := d.Run(t, "images", "-aq"); strings.TrimSpace(out) != "" {
 		t.Errorf("the daemon holds images after failed loads: %s", out)
+	}
+}
+
+// TestManyEntriesMemory: a bundle of 200 000 tiny entries nothing refers to, with its
+// manifest.json last (so the reader cannot tell which it uses until the end) or first, is
+// verified and loaded into an OCI layout under 64 MiB of peak RSS.
+func TestManyEntriesMemory(t *testing.T) {
+	dir := t.TempDir()
+	for _, order := range []string{"last", "first"} {
+		bundle := filepath.Join(dir, order+".tar")
+		manyEntries(t, bundle, 200_000, order == "first")
+		for _, args := range [][]string{{"verify", bundle}, {"load", "-i", bundle, "--to", "oci:" + filepath.Join(dir, order), "-q"}} {
+			cmd := exec.Command(ferryBin, args...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("ferry %v: %v\n%s", args, err, stderr.String())
+			}
+			peak := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss >> 10 // KiB → MiB
+			t.Logf("manifest.json %s: ferry %s: peak RSS %d MiB", order, args[0], peak)
+			if peak >= 64 {
+				t.Errorf("manifest.json %s: ferry %s: peak RSS %d MiB, want under 64", order, args[0], peak)
+			}
+			if args[0] == "verify" && !strings.Contains(stderr.String(), "ignored 200000 entries") {
+				t.Errorf("verify did not report the entries: %s", stderr.String())
+			}
+		}
+		os.Remove(bundle)
+	}
+}
+
+// manyEntries writes a bundle of one image (a config, a layer) and n one-byte entries
+// nothing refers to, with manifest.json first or last.
+func manyEntries(t *testing.T, path string, n int, first bool) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	bw := bufio.NewWriter(f)
+	tw := tar.NewWriter(bw)
+	put := func(name string, data []byte) {
+		tw.WriteHeader(&tar.Header{Name: name, Size: int64(len(data)), Mode: 0o644, Typeflag: tar.TypeReg})
+		tw.Write(data)
+	}
+	var layer bytes.Buffer
+	lw := tar.NewWriter(&layer)
+	lw.WriteHeader(&tar.Header{Name: "marker", Size: 2, Mode: 0o644, Typeflag: tar.TypeReg})
+	lw.Write([]byte("x\n"))
+	lw.Close()
+	diffID := sha256.Sum256(layer.Bytes())
+	config := fmt.Appendf(nil, `{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:%x"]},"config":{}}`, diffID)
+	configPath, layerPath := fmt.Sprintf("blobs/sha256/%x", sha256.Sum256(config)), fmt.Sprintf("blobs/sha256/%x", diffID)
+	manifest := fmt.Appendf(nil, `[{"Config":%q,"RepoTags":["many:1"],"Layers":[%q]}]`, configPath, layerPath)
+	if first {
+		put("manifest.json", manifest)
+	}
+	put(configPath, config)
+	put(layerPath, layer.Bytes())
+	for i := range n {
+		put("tiny/"+strconv.Itoa(i), []byte{byte(i)})
+	}
+	if !first {
+		put("manifest.json", manifest)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := bw.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }
