@@ -30,6 +30,14 @@ type Sink interface {
 	Abort(err error)
 }
 
+// A HashSink is a Sink also told the digest of each data entry once Read has passed it
+// whole: what a sink may use before Commit when a digest is all it needs to trust an entry
+// (a layer whose digest is the diffID an image asks for).
+type HashSink interface {
+	Sink
+	Hashed(e Entry, digest v1.Hash)
+}
+
 // An Entry is a data entry of a bundle.
 type Entry struct {
 	Name string
@@ -287,6 +295,9 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 	}
 	if m := digestName.FindStringSubmatch(name); m != nil && m[1] != hex.EncodeToString(rec.digest[:]) {
 		return fmt.Errorf("%w: content hashes to sha256:%x", ErrDigestMismatch, rec.digest)
+	}
+	if h, ok := sink.(HashSink); ok {
+		h.Hashed(e, sha256Of(rec.digest))
 	}
 	if rec.json != nil {
 		rd.json[i] = rec.json

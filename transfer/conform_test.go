@@ -158,7 +158,21 @@ func runConformance(t *testing.T, e *sendEnv, ci *conformImages, tg conformTarge
 		unchanged(t, "a stream cut halfway", before)
 	}
 
+	refuseThinSend := func(t *testing.T) {
+		before := tg.state(t)
+		so := e.opts
+		so.Store, so.To = nil, tg.ref
+		_, err := e.sendTo(t, []string{ci.thin2}, []string{tg.host}, so)
+		if !errors.Is(err, archive.ErrMissingBlob) {
+			t.Fatalf("sending a bundle that leaves out a layer the store lacks: got %v, want archive.ErrMissingBlob", err)
+		}
+		unchanged(t, "a refused thin bundle sent", before)
+	}
+
 	t.Run("thin bundle refused", refuseThin)
+	if tg.host != "" {
+		t.Run("thin bundle refused by send", refuseThinSend)
+	}
 	t.Run("aborted stream", abort)
 	t.Run("round trip", func(t *testing.T) {
 		res, err := loadFile(ci.app1)

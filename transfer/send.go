@@ -222,6 +222,16 @@ type pending struct {
 	codec archive.Codec // how the stream to the cold hosts is compressed
 }
 
+// done reports whether the source was read whole (p.im is set).
+func (p *pending) done() bool {
+	select {
+	case <-p.ready:
+		return p.err == nil
+	default:
+		return false
+	}
+}
+
 func (p *pending) wait(ctx context.Context) (*store.Images, error) {
 	select {
 	case <-p.ready:
@@ -229,6 +239,26 @@ func (p *pending) wait(ctx context.Context) (*store.Images, error) {
 	case <-ctx.Done():
 		return nil, context.Cause(ctx)
 	}
+}
+
+// layers returns where the source's layers are: as its read spools them when it does (a
+// pipelined docker save: they are all there), else in the images, once read (im).
+func (p *pending) layers(ctx context.Context) (ls *layerSource, im *store.Images, err error) {
+	if p.plan != nil {
+		select {
+		case <-p.plan.spooling:
+			if p.plan.early != nil {
+				return p.plan.early, nil, nil
+			}
+		case <-p.ready:
+		case <-ctx.Done():
+			return nil, nil, context.Cause(ctx)
+		}
+	}
+	if im, err = p.wait(ctx); err != nil {
+		return nil, nil, err
+	}
+	return bundleLayers(im), im, nil
 }
 
 // openSendSource reads one source once. A docker daemon's images are forwarded as they are
@@ -241,6 +271,7 @@ func openSendSource(ctx context.Context, src Source, opts SendOptions, plan *col
 			default:
 				plan.publish(nil, 0) // not pipelined
 			}
+			plan.spool(nil) // if it was not
 		}()
 	}
 	src, st, done, err := src.open(ctx, opts.Store, opts.Options)
@@ -325,9 +356,14 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to string
 				continue
 			}
 		}
-		im, err := p.wait(ctx)
-		if err == nil {
-			err = deliver(ctx, &res, st, inv, zstdOK, im, opts, progress)
+		var err error
+		if d, ok := st.(*docker.Store); ok && !inv.Complete {
+			err = sendStepped(ctx, &res, d, inv, zstdOK, p, opts, progress)
+		} else {
+			var im *store.Images
+			if im, err = p.wait(ctx); err == nil {
+				err = deliver(ctx, &res, st, inv, nil, zstdOK, im, opts, progress)
+			}
 		}
 		if err != nil {
 			res.Err = err
@@ -344,9 +380,10 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to string
 	return res
 }
 
-// deliver sends a store what it lacks of im: to a docker daemon, a bundle streamed into its
-// load, compressed as opts say; to another store, the blobs it lacks through its Receive.
-func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.Inventory, zstdOK bool, im *store.Images,
+// deliver sends a store what it lacks of im, by inv: to a docker daemon, a bundle streamed
+// into its load, compressed as opts say, leaving out too the layers stepped says steps
+// loaded (if not nil); to another store, the blobs it lacks through its Receive.
+func deliver(ctx context.Context, res *HostResult, st store.Store, inv, stepped *dedupe.Inventory, zstdOK bool, im *store.Images,
 	opts SendOptions, progress func(sent, total int64)) error {
 	if inv.Complete && inv.HoldsAll(im.Bundle) {
 		// A store that takes complete images only holds these whole, tagged alike.
@@ -357,9 +394,8 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.I
 		return nil
 	}
 	b := inv.Thin(im.Bundle)
-	if lacking := inv.Lacks(b); len(lacking) > 0 {
-		return fmt.Errorf("%w: the images leave out %d layers %s does not have (diffIDs %s): send the bundle they come from first",
-			archive.ErrMissingBlob, len(lacking), st, strings.Join(lacking, ", "))
+	if err := completes(st, inv, b); err != nil {
+		return err
 	}
 	layers, skipped := countLayers(b)
 	res.Layers += layers
@@ -370,6 +406,9 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.I
 		write := wire(opts.Read.Write, opts.Adapt, zstdOK)
 		res.Codec = write.Codec
 		res.Full += wireSize(im, im.Bundle, write)
+		if stepped != nil {
+			b = b.Thin(stepped.Has)
+		}
 		total := sent + wireSize(im, b, write)
 		loaded, n, err := loadStream(ctx, s, im, b, write, func(n int64) { count(n); progress(res.Sent, total) })
 		count(n)
@@ -400,6 +439,15 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.I
 	}
 	for _, l := range rcv.Loaded() {
 		res.Loaded = append(res.Loaded, l.Ref)
+	}
+	return nil
+}
+
+// completes checks that the store holds every layer b leaves out.
+func completes(st store.Store, inv *dedupe.Inventory, b *archive.Bundle) error {
+	if lacking := inv.Lacks(b); len(lacking) > 0 {
+		return fmt.Errorf("%w: the images leave out %d layers %s does not have (diffIDs %s): send the bundle they come from first",
+			archive.ErrMissingBlob, len(lacking), st, strings.Join(lacking, ", "))
 	}
 	return nil
 }

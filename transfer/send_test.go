@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -138,7 +139,7 @@ func TestSend(t *testing.T) {
 	})
 
 	t.Run("cold host streamed to as the source is read", func(t *testing.T) {
-		d := e.addHost(t)
+		d := e.addHostFlavor(t, testenv.Docker26Containerd) // takes complete images: no steps
 		opts := e.opts
 		var mu sync.Mutex
 		var read, readAtFirstSend int64 = 0, -1
@@ -177,28 +178,55 @@ func TestSend(t *testing.T) {
 		}
 	})
 
-	t.Run("connection cut mid-stream", func(t *testing.T) {
+	t.Run("connection cut mid-send keeps the steps loaded", func(t *testing.T) {
+		ref := "base:1"
+		for i := range 4 { // four layers of 8 MiB: steps of base and two layers, then two layers
+			next := fmt.Sprintf("layers:%d", i+1)
+			e.src.DeriveImage(t, next, ref, map[string]string{fmt.Sprintf("data%d", i): randomFile(t, 8<<20), "marker": "layers\n"})
+			ref = next
+		}
+		steps := func() string {
+			out, _ := c.docker.RunErr("images", "-a", "-q", "--filter", "label="+docker.StepLabel)
+			return strings.TrimSpace(out)
+		}
 		opts := e.opts
 		var once sync.Once
-		opts.Progress = func(_ string, sent, _ int64) {
-			if sent > 1<<20 {
-				once.Do(c.sshd.KillSessions)
+		opts.Progress = func(host string, sent, _ int64) {
+			if host == c.dest && sent > 18<<20 { // into the second step: hold it until the first has loaded, then cut
+				once.Do(func() {
+					for deadline := time.Now().Add(time.Minute); steps() == "" && time.Now().Before(deadline); {
+						time.Sleep(50 * time.Millisecond)
+					}
+					c.sshd.KillSessions()
+				})
 			}
 		}
-		res, err := e.sendTo(t, []string{"big:1"}, []string{c.dest}, opts)
+		// b, which holds the base, gets the image whole meanwhile; c is cut.
+		_, err := e.sendTo(t, []string{ref}, []string{b.dest, c.dest}, opts)
 		var se *SendError
-		if !errors.As(err, &se) || len(se.Failed) != 1 || !strings.Contains(err.Error(), "the host is as it was") {
-			t.Fatalf("got %v, want the host to fail with a cut stream", err)
+		if !errors.As(err, &se) || len(se.Failed) != 1 || se.Failed[0].Host != c.dest ||
+			!strings.Contains(err.Error(), "sending again sends only the rest") {
+			t.Fatalf("got %v, want c to fail with a cut stream", err)
 		}
-		if res[0].Sent < 1<<20 || res[0].Sent >= res[0].Full {
-			t.Errorf("cut send: %+v", res[0])
+		if steps() == "" {
+			t.Fatal("no step image on the host after the cut")
 		}
-		if out := c.docker.Run(t, "images", "-q"); strings.TrimSpace(out) != "" {
-			t.Fatalf("images after a cut stream: %s", out)
+		if out := c.docker.Run(t, "images", "--format", "{{.Repository}}:{{.Tag}}"); strings.Contains(out, "layers") {
+			t.Fatalf("the image was named after a cut send:\n%s", out)
 		}
-		mustSend(t, e, []string{"big:1"}, c)
-		if got := c.docker.Cat(t, "big:1", "/marker"); got != "big\n" {
-			t.Errorf("/marker after sending again = %q", got)
+		// Each host takes up from where it is: b has it all, c lacks the last two layers.
+		res := mustSend(t, e, []string{ref}, b, c)
+		if done, again := res[0], res[1]; done.Sent > 64<<10 || again.Sent > again.Full*6/10 {
+			t.Errorf("sent %d (b) and %d of %d bytes (c) again after the cut, want nothing and c's last two layers", done.Sent, again.Sent, again.Full)
+		}
+		if got := c.docker.Cat(t, ref, "/data3"); len(got) != 8<<20 {
+			t.Errorf("/data3 has %d bytes", len(got))
+		}
+		if left := steps(); left != "" {
+			t.Errorf("step images left after the send: %s", left)
+		}
+		if out := c.docker.Run(t, "images", "-a", "-q", "--filter", "dangling=true"); strings.TrimSpace(out) != "" {
+			t.Errorf("untagged images after the send: %s", out)
 		}
 	})
 
@@ -227,10 +255,10 @@ func TestSend(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(res[0].Loaded) != 2 || res[0].Skipped != 1 {
-			t.Errorf("%+v, want big:1 and app:2 with the base left out", res[0])
+		if len(res[0].Loaded) != 2 || res[0].Skipped != 5 {
+			t.Errorf("%+v, want layers:4 and app:2 with all but app:2's layer left out (b holds layers:4)", res[0])
 		}
-		if got := b.docker.Cat(t, "big:1", "/marker"); got != "big\n" {
+		if got := b.docker.Cat(t, "layers:4", "/marker"); got != "layers\n" {
 			t.Errorf("/marker = %q", got)
 		}
 	})

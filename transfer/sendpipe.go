@@ -47,10 +47,24 @@ type coldPlan struct {
 	warm    bool          // some host will write from the spool
 	cold    []*coldHost
 	noZstd  bool // some host's load does not take zstd
+
+	spooling chan struct{} // closed once early is set, or known to stay nil
+	early    *layerSource  // the layers as the read spools them, for stepped sends
+	once     sync.Once
 }
 
 func newColdPlan(hosts int, adapt bool) *coldPlan {
-	return &coldPlan{hosts: hosts, adapt: adapt, known: make(chan struct{}), decided: make(chan struct{}, hosts), pending: hosts}
+	return &coldPlan{hosts: hosts, adapt: adapt, known: make(chan struct{}), decided: make(chan struct{}, hosts), pending: hosts,
+		spooling: make(chan struct{})}
+}
+
+// spool says where the read's layers are as it spools them; nil: they are not. Called once
+// reading starts (or will not).
+func (p *coldPlan) spool(ls *layerSource) {
+	p.once.Do(func() {
+		p.early = ls
+		close(p.spooling)
+	})
 }
 
 // publish says which layers the images have; nil means the source is not read in a way
@@ -123,9 +137,9 @@ func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spool, zstdOK b
 }
 
 // join decides, once the source's layers are known, whether a host takes the source as it
-// is read: a docker daemon (a Streamer) that holds none of its layers, or takes complete
-// images only. It returns the host's share of the stream, or nil when the host will take
-// the source once it is read.
+// is read: a docker daemon (a Streamer) that takes complete images only and lacks some of
+// its layers. It returns the host's share of the stream, or nil when the host will take the
+// source from the spool (in steps, for a docker daemon on the classic store).
 func (p *coldPlan) join(ctx context.Context, src *pending, st store.Store, inv *dedupe.Inventory, zstdOK bool,
 	progress func(sent, total int64)) *coldHost {
 	s, ok := st.(store.Streamer)
@@ -137,8 +151,7 @@ func (p *coldPlan) join(ctx context.Context, src *pending, st store.Store, inv *
 	images, pipelined := p.layers(ctx, src)
 	// A store that takes complete images only and holds every layer may hold the images
 	// whole: it waits for the source, and deliver sends it nothing it holds whole.
-	cold := holdsNone(inv.HoldsLayer, images) || inv.Complete && !holdsEvery(inv.HoldsLayer, images)
-	if !ok || !pipelined || !cold {
+	if !ok || !pipelined || !inv.Complete || holdsEvery(inv.HoldsLayer, images) {
 		p.decide(nil, true)
 		return nil
 	}
@@ -175,28 +188,9 @@ func sendCold(ctx context.Context, res *HostResult, h *coldHost, src *pending, w
 // holdsEvery reports whether a host, by has, holds every layer of the images.
 func holdsEvery(has func(*archive.Image, int) bool, images [][]v1.Hash) bool {
 	for _, diffIDs := range images {
-		img := &archive.Image{}
-		for _, d := range diffIDs {
-			img.Layers = append(img.Layers, &archive.Layer{Blob: &archive.Blob{}, DiffID: d})
-		}
+		img := imageOf(diffIDs)
 		for i := range img.Layers {
 			if !has(img, i) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// holdsNone reports whether a host, by has, holds no layer of the images.
-func holdsNone(has func(*archive.Image, int) bool, images [][]v1.Hash) bool {
-	for _, diffIDs := range images {
-		img := &archive.Image{}
-		for _, d := range diffIDs {
-			img.Layers = append(img.Layers, &archive.Layer{Blob: &archive.Blob{}, DiffID: d})
-		}
-		for i := range img.Layers {
-			if has(img, i) {
 				return false
 			}
 		}
@@ -458,9 +452,9 @@ func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts sto
 	var sink archive.Sink = archive.Discard
 	var src archive.BlobSource = noBlobs{}
 	closeSpool := func() error { return nil }
+	var spool *archive.Spool
 	if needSpool {
-		spool, err := archive.NewSpool(opts.TempDir, opts.Write)
-		if err != nil {
+		if spool, err = archive.NewSpool(opts.TempDir, opts.Write); err != nil {
 			return nil, err
 		}
 		sink, src, closeSpool = spool, spool, spool.Close
@@ -471,6 +465,11 @@ func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts sto
 			return nil, err
 		}
 		sink = &teeSink{main: sink, fwd: fwd}
+	}
+	if spool != nil {
+		tracked := newSpooled(sink)
+		sink = tracked
+		plan.spool(&layerSource{images: images, total: total, layer: tracked.layer, src: spool})
 	}
 	p := &store.Progress{Total: total, Report: opts.Progress}
 	b, err := archive.Read(ctx, p.Reader(stream), sink, archive.ReadOptions{Trusted: true})

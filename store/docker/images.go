@@ -30,6 +30,7 @@ type ImageSummary struct {
 	ID          string // "sha256:…" digest of the image config
 	RepoTags    []string
 	RepoDigests []string
+	Labels      map[string]string
 }
 
 // ImageInspect is the part of an image's inspect document that ferry uses.
@@ -80,6 +81,15 @@ func (c *Client) Inspect(ctx context.Context, name string) (ImageInspect, error)
 		return ImageInspect{}, fmt.Errorf("inspecting image %s: %w", name, err)
 	}
 	return img, nil
+}
+
+// Remove removes an image by ID (`docker rmi`), not the layers another image uses.
+func (c *Client) Remove(ctx context.Context, id string) error {
+	resp, err := c.do(ctx, http.MethodDelete, "/images/"+id, nil, nil)
+	if err != nil {
+		return fmt.Errorf("removing image %s: %w", id, err)
+	}
+	return resp.Body.Close()
 }
 
 // Save asks the daemon for one tar holding all of refs, as `docker save`

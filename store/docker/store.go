@@ -214,3 +214,49 @@ func (s *Store) Tagged(ctx context.Context) ([]string, error) {
 	slices.Sort(tags)
 	return tags, nil
 }
+
+// StepLabel labels the step images of a send (see transfer): untagged images of the first
+// layers of the images sent, which keep those layers on the daemon if the send is cut.
+// `docker image prune` removes one a cut send left and no later send completed.
+const StepLabel = "org.ferrytool.step"
+
+// RemoveSteps removes the step images whose layers are the first of one of images (each
+// given by its diffIDs): the images hold their layers now, so only the step's config goes.
+func (s *Store) RemoveSteps(ctx context.Context, images [][]v1.Hash) error {
+	list, err := s.Images(ctx)
+	if err != nil {
+		return err
+	}
+	for _, summary := range list {
+		if _, ok := summary.Labels[StepLabel]; !ok || len(tagsOf(summary.RepoTags)) > 0 {
+			continue
+		}
+		img, err := s.Inspect(ctx, summary.ID)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(images, func(diffIDs []v1.Hash) bool { return leads(img.RootFS.Layers, diffIDs) }) {
+			continue
+		}
+		if err := s.Remove(ctx, summary.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// leads reports whether layers are the first of diffIDs.
+func leads(layers []string, diffIDs []v1.Hash) bool {
+	if len(layers) > len(diffIDs) {
+		return false
+	}
+	for i, l := range layers {
+		if l != diffIDs[i].String() {
+			return false
+		}
+	}
+	return true
+}

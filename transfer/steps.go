@@ -1,0 +1,257 @@
+package transfer
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/dedupe"
+	"github.com/ferrytool/ferry/store"
+	"github.com/ferrytool/ferry/store/docker"
+)
+
+// Stepped loads. docker loads nothing from a stream cut short, but a daemon on the classic
+// image store keeps every image it has loaded and skips the layers whose chain it holds. So
+// such a host is sent the layers it lacks in steps: each step an untagged image of the first
+// layers of an image sent (archive.Step, labelled docker.StepLabel) that carries the layers
+// after those the host holds; then the images themselves, which carry no layer. A cut send
+// loses the step in flight only: sent again, the host's inventory shows the steps' layers and
+// only the rest travels. Once the images are loaded their steps are removed.
+//
+// Steps overlap: a step's bytes travel while the daemon unpacks the step before, and its
+// stream is ended, so that the daemon loads it, once that one has loaded (it builds on its
+// layers). Nor do steps wait for the source to be read: a step goes as soon as the read has
+// spooled its layers (a docker save gives them in no useful order).
+
+// stepMin is the layer bytes a step carries at least, but for the last of an image: few
+// enough steps that their cost (a request, a config, an image record) stays small, small
+// enough that a cut loses little.
+const stepMin = 16 << 20
+
+// A layerSource gives the layers of a source's images as they become available.
+type layerSource struct {
+	images [][]v1.Hash // each image's diffIDs
+	total  int64       // the bytes of the layers, as the source holds them: an estimate of what to send
+	// layer waits for the layer of that diffID; nil when the source does not carry it.
+	layer func(ctx context.Context, diffID v1.Hash) (*archive.Layer, error)
+	src   archive.BlobSource
+}
+
+// bundleLayers is the layerSource of images read whole.
+func bundleLayers(im *store.Images) *layerSource {
+	carried := map[v1.Hash]*archive.Layer{}
+	ls := &layerSource{src: im.Src}
+	for _, img := range im.Bundle.Images {
+		ls.images = append(ls.images, img.DiffIDs())
+		for _, l := range img.Layers {
+			if l.Present() && carried[l.DiffID] == nil {
+				carried[l.DiffID] = l
+				ls.total += l.Size
+			}
+		}
+	}
+	ls.layer = func(_ context.Context, d v1.Hash) (*archive.Layer, error) { return carried[d], nil }
+	return ls
+}
+
+// spooled is the sink of a docker save's read into a spool that tells, as they pass, which
+// layers are spooled: a docker save's layers are uncompressed, their digests their diffIDs.
+type spooled struct {
+	archive.Sink
+	mu    sync.Mutex
+	blobs map[v1.Hash]*archive.Blob
+	added chan struct{} // closed, and replaced, on each blob spooled and at the end
+	ended bool
+	err   error // why the read failed
+}
+
+func newSpooled(sink archive.Sink) *spooled {
+	return &spooled{Sink: sink, blobs: map[v1.Hash]*archive.Blob{}, added: make(chan struct{})}
+}
+
+func (s *spooled) Hashed(e archive.Entry, d v1.Hash) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.blobs[d] = &archive.Blob{Digest: d, Size: e.Size, Path: e.Name}
+	close(s.added)
+	s.added = make(chan struct{})
+}
+
+func (s *spooled) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended, s.err = true, err
+	close(s.added)
+	s.added = make(chan struct{})
+}
+
+func (s *spooled) Commit(ctx context.Context, b *archive.Bundle) error {
+	err := s.Sink.Commit(ctx, b)
+	s.end(err)
+	return err
+}
+
+func (s *spooled) Abort(err error) {
+	s.Sink.Abort(err)
+	s.end(err)
+}
+
+func (s *spooled) layer(ctx context.Context, d v1.Hash) (*archive.Layer, error) {
+	for {
+		s.mu.Lock()
+		blob, ended, err, added := s.blobs[d], s.ended, s.err, s.added
+		s.mu.Unlock()
+		switch {
+		case blob != nil:
+			return &archive.Layer{Blob: blob, DiffID: d}, nil
+		case ended:
+			return nil, err
+		}
+		select {
+		case <-added:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+}
+
+// sendStepped sends a docker daemon on the classic store what it lacks of a source's
+// images: their layers in steps, then the images, then it removes the steps.
+func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *dedupe.Inventory, zstdOK bool, p *pending,
+	opts SendOptions, progress func(sent, total int64)) error {
+	ls, im, err := p.layers(ctx)
+	if err != nil {
+		return err
+	}
+	if im != nil { // no step for images the host cannot complete
+		if err := completes(d, inv, inv.Thin(im.Bundle)); err != nil {
+			return err
+		}
+	}
+	write := wire(opts.Read.Write, opts.Adapt, zstdOK)
+	res.Codec = write.Codec
+	sent, estimate, exact := res.Sent, ls.total, false
+	chain := &loadChain{d: d, sent: func(n int64) {
+		if !exact && p.done() { // the bundle of what the host lacks tells the bytes to send
+			estimate, exact = wireSize(p.im, inv.Thin(p.im.Bundle), write), true
+		}
+		res.Sent = sent + n
+		progress(res.Sent, sent+estimate)
+	}}
+	stepped, err := chain.steps(ctx, inv, ls, write)
+	if err != nil {
+		return fmt.Errorf("%w; the steps the host loaded keep their layers there, and sending again sends only the rest", err)
+	}
+	if im, err = p.wait(ctx); err != nil {
+		return err
+	}
+	if err := deliver(ctx, res, d, inv, stepped, zstdOK, im, opts, progress); err != nil {
+		return err
+	}
+	if err := d.RemoveSteps(ctx, ls.images); err != nil {
+		return fmt.Errorf("the images loaded, but removing the step images (label %s) failed: %w", docker.StepLabel, err)
+	}
+	return nil
+}
+
+// A loadChain runs a host's loads one after another, each overlapping the one before: a
+// load's stream is written while the daemon unpacks the one before, and ended once that one
+// has loaded.
+type loadChain struct {
+	d    *docker.Store
+	sent func(n int64) // all bytes written so far
+	n    int64
+	prev chan error // the result of the load before, if any
+}
+
+// steps loads the steps of ls's images the host lacks, by inv, and returns the layers they
+// loaded.
+func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerSource, write archive.WriteOptions) (*dedupe.Inventory, error) {
+	stepped := dedupe.NewInventory(dedupe.StoreDocker)
+	for _, diffIDs := range ls.images {
+		img := imageOf(diffIDs)
+		k := 0 // the layers the host holds, or will once the steps so far load
+		for k < len(diffIDs) && (inv.Has(img, k) || stepped.Has(img, k)) {
+			k++
+		}
+		for k < len(diffIDs) {
+			var layers []*archive.Layer
+			leftOut := false // the source leaves layer k out: the images' load says whether the host has it
+			for size := int64(0); k < len(diffIDs) && size < stepMin && !leftOut; {
+				l, err := ls.layer(ctx, diffIDs[k])
+				if err != nil {
+					return nil, err
+				}
+				if leftOut = l == nil; !leftOut {
+					layers = append(layers, l)
+					size += l.Size
+					k++
+				}
+			}
+			if len(layers) > 0 {
+				b, err := archive.Step(diffIDs[:k], layers, map[string]string{docker.StepLabel: "1"})
+				if err != nil {
+					return nil, err
+				}
+				if err := c.load(ctx, b, ls.src, write); err != nil {
+					return nil, err
+				}
+				stepped.AddImage(diffIDs[:k], nil)
+			}
+			if leftOut {
+				break
+			}
+		}
+	}
+	return stepped, c.wait()
+}
+
+// load starts loading b, and ends its stream once the load before has loaded.
+func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.BlobSource, write archive.WriteOptions) error {
+	pr, pw := io.Pipe()
+	result := make(chan error, 1)
+	go func() {
+		_, err := c.d.LoadStream(ctx, pr)
+		pr.CloseWithError(cmp.Or(err, errors.New("the load returned")))
+		result <- err
+	}()
+	base := c.n
+	w := &countingWriter{w: pw, report: func(n int64) { c.n = base + n; c.sent(c.n) }}
+	err := archive.Write(ctx, w, b, src, write)
+	if err == nil {
+		err = c.wait()
+	}
+	if err != nil {
+		pw.CloseWithError(err)
+		<-result
+		return err
+	}
+	pw.Close()
+	c.prev = result
+	return nil
+}
+
+// wait waits for the last load started.
+func (c *loadChain) wait() error {
+	if c.prev == nil {
+		return nil
+	}
+	err := <-c.prev
+	c.prev = nil
+	return err
+}
+
+// imageOf is an image of the given layers, as far as a store's inventory asks.
+func imageOf(diffIDs []v1.Hash) *archive.Image {
+	img := &archive.Image{}
+	for _, d := range diffIDs {
+		img.Layers = append(img.Layers, &archive.Layer{Blob: &archive.Blob{}, DiffID: d})
+	}
+	return img
+}
