@@ -240,7 +240,7 @@ containerd_rows() {
   [[ -f $TRIXIE/.ferry-trixie ]] || { log "no trixie root at $TRIXIE: no containerd rows"; return 0; }
   local cold="ferry send → containerd, cold" naive="docker save \\| ssh node ctr images import, cold"
   local warm="ferry send → containerd, warm (node has the base)" cut="ferry send → containerd, re-run after a kill at 70 %"
-  local to=(-H "$(ctd_dest)" --to containerd:k8s.io) before missing payload k
+  local to=(-H "$(ctd_dest)" --to containerd:k8s.io) before missing payload
   shape 1 "$RATE"
   ctd_wipe && run "$naive" 1 naive_ctr
   ctd_wipe && run "$cold" 1 ferry_send "$IMAGE" "${to[@]}"
@@ -257,11 +257,7 @@ containerd_rows() {
   echo
   echo "ferry send into containerd 1.7 (namespace k8s.io) over SSH, $IMAGE, link shaped to $RATE:"
   echo
-  echo "| case | wall s | MB on the wire | CPU s, whole machine |"
-  echo "| --- | ---: | ---: | ---: |"
-  for k in "$naive" "$cold" "$warm" "$cut"; do
-    echo "| $k | ${WALL[$k]} | $(mb "${BYTES[$k]}") | ${CPU[$k]} |"
-  done
+  table "$naive" "$cold" "$warm" "$cut"
   echo
   echo "- cold, ferry / ctr import: $(ratio "${BYTES[$cold]}" "${BYTES[$naive]}")× the bytes, $(ratio "${WALL[$cold]}" "${WALL[$naive]}")× the time"
   echo "- warm: ferry sent $payload bytes for $missing bytes of blobs the node lacked" \
@@ -279,7 +275,7 @@ containerd_rows() {
 # which ferry compresses with zstd for docker 23 and later, against the naive pipeline.
 docker26_rows() {
   [[ -f $TRIXIE/.ferry-trixie ]] || { log "no trixie root at $TRIXIE: no docker 26 rows"; return 0; }
-  local naive="docker save \\| ssh host docker load (docker 26), cold" cold="ferry send → docker 26, cold (zstd)" k
+  local naive="docker save \\| ssh host docker load (docker 26), cold" cold="ferry send → docker 26, cold (zstd)"
   shape 1 "$RATE"
   d26_start
   run "$naive" 1 naive_d26
@@ -291,11 +287,7 @@ docker26_rows() {
   echo
   echo "ferry send to docker 26 (classic store) over SSH, $IMAGE, link shaped to $RATE:"
   echo
-  echo "| case | wall s | MB on the wire | CPU s, whole machine |"
-  echo "| --- | ---: | ---: | ---: |"
-  for k in "$naive" "$cold"; do
-    echo "| $k | ${WALL[$k]} | $(mb "${BYTES[$k]}") | ${CPU[$k]} |"
-  done
+  table "$naive" "$cold"
   echo
   echo "- cold, ferry (zstd) / naive: $(ratio "${BYTES[$cold]}" "${BYTES[$naive]}")× the bytes, $(ratio "${WALL[$cold]}" "${WALL[$naive]}")× the time;" \
     "floor $(floor "$cold") s ($(ratio "$(floor "$cold")" "${WALL[$naive]}")× naive)"
@@ -320,16 +312,22 @@ resume_rows() {
   echo
   echo "ferry send resuming on docker 20.10 (classic store) over SSH, $LAYERS (8 × 40 MiB, incompressible), link shaped to $RATE:"
   echo
-  echo "| case | wall s | MB on the wire | CPU s, whole machine |"
-  echo "| --- | ---: | ---: | ---: |"
-  for k in "$cold" "$cut"; do
-    echo "| $k | ${WALL[$k]} | $(mb "${BYTES[$k]}") | ${CPU[$k]} |"
-  done
+  table "$cold" "$cut"
   echo
   echo "- cut: killed after $(mb "${CUT[$cut]}") MB ($(ratio "${CUT[$cut]}" "${BYTES[$cold]}")× the cold bytes); the re-run moved" \
     "$(mb "${BYTES[$cut]}") MB = $(ratio "${BYTES[$cut]}" "${BYTES[$cold]}")× the cold send's bytes" \
     "(target ≤ 0.40: $(awk -v b="${BYTES[$cut]}" -v c="${BYTES[$cold]}" 'BEGIN { print (b <= 0.40 * c) ? "met" : "missed" }'));" \
     "the image runs and no untagged image is left"
+}
+
+# table NAME...: the runs named, as a markdown table.
+table() {
+  local k
+  echo "| case | wall s | MB on the wire | CPU s, whole machine |"
+  echo "| --- | ---: | ---: | ---: |"
+  for k in "$@"; do
+    echo "| $k | ${WALL[$k]} | $(mb "${BYTES[$k]}") | ${CPU[$k]} |"
+  done
 }
 
 # cpu_busy: CPU time this machine has spent busy, all processes, in 1/100 s.
@@ -413,11 +411,7 @@ main() {
   echo
   echo "ferry send over SSH, $IMAGE ($(mb "$(size "$IMAGE")") MB), links shaped to $RATE:"
   echo
-  echo "| case | wall s | MB on the wire | CPU s, whole machine |"
-  echo "| --- | ---: | ---: | ---: |"
-  for k in "$n" "$c" "$w" "ferry send, cold, 3 hosts" "naive, cold, unshaped" "ferry send, cold, unshaped"; do
-    echo "| $k | ${WALL[$k]} | $(mb "${BYTES[$k]}") | ${CPU[$k]} |"
-  done
+  table "$n" "$c" "$w" "ferry send, cold, 3 hosts" "naive, cold, unshaped" "ferry send, cold, unshaped"
   echo
   echo "- cold, ferry / naive: $(ratio "${BYTES[$c]}" "${BYTES[$n]}")× the bytes, $(ratio "${WALL[$c]}" "${WALL[$n]}")× the time"
   echo "- warm: $(mb "${BYTES[$w]}") MB on the wire for a missing layer of $(mb "$go_layer") MB (uncompressed);" \

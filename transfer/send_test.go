@@ -145,13 +145,8 @@ func TestSend(t *testing.T) {
 		d := testenv.StartDockerFlavor(t, testenv.Docker26Containerd)
 		sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{e.key}, User: "ferrytest"})
 		e.know(t, sshd)
+		d.ShareSocket(t)
 		sock := strings.TrimPrefix(d.Host, "unix://")
-		if err := os.Chmod(filepath.Dir(sock), 0o711); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(sock, 0o666); err != nil {
-			t.Fatal(err)
-		}
 		opts := e.opts
 		var mu sync.Mutex
 		var read, readAtFirstSend int64 = 0, -1
