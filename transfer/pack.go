@@ -166,24 +166,21 @@ func (c *ctxReader) Read(b []byte) (int, error) {
 // uncompressed returns the layers of b whose media type says uncompressed tar, once each.
 func uncompressed(b *archive.Bundle) []*archive.Layer {
 	var out []*archive.Layer
-	seen := map[v1.Hash]bool{}
-	for _, img := range b.Images {
-		for _, l := range img.Layers {
-			if archive.GzipType(l.MediaType) != "" && !seen[l.Digest] {
-				seen[l.Digest] = true
-				out = append(out, l)
-			}
+	for _, l := range layerOrder(b) {
+		if archive.GzipType(l.MediaType) != "" {
+			out = append(out, l)
 		}
 	}
 	return out
 }
 
 // deliverPacked sends a store that unpacks layers (u) what it lacks of im, b being im's
-// bundle thinned by inv, its uncompressed layers compressed. A layer the store holds is sent nothing for: the
-// manifests name the blob it holds the layer in (LayerBlobs), gzip-compressed or not, or,
-// when it holds the layer only unpacked, the layer as it is. The others are compressed (pk)
-// and sent as they are ready, the next compressed while one travels; then the configs and
-// the rewritten manifests, and the store commits.
+// bundle thinned by inv, its uncompressed layers compressed. A layer the store holds is
+// sent nothing for: the manifests name the blob it holds the layer in (LayerBlobs),
+// gzip-compressed or not, or, when it holds the layer only unpacked, the layer as it is.
+// The others go in the images' order, each compressed one as soon as pk has it ready (the
+// next is compressed while one travels); then the configs and the rewritten manifests, and
+// the store commits.
 func deliverPacked(ctx context.Context, res *HostResult, st store.Store, u store.Unpacker, inv *dedupe.Inventory, b *archive.Bundle,
 	pk *packer, im *store.Images, progress func(sent, total int64)) error {
 	raw := uncompressed(b)
@@ -197,7 +194,7 @@ func deliverPacked(ctx context.Context, res *HostResult, st store.Store, u store
 	}
 	// What the manifests name instead of an uncompressed layer, by its digest.
 	named := map[v1.Hash]v1.Descriptor{}
-	var send []*archive.Layer
+	var pack []*archive.Layer
 	var total int64 // an estimate, made good as the layers are compressed
 	for _, blob := range b.LeaveOut(func(blob *archive.Blob) bool { return inv.HasBlob(blob.Digest) }).Reachable() {
 		if blob.Present() {
@@ -213,9 +210,14 @@ func deliverPacked(ctx context.Context, res *HostResult, st store.Store, u store
 				total -= l.Size
 			}
 		case l.Present() && !inv.HasBlob(l.Digest):
-			send = append(send, l)
+			pack = append(pack, l)
 		}
 	}
+	packing := map[v1.Hash]*packing{}
+	for i, c := range pk.ahead(im.Src, pack) {
+		packing[pack[i].Digest] = c
+	}
+
 	rcv, err := st.Receive(ctx)
 	if err != nil {
 		return err
@@ -233,29 +235,41 @@ func deliverPacked(ctx context.Context, res *HostResult, st store.Store, u store
 		}
 		return nil
 	}
-	for i, c := range pk.ahead(im.Src, send) {
-		err := c.err
-		select {
-		case <-c.done:
-			err = c.err
-		case <-ctx.Done():
-			err = context.Cause(ctx)
+	// The layers first, in the images' order (as Feed sends them), each compressed one as
+	// soon as it is ready.
+	fed := map[v1.Hash]bool{}
+	for _, l := range layerOrder(b) {
+		if !l.Present() || inv.HasBlob(l.Digest) || named[l.Digest].Digest != (v1.Hash{}) {
+			continue // held
 		}
-		if err == nil {
-			named[send[i].Digest] = c.desc
-			total += c.desc.Size - send[i].Size
+		blob, src := l.Blob, im.Src
+		if c := packing[l.Digest]; c != nil {
+			var err error
+			select {
+			case <-c.done:
+				err = c.err
+			case <-ctx.Done():
+				err = context.Cause(ctx)
+			}
+			if err != nil {
+				err = fmt.Errorf("layer %s: %w", l.Digest, err)
+				rcv.Abort(err)
+				return finish(err)
+			}
+			named[l.Digest] = c.desc
+			total += c.desc.Size - l.Size
 			if inv.HasBlob(c.desc.Digest) { // held, though not labelled as the layer's
 				res.Skipped++
 				total -= c.desc.Size
 				continue
 			}
-			err = sendFile(ctx, sink, c.path, c.desc)
+			blob, src = &archive.Blob{Digest: c.desc.Digest, Size: c.desc.Size}, fileSource(c.path)
 		}
-		if err != nil {
-			err = fmt.Errorf("layer %s: %w", send[i].Digest, err)
+		if err := archive.FeedBlobs(ctx, []*archive.Blob{blob}, src, sink); err != nil {
 			rcv.Abort(err)
 			return finish(err)
 		}
+		fed[blob.Digest] = true
 	}
 	rb, err := b.Repack(func(l *archive.Layer) (v1.Descriptor, bool) {
 		d, ok := named[l.Digest]
@@ -268,12 +282,8 @@ func deliverPacked(ctx context.Context, res *HostResult, st store.Store, u store
 	for _, blob := range rb.Reachable() {
 		res.Full += blob.Size
 	}
-	packed := map[v1.Hash]bool{}
-	for _, d := range named {
-		packed[d.Digest] = true
-	}
-	// The compressed layers are in the store now, or were: only configs and manifests left.
-	rb = rb.LeaveOut(func(blob *archive.Blob) bool { return packed[blob.Digest] || inv.HasBlob(blob.Digest) })
+	// The layers are in the store now, or were: only configs and manifests are left.
+	rb = rb.LeaveOut(func(blob *archive.Blob) bool { return fed[blob.Digest] || inv.HasBlob(blob.Digest) })
 	if err := finish(archive.Feed(ctx, rb, im.Src, sink)); err != nil {
 		return err
 	}
@@ -283,12 +293,24 @@ func deliverPacked(ctx context.Context, res *HostResult, st store.Store, u store
 	return nil
 }
 
-// sendFile hands the compressed blob in file path to sink.
-func sendFile(ctx context.Context, sink archive.Sink, path string, d v1.Descriptor) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
+// layerOrder returns the layers of b's images, in order, each blob once.
+func layerOrder(b *archive.Bundle) []*archive.Layer {
+	var out []*archive.Layer
+	seen := map[v1.Hash]bool{}
+	for _, img := range b.Images {
+		for _, l := range img.Layers {
+			if !seen[l.Digest] {
+				seen[l.Digest] = true
+				out = append(out, l)
+			}
+		}
 	}
-	defer f.Close()
-	return sink.Entry(ctx, archive.Entry{Name: "blobs/" + d.Digest.Algorithm + "/" + d.Digest.Hex, Size: d.Size, Listed: true}, f)
+	return out
+}
+
+// fileSource serves a blob from a file.
+type fileSource string
+
+func (f fileSource) Open(context.Context, *archive.Blob) (io.ReadCloser, error) {
+	return os.Open(string(f))
 }
