@@ -539,7 +539,7 @@ func TestReadHeldJSON(t *testing.T) {
 	lb := newLegacyBundle(t)
 	var junk files
 	for i := range heldMax / metaMax {
-		data := bytes.Repeat([]byte(" "), metaMax)
+		data := bytes.Repeat([]byte(" "), metaMax-heldCost) // heldMax in all, with what each costs
 		data[0] = '{'
 		junk = append(junk, reg(fmt.Sprintf("0junk/%d.json", i), data))
 	}

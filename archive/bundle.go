@@ -20,9 +20,11 @@ type Bundle struct {
 	Index v1.IndexManifest
 	// Codec is the outer compression the bundle was read with.
 	Codec Codec
-	// Unreferenced names the entries of the bundle read that nothing in it refers to:
-	// ignored, and never passed on to a store.
-	Unreferenced []string
+	// Unreferenced counts the entries of the bundle read that nothing in it refers to:
+	// ignored, and never passed on to a store. UnreferencedNames names them, sorted, as far
+	// as the reader kept names (those of the first entries, up to a budget).
+	Unreferenced      int
+	UnreferencedNames []string
 
 	blobs map[v1.Hash]*Blob
 }
@@ -134,8 +136,9 @@ func (img *Image) DiffIDs() []v1.Hash {
 // blobPath is where a blob lives in a bundle and in an OCI layout.
 func blobPath(h v1.Hash) string { return "blobs/" + h.Algorithm + "/" + h.Hex }
 
-func sha256Hash(data []byte) v1.Hash {
-	sum := sha256.Sum256(data)
+func sha256Hash(data []byte) v1.Hash { return sha256Of(sha256.Sum256(data)) }
+
+func sha256Of(sum [32]byte) v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
 }
 

@@ -7,9 +7,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	"os"
-
-	"github.com/ferrytool/ferry/internal/leftover"
 )
 
 // A Forwarder writes a bundle to a docker-archive stream (docker load, podman load) as Read
@@ -26,9 +25,9 @@ type Forwarder struct {
 	bw   *bufio.Writer
 	buf  []byte            // for copying entries: readers fed through a pipe hand over what fits
 	sent map[string]string // entry name → its name in the stream
-	held *os.File          // entries held back, one after another
-	at   map[string]*io.SectionReader
-	id   string // names this stream's entries
+	held *os.File          // entries held back (see WriteHeld)
+	hw   *bufio.Writer     // to held
+	id   string            // names this stream's entries
 }
 
 // CopyBuffer is the size of the pieces streams are gathered into on their way to a store.
@@ -40,7 +39,7 @@ func NewForwarder(w io.Writer) *Forwarder {
 	id := make([]byte, 8)
 	rand.Read(id)
 	return &Forwarder{tw: tar.NewWriter(bw), bw: bw, buf: make([]byte, CopyBuffer),
-		sent: map[string]string{}, at: map[string]*io.SectionReader{}, id: hex.EncodeToString(id)}
+		sent: map[string]string{}, id: hex.EncodeToString(id)}
 }
 
 // Entry forwards one data entry, or holds it back when it is not Listed.
@@ -50,22 +49,12 @@ func (f *Forwarder) Entry(e Entry, r io.Reader) error {
 	}
 	if f.held == nil {
 		var err error
-		leftover.Clean("", "ferry-held-") // a killed run's
-		if f.held, err = os.CreateTemp("", leftover.Pattern("ferry-held-")); err != nil {
+		if f.held, err = heldFile(); err != nil {
 			return err
 		}
-		os.Remove(f.held.Name()) // gone with the descriptor
+		f.hw = bufio.NewWriterSize(f.held, 64<<10)
 	}
-	off, err := f.held.Seek(0, io.SeekEnd)
-	if err != nil {
-		return err
-	}
-	n, err := io.CopyBuffer(f.held, r, f.buf)
-	if err != nil {
-		return err
-	}
-	f.at[e.Name] = io.NewSectionReader(f.held, off, n)
-	return nil
+	return WriteHeld(f.hw, e, r, f.buf)
 }
 
 // send writes an entry to the stream under a name of the forwarder's.
@@ -86,19 +75,27 @@ func (f *Forwarder) send(name string, size int64, r io.Reader) error {
 // them.
 func (f *Forwarder) Finish(b *Bundle) error {
 	defer f.Close()
+	want := map[NameKey]*Blob{}
 	for _, img := range b.Images {
 		for _, blob := range append([]*Blob{img.Config}, layerBlobs(img)...) {
-			if _, done := f.sent[entryName(blob)]; done || blob.Missing {
-				continue
-			}
-			r, ok := f.at[entryName(blob)]
-			if !ok {
-				return fmt.Errorf("%w: %s was not forwarded", ErrMissingBlob, blob)
-			}
-			if err := f.send(entryName(blob), r.Size(), r); err != nil {
-				return err
+			if _, done := f.sent[entryName(blob)]; !done && !blob.Missing {
+				want[KeyOf(entryName(blob))] = blob
 			}
 		}
+	}
+	if f.held != nil && len(want) > 0 {
+		if err := f.hw.Flush(); err != nil {
+			return err
+		}
+		err := ScanHeld(io.NewSectionReader(f.held, 0, math.MaxInt64), want, func(blob *Blob, size int64, body io.Reader) error {
+			return f.send(entryName(blob), size, body)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, blob := range want {
+		return fmt.Errorf("%w: %s was not forwarded", ErrMissingBlob, blob)
 	}
 	manifest, err := ManifestJSON(b.Images, func(blob *Blob) string {
 		if blob.Missing {

@@ -47,15 +47,15 @@ func TestReadIgnoresUnreferenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range junk {
-		if !slices.Contains(b.Unreferenced, name) {
+		if !slices.Contains(b.UnreferencedNames, name) {
 			t.Errorf("%s not reported unreferenced", Quote(name))
 		}
 		if listed, got := sink.listed[name]; listed || got && !strings.HasPrefix(name, "blobs/sha256/") {
 			t.Errorf("%s reached the sink (listed %v): metadata came first", Quote(name), listed)
 		}
 	}
-	if len(b.Unreferenced) != len(extra) {
-		t.Errorf("%d unreferenced, want %d", len(b.Unreferenced), len(extra))
+	if b.Unreferenced != len(extra) || len(b.UnreferencedNames) != len(extra) {
+		t.Errorf("%d unreferenced, %d named, want %d", b.Unreferenced, len(b.UnreferencedNames), len(extra))
 	}
 	for _, name := range append([]string{fb.config}, fb.layers...) {
 		if !sink.listed[name] {
@@ -219,6 +219,83 @@ func TestQuote(t *testing.T) {
 	} {
 		if got := Quote(in); got != want {
 			t.Errorf("Quote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// TestReadManyEntries: what the reader keeps of an entry is small and fixed. Past the first
+// recordsInMemory data entries their records go to a file, and those the metadata (read
+// last) uses are read back from it; the rest are counted, and named as far as the budget
+// for names goes. A bundle of over maxEntries entries, or whose links name over linksMax
+// bytes of targets, is refused.
+func TestReadManyEntries(t *testing.T) {
+	lb := newLegacyBundle(t)
+	var junk files
+	for i := range recordsInMemory + 500 {
+		junk = append(junk, reg(fmt.Sprintf("%s/%d", strings.Repeat("n", 300), i), []byte{byte(i)}))
+	}
+	b, sink := readOK(t, slices.Concat(junk, lb.files).tar(t))
+	if len(b.Images) != 1 || b.Images[0].ID() != lb.id || !slices.Equal(b.Images[0].DiffIDs(), lb.diffIDs) {
+		t.Fatalf("read %s", describe(b))
+	}
+	for _, name := range append([]string{lb.config}, lb.layers...) {
+		if !slices.Contains(sink.entries, name) {
+			t.Errorf("sink did not get %s", name)
+		}
+	}
+	if b.Unreferenced != len(junk) || len(b.UnreferencedNames) == 0 || len(b.UnreferencedNames) >= len(junk) {
+		t.Errorf("%d unreferenced, %d of them named; want %d, some named", b.Unreferenced, len(b.UnreferencedNames), len(junk))
+	}
+	if note := b.Summary().UnreferencedNote(); !strings.Contains(note, fmt.Sprintf("and %d more", len(junk)-10)) {
+		t.Errorf("note %q", note)
+	}
+
+	entries := maxEntries
+	t.Cleanup(func() { maxEntries = entries })
+	maxEntries = 100
+	readFails(t, slices.Concat(junk[:200], lb.files).tar(t), ErrTooLarge, "over 100 entries")
+	maxEntries = entries
+
+	var links files
+	for i := range linksMax/4000 + 1 {
+		links = append(links, symlink(fmt.Sprintf("link/%d", i), strings.Repeat("t", 4000)))
+	}
+	readFails(t, slices.Concat(links, lb.files).tar(t), ErrTooLarge, "links before it")
+}
+
+// forwarding is a Sink that forwards to a Forwarder.
+type forwarding struct{ *Forwarder }
+
+func (f forwarding) Entry(_ context.Context, e Entry, r io.Reader) error {
+	return f.Forwarder.Entry(e, r)
+}
+func (f forwarding) Commit(_ context.Context, b *Bundle) error { return f.Finish(b) }
+func (f forwarding) Abort(error)                               { f.Close() }
+
+// TestForwarder: entries a bundle's metadata has not listed yet (docker's manifest.json
+// comes last) are held back and sent once verified, those it uses only, under the
+// forwarder's names, before a manifest.json naming them.
+func TestForwarder(t *testing.T) {
+	lb := newLegacyBundle(t)
+	junk := files{reg("junk/1", []byte("x")), reg("junk/2", []byte(`{"junk":true}`))}
+	var out bytes.Buffer
+	if _, err := Read(t.Context(), bytes.NewReader(slices.Concat(junk, lb.files).tar(t)), forwarding{NewForwarder(&out)}, ReadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sent := untar(t, out.Bytes())
+	if len(sent) != 1+len(lb.layers)+1 || sent[len(sent)-1].name != "manifest.json" {
+		t.Fatalf("sent %d entries, manifest.json last: %v", len(sent), sent[len(sent)-1].name)
+	}
+	var ms []dockerManifest
+	if err := json.Unmarshal(sent.get(t, "manifest.json").data, &ms); err != nil {
+		t.Fatal(err)
+	}
+	if got := sha256Hash(sent.get(t, ms[0].Config).data); got != lb.id {
+		t.Errorf("config sent hashes to %s, want %s", got, lb.id)
+	}
+	for i, p := range ms[0].Layers {
+		if got := sha256Hash(sent.get(t, p).data); got != lb.diffIDs[i] {
+			t.Errorf("layer %d sent hashes to %s, want %s", i, got, lb.diffIDs[i])
 		}
 	}
 }

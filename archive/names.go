@@ -79,14 +79,24 @@ func checkAnnotations(ann map[string]string) error {
 }
 
 // DockerLoadable refuses what docker load would refuse only after it created something: an
-// image with over 125 layers, or whose config has no rootfs of layers.
+// image with over 125 layers, or one without a rootfs of layers (HasRootFS).
 func DockerLoadable(b *Bundle) error {
 	for _, img := range b.Images {
 		if len(img.Layers) > maxLayers {
 			return fmt.Errorf("%w: image %s has %d layers; docker takes at most %d", ErrInvalidMetadata, img.ID(), len(img.Layers), maxLayers)
 		}
+	}
+	return HasRootFS(b)
+}
+
+// HasRootFS refuses an image whose config has no rootfs of layers, which docker's load
+// ("invalid image JSON, no RootFS key") and podman's and skopeo's docker-archive readers
+// ("rootFS is not set") refuse; containerd and OCI layouts take it. An image of no layers,
+// with a rootfs of none, every one of them takes.
+func HasRootFS(b *Bundle) error {
+	for _, img := range b.Images {
 		if cfg := img.ConfigFile(); cfg != nil && cfg.RootFS.Type != "layers" {
-			return fmt.Errorf("%w: image %s: the config's rootfs type is %s, docker takes only \"layers\"", ErrInvalidMetadata, img.ID(), Quote(cfg.RootFS.Type))
+			return fmt.Errorf("%w: image %s: the config's rootfs type is %s, docker and podman take only \"layers\"", ErrInvalidMetadata, img.ID(), Quote(cfg.RootFS.Type))
 		}
 	}
 	return nil

@@ -54,8 +54,15 @@ const (
 	// metaMax caps every metadata file (manifest.json, index.json, manifests, configs).
 	metaMax = 8 << 20
 	// heldMax caps the JSON held in memory at once: with what parsing it costs, it keeps
-	// reading a bundle of large configs near 64 MiB of memory (70 MiB measured).
-	heldMax = 16 << 20
+	// reading a bundle of large configs near 64 MiB of memory (70 MiB measured). Each JSON
+	// entry held counts heldCost bytes more, for what keeping it costs.
+	heldMax  = 16 << 20
+	heldCost = 64
+	// linksMax caps the bytes of link targets held (a link's target is kept until the
+	// metadata says whether anything goes through it).
+	linksMax = 4 << 20
+	// sampleMax caps the bytes of entry names kept for reporting those nothing refers to.
+	sampleMax = 1 << 20
 )
 
 // ReadOptions tune Read.
@@ -92,13 +99,16 @@ func read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundl
 	rd := &reader{
 		trusted:  opts.Trusted,
 		meta:     map[string][]byte{},
-		entries:  map[string]*Blob{},
-		links:    map[string]string{},
-		listed:   map[string]bool{},
+		names:    map[NameKey]ref{},
+		json:     map[ref][]byte{},
+		diffErrs: map[ref]error{},
+		links:    map[NameKey]string{},
+		listed:   map[NameKey]bool{},
 		walked:   map[v1.Hash]bool{},
-		followed: map[string]bool{},
+		followed: map[NameKey]bool{},
 		reaches:  map[v1.Hash][]*Image{},
 	}
+	defer rd.recs.close()
 	counted := &countingReader{r: in}
 	tr := tar.NewReader(counted)
 	for n := 0; ; n++ {
@@ -177,18 +187,24 @@ func zerosToEnd(r *countingReader) error {
 	}
 }
 
+// reader is what Read knows of a bundle as it reads it (see records.go).
 type reader struct {
-	meta     map[string][]byte    // top-level metadata files by name
-	entries  map[string]*Blob     // data entries by name
-	links    map[string]string    // link entries → the entries they name, never followed on disk
-	listed   map[string]bool      // entries manifest.json names, when it came first
-	trusted  bool                 // ReadOptions.Trusted
-	skipped  []string             // entries of no use, skipped
-	walked   map[v1.Hash]bool     // indexes resolved
-	held     int64                // bytes of JSON held in memory
-	followed map[string]bool      // links metadata went through
-	reaches  map[v1.Hash][]*Image // the images each index reaches
-	indexed  map[v1.Hash]*Image   // the images index.json reaches, by manifest digest
+	meta      map[string][]byte    // top-level metadata files (metaFiles) by name
+	names     map[NameKey]ref      // every entry read
+	recs      records              // of data entries
+	json      map[ref][]byte       // data entries held in memory: JSON (manifests, configs)
+	diffErrs  map[ref]error        // why a compressed data entry does not decompress
+	links     map[NameKey]string   // link entries → the entries they name, never followed on disk
+	linkBytes int                  // of link targets held
+	sample    []string             // names of the first entries, for reporting those of no use
+	sampled   int                  // bytes of names in sample
+	listed    map[NameKey]bool     // entries manifest.json names, when it came first
+	trusted   bool                 // ReadOptions.Trusted
+	walked    map[v1.Hash]bool     // indexes resolved
+	held      int64                // bytes of JSON held in memory
+	followed  map[NameKey]bool     // links metadata went through
+	reaches   map[v1.Hash][]*Image // the images each index reaches
+	indexed   map[v1.Hash]*Image   // the images index.json reaches, by manifest digest
 }
 
 // metaFiles are read into memory and not passed to sinks.
@@ -206,6 +222,7 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 	if err != nil {
 		return err
 	}
+	key := KeyOf(name)
 	switch hdr.Typeflag {
 	case tar.TypeDir, tar.TypeXGlobalHeader:
 		return nil
@@ -213,12 +230,16 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 		// docker save links the layer.tar of a layer two images share to its first copy,
 		// skopeo and podman link legacy <id>/layer.tar to the real file: metadata may reach
 		// a file of the archive through them (see file), nothing else.
-		if rd.seen(name) {
-			return fmt.Errorf("%w: duplicate entry", ErrInvalidMetadata)
+		if err := rd.add(key, name, linkRef); err != nil {
+			return err
 		}
-		rd.links[name] = linkTarget(name, hdr)
-		if rd.listed[name] {
-			rd.listed[rd.links[name]] = true
+		target := linkTarget(name, hdr)
+		if rd.linkBytes += len(target); rd.linkBytes > linksMax {
+			return fmt.Errorf("%w: the targets of the links before it add up to over %d bytes", ErrTooLarge, linksMax)
+		}
+		rd.links[key] = target
+		if rd.listed[key] {
+			rd.listed[KeyOf(target)] = true
 		}
 		return nil
 	case tar.TypeReg:
@@ -229,16 +250,15 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 	default:
 		return fmt.Errorf("%w: unexpected entry type %q", ErrUnsafeEntry, hdr.Typeflag)
 	}
-	if rd.seen(name) {
-		return fmt.Errorf("%w: duplicate entry", ErrInvalidMetadata)
-	}
 	if metaFiles[name] || legacyMeta.MatchString(name) {
+		if err := rd.add(key, name, metaRef); err != nil {
+			return err
+		}
 		if hdr.Size > metaMax {
 			return fmt.Errorf("%w: %d bytes, over the %d-byte cap for metadata", ErrTooLarge, hdr.Size, metaMax)
 		}
 		if legacyMeta.MatchString(name) {
 			// docker's per-layer json and VERSION: nothing ferry uses
-			rd.meta[name] = []byte{}
 			_, err := io.CopyN(io.Discard, tr, hdr.Size)
 			return noEOF(err)
 		}
@@ -255,32 +275,54 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 		}
 		return nil
 	}
-	e := Entry{Name: name, Size: hdr.Size, Listed: rd.trusted || rd.listed[name]}
+	e := Entry{Name: name, Size: hdr.Size, Listed: rd.trusted || rd.listed[key]}
 	if !e.Listed && rd.meta["manifest.json"] != nil && rd.meta["index.json"] != nil && !strings.HasPrefix(name, "blobs/sha256/") {
 		// With both read, only manifest.json's entries and blobs are of any use: the rest
 		// is skipped unread by any sink.
-		rd.skipped = append(rd.skipped, name)
-		rd.meta[name] = []byte{} // a name taken, for duplicates
+		if err := rd.add(key, name, skippedRef); err != nil {
+			return err
+		}
 		_, err := io.CopyN(io.Discard, tr, hdr.Size)
 		return noEOF(err)
 	}
-	blob, err := rd.data(ctx, e, tr, sink)
+	i := rd.recs.n // the ref of the record it gets
+	if err := rd.add(key, name, i); err != nil {
+		return err
+	}
+	rec, err := rd.data(ctx, e, tr, sink)
 	if err != nil {
 		return err
 	}
-	if m := digestName.FindStringSubmatch(name); m != nil && m[1] != blob.Digest.Hex {
-		return fmt.Errorf("%w: content hashes to %s", ErrDigestMismatch, blob.Digest)
+	if m := digestName.FindStringSubmatch(name); m != nil && m[1] != hex.EncodeToString(rec.digest[:]) {
+		return fmt.Errorf("%w: content hashes to sha256:%x", ErrDigestMismatch, rec.digest)
 	}
 	if h, ok := sink.(HashSink); ok {
-		h.Hashed(e, blob.Digest)
+		h.Hashed(e, sha256Of(rec.digest))
 	}
-	rd.entries[name] = blob
-	return nil
+	if rec.json != nil {
+		rd.json[i] = rec.json
+	}
+	if rec.diffErr != nil {
+		rd.diffErrs[i] = rec.diffErr
+	}
+	return rd.recs.add(rec.record)
 }
 
-// seen reports whether the archive had an entry called name before.
-func (rd *reader) seen(name string) bool {
-	return rd.meta[name] != nil || rd.entries[name] != nil || rd.links[name] != ""
+// add records an entry, refusing a name the archive had before; it keeps the names of the
+// first entries for reporting.
+func (rd *reader) add(key NameKey, name string, r ref) error {
+	if _, ok := rd.names[key]; ok {
+		return fmt.Errorf("%w: duplicate entry", ErrInvalidMetadata)
+	}
+	if len(rd.names) >= maxEntries {
+		return fmt.Errorf("%w: the bundle has over %d entries", ErrTooLarge, maxEntries)
+	}
+	rd.names[key] = r
+	if r != metaRef && rd.sampled+len(name)+16 <= sampleMax {
+		rd.sample = append(rd.sample, name)
+		rd.sampled += len(name) + 16 // with the string's header
+	}
+	return nil
 }
 
 // list records the entries manifest.json names, directly or through links read before it.
@@ -290,42 +332,49 @@ func (rd *reader) list(manifestJSON []byte) {
 	for _, e := range entries {
 		for _, p := range append([]string{e.Config}, e.Layers...) {
 			if clean, err := cleanPath(p); err == nil {
-				rd.listed[clean] = true
-				if target := rd.links[clean]; target != "" {
-					rd.listed[target] = true
+				key := KeyOf(clean)
+				rd.listed[key] = true
+				if target, ok := rd.links[key]; ok {
+					rd.listed[KeyOf(target)] = true
 				}
 			}
 		}
 	}
 }
 
+// dataRead is what reading a data entry gives.
+type dataRead struct {
+	record
+	json    []byte // the content, when held in memory
+	diffErr error  // why it does not decompress, when it looks compressed
+}
+
 // data streams one data entry to the sink while hashing it, and its decompressed content
 // when it is compressed; small JSON entries (manifests, configs) are also held in memory.
-func (rd *reader) data(ctx context.Context, e Entry, tr io.Reader, sink Sink) (*Blob, error) {
-	blob := &Blob{Size: e.Size, Path: e.Name}
+func (rd *reader) data(ctx context.Context, e Entry, tr io.Reader, sink Sink) (dataRead, error) {
+	d := dataRead{record: record{size: e.Size}}
 	head := make([]byte, min(e.Size, 6))
 	if _, err := io.ReadFull(tr, head); err != nil {
-		return nil, noEOF(err)
+		return d, noEOF(err)
 	}
 	src := io.MultiReader(bytes.NewReader(head), io.LimitReader(tr, e.Size-int64(len(head))))
 	isJSON := e.Size <= metaMax && len(head) > 0 && head[0] == '{'
-	if isJSON && rd.held+e.Size > heldMax {
-		blob.unheld = true
+	if isJSON && rd.held+e.Size+heldCost > heldMax {
+		d.unheld = true
 	} else if isJSON {
-		data := make([]byte, e.Size)
-		if _, err := io.ReadFull(src, data); err != nil {
-			return nil, noEOF(err)
+		d.json = make([]byte, e.Size)
+		if _, err := io.ReadFull(src, d.json); err != nil {
+			return d, noEOF(err)
 		}
-		blob.Data, blob.Digest = data, sha256Hash(data)
-		blob.diffID = blob.Digest
-		rd.held += e.Size
-		return blob, sink.Entry(ctx, e, bytes.NewReader(data))
+		d.digest = sha256.Sum256(d.json)
+		rd.held += e.Size + heldCost
+		return d, sink.Entry(ctx, e, bytes.NewReader(d.json))
 	}
 
 	digest := sha256.New()
 	var hashes io.Writer = digest
 	var diff *diffHasher
-	if blob.codec = sniff(head); blob.codec != None {
+	if d.codec = sniff(head); d.codec != None {
 		diff = newDiffHasher()
 		hashes = io.MultiWriter(digest, diff)
 	}
@@ -337,22 +386,18 @@ func (rd *reader) data(ctx context.Context, e Entry, tr io.Reader, sink Sink) (*
 	if err == nil && counted.n < e.Size {
 		err = io.ErrUnexpectedEOF
 	}
-	blob.Digest = hashOf(digest)
-	blob.diffID = blob.Digest
+	digest.Sum(d.digest[:0])
 	if diff != nil {
-		blob.diffID, blob.diffErr = diff.finish(err)
+		d.diffID, d.diffErr = diff.finish(err)
 	}
-	if err != nil {
-		return nil, noEOF(err)
-	}
-	return blob, nil
+	return d, noEOF(err)
 }
 
 // diffHasher computes the digest of the decompressed bytes written to it.
 type diffHasher struct {
 	*io.PipeWriter
 	done chan struct{}
-	sum  v1.Hash
+	sum  [32]byte
 	err  error
 }
 
@@ -366,7 +411,7 @@ func newDiffHasher() *diffHasher {
 			h := sha256.New()
 			_, err = io.Copy(h, zr)
 			zr.Close()
-			d.sum = hashOf(h)
+			h.Sum(d.sum[:0])
 		}
 		d.err = err
 		pr.CloseWithError(err) // a failed decompression must not stall the writer
@@ -374,13 +419,10 @@ func newDiffHasher() *diffHasher {
 	return d
 }
 
-func (d *diffHasher) finish(readErr error) (v1.Hash, error) {
+func (d *diffHasher) finish(readErr error) ([32]byte, error) {
 	d.CloseWithError(readErr)
 	<-d.done
-	if d.err != nil {
-		return v1.Hash{}, fmt.Errorf("decompressing: %w", d.err)
-	}
-	return d.sum, nil
+	return d.sum, d.err
 }
 
 func (d *diffHasher) Write(p []byte) (int, error) {

@@ -32,11 +32,13 @@ func HostPlatform() v1.Platform {
 }
 
 // resolve turns what was read into a verified Bundle.
-func (rd *reader) resolve(opts ReadOptions) (*Bundle, error) {
+func (rd *reader) resolve(opts ReadOptions) (out *Bundle, err error) {
+	defer func() {
+		if rd.recs.err != nil { // what went wrong then is that a record read back as zeros
+			out, err = nil, rd.recs.err
+		}
+	}()
 	b := &Bundle{}
-	for _, blob := range rd.entries {
-		b.AddBlob(blob)
-	}
 	manifestJSON, hasManifest := rd.meta["manifest.json"]
 	indexJSON, hasIndex := rd.meta["index.json"]
 	if !hasManifest && !hasIndex {
@@ -54,7 +56,6 @@ func (rd *reader) resolve(opts ReadOptions) (*Bundle, error) {
 			return nil, err
 		}
 	}
-	var err error
 	if hasManifest {
 		err = rd.dockerImages(b, manifestJSON, indexed)
 		if err == nil && hasIndex {
@@ -236,26 +237,37 @@ func agreeRepositories(b *Bundle, data []byte) error {
 	return nil
 }
 
-// unreferenced records the entries nothing the bundle uses refers to: ignored, never
-// passed on to a store.
+// unreferenced counts the entries nothing the bundle uses refers to, and names those of
+// them whose names the reader kept: ignored, never passed on to a store.
 func (rd *reader) unreferenced(b *Bundle) {
-	used := map[string]bool{}
+	used := map[NameKey]bool{}
 	for _, blob := range b.Reachable() {
-		used[blob.Path] = true
-	}
-	names := rd.skipped
-	for name := range rd.entries {
-		if !used[name] {
-			names = append(names, name)
+		if blob.Path != "" {
+			used[KeyOf(blob.Path)] = true
 		}
 	}
-	for name := range rd.links {
-		if !rd.followed[name] {
-			names = append(names, name)
+	ignored := func(key NameKey) bool {
+		switch r := rd.names[key]; r {
+		case metaRef:
+			return false
+		case linkRef:
+			return !rd.followed[key]
+		case skippedRef:
+			return true
+		}
+		return !used[key]
+	}
+	for key := range rd.names {
+		if ignored(key) {
+			b.Unreferenced++
 		}
 	}
-	sort.Strings(names)
-	b.Unreferenced = names
+	for _, name := range rd.sample {
+		if ignored(KeyOf(name)) {
+			b.UnreferencedNames = append(b.UnreferencedNames, name)
+		}
+	}
+	sort.Strings(b.UnreferencedNames)
 }
 
 // ociImage resolves an image from its manifest descriptor.
@@ -274,8 +286,11 @@ func (rd *reader) ociImage(b *Bundle, desc v1.Descriptor) (*Image, error) {
 	}
 	img := &Image{Manifest: mblob, Config: cblob, Platform: desc.Platform}
 	for _, ld := range m.Layers {
-		blob := b.AddBlob(&Blob{Digest: ld.Digest, Size: ld.Size, Missing: true})
-		if !blob.Present() && rd.links[blobPath(ld.Digest)] != "" {
+		blob := rd.digestBlob(b, ld.Digest)
+		if blob == nil {
+			blob = b.AddBlob(&Blob{Digest: ld.Digest, Size: ld.Size, Missing: true})
+		}
+		if !blob.Present() && rd.isLink(blobPath(ld.Digest)) {
 			return nil, rd.missing(ld.Digest, "layer")
 		}
 		if blob.Present() && blob.Size != ld.Size {
@@ -288,8 +303,8 @@ func (rd *reader) ociImage(b *Bundle, desc v1.Descriptor) (*Image, error) {
 
 // metaBlob returns the blob a descriptor names, which must be present and held in memory.
 func (rd *reader) metaBlob(b *Bundle, desc v1.Descriptor, what string) (*Blob, error) {
-	blob, ok := b.blobs[desc.Digest]
-	if !ok || !blob.Present() {
+	blob := rd.digestBlob(b, desc.Digest)
+	if blob == nil || !blob.Present() {
 		return nil, rd.missing(desc.Digest, what)
 	}
 	if blob.Size != desc.Size {
@@ -312,7 +327,7 @@ func heldJSON(blob *Blob, what string) error {
 // missing explains a blob the bundle lacks: a link where it would be is refused, as links
 // in manifest.json are.
 func (rd *reader) missing(h v1.Hash, what string) error {
-	if p := blobPath(h); rd.links[p] != "" {
+	if p := blobPath(h); rd.isLink(p) {
 		return fmt.Errorf("%w: %s %s is a link", ErrUnsafeEntry, what, p)
 	}
 	return fmt.Errorf("%w: %s %s", ErrMissingBlob, what, h)
@@ -342,7 +357,7 @@ func (img *Image) verify() error {
 			continue // not read from a bundle: missing here, or verified when copied
 		}
 		if l.diffErr != nil {
-			return fmt.Errorf("%w: layer %s: %w", ErrDiffIDMismatch, l.Blob, l.diffErr)
+			return fmt.Errorf("%w: layer %s: decompressing: %w", ErrDiffIDMismatch, l.Blob, l.diffErr)
 		}
 		if l.diffID != l.DiffID {
 			return fmt.Errorf("%w: layer %s decompresses to %s, config %s says %s", ErrDiffIDMismatch, l.Blob, l.diffID, img.ID(), l.DiffID)
@@ -399,7 +414,7 @@ func (rd *reader) dockerImages(b *Bundle, data []byte, indexed map[v1.Hash]*Imag
 }
 
 func (rd *reader) dockerImage(b *Bundle, e dockerManifest, byConfig map[v1.Hash]*Image) (*Image, error) {
-	cblob, err := rd.file(e.Config)
+	cblob, err := rd.file(b, e.Config)
 	if err == nil {
 		err = heldJSON(cblob, "config")
 	}
@@ -409,16 +424,19 @@ func (rd *reader) dockerImage(b *Bundle, e dockerManifest, byConfig map[v1.Hash]
 
 	layers := make([]*Layer, len(e.Layers))
 	for i, p := range e.Layers {
-		blob, err := rd.file(p)
+		blob, err := rd.file(b, p)
 		if err != nil {
 			m := digestName.FindStringSubmatch(p)
-			if m == nil || rd.links[p] != "" {
+			if m == nil || rd.isLink(p) {
 				return nil, fmt.Errorf("layer %d: %w", i, err)
 			}
 			// A thin bundle: the destination is expected to hold this layer.
-			blob = &Blob{Digest: v1.Hash{Algorithm: "sha256", Hex: m[1]}, Missing: true}
+			h := v1.Hash{Algorithm: "sha256", Hex: m[1]}
+			if blob = rd.digestBlob(b, h); blob == nil {
+				blob = b.AddBlob(&Blob{Digest: h, Missing: true})
+			}
 		}
-		layers[i] = &Layer{Blob: b.AddBlob(blob)}
+		layers[i] = &Layer{Blob: blob}
 	}
 	if img := byConfig[cblob.Digest]; img != nil && sameBlobs(img.Layers, layers) {
 		return img, nil
@@ -434,16 +452,17 @@ func (rd *reader) dockerImage(b *Bundle, e dockerManifest, byConfig map[v1.Hash]
 	return img, nil
 }
 
-// file returns the data entry at a path named by metadata, directly or through one link to
-// a data entry.
-func (rd *reader) file(p string) (*Blob, error) {
+// file returns the blob of the data entry at a path named by metadata, directly or through
+// one link to a data entry.
+func (rd *reader) file(b *Bundle, p string) (*Blob, error) {
 	clean, err := cleanPath(p)
 	if err != nil {
 		return nil, err
 	}
-	if target := rd.links[clean]; target != "" {
-		rd.followed[clean] = true
-		blob := rd.entries[target] // entries have clean names inside the archive
+	key := KeyOf(clean)
+	if target, ok := rd.links[key]; ok {
+		rd.followed[key] = true
+		blob := rd.blob(b, target) // entries have clean names inside the archive
 		if blob == nil {
 			return nil, fmt.Errorf("%w: %s is a link to %s, which is not a file of the bundle", ErrUnsafeEntry, Quote(p), Quote(target))
 		}
@@ -452,11 +471,45 @@ func (rd *reader) file(p string) (*Blob, error) {
 		}
 		return blob, nil
 	}
-	blob, ok := rd.entries[clean]
-	if !ok {
+	blob := rd.blob(b, clean)
+	if blob == nil {
 		return nil, fmt.Errorf("%w: %s", ErrMissingBlob, Quote(p))
 	}
 	return blob, nil
+}
+
+// blob returns the blob of the data entry called name, recorded in b (which keeps the first
+// blob of each digest); nil when the bundle has no data entry of that name.
+func (rd *reader) blob(b *Bundle, name string) *Blob {
+	i, ok := rd.names[KeyOf(name)]
+	if !ok || i >= maxRecords {
+		return nil
+	}
+	rec := rd.recs.get(i)
+	blob := &Blob{Digest: sha256Of(rec.digest), Size: rec.size, Path: name, Data: rd.json[i], codec: rec.codec, unheld: rec.unheld}
+	blob.diffID, blob.diffErr = blob.Digest, rd.diffErrs[i]
+	if rec.codec != None {
+		blob.diffID = sha256Of(rec.diffID)
+	}
+	return b.AddBlob(blob)
+}
+
+// digestBlob returns the blob with digest h: the one b has, else the bundle's entry
+// blobs/sha256/<hex>, where index.json and manifests find blobs; nil when neither is there.
+func (rd *reader) digestBlob(b *Bundle, h v1.Hash) *Blob {
+	if blob, ok := b.blobs[h]; ok {
+		return blob
+	}
+	if blob := rd.blob(b, blobPath(h)); blob != nil && blob.Digest == h {
+		return blob
+	}
+	return nil
+}
+
+// isLink reports whether the archive has a link entry at p.
+func (rd *reader) isLink(p string) bool {
+	_, ok := rd.links[KeyOf(p)]
+	return ok
 }
 
 func sameBlobs(a, b []*Layer) bool {

@@ -43,11 +43,15 @@ func (s Summary) UnreferencedNote() string {
 	for i, n := range s.UnreferencedNames {
 		names[i] = Quote(n)
 	}
-	more := ""
-	if s.Unreferenced > len(names) {
-		more = fmt.Sprintf(" and %d more", s.Unreferenced-len(names))
+	note := fmt.Sprintf("ignored %d entries nothing in the bundle refers to", s.Unreferenced)
+	if len(names) == 0 { // names past what the reader keeps
+		return note
 	}
-	return fmt.Sprintf("ignored %d entries nothing in the bundle refers to: %s%s", s.Unreferenced, strings.Join(names, ", "), more)
+	note += ": " + strings.Join(names, ", ")
+	if more := s.Unreferenced - len(names); more > 0 {
+		note += fmt.Sprintf(" and %d more", more)
+	}
+	return note
 }
 
 // A LayerSummary describes one layer of an image.
@@ -70,8 +74,8 @@ func (b *Bundle) Summary() Summary {
 			users[l.Blob]++
 		}
 	}
-	s := Summary{Compression: b.Codec.String(), Images: []ImageSummary{}, Unreferenced: len(b.Unreferenced)}
-	s.UnreferencedNames = b.Unreferenced[:min(len(b.Unreferenced), namesShown)]
+	s := Summary{Compression: b.Codec.String(), Images: []ImageSummary{}, Unreferenced: b.Unreferenced}
+	s.UnreferencedNames = b.UnreferencedNames[:min(len(b.UnreferencedNames), namesShown)]
 	for _, img := range b.Images {
 		is := ImageSummary{Tags: img.RepoTags, ID: img.ID().String()}
 		if is.Tags == nil {

@@ -11,11 +11,14 @@
 # the trixie root, on this machine; host 1's sshd reaches its socket, so the bytes cross host
 # 1's shaped link): cold send into containerd:k8s.io vs `docker save | ssh node ctr images
 # import -`, warm send against the blobs the node lacked, and a send killed at 70 % of the
-# cold bytes, then run again (cut_rerun, for any host kind); and a docker 26 host (classic
-# store, from the trixie root too), cold, where ferry sends zstd. Needs root.
+# cold bytes, then run again (cut_rerun, for any host kind); a docker 26 host (classic
+# store, from the trixie root too), cold, where ferry sends zstd; and resuming on a classic
+# docker host: an image of eight incompressible 40 MiB layers sent cold, then killed at 70 %
+# of those bytes and sent again. Needs root.
 #   bench/send.sh        Env: FERRY (binary), SEND_BENCH_DIR (work dir, corpus cache), RATE,
 #                        FERRY_TRIXIE_ROOT (the trixie root: without it, no containerd rows),
-#                        SEND_BENCH_ONLY=trixie (the containerd and docker 26 rows alone).
+#                        SEND_BENCH_ONLY=trixie (the containerd and docker 26 rows alone),
+#                        SEND_BENCH_ONLY=resume (the classic docker resume rows alone).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,6 +27,7 @@ DIR=${SEND_BENCH_DIR:-/var/tmp/ferry-send-bench}
 RATE=${RATE:-100mbit}
 BASE=bench/base:1
 IMAGE=bench/go:1
+LAYERS=bench/layers:1   # busybox and eight layers of 40 MiB of random bytes
 HOSTS=(1 2 3)
 [[ -z ${SEND_BENCH_ONLY:-} ]] || HOSTS=(1)
 NETNS=ferry-sb   # namespaces ferry-sb1…3, veths fsb1…3, 10.203.N.1 here and 10.203.N.2 there
@@ -112,6 +116,21 @@ build_corpus() {
   printf '%s\n' "FROM $BASE" "COPY go /usr/local/go" "LABEL $tag" >"$ctx/Dockerfile"
   log "docker build $IMAGE"
   DOCKER_BUILDKIT=0 docker -H "$SRC" build -q --network none -t "$IMAGE" "$ctx" >/dev/null
+  rm -rf "$ctx"
+}
+
+build_layers() {
+  local ctx=$DIR/lctx i
+  [[ $(docker -H "$SRC" image inspect -f '{{index .Config.Labels "ferry.send.bench"}}' "$LAYERS" 2>/dev/null) == v1 ]] && return
+  rm -rf "$ctx" && mkdir -p "$ctx" && cp "$(command -v busybox)" "$ctx/busybox"
+  { echo "FROM scratch"; echo "COPY busybox /bin/busybox"; } >"$ctx/Dockerfile"
+  for i in 1 2 3 4 5 6 7 8; do
+    head -c $((40 << 20)) /dev/urandom >"$ctx/l$i"
+    echo "COPY l$i /l$i" >>"$ctx/Dockerfile"
+  done
+  echo "LABEL ferry.send.bench=v1" >>"$ctx/Dockerfile"
+  log "docker build $LAYERS"
+  DOCKER_BUILDKIT=0 docker -H "$SRC" build -q --network none -t "$LAYERS" "$ctx" >/dev/null
   rm -rf "$ctx"
 }
 
@@ -226,7 +245,7 @@ containerd_rows() {
   [[ -f $TRIXIE/.ferry-trixie ]] || { log "no trixie root at $TRIXIE: no containerd rows"; return 0; }
   local cold="ferry send → containerd, cold" naive="docker save \\| ssh node ctr images import, cold"
   local warm="ferry send → containerd, warm (node has the base)" cut="ferry send → containerd, re-run after a kill at 70 %"
-  local to=(-H "$(ctd_dest)" --to containerd:k8s.io) before missing payload k
+  local to=(-H "$(ctd_dest)" --to containerd:k8s.io) before missing payload
   shape 1 "$RATE"
   ctd_wipe && run "$naive" 1 naive_ctr
   ctd_wipe && run "$cold" 1 ferry_send "$IMAGE" "${to[@]}"
@@ -243,11 +262,7 @@ containerd_rows() {
   echo
   echo "ferry send into containerd 1.7 (namespace k8s.io) over SSH, $IMAGE, link shaped to $RATE:"
   echo
-  echo "| case | wall s | MB on the wire | CPU s, whole machine |"
-  echo "| --- | ---: | ---: | ---: |"
-  for k in "$naive" "$cold" "$warm" "$cut"; do
-    echo "| $k | ${WALL[$k]} | $(mb "${BYTES[$k]}") | ${CPU[$k]} |"
-  done
+  table "$naive" "$cold" "$warm" "$cut"
   echo
   echo "- cold, ferry / ctr import: $(ratio "${BYTES[$cold]}" "${BYTES[$naive]}")× the bytes, $(ratio "${WALL[$cold]}" "${WALL[$naive]}")× the time"
   echo "- warm: ferry sent $payload bytes for $missing bytes of blobs the node lacked" \
@@ -267,7 +282,7 @@ containerd_rows() {
 # containerd (layers gzip-compressed, as into any containerd).
 docker26_rows() {
   [[ -f $TRIXIE/.ferry-trixie ]] || { log "no trixie root at $TRIXIE: no docker 26 rows"; return 0; }
-  local naive="docker save \\| ssh host docker load (docker 26), cold" cold="ferry send → docker 26, cold (zstd)" k
+  local naive="docker save \\| ssh host docker load (docker 26), cold" cold="ferry send → docker 26, cold (zstd)"
   local cnaive="docker save \\| ssh host docker load (docker 26 containerd store), cold"
   local ccold="ferry send → docker 26 containerd store (via its containerd), cold"
   shape 1 "$RATE"
@@ -287,11 +302,7 @@ docker26_rows() {
   echo
   echo "ferry send to docker 26 over SSH, $IMAGE, link shaped to $RATE:"
   echo
-  echo "| case | wall s | MB on the wire | CPU s, whole machine |"
-  echo "| --- | ---: | ---: | ---: |"
-  for k in "$naive" "$cold" "$cnaive" "$ccold"; do
-    echo "| $k | ${WALL[$k]} | $(mb "${BYTES[$k]}") | ${CPU[$k]} |"
-  done
+  table "$naive" "$cold" "$cnaive" "$ccold"
   echo
   echo "- classic, cold, ferry (zstd) / naive: $(ratio "${BYTES[$cold]}" "${BYTES[$naive]}")× the bytes, $(ratio "${WALL[$cold]}" "${WALL[$naive]}")× the time;" \
     "floor $(floor "$cold") s ($(ratio "$(floor "$cold")" "${WALL[$naive]}")× naive)"
@@ -301,6 +312,39 @@ docker26_rows() {
 naive_d26() {
   docker -H "$SRC" save "$IMAGE" |
     ssh -i "$DIR/id" -o UserKnownHostsFile="$DIR/known_hosts" -o BatchMode=yes root@10.203.1.2 "docker -H unix://$D26/docker.sock load"
+}
+
+# resume_rows: host 1 (docker 20.10, classic store) gets the eight-layer image cold, then again
+# with the send killed at 70 % of the cold bytes and run once more: the re-run should move
+# no more than the layers the killed send had not loaded (target ≤ 0.40× the cold bytes).
+resume_rows() {
+  local cold="ferry send, 8 × 40 MiB, cold" cut="ferry send, 8 × 40 MiB, re-run after a kill at 70 %" h="docker -H unix://$DIR/h1/sock"
+  build_layers
+  shape 1 "$RATE"
+  wipe 1 && run "$cold" 1 ferry_send "$LAYERS" -H "$(dest 1)"
+  wipe 1 && cut_rerun "$cut" 1 "${BYTES[$cold]}" "$LAYERS" -H "$(dest 1)"
+  $h run --rm --pull=never --network none "$LAYERS" /bin/busybox true
+  [[ -z $($h images -aq --filter dangling=true) ]] || { echo "untagged images left after the re-run" >&2; return 1; }
+
+  echo
+  echo "ferry send resuming on docker 20.10 (classic store) over SSH, $LAYERS (8 × 40 MiB, incompressible), link shaped to $RATE:"
+  echo
+  table "$cold" "$cut"
+  echo
+  echo "- cut: killed after $(mb "${CUT[$cut]}") MB ($(ratio "${CUT[$cut]}" "${BYTES[$cold]}")× the cold bytes); the re-run moved" \
+    "$(mb "${BYTES[$cut]}") MB = $(ratio "${BYTES[$cut]}" "${BYTES[$cold]}")× the cold send's bytes" \
+    "(target ≤ 0.40: $(awk -v b="${BYTES[$cut]}" -v c="${BYTES[$cold]}" 'BEGIN { print (b <= 0.40 * c) ? "met" : "missed" }'));" \
+    "the image runs and no untagged image is left"
+}
+
+# table NAME...: the runs named, as a markdown table.
+table() {
+  local k
+  echo "| case | wall s | MB on the wire | CPU s, whole machine |"
+  echo "| --- | ---: | ---: | ---: |"
+  for k in "$@"; do
+    echo "| $k | ${WALL[$k]} | $(mb "${BYTES[$k]}") | ${CPU[$k]} |"
+  done
 }
 
 # cpu_busy: CPU time this machine has spent busy, all processes, in 1/100 s.
@@ -354,12 +398,18 @@ main() {
   dockerd_start src
   build_corpus
   for n in "${HOSTS[@]}"; do host_start "$n"; done
-  if [[ -n ${SEND_BENCH_ONLY:-} ]]; then
-    run "first byte" "" first_byte
-    containerd_rows
-    docker26_rows
-    return
-  fi
+  case ${SEND_BENCH_ONLY:-} in
+    trixie)
+      run "first byte" "" first_byte
+      containerd_rows
+      docker26_rows
+      return
+      ;;
+    resume)
+      resume_rows
+      return
+      ;;
+  esac
 
   local size go_layer
   size() { docker -H "$SRC" image inspect -f '{{.Size}}' "$1"; }
@@ -378,11 +428,7 @@ main() {
   echo
   echo "ferry send over SSH, $IMAGE ($(mb "$(size "$IMAGE")") MB), links shaped to $RATE:"
   echo
-  echo "| case | wall s | MB on the wire | CPU s, whole machine |"
-  echo "| --- | ---: | ---: | ---: |"
-  for k in "$n" "$c" "$w" "ferry send, cold, 3 hosts" "naive, cold, unshaped" "ferry send, cold, unshaped"; do
-    echo "| $k | ${WALL[$k]} | $(mb "${BYTES[$k]}") | ${CPU[$k]} |"
-  done
+  table "$n" "$c" "$w" "ferry send, cold, 3 hosts" "naive, cold, unshaped" "ferry send, cold, unshaped"
   echo
   echo "- cold, ferry / naive: $(ratio "${BYTES[$c]}" "${BYTES[$n]}")× the bytes, $(ratio "${WALL[$c]}" "${WALL[$n]}")× the time"
   echo "- warm: $(mb "${BYTES[$w]}") MB on the wire for a missing layer of $(mb "$go_layer") MB (uncompressed);" \
@@ -399,6 +445,7 @@ main() {
     "before the host loads anything"
   containerd_rows
   docker26_rows
+  resume_rows
 }
 
 main "$@"

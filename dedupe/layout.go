@@ -10,11 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"io/fs"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -617,26 +615,22 @@ func (l *Layout) removeStale() error {
 
 // Small entries the metadata read so far does not list may be junk — in a bundle whose
 // manifest.json comes last, any number of them, and a file each would cost more than reading
-// them — or a legacy bundle's small layers and configs. They go into one file, in order; the
-// commit copies out those the bundle uses.
+// them — or a legacy bundle's small layers and configs. They go into one file, in order
+// (archive.WriteHeld); the commit copies out those the bundle uses.
 const heldMax = 1 << 20
 
 type held struct {
-	fsys  FS
-	name  string
-	pw    *io.PipeWriter
-	done  chan error
-	n     int64
-	spans map[uint64]span // by a hash of the entry name: names may be long and many
-	buf   []byte
+	fsys FS
+	name string
+	pw   *io.PipeWriter
+	done chan error
+	buf  []byte
 }
-
-type span struct{ off, size int64 }
 
 // hold starts the held file name.
 func (l *Layout) hold(name string) *held {
 	pr, pw := io.Pipe()
-	h := &held{fsys: l.FS, name: name, pw: pw, done: make(chan error, 1), spans: map[uint64]span{}}
+	h := &held{fsys: l.FS, name: name, pw: pw, done: make(chan error, 1)}
 	go func() {
 		_, err := l.FS.Create(name, pr)
 		pr.CloseWithError(cmp.Or(err, errors.New("the held file was closed")))
@@ -645,26 +639,11 @@ func (l *Layout) hold(name string) *held {
 	return h
 }
 
-func nameKey(name string) uint64 {
-	f := fnv.New64a()
-	io.WriteString(f, name)
-	return f.Sum64()
-}
-
 func (h *held) add(e archive.Entry, r io.Reader) error {
 	if h.buf == nil {
 		h.buf = make([]byte, 64<<10)
 	}
-	n, err := io.CopyBuffer(h.pw, io.LimitReader(r, e.Size), h.buf)
-	if err == nil && n != e.Size {
-		err = io.ErrUnexpectedEOF
-	}
-	if err != nil {
-		return err
-	}
-	h.spans[nameKey(e.Name)] = span{h.n, n}
-	h.n += n
-	return nil
+	return archive.WriteHeld(h.pw, e, r, h.buf)
 }
 
 // finish ends the held file.
@@ -695,43 +674,30 @@ func (s *Stage) unhold(blobs []*archive.Blob) error {
 	if err := s.held.finish(); err != nil {
 		return err
 	}
-	type use struct {
-		blob *archive.Blob
-		span
-	}
-	var uses []use
+	uses := map[archive.NameKey]*archive.Blob{}
 	for _, blob := range blobs {
-		if sp, ok := s.held.spans[nameKey(blob.Path)]; ok && blob.Present() && blob.Path != "" && s.staged[blob.Path] == "" {
-			uses = append(uses, use{blob, sp})
+		if _, placed := s.placed[blob.Digest.Hex]; blob.Present() && blob.Path != "" && s.staged[blob.Path] == "" && !placed {
+			uses[archive.KeyOf(blob.Path)] = blob
 		}
 	}
 	if len(uses) == 0 {
 		return nil
 	}
-	slices.SortFunc(uses, func(a, b use) int { return cmp.Compare(a.off, b.off) })
 	f, err := s.l.FS.Open(s.held.name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	var at int64
-	for _, u := range uses {
-		if u.off < at { // two names, one span: a hash collision
-			return fmt.Errorf("staging %s: entries overlap in the held file", archive.Quote(u.blob.Path))
-		}
-		if _, err := io.CopyN(io.Discard, f, u.off-at); err != nil {
-			return err
-		}
+	return archive.ScanHeld(f, uses, func(blob *archive.Blob, size int64, body io.Reader) error {
 		tmp := s.temp()
 		h := sha256.New()
-		if _, err := s.l.FS.Create(tmp, io.TeeReader(io.LimitReader(f, u.size), h)); err != nil {
+		if _, err := s.l.FS.Create(tmp, io.TeeReader(body, h)); err != nil {
 			return err
 		}
-		at = u.off + u.size
-		s.staged[u.blob.Path] = tmp
-		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); u.size != u.blob.Size || got != u.blob.Digest.String() {
-			return fmt.Errorf("staging blob %s: the held entry hashes to %s", u.blob.Digest, got)
+		s.staged[blob.Path] = tmp
+		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); size != blob.Size || got != blob.Digest.String() {
+			return fmt.Errorf("staging blob %s: the held entry hashes to %s", blob.Digest, got)
 		}
-	}
-	return nil
+		return nil
+	})
 }

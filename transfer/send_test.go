@@ -139,7 +139,14 @@ func TestSend(t *testing.T) {
 	})
 
 	t.Run("cold host streamed to as the source is read", func(t *testing.T) {
-		d := e.addHostFlavor(t, testenv.Docker26Containerd) // takes complete images: no steps
+		// docker on the containerd image store whose containerd the SSH user cannot reach
+		// (docker's socket is theirs, as for the docker group; containerd's is root's): it
+		// takes complete images through the Docker API, as the source is read.
+		d := testenv.StartDockerFlavor(t, testenv.Docker26Containerd)
+		sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{e.key}, User: "ferrytest"})
+		e.know(t, sshd)
+		d.ShareSocket(t)
+		sock := strings.TrimPrefix(d.Host, "unix://")
 		opts := e.opts
 		var mu sync.Mutex
 		var read, readAtFirstSend int64 = 0, -1
@@ -155,13 +162,17 @@ func TestSend(t *testing.T) {
 			}
 			mu.Unlock()
 		}
-		if _, err := e.sendTo(t, []string{"big:1"}, []string{d.dest}, opts); err != nil {
+		res, err := e.sendTo(t, []string{"big:1"}, []string{"ssh://ferrytest@" + sshd.Addr + sock}, opts)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if !res[0].Complete || strings.Contains(res[0].Store, "containerd") {
+			t.Errorf("%+v, want complete images through the Docker API", res[0])
 		}
 		if readAtFirstSend < 0 || readAtFirstSend >= read {
 			t.Errorf("the host got its first bytes after %d of %d source bytes were read, want before the end", readAtFirstSend, read)
 		}
-		if got := d.docker.Cat(t, "big:1", "/marker"); got != "big\n" {
+		if got := d.Cat(t, "big:1", "/marker"); got != "big\n" {
 			t.Errorf("/marker = %q", got)
 		}
 	})

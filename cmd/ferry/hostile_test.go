@@ -2,13 +2,19 @@ package main
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ferrytool/ferry/internal/testenv"
@@ -130,4 +136,172 @@ func TestHostileBundle(t *testing.T) {
 	if out := d.Run(t, "images", "-aq"); strings.TrimSpace(out) != "" {
 		t.Errorf("the daemon holds images after failed loads: %s", out)
 	}
+}
+
+// TestManyEntriesMemory: a bundle of 200 000 tiny entries nothing refers to, with its
+// manifest.json last (so the reader cannot tell which it uses until the end) or first, is
+// verified and loaded into an OCI layout under 64 MiB of peak RSS.
+func TestManyEntriesMemory(t *testing.T) {
+	dir := t.TempDir()
+	for _, order := range []string{"last", "first"} {
+		bundle := filepath.Join(dir, order+".tar")
+		manyEntries(t, bundle, 200_000, order == "first")
+		for _, args := range [][]string{{"verify", bundle}, {"load", "-i", bundle, "--to", "oci:" + filepath.Join(dir, order), "-q"}} {
+			cmd := exec.Command(ferryBin, args...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("ferry %v: %v\n%s", args, err, stderr.String())
+			}
+			peak := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss >> 10 // KiB → MiB
+			t.Logf("manifest.json %s: ferry %s: peak RSS %d MiB", order, args[0], peak)
+			if peak >= 64 {
+				t.Errorf("manifest.json %s: ferry %s: peak RSS %d MiB, want under 64", order, args[0], peak)
+			}
+			if args[0] == "verify" && !strings.Contains(stderr.String(), "ignored 200000 entries") {
+				t.Errorf("verify did not report the entries: %s", stderr.String())
+			}
+		}
+		os.Remove(bundle)
+	}
+}
+
+// manyEntries writes a bundle of one image (a config, a layer) and n one-byte entries
+// nothing refers to, with manifest.json first or last.
+func manyEntries(t *testing.T, path string, n int, first bool) {
+	var layer bytes.Buffer
+	lw := tar.NewWriter(&layer)
+	lw.WriteHeader(&tar.Header{Name: "marker", Size: 2, Mode: 0o644, Typeflag: tar.TypeReg})
+	lw.Write([]byte("x\n"))
+	lw.Close()
+	diffID := sha256.Sum256(layer.Bytes())
+	config := fmt.Appendf(nil, `{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:%x"]},"config":{}}`, diffID)
+	configPath, layerPath := fmt.Sprintf("blobs/sha256/%x", sha256.Sum256(config)), fmt.Sprintf("blobs/sha256/%x", diffID)
+	manifest := fmt.Appendf(nil, `[{"Config":%q,"RepoTags":["many:1"],"Layers":[%q]}]`, configPath, layerPath)
+	writeTar(t, path, func(put func(name string, data []byte)) {
+		if first {
+			put("manifest.json", manifest)
+		}
+		put(configPath, config)
+		put(layerPath, layer.Bytes())
+		for i := range n {
+			put("tiny/"+strconv.Itoa(i), []byte{byte(i)})
+		}
+		if !first {
+			put("manifest.json", manifest)
+		}
+	})
+}
+
+// writeTar writes a tar file of the entries entries puts.
+func writeTar(t *testing.T, path string, entries func(put func(name string, data []byte))) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	bw := bufio.NewWriter(f)
+	tw := tar.NewWriter(bw)
+	entries(func(name string, data []byte) {
+		tw.WriteHeader(&tar.Header{Name: name, Size: int64(len(data)), Mode: 0o644, Typeflag: tar.TypeReg})
+		tw.Write(data)
+	})
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := bw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// zeroLayerBundle writes a bundle, in docker 25's layout, of an image of no layers
+// labelled zero=1, tagged zero:1, whose config has rootfs (a JSON member with its comma,
+// or nothing).
+func zeroLayerBundle(t *testing.T, path, rootfs string) {
+	config := fmt.Appendf(nil, `{"architecture":"amd64","os":"linux",%s"config":{"Labels":{"zero":"1"}}}`, rootfs)
+	configDigest := sha256.Sum256(config)
+	manifest := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%x","size":%d},"layers":[]}`, configDigest, len(config))
+	manifestDigest := sha256.Sum256(manifest)
+	index := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%x","size":%d,"annotations":{"io.containerd.image.name":"docker.io/library/zero:1","org.opencontainers.image.ref.name":"1"}}]}`, manifestDigest, len(manifest))
+	writeTar(t, path, func(put func(name string, data []byte)) {
+		put("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
+		put("index.json", index)
+		put("manifest.json", fmt.Appendf(nil, `[{"Config":"blobs/sha256/%x","RepoTags":["zero:1"],"Layers":[]}]`, configDigest))
+		put(fmt.Sprintf("blobs/sha256/%x", configDigest), config)
+		put(fmt.Sprintf("blobs/sha256/%x", manifestDigest), manifest)
+	})
+}
+
+// TestZeroLayerImages: an image of no layers (what FROM scratch and a LABEL build) is taken
+// by every store, as they take it themselves (docker's classic store cannot save it back:
+// "empty export - not implemented"). One whose config has no rootfs at all is
+// refused before anything is sent (exit 3, nothing created) where the store refuses it:
+// docker (docker 26 on the containerd image store would take it; the classic store and
+// 20.10 refuse it), podman (its docker-archive reader refuses it); an OCI layout and
+// containerd take it.
+func TestZeroLayerImages(t *testing.T) {
+	dir := t.TempDir()
+	empty, none := filepath.Join(dir, "empty.tar"), filepath.Join(dir, "none.tar")
+	zeroLayerBundle(t, empty, `"rootfs":{"type":"layers","diff_ids":[]},`)
+	zeroLayerBundle(t, none, "")
+	mustFerry(t, nil, "verify", empty)
+	mustFerry(t, nil, "verify", none)
+	refused := func(t *testing.T, env []string, args ...string) {
+		t.Helper()
+		if r := ferry(t, env, args...); r.code != 3 || !strings.Contains(r.stderr, `rootfs type is ""`) {
+			t.Errorf("ferry %v: exit %d, stderr %q; want exit 3 naming the rootfs", args, r.code, r.stderr)
+		}
+	}
+
+	for _, f := range testenv.DockerFlavors {
+		t.Run(string(f), func(t *testing.T) {
+			d := testenv.StartDockerFlavor(t, f)
+			refused(t, dockerEnv(d), "load", "-i", none)
+			if out := d.Run(t, "images", "-aq"); strings.TrimSpace(out) != "" {
+				t.Errorf("the daemon holds images after a refused load: %s", out)
+			}
+			mustFerry(t, dockerEnv(d), "load", "-i", empty, "-q")
+			if got := d.Run(t, "image", "inspect", "zero:1", "--format", `{{len .RootFS.Layers}} {{index .Config.Labels "zero"}}`); got != "0 1\n" {
+				t.Errorf("docker inspect zero:1: %q, want no layers and the label", got)
+			}
+			// docker saves it only from the containerd image store
+			saved := filepath.Join(dir, string(f)+".tar")
+			switch r := ferry(t, dockerEnv(d), "save", "zero:1", "-o", saved, "-q"); {
+			case d.ContainerdStore && r.code == 0:
+				mustFerry(t, nil, "verify", saved)
+			case d.ContainerdStore || r.code != 1 || !strings.Contains(r.stderr, "empty export - not implemented"):
+				t.Errorf("ferry save zero:1: exit %d, stderr %q", r.code, r.stderr)
+			}
+		})
+	}
+
+	t.Run("podman", func(t *testing.T) {
+		pm := testenv.Podman5(t)
+		env := []string{"PATH=" + pm.Wrapper(t) + ":/usr/sbin:/usr/bin:/sbin:/bin"}
+		refused(t, env, "load", "-i", none, "--to", "podman")
+		if out := pm.Run(t, "images", "-aq"); strings.TrimSpace(out) != "" {
+			t.Errorf("podman holds images after a refused load: %s", out)
+		}
+		mustFerry(t, env, "load", "-i", empty, "--to", "podman", "-q")
+		if got := pm.Run(t, "image", "inspect", "localhost/zero:1", "--format", `{{len .RootFS.Layers}} {{index .Labels "zero"}}`); got != "0 1\n" {
+			t.Errorf("podman inspect zero:1: %q, want no layers and the label", got)
+		}
+	})
+
+	t.Run("oci and containerd", func(t *testing.T) {
+		skopeo, ctd := testenv.Skopeo118(t), testenv.StartContainerd(t)
+		for _, bundle := range []string{empty, none} {
+			layout := strings.TrimSuffix(bundle, ".tar") + "-layout"
+			mustFerry(t, nil, "load", "-i", bundle, "--to", "oci:"+layout, "-q")
+			if got := skopeo.Run(t, "inspect", "--format", `{{len .Layers}} {{index .Labels "zero"}}`, "oci:"+layout+":zero:1"); got != "0 1\n" {
+				t.Errorf("skopeo inspect of the layout from %s: %q, want no layers and the label", bundle, got)
+			}
+			ns := filepath.Base(layout)
+			mustFerry(t, []string{"CONTAINERD_ADDRESS=" + ctd.Socket}, "load", "-i", bundle, "--to", "containerd:"+ns, "-q")
+			if got := ctd.Ctr(t, "-n", ns, "images", "ls", "-q"); got != "docker.io/library/zero:1\n" {
+				t.Errorf("containerd images from %s: %q", bundle, got)
+			}
+		}
+	})
 }

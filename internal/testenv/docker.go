@@ -239,6 +239,19 @@ func (d *Docker) DeriveImage(t testing.TB, ref, base string, files map[string]st
 	return d.imageID(t, ref)
 }
 
+// ShareSocket lets any user use the daemon's socket, as the docker group does, while what
+// is beside it (docker 26's containerd, under its exec root) stays root's.
+func (d *Docker) ShareSocket(t testing.TB) {
+	t.Helper()
+	sock := strings.TrimPrefix(d.Host, "unix://")
+	if err := os.Chmod(filepath.Dir(sock), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sock, 0o666); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Cat returns the content of path inside a fresh container of image ref.
 func (d *Docker) Cat(t testing.TB, ref, path string) string {
 	t.Helper()

@@ -84,30 +84,54 @@ func StartDockerFlavor(t testing.TB, f Flavor) *Docker {
 }
 
 // Containerd is a throwaway containerd 1.7 from the trixie root, with its own root, state
-// and addresses, the CRI plugin disabled.
+// and addresses; the CRI plugin disabled unless ContainerdOptions.CRI.
 type Containerd struct {
 	Socket string // the grpc address, a unix socket path
 
 	s *sandbox
 }
 
+// ContainerdOptions change how StartContainerd configures a containerd.
+type ContainerdOptions struct {
+	// CRI enables the CRI plugin, as on a Kubernetes node: kubelet's image and runtime
+	// services on the same socket (runtime.v1), images of namespace k8s.io. Its CNI
+	// directories are empty ones of its own; the pause image is never pulled, because no
+	// pod sandbox is started.
+	CRI bool
+}
+
 // StartContainerd starts a containerd from the trixie root (TrixieRoot: skipped without
-// it), waits until it serves and registers a cleanup that stops it and removes its state.
-// Tests pick their namespace (k8s.io as Kubernetes, moby as docker, default as ctr).
-func StartContainerd(t testing.TB) *Containerd {
+// it), waits until it serves (and, with CRI, until the CRI plugin loaded) and registers a
+// cleanup that stops it and removes its state. Tests pick their namespace (k8s.io as
+// Kubernetes, moby as docker, default as ctr).
+func StartContainerd(t testing.TB, opts ...ContainerdOptions) *Containerd {
 	t.Helper()
+	var o ContainerdOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	c := &Containerd{}
 	c.s = startSandbox(t, "ctd", func(dir string) []string {
 		c.Socket = filepath.Join(dir, "containerd.sock")
+		disabled := `["io.containerd.grpc.v1.cri"]`
+		if o.CRI {
+			disabled = `[]`
+		}
 		config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = %s
 [grpc]
   address = %q
 [ttrpc]
   address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.Socket, c.Socket+".ttrpc")
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.8"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %q
+    conf_dir = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), disabled, c.Socket, c.Socket+".ttrpc",
+			filepath.Join(dir, "cni", "bin"), filepath.Join(dir, "cni", "net.d"))
 		if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o644); err != nil {
 			t.Fatalf("StartContainerd: %v", err)
 		}
@@ -117,6 +141,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		_, err := c.s.runErr(nil, "ctr", "--address", c.Socket, "version")
 		return err
 	})
+	if o.CRI {
+		// A plugin that fails to load leaves containerd serving without it.
+		out := c.Ctr(t, "plugins", "ls", "id==cri")
+		if !strings.Contains(out, " ok") {
+			t.Fatalf("StartContainerd: the CRI plugin did not load:\n%s\nlog tail:\n%s", out, tail(c.s.p.log))
+		}
+	}
 	return c
 }
 

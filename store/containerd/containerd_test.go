@@ -534,15 +534,8 @@ func TestDocker26Fallback(t *testing.T) {
 	e := newSSHEnv(t)
 	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{e.pub}, User: "ferrytest"})
 	e.know(t, sshd)
+	d.ShareSocket(t)
 	sock := strings.TrimPrefix(d.Host, "unix://")
-	// As if the user were in the docker group: the socket is theirs to use, containerd's
-	// (under the exec root, 0700) is not.
-	if err := os.Chmod(filepath.Dir(sock), 0o711); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(sock, 0o666); err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	base := writeBundle(t, dir, "base:1", testenv.BusyboxV1(t))
 	app := writeBundle(t, dir, "app:1", testenv.BusyboxV1(t, map[string]string{"marker": "app 1\n"}))

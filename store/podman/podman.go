@@ -97,8 +97,12 @@ func (s *Store) Receive(ctx context.Context) (store.Receiver, error) {
 	return store.StreamReceiver(ctx, s.load, complete), nil
 }
 
-// complete refuses thin bundles: podman cannot complete them.
+// complete refuses thin bundles, which podman cannot complete, and images podman's
+// docker-archive reader refuses.
 func complete(_ context.Context, b *archive.Bundle) error {
+	if err := archive.HasRootFS(b); err != nil {
+		return err
+	}
 	for _, blob := range b.Reachable() {
 		if blob.Missing {
 			return fmt.Errorf("%w: podman does not load bundles that leave out layers: load the complete bundle", archive.ErrMissingBlob)
