@@ -33,7 +33,13 @@ func Feed(ctx context.Context, b *Bundle, src BlobSource, sink Sink) error {
 }
 
 func feed(ctx context.Context, b *Bundle, src BlobSource, sink Sink) error {
-	for _, blob := range blobOrder(b) {
+	return FeedBlobs(ctx, blobOrder(b), src, sink)
+}
+
+// FeedBlobs hands blobs to sink as Feed does, in their order, leaving out those missing:
+// each as an entry named blobs/sha256/<hex>, verified against its digest as it passes.
+func FeedBlobs(ctx context.Context, blobs []*Blob, src BlobSource, sink Sink) error {
+	for _, blob := range blobs {
 		if blob.Missing {
 			continue
 		}

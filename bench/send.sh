@@ -183,12 +183,17 @@ ctd_start() {
 
 ctd_stop() { trixie_stop "$CTD"; }
 
-# d26_start: a dockerd 26 (classic store, overlay2) from the trixie root, its data root on
-# tmpfs; it starts its own containerd.
+# d26_start [containerd]: a dockerd 26 (classic store, overlay2) from the trixie root, its data
+# root on tmpfs; it starts its own containerd. With "containerd", on the containerd image store,
+# its exec root beside its socket and named docker (as /var/run/docker is beside
+# /var/run/docker.sock), where this machine and host 1's sshd see it: ferry finds its
+# containerd there (docker 26 does not say where it is).
 d26_start() {
+  local config='{}' exec=$D26/state
+  if [[ ${1:-} == containerd ]]; then config='{"features": {"containerd-snapshotter": true}}' exec=$D26/docker; fi
   rm -rf "$D26" && mkdir -p "$D26/root" "$D26/state"
-  echo '{}' >"$D26/config.json"
-  trixie_start "$D26" dockerd --config-file "$D26/config.json" --data-root "$D26/root" --exec-root "$D26/state" \
+  echo "$config" >"$D26/config.json"
+  trixie_start "$D26" dockerd --config-file "$D26/config.json" --data-root "$D26/root" --exec-root "$exec" \
     --pidfile "$D26/state/pid" -H "unix://$D26/docker.sock" --bridge=none --iptables=false --ip6tables=false
   for _ in $(seq 90); do docker -H "unix://$D26/docker.sock" version >/dev/null 2>&1 && return; sleep 0.5; done
   echo "dockerd 26 did not start: see $D26/log" >&2
@@ -271,26 +276,38 @@ containerd_rows() {
     "$(floor "$cold") s ($(ratio "$(floor "$cold")" "${WALL[$naive]}")× ctr import)"
 }
 
-# docker26_rows: a docker 26 host (classic store) behind host 1's shaped link: cold send,
-# which ferry compresses with zstd for docker 23 and later, against the naive pipeline.
+# docker26_rows: a docker 26 host behind host 1's shaped link, cold, against the naive
+# pipeline: on the classic store, where ferry compresses the stream with zstd for docker 23
+# and later; on the containerd image store, where ferry sends through the daemon's
+# containerd (layers gzip-compressed, as into any containerd).
 docker26_rows() {
   [[ -f $TRIXIE/.ferry-trixie ]] || { log "no trixie root at $TRIXIE: no docker 26 rows"; return 0; }
   local naive="docker save \\| ssh host docker load (docker 26), cold" cold="ferry send → docker 26, cold (zstd)"
+  local cnaive="docker save \\| ssh host docker load (docker 26 containerd store), cold"
+  local ccold="ferry send → docker 26 containerd store (via its containerd), cold"
   shape 1 "$RATE"
   d26_start
   run "$naive" 1 naive_d26
   d26_stop && d26_start
   run "$cold" 1 ferry_send "$IMAGE" -H "ssh://root@10.203.1.2$D26/docker.sock"
   docker -H "unix://$D26/docker.sock" image inspect "$IMAGE" >/dev/null
+  d26_stop && d26_start containerd
+  run "$cnaive" 1 naive_d26
+  d26_stop && d26_start containerd
+  run "$ccold" 1 ferry_send "$IMAGE" -H "ssh://root@10.203.1.2$D26/docker.sock"
+  docker -H "unix://$D26/docker.sock" image inspect "$IMAGE" >/dev/null
+  ! grep -q 'cannot use' "$DIR/cmd.err" || log "the send to the containerd store did not go through its containerd: $(cat "$DIR/cmd.err")"
   d26_stop
 
   echo
-  echo "ferry send to docker 26 (classic store) over SSH, $IMAGE, link shaped to $RATE:"
+  echo "ferry send to docker 26 over SSH, $IMAGE, link shaped to $RATE:"
   echo
-  table "$naive" "$cold"
+  table "$naive" "$cold" "$cnaive" "$ccold"
   echo
-  echo "- cold, ferry (zstd) / naive: $(ratio "${BYTES[$cold]}" "${BYTES[$naive]}")× the bytes, $(ratio "${WALL[$cold]}" "${WALL[$naive]}")× the time;" \
+  echo "- classic, cold, ferry (zstd) / naive: $(ratio "${BYTES[$cold]}" "${BYTES[$naive]}")× the bytes, $(ratio "${WALL[$cold]}" "${WALL[$naive]}")× the time;" \
     "floor $(floor "$cold") s ($(ratio "$(floor "$cold")" "${WALL[$naive]}")× naive)"
+  echo "- containerd store, cold, ferry (via containerd) / naive: $(ratio "${BYTES[$ccold]}" "${BYTES[$cnaive]}")× the bytes," \
+    "$(ratio "${WALL[$ccold]}" "${WALL[$cnaive]}")× the time; floor $(floor "$ccold") s ($(ratio "$(floor "$ccold")" "${WALL[$cnaive]}")× naive)"
 }
 naive_d26() {
   docker -H "$SRC" save "$IMAGE" |

@@ -29,13 +29,6 @@ type Stored struct {
 	Size   int64  `json:"size"`
 }
 
-// gzipTypes maps uncompressed layer media types to their gzip counterparts.
-var gzipTypes = map[types.MediaType]types.MediaType{
-	types.DockerUncompressedLayer:        types.DockerLayer,
-	types.OCIUncompressedLayer:           types.OCILayer,
-	types.OCIUncompressedRestrictedLayer: types.OCIRestrictedLayer,
-}
-
 // ociTypes maps docker layer media types to the OCI ones for the same bytes.
 var ociTypes = map[types.MediaType]types.MediaType{
 	types.DockerLayer:             types.OCILayer,
@@ -69,31 +62,11 @@ func pack(path string, r io.Reader) (*packed, error) {
 }
 
 func packTo(f *os.File, r io.Reader) (*packed, error) {
-	raw, sum := sha256.New(), sha256.New()
-	counted := &countingWriter{w: io.MultiWriter(f, sum)}
-	zw, err := archive.NewGzipWriter(counted, packLevel)
+	pk, err := archive.Pack(f, r, packLevel)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := io.Copy(zw, io.TeeReader(r, raw)); err != nil {
-		zw.Close()
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return &packed{raw: hashOf(raw), Stored: Stored{Digest: hex.EncodeToString(sum.Sum(nil)), Size: counted.n}}, f.Sync()
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	return &packed{raw: pk.Raw, Stored: Stored{Digest: pk.Digest.Hex, Size: pk.Size}}, f.Sync()
 }
 
 func hashOf(h interface{ Sum([]byte) []byte }) v1.Hash {
@@ -221,7 +194,7 @@ func uncompressedLayers(b *archive.Bundle) map[v1.Hash]bool {
 			continue
 		}
 		for _, l := range m.Layers {
-			if gzipTypes[l.MediaType] != "" {
+			if archive.GzipType(l.MediaType) != "" {
 				out[l.Digest] = true
 			}
 		}
@@ -245,63 +218,43 @@ func packedLayers(records []*Record) map[string]Stored {
 // in r.Manifests. packLayer, if not nil, is asked to compress the uncompressed layers r does
 // not hold compressed yet.
 func (p *Pool) expose(r *Record, d v1.Descriptor, packLayer func(v1.Descriptor) (Stored, error)) (v1.Descriptor, error) {
-	key := "layers"
-	switch {
-	case d.MediaType.IsIndex():
-		key = "manifests"
-	case !d.MediaType.IsImage():
+	if !d.MediaType.IsIndex() && !d.MediaType.IsImage() {
 		return d, nil
 	}
 	data, err := os.ReadFile(p.BlobPath(d.Digest))
 	if err != nil {
 		return d, err
 	}
-	var m map[string]json.RawMessage
-	var descs []v1.Descriptor
-	if err := json.Unmarshal(data, &m); err != nil {
-		return d, fmt.Errorf("manifest %s: %w", d.Digest, err)
-	}
-	if err := json.Unmarshal(m[key], &descs); err != nil {
-		return d, fmt.Errorf("manifest %s: %w", d.Digest, err)
-	}
-	changed := false
-	for i, c := range descs {
-		if key == "manifests" {
-			if descs[i], err = p.expose(r, c, packLayer); err != nil {
-				return d, err
-			}
-			changed = changed || descs[i].Digest != c.Digest
-			continue
+	data, changed, err := archive.Redescribe(data, func(c v1.Descriptor) (v1.Descriptor, error) {
+		if d.MediaType.IsIndex() {
+			return p.expose(r, c, packLayer)
 		}
-		if gz := gzipTypes[c.MediaType]; gz != "" {
+		if gz := archive.GzipType(c.MediaType); gz != "" {
 			s, ok := r.Layers[c.Digest.Hex]
 			if !ok && packLayer != nil {
+				var err error
 				if s, err = packLayer(c); err != nil {
-					return d, err
+					return c, err
 				}
 				r.Layers[c.Digest.Hex], ok = s, true
 			}
 			if ok {
-				descs[i].MediaType, descs[i].Digest, descs[i].Size = gz, sha256Hex(s.Digest), s.Size
-				changed = true
+				c.MediaType, c.Digest, c.Size = gz, sha256Hex(s.Digest), s.Size
 			}
 		}
 		// docker 26's containerd store writes docker layer types into OCI manifests; skopeo,
 		// converting such a manifest for docker, refuses them ("Unknown media type during
 		// manifest conversion"): the pool lists the OCI types, the blobs being the same.
-		if oci := ociTypes[descs[i].MediaType]; oci != "" && d.MediaType == types.OCIManifestSchema1 {
-			descs[i].MediaType = oci
-			changed = true
+		if oci := ociTypes[c.MediaType]; oci != "" && d.MediaType == types.OCIManifestSchema1 {
+			c.MediaType = oci
 		}
+		return c, nil
+	})
+	if err != nil {
+		return d, fmt.Errorf("manifest %s: %w", d.Digest, err)
 	}
 	if !changed {
 		return d, nil
-	}
-	if m[key], err = json.Marshal(descs); err != nil {
-		return d, err
-	}
-	if data, err = json.Marshal(m); err != nil {
-		return d, err
 	}
 	sum := sha256.Sum256(data)
 	original := d.Digest.Hex

@@ -90,6 +90,23 @@ type Fronted interface {
 	Behind(ctx context.Context) (Store, error)
 }
 
+// An Unpacker keeps layers as blobs and unpacks them (containerd): it is better sent an
+// uncompressed layer compressed, which it unpacks all the same. LayerBlobs says which of the
+// layers diffIDs name it holds as a blob, gzip-compressed or not: the layer's diffID, the
+// blob's digest and size, and whether it is gzip-compressed (else it is the uncompressed
+// tar itself). A sender names such blobs in the manifests it rewrites, and sends nothing for
+// those layers.
+type Unpacker interface {
+	LayerBlobs(ctx context.Context, diffIDs []v1.Hash) (map[v1.Hash]LayerBlob, error)
+}
+
+// A LayerBlob is a blob a store holds a layer in.
+type LayerBlob struct {
+	Digest v1.Hash
+	Size   int64
+	Gzip   bool
+}
+
 // ReadOptions say how a Reader reads.
 type ReadOptions struct {
 	// Platform picks from multi-platform indexes; nil means the host's.

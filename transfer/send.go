@@ -120,7 +120,7 @@ func Send(ctx context.Context, args, hosts []string, opts SendOptions) ([]HostRe
 	defer cancel(nil)
 	reads := make([]*pending, len(sources))
 	for i := range reads {
-		reads[i] = &pending{ready: make(chan struct{})}
+		reads[i] = &pending{ready: make(chan struct{}), pack: newPacker(ctx, opts.Read.TempDir)}
 	}
 	reads[0].plan = newColdPlan(len(dests), opts.Adapt)
 	go func() {
@@ -151,6 +151,7 @@ func Send(ctx context.Context, args, hosts []string, opts SendOptions) ([]HostRe
 	g.Wait()
 	for _, p := range reads {
 		<-p.ready
+		p.pack.Close()
 		if p.err != nil {
 			return nil, p.err
 		}
@@ -220,6 +221,7 @@ type pending struct {
 	err   error
 	plan  *coldPlan     // which docker hosts take the source as it is read
 	codec archive.Codec // how the stream to the cold hosts is compressed
+	pack  *packer       // its layers compressed for the hosts that unpack them
 }
 
 // done reports whether the source was read whole (p.im is set).
@@ -370,7 +372,7 @@ func sendHost(ctx context.Context, host string, d sshconn.Destination, to string
 		} else {
 			var im *store.Images
 			if im, err = p.wait(ctx); err == nil {
-				err = deliver(ctx, &res, st, inv, nil, zstdOK, im, opts, progress)
+				err = deliver(ctx, &res, st, inv, nil, zstdOK, im, p.pack, opts, progress)
 			}
 		}
 		if err != nil {
@@ -415,9 +417,10 @@ func behind(ctx context.Context, st store.Store, inv *dedupe.Inventory, note fun
 
 // deliver sends a store what it lacks of im, by inv: to a docker daemon, a bundle streamed
 // into its load, compressed as opts say, leaving out too the layers stepped says steps
-// loaded (if not nil); to another store, the blobs it lacks through its Receive.
+// loaded (if not nil); to another store, the blobs it lacks through its Receive, its
+// uncompressed layers compressed by pk (if not nil) when it unpacks them (deliverPacked).
 func deliver(ctx context.Context, res *HostResult, st store.Store, inv, stepped *dedupe.Inventory, zstdOK bool, im *store.Images,
-	opts SendOptions, progress func(sent, total int64)) error {
+	pk *packer, opts SendOptions, progress func(sent, total int64)) error {
 	if inv.Complete && inv.HoldsAll(im.Bundle) {
 		// A store that takes complete images only holds these whole, tagged alike.
 		layers, _ := countLayers(im.Bundle)
@@ -447,6 +450,9 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv, stepped 
 		count(n)
 		res.Loaded = append(res.Loaded, loaded...)
 		return err
+	}
+	if u, ok := st.(store.Unpacker); ok && pk != nil && len(uncompressed(b)) > 0 {
+		return deliverPacked(ctx, res, st, u, inv, b, pk, im, progress)
 	}
 	for _, blob := range b.Reachable() {
 		res.Full += blob.Size

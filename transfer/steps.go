@@ -151,7 +151,7 @@ func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *ded
 	if im, err = p.wait(ctx); err != nil {
 		return err
 	}
-	if err := deliver(ctx, res, d, inv, stepped, zstdOK, im, opts, progress); err != nil {
+	if err := deliver(ctx, res, d, inv, stepped, zstdOK, im, nil, opts, progress); err != nil {
 		return err
 	}
 	if err := d.RemoveSteps(ctx, ls.images); err != nil {

@@ -49,7 +49,8 @@ and sent to all hosts at once; a host that fails does not stop the others.
             -H ssh://HOST/PATH: k3s and rke2 use /run/k3s/containerd/containerd.sock). Only
             the blobs its content store lacks (or its snapshotter holds unpacked) are sent,
             each through a containerd ingest: a blob cut short is resumed where it stopped.
-            The images are unpacked ($CONTAINERD_SNAPSHOTTER, overlayfs by default) and
+            Uncompressed layers (docker's) travel gzip-compressed, the manifests rewritten
+            to name the compressed blobs. The images are unpacked ($CONTAINERD_SNAPSHOTTER, overlayfs by default) and
             only then named.
   oci:DIR   an OCI image layout directory DIR on the hosts, written over SFTP (sshd's sftp
             subsystem; a relative DIR starts at the remote user's home). Only the blobs it

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -312,6 +314,82 @@ func TestSSH(t *testing.T) {
 	})
 }
 
+// compressible returns n bytes of text that gzip compresses several times over.
+func compressible(n int) string {
+	var b strings.Builder
+	for i := 0; b.Len() < n; i++ {
+		fmt.Fprintf(&b, "line %d of a log that compresses well, as binaries and text do\n", i)
+	}
+	return b.String()[:n]
+}
+
+// TestSSHCompressed: an uncompressed layer travels gzip-compressed, as ferry compresses it,
+// and the node keeps that blob; sent again, nothing travels; an image on top of it carries
+// only its own layer; a node that holds the layer only unpacked is sent nothing for it either.
+func TestSSHCompressed(t *testing.T) {
+	c := testenv.StartContainerd(t)
+	e := newSSHEnv(t)
+	host := e.host(c)
+	dir := t.TempDir()
+	const size = 16 << 20
+	text := map[string]string{"marker": "text\n", "text": compressible(size)}
+	img := testenv.BusyboxV1(t, text)
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := layers[1].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	packed, err := archive.Pack(io.Discard, rc, archive.DefaultLevel)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := func() string { return c.Ctr(t, "-n", "k8s.io", "content", "ls", "-q") }
+
+	t.Run("cold", func(t *testing.T) {
+		res := e.mustSend(t, []string{writeBundle(t, dir, "text:1", img)}, host)
+		if res.Sent > size/4 || res.Sent != res.Full || res.Skipped != 0 {
+			t.Errorf("cold send: %+v, want the %d-byte layer sent compressed (%d bytes)", res, size, packed.Size)
+		}
+		if got := run(t, c, "k8s.io", "docker.io/library/text:1", "cat", "/marker"); got != "text\n" {
+			t.Errorf("cat /marker: %q", got)
+		}
+		if got := content(); !strings.Contains(got, packed.Digest.String()) || strings.Contains(got, packed.Raw.String()) {
+			t.Errorf("the content store does not hold the layer as ferry compresses it (%s, from %s):\n%s", packed.Digest, packed.Raw, got)
+		}
+	})
+	t.Run("already there", func(t *testing.T) {
+		res := e.mustSend(t, []string{writeBundle(t, dir, "text:1", img)}, host)
+		if res.Sent != 0 || res.Skipped != 2 {
+			t.Errorf("sending again: %+v, want nothing sent", res)
+		}
+	})
+	t.Run("warm", func(t *testing.T) {
+		more := writeBundle(t, dir, "more:1", testenv.BusyboxV1(t, text, map[string]string{"more": "more\n"}))
+		res := e.mustSend(t, []string{more}, host)
+		if res.Sent > 64<<10 || res.Skipped != 2 || res.Layers != 3 {
+			t.Errorf("warm send: %+v, want only the new layer sent", res)
+		}
+		if got := run(t, c, "k8s.io", "docker.io/library/more:1", "cat", "/more"); got != "more\n" {
+			t.Errorf("cat /more: %q", got)
+		}
+	})
+	t.Run("held unpacked", func(t *testing.T) {
+		c.Ctr(t, "-n", "k8s.io", "content", "rm", packed.Digest.String())
+		other := writeBundle(t, dir, "other:1", testenv.BusyboxV1(t, text, map[string]string{"other": "other\n"}))
+		res := e.mustSend(t, []string{other}, host)
+		if res.Sent > 64<<10 || res.Skipped != 2 {
+			t.Errorf("send to a node holding the layer unpacked: %+v, want only the new layer sent", res)
+		}
+		if got := run(t, c, "k8s.io", "docker.io/library/other:1", "cat", "/other"); got != "other\n" {
+			t.Errorf("cat /other: %q", got)
+		}
+	})
+}
+
 // TestNodes sends to several containerds at once, one of them unreachable: the others get
 // the images, and the error names the one that failed.
 func TestNodes(t *testing.T) {
@@ -427,6 +505,21 @@ func TestDocker26(t *testing.T) {
 		listed(t, "big:1")
 		if got := d.Cat(t, "big:1", "/marker"); got != "big\n" {
 			t.Errorf("cat /marker: %q", got)
+		}
+	})
+
+	t.Run("compressed", func(t *testing.T) {
+		// An uncompressed layer travels compressed; docker names the image by the rewritten
+		// manifest's digest, as containerd does (the receiver checks), and runs it.
+		const size = 16 << 20
+		text := writeBundle(t, dir, "text:1", testenv.BusyboxV1(t, map[string]string{"marker": "text\n", "text": compressible(size)}))
+		res := e.mustSend(t, []string{text}, host)
+		if res.Sent > size/4 || res.Skipped != 1 { // docker holds busybox's layer, from big:1
+			t.Errorf("send: %+v, want the %d-byte layer sent compressed", res, size)
+		}
+		listed(t, "text:1")
+		if got := d.Cat(t, "text:1", "/text"); len(got) != size {
+			t.Errorf("docker run text:1 cat /text: %d bytes, want %d", len(got), size)
 		}
 	})
 	if len(notes) > 0 {

@@ -25,13 +25,19 @@ func TestCRI(t *testing.T) {
 	dir := t.TempDir()
 	base := writeBundle(t, dir, "base:1", testenv.BusyboxV1(t))
 	app := writeBundle(t, dir, "app:1", testenv.BusyboxV1(t, map[string]string{"marker": "app 1\n"}))
-	if res := e.mustSend(t, []string{base}, e.host(c)); res.Skipped != 0 || res.Layers != 1 {
+	// What the node holds of each image, as its manifest names it (its uncompressed layer
+	// compressed): the results' Full.
+	full := map[string]int64{}
+	res := e.mustSend(t, []string{base}, e.host(c))
+	if res.Skipped != 0 || res.Layers != 1 {
 		t.Fatalf("sending base:1: %+v", res)
 	}
+	full[base] = res.Full
 	// app:1 is base:1's layer and one of its own: only its own travels.
-	if res := e.mustSend(t, []string{app}, e.host(c)); res.Skipped != 1 || res.Layers != 2 {
+	if res = e.mustSend(t, []string{app}, e.host(c)); res.Skipped != 1 || res.Layers != 2 {
 		t.Fatalf("sending app:1 thin: %+v", res)
 	}
+	full[app] = res.Full
 
 	conn, err := grpc.NewClient("unix://"+c.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -44,7 +50,7 @@ func TestCRI(t *testing.T) {
 
 	sent := map[string]*runtime.Image{} // by repo tag
 	for _, s := range []struct{ bundle, ref string }{{base, "base:1"}, {app, "app:1"}} {
-		want := criImage(t, s.bundle, "docker.io/library/"+s.ref)
+		want := criImage(t, s.bundle, "docker.io/library/"+s.ref, full[s.bundle])
 		sent[want.RepoTags[0]] = want
 		// kubelet asks for the image of a pod spec by its name as written there.
 		var got *runtime.Image
@@ -82,9 +88,9 @@ func TestCRI(t *testing.T) {
 }
 
 // criImage is what the CRI image service should say of the image of bundle path, named
-// name: its config digest as ID, and as size what containerd counts (manifest, config and
-// layers as stored).
-func criImage(t *testing.T, path, name string) *runtime.Image {
+// name: its config digest as ID, and size, what containerd counts (manifest, config and
+// layers as stored: what ferry sent, or would have, its uncompressed layers compressed).
+func criImage(t *testing.T, path, name string, size int64) *runtime.Image {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -96,9 +102,5 @@ func criImage(t *testing.T, path, name string) *runtime.Image {
 		t.Fatal(err)
 	}
 	img := b.Images[0]
-	size := img.Manifest.Size + img.Config.Size
-	for _, l := range img.Layers {
-		size += l.Size
-	}
 	return &runtime.Image{Id: img.Config.Digest.String(), RepoTags: []string{name}, Size: uint64(size)}
 }

@@ -5,7 +5,10 @@
 // client (github.com/containerd/containerd/v2/client) over a dialer it gives it.
 //
 // What it holds: the blobs of the content store (with their uncompressed digests where
-// labelled) and the layers the snapshotter holds unpacked, by chain ID. What it takes: only
+// labelled: LayerBlobs finds a layer's blob by its diffID, so a sender that compresses
+// layers names the blob the node holds) and the layers the snapshotter holds unpacked, by
+// chain ID. It is a store.Unpacker: it takes uncompressed layers gzip-compressed, and
+// unpacks them all the same (package transfer compresses them). What it takes: only
 // the blobs it lacks, each written through the content store's ingest under a ref named
 // after its digest, so a transfer cut mid-blob resumes from the offset already written;
 // containerd checks each blob's size and digest as it commits it. Then every image is

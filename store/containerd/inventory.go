@@ -3,12 +3,16 @@ package containerd
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ferrytool/ferry/dedupe"
+	"github.com/ferrytool/ferry/store"
 )
 
 // labelUncompressed is the label containerd puts on a compressed layer blob: its diffID.
@@ -46,4 +50,66 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 	inv := dedupe.NewInventory(dedupe.StoreContainerd)
 	inv.Add(blobs, diffIDs, chains)
 	return inv, nil
+}
+
+// LayerBlobs finds, among the blobs the content store labels with their uncompressed
+// digest, one for each of diffIDs that it holds: the layer's tar itself, or gzip-compressed
+// (its first bytes say). Of several, the one of the lowest digest, so every send picks the
+// same.
+func (s *Store) LayerBlobs(ctx context.Context, diffIDs []v1.Hash) (map[v1.Hash]store.LayerBlob, error) {
+	want := map[string]v1.Hash{}
+	for _, d := range diffIDs {
+		want[d.String()] = d
+	}
+	found := map[v1.Hash][]content.Info{}
+	cs := s.client.ContentStore()
+	err := cs.Walk(ctx, func(info content.Info) error {
+		if d, ok := want[info.Labels[labelUncompressed]]; ok {
+			found[d] = append(found[d], info)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: listing the content store: %w", s, err)
+	}
+	out := map[v1.Hash]store.LayerBlob{}
+	for d, infos := range found {
+		slices.SortFunc(infos, func(a, b content.Info) int { return strings.Compare(a.Digest.String(), b.Digest.String()) })
+		for _, info := range infos {
+			h, err := v1.NewHash(info.Digest.String())
+			if err != nil {
+				continue
+			}
+			if h == d {
+				out[d] = store.LayerBlob{Digest: h, Size: info.Size}
+				break
+			}
+			gz, err := s.isGzip(ctx, info)
+			if err != nil {
+				return nil, err
+			}
+			if gz {
+				out[d] = store.LayerBlob{Digest: h, Size: info.Size, Gzip: true}
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// isGzip reports whether a blob starts as gzip does.
+func (s *Store) isGzip(ctx context.Context, info content.Info) (bool, error) {
+	ra, err := s.client.ContentStore().ReaderAt(ctx, ocispec.Descriptor{Digest: info.Digest, Size: info.Size})
+	if notFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s: reading %s: %w", s, info.Digest, err)
+	}
+	defer ra.Close()
+	head := make([]byte, 2)
+	if n, _ := ra.ReadAt(head, 0); n < 2 {
+		return false, nil
+	}
+	return head[0] == 0x1f && head[1] == 0x8b, nil
 }
