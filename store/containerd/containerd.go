@@ -22,9 +22,12 @@ import (
 // Defaults, as ctr has them, except the namespace: Kubernetes' (ctr's is "default").
 const (
 	DefaultSocket      = "/run/containerd/containerd.sock"
-	DefaultNamespace   = "k8s.io"
+	DefaultNamespace   = CRINamespace
 	DefaultSnapshotter = "overlayfs"
 )
+
+// CRINamespace is where containerd's CRI plugin, and so kubelet, keeps images.
+const CRINamespace = "k8s.io"
 
 func init() {
 	store.Register(store.Kind{

@@ -89,7 +89,9 @@ func TestLocal(t *testing.T) {
 		if res.Store != "containerd:k8s.io" || len(res.Images) != 1 || res.Images[0].Ref != "app:1" {
 			t.Errorf("loaded %+v into %s", res.Images, res.Store)
 		}
-		if got := images(t, c, "k8s.io"); strings.TrimSpace(got) != "docker.io/library/app:1" {
+		// named by tag, and by digest as the CRI names what it pulls
+		if got := strings.Fields(images(t, c, "k8s.io")); len(got) != 2 || got[0] != "docker.io/library/app:1" ||
+			!strings.HasPrefix(got[1], "docker.io/library/app@sha256:") {
 			t.Errorf("images in k8s.io: %q", got)
 		}
 		if got := run(t, c, "k8s.io", "docker.io/library/app:1", "cat", "/marker"); got != "app 1\n" {

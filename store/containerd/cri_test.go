@@ -70,6 +70,18 @@ func TestCRI(t *testing.T) {
 		}
 	}
 
+	// A pod may pin its image by digest. base:1's manifest is the node's as the bundle has it
+	// (its one layer is gzip-compressed already; app:1's manifest was rewritten to name its
+	// own layer compressed).
+	pinned := "base@" + manifestDigest(t, base)
+	st, err := cri.ImageStatus(ctx, &runtime.ImageStatusRequest{Image: &runtime.ImageSpec{Image: pinned}})
+	if err != nil || st.Image == nil {
+		t.Fatalf("ImageStatus %s: %v, %v: kubelet would pull it", pinned, st, err)
+	}
+	if want := criImage(t, base, "", 0); st.Image.Id != want.Id {
+		t.Errorf("ImageStatus %s: id %s, want %s", pinned, st.Image.Id, want.Id)
+	}
+
 	list, err := cri.ListImages(ctx, &runtime.ListImagesRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +97,21 @@ func TestCRI(t *testing.T) {
 	for tag := range sent {
 		t.Errorf("ListImages lacks %s", tag)
 	}
+}
+
+// manifestDigest is the manifest digest of the image of bundle path.
+func manifestDigest(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := archive.Read(context.Background(), f, archive.Discard, archive.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Images[0].Manifest.Digest.String()
 }
 
 // criImage is what the CRI image service should say of the image of bundle path, named

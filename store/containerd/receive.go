@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -169,7 +171,7 @@ func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
 			return fmt.Errorf("%s: unpacking %s into %s: %w", r.s, imageName(img), r.s.snapshotter, err)
 		}
 	}
-	for _, n := range names(b, targets) {
+	for _, n := range names(b, targets, r.s.namespace) {
 		if err := r.name(ctx, n); err != nil {
 			return err
 		}
@@ -323,16 +325,30 @@ func (r *receiver) name(ctx context.Context, n images.Image) error {
 }
 
 // names are the images of b as containerd names them: each tag's full name
-// (docker.io/library/app:1) and what it points at; an untagged image by its digest.
-func names(b *archive.Bundle, targets map[v1.Hash]ocispec.Descriptor) []images.Image {
+// (docker.io/library/app:1) and what it points at; an untagged image by its digest. In the
+// namespace of Kubernetes, each tagged image is named by its repository and digest too
+// (docker.io/library/app@sha256:…), as the CRI names what it pulls: a pod whose image is
+// pinned by digest finds it.
+func names(b *archive.Bundle, targets map[v1.Hash]ocispec.Descriptor, namespace string) []images.Image {
 	var out []images.Image
+	name := func(tag string, target ocispec.Descriptor) {
+		n := FullName(tag)
+		out = append(out, images.Image{Name: n, Target: target})
+		if namespace == CRINamespace {
+			repo := n[:strings.LastIndex(n, ":")] // n is REPO:TAG, and a tag holds no ":"
+			pinned := images.Image{Name: repo + "@" + target.Digest.String(), Target: target}
+			if !slices.ContainsFunc(out, func(i images.Image) bool { return i.Name == pinned.Name }) {
+				out = append(out, pinned)
+			}
+		}
+	}
 	named := map[v1.Hash]bool{}
 	for _, d := range b.Index.Manifests {
-		n := FullName(archive.RefTag(d.Annotations))
-		if n == "" {
+		tag := archive.RefTag(d.Annotations)
+		if FullName(tag) == "" {
 			continue
 		}
-		out = append(out, images.Image{Name: n, Target: targets[d.Digest]})
+		name(tag, targets[d.Digest])
 		named[d.Digest] = true
 	}
 	for _, img := range b.Images {
@@ -340,7 +356,7 @@ func names(b *archive.Bundle, targets map[v1.Hash]ocispec.Descriptor) []images.I
 			continue
 		}
 		for _, tag := range img.RepoTags {
-			out = append(out, images.Image{Name: FullName(tag), Target: targets[img.Manifest.Digest]})
+			name(tag, targets[img.Manifest.Digest])
 		}
 		if len(img.RepoTags) == 0 {
 			out = append(out, images.Image{Name: "ferry-untagged@" + img.Manifest.Digest.String(), Target: targets[img.Manifest.Digest]})
