@@ -31,11 +31,12 @@ type Sink interface {
 }
 
 // A HashSink is a Sink also told the digest of each data entry once Read has passed it
-// whole: what a sink may use before Commit when a digest is all it needs to trust an entry
-// (a layer whose digest is the diffID an image asks for).
+// whole, and the digest of its content decompressed (the digest again for an entry that is
+// not compressed): what a sink may use before Commit when a digest is all it needs to trust
+// an entry (a layer whose diffID is the one an image asks for).
 type HashSink interface {
 	Sink
-	Hashed(e Entry, digest v1.Hash)
+	Hashed(e Entry, digest, diffID v1.Hash)
 }
 
 // An Entry is a data entry of a bundle.
@@ -296,8 +297,12 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 	if m := digestName.FindStringSubmatch(name); m != nil && m[1] != hex.EncodeToString(rec.digest[:]) {
 		return fmt.Errorf("%w: content hashes to sha256:%x", ErrDigestMismatch, rec.digest)
 	}
-	if h, ok := sink.(HashSink); ok {
-		h.Hashed(e, sha256Of(rec.digest))
+	if h, ok := sink.(HashSink); ok && rec.diffErr == nil {
+		diffID := rec.digest
+		if rec.codec != None {
+			diffID = rec.diffID
+		}
+		h.Hashed(e, sha256Of(rec.digest), sha256Of(diffID))
 	}
 	if rec.json != nil {
 		rd.json[i] = rec.json
@@ -471,14 +476,17 @@ func sparse(hdr *tar.Header) bool {
 	return false
 }
 
+// ContextReader reads r until ctx is done, then fails with why it is.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return &ctxReader{ctx: ctx, r: r} }
+
 type ctxReader struct {
 	ctx context.Context
 	r   io.Reader
 }
 
 func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
+	if c.ctx.Err() != nil {
+		return 0, context.Cause(c.ctx)
 	}
 	return c.r.Read(p)
 }

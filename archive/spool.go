@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -97,20 +98,27 @@ func (s *Spool) Open(_ context.Context, b *Blob) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	var r io.Reader = f
-	if s.codec == Gzip {
-		zr, _, err := decompress(f, false)
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		r = zr
+	if s.codec == None {
+		return struct {
+			io.Reader
+			io.Closer
+		}{io.LimitReader(f, b.Size), f}, nil
+	}
+	zr, _, err := decompress(f, false)
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
 	return struct {
 		io.Reader
 		io.Closer
-	}{io.LimitReader(r, b.Size), f}, nil
+	}{io.LimitReader(zr, b.Size), closeBoth{zr, f}}, nil
 }
+
+// closeBoth closes a decoder and the file under it.
+type closeBoth [2]io.Closer
+
+func (c closeBoth) Close() error { return errors.Join(c[0].Close(), c[1].Close()) }
 
 func (s *Spool) open(b *Blob) (*os.File, error) {
 	s.mu.Lock()

@@ -104,7 +104,7 @@ func (p *packer) pack(src archive.BlobSource, pk *packing) {
 	rc, err := src.Open(p.ctx, l.Blob)
 	var packed archive.Packed
 	if err == nil {
-		packed, err = archive.Pack(f, &ctxReader{ctx: p.ctx, r: io.LimitReader(rc, l.Size)}, archive.DefaultLevel)
+		packed, err = archive.Pack(f, archive.ContextReader(p.ctx, io.LimitReader(rc, l.Size)), archive.DefaultLevel)
 		rc.Close()
 	}
 	if cerr := f.Close(); err == nil {
@@ -148,19 +148,6 @@ func (p *packer) Close() error {
 		return nil
 	}
 	return os.RemoveAll(p.dir)
-}
-
-// ctxReader stops reading once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(b []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, context.Cause(c.ctx)
-	}
-	return c.r.Read(b)
 }
 
 // uncompressed returns the layers of b whose media type says uncompressed tar, once each.
@@ -277,7 +264,7 @@ func deliverPacked(ctx context.Context, res *HostResult, st store.Store, u store
 	})
 	if err != nil {
 		rcv.Abort(err)
-		return err
+		return finish(err)
 	}
 	for _, blob := range rb.Reachable() {
 		res.Full += blob.Size

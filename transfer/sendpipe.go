@@ -151,7 +151,7 @@ func (p *coldPlan) join(ctx context.Context, src *pending, st store.Store, inv *
 	images, pipelined := p.layers(ctx, src)
 	// A store that takes complete images only and holds every layer may hold the images
 	// whole: it waits for the source, and deliver sends it nothing it holds whole.
-	if !ok || !pipelined || !inv.Complete || holdsEvery(inv.HoldsLayer, images) {
+	if !ok || !pipelined || !inv.Complete || holdsEvery(inv, images) {
 		p.decide(nil, true)
 		return nil
 	}
@@ -185,12 +185,12 @@ func sendCold(ctx context.Context, res *HostResult, h *coldHost, src *pending, w
 	return err
 }
 
-// holdsEvery reports whether a host, by has, holds every layer of the images.
-func holdsEvery(has func(*archive.Image, int) bool, images [][]v1.Hash) bool {
+// holdsEvery reports whether a host, by its inventory, holds every layer of the images.
+func holdsEvery(inv *dedupe.Inventory, images [][]v1.Hash) bool {
 	for _, diffIDs := range images {
 		img := imageOf(diffIDs)
 		for i := range img.Layers {
-			if !has(img, i) {
+			if !inv.HoldsLayer(img, i) {
 				return false
 			}
 		}

@@ -61,12 +61,12 @@ func bundleLayers(im *store.Images) *layerSource {
 }
 
 // spooled is the sink of a docker save's read into a spool that tells, as they pass, which
-// layers are spooled: a docker save's layers are uncompressed, their digests their diffIDs.
+// layers are spooled, by diffID.
 type spooled struct {
 	archive.Sink
 	mu    sync.Mutex
-	blobs map[v1.Hash]*archive.Blob
-	added chan struct{} // closed, and replaced, on each blob spooled and at the end
+	blobs map[v1.Hash]*archive.Blob // by the diffID of their content
+	added chan struct{}             // closed, and replaced, on each blob spooled and at the end
 	ended bool
 	err   error // why the read failed
 }
@@ -75,10 +75,10 @@ func newSpooled(sink archive.Sink) *spooled {
 	return &spooled{Sink: sink, blobs: map[v1.Hash]*archive.Blob{}, added: make(chan struct{})}
 }
 
-func (s *spooled) Hashed(e archive.Entry, d v1.Hash) {
+func (s *spooled) Hashed(e archive.Entry, digest, diffID v1.Hash) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.blobs[d] = &archive.Blob{Digest: d, Size: e.Size, Path: e.Name}
+	s.blobs[diffID] = &archive.Blob{Digest: digest, Size: e.Size, Path: e.Name}
 	close(s.added)
 	s.added = make(chan struct{})
 }
@@ -154,8 +154,8 @@ func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *ded
 	if err := deliver(ctx, res, d, inv, stepped, zstdOK, im, nil, opts, progress); err != nil {
 		return err
 	}
-	if err := d.RemoveSteps(ctx, ls.images); err != nil {
-		return fmt.Errorf("the images loaded, but removing the step images (label %s) failed: %w", docker.StepLabel, err)
+	if err := d.RemoveSteps(ctx, ls.images); err != nil && opts.Note != nil {
+		opts.Note(fmt.Sprintf("%s: the images loaded, but removing the step images failed (docker image prune removes them): %v", res.Host, err))
 	}
 	return nil
 }
@@ -172,7 +172,12 @@ type loadChain struct {
 
 // steps loads the steps of ls's images the host lacks, by inv, and returns the layers they
 // loaded.
-func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerSource, write archive.WriteOptions) (*dedupe.Inventory, error) {
+func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerSource, write archive.WriteOptions) (_ *dedupe.Inventory, err error) {
+	defer func() {
+		if err != nil {
+			c.wait() //nolint:errcheck // a step already sent whole loads, or fails, before the connection goes
+		}
+	}()
 	stepped := dedupe.NewInventory(dedupe.StoreDocker)
 	for _, diffIDs := range ls.images {
 		img := imageOf(diffIDs)

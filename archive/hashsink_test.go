@@ -1,0 +1,59 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// hashes is a HashSink that records what Read tells it: diffID by digest.
+type hashes struct {
+	Sink
+	diffIDs map[v1.Hash]v1.Hash
+}
+
+func (h *hashes) Hashed(_ Entry, digest, diffID v1.Hash) { h.diffIDs[digest] = diffID }
+
+// TestHashSink: a HashSink is told each layer entry's digest with its diffID as it passes, a
+// compressed layer's (the digest of its content decompressed) as an uncompressed one's.
+func TestHashSink(t *testing.T) {
+	gz, err := random.Layer(4096, types.DockerLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := random.Layer(4096, types.OCIUncompressedLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, gz, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, src := &Bundle{}, V1Source{}
+	if _, err := b.AddImage(img, []string{"hash:1"}, src); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := Write(context.Background(), &buf, b, src, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h := &hashes{Sink: Discard, diffIDs: map[v1.Hash]v1.Hash{}}
+	read, err := Read(context.Background(), &buf, h, ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range read.Images[0].Layers {
+		if got := h.diffIDs[l.Digest]; got != l.DiffID {
+			t.Errorf("layer %s: told diffID %s, want %s", l.Digest, got, l.DiffID)
+		}
+	}
+	if gzd, _ := gz.Digest(); h.diffIDs[gzd] == gzd {
+		t.Errorf("the gzip layer's diffID was told as its digest")
+	}
+}
