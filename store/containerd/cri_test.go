@@ -73,7 +73,7 @@ func TestCRI(t *testing.T) {
 	// A pod may pin its image by digest. base:1's manifest is the node's as the bundle has it
 	// (its one layer is gzip-compressed already; app:1's manifest was rewritten to name its
 	// own layer compressed).
-	pinned := "base@" + manifestDigest(t, base)
+	pinned := "base@" + readBundle(t, base).Images[0].Manifest.Digest.String()
 	st, err := cri.ImageStatus(ctx, &runtime.ImageStatusRequest{Image: &runtime.ImageSpec{Image: pinned}})
 	if err != nil || st.Image == nil {
 		t.Fatalf("ImageStatus %s: %v, %v: kubelet would pull it", pinned, st, err)
@@ -99,8 +99,8 @@ func TestCRI(t *testing.T) {
 	}
 }
 
-// manifestDigest is the manifest digest of the image of bundle path.
-func manifestDigest(t *testing.T, path string) string {
+// readBundle reads the bundle at path.
+func readBundle(t *testing.T, path string) *archive.Bundle {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -111,7 +111,7 @@ func manifestDigest(t *testing.T, path string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b.Images[0].Manifest.Digest.String()
+	return b
 }
 
 // criImage is what the CRI image service should say of the image of bundle path, named
@@ -119,15 +119,6 @@ func manifestDigest(t *testing.T, path string) string {
 // layers as stored: what ferry sent, or would have, its uncompressed layers compressed).
 func criImage(t *testing.T, path, name string, size int64) *runtime.Image {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b, err := archive.Read(context.Background(), f, archive.Discard, archive.ReadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := b.Images[0]
+	img := readBundle(t, path).Images[0]
 	return &runtime.Image{Id: img.Config.Digest.String(), RepoTags: []string{name}, Size: uint64(size)}
 }
