@@ -585,6 +585,21 @@ func (l *Layout) stages(fn func(name string, fi fs.FileInfo, stale bool)) {
 // removeStale removes what stages of killed processes and cut connections left: their lock
 // files and temporary files. Call it under Lock.
 func (l *Layout) removeStale() error {
+	// The temporary files first, then the stages: a stage takes its lock file before it makes
+	// any, so one that starts in between has made none of those listed.
+	type temp struct {
+		dir string
+		e   fs.FileInfo
+	}
+	var temps []temp
+	for _, dir := range []string{l.Dir, l.blobDir()} {
+		entries, _ := l.FS.ReadDir(dir)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), tempPrefix) {
+				temps = append(temps, temp{dir, e})
+			}
+		}
+	}
 	live := map[string]bool{}
 	l.stages(func(name string, fi fs.FileInfo, isStale bool) {
 		id := strings.TrimPrefix(name, stagePrefix)
@@ -594,20 +609,14 @@ func (l *Layout) removeStale() error {
 			live[id] = true
 		}
 	})
-	for _, dir := range []string{l.Dir, l.blobDir()} {
-		entries, _ := l.FS.ReadDir(dir)
-		for _, e := range entries {
-			rest, ok := strings.CutPrefix(e.Name(), tempPrefix)
-			if !ok {
-				continue
-			}
-			i := strings.LastIndexByte(rest, '-')
-			if i > 0 && live[rest[:i]] {
-				continue
-			}
-			if i > 0 || time.Since(e.ModTime()) > staleAge {
-				l.FS.Remove(l.FS.Join(dir, e.Name())) // a dead stage's, or an old orphan
-			}
+	for _, t := range temps {
+		rest := strings.TrimPrefix(t.e.Name(), tempPrefix)
+		i := strings.LastIndexByte(rest, '-')
+		if i > 0 && live[rest[:i]] {
+			continue
+		}
+		if i > 0 || time.Since(t.e.ModTime()) > staleAge {
+			l.FS.Remove(l.FS.Join(t.dir, t.e.Name())) // a dead stage's, or an old orphan
 		}
 	}
 	return nil
