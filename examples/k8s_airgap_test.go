@@ -24,10 +24,7 @@ func TestK8sAirgap(t *testing.T) {
 	home := t.TempDir()
 	pub, key := testenv.NewKey(t, home, "id", "")
 	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{pub}})
-	knownHosts := filepath.Join(home, "known_hosts")
-	if err := os.WriteFile(knownHosts, []byte(sshd.KnownHostsLine()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	knownHosts := sshd.KnownHosts(t)
 	var hosts []string
 	for _, n := range nodes {
 		hosts = append(hosts, "ssh://root@"+sshd.Addr+n.Socket)

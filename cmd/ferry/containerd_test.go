@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/internal/testenv"
 )
 
@@ -26,25 +24,10 @@ func TestSendContainerdKilled(t *testing.T) {
 	home := t.TempDir()
 	pub, key := testenv.NewKey(t, home, "id", "")
 	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{pub}})
-	known := filepath.Join(home, "known_hosts")
-	if err := os.WriteFile(known, []byte(sshd.KnownHostsLine()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	known := sshd.KnownHosts(t)
 	const size = 128 << 20
 	img := testenv.BusyboxV1(t, map[string]string{"marker": "killed\n", "data": string(testenv.RandomData(size))})
-	bundle := filepath.Join(t.TempDir(), "big.tar")
-	b, src := &archive.Bundle{}, archive.V1Source{}
-	if _, err := b.AddImage(img, []string{"big:1"}, src); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(bundle)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := archive.Write(context.Background(), f, b, src, archive.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	bundle := writeBundle(t, img, "big:1")
 	args := []string{"send", bundle, "-H", "ssh://root@" + sshd.Addr + c.Socket, "--to", "containerd:k8s.io",
 		"--known-hosts", known, "-i", key, "-q"}
 	env := []string{"HOME=" + home, "SSH_AUTH_SOCK="}

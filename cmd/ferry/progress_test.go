@@ -25,10 +25,7 @@ func TestProgressOnTerminal(t *testing.T) {
 	home := t.TempDir()
 	pub, key := testenv.NewKey(t, home, "id", "")
 	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{pub}})
-	known := filepath.Join(home, "known_hosts")
-	if err := os.WriteFile(known, []byte(sshd.KnownHostsLine()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	known := sshd.KnownHosts(t)
 	bundle := filepath.Join(dir, "apps.tar.gz")
 	pool := filepath.Join(dir, "pool")
 	mustFerry(t, nil, "pool", "init", pool)

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/internal/testenv"
 	"github.com/ferrytool/ferry/store/docker"
@@ -26,28 +28,13 @@ func TestSendDockerKilled(t *testing.T) {
 	home := t.TempDir()
 	pub, key := testenv.NewKey(t, home, "id", "")
 	h := startSSHHost(t, pub)
-	known := filepath.Join(home, "known_hosts")
-	if err := os.WriteFile(known, []byte(h.sshd.KnownHostsLine()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	known := h.sshd.KnownHosts(t)
 	const layers, size = 8, 16 << 20
 	files := []map[string]string{{"marker": "killed\n"}}
 	for i := range layers {
 		files = append(files, map[string]string{fmt.Sprintf("data%d", i): string(testenv.RandomData(size + i))})
 	}
-	b, src := &archive.Bundle{}, archive.V1Source{}
-	if _, err := b.AddImage(testenv.BusyboxV1(t, files...), []string{"big:1"}, src); err != nil {
-		t.Fatal(err)
-	}
-	bundle := filepath.Join(t.TempDir(), "big.tar")
-	f, err := os.Create(bundle)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := archive.Write(context.Background(), f, b, src, archive.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	bundle := writeBundle(t, testenv.BusyboxV1(t, files...), "big:1")
 	args := []string{"send", bundle, "-H", h.dest, "--known-hosts", known, "-i", key, "-q"}
 	env := []string{"HOME=" + home, "SSH_AUTH_SOCK="}
 
@@ -98,4 +85,24 @@ func TestSendDockerKilled(t *testing.T) {
 	if out := h.docker.Run(t, "images", "-a", "-q", "--filter", "dangling=true"); strings.TrimSpace(out) != "" {
 		t.Errorf("untagged images after the send: %s", out)
 	}
+}
+
+// writeBundle writes img, tagged tag, as a plain bundle in a temporary directory and returns
+// its path.
+func writeBundle(t *testing.T, img v1.Image, tag string) string {
+	t.Helper()
+	b, src := &archive.Bundle{}, archive.V1Source{}
+	if _, err := b.AddImage(img, []string{tag}, src); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "bundle.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := archive.Write(context.Background(), f, b, src, archive.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

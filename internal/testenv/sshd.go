@@ -149,6 +149,16 @@ func (s *SSHD) KnownHostsLine() string {
 	return knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, s.HostKey)
 }
 
+// KnownHosts writes a known_hosts file that knows only this server, and returns its path.
+func (s *SSHD) KnownHosts(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(path, []byte(s.KnownHostsLine()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // Stop stops the server and every session it serves.
 func (s *SSHD) Stop() {
 	s.KillSessions()
