@@ -22,6 +22,16 @@ type Spool struct {
 
 	mu    sync.Mutex
 	files map[string]string // entry name → staged file
+	// What Write made of the blobs it encoded from the staged content, for one codec and
+	// level (the first it used): by entry name, and in all.
+	wrote      map[string]int64
+	wroteAs    encoding
+	raw, coded int64
+}
+
+type encoding struct {
+	codec Codec
+	level int
 }
 
 // NewSpool makes a spool in a new directory under parent ("" for the system temp dir),
@@ -72,20 +82,48 @@ func (s *Spool) OpenEncoded(_ context.Context, b *Blob, codec Codec, level int) 
 	return f, err == nil, err
 }
 
-// EncodedSize returns the size of a blob's staged body when it was encoded as opts ask:
-// the bytes Write copies for it.
+// EncodedSize returns the bytes Write gives for a blob's body encoded as opts ask, when it
+// knows them: it was staged so, or Write has written it so before.
 func (s *Spool) EncodedSize(b *Blob, opts WriteOptions) (int64, bool) {
-	if !s.encodedAs(opts.Codec, opts.level()) {
-		return 0, false
-	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	name, ok := s.files[b.Path]
-	s.mu.Unlock()
-	st, err := os.Stat(name)
-	if !ok || err != nil {
+	if !ok {
 		return 0, false
 	}
-	return st.Size(), true
+	if s.encodedAs(opts.Codec, opts.level()) {
+		st, err := os.Stat(name)
+		if err != nil {
+			return 0, false
+		}
+		return st.Size(), true
+	}
+	n, ok := s.wrote[b.Path]
+	return n, ok && s.wroteAs == (encoding{opts.Codec, opts.level()})
+}
+
+// EncodedRatio returns the ratio of encoded to staged bytes of the blobs Write has encoded
+// as opts ask, if it has.
+func (s *Spool) EncodedRatio(opts WriteOptions) (float64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.raw == 0 || s.wroteAs != (encoding{opts.Codec, opts.level()}) {
+		return 0, false
+	}
+	return float64(s.coded) / float64(s.raw), true
+}
+
+func (s *Spool) encoded(b *Blob, codec Codec, level int, size int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wrote == nil {
+		s.wrote, s.wroteAs = map[string]int64{}, encoding{codec, level}
+	}
+	if s.wroteAs == (encoding{codec, level}) {
+		s.wrote[b.Path] = size
+		s.raw += b.Size + padding(b.Size)
+		s.coded += size
+	}
 }
 
 func (s *Spool) encodedAs(codec Codec, level int) bool {

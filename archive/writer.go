@@ -34,6 +34,10 @@ type WriteOptions struct {
 	Codec Codec
 	// Level is the compression level (see NewMemberWriter); 0 means DefaultLevel.
 	Level int
+	// BeforeData, if set, is called once the entries held in memory (the metadata, configs
+	// and manifests) are written, before the first blob read from the source, and an error
+	// it returns is Write's: the reader gets the bundle's first entries meanwhile.
+	BeforeData func() error
 	// BeforeEnd, if set, is called once every entry is written, before the end of the
 	// archive, and an error it returns is Write's: a reader that stops at the end of the
 	// archive (docker's load) waits for it.
@@ -80,13 +84,33 @@ func Write(ctx context.Context, w io.Writer, b *Bundle, src BlobSource, opts Wri
 			return err
 		}
 	}
+	beforeData := opts.BeforeData
+	gate := func() error { // the entries so far are flushed to w before a BeforeData
+		if beforeData == nil {
+			return nil
+		}
+		call := beforeData
+		beforeData = nil
+		if err := bw.endInline(); err != nil {
+			return err
+		}
+		return call()
+	}
 	for _, blob := range writeOrder(b) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if blob.Data == nil {
+			if err := gate(); err != nil {
+				return err
+			}
+		}
 		if err := bw.blob(ctx, blob, src); err != nil {
 			return fmt.Errorf("writing blob %s: %w", blob.Digest, err)
 		}
+	}
+	if err := gate(); err != nil {
+		return err
 	}
 	if opts.BeforeEnd != nil {
 		if err := opts.BeforeEnd(); err != nil {
@@ -262,13 +286,22 @@ func (w *bundleWriter) blob(ctx context.Context, blob *Blob, src BlobSource) err
 	}
 	defer rc.Close()
 	h := sha256.New()
-	if err := encodeBody(w.out, io.TeeReader(rc, h), blob.Size, w.codec, w.level); err != nil {
+	out := &countWriter{w: w.out}
+	if err := encodeBody(out, io.TeeReader(rc, h), blob.Size, w.codec, w.level); err != nil {
 		return err
 	}
 	if got := hashOf(h); got != blob.Digest {
 		return fmt.Errorf("%w: content hashes to %s", ErrDigestMismatch, got)
 	}
+	if r, ok := src.(encodedRecorder); ok && w.codec != None {
+		r.encoded(blob, w.codec, w.level, out.n)
+	}
 	return nil
+}
+
+// An encodedRecorder is told what Write made of a blob it encoded from the source's content.
+type encodedRecorder interface {
+	encoded(b *Blob, codec Codec, level int, size int64)
 }
 
 // header returns the tar header block for an entry, the same bytes every time.

@@ -426,7 +426,7 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv, stepped 
 		layers, _ := countLayers(im.Bundle)
 		res.Layers += layers
 		res.Skipped += layers
-		res.Full += wireSize(im, im.Bundle, opts.Read.Write)
+		res.Full += wireSize(im, im.Bundle, opts.Read.Write, false)
 		return nil
 	}
 	b := inv.Thin(im.Bundle)
@@ -441,11 +441,11 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv, stepped 
 	if s, ok := st.(store.Streamer); ok {
 		write := wire(opts.Read.Write, opts.Adapt, zstdOK)
 		res.Codec = write.Codec
-		res.Full += wireSize(im, im.Bundle, write)
+		res.Full += wireSize(im, im.Bundle, write, false)
 		if stepped != nil {
 			b = b.Thin(stepped.Has)
 		}
-		total := sent + wireSize(im, b, write)
+		total := sent + wireSize(im, b, write, true)
 		loaded, n, err := loadStream(ctx, s, im, b, write, func(n int64) { count(n); progress(res.Sent, total) })
 		count(n)
 		res.Loaded = append(res.Loaded, loaded...)
@@ -552,15 +552,24 @@ func countLayers(b *archive.Bundle) (layers, missing int) {
 }
 
 // encodedSizer is a blob source that knows how many bytes a blob takes once encoded for a
-// bundle (archive.Spool).
+// bundle (archive.Spool), and, for the others, how the blobs encoded so far shrank.
 type encodedSizer interface {
 	EncodedSize(b *archive.Blob, opts archive.WriteOptions) (int64, bool)
+	EncodedRatio(opts archive.WriteOptions) (float64, bool)
 }
 
 // wireSize estimates the bytes of b written with opts: for each blob it carries, a tar
-// header and its body as the source holds it encoded, else its size.
-func wireSize(im *store.Images, b *archive.Bundle, opts archive.WriteOptions) int64 {
+// header and its body as the source holds it encoded, else its size; with guess, the size
+// at the ratio the source's blobs were encoded at so far, if they were (a progress
+// estimate).
+func wireSize(im *store.Images, b *archive.Bundle, opts archive.WriteOptions, guess bool) int64 {
 	sizer, _ := im.Src.(encodedSizer)
+	ratio, guessed := 1.0, false
+	if sizer != nil && guess {
+		if r, ok := sizer.EncodedRatio(opts); ok {
+			ratio, guessed = r, true
+		}
+	}
 	var n int64
 	for _, blob := range b.Reachable() {
 		if !blob.Present() {
@@ -572,6 +581,9 @@ func wireSize(im *store.Images, b *archive.Bundle, opts archive.WriteOptions) in
 		}
 		if !ok {
 			size = blob.Size
+			if guessed {
+				size = int64(float64(size) * ratio)
+			}
 		}
 		n += 512 + size
 	}

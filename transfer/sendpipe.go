@@ -44,7 +44,7 @@ type coldPlan struct {
 	decided chan struct{} // signalled on every decision
 	pending int           // hosts yet to decide
 	closed  bool          // decisions are no longer taken
-	warm    bool          // some host will write from the spool
+	warm    int           // hosts that will write from the spool
 	cold    []*coldHost
 	noZstd  bool // some host's load does not take zstd
 
@@ -105,15 +105,15 @@ func (p *coldPlan) decide(h *coldHost, warm bool) bool {
 	case h != nil:
 		p.cold = append(p.cold, h)
 	case warm:
-		p.warm = true
+		p.warm++
 	}
 	return true
 }
 
 // close waits for the hosts' decisions, at most decideWait, and stops taking them. It
-// returns the cold hosts, whether a spool is needed for the others, and whether every host
-// that decided takes zstd.
-func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spool, zstdOK bool) {
+// returns the cold hosts, how many others will write from a spool (those that have not
+// decided too), and whether every host that decided takes zstd.
+func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spooled int, zstdOK bool) {
 	timer := time.NewTimer(decideWait)
 	defer timer.Stop()
 	for {
@@ -133,7 +133,7 @@ func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spool, zstdOK b
 	}
 	defer p.mu.Unlock()
 	p.closed = true
-	return p.cold, p.warm || p.pending > 0, !p.noZstd
+	return p.cold, p.warm + max(p.pending, 0), !p.noZstd
 }
 
 // join decides, once the source's layers are known, whether a host takes the source as it
@@ -180,7 +180,7 @@ func sendCold(ctx context.Context, res *HostResult, h *coldHost, src *pending, w
 	if err == nil {
 		res.Full += sent // it was sent whole
 	} else {
-		res.Full += max(sent, wireSize(im, im.Bundle, write))
+		res.Full += max(sent, wireSize(im, im.Bundle, write, false))
 	}
 	return err
 }
@@ -445,16 +445,24 @@ func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts sto
 	}
 	defer stream.Close()
 	plan.publish(images, total)
-	cold, needSpool, zstdOK := plan.close(ctx)
+	cold, spooled, zstdOK := plan.close(ctx)
 	opts.Write = wire(opts.Write, plan.adapt, zstdOK)
 	*codec = opts.Write.Codec
+	// The spool holds the stream's bytes already compressed when several hosts will write
+	// them: compressed once for all. For one, it holds them as read, and they are compressed
+	// as the link takes them: the CPU that takes is spread over the send, where compressing
+	// all as docker save gives it would hold the link back while it lasts.
+	spoolAs := opts.Write
+	if spooled == 1 {
+		spoolAs = archive.WriteOptions{Codec: archive.None}
+	}
 
 	var sink archive.Sink = archive.Discard
 	var src archive.BlobSource = noBlobs{}
 	closeSpool := func() error { return nil }
 	var spool *archive.Spool
-	if needSpool {
-		if spool, err = archive.NewSpool(opts.TempDir, opts.Write); err != nil {
+	if spooled > 0 {
+		if spool, err = archive.NewSpool(opts.TempDir, spoolAs); err != nil {
 			return nil, err
 		}
 		sink, src, closeSpool = spool, spool, spool.Close

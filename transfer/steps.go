@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -24,10 +25,14 @@ import (
 // loses the step in flight only: sent again, the host's inventory shows the steps' layers and
 // only the rest travels. Once the images are loaded their steps are removed.
 //
-// Steps overlap: a step's bytes travel while the daemon unpacks the step before, and its
-// stream is ended, so that the daemon loads it, once that one has loaded (it builds on its
-// layers). Nor do steps wait for the source to be read: a step goes as soon as the read has
-// spooled its layers (a docker save gives them in no useful order).
+// Steps overlap: a step's bytes travel while the daemon unpacks the steps before, and its
+// stream is ended, so that the daemon loads it, once the one before has loaded (it builds on
+// its layers). Its stream opens while the one before still writes its layers, so the
+// daemon's load is under way when its layers come: a stream that opens with megabytes at
+// once, while the daemon is busy, backs up in the host's sshd, which then spends the CPU
+// the daemon lacks (seen with OpenSSH 9.2). Nor do steps wait for the source to be read: a
+// step goes as soon as the read has spooled its layers (a docker save gives them in no
+// useful order).
 
 // stepMin is the layer bytes a step carries at least, but for the last of an image: few
 // enough steps that their cost (a request, a config, an image record) stays small, small
@@ -136,13 +141,20 @@ func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *ded
 	}
 	write := wire(opts.Read.Write, opts.Adapt, zstdOK)
 	res.Codec = write.Codec
-	sent, estimate, exact := res.Sent, ls.total, false
-	chain := &loadChain{d: d, sent: func(n int64) {
-		if !exact && p.done() { // the bundle of what the host lacks tells the bytes to send
-			estimate, exact = wireSize(p.im, inv.Thin(p.im.Bundle), write), true
+	var mu sync.Mutex // the loads' writers report at once
+	sent, estimate, estimated := res.Sent, ls.total, int32(-1)
+	var chain *loadChain
+	chain = &loadChain{d: d, sent: func(n int64) {
+		mu.Lock()
+		// The bundle of what the host lacks tells the bytes to send once read, better after
+		// each step (a spool of what was read tells how it compresses as it is written).
+		if loads := chain.loads.Load(); estimated != loads && p.done() {
+			estimate, estimated = wireSize(p.im, inv.Thin(p.im.Bundle), write, true), loads
 		}
 		res.Sent = sent + n
-		progress(res.Sent, sent+estimate)
+		now, total := res.Sent, sent+estimate
+		mu.Unlock()
+		progress(now, total)
 	}}
 	stepped, err := chain.steps(ctx, inv, ls, write)
 	if err != nil {
@@ -160,14 +172,25 @@ func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *ded
 	return nil
 }
 
-// A loadChain runs a host's loads one after another, each overlapping the one before: a
-// load's stream is written while the daemon unpacks the one before, and ended once that one
-// has loaded.
+// A loadChain runs a host's loads one after another, each overlapping the ones before: a
+// load's stream opens, and takes the bundle's metadata (the daemon has the load under way),
+// while the one before writes its layers; it writes its layers once the one before has
+// written all of its, while the daemon unpacks the loads before; and its stream ends (the end
+// of the archive starts the daemon's load) once the one before has loaded.
 type loadChain struct {
-	d    *docker.Store
-	sent func(n int64) // all bytes written so far
-	n    int64
-	prev chan error // the result of the load before, if any
+	d     *docker.Store
+	sent  func(n int64) // all bytes written so far; called from the loads' writers
+	n     atomic.Int64
+	loads atomic.Int32 // started so far
+	last  *link        // the load started last
+}
+
+// A link is one load of a chain.
+type link struct {
+	written  chan struct{} // closed once the stream's entries are written, or its write failed
+	writeErr error         // why the write failed, if it did, set before written is closed
+	done     chan struct{} // closed once this load and those before it are over
+	err      error         // why this load failed, set before done is closed
 }
 
 // steps loads the steps of ls's images the host lacks, by inv, and returns the layers they
@@ -217,37 +240,84 @@ func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerS
 	return stepped, c.wait()
 }
 
-// load starts loading b, and ends its stream once the load before has loaded: the daemon
-// gets every entry of b meanwhile, but not the end of the archive, which starts its load.
+// load starts loading b after the chain's loads so far and returns once b's layers are being
+// written, or its stream failed.
 func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.BlobSource, write archive.WriteOptions) error {
-	pr, pw := io.Pipe()
-	result := make(chan error, 1)
-	go func() {
-		_, err := c.d.LoadStream(ctx, pr)
-		pr.CloseWithError(cmp.Or(err, errors.New("the load returned")))
-		result <- err
-	}()
-	base := c.n
-	w := &countingWriter{w: pw, report: func(n int64) { c.n = base + n; c.sent(c.n) }}
-	write.BeforeEnd = c.wait
-	if err := archive.Write(ctx, w, b, src, write); err != nil {
-		pw.CloseWithError(err)
-		<-result
-		return err
-	}
-	pw.Close()
-	c.prev = result
-	return nil
-}
+	prev := c.last
+	l := &link{written: make(chan struct{}), done: make(chan struct{})}
+	c.last = l
+	c.loads.Add(1)
+	var once [2]sync.Once
+	writing := make(chan struct{}) // closed once b's layers are being written, or the write is over
+	toWriting := func() { once[0].Do(func() { close(writing) }) }
+	toWritten := func(err error) { once[1].Do(func() { l.writeErr = err; close(l.written) }) }
 
-// wait waits for the last load started.
-func (c *loadChain) wait() error {
-	if c.prev == nil {
+	pr, pw := io.Pipe()
+	var counted int64
+	w := &countingWriter{w: pw, report: func(n int64) {
+		total := c.n.Add(n - counted)
+		counted = n
+		c.sent(total)
+	}}
+	write.BeforeData = func() error {
+		defer toWriting()
+		if prev == nil {
+			return nil
+		}
+		select {
+		case <-prev.written:
+			return prev.writeErr
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	write.BeforeEnd = func() error {
+		toWritten(nil)
+		if prev == nil {
+			return nil
+		}
+		<-prev.done
+		return prev.err
+	}
+	go func() {
+		loaded := make(chan error, 1)
+		go func() {
+			_, err := c.d.LoadStream(ctx, pr)
+			pr.CloseWithError(cmp.Or(err, errors.New("the load returned")))
+			loaded <- err
+		}()
+		err := archive.Write(ctx, w, b, src, write)
+		if err != nil {
+			pw.CloseWithError(err)
+		} else {
+			pw.Close()
+		}
+		toWritten(err)
+		toWriting()
+		lerr := <-loaded
+		if prev != nil {
+			<-prev.done
+		}
+		l.err = cmp.Or(err, lerr)
+		close(l.done)
+	}()
+	<-writing
+	select {
+	case <-l.written:
+		return l.writeErr
+	default:
 		return nil
 	}
-	err := <-c.prev
-	c.prev = nil
-	return err
+}
+
+// wait waits for the chain's loads, and says why the last failed if it did (a load fails
+// when one before it did).
+func (c *loadChain) wait() error {
+	if c.last == nil {
+		return nil
+	}
+	<-c.last.done
+	return c.last.err
 }
 
 // imageOf is an image of the given layers, as far as a store's inventory asks.

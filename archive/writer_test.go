@@ -1,0 +1,145 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// tarNames lists the entries of the tar stream (gzip-compressed if codec says) in data, up
+// to where it stops.
+func tarNames(t *testing.T, data []byte, codec Codec) []string {
+	t.Helper()
+	var r io.Reader = bytes.NewReader(data)
+	if codec == Gzip {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = zr
+	}
+	var names []string
+	for tr := tar.NewReader(r); ; {
+		h, err := tr.Next()
+		if err != nil {
+			return names
+		}
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return names // cut inside this entry's body
+		}
+		names = append(names, h.Name)
+	}
+}
+
+// TestWriteGates: BeforeData is called once the entries Write holds in memory (metadata,
+// configs) have reached the writer, before any layer; BeforeEnd once every entry has; an
+// error either returns is Write's.
+func TestWriteGates(t *testing.T) {
+	img, _ := testImages(t)
+	b, src := &Bundle{}, V1Source{}
+	if _, err := b.AddImage(img, []string{"gates:1"}, src); err != nil {
+		t.Fatal(err)
+	}
+	layers := map[string]bool{}
+	for _, l := range b.Images[0].Layers {
+		layers[blobPath(l.Digest)] = true
+	}
+	for _, codec := range []Codec{None, Gzip} {
+		t.Run(codec.String(), func(t *testing.T) {
+			var buf bytes.Buffer
+			var calls []string
+			var atData, atEnd []string
+			opts := WriteOptions{Codec: codec,
+				BeforeData: func() error {
+					calls, atData = append(calls, "data"), tarNames(t, buf.Bytes(), codec)
+					return nil
+				},
+				BeforeEnd: func() error {
+					calls, atEnd = append(calls, "end"), tarNames(t, buf.Bytes(), codec)
+					return nil
+				}}
+			if err := Write(context.Background(), &buf, b, src, opts); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(calls, []string{"data", "end"}) {
+				t.Fatalf("calls %v, want data then end", calls)
+			}
+			for _, want := range []string{"manifest.json", blobPath(b.Images[0].Config.Digest)} {
+				if !slices.Contains(atData, want) {
+					t.Errorf("before the data, %v: %s missing", atData, want)
+				}
+			}
+			for _, name := range atData {
+				if layers[name] {
+					t.Errorf("layer %s written before the data", name)
+				}
+			}
+			if all := tarNames(t, buf.Bytes(), codec); !slices.Equal(atEnd, all) || len(all) != len(atData)+len(layers) {
+				t.Errorf("before the end %v, in all %v, want every entry (%d before the data, %d layers)", atEnd, all, len(atData), len(layers))
+			}
+		})
+	}
+	stop := errors.New("stop")
+	var buf bytes.Buffer
+	err := Write(context.Background(), &buf, b, src, WriteOptions{BeforeData: func() error { return stop }})
+	if !errors.Is(err, stop) {
+		t.Errorf("BeforeData failing: %v, want its error", err)
+	}
+	for _, name := range tarNames(t, buf.Bytes(), None) {
+		if layers[name] {
+			t.Errorf("layer %s written after BeforeData failed", name)
+		}
+	}
+}
+
+// TestSpoolEncodedSizes: a spool staging plain content knows what Write made of each blob it
+// encoded, and the ratio; sizes it cannot know are not guessed.
+func TestSpoolEncodedSizes(t *testing.T) {
+	img, _ := testImages(t)
+	data := writeBundle(t, WriteOptions{}, map[string]v1.Image{"spool:1": img})
+	spool, err := NewSpool(t.TempDir(), WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spool.Close()
+	b, err := Read(context.Background(), bytes.NewReader(data), spool, ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz := WriteOptions{Codec: Gzip}
+	layer := b.Images[0].Layers[0].Blob
+	if _, ok := spool.EncodedSize(layer, gz); ok {
+		t.Error("an encoded size before any was written")
+	}
+	if _, ok := spool.EncodedRatio(gz); ok {
+		t.Error("a ratio before any blob was encoded")
+	}
+	var out bytes.Buffer
+	if err := Write(context.Background(), &out, b, spool, gz); err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, l := range b.Images[0].Layers {
+		n, ok := spool.EncodedSize(l.Blob, gz)
+		if !ok || n <= 0 {
+			t.Fatalf("layer %s: encoded size %d, %v", l.Digest, n, ok)
+		}
+		sum += n
+	}
+	if sum >= int64(out.Len()) {
+		t.Errorf("layers encoded to %d bytes, the whole bundle is %d", sum, out.Len())
+	}
+	if r, ok := spool.EncodedRatio(gz); !ok || r <= 0 {
+		t.Errorf("ratio %v, %v", r, ok)
+	}
+	if _, ok := spool.EncodedSize(layer, WriteOptions{Codec: Zstd}); ok {
+		t.Error("an encoded size for a codec never written")
+	}
+}
