@@ -416,10 +416,11 @@ func behind(ctx context.Context, st store.Store, inv *dedupe.Inventory, note fun
 }
 
 // deliver sends a store what it lacks of im, by inv: to a docker daemon, a bundle streamed
-// into its load, compressed as opts say, leaving out too the layers stepped says steps
-// loaded (if not nil); to another store, the blobs it lacks through its Receive, its
-// uncompressed layers compressed by pk (if not nil) when it unpacks them (deliverPacked).
-func deliver(ctx context.Context, res *HostResult, st store.Store, inv, stepped *dedupe.Inventory, zstdOK bool, im *store.Images,
+// into its load, compressed as opts say (after steps, if not nil: last in their chain,
+// leaving out the layers they loaded); to another store, the blobs it lacks through its
+// Receive, its uncompressed layers compressed by pk (if not nil) when it unpacks them
+// (deliverPacked).
+func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.Inventory, steps *stepped, zstdOK bool, im *store.Images,
 	pk *packer, opts SendOptions, progress func(sent, total int64)) error {
 	if inv.Complete && inv.HoldsAll(im.Bundle) {
 		// A store that takes complete images only holds these whole, tagged alike.
@@ -436,21 +437,31 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv, stepped 
 	layers, skipped := countLayers(b)
 	res.Layers += layers
 	res.Skipped += skipped
-	sent := res.Sent
-	count := func(n int64) { res.Sent = sent + n }
 	if s, ok := st.(store.Streamer); ok {
 		write := wire(opts.Read.Write, opts.Adapt, zstdOK)
 		res.Codec = write.Codec
 		res.Full += wireSize(im, im.Bundle, write, false)
-		if stepped != nil {
-			b = b.Thin(stepped.Has)
+		var chain *loadChain
+		if steps != nil { // the steps' chain reports the bytes
+			b, chain = b.Thin(steps.layers.Has), steps.chain
+		} else {
+			sent := res.Sent
+			total := sent + wireSize(im, b, write, true)
+			chain = &loadChain{s: s, sent: func(n int64) { res.Sent = sent + n; progress(res.Sent, total) }}
 		}
-		total := sent + wireSize(im, b, write, true)
-		loaded, n, err := loadStream(ctx, s, im, b, write, func(n int64) { count(n); progress(res.Sent, total) })
-		count(n)
+		l, _ := chain.load(ctx, b, im.Src, write)
+		loaded, err := l.wait()
 		res.Loaded = append(res.Loaded, loaded...)
+		switch {
+		case err != nil && steps != nil:
+			err = fmt.Errorf("%w; %s", err, resumeHint)
+		case l.cut:
+			err = fmt.Errorf("%w; the stream stopped after %d bytes, and docker loads nothing from an incomplete stream: the host is as it was", err, l.n)
+		}
 		return err
 	}
+	sent := res.Sent
+	count := func(n int64) { res.Sent = sent + n }
 	if u, ok := st.(store.Unpacker); ok && pk != nil && len(uncompressed(b)) > 0 {
 		return deliverPacked(ctx, res, st, u, inv, b, pk, im, progress)
 	}
@@ -489,26 +500,6 @@ func completes(st store.Store, inv *dedupe.Inventory, b *archive.Bundle) error {
 			archive.ErrMissingBlob, len(lacking), st, strings.Join(lacking, ", "))
 	}
 	return nil
-}
-
-// loadStream writes b into a docker daemon's load as it is read, and returns what the
-// daemon loaded and how many bytes were sent.
-func loadStream(ctx context.Context, s store.Streamer, im *store.Images, b *archive.Bundle, opts archive.WriteOptions,
-	progress func(int64)) ([]string, int64, error) {
-	pr, pw := io.Pipe()
-	w := &countingWriter{w: pw, report: progress}
-	wrote := make(chan error, 1)
-	go func() {
-		err := im.Write(ctx, w, b, opts)
-		pw.CloseWithError(err)
-		wrote <- err
-	}()
-	loaded, err := s.LoadStream(ctx, pr)
-	pr.CloseWithError(errors.New("the load returned")) // stops the writer if the load gave up early
-	if werr := <-wrote; err != nil && werr != nil {
-		err = fmt.Errorf("%w; the stream stopped after %d bytes, and docker loads nothing from an incomplete stream: the host is as it was", err, w.n.Load())
-	}
-	return loaded, w.n.Load(), err
 }
 
 // countingWriter counts the bytes written through it and reports the count.

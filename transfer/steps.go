@@ -126,8 +126,12 @@ func (s *spooled) layer(ctx context.Context, d v1.Hash) (*archive.Layer, error) 
 	}
 }
 
+// resumeHint ends the error of a stepped send that failed.
+const resumeHint = "the steps the host loaded keep their layers there, and sending again sends only the rest"
+
 // sendStepped sends a docker daemon on the classic store what it lacks of a source's
-// images: their layers in steps, then the images, then it removes the steps.
+// images: their layers in steps, then the images with the last step's layers, then it
+// removes the steps.
 func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *dedupe.Inventory, zstdOK bool, p *pending,
 	opts SendOptions, progress func(sent, total int64)) error {
 	ls, im, err := p.layers(ctx)
@@ -144,7 +148,7 @@ func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *ded
 	var mu sync.Mutex // the loads' writers report at once
 	sent, estimate, estimated := res.Sent, ls.total, int32(-1)
 	var chain *loadChain
-	chain = &loadChain{d: d, sent: func(n int64) {
+	chain = &loadChain{s: d, sent: func(n int64) {
 		mu.Lock()
 		// The bundle of what the host lacks tells the bytes to send once read, better after
 		// each step (a spool of what was read tells how it compresses as it is written).
@@ -156,14 +160,15 @@ func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *ded
 		mu.Unlock()
 		progress(now, total)
 	}}
-	stepped, err := chain.steps(ctx, inv, ls, write)
+	defer chain.wait() //nolint:errcheck // the loads started end, one way or the other, before the connection goes
+	steps, err := chain.steps(ctx, inv, ls, write)
 	if err != nil {
-		return fmt.Errorf("%w; the steps the host loaded keep their layers there, and sending again sends only the rest", err)
+		return fmt.Errorf("%w; %s", err, resumeHint)
 	}
 	if im, err = p.wait(ctx); err != nil {
 		return err
 	}
-	if err := deliver(ctx, res, d, inv, stepped, zstdOK, im, nil, opts, progress); err != nil {
+	if err := deliver(ctx, res, d, inv, steps, zstdOK, im, nil, opts, progress); err != nil {
 		return err
 	}
 	if err := d.RemoveSteps(ctx, ls.images); err != nil && opts.Note != nil {
@@ -172,13 +177,20 @@ func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *ded
 	return nil
 }
 
+// stepped is what a host's steps leave to the images' load: the layers they loaded, and the
+// chain the images' load goes last in.
+type stepped struct {
+	layers *dedupe.Inventory
+	chain  *loadChain
+}
+
 // A loadChain runs a host's loads one after another, each overlapping the ones before: a
 // load's stream opens, and takes the bundle's metadata (the daemon has the load under way),
 // while the one before writes its layers; it writes its layers once the one before has
 // written all of its, while the daemon unpacks the loads before; and its stream ends (the end
 // of the archive starts the daemon's load) once the one before has loaded.
 type loadChain struct {
-	d     *docker.Store
+	s     store.Streamer
 	sent  func(n int64) // all bytes written so far; called from the loads' writers
 	n     atomic.Int64
 	loads atomic.Int32 // started so far
@@ -189,23 +201,21 @@ type loadChain struct {
 type link struct {
 	written  chan struct{} // closed once the stream's entries are written, or its write failed
 	writeErr error         // why the write failed, if it did, set before written is closed
-	done     chan struct{} // closed once this load and those before it are over
-	err      error         // why this load failed, set before done is closed
+	done     chan struct{} // closed once this load and those before it are over; then:
+	loaded   []string      // what the load says it loaded
+	err      error         // why it failed, or the load before it
+	cut      bool          // its stream stopped before its end
+	n        int64         // the bytes written into its stream
 }
 
-// steps loads the steps of ls's images the host lacks, by inv, and returns the layers they
-// loaded.
-func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerSource, write archive.WriteOptions) (_ *dedupe.Inventory, err error) {
-	defer func() {
-		if err != nil {
-			c.wait() //nolint:errcheck // a step already sent whole loads, or fails, before the connection goes
-		}
-	}()
-	stepped := dedupe.NewInventory(dedupe.StoreDocker)
-	for _, diffIDs := range ls.images {
+// steps loads the steps of ls's images the host lacks, by inv, but the last: the images'
+// load carries its layers.
+func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerSource, write archive.WriteOptions) (*stepped, error) {
+	done := &stepped{layers: dedupe.NewInventory(dedupe.StoreDocker), chain: c}
+	for i, diffIDs := range ls.images {
 		img := imageOf(diffIDs)
 		k := 0 // the layers the host holds, or will once the steps so far load
-		for k < len(diffIDs) && (inv.Has(img, k) || stepped.Has(img, k)) {
+		for k < len(diffIDs) && (inv.Has(img, k) || done.layers.Has(img, k)) {
 			k++
 		}
 		for k < len(diffIDs) {
@@ -222,27 +232,27 @@ func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerS
 					k++
 				}
 			}
-			if len(layers) > 0 {
+			if len(layers) > 0 && (k < len(diffIDs) || i < len(ls.images)-1) {
 				b, err := archive.Step(diffIDs[:k], layers, map[string]string{docker.StepLabel: "1"})
 				if err != nil {
 					return nil, err
 				}
-				if err := c.load(ctx, b, ls.src, write); err != nil {
+				if _, err := c.load(ctx, b, ls.src, write); err != nil {
 					return nil, err
 				}
-				stepped.AddImage(diffIDs[:k], nil)
+				done.layers.AddImage(diffIDs[:k], nil)
 			}
 			if leftOut {
 				break
 			}
 		}
 	}
-	return stepped, c.wait()
+	return done, nil
 }
 
 // load starts loading b after the chain's loads so far and returns once b's layers are being
-// written, or its stream failed.
-func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.BlobSource, write archive.WriteOptions) error {
+// written, or its write failed (err).
+func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.BlobSource, write archive.WriteOptions) (*link, error) {
 	prev := c.last
 	l := &link{written: make(chan struct{}), done: make(chan struct{})}
 	c.last = l
@@ -259,6 +269,7 @@ func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.Blo
 		counted = n
 		c.sent(total)
 	}}
+	var before error // the load before failed: this one stops
 	write.BeforeData = func() error {
 		defer toWriting()
 		if prev == nil {
@@ -266,7 +277,8 @@ func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.Blo
 		}
 		select {
 		case <-prev.written:
-			return prev.writeErr
+			before = prev.writeErr
+			return before
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
@@ -277,14 +289,19 @@ func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.Blo
 			return nil
 		}
 		<-prev.done
-		return prev.err
+		before = prev.err
+		return before
 	}
 	go func() {
-		loaded := make(chan error, 1)
+		type result struct {
+			refs []string
+			err  error
+		}
+		loaded := make(chan result, 1)
 		go func() {
-			_, err := c.d.LoadStream(ctx, pr)
+			refs, err := c.s.LoadStream(ctx, pr)
 			pr.CloseWithError(cmp.Or(err, errors.New("the load returned")))
-			loaded <- err
+			loaded <- result{refs, err}
 		}()
 		err := archive.Write(ctx, w, b, src, write)
 		if err != nil {
@@ -294,20 +311,26 @@ func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.Blo
 		}
 		toWritten(err)
 		toWriting()
-		lerr := <-loaded
+		r := <-loaded
 		if prev != nil {
 			<-prev.done
 		}
-		l.err = cmp.Or(err, lerr)
+		l.loaded, l.err, l.cut, l.n = r.refs, cmp.Or(before, r.err), r.err != nil && err != nil, w.n.Load()
 		close(l.done)
 	}()
 	<-writing
 	select {
 	case <-l.written:
-		return l.writeErr
+		return l, l.writeErr
 	default:
-		return nil
+		return l, nil
 	}
+}
+
+// wait waits for the link's load and those before it.
+func (l *link) wait() ([]string, error) {
+	<-l.done
+	return l.loaded, l.err
 }
 
 // wait waits for the chain's loads, and says why the last failed if it did (a load fails
@@ -316,8 +339,8 @@ func (c *loadChain) wait() error {
 	if c.last == nil {
 		return nil
 	}
-	<-c.last.done
-	return c.last.err
+	_, err := c.last.wait()
+	return err
 }
 
 // imageOf is an image of the given layers, as far as a store's inventory asks.
