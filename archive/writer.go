@@ -42,6 +42,8 @@ type WriteOptions struct {
 	// archive, and an error it returns is Write's: a reader that stops at the end of the
 	// archive (docker's load) waits for it.
 	BeforeEnd func() error
+	// Begun says WriteBegin wrote the bundle's first entry already: Write writes the rest.
+	Begun bool
 }
 
 // DefaultLevel is the gzip level ferry writes by default: level 1 is about twice as fast as
@@ -73,6 +75,9 @@ func Write(ctx context.Context, w io.Writer, b *Bundle, src BlobSource, opts Wri
 	meta, err := metadata(b)
 	if err != nil {
 		return err
+	}
+	if opts.Begun {
+		meta = meta[1:]
 	}
 	for _, m := range meta {
 		if err := bw.file(m.name, m.data); err != nil {
@@ -170,11 +175,25 @@ func metadata(b *Bundle) ([]namedFile, error) {
 		return nil, err
 	}
 	return []namedFile{
-		{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)},
+		layoutFile,
 		{"index.json", indexJSON},
 		{"manifest.json", manifest},
 		{"repositories", repositories},
 	}, nil
+}
+
+// layoutFile is the first entry of every bundle Write writes.
+var layoutFile = namedFile{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)}
+
+// WriteBegin writes the first entry of every bundle, the same whatever the bundle, so that a
+// reader gets a bundle's first bytes before the bundle is known (docker's load sets up its
+// unpacking); Write, with opts.Begun, writes the rest.
+func WriteBegin(w io.Writer, opts WriteOptions) error {
+	bw := &bundleWriter{out: w, codec: opts.Codec, level: opts.level()}
+	if err := bw.file(layoutFile.name, layoutFile.data); err != nil {
+		return err
+	}
+	return bw.endInline()
 }
 
 func firstTag(tags []string) string {

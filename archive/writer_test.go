@@ -143,3 +143,34 @@ func TestSpoolEncodedSizes(t *testing.T) {
 		t.Error("an encoded size for a codec never written")
 	}
 }
+
+// TestWriteBegin: WriteBegin, then Write with Begun, give the bundle Write gives alone, entry
+// for entry.
+func TestWriteBegin(t *testing.T) {
+	img, _ := testImages(t)
+	b, src := &Bundle{}, V1Source{}
+	if _, err := b.AddImage(img, []string{"begin:1"}, src); err != nil {
+		t.Fatal(err)
+	}
+	for _, codec := range []Codec{None, Gzip} {
+		var whole, begun bytes.Buffer
+		if err := Write(context.Background(), &whole, b, src, WriteOptions{Codec: codec}); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteBegin(&begun, WriteOptions{Codec: codec}); err != nil {
+			t.Fatal(err)
+		}
+		if got := tarNames(t, begun.Bytes(), codec); !slices.Equal(got, []string{"oci-layout"}) {
+			t.Fatalf("%s: WriteBegin wrote %v", codec, got)
+		}
+		if err := Write(context.Background(), &begun, b, src, WriteOptions{Codec: codec, Begun: true}); err != nil {
+			t.Fatal(err)
+		}
+		if want, got := tarNames(t, whole.Bytes(), codec), tarNames(t, begun.Bytes(), codec); !slices.Equal(got, want) {
+			t.Errorf("%s: begun %v, whole %v", codec, got, want)
+		}
+		if _, err := Read(context.Background(), bytes.NewReader(begun.Bytes()), Discard, ReadOptions{}); err != nil {
+			t.Errorf("%s: reading the begun bundle: %v", codec, err)
+		}
+	}
+}

@@ -15,7 +15,7 @@
 # store, from the trixie root too), cold, where ferry sends zstd; and resuming on a classic
 # docker host: an image of eight incompressible 40 MiB layers sent cold, then killed at 70 %
 # of those bytes and sent again. Needs root.
-#   bench/send.sh        Env: FERRY (binary), SEND_BENCH_DIR (work dir, corpus cache), RATE,
+#   bench/send.sh        Env: FERRY (binary), SEND_BENCH_DIR (work dir, corpus cache), RATE, COLD_RUNS,
 #                        FERRY_TRIXIE_ROOT (the trixie root: without it, no containerd rows),
 #                        SEND_BENCH_ONLY=trixie (the containerd and docker 26 rows alone),
 #                        SEND_BENCH_ONLY=resume (the classic docker resume rows alone).
@@ -25,6 +25,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 FERRY=${FERRY:-$(pwd)/bin/ferry}
 DIR=${SEND_BENCH_DIR:-/var/tmp/ferry-send-bench}
 RATE=${RATE:-100mbit}
+COLD_RUNS=${COLD_RUNS:-3}   # the cold send and the naive pipeline, each, for their medians
 BASE=bench/base:1
 IMAGE=bench/go:1
 LAYERS=bench/layers:1   # busybox and eight layers of 40 MiB of random bytes
@@ -369,6 +370,16 @@ run() {
   log "$name: ${WALL[$name]} s, ${BYTES[$name]} bytes on the wire"
 }
 
+# median NAME N: NAME's figures are those of the run with the median wall time of NAME #1…N;
+# RUNS[NAME] lists the wall times.
+declare -A RUNS
+median() {
+  local name=$1 n=$2 i pick
+  RUNS[$name]=$(for i in $(seq "$n"); do printf '%s ' "${WALL[$name #$i]}"; done)
+  pick=$(for i in $(seq "$n"); do echo "${WALL[$name #$i]} $i"; done | sort -n | awk -v m=$(((n + 1) / 2)) 'NR == m { print $2 }')
+  WALL[$name]=${WALL[$name #$pick]} BYTES[$name]=${BYTES[$name #$pick]} CPU[$name]=${CPU[$name #$pick]}
+}
+
 ferry_send() { HOME=$DIR SSH_AUTH_SOCK= DOCKER_HOST=$SRC "$FERRY" send -q -i "$DIR/id" --known-hosts "$DIR/known_hosts" "$@"; }
 ferry_json() { HOME=$DIR SSH_AUTH_SOCK= DOCKER_HOST=$SRC "$FERRY" send --progress=json -i "$DIR/id" --known-hosts "$DIR/known_hosts" "$@"; }
 naive() {   # naive N: docker save | ssh host docker load
@@ -414,8 +425,13 @@ main() {
   local size go_layer
   size() { docker -H "$SRC" image inspect -f '{{.Size}}' "$1"; }
   go_layer=$(($(size "$IMAGE") - $(size "$BASE")))
-  wipe 1 && run "naive, cold" 1 naive 1
-  wipe 1 && run "ferry send, cold" 1 ferry_send "$IMAGE" -H "$(dest 1)"
+  local i
+  for i in $(seq "$COLD_RUNS"); do   # alternated: the machine's drift touches both alike
+    wipe 1 && run "naive, cold #$i" 1 naive 1
+    wipe 1 && run "ferry send, cold #$i" 1 ferry_send "$IMAGE" -H "$(dest 1)"
+  done
+  median "naive, cold" "$COLD_RUNS"
+  median "ferry send, cold" "$COLD_RUNS"
   wipe 1 && ferry_send "$BASE" -H "$(dest 1)" >/dev/null && run "ferry send, warm (host has the base)" 1 ferry_send "$IMAGE" -H "$(dest 1)"
   for n in "${HOSTS[@]}"; do wipe "$n"; done
   run "ferry send, cold, 3 hosts" "1 2 3" ferry_send "$IMAGE" -H "$(dest 1)" -H "$(dest 2)" -H "$(dest 3)"
@@ -430,7 +446,8 @@ main() {
   echo
   table "$n" "$c" "$w" "ferry send, cold, 3 hosts" "naive, cold, unshaped" "ferry send, cold, unshaped"
   echo
-  echo "- cold, ferry / naive: $(ratio "${BYTES[$c]}" "${BYTES[$n]}")× the bytes, $(ratio "${WALL[$c]}" "${WALL[$n]}")× the time"
+  echo "- cold, ferry / naive: $(ratio "${BYTES[$c]}" "${BYTES[$n]}")× the bytes, $(ratio "${WALL[$c]}" "${WALL[$n]}")× the time" \
+    "(medians of $COLD_RUNS runs each, alternated: naive ${RUNS[$n]} s, ferry ${RUNS[$c]} s)"
   echo "- warm: $(mb "${BYTES[$w]}") MB on the wire for a missing layer of $(mb "$go_layer") MB (uncompressed);" \
     "$(ratio "${WALL[$w]}" "${WALL[$n]}")× the naive cold time"
   local f="ferry send, cold, 3 hosts" cores

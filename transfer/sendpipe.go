@@ -439,13 +439,17 @@ func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts sto
 			}
 		}
 	}()
-	stream, images, total, err := d.StartSave(ctx, refs)
+	images, total, err := d.SaveLayers(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	plan.publish(images, total) // the hosts decide while the daemon prepares its save
+	stream, err := d.Save(ctx, refs)
+	cold, spooled, zstdOK := plan.close(ctx) // the cold hosts are stopped if the save failed
 	if err != nil {
 		return nil, err
 	}
 	defer stream.Close()
-	plan.publish(images, total)
-	cold, spooled, zstdOK := plan.close(ctx)
 	opts.Write = wire(opts.Write, plan.adapt, zstdOK)
 	*codec = opts.Write.Codec
 	// The spool holds the stream's bytes already compressed when several hosts will write

@@ -27,12 +27,9 @@ import (
 //
 // Steps overlap: a step's bytes travel while the daemon unpacks the steps before, and its
 // stream is ended, so that the daemon loads it, once the one before has loaded (it builds on
-// its layers). Its stream opens while the one before still writes its layers, so the
-// daemon's load is under way when its layers come: a stream that opens with megabytes at
-// once, while the daemon is busy, backs up in the host's sshd, which then spends the CPU
-// the daemon lacks (seen with OpenSSH 9.2). Nor do steps wait for the source to be read: a
-// step goes as soon as the read has spooled its layers (a docker save gives them in no
-// useful order).
+// its layers). Its stream opens before its layers come (see loadChain.open). Nor do steps
+// wait for the source to be read: a step goes as soon as the read has spooled its layers (a
+// docker save gives them in no useful order).
 
 // stepMin is the layer bytes a step carries at least, but for the last of an image: few
 // enough steps that their cost (a request, a config, an image record) stays small, small
@@ -134,19 +131,10 @@ const resumeHint = "the steps the host loaded keep their layers there, and sendi
 // removes the steps.
 func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *dedupe.Inventory, zstdOK bool, p *pending,
 	opts SendOptions, progress func(sent, total int64)) error {
-	ls, im, err := p.layers(ctx)
-	if err != nil {
-		return err
-	}
-	if im != nil { // no step for images the host cannot complete
-		if err := completes(d, inv, inv.Thin(im.Bundle)); err != nil {
-			return err
-		}
-	}
 	write := wire(opts.Read.Write, opts.Adapt, zstdOK)
 	res.Codec = write.Codec
 	var mu sync.Mutex // the loads' writers report at once
-	sent, estimate, estimated := res.Sent, ls.total, int32(-1)
+	sent, estimate, estimated := res.Sent, int64(0), int32(-1)
 	var chain *loadChain
 	chain = &loadChain{s: d, sent: func(n int64) {
 		mu.Lock()
@@ -161,6 +149,20 @@ func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *ded
 		progress(now, total)
 	}}
 	defer chain.wait() //nolint:errcheck // the loads started end, one way or the other, before the connection goes
+	// The first load is opened while the source is read.
+	chain.open(ctx, write)
+	ls, im, err := p.layers(ctx)
+	if err != nil {
+		return err
+	}
+	if im != nil { // no step for images the host cannot complete
+		if err := completes(d, inv, inv.Thin(im.Bundle)); err != nil {
+			return err
+		}
+	}
+	mu.Lock()
+	estimate = max(estimate, ls.total)
+	mu.Unlock()
 	steps, err := chain.steps(ctx, inv, ls, write)
 	if err != nil {
 		return fmt.Errorf("%w; %s", err, resumeHint)
@@ -190,15 +192,21 @@ type stepped struct {
 // written all of its, while the daemon unpacks the loads before; and its stream ends (the end
 // of the archive starts the daemon's load) once the one before has loaded.
 type loadChain struct {
-	s     store.Streamer
-	sent  func(n int64) // all bytes written so far; called from the loads' writers
-	n     atomic.Int64
-	loads atomic.Int32 // started so far
-	last  *link        // the load started last
+	s      store.Streamer
+	sent   func(n int64) // all bytes written so far; called from the loads' writers
+	n      atomic.Int64
+	loads  atomic.Int32 // started so far
+	last   *link        // the load started last
+	opened *link        // a load opened for the next bundle, if any
 }
 
 // A link is one load of a chain.
 type link struct {
+	pw     *io.PipeWriter
+	out    *countingWriter // into pw
+	begun  chan error      // WriteBegin's outcome
+	result chan loadResult // the daemon's
+
 	written  chan struct{} // closed once the stream's entries are written, or its write failed
 	writeErr error         // why the write failed, if it did, set before written is closed
 	done     chan struct{} // closed once this load and those before it are over; then:
@@ -206,6 +214,11 @@ type link struct {
 	err      error         // why it failed, or the load before it
 	cut      bool          // its stream stopped before its end
 	n        int64         // the bytes written into its stream
+}
+
+type loadResult struct {
+	refs []string
+	err  error
 }
 
 // steps loads the steps of ls's images the host lacks, by inv, but the last: the images'
@@ -250,25 +263,43 @@ func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerS
 	return done, nil
 }
 
-// load starts loading b after the chain's loads so far and returns once b's layers are being
-// written, or its write failed (err).
+// open opens a load for the chain's next bundle, its stream begun (archive.WriteBegin), so
+// that the daemon has the load under way when the bundle comes: a stream that starts with
+// megabytes at once, while the daemon sets up its unpacking and the machine is busy, backs
+// up in the host's sshd, which then spends the CPU the daemon lacks (seen with OpenSSH 9.2).
+func (c *loadChain) open(ctx context.Context, write archive.WriteOptions) {
+	pr, pw := io.Pipe()
+	l := &link{pw: pw, begun: make(chan error, 1), result: make(chan loadResult, 1),
+		written: make(chan struct{}), done: make(chan struct{})}
+	var counted int64 // the link's writes are one after another
+	l.out = &countingWriter{w: pw, report: func(n int64) {
+		total := c.n.Add(n - counted)
+		counted = n
+		c.sent(total)
+	}}
+	go func() {
+		refs, err := c.s.LoadStream(ctx, pr)
+		pr.CloseWithError(cmp.Or(err, errors.New("the load returned")))
+		l.result <- loadResult{refs, err}
+	}()
+	go func() { l.begun <- archive.WriteBegin(l.out, write) }()
+	c.opened = l
+}
+
+// load loads b after the chain's loads so far, through the load opened for it if there is
+// one, and returns once b's layers are being written, or its write failed (err).
 func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.BlobSource, write archive.WriteOptions) (*link, error) {
-	prev := c.last
-	l := &link{written: make(chan struct{}), done: make(chan struct{})}
-	c.last = l
+	if c.opened == nil {
+		c.open(ctx, write)
+	}
+	prev, l := c.last, c.opened
+	c.last, c.opened = l, nil
 	c.loads.Add(1)
 	var once [2]sync.Once
 	writing := make(chan struct{}) // closed once b's layers are being written, or the write is over
 	toWriting := func() { once[0].Do(func() { close(writing) }) }
 	toWritten := func(err error) { once[1].Do(func() { l.writeErr = err; close(l.written) }) }
 
-	pr, pw := io.Pipe()
-	var counted int64
-	w := &countingWriter{w: pw, report: func(n int64) {
-		total := c.n.Add(n - counted)
-		counted = n
-		c.sent(total)
-	}}
 	var before error // the load before failed: this one stops
 	write.BeforeData = func() error {
 		defer toWriting()
@@ -292,30 +323,24 @@ func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.Blo
 		before = prev.err
 		return before
 	}
+	write.Begun = true
 	go func() {
-		type result struct {
-			refs []string
-			err  error
+		err := <-l.begun
+		if err == nil {
+			err = archive.Write(ctx, l.out, b, src, write)
 		}
-		loaded := make(chan result, 1)
-		go func() {
-			refs, err := c.s.LoadStream(ctx, pr)
-			pr.CloseWithError(cmp.Or(err, errors.New("the load returned")))
-			loaded <- result{refs, err}
-		}()
-		err := archive.Write(ctx, w, b, src, write)
 		if err != nil {
-			pw.CloseWithError(err)
+			l.pw.CloseWithError(err)
 		} else {
-			pw.Close()
+			l.pw.Close()
 		}
 		toWritten(err)
 		toWriting()
-		r := <-loaded
+		r := <-l.result
 		if prev != nil {
 			<-prev.done
 		}
-		l.loaded, l.err, l.cut, l.n = r.refs, cmp.Or(before, r.err), r.err != nil && err != nil, w.n.Load()
+		l.loaded, l.err, l.cut, l.n = r.refs, cmp.Or(before, r.err), r.err != nil && err != nil, l.out.n.Load()
 		close(l.done)
 	}()
 	<-writing
@@ -334,8 +359,13 @@ func (l *link) wait() ([]string, error) {
 }
 
 // wait waits for the chain's loads, and says why the last failed if it did (a load fails
-// when one before it did).
+// when one before it did). A load opened for no bundle is ended: the daemon loads nothing.
 func (c *loadChain) wait() error {
+	if l := c.opened; l != nil {
+		c.opened = nil
+		l.pw.CloseWithError(errors.New("nothing to load"))
+		<-l.result
+	}
 	if c.last == nil {
 		return nil
 	}

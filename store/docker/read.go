@@ -50,33 +50,36 @@ func CheckRefs(refs []string) error {
 
 // saveStream starts one `docker save` of refs, with progress against the images' sizes.
 func (s *Store) saveStream(ctx context.Context, refs []string, opts store.ReadOptions) (io.ReadCloser, *store.Progress, error) {
-	stream, _, total, err := s.StartSave(ctx, refs)
+	_, total, err := s.SaveLayers(ctx, refs)
+	if err != nil {
+		return nil, nil, err
+	}
+	stream, err := s.Save(ctx, refs)
 	if err != nil {
 		return nil, nil, err
 	}
 	return stream, &store.Progress{Total: total, Report: opts.Progress}, nil
 }
 
-// StartSave starts one `docker save` of refs and returns its stream, with the diffIDs of
-// each image's layers and the images' size, known before the stream's first byte.
-func (s *Store) StartSave(ctx context.Context, refs []string) (stream io.ReadCloser, layers [][]v1.Hash, total int64, err error) {
+// SaveLayers returns what a `docker save` of refs will carry, before it starts: the diffIDs
+// of each image's layers and the images' size. It checks the references.
+func (s *Store) SaveLayers(ctx context.Context, refs []string) (layers [][]v1.Hash, total int64, err error) {
 	if err := CheckRefs(refs); err != nil {
-		return nil, nil, 0, err
+		return nil, 0, err
 	}
 	for _, ref := range refs {
 		img, err := s.Inspect(ctx, ref)
 		if err != nil {
-			return nil, nil, 0, err
+			return nil, 0, err
 		}
 		total += img.Size
 		diffIDs := make([]v1.Hash, len(img.RootFS.Layers))
 		for i, d := range img.RootFS.Layers {
 			if diffIDs[i], err = v1.NewHash(d); err != nil {
-				return nil, nil, 0, fmt.Errorf("image %s: layer %q: %w", ref, d, err)
+				return nil, 0, fmt.Errorf("image %s: layer %q: %w", ref, d, err)
 			}
 		}
 		layers = append(layers, diffIDs)
 	}
-	stream, err = s.Save(ctx, refs)
-	return stream, layers, total, err
+	return layers, total, nil
 }
