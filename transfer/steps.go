@@ -144,9 +144,11 @@ func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *ded
 			estimate, estimated = wireSize(p.im, inv.Thin(p.im.Bundle), write, true), loads
 		}
 		res.Sent = sent + n
-		now, total := res.Sent, sent+estimate
+		now, total, known := res.Sent, sent+estimate, estimate > 0
 		mu.Unlock()
-		progress(now, total)
+		if known { // the first load's first bytes go before the source says what it holds
+			progress(now, total)
+		}
 	}}
 	defer chain.wait() //nolint:errcheck // the loads started end, one way or the other, before the connection goes
 	// The first load is opened while the source is read.
