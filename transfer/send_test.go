@@ -201,15 +201,15 @@ func TestSend(t *testing.T) {
 			return strings.TrimSpace(out)
 		}
 		opts := e.opts
-		var once sync.Once
+		var cut atomic.Bool
 		opts.Progress = func(host string, sent, _ int64) {
-			if host == c.dest && sent > 18<<20 { // into the second step: hold it until the first has loaded, then cut
-				once.Do(func() {
-					for deadline := time.Now().Add(time.Minute); steps() == "" && time.Now().Before(deadline); {
-						time.Sleep(50 * time.Millisecond)
-					}
-					c.sshd.KillSessions()
-				})
+			// Into the second step: hold it until the first has loaded, then cut. Only the
+			// first call waits: the first step's own writes (its end) report too.
+			if host == c.dest && sent > 18<<20 && cut.CompareAndSwap(false, true) {
+				for deadline := time.Now().Add(time.Minute); steps() == "" && time.Now().Before(deadline); {
+					time.Sleep(50 * time.Millisecond)
+				}
+				c.sshd.KillSessions()
 			}
 		}
 		// b, which holds the base, gets the image whole meanwhile; c is cut.
