@@ -163,18 +163,13 @@ func (g *bombGuard) Read(p []byte) (int, error) {
 }
 
 // encodeBody writes the tar body of one entry — size bytes of src and the zero padding to the
-// next 512-byte block — to dst, as one gzip member when codec is Gzip. Each blob being its own
-// member is what lets a spool hold compressed bodies ahead of the headers naming them, and keeps
-// the output the same whichever way a blob arrived.
-func encodeBody(dst io.Writer, src io.Reader, size int64, codec Codec, level int) error {
-	var w io.Writer = dst
-	var zw io.WriteCloser
-	if codec != None {
-		var err error
-		if zw, err = NewMemberWriter(dst, codec, level); err != nil {
-			return err
-		}
-		w = zw
+// next 512-byte block — to dst, compressed by enc. Each blob being its own member (or members)
+// is what lets a spool hold compressed bodies ahead of the headers naming them, and keeps the
+// output the same whichever way a blob arrived.
+func encodeBody(dst io.Writer, src io.Reader, size int64, enc encoder) error {
+	w, err := enc.writer(dst)
+	if err != nil {
+		return err
 	}
 	n, err := io.CopyN(w, src, size)
 	if err != nil {
@@ -186,11 +181,30 @@ func encodeBody(dst io.Writer, src io.Reader, size int64, codec Codec, level int
 	if _, err := w.Write(make([]byte, padding(size))); err != nil {
 		return err
 	}
-	if zw != nil {
-		return zw.Close()
-	}
-	return nil
+	return w.Close()
 }
+
+// An encoder compresses blob bodies: each as one member of codec at level, or in parts as
+// adapt chooses.
+type encoder struct {
+	codec Codec
+	level int
+	adapt *Adaptive
+}
+
+func (e encoder) writer(dst io.Writer) (io.WriteCloser, error) {
+	switch {
+	case e.adapt != nil:
+		return e.adapt.Writer(dst), nil
+	case e.codec == None:
+		return nopCloser{dst}, nil
+	}
+	return NewMemberWriter(dst, e.codec, e.level)
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 // NewMemberWriter returns a writer of one self-contained member of codec — a gzip member or
 // a zstd frame — at level (gzip's 1-9; for zstd, 1 is its fastest, up to 4 its best), as ferry

@@ -29,11 +29,6 @@ type Spool struct {
 	raw, coded int64
 }
 
-type encoding struct {
-	codec Codec
-	level int
-}
-
 // NewSpool makes a spool in a new directory under parent ("" for the system temp dir),
 // encoding for opts.
 func NewSpool(parent string, opts WriteOptions) (*Spool, error) {
@@ -51,7 +46,7 @@ func (s *Spool) Entry(ctx context.Context, e Entry, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	err = encodeBody(f, r, e.Size, s.codec, s.level)
+	err = encodeBody(f, r, e.Size, encoder{codec: s.codec, level: s.level})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -73,7 +68,7 @@ func (s *Spool) Abort(error) { s.Close() }
 // Close removes the spool's directory.
 func (s *Spool) Close() error { return os.RemoveAll(s.dir) }
 
-// OpenEncoded returns a blob's staged body when it was encoded as asked.
+// OpenEncoded returns a blob's staged body when it was encoded as asked (level 0: at any level).
 func (s *Spool) OpenEncoded(_ context.Context, b *Blob, codec Codec, level int) (io.ReadCloser, bool, error) {
 	if !s.encodedAs(codec, level) {
 		return nil, false, nil
@@ -91,7 +86,7 @@ func (s *Spool) EncodedSize(b *Blob, opts WriteOptions) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	if s.encodedAs(opts.Codec, opts.level()) {
+	if s.encodedAs(opts.Codec, s.levelFor(opts)) {
 		st, err := os.Stat(name)
 		if err != nil {
 			return 0, false
@@ -99,7 +94,15 @@ func (s *Spool) EncodedSize(b *Blob, opts WriteOptions) (int64, bool) {
 		return st.Size(), true
 	}
 	n, ok := s.wrote[b.Path]
-	return n, ok && s.wroteAs == (encoding{opts.Codec, opts.level()})
+	return n, ok && s.wroteAs == opts.encoding()
+}
+
+// levelFor is the level of what Write copies from the spool as it is, writing as opts say.
+func (s *Spool) levelFor(opts WriteOptions) int {
+	if opts.Adapt != nil {
+		return 0
+	}
+	return opts.level()
 }
 
 // EncodedRatio returns the ratio of encoded to staged bytes of the blobs Write has encoded
@@ -107,19 +110,19 @@ func (s *Spool) EncodedSize(b *Blob, opts WriteOptions) (int64, bool) {
 func (s *Spool) EncodedRatio(opts WriteOptions) (float64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.raw == 0 || s.wroteAs != (encoding{opts.Codec, opts.level()}) {
+	if s.raw == 0 || s.wroteAs != opts.encoding() {
 		return 0, false
 	}
 	return float64(s.coded) / float64(s.raw), true
 }
 
-func (s *Spool) encoded(b *Blob, codec Codec, level int, size int64) {
+func (s *Spool) encoded(b *Blob, as encoding, size int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.wrote == nil {
-		s.wrote, s.wroteAs = map[string]int64{}, encoding{codec, level}
+		s.wrote, s.wroteAs = map[string]int64{}, as
 	}
-	if s.wroteAs == (encoding{codec, level}) {
+	if s.wroteAs == as {
 		s.wrote[b.Path] = size
 		s.raw += b.Size + padding(b.Size)
 		s.coded += size
@@ -127,7 +130,7 @@ func (s *Spool) encoded(b *Blob, codec Codec, level int, size int64) {
 }
 
 func (s *Spool) encodedAs(codec Codec, level int) bool {
-	return codec == s.codec && (codec == None || level == s.level)
+	return codec == s.codec && (codec == None || level == 0 || level == s.level)
 }
 
 // Open returns a blob's content.

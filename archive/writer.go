@@ -23,8 +23,8 @@ type BlobSource interface {
 }
 
 // An EncodedSource is a BlobSource that may also hold a blob's tar body already encoded for
-// a codec and level (a spool compressing while it receives): Write copies those bytes as they
-// are. ok is false when it has no such encoding.
+// a codec and level (a spool compressing while it receives), level 0 meaning any: Write copies
+// those bytes as they are. ok is false when it has no such encoding.
 type EncodedSource interface {
 	OpenEncoded(ctx context.Context, b *Blob, codec Codec, level int) (rc io.ReadCloser, ok bool, err error)
 }
@@ -34,6 +34,10 @@ type WriteOptions struct {
 	Codec Codec
 	// Level is the compression level (see NewMemberWriter); 0 means DefaultLevel.
 	Level int
+	// Adapt, if set, compresses the blobs Write reads from the source in parts as it chooses
+	// (its codec is Codec's), Level only the rest; a source's blob already encoded at any
+	// level is copied as it is.
+	Adapt *Adaptive
 	// BeforeData, if set, is called once the entries held in memory (the metadata, configs
 	// and manifests) are written, before the first blob read from the source, and an error
 	// it returns is Write's: the reader gets the bundle's first entries meanwhile.
@@ -66,11 +70,14 @@ var epoch = time.Unix(0, 0)
 // that are Missing are left out (a thin bundle). Blobs from src are verified against their
 // digests as they are copied.
 func Write(ctx context.Context, w io.Writer, b *Bundle, src BlobSource, opts WriteOptions) error {
-	bw := &bundleWriter{out: w, codec: opts.Codec, level: opts.level()}
+	bw := &bundleWriter{out: w, codec: opts.Codec, level: opts.level(), adapt: opts.Adapt}
 	if opts.Codec != None {
 		if _, err := NewMemberWriter(io.Discard, opts.Codec, bw.level); err != nil {
 			return err
 		}
+	}
+	if opts.Adapt != nil && opts.Adapt.Codec() != opts.Codec {
+		return fmt.Errorf("writing %s, adapting %s", opts.Codec, opts.Adapt.Codec())
 	}
 	meta, err := metadata(b)
 	if err != nil {
@@ -240,6 +247,7 @@ type bundleWriter struct {
 	out   io.Writer
 	codec Codec
 	level int
+	adapt *Adaptive      // compresses the blobs from the source, if set
 	zw    io.WriteCloser // the open inline member, if any
 }
 
@@ -286,10 +294,14 @@ func (w *bundleWriter) blob(ctx context.Context, blob *Blob, src BlobSource) err
 		return err
 	}
 	if blob.Data != nil {
-		return encodeBody(w.out, bytes.NewReader(blob.Data), blob.Size, w.codec, w.level)
+		return encodeBody(w.out, bytes.NewReader(blob.Data), blob.Size, encoder{codec: w.codec, level: w.level})
 	}
 	if es, ok := src.(EncodedSource); ok {
-		rc, ok, err := es.OpenEncoded(ctx, blob, w.codec, w.level)
+		level := w.level
+		if w.adapt != nil {
+			level = 0
+		}
+		rc, ok, err := es.OpenEncoded(ctx, blob, w.codec, level)
 		if err != nil {
 			return err
 		}
@@ -306,22 +318,38 @@ func (w *bundleWriter) blob(ctx context.Context, blob *Blob, src BlobSource) err
 	defer rc.Close()
 	h := sha256.New()
 	out := &countWriter{w: w.out}
-	if err := encodeBody(out, io.TeeReader(rc, h), blob.Size, w.codec, w.level); err != nil {
+	if err := encodeBody(out, io.TeeReader(rc, h), blob.Size, encoder{w.codec, w.level, w.adapt}); err != nil {
 		return err
 	}
 	if got := hashOf(h); got != blob.Digest {
 		return fmt.Errorf("%w: content hashes to %s", ErrDigestMismatch, got)
 	}
 	if r, ok := src.(encodedRecorder); ok && w.codec != None {
-		r.encoded(blob, w.codec, w.level, out.n)
+		r.encoded(blob, encodingOf(w.codec, w.level, w.adapt), out.n)
 	}
 	return nil
 }
 
 // An encodedRecorder is told what Write made of a blob it encoded from the source's content.
 type encodedRecorder interface {
-	encoded(b *Blob, codec Codec, level int, size int64)
+	encoded(b *Blob, as encoding, size int64)
 }
+
+// An encoding is how Write encodes the blobs it reads from a source: a codec at a level, or
+// adapting (level -1).
+type encoding struct {
+	codec Codec
+	level int
+}
+
+func encodingOf(codec Codec, level int, adapt *Adaptive) encoding {
+	if adapt != nil {
+		return encoding{codec, -1}
+	}
+	return encoding{codec, level}
+}
+
+func (o WriteOptions) encoding() encoding { return encodingOf(o.Codec, o.level(), o.Adapt) }
 
 // header returns the tar header block for an entry, the same bytes every time.
 func header(name string, size int64, typ byte) []byte {

@@ -35,10 +35,12 @@ type SendOptions struct {
 	// relative DIR starts at the remote user's home directory) or any kind that can be on a
 	// host.
 	To string
-	// Read says how images are read; Read.Write how the stream to docker hosts travels.
+	// Read says how images are read; Read.Write how the stream to docker hosts travels: at
+	// Read.Write.Level, or, when it is 0, at the level each host's link calls for
+	// (archive.Adaptive).
 	Read store.ReadOptions
-	// Adapt, when Read.Write compresses, compresses the stream to hosts that take it as it
-	// is read only while compressing is faster than not (see autoGzip).
+	// Adapt, when Read.Write compresses, sends zstd to the hosts that take it, and gzip
+	// stored while compressing is slower than not.
 	Adapt bool
 	// Progress, if set, is told for each host how many bytes were sent to it so far and an
 	// estimate of how many it needs in all. It is called from many goroutines.
@@ -439,12 +441,13 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.I
 	res.Skipped += skipped
 	if s, ok := st.(store.Streamer); ok {
 		write := wire(opts.Read.Write, opts.Adapt, zstdOK)
+		var chain *loadChain
+		if steps != nil { // the steps' chain reports the bytes, and their compression goes on
+			b, chain, write = b.Thin(steps.layers.Has), steps.chain, steps.write
+		}
 		res.Codec = write.Codec
 		res.Full += wireSize(im, im.Bundle, write, false)
-		var chain *loadChain
-		if steps != nil { // the steps' chain reports the bytes
-			b, chain = b.Thin(steps.layers.Has), steps.chain
-		} else {
+		if steps == nil {
 			sent := res.Sent
 			total := sent + wireSize(im, b, write, true)
 			chain = &loadChain{s: s, sent: func(n int64) { res.Sent = sent + n; progress(res.Sent, total) }}

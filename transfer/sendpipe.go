@@ -303,15 +303,15 @@ type forwardSink struct {
 	fw  *archive.Forwarder
 }
 
-func newForwardSink(hosts []*coldHost, opts archive.WriteOptions, adapt bool) (*forwardSink, error) {
+func newForwardSink(hosts []*coldHost, opts archive.WriteOptions) (*forwardSink, error) {
 	f := &forwardSink{out: &fanout{hosts: hosts}}
 	var w io.Writer = f.out
-	switch opts.Codec {
-	case archive.Gzip:
-		f.zw = newAutoGzip(f.out, cmp.Or(opts.Level, archive.DefaultLevel), adapt)
+	switch {
+	case opts.Adapt != nil:
+		f.zw = opts.Adapt.Writer(f.out)
 		w = f.zw
-	case archive.Zstd:
-		zw, err := archive.NewMemberWriter(f.out, archive.Zstd, cmp.Or(opts.Level, archive.DefaultLevel))
+	case opts.Codec != archive.None:
+		zw, err := archive.NewMemberWriter(f.out, opts.Codec, cmp.Or(opts.Level, archive.DefaultLevel))
 		if err != nil {
 			return nil, err
 		}
@@ -472,7 +472,7 @@ func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts sto
 		sink, src, closeSpool = spool, spool, spool.Close
 	}
 	if len(cold) > 0 {
-		fwd, err := newForwardSink(cold, opts.Write, plan.adapt)
+		fwd, err := newForwardSink(cold, opts.Write)
 		if err != nil {
 			return nil, err
 		}
@@ -493,11 +493,21 @@ func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts sto
 
 // wire is how a stream to docker hosts is compressed: with auto (adapt), zstd where the hosts
 // take it (docker 23 and later: fewer bytes than gzip, and it decompresses faster), else as
-// write says.
+// write says; at the level write says (with auto, of gzip only), or, with none, at the level
+// the link calls for (archive.Adaptive); with auto, gzip parts are stored while that is faster. Each stream
+// gets an Adaptive of its own: the link's and the hosts' speeds are its own.
 func wire(write archive.WriteOptions, adapt, zstdOK bool) archive.WriteOptions {
 	if adapt && zstdOK && write.Codec == archive.Gzip {
-		return archive.WriteOptions{Codec: archive.Zstd, Level: archive.DefaultLevel}
+		write.Codec, write.Level = archive.Zstd, 0 // a gzip level says nothing of zstd's
 	}
+	if write.Codec == archive.None || (write.Level != 0 && !adapt) {
+		return write
+	}
+	levels := archive.AdaptiveLevels(write.Codec)
+	if write.Level != 0 {
+		levels = []int{write.Level}
+	}
+	write.Adapt = archive.NewAdaptive(write.Codec, levels, adapt)
 	return write
 }
 

@@ -181,11 +181,12 @@ func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *ded
 	return nil
 }
 
-// stepped is what a host's steps leave to the images' load: the layers they loaded, and the
-// chain the images' load goes last in.
+// stepped is what a host's steps leave to the images' load: the layers they loaded, the
+// chain the images' load goes last in, and how the stream is compressed.
 type stepped struct {
 	layers *dedupe.Inventory
 	chain  *loadChain
+	write  archive.WriteOptions
 }
 
 // A loadChain runs a host's loads one after another, each overlapping the ones before: a
@@ -226,7 +227,7 @@ type loadResult struct {
 // steps loads the steps of ls's images the host lacks, by inv, but the last: the images'
 // load carries its layers.
 func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerSource, write archive.WriteOptions) (*stepped, error) {
-	done := &stepped{layers: dedupe.NewInventory(dedupe.StoreDocker), chain: c}
+	done := &stepped{layers: dedupe.NewInventory(dedupe.StoreDocker), chain: c, write: write}
 	for i, diffIDs := range ls.images {
 		img := imageOf(diffIDs)
 		k := 0 // the layers the host holds, or will once the steps so far load

@@ -94,7 +94,7 @@ it was, and the same command sends again. The summary on stdout says what each h
 	f.StringVar(&o.from, "from", "docker", "the `STORE` IMAGE references are read from (docker, registry, registry:HOST[/PREFIX], containerd[:NAMESPACE]), or a HOST whose docker daemon is read over SSH")
 	f.BoolVar(&o.all, "all", false, "send every tagged image of the source docker daemon")
 	f.StringVar(&o.compress, "compress", "auto", "compression on the wire: auto (zstd to docker 23 and later; else gzip while it is faster than not), zstd, gzip or none")
-	f.IntVar(&o.level, "level", archive.DefaultLevel, "compression `level`: gzip 1 fastest … 9 smallest; zstd 1 fastest … 4 smallest (higher means 4)")
+	f.IntVar(&o.level, "level", 0, "compression `level`: gzip 1 fastest … 9 smallest; zstd 1 fastest … 4 smallest (higher means 4); with auto, of gzip only (default: what each host's link calls for, gzip 1 to 6, zstd 1 to 3)")
 	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform images (default: the host's)")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
 	o.ssh.register(f)
@@ -113,9 +113,16 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	if adapt {
 		o.compress = "gzip"
 	}
+	fixed := cmd.Flags().Changed("level")
+	if !fixed {
+		o.level = archive.DefaultLevel
+	}
 	write, err := writeOptions(o.compress, o.level, "")
 	if err != nil {
 		return err
+	}
+	if !fixed {
+		write.Level = 0 // each host's link calls for its own (transfer.SendOptions)
 	}
 	platform, err := parsePlatform(o.platform)
 	if err != nil {
