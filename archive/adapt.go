@@ -9,17 +9,19 @@ import (
 	"github.com/klauspost/pgzip"
 )
 
+
 // An Adaptive compresses the stream to one destination as it goes, choosing each part's
 // compression from how the parts before it went. Each part (adaptPart bytes, or what ends a
 // blob) is a member of its own, a gzip member or a zstd frame: every reader of the codec reads
 // them as one stream. When the writer waited on the destination most of a part's time (a slow
-// link: compressing had time to spare), the next part goes a level up; when it seldom waited
-// (a fast link, or a destination sharing this machine's CPUs: compressing is what it waits
-// for), a level down. Below the lowest level, gzip parts may be stored: a stored part is tried
-// when compressing at the lowest level still held the stream back, and stored parts go on
-// while they move a quarter more bytes per second than compressed ones did, with compressing
-// tried again every adaptRetry parts. The same input does not give the same bytes: an Adaptive
-// is for streams, never for files.
+// link, or a slow host: compressing had time to spare, and fewer bytes is what helps), the
+// next part goes a level up; when it seldom waited (a fast link: compressing is what holds it
+// back), a level down. The time spent waiting for the input counts for neither. Below the
+// lowest level, gzip parts may be stored: a stored part is tried when compressing at the
+// lowest level still held the stream back, and stored parts go on while they move a quarter
+// more bytes per second than compressed ones did, with compressing tried again every
+// adaptRetry parts. The same input does not give the same bytes: an Adaptive is for streams,
+// never for files. One writer at a time may use it.
 type Adaptive struct {
 	codec  Codec
 	levels []int // fastest first
@@ -54,9 +56,12 @@ func AdaptiveLevels(codec Codec) []int {
 	return []int{1, 4, 6}
 }
 
-// NewAdaptive returns an Adaptive compressing with codec at levels (fastest first), starting
-// at the first; with stored, gzip parts may also be stored.
+// NewAdaptive returns an Adaptive compressing with codec at levels (fastest first; none:
+// AdaptiveLevels), starting at the first; with stored, gzip parts may also be stored.
 func NewAdaptive(codec Codec, levels []int, stored bool) *Adaptive {
+	if len(levels) == 0 {
+		levels = AdaptiveLevels(codec)
+	}
 	return &Adaptive{codec: codec, levels: levels, stored: stored && codec == Gzip}
 }
 
@@ -73,14 +78,18 @@ func (a *Adaptive) next() int {
 	return a.levels[a.at]
 }
 
-// learn takes how a part at level went: n bytes in elapsed, of which waited writing to the
-// destination.
+// learn takes how a part at level went: n bytes in elapsed (the time its input took to come
+// left out), of which waited writing to the destination.
 func (a *Adaptive) learn(level int, n int64, elapsed, waited time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.parts++; a.parts == 1 || n < adaptPart/4 || elapsed <= 0 {
-		return // the first part fills the buffers on the way: it waits little whatever the link; a short part says little
+	if n < adaptPart/4 || elapsed <= 0 {
+		return // a short part says little
 	}
+	if a.parts++; a.parts == 1 {
+		return // the first fills the buffers on the way: it waits little whatever the link
+	}
+	waited = min(waited, elapsed) // the destination may still be taking a part as its next input comes
 	stored := level == pgzip.NoCompression
 	rate := float64(n) / elapsed.Seconds()
 	switch {
@@ -121,21 +130,28 @@ func (a *Adaptive) choose(stored bool, waited float64) int {
 // Writer returns a writer of w's stream: parts of adaptPart bytes, each compressed as a
 // chooses. Close ends the last part; it does not close w.
 func (a *Adaptive) Writer(w io.Writer) io.WriteCloser {
-	return &adaptiveWriter{a: a, out: &waitWriter{w: w}}
+	return &adaptiveWriter{a: a, out: &waitWriter{w: w}, zws: map[int]member{}}
 }
 
 type adaptiveWriter struct {
 	a   *Adaptive
 	out *waitWriter
+	zws map[int]member // a compressor per level, reset for each part: their buffers are reused
 
-	zw     io.WriteCloser // the current part, nil between parts
-	level  int            // the current part's
-	n      int64          // bytes written into the current part
+	zw     member // the current part, nil between parts
+	level  int    // the current part's
+	n      int64  // bytes written into the current part
 	start  time.Time
 	waited time.Duration // out's waiting when the part began
+	input  time.Duration // the time between the part's writes: its input coming
+	left   time.Time     // when the last write returned
 }
 
 func (w *adaptiveWriter) Write(p []byte) (int, error) {
+	if w.zw != nil {
+		w.input += time.Since(w.left)
+	}
+	defer func() { w.left = time.Now() }()
 	written := 0
 	for len(p) > 0 {
 		if w.zw == nil {
@@ -166,22 +182,26 @@ func (w *adaptiveWriter) Close() error {
 }
 
 func (w *adaptiveWriter) begin() error {
-	w.level = w.a.next()
-	var err error
-	if w.level == pgzip.NoCompression {
-		w.zw, err = NewGzipWriter(w.out, pgzip.NoCompression)
-	} else {
-		w.zw, err = NewMemberWriter(w.out, w.a.codec, w.level)
+	level := w.a.next()
+	zw := w.zws[level]
+	if zw == nil {
+		var err error
+		if zw, err = newMember(w.out, w.a.codec, level); err != nil {
+			return err
+		}
+		w.zws[level] = zw
+	} else if err := resetMember(zw, w.out); err != nil {
+		return err
 	}
-	w.n, w.start, w.waited = 0, time.Now(), w.out.total()
-	return err
+	w.zw, w.level, w.n, w.start, w.waited, w.input = zw, level, 0, time.Now(), w.out.total(), 0
+	return nil
 }
 
 func (w *adaptiveWriter) end() error {
 	err := w.zw.Close()
 	w.zw = nil
 	if err == nil {
-		w.a.learn(w.level, w.n, time.Since(w.start), w.out.total()-w.waited)
+		w.a.learn(w.level, w.n, time.Since(w.start)-w.input, w.out.total()-w.waited)
 	}
 	return err
 }

@@ -207,18 +207,45 @@ type nopCloser struct{ io.Writer }
 func (nopCloser) Close() error { return nil }
 
 // NewMemberWriter returns a writer of one self-contained member of codec — a gzip member or
-// a zstd frame — at level (gzip's 1-9; for zstd, 1 is its fastest, up to 4 its best), as ferry
-// compresses: in parallel, the same input giving the same bytes. Members concatenated are one
-// stream to every reader of the codec.
+// a zstd frame — at level (gzip's 1-9, 0 stored; for zstd, 1 is its fastest, up to 4 its
+// best), as ferry compresses: in parallel, the same input giving the same bytes. Members
+// concatenated are one stream to every reader of the codec.
 func NewMemberWriter(w io.Writer, codec Codec, level int) (io.WriteCloser, error) {
+	return newMember(w, codec, level)
+}
+
+// A member is a writer of one member that can be reset to write another to w.
+type member interface {
+	io.WriteCloser
+	Reset(w io.Writer)
+}
+
+func newMember(w io.Writer, codec Codec, level int) (member, error) {
 	switch codec {
 	case Gzip:
-		return NewGzipWriter(w, level)
+		zw, err := NewGzipWriter(w, level)
+		if err != nil {
+			return nil, err
+		}
+		return zw, nil
 	case Zstd:
-		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevel(min(max(level, 1), 4))),
+		zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevel(min(max(level, 1), 4))),
 			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(true))
+		if err != nil {
+			return nil, err
+		}
+		return zw, nil
 	}
 	return nil, fmt.Errorf("ferry does not write %s", codec)
+}
+
+// resetMember makes zw, done with its member, write the next one to w, as newMember would.
+func resetMember(zw member, w io.Writer) error {
+	zw.Reset(w)
+	if gz, ok := zw.(*pgzip.Writer); ok {
+		return setGzip(gz) // pgzip's Reset forgets them
+	}
+	return nil
 }
 
 // NewGzipWriter returns the gzip writer ferry compresses with: pgzip at level, in parallel, with
@@ -228,11 +255,12 @@ func NewGzipWriter(w io.Writer, level int) (*pgzip.Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gzip level %d: %w", level, err)
 	}
+	return zw, setGzip(zw)
+}
+
+func setGzip(zw *pgzip.Writer) error {
 	zw.ModTime = time.Unix(0, 0)
-	if err := zw.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0)); err != nil {
-		return nil, err
-	}
-	return zw, nil
+	return zw.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0))
 }
 
 func padding(size int64) int64 { return -size & 511 }

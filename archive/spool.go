@@ -86,7 +86,7 @@ func (s *Spool) EncodedSize(b *Blob, opts WriteOptions) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	if s.encodedAs(opts.Codec, s.levelFor(opts)) {
+	if s.encodedAs(opts.Codec, opts.copied()) {
 		st, err := os.Stat(name)
 		if err != nil {
 			return 0, false
@@ -97,13 +97,6 @@ func (s *Spool) EncodedSize(b *Blob, opts WriteOptions) (int64, bool) {
 	return n, ok && s.wroteAs == opts.encoding()
 }
 
-// levelFor is the level of what Write copies from the spool as it is, writing as opts say.
-func (s *Spool) levelFor(opts WriteOptions) int {
-	if opts.Adapt != nil {
-		return 0
-	}
-	return opts.level()
-}
 
 // EncodedRatio returns the ratio of encoded to staged bytes of the blobs Write has encoded
 // as opts ask, if it has.

@@ -70,9 +70,9 @@ var epoch = time.Unix(0, 0)
 // that are Missing are left out (a thin bundle). Blobs from src are verified against their
 // digests as they are copied.
 func Write(ctx context.Context, w io.Writer, b *Bundle, src BlobSource, opts WriteOptions) error {
-	bw := &bundleWriter{out: w, codec: opts.Codec, level: opts.level(), adapt: opts.Adapt}
+	bw := &bundleWriter{out: w, opts: opts}
 	if opts.Codec != None {
-		if _, err := NewMemberWriter(io.Discard, opts.Codec, bw.level); err != nil {
+		if _, err := NewMemberWriter(io.Discard, opts.Codec, opts.level()); err != nil {
 			return err
 		}
 	}
@@ -196,7 +196,7 @@ var layoutFile = namedFile{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`
 // reader gets a bundle's first bytes before the bundle is known (docker's load sets up its
 // unpacking); Write, with opts.Begun, writes the rest.
 func WriteBegin(w io.Writer, opts WriteOptions) error {
-	bw := &bundleWriter{out: w, codec: opts.Codec, level: opts.level()}
+	bw := &bundleWriter{out: w, opts: opts}
 	if err := bw.file(layoutFile.name, layoutFile.data); err != nil {
 		return err
 	}
@@ -244,20 +244,18 @@ func writeOrder(b *Bundle) []*Blob {
 // members (gzip members, zstd frames) and every blob body into a member of its own (see
 // encodeBody).
 type bundleWriter struct {
-	out   io.Writer
-	codec Codec
-	level int
-	adapt *Adaptive      // compresses the blobs from the source, if set
-	zw    io.WriteCloser // the open inline member, if any
+	out  io.Writer
+	opts WriteOptions
+	zw   io.WriteCloser // the open inline member, if any
 }
 
 func (w *bundleWriter) inline(p []byte) error {
-	if w.codec == None {
+	if w.opts.Codec == None {
 		_, err := w.out.Write(p)
 		return err
 	}
 	if w.zw == nil {
-		zw, err := NewMemberWriter(w.out, w.codec, w.level)
+		zw, err := NewMemberWriter(w.out, w.opts.Codec, w.opts.level())
 		if err != nil {
 			return err
 		}
@@ -294,14 +292,10 @@ func (w *bundleWriter) blob(ctx context.Context, blob *Blob, src BlobSource) err
 		return err
 	}
 	if blob.Data != nil {
-		return encodeBody(w.out, bytes.NewReader(blob.Data), blob.Size, encoder{codec: w.codec, level: w.level})
+		return encodeBody(w.out, bytes.NewReader(blob.Data), blob.Size, encoder{codec: w.opts.Codec, level: w.opts.level()})
 	}
 	if es, ok := src.(EncodedSource); ok {
-		level := w.level
-		if w.adapt != nil {
-			level = 0
-		}
-		rc, ok, err := es.OpenEncoded(ctx, blob, w.codec, level)
+		rc, ok, err := es.OpenEncoded(ctx, blob, w.opts.Codec, w.opts.copied())
 		if err != nil {
 			return err
 		}
@@ -318,14 +312,14 @@ func (w *bundleWriter) blob(ctx context.Context, blob *Blob, src BlobSource) err
 	defer rc.Close()
 	h := sha256.New()
 	out := &countWriter{w: w.out}
-	if err := encodeBody(out, io.TeeReader(rc, h), blob.Size, encoder{w.codec, w.level, w.adapt}); err != nil {
+	if err := encodeBody(out, io.TeeReader(rc, h), blob.Size, encoder{w.opts.Codec, w.opts.level(), w.opts.Adapt}); err != nil {
 		return err
 	}
 	if got := hashOf(h); got != blob.Digest {
 		return fmt.Errorf("%w: content hashes to %s", ErrDigestMismatch, got)
 	}
-	if r, ok := src.(encodedRecorder); ok && w.codec != None {
-		r.encoded(blob, encodingOf(w.codec, w.level, w.adapt), out.n)
+	if r, ok := src.(encodedRecorder); ok && w.opts.Codec != None {
+		r.encoded(blob, w.opts.encoding(), out.n)
 	}
 	return nil
 }
@@ -342,14 +336,21 @@ type encoding struct {
 	level int
 }
 
-func encodingOf(codec Codec, level int, adapt *Adaptive) encoding {
-	if adapt != nil {
-		return encoding{codec, -1}
+func (o WriteOptions) encoding() encoding {
+	if o.Adapt != nil {
+		return encoding{o.Codec, -1}
 	}
-	return encoding{codec, level}
+	return encoding{o.Codec, o.level()}
 }
 
-func (o WriteOptions) encoding() encoding { return encodingOf(o.Codec, o.level(), o.Adapt) }
+// copied is the level of a source's encoded blobs Write copies as they are: any (0) when
+// adapting.
+func (o WriteOptions) copied() int {
+	if o.Adapt != nil {
+		return 0
+	}
+	return o.level()
+}
 
 // header returns the tar header block for an entry, the same bytes every time.
 func header(name string, size int64, typ byte) []byte {

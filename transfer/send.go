@@ -440,10 +440,12 @@ func deliver(ctx context.Context, res *HostResult, st store.Store, inv *dedupe.I
 	res.Layers += layers
 	res.Skipped += skipped
 	if s, ok := st.(store.Streamer); ok {
-		write := wire(opts.Read.Write, opts.Adapt, zstdOK)
 		var chain *loadChain
+		var write archive.WriteOptions
 		if steps != nil { // the steps' chain reports the bytes, and their compression goes on
 			b, chain, write = b.Thin(steps.layers.Has), steps.chain, steps.write
+		} else {
+			write = wire(opts.Read.Write, opts.Adapt, zstdOK)
 		}
 		res.Codec = write.Codec
 		res.Full += wireSize(im, im.Bundle, write, false)
