@@ -3,6 +3,9 @@ package archive
 import (
 	"bytes"
 	"context"
+	"io"
+	"os"
+	"path"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -55,5 +58,57 @@ func TestHashSink(t *testing.T) {
 	}
 	if gzd, _ := gz.Digest(); h.diffIDs[gzd] == gzd {
 		t.Errorf("the gzip layer's diffID was told as its digest")
+	}
+}
+
+// unders is a Sink that records the Under of each entry.
+type unders struct {
+	Sink
+	under map[string]*string
+}
+
+func (u *unders) Entry(ctx context.Context, e Entry, r io.Reader) error {
+	u.under[e.Name] = e.Under
+	return u.Sink.Entry(ctx, e, r)
+}
+
+// TestEntryUnder: a legacy layer's entry says, from the json before it, which layer it is
+// on, as manifest.json orders them; other entries say nothing.
+func TestEntryUnder(t *testing.T) {
+	data, err := os.ReadFile("testdata/legacy.tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unders{Sink: Discard, under: map[string]*string{}}
+	b, err := Read(context.Background(), bytes.NewReader(data), u, ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	below := ""
+	for _, l := range b.Images[0].Layers {
+		got := u.under[l.Path]
+		if got == nil || *got != below {
+			t.Errorf("%s: under %v, want %q", l.Path, got, below)
+		}
+		below = path.Dir(l.Path)
+	}
+	if got := u.under[b.Images[0].Config.Path]; got != nil {
+		t.Errorf("the config entry: under %q, want nil", *got)
+	}
+	// An OCI layout's layers come without a json: nothing to say.
+	if data, err = os.ReadFile("testdata/oci.tar"); err != nil {
+		t.Fatal(err)
+	}
+	u.under = map[string]*string{}
+	if _, err := Read(context.Background(), bytes.NewReader(data), u, ReadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(u.under) == 0 {
+		t.Fatal("no entry read from oci.tar")
+	}
+	for name, got := range u.under {
+		if got != nil {
+			t.Errorf("%s: under %q in an OCI layout", name, *got)
+		}
 	}
 }

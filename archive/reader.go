@@ -48,6 +48,11 @@ type Entry struct {
 	// entries on as they come (a docker load stream) holds it back until Commit, whose bundle
 	// names the entries it uses (Blob.Path); the others are in Bundle.Unreferenced.
 	Listed bool
+	// Under is, for a layer of docker's legacy format (ID/layer.tar) whose ID/json came
+	// first (docker save writes each directory's json before its layer), the ID of the layer
+	// under it as the json says, "" for a layer under none; nil when no json came first. It
+	// lets a sink tell which layer an entry is before its bytes: trust it no further.
+	Under *string
 }
 
 // Limits on what Read holds in memory.
@@ -108,6 +113,7 @@ func read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundl
 		walked:   map[v1.Hash]bool{},
 		followed: map[NameKey]bool{},
 		reaches:  map[v1.Hash][]*Image{},
+		under:    map[string]string{},
 	}
 	defer rd.recs.close()
 	counted := &countingReader{r: in}
@@ -206,6 +212,7 @@ type reader struct {
 	followed  map[NameKey]bool     // links metadata went through
 	reaches   map[v1.Hash][]*Image // the images each index reaches
 	indexed   map[v1.Hash]*Image   // the images index.json reaches, by manifest digest
+	under     map[string]string    // the parent each legacy json read names, by its directory
 }
 
 // metaFiles are read into memory and not passed to sinks.
@@ -259,8 +266,15 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 			return fmt.Errorf("%w: %d bytes, over the %d-byte cap for metadata", ErrTooLarge, hdr.Size, metaMax)
 		}
 		if legacyMeta.MatchString(name) {
-			// docker's per-layer json and VERSION: nothing ferry uses
-			_, err := io.CopyN(io.Discard, tr, hdr.Size)
+			// docker's per-layer json and VERSION: only the json's parent is of use (Entry.Under)
+			data, err := io.ReadAll(io.LimitReader(tr, hdr.Size))
+			if err == nil && int64(len(data)) < hdr.Size {
+				err = io.ErrUnexpectedEOF
+			}
+			var v struct{ Parent string }
+			if dir, base := path.Split(name); base == "json" && json.Unmarshal(data, &v) == nil {
+				rd.under[dir] = v.Parent
+			}
 			return noEOF(err)
 		}
 		if rd.held += hdr.Size; rd.held > heldMax {
@@ -277,6 +291,11 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 		return nil
 	}
 	e := Entry{Name: name, Size: hdr.Size, Listed: rd.trusted || rd.listed[key]}
+	if dir, base := path.Split(name); base == "layer.tar" {
+		if parent, ok := rd.under[dir]; ok {
+			e.Under = &parent
+		}
+	}
 	if !e.Listed && rd.meta["manifest.json"] != nil && rd.meta["index.json"] != nil && !strings.HasPrefix(name, "blobs/sha256/") {
 		// With both read, only manifest.json's entries and blobs are of any use: the rest
 		// is skipped unread by any sink.

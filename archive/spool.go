@@ -14,14 +14,17 @@ import (
 // A Spool is a Sink that stages a bundle's data entries in a temporary directory, already
 // encoded for the bundle Write will make of them, and serves them back as an EncodedSource.
 // It is how a stream whose metadata comes last (docker save) becomes a bundle whose metadata
-// comes first without compressing anything twice.
+// comes first without compressing anything twice. An entry can be opened as soon as it
+// begins to be staged (or before: Open waits for it), and reads follow its staging.
 type Spool struct {
 	dir   string
 	codec Codec
 	level int
 
-	mu    sync.Mutex
-	files map[string]string // entry name → staged file
+	mu     sync.Mutex
+	files  map[string]*staged // by entry name
+	added  chan struct{}      // closed, and replaced, as an entry begins, and at the end
+	closed bool               // Commit, Abort or Close came: no entry begins any more
 	// What Write made of the blobs it encoded from the staged content, for one codec and
 	// level (the first it used): by entry name, and in all.
 	wrote      map[string]int64
@@ -37,7 +40,27 @@ func NewSpool(parent string, opts WriteOptions) (*Spool, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Spool{dir: dir, codec: opts.Codec, level: opts.level(), files: map[string]string{}}, nil
+	return &Spool{dir: dir, codec: opts.Codec, level: opts.level(), files: map[string]*staged{}, added: make(chan struct{})}, nil
+}
+
+// A staged entry: a file, and how far its staging has come.
+type staged struct {
+	name string
+	mu   sync.Mutex
+	n    int64         // the bytes in the file so far
+	done bool          // staged whole, or failed (err)
+	err  error         //
+	more chan struct{} // closed, and replaced, as bytes come and at the end
+}
+
+// Write counts what went into the file, and wakes its readers.
+func (st *staged) wrote(n int, done bool, err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.n += int64(n)
+	st.done, st.err = done, err
+	close(st.more)
+	st.more = make(chan struct{})
 }
 
 // Entry stages one entry.
@@ -46,34 +69,65 @@ func (s *Spool) Entry(ctx context.Context, e Entry, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	err = encodeBody(f, r, e.Size, encoder{codec: s.codec, level: s.level})
+	st := &staged{name: f.Name(), more: make(chan struct{})}
+	s.mu.Lock()
+	s.files[e.Name] = st
+	close(s.added)
+	s.added = make(chan struct{})
+	s.mu.Unlock()
+	err = encodeBody(stagingWriter{f, st}, r, e.Size, encoder{codec: s.codec, level: s.level})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return err
+		err = fmt.Errorf("spooling %s: %w", e.Name, err)
 	}
-	s.mu.Lock()
-	s.files[e.Name] = f.Name()
-	s.mu.Unlock()
-	return nil
+	st.wrote(0, true, err)
+	return err
+}
+
+// stagingWriter writes an entry's file and tells its readers.
+type stagingWriter struct {
+	f  *os.File
+	st *staged
+}
+
+func (w stagingWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.st.wrote(n, false, nil)
+	return n, err
 }
 
 // Commit keeps what was staged for Write.
-func (s *Spool) Commit(context.Context, *Bundle) error { return nil }
+func (s *Spool) Commit(context.Context, *Bundle) error {
+	s.end()
+	return nil
+}
 
 // Abort removes what was staged.
 func (s *Spool) Abort(error) { s.Close() }
 
 // Close removes the spool's directory.
-func (s *Spool) Close() error { return os.RemoveAll(s.dir) }
+func (s *Spool) Close() error {
+	s.end()
+	return os.RemoveAll(s.dir)
+}
+
+func (s *Spool) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.added)
+	}
+}
 
 // OpenEncoded returns a blob's staged body when it was encoded as asked (level 0: at any level).
-func (s *Spool) OpenEncoded(_ context.Context, b *Blob, codec Codec, level int) (io.ReadCloser, bool, error) {
+func (s *Spool) OpenEncoded(ctx context.Context, b *Blob, codec Codec, level int) (io.ReadCloser, bool, error) {
 	if !s.encodedAs(codec, level) {
 		return nil, false, nil
 	}
-	f, err := s.open(b)
+	f, err := s.open(ctx, b)
 	return f, err == nil, err
 }
 
@@ -82,16 +136,14 @@ func (s *Spool) OpenEncoded(_ context.Context, b *Blob, codec Codec, level int) 
 func (s *Spool) EncodedSize(b *Blob, opts WriteOptions) (int64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	name, ok := s.files[b.Path]
+	st, ok := s.files[b.Path]
 	if !ok {
 		return 0, false
 	}
 	if s.encodedAs(opts.Codec, opts.copied()) {
-		st, err := os.Stat(name)
-		if err != nil {
-			return 0, false
-		}
-		return st.Size(), true
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.n, st.done && st.err == nil
 	}
 	n, ok := s.wrote[b.Path]
 	return n, ok && s.wroteAs == opts.encoding()
@@ -127,8 +179,8 @@ func (s *Spool) encodedAs(codec Codec, level int) bool {
 }
 
 // Open returns a blob's content.
-func (s *Spool) Open(_ context.Context, b *Blob) (io.ReadCloser, error) {
-	f, err := s.open(b)
+func (s *Spool) Open(ctx context.Context, b *Blob) (io.ReadCloser, error) {
+	f, err := s.open(ctx, b)
 	if err != nil {
 		return nil, err
 	}
@@ -154,12 +206,59 @@ type closeBoth [2]io.Closer
 
 func (c closeBoth) Close() error { return errors.Join(c[0].Close(), c[1].Close()) }
 
-func (s *Spool) open(b *Blob) (*os.File, error) {
-	s.mu.Lock()
-	name, ok := s.files[b.Path]
-	s.mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("%w: %s was not spooled", ErrMissingBlob, b)
+// open returns a reader of b's staged file that follows its staging, once it has begun.
+func (s *Spool) open(ctx context.Context, b *Blob) (io.ReadCloser, error) {
+	for {
+		s.mu.Lock()
+		st, closed, added := s.files[b.Path], s.closed, s.added
+		s.mu.Unlock()
+		switch {
+		case st != nil:
+			f, err := os.Open(st.name)
+			if err != nil {
+				return nil, err
+			}
+			return &following{ctx: ctx, f: f, st: st}, nil
+		case closed:
+			return nil, fmt.Errorf("%w: %s was not spooled", ErrMissingBlob, b)
+		}
+		select {
+		case <-added:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
 	}
-	return os.Open(name)
 }
+
+// following reads a staged file as far as its staging has come, and waits for more.
+type following struct {
+	ctx context.Context
+	f   *os.File
+	st  *staged
+	off int64
+}
+
+func (r *following) Read(p []byte) (int, error) {
+	for {
+		r.st.mu.Lock()
+		n, done, err, more := r.st.n, r.st.done, r.st.err, r.st.more
+		r.st.mu.Unlock()
+		switch {
+		case r.off < n:
+			m, err := r.f.Read(p[:min(int64(len(p)), n-r.off)])
+			r.off += int64(m)
+			return m, err
+		case err != nil:
+			return 0, err
+		case done:
+			return 0, io.EOF
+		}
+		select {
+		case <-more:
+		case <-r.ctx.Done():
+			return 0, context.Cause(r.ctx)
+		}
+	}
+}
+
+func (r *following) Close() error { return r.f.Close() }

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -171,6 +173,70 @@ func TestWriteBegin(t *testing.T) {
 		}
 		if _, err := Read(context.Background(), bytes.NewReader(begun.Bytes()), Discard, ReadOptions{}); err != nil {
 			t.Errorf("%s: reading the begun bundle: %v", codec, err)
+		}
+	}
+}
+
+// TestSpoolFollows: an entry opened before or while it is staged reads whole as it comes;
+// one whose staging fails reads that failure; a name never staged is missing once the spool
+// is committed.
+func TestSpoolFollows(t *testing.T) {
+	ctx := context.Background()
+	for _, codec := range []Codec{None, Gzip} {
+		spool, err := NewSpool(t.TempDir(), WriteOptions{Codec: codec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer spool.Close()
+		data := randomText(3 << 20)
+		blob := &Blob{Path: "layer", Size: int64(len(data))}
+		got := make(chan []byte)
+		go func() { // opened before the entry begins
+			rc, err := spool.Open(ctx, blob)
+			if err != nil {
+				t.Error(err)
+				got <- nil
+				return
+			}
+			defer rc.Close()
+			b, err := io.ReadAll(rc)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- b
+		}()
+		pr, pw := io.Pipe()
+		staged := make(chan error)
+		go func() { staged <- spool.Entry(ctx, Entry{Name: "layer", Size: int64(len(data))}, pr) }()
+		for chunk := range slices.Chunk(data, 1<<20) {
+			pw.Write(chunk)
+			time.Sleep(20 * time.Millisecond) // the reader catches up and waits
+		}
+		pw.Close()
+		if err := <-staged; err != nil {
+			t.Fatal(err)
+		}
+		if b := <-got; !bytes.Equal(b, data) {
+			t.Errorf("%s: read %d bytes following the staging, want the %d staged", codec, len(b), len(data))
+		}
+
+		pr, pw = io.Pipe()
+		go func() { staged <- spool.Entry(ctx, Entry{Name: "cut", Size: int64(len(data))}, pr) }()
+		pw.Write(data[:1<<20])
+		rc, err := spool.Open(ctx, &Blob{Path: "cut", Size: int64(len(data))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw.CloseWithError(errors.New("source cut"))
+		if _, err := io.ReadAll(rc); err == nil || !strings.Contains(err.Error(), "source cut") {
+			t.Errorf("%s: reading an entry whose staging failed: %v", codec, err)
+		}
+		rc.Close()
+		<-staged
+
+		spool.Commit(ctx, nil)
+		if _, err := spool.Open(ctx, &Blob{Path: "never"}); !errors.Is(err, ErrMissingBlob) {
+			t.Errorf("%s: opening a blob never staged, after Commit: %v", codec, err)
 		}
 	}
 }

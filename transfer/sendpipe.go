@@ -479,7 +479,7 @@ func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts sto
 		sink = &teeSink{main: sink, fwd: fwd}
 	}
 	if spool != nil {
-		tracked := newSpooled(sink)
+		tracked := newSpooled(sink, images)
 		sink = tracked
 		plan.spool(&layerSource{images: images, total: total, layer: tracked.layer, src: spool})
 	}

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
+	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -62,25 +65,96 @@ func bundleLayers(im *store.Images) *layerSource {
 	return ls
 }
 
-// spooled is the sink of a docker save's read into a spool that tells, as they pass, which
-// layers are spooled, by diffID.
+// spooled is the sink of a docker save's read into a spool (an archive.Spool, whose entries
+// can be read as they are staged) that tells which layers are being spooled, by diffID: as
+// they begin when the entry says which layer it is, else once hashed. A docker save's layers
+// are uncompressed, so a layer's digest is its diffID: docker 25 and later name it so
+// (blobs/sha256/DIFFID); before, each ID/layer.tar comes after its ID/json, which names the
+// layer under it (archive.Entry.Under): a layer on none, or on one known, is the layer the
+// images that far alike have next, if they agree. What a step reads is checked against its
+// digest as it goes (archive.Write), so a wrong guess fails the step, never loads.
 type spooled struct {
 	archive.Sink
-	mu    sync.Mutex
-	blobs map[v1.Hash]*archive.Blob // by the diffID of their content
-	added chan struct{}             // closed, and replaced, on each blob spooled and at the end
-	ended bool
-	err   error // why the read failed
+	images  [][]v1.Hash // each image's diffIDs, as the daemon said before its save
+	carried map[v1.Hash]bool
+
+	mu     sync.Mutex
+	blobs  map[v1.Hash]*archive.Blob // by the diffID of their content
+	chains map[string][]v1.Hash      // a legacy layer's ID → the diffIDs of its chain
+	added  chan struct{}             // closed, and replaced, on each blob known and at the end
+	ended  bool
+	err    error // why the read failed
 }
 
-func newSpooled(sink archive.Sink) *spooled {
-	return &spooled{Sink: sink, blobs: map[v1.Hash]*archive.Blob{}, added: make(chan struct{})}
+func newSpooled(sink archive.Sink, images [][]v1.Hash) *spooled {
+	s := &spooled{Sink: sink, images: images, carried: map[v1.Hash]bool{}, blobs: map[v1.Hash]*archive.Blob{},
+		chains: map[string][]v1.Hash{}, added: make(chan struct{})}
+	for _, img := range images {
+		for _, d := range img {
+			s.carried[d] = true
+		}
+	}
+	return s
+}
+
+// ociBlob is the name of a blob in a docker save of docker 25 and later.
+var ociBlob = regexp.MustCompile(`^blobs/sha256/([0-9a-f]{64})$`)
+
+func (s *spooled) Entry(ctx context.Context, e archive.Entry, r io.Reader) error {
+	s.mu.Lock()
+	if m := ociBlob.FindStringSubmatch(e.Name); m != nil {
+		if d := (v1.Hash{Algorithm: "sha256", Hex: m[1]}); s.carried[d] {
+			s.known(d, &archive.Blob{Digest: d, Size: e.Size, Path: e.Name})
+		}
+	} else if below, ok := s.below(e); ok {
+		if d, ok := s.next(below); ok {
+			s.chains[path.Dir(e.Name)] = append(slices.Clip(below), d)
+			s.known(d, &archive.Blob{Digest: d, Size: e.Size, Path: e.Name})
+		}
+	}
+	s.mu.Unlock()
+	return s.Sink.Entry(ctx, e, r)
 }
 
 func (s *spooled) Hashed(e archive.Entry, digest, diffID v1.Hash) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.blobs[diffID] = &archive.Blob{Digest: digest, Size: e.Size, Path: e.Name}
+	if below, ok := s.below(e); ok && s.chains[path.Dir(e.Name)] == nil {
+		s.chains[path.Dir(e.Name)] = append(slices.Clip(below), diffID)
+	}
+	if s.blobs[diffID] == nil {
+		s.known(diffID, &archive.Blob{Digest: digest, Size: e.Size, Path: e.Name})
+	}
+}
+
+// below returns the chain of the layer a legacy layer entry is on, if known.
+func (s *spooled) below(e archive.Entry) ([]v1.Hash, bool) {
+	if e.Under == nil {
+		return nil, false
+	}
+	if *e.Under == "" {
+		return nil, true
+	}
+	chain, ok := s.chains[*e.Under]
+	return chain, ok
+}
+
+// next returns the layer on the chain below in the images that have it, if they agree.
+func (s *spooled) next(below []v1.Hash) (v1.Hash, bool) {
+	var d v1.Hash
+	for _, img := range s.images {
+		if len(img) > len(below) && slices.Equal(img[:len(below)], below) {
+			if d != (v1.Hash{}) && img[len(below)] != d {
+				return v1.Hash{}, false
+			}
+			d = img[len(below)]
+		}
+	}
+	return d, d != v1.Hash{}
+}
+
+func (s *spooled) known(diffID v1.Hash, b *archive.Blob) {
+	s.blobs[diffID] = b
 	close(s.added)
 	s.added = make(chan struct{})
 }
