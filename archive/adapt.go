@@ -9,7 +9,6 @@ import (
 	"github.com/klauspost/pgzip"
 )
 
-
 // An Adaptive compresses the stream to one destination as it goes, choosing each part's
 // compression from how the parts before it went. Each part (adaptPart bytes, or what ends a
 // blob) is a member of its own, a gzip member or a zstd frame: every reader of the codec reads

@@ -49,7 +49,7 @@ type staged struct {
 	mu   sync.Mutex
 	n    int64         // the bytes in the file so far
 	done bool          // staged whole, or failed (err)
-	err  error         //
+	err  error         // why staging failed
 	more chan struct{} // closed, and replaced, as bytes come and at the end
 }
 
@@ -122,12 +122,19 @@ func (s *Spool) end() {
 	}
 }
 
-// OpenEncoded returns a blob's staged body when it was encoded as asked (level 0: at any level).
+// OpenEncoded returns a blob's staged body when it was encoded as asked (level 0: at any
+// level), once staged whole: Write copies it as it is, unchecked, where what Open gives is
+// checked against the blob's digest as it is read.
 func (s *Spool) OpenEncoded(ctx context.Context, b *Blob, codec Codec, level int) (io.ReadCloser, bool, error) {
 	if !s.encodedAs(codec, level) {
 		return nil, false, nil
 	}
 	f, err := s.open(ctx, b)
+	if err == nil {
+		if err = f.whole(); err != nil {
+			f.Close()
+		}
+	}
 	return f, err == nil, err
 }
 
@@ -148,7 +155,6 @@ func (s *Spool) EncodedSize(b *Blob, opts WriteOptions) (int64, bool) {
 	n, ok := s.wrote[b.Path]
 	return n, ok && s.wroteAs == opts.encoding()
 }
-
 
 // EncodedRatio returns the ratio of encoded to staged bytes of the blobs Write has encoded
 // as opts ask, if it has.
@@ -207,7 +213,7 @@ type closeBoth [2]io.Closer
 func (c closeBoth) Close() error { return errors.Join(c[0].Close(), c[1].Close()) }
 
 // open returns a reader of b's staged file that follows its staging, once it has begun.
-func (s *Spool) open(ctx context.Context, b *Blob) (io.ReadCloser, error) {
+func (s *Spool) open(ctx context.Context, b *Blob) (*following, error) {
 	for {
 		s.mu.Lock()
 		st, closed, added := s.files[b.Path], s.closed, s.added
@@ -239,26 +245,39 @@ type following struct {
 }
 
 func (r *following) Read(p []byte) (int, error) {
-	for {
-		r.st.mu.Lock()
-		n, done, err, more := r.st.n, r.st.done, r.st.err, r.st.more
-		r.st.mu.Unlock()
-		switch {
-		case r.off < n:
-			m, err := r.f.Read(p[:min(int64(len(p)), n-r.off)])
-			r.off += int64(m)
-			return m, err
-		case err != nil:
-			return 0, err
-		case done:
-			return 0, io.EOF
-		}
-		select {
-		case <-more:
-		case <-r.ctx.Done():
-			return 0, context.Cause(r.ctx)
-		}
+	n, err := r.st.await(r.ctx, func(n int64, done bool) bool { return r.off < n || done })
+	switch {
+	case r.off < n:
+		m, err := r.f.Read(p[:min(int64(len(p)), n-r.off)])
+		r.off += int64(m)
+		return m, err
+	case err != nil:
+		return 0, err
 	}
+	return 0, io.EOF
 }
 
 func (r *following) Close() error { return r.f.Close() }
+
+// whole waits for the file to be staged whole.
+func (r *following) whole() error {
+	_, err := r.st.await(r.ctx, func(_ int64, done bool) bool { return done })
+	return err
+}
+
+// await returns how far the staging has come once ready says so, or it failed.
+func (st *staged) await(ctx context.Context, ready func(n int64, done bool) bool) (int64, error) {
+	for {
+		st.mu.Lock()
+		n, done, err, more := st.n, st.done, st.err, st.more
+		st.mu.Unlock()
+		if err != nil || ready(n, done) {
+			return n, err
+		}
+		select {
+		case <-more:
+		case <-ctx.Done():
+			return n, context.Cause(ctx)
+		}
+	}
+}

@@ -234,6 +234,40 @@ func TestSpoolFollows(t *testing.T) {
 		rc.Close()
 		<-staged
 
+		if codec == Gzip { // encoded bytes are copied unchecked: only once staged whole
+			pr, pw = io.Pipe()
+			go func() { staged <- spool.Entry(ctx, Entry{Name: "enc", Size: int64(len(data))}, pr) }()
+			pw.Write(data[:1<<20])
+			opened := make(chan io.ReadCloser, 1)
+			go func() {
+				rc, ok, err := spool.OpenEncoded(ctx, &Blob{Path: "enc", Size: int64(len(data))}, Gzip, 0)
+				if err != nil || !ok {
+					t.Errorf("OpenEncoded: %v, %v", ok, err)
+				}
+				opened <- rc
+			}()
+			select {
+			case <-opened:
+				t.Error("OpenEncoded returned while the entry was being staged")
+			case <-time.After(100 * time.Millisecond):
+			}
+			pw.Write(data[1<<20:])
+			pw.Close()
+			if err := <-staged; err != nil {
+				t.Fatal(err)
+			}
+			if rc := <-opened; rc != nil {
+				zr, _, err := decompress(rc, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b, err := io.ReadAll(zr); err != nil || !bytes.Equal(b, data) {
+					t.Errorf("the encoded entry: %d bytes, %v", len(b), err)
+				}
+				rc.Close()
+			}
+		}
+
 		spool.Commit(ctx, nil)
 		if _, err := spool.Open(ctx, &Blob{Path: "never"}); !errors.Is(err, ErrMissingBlob) {
 			t.Errorf("%s: opening a blob never staged, after Commit: %v", codec, err)

@@ -71,8 +71,10 @@ func bundleLayers(im *store.Images) *layerSource {
 // are uncompressed, so a layer's digest is its diffID: docker 25 and later name it so
 // (blobs/sha256/DIFFID); before, each ID/layer.tar comes after its ID/json, which names the
 // layer under it (archive.Entry.Under): a layer on none, or on one known, is the layer the
-// images that far alike have next, if they agree. What a step reads is checked against its
-// digest as it goes (archive.Write), so a wrong guess fails the step, never loads.
+// images that far alike have next, if they agree. What a step reads from the spool is checked
+// against its digest as it goes (archive.Write; what a spool holds compressed is copied once
+// staged whole, which the read checks), and the daemon checks each layer's diffID: a wrong
+// guess fails a step, it never loads.
 type spooled struct {
 	archive.Sink
 	images  [][]v1.Hash // each image's diffIDs, as the daemon said before its save
