@@ -141,15 +141,7 @@ func TestWriteAdaptive(t *testing.T) {
 	img, _ := testImages(t)
 	data := writeBundle(t, WriteOptions{}, map[string]v1.Image{"adapt:1": img})
 	for _, spooled := range []WriteOptions{{}, {Codec: Gzip, Level: 6}} {
-		spool, err := NewSpool(t.TempDir(), spooled)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer spool.Close()
-		b, err := Read(context.Background(), bytes.NewReader(data), spool, ReadOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		spool, b := spoolBundle(t, data, spooled)
 		// Level: what is not a blob from the source (metadata, configs) is written at it.
 		adapt := WriteOptions{Codec: Gzip, Level: 6, Adapt: NewAdaptive(Gzip, AdaptiveLevels(Gzip), true)}
 		var out bytes.Buffer

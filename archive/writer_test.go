@@ -101,20 +101,26 @@ func TestWriteGates(t *testing.T) {
 	}
 }
 
-// TestSpoolEncodedSizes: a spool staging plain content knows what Write made of each blob it
-// encoded, and the ratio; sizes it cannot know are not guessed.
-func TestSpoolEncodedSizes(t *testing.T) {
-	img, _ := testImages(t)
-	data := writeBundle(t, WriteOptions{}, map[string]v1.Image{"spool:1": img})
-	spool, err := NewSpool(t.TempDir(), WriteOptions{})
+// spoolBundle reads the bundle data into a new spool encoding as opts say.
+func spoolBundle(t *testing.T, data []byte, opts WriteOptions) (*Spool, *Bundle) {
+	t.Helper()
+	spool, err := NewSpool(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer spool.Close()
+	t.Cleanup(func() { spool.Close() })
 	b, err := Read(context.Background(), bytes.NewReader(data), spool, ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return spool, b
+}
+
+// TestSpoolEncodedSizes: a spool staging plain content knows what Write made of each blob it
+// encoded, and the ratio; sizes it cannot know are not guessed.
+func TestSpoolEncodedSizes(t *testing.T) {
+	img, _ := testImages(t)
+	spool, b := spoolBundle(t, writeBundle(t, WriteOptions{}, map[string]v1.Image{"spool:1": img}), WriteOptions{})
 	gz := WriteOptions{Codec: Gzip}
 	layer := b.Images[0].Layers[0].Blob
 	if _, ok := spool.EncodedSize(layer, gz); ok {
