@@ -53,7 +53,7 @@ type staged struct {
 	more chan struct{} // closed, and replaced, as bytes come and at the end
 }
 
-// Write counts what went into the file, and wakes its readers.
+// wrote counts what went into the file, and wakes its readers.
 func (st *staged) wrote(n int, done bool, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -71,10 +71,18 @@ func (s *Spool) Entry(ctx context.Context, e Entry, r io.Reader) error {
 	}
 	st := &staged{name: f.Name(), more: make(chan struct{})}
 	s.mu.Lock()
-	s.files[e.Name] = st
-	close(s.added)
-	s.added = make(chan struct{})
+	closed := s.closed
+	if !closed {
+		s.files[e.Name] = st
+		close(s.added)
+		s.added = make(chan struct{})
+	}
 	s.mu.Unlock()
+	if closed {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("spooling %s: the spool is closed", e.Name)
+	}
 	err = encodeBody(stagingWriter{f, st}, r, e.Size, encoder{codec: s.codec, level: s.level})
 	if cerr := f.Close(); err == nil {
 		err = cerr

@@ -278,5 +278,8 @@ func TestSpoolFollows(t *testing.T) {
 		if _, err := spool.Open(ctx, &Blob{Path: "never"}); !errors.Is(err, ErrMissingBlob) {
 			t.Errorf("%s: opening a blob never staged, after Commit: %v", codec, err)
 		}
+		if err := spool.Entry(ctx, Entry{Name: "late", Size: 1}, strings.NewReader("x")); err == nil {
+			t.Errorf("%s: an entry staged after Commit", codec)
+		}
 	}
 }
