@@ -11,6 +11,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/internal/testenv"
 )
 
 func TestAdaptiveChoose(t *testing.T) {
@@ -127,7 +129,7 @@ func TestAdaptiveParts(t *testing.T) {
 		if err != nil || !bytes.Equal(got, in) {
 			t.Fatalf("%s: Go's reader: %d bytes, %v; want the %d bytes written", c.codec, len(got), err, len(in))
 		}
-		cmd := exec.Command(c.tool, "-dc")
+		cmd := exec.Command(testenv.Require(t, c.tool), "-dc")
 		cmd.Stdin = bytes.NewReader(out.Bytes())
 		if got, err = cmd.Output(); err != nil || !bytes.Equal(got, in) {
 			t.Fatalf("%s -dc: %d bytes, %v; want the %d bytes written", c.tool, len(got), err, len(in))

@@ -15,7 +15,9 @@ import (
 // TestSpooledKnows: which layer a docker save entry is, known as it begins where its name or
 // the layers under it tell, else once hashed.
 func TestSpooledKnows(t *testing.T) {
-	h := func(s string) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sha256.Sum256([]byte(s)))} }
+	h := func(s string) v1.Hash {
+		return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sha256.Sum256([]byte(s)))}
+	}
 	a, b, c, d, e := h("a"), h("b"), h("c"), h("d"), h("e")
 	id := func(s string) string { return strings.Repeat(s, 64) }
 	under := func(s string) *string { return &s }
