@@ -30,7 +30,7 @@ type Adaptive struct {
 	at    int        // levels[at] compresses the next part; -1: it is stored
 	rate  [2]float64 // bytes/s of the last part at levels[0] and of the last stored part; 0: none yet
 	run   int        // parts since the mode last changed
-	parts int        // parts learnt from
+	begun bool       // a part was learnt from, or passed as the first
 }
 
 const (
@@ -85,7 +85,8 @@ func (a *Adaptive) learn(level int, n int64, elapsed, waited time.Duration) {
 	if n < adaptPart/4 || elapsed <= 0 {
 		return // a short part says little
 	}
-	if a.parts++; a.parts == 1 {
+	if !a.begun {
+		a.begun = true
 		return // the first fills the buffers on the way: it waits little whatever the link
 	}
 	waited = min(waited, elapsed) // the destination may still be taking a part as its next input comes

@@ -14,17 +14,15 @@ import (
 // A Spool is a Sink that stages a bundle's data entries in a temporary directory, already
 // encoded for the bundle Write will make of them, and serves them back as an EncodedSource.
 // It is how a stream whose metadata comes last (docker save) becomes a bundle whose metadata
-// comes first without compressing anything twice. An entry can be opened as soon as it
-// begins to be staged (or before: Open waits for it), and reads follow its staging.
+// comes first without compressing anything twice. An entry can be opened once its staging
+// has begun (Entry stages it before it reads its first byte), and reads follow its staging.
 type Spool struct {
 	dir   string
 	codec Codec
 	level int
 
-	mu     sync.Mutex
-	files  map[string]*staged // by entry name
-	added  chan struct{}      // closed, and replaced, as an entry begins, and at the end
-	closed bool               // Commit, Abort or Close came: no entry begins any more
+	mu    sync.Mutex
+	files map[string]*staged // by entry name
 	// What Write made of the blobs it encoded from the staged content, for one codec and
 	// level (the first it used): by entry name, and in all.
 	wrote      map[string]int64
@@ -40,7 +38,7 @@ func NewSpool(parent string, opts WriteOptions) (*Spool, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Spool{dir: dir, codec: opts.Codec, level: opts.level(), files: map[string]*staged{}, added: make(chan struct{})}, nil
+	return &Spool{dir: dir, codec: opts.Codec, level: opts.level(), files: map[string]*staged{}}, nil
 }
 
 // A staged entry: a file, and how far its staging has come.
@@ -71,18 +69,8 @@ func (s *Spool) Entry(ctx context.Context, e Entry, r io.Reader) error {
 	}
 	st := &staged{name: f.Name(), more: make(chan struct{})}
 	s.mu.Lock()
-	closed := s.closed
-	if !closed {
-		s.files[e.Name] = st
-		close(s.added)
-		s.added = make(chan struct{})
-	}
+	s.files[e.Name] = st
 	s.mu.Unlock()
-	if closed {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("spooling %s: the spool is closed", e.Name)
-	}
 	err = encodeBody(stagingWriter{f, st}, r, e.Size, encoder{codec: s.codec, level: s.level})
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -107,28 +95,13 @@ func (w stagingWriter) Write(p []byte) (int, error) {
 }
 
 // Commit keeps what was staged for Write.
-func (s *Spool) Commit(context.Context, *Bundle) error {
-	s.end()
-	return nil
-}
+func (s *Spool) Commit(context.Context, *Bundle) error { return nil }
 
 // Abort removes what was staged.
 func (s *Spool) Abort(error) { s.Close() }
 
 // Close removes the spool's directory.
-func (s *Spool) Close() error {
-	s.end()
-	return os.RemoveAll(s.dir)
-}
-
-func (s *Spool) end() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.closed {
-		s.closed = true
-		close(s.added)
-	}
-}
+func (s *Spool) Close() error { return os.RemoveAll(s.dir) }
 
 // OpenEncoded returns a blob's staged body when it was encoded as asked (level 0: at any
 // level), once staged whole: Write copies it as it is, unchecked, where what Open gives is
@@ -220,28 +193,19 @@ type closeBoth [2]io.Closer
 
 func (c closeBoth) Close() error { return errors.Join(c[0].Close(), c[1].Close()) }
 
-// open returns a reader of b's staged file that follows its staging, once it has begun.
+// open returns a reader of b's staged file that follows its staging.
 func (s *Spool) open(ctx context.Context, b *Blob) (*following, error) {
-	for {
-		s.mu.Lock()
-		st, closed, added := s.files[b.Path], s.closed, s.added
-		s.mu.Unlock()
-		switch {
-		case st != nil:
-			f, err := os.Open(st.name)
-			if err != nil {
-				return nil, err
-			}
-			return &following{ctx: ctx, f: f, st: st}, nil
-		case closed:
-			return nil, fmt.Errorf("%w: %s was not spooled", ErrMissingBlob, b)
-		}
-		select {
-		case <-added:
-		case <-ctx.Done():
-			return nil, context.Cause(ctx)
-		}
+	s.mu.Lock()
+	st := s.files[b.Path]
+	s.mu.Unlock()
+	if st == nil {
+		return nil, fmt.Errorf("%w: %s was not spooled", ErrMissingBlob, b)
 	}
+	f, err := os.Open(st.name)
+	if err != nil {
+		return nil, err
+	}
+	return &following{ctx: ctx, f: f, st: st}, nil
 }
 
 // following reads a staged file as far as its staging has come, and waits for more.

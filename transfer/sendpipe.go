@@ -494,8 +494,9 @@ func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts sto
 // wire is how a stream to docker hosts is compressed: with auto (adapt), zstd where the hosts
 // take it (docker 23 and later: fewer bytes than gzip, and it decompresses faster), else as
 // write says; at the level write says (with auto, of gzip only), or, with none, at the level
-// the link calls for (archive.Adaptive); with auto, gzip parts are stored while that is faster. Each stream
-// gets an Adaptive of its own: the link's and the hosts' speeds are its own.
+// the link calls for (archive.Adaptive); with auto, gzip parts are stored while that is
+// faster. Each stream gets an Adaptive of its own: the link's and the hosts' speeds are its
+// own.
 func wire(write archive.WriteOptions, adapt, zstdOK bool) archive.WriteOptions {
 	if adapt && zstdOK && write.Codec == archive.Gzip {
 		write.Codec, write.Level = archive.Zstd, 0 // a gzip level says nothing of zstd's

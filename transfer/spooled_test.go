@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -21,7 +22,15 @@ func TestSpooledKnows(t *testing.T) {
 	a, b, c, d, e := h("a"), h("b"), h("c"), h("d"), h("e")
 	id := func(s string) string { return strings.Repeat(s, 64) }
 	under := func(s string) *string { return &s }
-	s := newSpooled(archive.Discard, [][]v1.Hash{{a, b, c, e}, {a, b, d}})
+	sink := &readingSink{Sink: archive.Discard}
+	s := newSpooled(sink, [][]v1.Hash{{a, b, c, e}, {a, b, d}})
+	sink.before = func(name string) { // a layer is told once the sink reads it, not before
+		for _, blob := range s.blobs {
+			if blob.Path == name {
+				t.Errorf("%s: told before its first byte was read", name)
+			}
+		}
+	}
 	known := func(diffID v1.Hash) string {
 		if blob := s.blobs[diffID]; blob != nil {
 			return blob.Path
@@ -68,4 +77,16 @@ func TestSpooledKnows(t *testing.T) {
 			}
 		}
 	}
+}
+
+// readingSink reads each entry whole, calling before first.
+type readingSink struct {
+	archive.Sink
+	before func(name string)
+}
+
+func (r *readingSink) Entry(_ context.Context, e archive.Entry, body io.Reader) error {
+	r.before(e.Name)
+	_, err := io.Copy(io.Discard, body)
+	return err
 }

@@ -102,20 +102,44 @@ func newSpooled(sink archive.Sink, images [][]v1.Hash) *spooled {
 // ociBlob is the name of a blob in a docker save of docker 25 and later.
 var ociBlob = regexp.MustCompile(`^blobs/sha256/([0-9a-f]{64})$`)
 
+// Entry tells a layer known from its entry once the spool reads its first byte: the spool has
+// it staged by then, for the steps to read as it comes.
 func (s *spooled) Entry(ctx context.Context, e archive.Entry, r io.Reader) error {
 	s.mu.Lock()
+	var d v1.Hash
 	if m := ociBlob.FindStringSubmatch(e.Name); m != nil {
-		if d := (v1.Hash{Algorithm: "sha256", Hex: m[1]}); s.carried[d] {
-			s.known(d, &archive.Blob{Digest: d, Size: e.Size, Path: e.Name})
+		if h := (v1.Hash{Algorithm: "sha256", Hex: m[1]}); s.carried[h] {
+			d = h
 		}
 	} else if below, ok := s.below(e); ok {
-		if d, ok := s.next(below); ok {
-			s.chains[path.Dir(e.Name)] = append(slices.Clip(below), d)
-			s.known(d, &archive.Blob{Digest: d, Size: e.Size, Path: e.Name})
+		if next, ok := s.next(below); ok {
+			s.chains[path.Dir(e.Name)] = append(slices.Clip(below), next)
+			d = next
 		}
 	}
 	s.mu.Unlock()
+	if d != (v1.Hash{}) {
+		r = &firstRead{r: r, do: func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.known(d, &archive.Blob{Digest: d, Size: e.Size, Path: e.Name})
+		}}
+	}
 	return s.Sink.Entry(ctx, e, r)
+}
+
+// firstRead calls do as r is first read.
+type firstRead struct {
+	r  io.Reader
+	do func()
+}
+
+func (f *firstRead) Read(p []byte) (int, error) {
+	if f.do != nil {
+		f.do()
+		f.do = nil
+	}
+	return f.r.Read(p)
 }
 
 func (s *spooled) Hashed(e archive.Entry, digest, diffID v1.Hash) {

@@ -233,7 +233,6 @@ type receiver struct {
 
 func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
 	defer r.Close()
-	r.Spool.Commit(ctx, b) //nolint:errcheck // never fails: it ends the staging, so a blob not staged is missing at once
 	// Every target and every blob a thin bundle leaves out are checked before anything is
 	// pushed: a bundle the registry cannot complete leaves it as it was.
 	targets := map[*archive.Image][]name.Tag{}
