@@ -15,9 +15,13 @@ import (
 )
 
 // Require returns the path of binary name, or skips the test when it is missing — unless
-// FERRY_TEST_REQUIRE=1, in which case it fails the test (t.Fatalf) naming the binary.
+// FERRY_TEST_REQUIRE=1, in which case it fails the test (t.Fatalf) naming the binary. Every
+// test that runs a binary is a long test: with -short it is skipped.
 func Require(t testing.TB, name string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skipf("runs %s: a long test, skipped with -short", name)
+	}
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
