@@ -12,9 +12,9 @@ import (
 	"github.com/ferrytool/ferry/store"
 )
 
-// Inventory takes the inventory of the store ref names ("docker" when ""), on host if set.
+// Inventory takes the inventory of the store ref names (the default store when ""), on host if set.
 func Inventory(ctx context.Context, ref, host string, opts Options) (*dedupe.Inventory, error) {
-	st, done, err := OpenStore(ctx, cmp.Or(ref, "docker"), host, opts)
+	st, done, err := OpenStore(ctx, cmp.Or(ref, store.DefaultRef()), host, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -1,24 +1,20 @@
 package transfer
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"io"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/store"
-	"github.com/ferrytool/ferry/store/docker"
-	"github.com/ferrytool/ferry/store/oci"
 )
 
 // LoadOptions say where Load puts a bundle.
 type LoadOptions struct {
 	Options
-	// To is a store reference, or "" for the docker daemon when one answers and the default
-	// OCI store (oci.DefaultDir) when none does. Host, if set, is the SSH destination the
+	// To is a store reference, or "" for the store the kinds say a load goes to
+	// (store.Implicit: the docker daemon when one answers, else the default OCI store). Host, if set, is the SSH destination the
 	// store is on.
 	To, Host string
 	// Store, if set, is the store to load into, instead of To.
@@ -64,24 +60,21 @@ func Load(ctx context.Context, r io.Reader, opts LoadOptions) (*LoadResult, erro
 	return &LoadResult{Store: st.String(), Images: rcv.Loaded(), Bundle: b}, nil
 }
 
-// loadStore opens the store to load into: without a name, the docker daemon if it answers,
-// else the default OCI store.
+// loadStore opens the store to load into: without a name, the one the kinds say a load goes
+// to (store.Implicit: the docker daemon if it answers, else the default OCI store).
 func loadStore(ctx context.Context, opts LoadOptions) (store.Store, func(), error) {
 	if opts.Store != nil {
 		return opts.Store, func() {}, nil
 	}
-	if opts.To != "" || opts.Host != "" {
-		return OpenStore(ctx, cmp.Or(opts.To, "docker"), opts.Host, opts.Options)
+	ref := opts.To
+	if ref == "" && opts.Host != "" {
+		ref = store.DefaultRef()
 	}
-	if c, err := docker.New(""); err == nil {
-		d := docker.NewStore(c)
-		if d.Answers(ctx) == nil {
-			return d, func() {}, nil
+	if ref == "" {
+		var err error
+		if ref, err = store.Implicit(ctx); err != nil {
+			return nil, nil, err
 		}
 	}
-	dir, err := oci.DefaultDir()
-	if err != nil {
-		return nil, nil, errors.New("no docker daemon answers, and " + err.Error())
-	}
-	return OpenStore(ctx, "oci:"+dir, "", opts.Options)
+	return OpenStore(ctx, ref, opts.Host, opts.Options)
 }

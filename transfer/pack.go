@@ -10,7 +10,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
-	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/internal/leftover"
 	"github.com/ferrytool/ferry/store"
 )
@@ -161,21 +160,37 @@ func uncompressed(b *archive.Bundle) []*archive.Layer {
 	return out
 }
 
-// deliverPacked sends a store that unpacks layers (u) what it lacks of im, b being im's
-// bundle thinned by inv, its uncompressed layers compressed. A layer the store holds is
-// sent nothing for: the manifests name the blob it holds the layer in (LayerBlobs),
-// gzip-compressed or not, or, when it holds the layer only unpacked, the layer as it is.
-// The others go in the images' order, each compressed one as soon as pk has it ready (the
-// next is compressed while one travels); then the configs and the rewritten manifests, and
-// the store commits.
-func deliverPacked(ctx context.Context, res *HostResult, st store.Store, u store.Unpacker, inv *dedupe.Inventory, b *archive.Bundle,
-	pk *packer, im *store.Images, progress func(sent, total int64)) error {
+// packed sends a store that unpacks layers (store.Unpacker) what it lacks of a source's
+// images, their uncompressed layers compressed. A layer the store holds is sent nothing
+// for: the manifests name the blob it holds the layer in (LayerBlobs), gzip-compressed or
+// not, or, when it holds the layer only unpacked, the layer as it is. The others go in the
+// images' order, each compressed one as soon as the source's packer has it ready (the next
+// is compressed while one travels); then the configs and the rewritten manifests, and the
+// store commits.
+type packed struct {
+	h *host
+	u store.Unpacker
+}
+
+func (d *packed) send(ctx context.Context, p *pending) error {
+	h := d.h
+	im, err := p.wait(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := h.lacks(im)
+	if b == nil {
+		return err
+	}
 	raw := uncompressed(b)
+	if len(raw) == 0 {
+		return h.receiveBlobs(ctx, im, b)
+	}
 	var diffIDs []v1.Hash
 	for _, l := range raw {
 		diffIDs = append(diffIDs, l.DiffID)
 	}
-	held, err := u.LayerBlobs(ctx, diffIDs)
+	held, err := d.u.LayerBlobs(ctx, diffIDs)
 	if err != nil {
 		return err
 	}
@@ -183,78 +198,56 @@ func deliverPacked(ctx context.Context, res *HostResult, st store.Store, u store
 	named := map[v1.Hash]v1.Descriptor{}
 	var pack []*archive.Layer
 	var total int64 // an estimate, made good as the layers are compressed
-	for _, blob := range b.LeaveOut(func(blob *archive.Blob) bool { return inv.HasBlob(blob.Digest) }).Reachable() {
+	for _, blob := range b.LeaveOut(func(blob *archive.Blob) bool { return h.inv.HasBlob(blob.Digest) }).Reachable() {
 		if blob.Present() {
 			total += blob.Size
 		}
 	}
 	for _, l := range raw {
-		switch h, ok := held[l.DiffID]; {
-		case ok && h.Gzip:
-			named[l.Digest] = v1.Descriptor{MediaType: archive.GzipType(l.MediaType), Digest: h.Digest, Size: h.Size}
+		switch hb, ok := held[l.DiffID]; {
+		case ok && hb.Gzip:
+			named[l.Digest] = v1.Descriptor{MediaType: archive.GzipType(l.MediaType), Digest: hb.Digest, Size: hb.Size}
 			if l.Present() { // held, though not as the bundle carries it
-				res.Skipped++
+				h.res.Skipped++
 				total -= l.Size
 			}
-		case l.Present() && !inv.HasBlob(l.Digest):
+		case l.Present() && !h.inv.HasBlob(l.Digest):
 			pack = append(pack, l)
 		}
 	}
 	packing := map[v1.Hash]*packing{}
-	for i, c := range pk.ahead(im.Src, pack) {
+	for i, c := range p.pack.ahead(im.Src, pack) {
 		packing[pack[i].Digest] = c
 	}
 
-	rcv, err := st.Receive(ctx)
+	r, err := h.receive(ctx, total)
 	if err != nil {
 		return err
-	}
-	sent := res.Sent
-	total += sent
-	count := func(n int64) { res.Sent = sent + n }
-	sink := &countingSink{Receiver: rcv, p: store.Progress{Report: func(n, _ int64) { count(n); progress(res.Sent, total) }}}
-	finish := func(err error) error {
-		if r, ok := rcv.(store.Resumer); ok { // what the store held of a blob was never sent
-			count(sink.p.Done - r.Resumed())
-		}
-		if err != nil {
-			return fmt.Errorf("%w; what %s took in whole stays there, and sending again sends only the rest", err, st)
-		}
-		return nil
 	}
 	// The layers first, in the images' order (as Feed sends them), each compressed one as
 	// soon as it is ready.
 	fed := map[v1.Hash]bool{}
 	for _, l := range layerOrder(b) {
-		if !l.Present() || inv.HasBlob(l.Digest) || named[l.Digest].Digest != (v1.Hash{}) {
+		if !l.Present() || h.inv.HasBlob(l.Digest) || named[l.Digest].Digest != (v1.Hash{}) {
 			continue // held
 		}
 		blob, src := l.Blob, im.Src
 		if c := packing[l.Digest]; c != nil {
-			var err error
-			select {
-			case <-c.done:
-				err = c.err
-			case <-ctx.Done():
-				err = context.Cause(ctx)
-			}
+			desc, err := c.wait(ctx)
 			if err != nil {
-				err = fmt.Errorf("layer %s: %w", l.Digest, err)
-				rcv.Abort(err)
-				return finish(err)
+				return r.fail(fmt.Errorf("layer %s: %w", l.Digest, err))
 			}
-			named[l.Digest] = c.desc
-			total += c.desc.Size - l.Size
-			if inv.HasBlob(c.desc.Digest) { // held, though not labelled as the layer's
-				res.Skipped++
-				total -= c.desc.Size
+			named[l.Digest] = desc
+			r.total += desc.Size - l.Size
+			if h.inv.HasBlob(desc.Digest) { // held, though not labelled as the layer's
+				h.res.Skipped++
+				r.total -= desc.Size
 				continue
 			}
-			blob, src = &archive.Blob{Digest: c.desc.Digest, Size: c.desc.Size}, fileSource(c.path)
+			blob, src = &archive.Blob{Digest: desc.Digest, Size: desc.Size}, fileSource(c.path)
 		}
-		if err := archive.FeedBlobs(ctx, []*archive.Blob{blob}, src, sink); err != nil {
-			rcv.Abort(err)
-			return finish(err)
+		if err := archive.FeedBlobs(ctx, []*archive.Blob{blob}, src, r.sink); err != nil {
+			return r.fail(err)
 		}
 		fed[blob.Digest] = true
 	}
@@ -263,21 +256,24 @@ func deliverPacked(ctx context.Context, res *HostResult, st store.Store, u store
 		return d, ok
 	})
 	if err != nil {
-		rcv.Abort(err)
-		return finish(err)
+		return r.fail(err)
 	}
 	for _, blob := range rb.Reachable() {
-		res.Full += blob.Size
+		h.res.Full += blob.Size
 	}
 	// The layers are in the store now, or were: only configs and manifests are left.
-	rb = rb.LeaveOut(func(blob *archive.Blob) bool { return fed[blob.Digest] || inv.HasBlob(blob.Digest) })
-	if err := finish(archive.Feed(ctx, rb, im.Src, sink)); err != nil {
-		return err
+	rb = rb.LeaveOut(func(blob *archive.Blob) bool { return fed[blob.Digest] || h.inv.HasBlob(blob.Digest) })
+	return r.finish(archive.Feed(ctx, rb, im.Src, r.sink))
+}
+
+// wait waits for the layer's compression, and returns the blob it made.
+func (pk *packing) wait(ctx context.Context) (v1.Descriptor, error) {
+	select {
+	case <-pk.done:
+		return pk.desc, pk.err
+	case <-ctx.Done():
+		return v1.Descriptor{}, context.Cause(ctx)
 	}
-	for _, l := range rcv.Loaded() {
-		res.Loaded = append(res.Loaded, l.Ref)
-	}
-	return nil
 }
 
 // layerOrder returns the layers of b's images, in order, each blob once.

@@ -12,9 +12,9 @@ import (
 // SaveOptions say where Save reads images and how it writes them.
 type SaveOptions struct {
 	Options
-	// From is the store image arguments are read from ("docker" when ""); FromHost, if set,
-	// the SSH destination it is on. oci:DIR[:REF], pool:DIR[:NAME] and bundle files name
-	// their own place.
+	// From is the store image arguments are read from (the default store when ""); FromHost,
+	// if set, the SSH destination it is on. Bundle files and references to a place of their
+	// own (oci:DIR[:REF], pool:DIR[:NAME]) are sources of their own.
 	From, FromHost string
 	// Store, if set, is the store image arguments are read from, instead of From.
 	Store store.Store
@@ -88,15 +88,9 @@ func (s Source) open(ctx context.Context, given store.Store, opts Options) (Sour
 	switch {
 	case s.File != "":
 		return s, nil, func() {}, nil
-	case given != nil && !isSelfNamed(s.Store):
+	case given != nil && !isPlace(s.Store):
 		return s, given, func() {}, nil
 	}
 	st, done, err := OpenStore(ctx, s.Store, s.Host, opts)
 	return s, st, done, err
-}
-
-// isSelfNamed reports whether a store reference came from a source argument itself.
-func isSelfNamed(ref string) bool {
-	k, _, _ := store.Parse(ref)
-	return k.Name == "oci" || k.Name == "pool"
 }

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,6 +73,7 @@ func OpenStore(ctx context.Context, ref, host string, opts Options) (st store.St
 // file.
 type Source struct {
 	// Store is the store's reference ("docker", "oci:DIR", "pool:DIR"), or "" for a bundle.
+	// A store whose references name a place of their own is named without the image.
 	Store string
 	// Host, if set, is the SSH destination the store is on.
 	Host string
@@ -92,15 +94,14 @@ func (s Source) String() string {
 }
 
 // Sources sorts source arguments into the places they are read from, in the order first
-// named: oci:DIR[:REF] and pool:DIR[:NAME] name their store, an existing file is a bundle,
-// anything else is an image of the store from names ("docker" when ""), on host if set.
+// named: a reference to a place of its own (oci:DIR[:REF], pool:DIR[:NAME]: store.Kind's
+// Place) names its store, an existing file is a bundle, anything else is an image of the
+// store from names (the default store when ""), on host if set.
 func Sources(args []string, from, host string) ([]Source, error) {
 	if len(args) == 0 {
 		return nil, errors.New("no images named")
 	}
-	if from == "" {
-		from = "docker"
-	}
+	from = cmp.Or(from, store.DefaultRef())
 	if _, _, err := store.Parse(from); err != nil {
 		return nil, err
 	}
@@ -119,10 +120,12 @@ func Sources(args []string, from, host string) ([]Source, error) {
 		out[i].Refs = append(out[i].Refs, ref)
 	}
 	for _, arg := range args {
-		switch kind, rest, _ := strings.Cut(arg, ":"); {
-		case kind == "oci" || kind == "pool":
+		switch k, rest, err := store.Parse(arg); {
+		case k.Place:
 			dir, ref := store.CutRef(rest)
-			add(kind+":"+dir, "", ref)
+			add(k.Name+":"+dir, "", ref)
+		case errors.Is(err, store.ErrInvalidReference) && isPlace(arg):
+			return nil, err
 		case isFile(arg):
 			out = append(out, Source{File: arg})
 		default:
@@ -133,6 +136,13 @@ func Sources(args []string, from, host string) ([]Source, error) {
 		}
 	}
 	return out, nil
+}
+
+// isPlace reports whether arg starts with the name of a kind whose references name a place
+// of their own: "oci:…".
+func isPlace(arg string) bool {
+	name, _, _ := strings.Cut(arg, ":")
+	return slices.ContainsFunc(store.Kinds(), func(k store.Kind) bool { return k.Place && k.Name == name })
 }
 
 // isFile reports whether path is a bundle file, or the name of a split one.

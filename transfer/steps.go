@@ -17,13 +17,13 @@ import (
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/store"
-	"github.com/ferrytool/ferry/store/docker"
 )
 
 // Stepped loads. docker loads nothing from a stream cut short, but a daemon on the classic
-// image store keeps every image it has loaded and skips the layers whose chain it holds. So
-// such a host is sent the layers it lacks in steps: each step an untagged image of the first
-// layers of an image sent (archive.Step, labelled docker.StepLabel) that carries the layers
+// image store keeps every image it has loaded and skips the layers whose chain it holds (a
+// store.Stepper). So such a host is sent the layers it lacks in steps: each step an untagged
+// image of the first layers of an image sent (archive.Step, labelled store.StepLabel) that
+// carries the layers
 // after those the host holds; then the images themselves, which carry no layer. A cut send
 // loses the step in flight only: sent again, the host's inventory shows the steps' layers and
 // only the rest travels. Once the images are loaded their steps are removed.
@@ -226,30 +226,20 @@ func (s *spooled) layer(ctx context.Context, d v1.Hash) (*archive.Layer, error) 
 // resumeHint ends the error of a stepped send that failed.
 const resumeHint = "the steps the host loaded keep their layers there, and sending again sends only the rest"
 
-// sendStepped sends a docker daemon on the classic store what it lacks of a source's
-// images: their layers in steps, then the images with the last step's layers, then it
-// removes the steps.
-func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *dedupe.Inventory, zstdOK bool, p *pending,
-	opts SendOptions, progress func(sent, total int64)) error {
-	write := wire(opts.Read.Write, opts.Adapt, zstdOK)
-	res.Codec = write.Codec
-	var mu sync.Mutex // the loads' writers report at once
-	sent, estimate, estimated := res.Sent, int64(0), int32(-1)
-	var chain *loadChain
-	chain = &loadChain{s: d, sent: func(n int64) {
-		mu.Lock()
-		// The bundle of what the host lacks tells the bytes to send once read, better after
-		// each step (a spool of what was read tells how it compresses as it is written).
-		if loads := chain.loads.Load(); estimated != loads && p.done() {
-			estimate, estimated = wireSize(p.im, inv.Thin(p.im.Bundle), write, true), loads
-		}
-		res.Sent = sent + n
-		now, total, known := res.Sent, sent+estimate, estimate > 0
-		mu.Unlock()
-		if known { // the first load's first bytes go before the source says what it holds
-			progress(now, total)
-		}
-	}}
+// stepLoad sends a store.Stepper what it lacks of a source's images: their layers in steps,
+// then the images with the last step's layers, then it removes the steps.
+type stepLoad struct {
+	h *host
+	s store.Stepper
+}
+
+func (d *stepLoad) send(ctx context.Context, p *pending) error {
+	h := d.h
+	write := h.wire()
+	h.res.Codec = write.Codec
+	est := &stepEstimate{h: h, p: p, write: write, sent: h.res.Sent, estimated: -1}
+	chain := &loadChain{s: d.s}
+	chain.sent = func(n int64) { est.report(chain, n) }
 	defer chain.wait() //nolint:errcheck // the loads started end, one way or the other, before the connection goes
 	// The first load is opened while the source is read.
 	chain.open(ctx, write)
@@ -258,35 +248,65 @@ func sendStepped(ctx context.Context, res *HostResult, d *docker.Store, inv *ded
 		return err
 	}
 	if im != nil { // no step for images the host cannot complete
-		if err := completes(d, inv, inv.Thin(im.Bundle)); err != nil {
+		if err := h.completes(h.inv.Thin(im.Bundle)); err != nil {
 			return err
 		}
 	}
-	mu.Lock()
-	estimate = max(estimate, ls.total)
-	mu.Unlock()
-	steps, err := chain.steps(ctx, inv, ls, write)
+	est.atLeast(ls.total)
+	steps, err := chain.steps(ctx, h.inv, ls, write)
 	if err != nil {
 		return fmt.Errorf("%w; %s", err, resumeHint)
 	}
 	if im, err = p.wait(ctx); err != nil {
 		return err
 	}
-	if err := deliver(ctx, res, d, inv, steps, zstdOK, im, nil, opts, progress); err != nil {
+	b, err := h.lacks(im)
+	if b == nil {
 		return err
 	}
-	if err := d.RemoveSteps(ctx, ls.images); err != nil && opts.Note != nil {
-		opts.Note(fmt.Sprintf("%s: the images loaded, but removing the step images failed (docker image prune removes them): %v", res.Host, err))
+	h.res.Full += wireSize(im, im.Bundle, write, false)
+	// The steps' chain reports the bytes, and their compression goes on.
+	if err := h.load(ctx, chain, b.Thin(steps.Has), im, write, true); err != nil {
+		return err
+	}
+	if err := d.s.RemoveSteps(ctx, ls.images); err != nil {
+		h.note(fmt.Sprintf("the images loaded, but removing the step images failed (docker image prune removes them): %v", err))
 	}
 	return nil
 }
 
-// stepped is what a host's steps leave to the images' load: the layers they loaded, the
-// chain the images' load goes last in, and how the stream is compressed.
-type stepped struct {
-	layers *dedupe.Inventory
-	chain  *loadChain
-	write  archive.WriteOptions
+// A stepEstimate reports a stepped send's bytes against an estimate of what it needs in
+// all: the bundle of what the host lacks tells the bytes to send once read, better after
+// each load (a spool of what was read tells how it compresses as it is written).
+type stepEstimate struct {
+	h     *host
+	p     *pending
+	write archive.WriteOptions
+
+	mu        sync.Mutex // the loads' writers report at once
+	sent      int64      // the host's bytes sent before the source
+	estimate  int64
+	estimated int32 // the loads started when estimate was made
+}
+
+func (e *stepEstimate) atLeast(n int64) {
+	e.mu.Lock()
+	e.estimate = max(e.estimate, n)
+	e.mu.Unlock()
+}
+
+// report reports n bytes sent through the chain.
+func (e *stepEstimate) report(chain *loadChain, n int64) {
+	e.mu.Lock()
+	if loads := chain.loads.Load(); e.estimated != loads && e.p.done() {
+		e.estimate, e.estimated = wireSize(e.p.im, e.h.inv.Thin(e.p.im.Bundle), e.write, true), loads
+	}
+	e.h.res.Sent = e.sent + n
+	now, total, known := e.h.res.Sent, e.sent+e.estimate, e.estimate > 0
+	e.mu.Unlock()
+	if known { // the first load's first bytes go before the source says what it holds
+		e.h.progress(now, total)
+	}
 }
 
 // A loadChain runs a host's loads one after another, each overlapping the ones before: a
@@ -325,13 +345,13 @@ type loadResult struct {
 }
 
 // steps loads the steps of ls's images the host lacks, by inv, but the last: the images'
-// load carries its layers.
-func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerSource, write archive.WriteOptions) (*stepped, error) {
-	done := &stepped{layers: dedupe.NewInventory(dedupe.StoreDocker), chain: c, write: write}
+// load carries its layers. It returns what the steps loaded.
+func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerSource, write archive.WriteOptions) (*dedupe.Inventory, error) {
+	done := dedupe.NewInventory(dedupe.StoreDocker)
 	for i, diffIDs := range ls.images {
 		img := imageOf(diffIDs)
 		k := 0 // the layers the host holds, or will once the steps so far load
-		for k < len(diffIDs) && (inv.Has(img, k) || done.layers.Has(img, k)) {
+		for k < len(diffIDs) && (inv.Has(img, k) || done.Has(img, k)) {
 			k++
 		}
 		for k < len(diffIDs) {
@@ -349,14 +369,14 @@ func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerS
 				}
 			}
 			if len(layers) > 0 && (k < len(diffIDs) || i < len(ls.images)-1) {
-				b, err := archive.Step(diffIDs[:k], layers, map[string]string{docker.StepLabel: "1"})
+				b, err := archive.Step(diffIDs[:k], layers, map[string]string{store.StepLabel: "1"})
 				if err != nil {
 					return nil, err
 				}
 				if _, err := c.load(ctx, b, ls.src, write); err != nil {
 					return nil, err
 				}
-				done.layers.AddImage(diffIDs[:k], nil)
+				done.AddImage(diffIDs[:k], nil)
 			}
 			if leftOut {
 				break

@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/ferrytool/ferry/store"
 	"github.com/ferrytool/ferry/transfer"
 )
 
@@ -43,7 +44,7 @@ complete images only). With -H, the store is on that host, reached over SSH.
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&from, "from", "docker", "the `STORE`: docker, podman, containerd[:NAMESPACE], oci:DIR, pool:DIR or registry:HOST[/PREFIX]")
+	f.StringVar(&from, "from", store.DefaultRef(), "the `STORE`: docker, podman, containerd[:NAMESPACE], oci:DIR, pool:DIR or registry:HOST[/PREFIX]")
 	f.StringVarP(&host, "host", "H", "", "the store is on `HOST`: [user@]host[:port] or ssh://[user@]host[:port]/SOCKET")
 	f.StringVarP(&output, "output", "o", "-", "write to `FILE` (atomically) or - for stdout")
 	f.BoolVar(&insecure, "insecure", false, "allow plain http to any registry")

@@ -41,7 +41,7 @@ are stored; a delta is added only when the pool holds the layers it leaves out.`
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.name, "name", "", "the bundle's name in the pool (default: the file's name, or images-TIME)")
-	f.StringVar(&o.from, "from", "docker", "the `STORE` IMAGE references are read from: docker, registry or registry:HOST[/PREFIX]")
+	f.StringVar(&o.from, "from", store.DefaultRef(), "the `STORE` IMAGE references are read from: docker, registry or registry:HOST[/PREFIX]")
 	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform images (default: the host's)")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
 	o.progress.register(f)

@@ -57,7 +57,7 @@ compressed blobs and manifests, so their digests stay the same.
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.output, "output", "o", "-", "write to `FILE` (atomically) or - for stdout; .gz or .tgz implies --compress gzip")
-	f.StringVar(&o.from, "from", "docker", "the `STORE` IMAGE references are read from (docker, registry, registry:HOST[/PREFIX], containerd[:NAMESPACE]), or a HOST whose docker daemon is read over SSH")
+	f.StringVar(&o.from, "from", store.DefaultRef(), "the `STORE` IMAGE references are read from (docker, registry, registry:HOST[/PREFIX], containerd[:NAMESPACE]), or a HOST whose docker daemon is read over SSH")
 	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform images (default: the host's)")
 	f.BoolVar(&o.allPlatforms, "all-platforms", false, "keep every platform of a multi-platform image in the OCI part")
 	f.StringVar(&o.compress, "compress", "", "compress the bundle: none, gzip, or zstd (docker 23 and later load it; 20.10 does not)")

@@ -90,8 +90,8 @@ it was, and the same command sends again. The summary on stdout says what each h
 	}
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.hosts, "host", "H", nil, "send to `HOST`: [user@]host[:port] or ssh://[user@]host[:port]/SOCKET (repeat for more hosts)")
-	f.StringVar(&o.to, "to", "docker", "the `STORE` on the hosts: docker, podman, containerd[:NAMESPACE] or oci:DIR (a layout directory there, over SFTP)")
-	f.StringVar(&o.from, "from", "docker", "the `STORE` IMAGE references are read from (docker, registry, registry:HOST[/PREFIX], containerd[:NAMESPACE]), or a HOST whose docker daemon is read over SSH")
+	f.StringVar(&o.to, "to", store.DefaultRef(), "the `STORE` on the hosts: docker, podman, containerd[:NAMESPACE] or oci:DIR (a layout directory there, over SFTP)")
+	f.StringVar(&o.from, "from", store.DefaultRef(), "the `STORE` IMAGE references are read from (docker, registry, registry:HOST[/PREFIX], containerd[:NAMESPACE]), or a HOST whose docker daemon is read over SSH")
 	f.BoolVar(&o.all, "all", false, "send every tagged image of the source docker daemon")
 	f.StringVar(&o.compress, "compress", "auto", "compression on the wire: auto (zstd to docker 23 and later; else gzip while it is faster than not), zstd, gzip or none")
 	f.IntVar(&o.level, "level", 0, "compression `level`: gzip 1 fastest … 9 smallest; zstd 1 fastest … 4 smallest (higher means 4); with auto, of gzip only (default: what each host's link calls for, gzip 1 to 6, zstd 1 to 3)")
@@ -158,11 +158,8 @@ func printSendSummary(w io.Writer, results []transfer.HostResult) {
 			continue
 		}
 		result := "loaded " + strings.Join(r.Loaded, ", ")
-		switch {
-		case r.Complete && r.Store == "podman":
-			result += " (podman: complete images)"
-		case r.Complete:
-			result += " (containerd image store: complete images)"
+		if r.Complete != "" {
+			result += " (" + r.Complete + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d of %d\t%s\n", r.Host, humanBytes(r.Sent), humanBytes(r.Full),
 			r.Layers-r.Skipped, r.Layers, result)

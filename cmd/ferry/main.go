@@ -17,6 +17,7 @@ import (
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/internal/parts"
+	_ "github.com/ferrytool/ferry/store/all" // the kinds of store, registered
 	"github.com/ferrytool/ferry/transfer"
 )
 

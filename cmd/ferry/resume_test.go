@@ -17,7 +17,7 @@ import (
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/internal/testenv"
-	"github.com/ferrytool/ferry/store/docker"
+	"github.com/ferrytool/ferry/store"
 )
 
 // TestSendDockerKilled kills ferry send into a docker 20.10 host over SSH (SIGKILL, once the
@@ -40,7 +40,7 @@ func TestSendDockerKilled(t *testing.T) {
 
 	// stepped returns how many layers the host's largest step image has.
 	stepped := func() int {
-		out, _ := h.docker.RunErr("images", "-a", "-q", "--filter", "label="+docker.StepLabel)
+		out, _ := h.docker.RunErr("images", "-a", "-q", "--filter", "label="+store.StepLabel)
 		most := 0
 		for _, id := range strings.Fields(out) {
 			n, _ := h.docker.RunErr("image", "inspect", "-f", "{{len .RootFS.Layers}}", id)

@@ -51,7 +51,7 @@ func parseFrom(from string) (ref, host string) {
 	if store.IsStore(from) {
 		return from, ""
 	}
-	return "docker", from
+	return store.DefaultRef(), from
 }
 
 // fileDoc is the grammar's row for bundle files, which are no store kind.

@@ -29,24 +29,24 @@ const (
 // CRINamespace is where containerd's CRI plugin, and so kubelet, keeps images.
 const CRINamespace = "k8s.io"
 
-func init() {
-	store.Register(store.Kind{
-		Name:   "containerd",
-		Syntax: "containerd[:NAMESPACE]",
-		Doc: "containerd's images in NAMESPACE (k8s.io, unless $CONTAINERD_NAMESPACE names another), at $CONTAINERD_ADDRESS or " + DefaultSocket +
-			". As a source, blobs from its content store; as a store, only the blobs it lacks (resumed mid-blob after a cut), then unpacked " +
-			"($CONTAINERD_SNAPSHOTTER, overlayfs) and named. On a host, its socket through the SSH connection",
-		Remote: true,
-		Check: func(arg string) error {
-			if arg == "" {
-				return nil
-			}
-			return identifiers.Validate(arg)
-		},
-		Open: func(ctx context.Context, arg string, env store.Env) (store.Store, error) {
-			return Open(ctx, arg, env)
-		},
-	})
+// Kind describes the store kind; the program registers it (package store/all).
+var Kind = store.Kind{
+	Name:   "containerd",
+	Syntax: "containerd[:NAMESPACE]",
+	Doc: "containerd's images in NAMESPACE (k8s.io, unless $CONTAINERD_NAMESPACE names another), at $CONTAINERD_ADDRESS or " + DefaultSocket +
+		". As a source, blobs from its content store; as a store, only the blobs it lacks (resumed mid-blob after a cut), then unpacked " +
+		"($CONTAINERD_SNAPSHOTTER, overlayfs) and named. On a host, its socket through the SSH connection",
+	Remote: true,
+	Socket: true,
+	Check: func(arg string) error {
+		if arg == "" {
+			return nil
+		}
+		return identifiers.Validate(arg)
+	},
+	Open: func(ctx context.Context, arg string, env store.Env) (store.Store, error) {
+		return Open(ctx, arg, env)
+	},
 }
 
 // A Store is the images of one namespace of a containerd.

@@ -20,25 +20,37 @@ import (
 	"github.com/ferrytool/ferry/store"
 )
 
-func init() {
-	store.Register(store.Kind{
-		Name:   "docker",
-		Syntax: "docker",
-		Doc:    "the docker daemon ($DOCKER_HOST or the default socket). As a source, one `docker save` of all the images; as a store, `docker load`, thin where the daemon holds the layers left out; on the containerd image store, the daemon's containerd (namespace moby) where ferry reaches it, thin and resumed mid-blob, else complete images. On a host, its socket through the SSH connection",
-		Remote: true,
-		Check:  store.NoArg,
-		Open: func(ctx context.Context, arg string, env store.Env) (store.Store, error) {
-			if env.Host != nil {
-				return &Store{Client: Dial(env.Host, env.Socket), name: env.On("docker"), host: env.Host,
-					socket: cmp.Or(env.Socket, strings.TrimPrefix(DefaultHost, "unix://"))}, nil
-			}
-			c, err := New("")
-			if err != nil {
-				return nil, err
-			}
-			return NewStore(c), nil
-		},
-	})
+// Kind describes the store kind; the program registers it (package store/all).
+var Kind = store.Kind{
+	Name:     "docker",
+	Syntax:   "docker",
+	Doc:      "the docker daemon ($DOCKER_HOST or the default socket). As a source, one `docker save` of all the images; as a store, `docker load`, thin where the daemon holds the layers left out; on the containerd image store, the daemon's containerd (namespace moby) where ferry reaches it, thin and resumed mid-blob, else complete images. On a host, its socket through the SSH connection",
+	Remote:   true,
+	Socket:   true,
+	Default:  true,
+	Complete: "containerd image store: complete images",
+	Implicit: func(ctx context.Context) (string, error) {
+		c, err := New("")
+		if err == nil {
+			err = NewStore(c).Answers(ctx)
+		}
+		if err != nil {
+			return "", fmt.Errorf("no docker daemon answers (%w)", err)
+		}
+		return "", nil
+	},
+	Check: store.NoArg,
+	Open: func(ctx context.Context, arg string, env store.Env) (store.Store, error) {
+		if env.Host != nil {
+			return &Store{Client: Dial(env.Host, env.Socket), name: env.On("docker"), host: env.Host,
+				socket: cmp.Or(env.Socket, strings.TrimPrefix(DefaultHost, "unix://"))}, nil
+		}
+		c, err := New("")
+		if err != nil {
+			return nil, err
+		}
+		return NewStore(c), nil
+	},
 }
 
 // A Store is a docker daemon as a store: an Engine API client with what ferry does with it.
@@ -227,11 +239,6 @@ func (s *Store) Tagged(ctx context.Context) ([]string, error) {
 	return tags, nil
 }
 
-// StepLabel labels the step images of a send (see transfer): untagged images of the first
-// layers of the images sent, which keep those layers on the daemon if the send is cut.
-// `docker image prune` removes one a cut send left and no later send completed.
-const StepLabel = "org.ferrytool.step"
-
 // RemoveSteps removes the step images whose layers are the first of one of images (each
 // given by its diffIDs): the images hold their layers now, so only the step's config goes.
 func (s *Store) RemoveSteps(ctx context.Context, images [][]v1.Hash) error {
@@ -240,7 +247,7 @@ func (s *Store) RemoveSteps(ctx context.Context, images [][]v1.Hash) error {
 		return err
 	}
 	for _, summary := range list {
-		if _, ok := summary.Labels[StepLabel]; !ok || len(tagsOf(summary.RepoTags)) > 0 {
+		if _, ok := summary.Labels[store.StepLabel]; !ok || len(tagsOf(summary.RepoTags)) > 0 {
 			continue
 		}
 		img, err := s.Inspect(ctx, summary.ID)

@@ -19,29 +19,32 @@ import (
 	"github.com/ferrytool/ferry/store"
 )
 
-func init() {
-	store.Register(store.Kind{
-		Name:   "oci",
-		Syntax: "oci:DIR[:REF]",
-		Doc:    "an OCI image layout directory. As a source, REF picks an image (its full name, as docker names it, or its tag); as a store, only the blobs it lacks are written, each verified, and index.json last, under .ferry.lock. On a host, over SFTP",
-		Remote: true,
-		Check:  store.DirArg,
-		Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {
-			dir, _ := store.CutRef(arg)
-			if env.Host == nil {
-				return Open(dedupe.LocalFS{}, dir, "oci:"+dir, nil, env.Waiting)
-			}
-			c, err := env.Host.SFTP()
-			if err != nil {
-				return nil, err
-			}
-			s, err := Open(sftpFS{c}, dir, env.On("oci:"+dir), c.Close, env.Waiting)
-			if err != nil {
-				c.Close()
-			}
-			return s, err
-		},
-	})
+// Kind describes the store kind; the program registers it (package store/all).
+var Kind = store.Kind{
+	Name:   "oci",
+	Syntax: "oci:DIR[:REF]",
+	Doc:    "an OCI image layout directory. As a source, REF picks an image (its full name, as docker names it, or its tag); as a store, only the blobs it lacks are written, each verified, and index.json last, under .ferry.lock. On a host, over SFTP",
+	Remote: true,
+	Place:  true,
+	Implicit: func(context.Context) (string, error) {
+		return DefaultDir()
+	},
+	Check: store.DirArg,
+	Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {
+		dir, _ := store.CutRef(arg)
+		if env.Host == nil {
+			return Open(dedupe.LocalFS{}, dir, "oci:"+dir, nil, env.Waiting)
+		}
+		c, err := env.Host.SFTP()
+		if err != nil {
+			return nil, err
+		}
+		s, err := Open(sftpFS{c}, dir, env.On("oci:"+dir), c.Close, env.Waiting)
+		if err != nil {
+			c.Close()
+		}
+		return s, err
+	},
 }
 
 // A Store is an OCI image layout directory.

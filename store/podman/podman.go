@@ -23,20 +23,20 @@ import (
 	"github.com/ferrytool/ferry/store"
 )
 
-func init() {
-	store.Register(store.Kind{
-		Name:   "podman",
-		Syntax: "podman",
-		Doc:    "podman's image store. Not a source; as a store, complete images on the stdin of `podman load`, and `podman images` for what it holds. On a host, the same commands over SSH",
-		Remote: true,
-		Check:  store.NoArg,
-		Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {
-			if env.Host != nil {
-				return &Store{name: env.On("podman"), run: env.Host.Run}, nil
-			}
-			return Local("podman"), nil
-		},
-	})
+// Kind describes the store kind; the program registers it (package store/all).
+var Kind = store.Kind{
+	Name:     "podman",
+	Syntax:   "podman",
+	Doc:      "podman's image store. Not a source; as a store, complete images on the stdin of `podman load`, and `podman images` for what it holds. On a host, the same commands over SSH",
+	Remote:   true,
+	Complete: "podman: complete images",
+	Check:    store.NoArg,
+	Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {
+		if env.Host != nil {
+			return &Store{name: env.On("podman"), run: env.Host.Run}, nil
+		}
+		return Local("podman"), nil
+	},
 }
 
 // The commands ferry runs. They are constants: nothing the user typed goes into them.

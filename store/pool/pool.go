@@ -12,22 +12,22 @@ import (
 	"github.com/ferrytool/ferry/store"
 )
 
-func init() {
-	store.Register(store.Kind{
-		Name:   "pool",
-		Syntax: "pool:DIR[:NAME]",
-		Doc:    "a ferry pool. As a source, NAME is a bundle in it (or NAME/TAG, one image of it); as a store, the bundle is added as NAME. On this machine, not on a host",
-		Check:  store.DirArg,
-		Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {
-			dir, name := store.CutRef(arg)
-			p, err := dedupe.OpenPool(dir)
-			if err != nil {
-				return nil, err
-			}
-			p.Waiting = env.Waiting
-			return &Store{Pool: p, name: name}, nil
-		},
-	})
+// Kind describes the store kind; the program registers it (package store/all).
+var Kind = store.Kind{
+	Name:   "pool",
+	Syntax: "pool:DIR[:NAME]",
+	Doc:    "a ferry pool. As a source, NAME is a bundle in it (or NAME/TAG, one image of it); as a store, the bundle is added as NAME. On this machine, not on a host",
+	Place:  true,
+	Check:  store.DirArg,
+	Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {
+		dir, name := store.CutRef(arg)
+		p, err := dedupe.OpenPool(dir)
+		if err != nil {
+			return nil, err
+		}
+		p.Waiting = env.Waiting
+		return &Store{Pool: p, name: name}, nil
+	},
 }
 
 // A Store is a pool.

@@ -21,19 +21,18 @@ import (
 	"github.com/ferrytool/ferry/store"
 )
 
-func init() {
-	store.Register(store.Kind{
-		Name:   "registry",
-		Syntax: "registry[:HOST[/PREFIX]]",
-		Doc:    "a registry, images as HOST/PREFIX/REPO:TAG (bare `registry`: images named whole, as a source only), with their compressed blobs and manifests as pushed; plain http for localhost and 127.0.0.1, or with --insecure. Reached from this machine, not on a host",
-		Check: func(arg string) error {
-			_, err := New(arg, false)
-			return err
-		},
-		Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {
-			return New(arg, env.Insecure)
-		},
-	})
+// Kind describes the store kind; the program registers it (package store/all).
+var Kind = store.Kind{
+	Name:   "registry",
+	Syntax: "registry[:HOST[/PREFIX]]",
+	Doc:    "a registry, images as HOST/PREFIX/REPO:TAG (bare `registry`: images named whole, as a source only), with their compressed blobs and manifests as pushed; plain http for localhost and 127.0.0.1, or with --insecure. Reached from this machine, not on a host",
+	Check: func(arg string) error {
+		_, err := New(arg, false)
+		return err
+	},
+	Open: func(_ context.Context, arg string, env store.Env) (store.Store, error) {
+		return New(arg, env.Insecure)
+	},
 }
 
 // A Store is a registry, or the part of it under a prefix.

@@ -15,12 +15,12 @@ import (
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/store"
-	"github.com/ferrytool/ferry/store/docker"
 )
 
-// Pipelined sends. A docker host that holds none of the images' layers, or takes complete
-// images only (a cold host), needs the whole bundle, so it need not wait for the source to be read and spooled: while
-// archive.Read streams `docker save` into the spool, each data entry is also forwarded, as
+// Pipelined sends. A host whose load takes docker-archive streams (store.Streamer) and
+// complete images only, and lacks some of the images' layers (a cold host), needs the whole
+// bundle, so it need not wait for the source to be read and spooled: while archive.Read
+// streams a docker save (store.Saver) into the spool, each data entry is also forwarded, as
 // it passes, into one tar stream (gzip-compressed once when asked) that fans out to every
 // cold host's docker load; manifest.json goes last, once the source is verified, and any
 // failure aborts the streams so the hosts load nothing. Other hosts get a thinned bundle
@@ -51,6 +51,8 @@ type coldPlan struct {
 	spooling chan struct{} // closed once early is set, or known to stay nil
 	early    *layerSource  // the layers as the read spools them, for stepped sends
 	once     sync.Once
+
+	codec archive.Codec // how the stream to the cold hosts is compressed
 }
 
 func newColdPlan(hosts int, adapt bool) *coldPlan {
@@ -65,6 +67,17 @@ func (p *coldPlan) spool(ls *layerSource) {
 		p.early = ls
 		close(p.spooling)
 	})
+}
+
+// unpipelined says, if it was not said, that the source is not read in a way that can be
+// pipelined, nor spooled as it is read.
+func (p *coldPlan) unpipelined() {
+	select {
+	case <-p.known:
+	default:
+		p.publish(nil, 0)
+	}
+	p.spool(nil)
 }
 
 // publish says which layers the images have; nil means the source is not read in a way
@@ -137,13 +150,12 @@ func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spooled int, zs
 }
 
 // join decides, once the source's layers are known, whether a host takes the source as it
-// is read: a docker daemon (a Streamer) that takes complete images only and lacks some of
-// its layers. It returns the host's share of the stream, or nil when the host will take the
-// source from the spool (in steps, for a docker daemon on the classic store).
-func (p *coldPlan) join(ctx context.Context, src *pending, st store.Store, inv *dedupe.Inventory, zstdOK bool,
-	progress func(sent, total int64)) *coldHost {
-	s, ok := st.(store.Streamer)
-	if !zstdOK {
+// is read: a store that loads streams (a Streamer), takes complete images only and lacks
+// some of its layers. It returns the host's share of the stream, or nil when the host will
+// take the source from the spool (in steps, for a docker daemon on the classic store).
+func (p *coldPlan) join(ctx context.Context, src *pending, h *host) *coldHost {
+	s, ok := h.st.(store.Streamer)
+	if !h.zstd {
 		p.mu.Lock()
 		p.noZstd = true
 		p.mu.Unlock()
@@ -151,38 +163,17 @@ func (p *coldPlan) join(ctx context.Context, src *pending, st store.Store, inv *
 	images, pipelined := p.layers(ctx, src)
 	// A store that takes complete images only and holds every layer may hold the images
 	// whole: it waits for the source, and deliver sends it nothing it holds whole.
-	if !ok || !pipelined || !inv.Complete || holdsEvery(inv, images) {
+	if !ok || !pipelined || !h.inv.Complete || holdsEvery(h.inv, images) {
 		p.decide(nil, true)
 		return nil
 	}
-	h, pr := newColdHost(func(sent int64) { progress(sent, p.total) })
-	if !p.decide(h, false) {
+	c, pr := newColdHost(func(sent int64) { h.progress(sent, p.total) })
+	if !p.decide(c, false) {
 		return nil // reading started without it
 	}
-	progress(0, p.total)
-	go h.load(ctx, s, pr)
-	return h
-}
-
-// sendCold waits for the host's load of the stream it got as the source was read.
-func sendCold(ctx context.Context, res *HostResult, h *coldHost, src *pending, write archive.WriteOptions) error {
-	loaded, err := h.result()
-	res.Loaded = append(res.Loaded, loaded...)
-	sent := h.out.n.Load()
-	res.Sent += sent
-	im, werr := src.wait(ctx)
-	if werr != nil {
-		return cmp.Or(err, werr)
-	}
-	res.Codec = src.codec
-	layers, _ := countLayers(im.Bundle)
-	res.Layers += layers
-	if err == nil {
-		res.Full += sent // it was sent whole
-	} else {
-		res.Full += max(sent, wireSize(im, im.Bundle, write, false))
-	}
-	return err
+	h.progress(0, p.total)
+	go c.load(ctx, s, pr)
+	return c
 }
 
 // holdsEvery reports whether a host, by its inventory, holds every layer of the images.
@@ -428,9 +419,9 @@ func (noBlobs) Open(_ context.Context, b *archive.Blob) (io.ReadCloser, error) {
 	return nil, fmt.Errorf("%w: %s was streamed to the hosts, not kept", archive.ErrMissingBlob, b)
 }
 
-// openPipelined reads one `docker save` of refs once the hosts have said whether they are
-// cold, forwarding it to the cold ones as it is read and spooling it for the others.
-func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts store.ReadOptions, plan *coldPlan, codec *archive.Codec) (_ *store.Images, err error) {
+// read reads one save of refs once the hosts have said whether they are cold, forwarding it
+// to the cold ones as it is read and spooling it for the others.
+func (plan *coldPlan) read(ctx context.Context, d store.Saver, refs []string, opts store.ReadOptions) (_ *store.Images, err error) {
 	var cold []*coldHost
 	defer func() {
 		if err != nil {
@@ -451,7 +442,7 @@ func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts sto
 	}
 	defer stream.Close()
 	opts.Write = wire(opts.Write, plan.adapt, zstdOK)
-	*codec = opts.Write.Codec
+	plan.codec = opts.Write.Codec
 	// The spool holds the stream's bytes already compressed when several hosts will write
 	// them: compressed once for all. For one, it holds them as read, and they are compressed
 	// as the link takes them: the CPU that takes is spread over the send, where compressing
@@ -486,7 +477,7 @@ func openPipelined(ctx context.Context, d *docker.Store, refs []string, opts sto
 	p := &store.Progress{Total: total, Report: opts.Progress}
 	b, err := archive.Read(ctx, p.Reader(stream), sink, archive.ReadOptions{Trusted: true})
 	if err != nil {
-		return nil, fmt.Errorf("reading docker save stream: %w", err)
+		return nil, fmt.Errorf("reading the save stream: %w", err)
 	}
 	return store.NewImages(b, src, closeSpool), nil
 }
@@ -510,10 +501,4 @@ func wire(write archive.WriteOptions, adapt, zstdOK bool) archive.WriteOptions {
 	}
 	write.Adapt = archive.NewAdaptive(write.Codec, levels, adapt)
 	return write
-}
-
-// takesZstd reports whether a store's load takes zstd input (a docker daemon that says so).
-func takesZstd(ctx context.Context, st store.Store) bool {
-	z, ok := st.(interface{ TakesZstd(context.Context) bool })
-	return ok && z.TakesZstd(ctx)
 }
