@@ -41,7 +41,7 @@ ensure_tools() {
 }
 
 # start_daemon NAME [tmpfs]: a dockerd with everything under $BENCH_DIR/NAME, socket
-# $BENCH_DIR/NAME.sock; with tmpfs, its data root is a fresh tmpfs (see README: Benchmarks).
+# $BENCH_DIR/NAME.sock; with tmpfs, its data root is a fresh tmpfs (see docs/benchmarks.md).
 start_daemon() {
   local name=$1 d=$BENCH_DIR/$1 i
   rm -rf "$d/exec" "$BENCH_DIR/$name.sock"
@@ -277,8 +277,6 @@ report() {
   echo "- ferry save --compress gzip / (docker save | gzip) = $r (≤ 0.35): $(verdict "$r" 0.35)"
   r=$(ratio "ferry load ferry.tar.gz" "docker load ferry.tar.gz")
   echo "- ferry load / docker load, same ferry.tar.gz = $r (≤ 0.5): $(verdict "$r" 0.5)"
-  r=$(ratio "ferry load ferry.tar.gz" "docker load .tar.gz (docker save|gzip)")
-  echo "- ferry load ferry.tar.gz / docker load docker.tar.gz = $r (≤ 0.5): $(verdict "$r" 0.5)"
   r=$(ratio "docker load .tar" "docker load ferry.tar.gz")
   echo "- floor: docker load of the plain tar, the least work the daemon does to hold these layers," \
     "takes $r× docker load ferry.tar.gz: no client feeding this daemon can go below that"

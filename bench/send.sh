@@ -41,7 +41,7 @@ D26=/tmp/ferry-sb-d26   # a docker 26 host, the same way
 log() { printf '>> %s\n' "$*" >&2; }
 
 # dockerd_start NAME [tmpfs]: a throwaway dockerd under $DIR/NAME, socket $DIR/NAME/sock; with
-# tmpfs, its data root is a fresh tmpfs (see README: Benchmarks).
+# tmpfs, its data root is a fresh tmpfs (see docs/benchmarks.md).
 dockerd_start() {
   local d=$DIR/$1
   mkdir -p "$d/data"

@@ -1,13 +1,20 @@
 // Package sshconn opens SSH connections the way the OpenSSH client would, with
-// golang.org/x/crypto/ssh only. It reads ~/.ssh/config and /etc/ssh/ssh_config (Host aliases,
+// golang.org/x/crypto/ssh. It reads ~/.ssh/config and /etc/ssh/ssh_config (Host aliases,
 // HostName, Port, User, IdentityFile, IdentityAgent, ProxyJump, UserKnownHostsFile,
-// GlobalKnownHostsFile, HostKeyAlias, ConnectTimeout), authenticates with ssh-agent
-// ($SSH_AUTH_SOCK or IdentityAgent) and key files (asking for passphrases
-// through a callback, only for a key the server accepts), verifies host keys strictly
-// against known_hosts, keeps connections alive, and dials unix sockets on the remote host
-// (direct-streamlocal, as `ssh -L` does).
+// GlobalKnownHostsFile, HostKeyAlias, ConnectTimeout; no Match blocks), authenticates with
+// ssh-agent ($SSH_AUTH_SOCK or IdentityAgent) and key files (asking for passphrases through a
+// callback, only for a key the server accepts), verifies host keys strictly against
+// known_hosts (HostKeyError says how to add an unknown one), and keeps connections alive.
+// Destinations are [user@]host[:port] or ssh://[user@]host[:port][/path] (ParseDestination).
 //
-// It owns nothing docker-specific: package transfer feeds DialUnix to the docker client.
-// It runs no remote command except one fixed diagnostic (`test`) when sshd cannot open a
-// socket, with the socket path single-quoted. It never prints and never prompts by itself.
+// Over a Client, stores on a host reach what they need: a unix socket (DialUnix,
+// direct-streamlocal, as `ssh -L` does; docker's and containerd's sockets), the sftp subsystem
+// (SFTP; OCI layout directories), or a remote command with a stream on its stdin (Run;
+// podman's fixed commands), which is killed rather than given an end of input when the stream
+// fails. Commands are constants of the callers, never built from user input. When sshd cannot
+// open a socket, DialUnix runs one fixed diagnostic (`test`, the path single-quoted) to say
+// why: ErrNoSocket, ErrSocketDenied or ErrSocketRefused.
+//
+// It owns nothing docker-, containerd- or podman-specific, and never prints or prompts by
+// itself.
 package sshconn

@@ -31,11 +31,11 @@ func newSendCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "send (IMAGE|BUNDLE|pool:DIR[:NAME]|oci:DIR[:REF])... -H [user@]host[:port] [-H HOST]... [--to docker|podman|containerd[:NS]|oci:DIR]",
 		Short: "Stream images over SSH into the stores of other hosts, only the layers they lack",
-		Long: `Send images straight into the docker daemon of one or more hosts over SSH: nothing but
-sshd and docker is needed there, and nothing is staged on the hosts. Each host is asked which
-layers it already has and gets only the others, compressed on the wire (--compress: zstd to
-docker 23 and later, gzip to 20.10). The images are read once, whatever the number of hosts,
-and sent to all hosts at once; a host that fails does not stop the others.
+		Long: `Send images straight into the store of one or more hosts over SSH (their docker daemon,
+unless --to names another): nothing but sshd and the store is needed there. Each host is
+asked which layers it already has and gets only the others, compressed on the wire
+(--compress: zstd to docker 23 and later, gzip to 20.10). The images are read once, whatever
+the number of hosts, and sent to all hosts at once; a host that fails does not stop the others.
 
 --to names the store on the hosts, the same for all:
   docker    the docker daemon, through its socket (default). On the containerd image
@@ -72,8 +72,13 @@ carried into an air gap goes straight to every host; no local daemon needed), or
 docker daemon of another host (--from HOST): host to host through this machine. --all sends
 every tagged image of the source daemon.
 
-docker and podman load nothing from a stream cut short: after a lost connection the host is as
-it was, and the same command sends again. The summary on stdout says what each host got.
+After a lost connection the same command sends again, and each host gets only what it still
+lacks. A docker daemon on the classic image store is sent its layers in steps, untagged images
+labelled org.ferrytool.step that it keeps: a cut loses the step in flight only (docker image
+prune removes steps a cut left). containerd, and docker through its containerd, keep whole
+blobs and resume a cut one where it stopped; an OCI layout keeps the blobs written whole.
+podman, and docker on the containerd image store reached through its API, load nothing from a
+stream cut short: the host is as it was. The summary on stdout says what each host got.
 
 ` + storeHelp(),
 		Example: `  ferry send app:1 app:2 -H web1 -H deploy@10.0.0.7:2222

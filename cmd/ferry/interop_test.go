@@ -16,7 +16,7 @@ import (
 	"github.com/ferrytool/ferry/internal/testenv"
 )
 
-// TestInteroperability proves the README's interoperability table, one subtest per cell:
+// TestInteroperability proves the table of docs/interoperability.md, one subtest per cell:
 // what docker 20.10 and 26 (both image stores), skopeo 1.9 and 1.18, podman 4 and 5 and
 // go-containerregistry write, ferry loads into docker 20.10 and 26 and an OCI layout; and
 // what ferry saves, each of them (and containerd 1.7's ctr) loads. Each cell runs the image,

@@ -1,5 +1,6 @@
 // Command ferry moves container images where registries can't reach: it saves them to
-// docker-load-compatible bundles, verifies and lists bundles, and loads them into stores.
+// docker-load-compatible bundles, verifies and lists bundles, loads them into stores, and
+// sends images over SSH into the stores of other hosts.
 package main
 
 import (
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -17,6 +19,7 @@ import (
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/internal/parts"
+	"github.com/ferrytool/ferry/store"
 	_ "github.com/ferrytool/ferry/store/all" // the kinds of store, registered
 	"github.com/ferrytool/ferry/transfer"
 )
@@ -90,11 +93,9 @@ func exitCode(err error) int {
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:   "ferry",
-		Short: "Move container images where registries can't reach",
-		Long: `ferry saves images to bundles that docker load takes unchanged (and that are also OCI
-layouts), lists and verifies bundles, and loads them into a docker daemon, an OCI layout
-directory or a registry.`,
+		Use:           "ferry",
+		Short:         "Move container images where registries can't reach",
+		Long:          rootLong(),
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -103,6 +104,26 @@ directory or a registry.`,
 	root.SetUsageTemplate(root.UsageTemplate() + exitHelp)
 	root.AddCommand(newSaveCmd(), newLoadCmd(), newLsCmd(), newVerifyCmd(), newInventoryCmd(), newPoolCmd(), newSendCmd())
 	return root
+}
+
+// rootLong is the root command's help: what ferry does, and every kind of store, as the
+// kinds registered with package store name themselves.
+func rootLong() string {
+	var b strings.Builder
+	b.WriteString(`ferry saves images to bundles that docker load takes unchanged (and that are also OCI
+layouts), lists and verifies bundles, loads them into a store on this machine, and sends
+images over SSH into the stores of other hosts, each getting only the layers it lacks.
+
+Stores (ferry save --help says what each one is, as a source and as a store):
+`)
+	for _, k := range store.Kinds() {
+		where := "reached from this machine only"
+		if k.Remote {
+			where = "here, or on a host over SSH (-H)"
+		}
+		fmt.Fprintf(&b, "  %-25s %s\n", k.Syntax, where)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // parsePlatform parses a --platform value; "" means the default (nil).

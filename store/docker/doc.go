@@ -1,16 +1,24 @@
-// Package docker is a small client for the Docker Engine API: it pings a
-// daemon, reads its info and image metadata, streams `docker save` out of it
-// and streams `docker load` into it.
+// Package docker is the docker daemon as a store and a source: the reference "docker", on
+// this machine ($DOCKER_HOST or the default socket) or on a host, its socket reached through
+// the SSH connection (Dial). It holds a small Docker Engine API client (Client: ping and
+// version negotiation, info, image lists and inspection, removal, and `docker save` and
+// `docker load` streamed, never buffered), standard library only, on unix:// and tcp://
+// hosts; TLS (DOCKER_TLS_VERIFY) is not supported.
 //
-// It owns only the HTTP conversation with one daemon. It does not read or
-// write the bundle format (package archive does), decide what a daemon
-// already has (package dedupe does), or open SSH connections: a remote
-// daemon is reached by passing a dialer to NewWithDialer, for example one
-// that calls ssh.Client.Dial("unix", "/var/run/docker.sock").
+// As a source, one streamed `docker save` of all the images, read through package archive
+// (Open, Copy); SaveLayers says what it will carry before it starts. As a store (Store), what
+// it holds is the layer chains of its images (Inventory), and it takes a verified bundle
+// through its load, manifest.json last, thin where the daemon holds the layers left out
+// (Receive), or a docker-archive stream, plain or compressed (LoadStream). It says whether its
+// load takes zstd (TakesZstd) and removes the step images of a stepped send (StepLabel,
+// RemoveSteps).
 //
-// Image tars are never buffered: Save returns the daemon's response body and
-// Load streams its reader into the request. The client speaks plain HTTP on
-// unix:// and tcp:// hosts; TLS (DOCKER_TLS_VERIFY) is not supported.
+// A daemon on the containerd image store takes complete images only through its load, and
+// its inventory says so; Behind finds the containerd it keeps its images in (where docker 27
+// and later say, else the usual sockets), checks that it is the daemon's, and returns it as a
+// store (package store/containerd) whose receiver names images where docker lists them.
 //
-// It depends on the standard library only, not on github.com/docker/docker.
+// It does not decide what to send or in which steps (package transfer does), nor read or
+// write the bundle format (package archive does), nor open SSH connections (package sshconn
+// does).
 package docker
