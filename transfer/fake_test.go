@@ -83,22 +83,24 @@ func TestFakeSteps(t *testing.T) {
 		t.Errorf("%d loads, result %+v: want two steps and the images' load, 4 layers sent", host.Loads(), r)
 	}
 
-	// Cut in the images' load: the two steps stay, and only the last layer goes again.
+	// Cut in the images' load: the steps loaded stay, and only the rest goes again.
 	again := mem.NewDaemon("again", false, true)
 	again.SetFaults(mem.Faults{CutAfter: r.Sent * 9 / 10})
 	if _, err := fakeSend(t.Context(), src, apps, map[string]store.Store{"h": again}, SendOptions{}); !errors.Is(err, mem.ErrCut) {
 		t.Fatalf("cut send: %v", err)
 	}
-	if again.Steps() != 2 || len(again.Tags()) != 0 {
-		t.Fatalf("after the cut: %d steps, tags %v; want the two steps only", again.Steps(), again.Tags())
+	steps := again.Steps() // a cut stops every load in flight: the last step may go too
+	if steps < 1 || len(again.Tags()) != 0 {
+		t.Fatalf("after the cut: %d steps, tags %v; want steps only", steps, again.Tags())
 	}
 	again.SetFaults(mem.Faults{})
 	res, err := fakeSend(t.Context(), src, apps, map[string]store.Store{"h": again}, SendOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !equal(again.Tags(), apps) || again.Steps() != 0 || res[0].Skipped != 3 || res[0].Sent > r.Sent/2 {
-		t.Errorf("resumed: tags %v, %d steps, %+v; want the last layer only sent (of %d bytes)", again.Tags(), again.Steps(), res[0], r.Sent)
+	if !equal(again.Tags(), apps) || again.Steps() != 0 || res[0].Skipped < 2 || res[0].Sent > r.Sent*2/3 {
+		t.Errorf("resumed: tags %v, %d steps, %+v; want the layers of the steps loaded before the cut (%d) skipped (of %d bytes)",
+			again.Tags(), again.Steps(), res[0], steps, r.Sent)
 	}
 }
 
@@ -181,3 +183,30 @@ func TestFakeCancel(t *testing.T) {
 }
 
 func equal(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
+
+// TestFakePacked: a store that unpacks layers is sent the uncompressed layers of a docker
+// save gzip-compressed, as they are read, and the manifests name the compressed blobs; a
+// store that holds the base already is sent the rest only.
+func TestFakePacked(t *testing.T) {
+	src := fakeSource(t, 2, 2<<20, 1<<20)
+	host := mem.NewUnpacker("node")
+	res, err := fakeSend(t.Context(), src, apps[:1], map[string]store.Store{"h": host}, SendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcLayers := src.Layers("app:1")
+	got := host.Layers("app:1")
+	if !equal(host.Tags(), apps[:1]) || len(got) != 2 || got[0] == srcLayers[0] || got[1] == srcLayers[1] {
+		t.Fatalf("host holds %v with layers %v, want app:1 with its layers compressed (the source's are %v)", host.Tags(), got, srcLayers)
+	}
+	if res[0].Layers != 2 || res[0].Skipped != 0 {
+		t.Errorf("first send %+v", res[0])
+	}
+	res, err = fakeSend(t.Context(), src, apps[:2], map[string]store.Store{"h": host}, SendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res[0]; !equal(host.Tags(), apps[:2]) || r.Skipped < 1 || r.Sent > 2<<20 || host.Layers("app:2")[0] != got[0] {
+		t.Errorf("second send %+v, host %v: want the base held (%s) and app:2's own layer sent", r, host.Layers("app:2"), got[0])
+	}
+}

@@ -263,13 +263,13 @@ func (d *streamLoad) send(ctx context.Context, p *pending) error {
 	h.res.Full += wireSize(im, im.Bundle, write, false)
 	sent := h.res.Sent
 	total := sent + wireSize(im, b, write, true)
-	chain := &loadChain{s: d.s, sent: func(n int64) { h.res.Sent = sent + n; h.progress(h.res.Sent, total) }}
-	return h.load(ctx, chain, b, im, write, false)
+	chain := &loadChain{s: d.s, write: write, sent: func(n int64) { h.res.Sent = sent + n; h.progress(h.res.Sent, total) }}
+	return h.load(ctx, chain, b, im, false)
 }
 
 // load loads b last in chain, and waits for it and the loads before it.
-func (h *host) load(ctx context.Context, chain *loadChain, b *archive.Bundle, im *store.Images, write archive.WriteOptions, stepped bool) error {
-	l, _ := chain.load(ctx, b, im.Src, write)
+func (h *host) load(ctx context.Context, chain *loadChain, b *archive.Bundle, im *store.Images, stepped bool) error {
+	l, _ := chain.load(ctx, b, im.Src)
 	loaded, err := l.wait()
 	h.res.Loaded = append(h.res.Loaded, loaded...)
 	switch {

@@ -2,9 +2,12 @@ package transfer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -51,32 +54,18 @@ func newPacker(ctx context.Context, parent string) *packer {
 	return &packer{ctx: ctx, cancel: cancel, parent: parent, sem: make(chan struct{}, 1), layers: map[v1.Hash]*packing{}}
 }
 
-// ahead returns the compressions of layers, in their order, starting those not started
-// yet: a goroutine compresses them one after another while the caller sends the first.
-func (p *packer) ahead(src archive.BlobSource, layers []*archive.Layer) []*packing {
-	out := make([]*packing, len(layers))
-	var mine []*packing
+// start returns the compression of layer l, whose blob src serves, starting it unless it
+// was: layers are compressed one at a time, in the order started.
+func (p *packer) start(src archive.BlobSource, l *archive.Layer) *packing {
 	p.mu.Lock()
-	for i, l := range layers {
-		pk := p.layers[l.Digest]
-		if pk == nil {
-			pk = &packing{layer: l, done: make(chan struct{})}
-			p.layers[l.Digest] = pk
-			mine = append(mine, pk)
-		}
-		out[i] = pk
+	defer p.mu.Unlock()
+	pk := p.layers[l.Digest]
+	if pk == nil {
+		pk = &packing{layer: l, done: make(chan struct{})}
+		p.layers[l.Digest] = pk
+		p.wg.Go(func() { p.pack(src, pk) })
 	}
-	p.mu.Unlock()
-	if len(mine) > 0 {
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			for _, pk := range mine {
-				p.pack(src, pk)
-			}
-		}()
-	}
-	return out
+	return pk
 }
 
 // pack compresses one layer into a file.
@@ -149,24 +138,15 @@ func (p *packer) Close() error {
 	return os.RemoveAll(p.dir)
 }
 
-// uncompressed returns the layers of b whose media type says uncompressed tar, once each.
-func uncompressed(b *archive.Bundle) []*archive.Layer {
-	var out []*archive.Layer
-	for _, l := range layerOrder(b) {
-		if archive.GzipType(l.MediaType) != "" {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // packed sends a store that unpacks layers (store.Unpacker) what it lacks of a source's
-// images, their uncompressed layers compressed. A layer the store holds is sent nothing
-// for: the manifests name the blob it holds the layer in (LayerBlobs), gzip-compressed or
-// not, or, when it holds the layer only unpacked, the layer as it is. The others go in the
-// images' order, each compressed one as soon as the source's packer has it ready (the next
-// is compressed while one travels); then the configs and the rewritten manifests, and the
-// store commits.
+// images, their uncompressed layers compressed, each as soon as the source has it: as a
+// docker save is read (the spool's layers), or at once from images read whole. A layer the
+// store holds is sent nothing for: the manifests name the blob it holds the layer in
+// (LayerBlobs), gzip-compressed or not, or, when it holds the layer only unpacked, the layer
+// as it is. The others are compressed in the order they come (one at a time: the compressor
+// takes every core; the source's packer compresses each once for every host) and each goes
+// once compressed, the next compressed while one travels; then, once the source is read,
+// the configs and the rewritten manifests, and the store commits.
 type packed struct {
 	h *host
 	u store.Unpacker
@@ -174,86 +154,41 @@ type packed struct {
 
 func (d *packed) send(ctx context.Context, p *pending) error {
 	h := d.h
-	im, err := p.wait(ctx)
+	ls, _, err := p.layers(ctx)
 	if err != nil {
 		return err
+	}
+	need, held, err := d.lacking(ctx, ls)
+	if err != nil {
+		return err
+	}
+	r, err := h.receive(ctx, ls.total*int64(len(need))/int64(max(ls.count(), 1)))
+	if err != nil {
+		return err
+	}
+	named, fed, err := d.feedLayers(ctx, p, ls, need, r)
+	if err != nil {
+		return r.fail(err)
+	}
+	im, err := p.wait(ctx)
+	if err != nil {
+		return r.fail(err)
 	}
 	b, err := h.lacks(im)
 	if b == nil {
+		r.rcv.Abort(errors.New("nothing to send"))
 		return err
 	}
-	raw := uncompressed(b)
-	if len(raw) == 0 {
-		return h.receiveBlobs(ctx, im, b)
-	}
-	var diffIDs []v1.Hash
-	for _, l := range raw {
-		diffIDs = append(diffIDs, l.DiffID)
-	}
-	held, err := d.u.LayerBlobs(ctx, diffIDs)
-	if err != nil {
-		return err
-	}
-	// What the manifests name instead of an uncompressed layer, by its digest.
-	named := map[v1.Hash]v1.Descriptor{}
-	var pack []*archive.Layer
-	var total int64 // an estimate, made good as the layers are compressed
-	for _, blob := range b.LeaveOut(func(blob *archive.Blob) bool { return h.inv.HasBlob(blob.Digest) }).Reachable() {
-		if blob.Present() {
-			total += blob.Size
-		}
-	}
-	for _, l := range raw {
-		switch hb, ok := held[l.DiffID]; {
-		case ok && hb.Gzip:
-			named[l.Digest] = v1.Descriptor{MediaType: archive.GzipType(l.MediaType), Digest: hb.Digest, Size: hb.Size}
-			if l.Present() { // held, though not as the bundle carries it
-				h.res.Skipped++
-				total -= l.Size
-			}
-		case l.Present() && !h.inv.HasBlob(l.Digest):
-			pack = append(pack, l)
-		}
-	}
-	packing := map[v1.Hash]*packing{}
-	for i, c := range p.pack.ahead(im.Src, pack) {
-		packing[pack[i].Digest] = c
-	}
-
-	r, err := h.receive(ctx, total)
-	if err != nil {
-		return err
-	}
-	// The layers first, in the images' order (as Feed sends them), each compressed one as
-	// soon as it is ready.
-	fed := map[v1.Hash]bool{}
 	for _, l := range layerOrder(b) {
-		if !l.Present() || h.inv.HasBlob(l.Digest) || named[l.Digest].Digest != (v1.Hash{}) {
-			continue // held
+		if _, ok := held[l.DiffID]; ok && l.Present() && archive.GzipType(l.MediaType) != "" {
+			h.res.Skipped++ // held, though not as the bundle carries it
 		}
-		blob, src := l.Blob, im.Src
-		if c := packing[l.Digest]; c != nil {
-			desc, err := c.wait(ctx)
-			if err != nil {
-				return r.fail(fmt.Errorf("layer %s: %w", l.Digest, err))
-			}
-			named[l.Digest] = desc
-			r.total += desc.Size - l.Size
-			if h.inv.HasBlob(desc.Digest) { // held, though not labelled as the layer's
-				h.res.Skipped++
-				r.total -= desc.Size
-				continue
-			}
-			blob, src = &archive.Blob{Digest: desc.Digest, Size: desc.Size}, fileSource(c.path)
-		}
-		if err := archive.FeedBlobs(ctx, []*archive.Blob{blob}, src, r.sink); err != nil {
-			return r.fail(err)
-		}
-		fed[blob.Digest] = true
 	}
+	maps.Copy(named, held)
 	rb, err := b.Repack(func(l *archive.Layer) (v1.Descriptor, bool) {
-		d, ok := named[l.Digest]
-		return d, ok
+		d, ok := named[l.DiffID]
+		d.MediaType = archive.GzipType(l.MediaType)
+		return d, ok && d.MediaType != ""
 	})
 	if err != nil {
 		return r.fail(err)
@@ -264,6 +199,93 @@ func (d *packed) send(ctx context.Context, p *pending) error {
 	// The layers are in the store now, or were: only configs and manifests are left.
 	rb = rb.LeaveOut(func(blob *archive.Blob) bool { return fed[blob.Digest] || h.inv.HasBlob(blob.Digest) })
 	return r.finish(archive.Feed(ctx, rb, im.Src, r.sink))
+}
+
+// lacking returns the layers (diffIDs) of ls's images the store lacks, in the images' order,
+// each once, and the gzip-compressed blobs it holds other layers in, by diffID (LayerBlobs).
+func (d *packed) lacking(ctx context.Context, ls *layerSource) ([]v1.Hash, map[v1.Hash]v1.Descriptor, error) {
+	var all, lacked []v1.Hash
+	for _, diffIDs := range ls.images {
+		img := imageOf(diffIDs)
+		for k, diffID := range diffIDs {
+			if !slices.Contains(all, diffID) {
+				all = append(all, diffID)
+			}
+			if !d.h.inv.Has(img, k) && !slices.Contains(lacked, diffID) {
+				lacked = append(lacked, diffID)
+			}
+		}
+	}
+	blobs, err := d.u.LayerBlobs(ctx, all)
+	if err != nil {
+		return nil, nil, err
+	}
+	held := map[v1.Hash]v1.Descriptor{}
+	for diffID, b := range blobs {
+		if b.Gzip {
+			held[diffID] = v1.Descriptor{Digest: b.Digest, Size: b.Size}
+		}
+	}
+	need := slices.DeleteFunc(lacked, func(diffID v1.Hash) bool { _, ok := held[diffID]; return ok })
+	return need, held, nil
+}
+
+// feedLayers feeds the store the layers need names (diffIDs), each as soon as the source
+// has it, an uncompressed one compressed, in the order they are ready. It returns the blobs
+// the uncompressed layers were compressed into, by diffID, and the digests fed.
+func (d *packed) feedLayers(ctx context.Context, p *pending, ls *layerSource, need []v1.Hash, r *receipt) (map[v1.Hash]v1.Descriptor, map[v1.Hash]bool, error) {
+	h := d.h
+	type ready struct {
+		diffID v1.Hash
+		l      *archive.Layer // nil: the source leaves it out
+		pk     *packing       // its compression, if it is compressed
+		err    error
+	}
+	out := make(chan ready, len(need))
+	for _, diffID := range need {
+		go func() {
+			rd := ready{diffID: diffID}
+			rd.l, rd.err = ls.layer(ctx, diffID)
+			if rd.err == nil && rd.l != nil && rd.l.Digest == diffID && !h.inv.HasBlob(diffID) {
+				rd.pk = p.pack.start(ls.src, rd.l)
+				_, rd.err = rd.pk.wait(ctx)
+			}
+			out <- rd
+		}()
+	}
+	named, fed := map[v1.Hash]v1.Descriptor{}, map[v1.Hash]bool{}
+	for range need {
+		var rd ready
+		select {
+		case rd = <-out:
+		case <-ctx.Done():
+			return nil, nil, context.Cause(ctx)
+		}
+		l := rd.l
+		switch {
+		case rd.err != nil:
+			return nil, nil, fmt.Errorf("layer %s: %w", rd.diffID, rd.err)
+		case l == nil || h.inv.HasBlob(l.Digest):
+			continue // left out, or held
+		}
+		blob, src := l.Blob, ls.src
+		if rd.pk != nil {
+			desc := rd.pk.desc
+			named[l.DiffID] = desc
+			r.total += desc.Size - l.Size
+			if h.inv.HasBlob(desc.Digest) { // held, though not labelled as the layer's
+				h.res.Skipped++
+				r.total -= desc.Size
+				continue
+			}
+			blob, src = &archive.Blob{Digest: desc.Digest, Size: desc.Size}, fileSource(rd.pk.path)
+		}
+		if err := archive.FeedBlobs(ctx, []*archive.Blob{blob}, src, r.sink); err != nil {
+			return nil, nil, err
+		}
+		fed[blob.Digest] = true
+	}
+	return named, fed, nil
 }
 
 // wait waits for the layer's compression, and returns the blob it made.

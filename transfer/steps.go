@@ -24,7 +24,7 @@ import (
 // store.Stepper). So such a host is sent the layers it lacks in steps: each step an untagged
 // image of the first layers of an image sent (archive.Step, labelled store.StepLabel) that
 // carries the layers
-// after those the host holds; then the images themselves, which carry no layer. A cut send
+// after those the host holds; then the images themselves, which carry the last step's layers. A cut send
 // loses the step in flight only: sent again, the host's inventory shows the steps' layers and
 // only the rest travels. Once the images are loaded their steps are removed.
 //
@@ -46,6 +46,17 @@ type layerSource struct {
 	// layer waits for the layer of that diffID; nil when the source does not carry it.
 	layer func(ctx context.Context, diffID v1.Hash) (*archive.Layer, error)
 	src   archive.BlobSource
+}
+
+// count counts the images' layers, each once.
+func (ls *layerSource) count() int {
+	seen := map[v1.Hash]bool{}
+	for _, diffIDs := range ls.images {
+		for _, d := range diffIDs {
+			seen[d] = true
+		}
+	}
+	return len(seen)
 }
 
 // bundleLayers is the layerSource of images read whole.
@@ -238,11 +249,11 @@ func (d *stepLoad) send(ctx context.Context, p *pending) error {
 	write := h.wire()
 	h.res.Codec = write.Codec
 	est := &stepEstimate{h: h, p: p, write: write, sent: h.res.Sent, estimated: -1}
-	chain := &loadChain{s: d.s}
+	chain := &loadChain{s: d.s, write: write}
 	chain.sent = func(n int64) { est.report(chain, n) }
 	defer chain.wait() //nolint:errcheck // the loads started end, one way or the other, before the connection goes
 	// The first load is opened while the source is read.
-	chain.open(ctx, write)
+	chain.open(ctx)
 	ls, im, err := p.layers(ctx)
 	if err != nil {
 		return err
@@ -253,7 +264,7 @@ func (d *stepLoad) send(ctx context.Context, p *pending) error {
 		}
 	}
 	est.atLeast(ls.total)
-	steps, err := chain.steps(ctx, h.inv, ls, write)
+	steps, err := chain.steps(ctx, h.inv, ls)
 	if err != nil {
 		return fmt.Errorf("%w; %s", err, resumeHint)
 	}
@@ -266,7 +277,7 @@ func (d *stepLoad) send(ctx context.Context, p *pending) error {
 	}
 	h.res.Full += wireSize(im, im.Bundle, write, false)
 	// The steps' chain reports the bytes, and their compression goes on.
-	if err := h.load(ctx, chain, b.Thin(steps.Has), im, write, true); err != nil {
+	if err := h.load(ctx, chain, b.Thin(steps.Has), im, true); err != nil {
 		return err
 	}
 	if err := d.s.RemoveSteps(ctx, ls.images); err != nil {
@@ -316,7 +327,8 @@ func (e *stepEstimate) report(chain *loadChain, n int64) {
 // of the archive starts the daemon's load) once the one before has loaded.
 type loadChain struct {
 	s      store.Streamer
-	sent   func(n int64) // all bytes written so far; called from the loads' writers
+	write  archive.WriteOptions // how every load's stream is written
+	sent   func(n int64)        // all bytes written so far; called from the loads' writers
 	n      atomic.Int64
 	loads  atomic.Int32 // started so far
 	last   *link        // the load started last
@@ -346,7 +358,7 @@ type loadResult struct {
 
 // steps loads the steps of ls's images the host lacks, by inv, but the last: the images'
 // load carries its layers. It returns what the steps loaded.
-func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerSource, write archive.WriteOptions) (*dedupe.Inventory, error) {
+func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerSource) (*dedupe.Inventory, error) {
 	done := dedupe.NewInventory(dedupe.StoreDocker)
 	for i, diffIDs := range ls.images {
 		img := imageOf(diffIDs)
@@ -373,7 +385,7 @@ func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerS
 				if err != nil {
 					return nil, err
 				}
-				if _, err := c.load(ctx, b, ls.src, write); err != nil {
+				if _, err := c.load(ctx, b, ls.src); err != nil {
 					return nil, err
 				}
 				done.AddImage(diffIDs[:k], nil)
@@ -390,7 +402,7 @@ func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerS
 // that the daemon has the load under way when the bundle comes: a stream that starts with
 // megabytes at once, while the daemon sets up its unpacking and the machine is busy, backs
 // up in the host's sshd, which then spends the CPU the daemon lacks (seen with OpenSSH 9.2).
-func (c *loadChain) open(ctx context.Context, write archive.WriteOptions) {
+func (c *loadChain) open(ctx context.Context) {
 	pr, pw := io.Pipe()
 	l := &link{pw: pw, begun: make(chan error, 1), result: make(chan loadResult, 1),
 		written: make(chan struct{}), done: make(chan struct{})}
@@ -405,16 +417,17 @@ func (c *loadChain) open(ctx context.Context, write archive.WriteOptions) {
 		pr.CloseWithError(cmp.Or(err, errors.New("the load returned")))
 		l.result <- loadResult{refs, err}
 	}()
-	go func() { l.begun <- archive.WriteBegin(l.out, write) }()
+	go func() { l.begun <- archive.WriteBegin(l.out, c.write) }()
 	c.opened = l
 }
 
 // load loads b after the chain's loads so far, through the load opened for it if there is
 // one, and returns once b's layers are being written, or its write failed (err).
-func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.BlobSource, write archive.WriteOptions) (*link, error) {
+func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.BlobSource) (*link, error) {
 	if c.opened == nil {
-		c.open(ctx, write)
+		c.open(ctx)
 	}
+	write := c.write
 	prev, l := c.last, c.opened
 	c.last, c.opened = l, nil
 	c.loads.Add(1)

@@ -158,19 +158,29 @@ func (s *Store) Open(_ context.Context, refs []string, _ store.ReadOptions) (*st
 	return store.NewImages(b, source{s}, nil), nil
 }
 
-// seeded returns the seed, if it holds every image refs name.
+// seeded returns the images of the seed that refs name.
 func (s *Store) seeded(refs []string) (*archive.Bundle, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.seed == nil {
 		return nil, fmt.Errorf("%s holds no images to read", s.name)
 	}
+	b := *s.seed
+	b.Images, b.Index.Manifests = nil, nil
 	for _, ref := range refs {
-		if !slices.ContainsFunc(s.seed.Images, func(img *archive.Image) bool { return slices.Contains(img.RepoTags, ref) }) {
+		i := slices.IndexFunc(s.seed.Images, func(img *archive.Image) bool { return slices.Contains(img.RepoTags, ref) })
+		if i < 0 {
 			return nil, fmt.Errorf("%s: no such image: %s", s.name, ref)
 		}
+		img := s.seed.Images[i]
+		b.Images = append(b.Images, img)
+		for _, d := range s.seed.Index.Manifests {
+			if d.Digest == img.Manifest.Digest {
+				b.Index.Manifests = append(b.Index.Manifests, d)
+			}
+		}
 	}
-	return s.seed, nil
+	return &b, nil
 }
 
 // source serves the store's blobs.
@@ -314,6 +324,10 @@ func (r *receiver) Commit(_ context.Context, b *archive.Bundle) error {
 		if cfg := img.ConfigFile(); cfg != nil {
 			_, h.step = cfg.Config.Labels[store.StepLabel]
 		}
+		r.s.images = slices.DeleteFunc(r.s.images, func(o held) bool { return o.id == h.id })
+		for i := range r.s.images { // a tag names one image
+			r.s.images[i].tags = slices.DeleteFunc(slices.Clone(r.s.images[i].tags), func(t string) bool { return slices.Contains(h.tags, t) })
+		}
 		r.s.images = append(r.s.images, h)
 	}
 	r.s.loads++
@@ -334,4 +348,39 @@ func (s *Store) holds(img *archive.Image, i int, chains bool) bool {
 	return slices.ContainsFunc(s.images, func(h held) bool {
 		return len(h.diffIDs) > i && slices.Equal(h.diffIDs[:i+1], want)
 	})
+}
+
+// An Unpacker is a store of blobs that unpacks the layers it keeps, as containerd does: it is
+// better sent layers compressed (a store.Unpacker).
+type Unpacker struct{ *Store }
+
+// NewUnpacker makes an empty unpacking store named name.
+func NewUnpacker(name string) *Unpacker { return &Unpacker{New(name)} }
+
+// LayerBlobs says which of the layers it holds as a blob, and whether gzip-compressed.
+func (u *Unpacker) LayerBlobs(_ context.Context, diffIDs []v1.Hash) (map[v1.Hash]store.LayerBlob, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := map[v1.Hash]store.LayerBlob{}
+	for _, h := range u.images {
+		for i, d := range h.diffIDs {
+			data, ok := u.blobs[h.blobs[i]]
+			if ok && slices.Contains(diffIDs, d) {
+				out[d] = store.LayerBlob{Digest: h.blobs[i], Size: int64(len(data)), Gzip: bytes.HasPrefix(data, []byte{0x1f, 0x8b})}
+			}
+		}
+	}
+	return out, nil
+}
+
+// Layers returns the blobs the images tagged tag hold their layers in.
+func (s *Store) Layers(tag string) []v1.Hash {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range s.images {
+		if slices.Contains(h.tags, tag) {
+			return h.blobs
+		}
+	}
+	return nil
 }
