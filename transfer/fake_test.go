@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -27,12 +28,18 @@ import (
 // gives them (uncompressed layers), in a source daemon.
 func fakeSource(t *testing.T, n int, base, own int) *mem.Daemon {
 	t.Helper()
-	baseLayer := static.NewLayer(testenv.RandomData(base), types.OCIUncompressedLayer)
+	return fakeSourceOf(t, n, testenv.RandomData(base), func(i int) []byte { return testenv.RandomData(own + i) })
+}
+
+// fakeSourceOf is fakeSource with the base layer's data given, and the data of image i's own
+// layer made by own(i).
+func fakeSourceOf(t *testing.T, n int, base []byte, own func(int) []byte) *mem.Daemon {
+	t.Helper()
+	baseLayer := static.NewLayer(base, types.OCIUncompressedLayer)
 	b := &archive.Bundle{}
 	src := archive.V1Source{}
 	for i := 1; i <= n; i++ {
-		data := testenv.RandomData(own + i) // each its own
-		img, err := mutate.AppendLayers(empty.Image, baseLayer, static.NewLayer(data, types.OCIUncompressedLayer))
+		img, err := mutate.AppendLayers(empty.Image, baseLayer, static.NewLayer(own(i), types.OCIUncompressedLayer))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,5 +215,42 @@ func TestFakePacked(t *testing.T) {
 	}
 	if r := res[0]; !equal(host.Tags(), apps[:2]) || r.Skipped < 1 || r.Sent > 2<<20 || host.Layers("app:2")[0] != got[0] {
 		t.Errorf("second send %+v, host %v: want the base held (%s) and app:2's own layer sent", r, host.Layers("app:2"), got[0])
+	}
+}
+
+// text returns n bytes of words drawn at random from a small vocabulary: data that a higher
+// level compresses better.
+func text(n, seed int) []byte {
+	words := strings.Fields("layer image blob digest manifest config send host store link level part stream gzip zstd bundle pool delta chain step")
+	rng := rand.New(rand.NewPCG(uint64(seed), 7))
+	var b bytes.Buffer
+	for b.Len() < n {
+		b.WriteString(words[rng.IntN(len(words))])
+		b.WriteByte(" \n"[rng.IntN(8)/7])
+		if rng.IntN(50) == 0 {
+			fmt.Fprintf(&b, "%x ", rng.Uint64())
+		}
+	}
+	return b.Bytes()[:n]
+}
+
+// TestFakeLevel: a host's stream learns the level its link calls for: a host that takes the
+// stream slowly gets it compressed harder, in fewer bytes, than one that takes it as fast as
+// it comes. (Several hosts share one spool compressed once, at one level.)
+func TestFakeLevel(t *testing.T) {
+	src := fakeSourceOf(t, 1, text(24<<20, 1), func(i int) []byte { return text(24<<20, 1+i) })
+	sent := map[string]int64{}
+	for name, rate := range map[string]int64{"slow": 4 << 20, "fast": 0} {
+		host := mem.NewDaemon(name, false, true)
+		host.SetFaults(mem.Faults{Rate: rate})
+		res, err := fakeSend(t.Context(), src, apps[:1], map[string]store.Store{name: host}, SendOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent[name] = res[0].Sent
+	}
+	t.Logf("48 MiB of text: %d bytes to the slow host, %d to the fast one", sent["slow"], sent["fast"])
+	if sent["slow"] >= sent["fast"] {
+		t.Errorf("the slow host got %d bytes, the fast one %d: want the slow link's compressed harder", sent["slow"], sent["fast"])
 	}
 }
