@@ -60,7 +60,7 @@ func BusyboxV1(t testing.TB, files ...map[string]string) v1.Image {
 	}
 	layers := []v1.Layer{base}
 	for _, f := range files {
-		layers = append(layers, static.NewLayer(filesTar(f), types.OCIUncompressedLayer))
+		layers = append(layers, static.NewLayer(FilesTar(f), types.OCIUncompressedLayer))
 	}
 	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {
@@ -79,8 +79,9 @@ func BusyboxV1(t testing.TB, files ...map[string]string) v1.Image {
 	return img
 }
 
-// filesTar returns a tar of files (path -> content), sorted, with fixed times.
-func filesTar(files map[string]string) []byte {
+// FilesTar returns a tar of files (path -> content), sorted, with fixed times: a layer
+// built with no daemon.
+func FilesTar(files map[string]string) []byte {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, key := range sortedKeys(files) {

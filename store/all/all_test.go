@@ -126,3 +126,31 @@ func TestKinds(t *testing.T) {
 		}
 	}
 }
+
+// TestSuiteInTestsOnly: the packages that start daemons and hold the conformance suite
+// are imported by tests only, and by each other.
+func TestSuiteInTestsOnly(t *testing.T) {
+	testOnly := []string{"internal/testenv", "store/storetest"}
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
+			return filepath.SkipDir
+		}
+		dir, _ := filepath.Rel(root, path)
+		dir = filepath.ToSlash(dir)
+		if slices.Contains(testOnly, dir) {
+			return nil
+		}
+		for _, p := range imports(parseDir(t, dir)) {
+			if rest, ok := strings.CutPrefix(p, module); ok && slices.Contains(testOnly, rest) {
+				t.Errorf("%s imports %s, which only tests may", dir, rest)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -4,19 +4,25 @@
 // each whole blob it was given even when the bundle fails, and resumes a blob a cut left
 // partly written. A Daemon loads docker-archive streams as docker does: nothing from a
 // stream cut short, layers kept by chain (steps), or complete images only (docker on the
-// containerd image store). Faults make either fail or slow where a test says.
+// containerd image store). Faults make either fail or slow where a test says. Tags, ID and
+// Cat look at what it holds without ferry, as docker's own tools look at docker: it passes
+// the store conformance suite (package store/storetest) as the real kinds do.
 package mem
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	pathpkg "path"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -124,6 +130,74 @@ func (s *Store) Loads() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.loads
+}
+
+// ID returns the ID of the image tagged tag, if the store holds one.
+func (s *Store) ID(tag string) (v1.Hash, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.tagged(tag)
+	return h.id, ok
+}
+
+// Cat returns the content of file path in the image tagged tag, as a container of the
+// image reads it: from the topmost layer that has it. It fails when the store lacks a
+// blob of the image's layers, as such an image would not run.
+func (s *Store) Cat(tag, path string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.tagged(tag)
+	if !ok {
+		return "", fmt.Errorf("%s: no such image: %s", s.name, tag)
+	}
+	name := strings.TrimPrefix(pathpkg.Clean("/"+path), "/")
+	whiteout := pathpkg.Join(pathpkg.Dir(name), ".wh."+pathpkg.Base(name))
+	var layers [][]byte
+	for _, d := range h.blobs {
+		data, ok := s.blobs[d]
+		if !ok {
+			return "", fmt.Errorf("%s: %s lacks layer blob %s", s.name, tag, d)
+		}
+		layers = append(layers, data)
+	}
+	for _, data := range slices.Backward(layers) {
+		var r io.Reader = bytes.NewReader(data)
+		if bytes.HasPrefix(data, []byte{0x1f, 0x8b}) {
+			zr, err := gzip.NewReader(r)
+			if err != nil {
+				return "", err
+			}
+			r = zr
+		}
+		tr := tar.NewReader(r)
+		for {
+			hdr, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return "", fmt.Errorf("%s: reading a layer of %s: %w", s.name, tag, err)
+			}
+			switch strings.TrimPrefix(pathpkg.Clean("/"+hdr.Name), "/") {
+			case whiteout:
+				return "", fmt.Errorf("%s: %s: no such file", tag, path)
+			case name:
+				b, err := io.ReadAll(tr)
+				return string(b), err
+			}
+		}
+	}
+	return "", fmt.Errorf("%s: %s: no such file", tag, path)
+}
+
+// tagged returns the image tagged tag. The caller holds s.mu.
+func (s *Store) tagged(tag string) (held, bool) {
+	for _, h := range s.images {
+		if slices.Contains(h.tags, tag) {
+			return h, true
+		}
+	}
+	return held{}, false
 }
 
 func (s *Store) Inventory(context.Context) (*dedupe.Inventory, error) {
@@ -324,11 +398,7 @@ func (r *receiver) Commit(_ context.Context, b *archive.Bundle) error {
 		if cfg := img.ConfigFile(); cfg != nil {
 			_, h.step = cfg.Config.Labels[store.StepLabel]
 		}
-		r.s.images = slices.DeleteFunc(r.s.images, func(o held) bool { return o.id == h.id })
-		for i := range r.s.images { // a tag names one image
-			r.s.images[i].tags = slices.DeleteFunc(slices.Clone(r.s.images[i].tags), func(t string) bool { return slices.Contains(h.tags, t) })
-		}
-		r.s.images = append(r.s.images, h)
+		r.s.add(h)
 	}
 	r.s.loads++
 	r.loaded = store.LoadedImages(b)
@@ -336,6 +406,21 @@ func (r *receiver) Commit(_ context.Context, b *archive.Bundle) error {
 }
 
 func (r *receiver) Abort(error) {}
+
+// add adds an image, as a store names what it loads: its tags move to it from the images
+// that had them, and an image the store holds already is held once, with every tag.
+func (s *Store) add(h held) {
+	for i := range s.images {
+		s.images[i].tags = slices.DeleteFunc(slices.Clone(s.images[i].tags), func(tag string) bool {
+			return slices.Contains(h.tags, tag)
+		})
+	}
+	if i := slices.IndexFunc(s.images, func(o held) bool { return o.id == h.id }); i >= 0 {
+		s.images[i].tags = append(s.images[i].tags, h.tags...)
+		return
+	}
+	s.images = append(s.images, h)
+}
 
 // holds reports whether the store holds layer i of img: by its chain (the layers under it
 // too), or by its blob.
