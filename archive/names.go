@@ -8,8 +8,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 )
 
-// Caps on what one image may carry: docker stops at 125 layers (moby layer.maxLayerDepth);
-// tags have no limit there, this one is generous.
+// Caps on what one image may carry: docker stops at 125 layers (moby layer.maxLayerDepth),
+// and no store is asked to take more; tags have no limit there, this one is generous.
 const (
 	maxTags   = 1000
 	maxLayers = 125
@@ -82,11 +82,21 @@ func checkAnnotations(ann map[string]string) error {
 // image with over 125 layers, or one without a rootfs of layers (HasRootFS).
 func DockerLoadable(b *Bundle) error {
 	for _, img := range b.Images {
-		if len(img.Layers) > maxLayers {
-			return fmt.Errorf("%w: image %s has %d layers; docker takes at most %d", ErrInvalidMetadata, img.ID(), len(img.Layers), maxLayers)
+		if err := img.checkLayers(); err != nil {
+			return err
 		}
 	}
 	return HasRootFS(b)
+}
+
+// checkLayers refuses an image of over maxLayers layers. Read, AddImage and AddIndex refuse
+// them as they parse the metadata, before a sink commits anything; DockerLoadable refuses
+// them in a bundle made otherwise.
+func (img *Image) checkLayers() error {
+	if len(img.Layers) > maxLayers {
+		return fmt.Errorf("%w: image %s has %d layers; docker takes at most %d", ErrInvalidMetadata, img.ID(), len(img.Layers), maxLayers)
+	}
+	return nil
 }
 
 // HasRootFS refuses an image whose config has no rootfs of layers, which docker's load

@@ -333,8 +333,12 @@ func (rd *reader) missing(h v1.Hash, what string) error {
 	return fmt.Errorf("%w: %s %s", ErrMissingBlob, what, h)
 }
 
-// verify parses the config and checks every present layer against its diffID.
+// verify checks the number of layers, parses the config and checks every present layer
+// against its diffID.
 func (img *Image) verify() error {
+	if err := img.checkLayers(); err != nil {
+		return err
+	}
 	cfg := img.Config.config // parsed once however many images share it
 	if cfg == nil {
 		var err error
