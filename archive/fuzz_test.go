@@ -227,10 +227,11 @@ func FuzzManifestJSON(f *testing.F) {
 }
 
 // FuzzParseTag: what ParseTag accepts is docker's grammar, fit for a terminal (strconv.Quote,
-// which Quote applies to what it keeps of a long name, escapes nothing in it), and reads back
-// the same.
+// which Quote applies to what it keeps of a long name, escapes nothing in it), and its
+// familiar form (Familiar) reads back as the same name.
 func FuzzParseTag(f *testing.F) {
-	for _, s := range []string{"busybox:1", "127.0.0.1:5000/app:2", "a..b:1", "[::1]:5000/x/y:z", "A:1", "a:1\x1b", "0:" + strings.Repeat("0", 127)} {
+	for _, s := range []string{"busybox:1", "127.0.0.1:5000/app:2", "a..b:1", "[::1]:5000/x/y:z", "A:1", "a:1\x1b", "0:" + strings.Repeat("0", 127),
+		"docker.io/library/u/x:1", "docker.io/localhost/x:1", "docker.io/library/" + strings.Repeat("a", 64) + ":1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -242,8 +243,8 @@ func FuzzParseTag(f *testing.F) {
 			t.Fatalf("accepted %s, which needs escapes", Quote(s))
 		}
 		again, err := ParseTag(Familiar(tag))
-		if err != nil || Familiar(again) != Familiar(tag) {
-			t.Fatalf("%s reads back as %s: %v", Quote(s), Quote(Familiar(tag)), err)
+		if err != nil || again.Name() != tag.Name() || Familiar(again) != Familiar(tag) {
+			t.Fatalf("%s (%s) reads back from %s as %s: %v", Quote(s), tag.Name(), Quote(Familiar(tag)), again.Name(), err)
 		}
 	})
 }

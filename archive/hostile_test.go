@@ -114,6 +114,7 @@ func TestReadRefusesHostileMetadata(t *testing.T) {
 		{"tag starting with a dot", tagged("a:.x"), ErrInvalidMetadata, `"a:.x"`},
 		{"tag with an escape", tagged("a:1\x1b]0;x\x07"), ErrInvalidMetadata, `"a:1\x1b]0;x\a"`},
 		{"64-hex repository", tagged(strings.Repeat("a", 64) + ":1"), ErrInvalidMetadata, "64-hex"},
+		{"64-hex repository in docker's familiar form", tagged("docker.io/library/" + strings.Repeat("a", 64) + ":1"), ErrInvalidMetadata, "64-hex"},
 		{"repository over 255 bytes", tagged(strings.Repeat("a/", 130) + "b:1"), ErrInvalidMetadata, "over 255"},
 		{"too many tags", tagged(many...), ErrInvalidMetadata, "1001 tags"},
 		{"ref name with a newline", annotated(annotationRefName, "1\nrm -rf /"), ErrInvalidMetadata, `"1\nrm -rf /"`},

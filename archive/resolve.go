@@ -618,18 +618,6 @@ func RefTag(ann map[string]string) string {
 	return ""
 }
 
-// Familiar writes a tag the way docker's RepoTags do: docker.io/library/ dropped.
-func Familiar(t name.Tag) string {
-	repo := t.Context().String()
-	if t.RegistryStr() == name.DefaultRegistry {
-		repo = t.RepositoryStr()
-		if len(repo) > 8 && repo[:8] == "library/" {
-			repo = repo[8:]
-		}
-	}
-	return repo + ":" + t.TagStr()
-}
-
 // fullName writes a tag the way containerd's image names do: docker.io, not index.docker.io.
 func fullName(t name.Tag) string {
 	if t.RegistryStr() == name.DefaultRegistry {

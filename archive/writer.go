@@ -11,7 +11,6 @@ import (
 	"io"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -164,7 +163,7 @@ func metadata(b *Bundle) ([]namedFile, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
 			}
-			repo := strings.TrimSuffix(Familiar(t), ":"+t.TagStr())
+			repo := familiarRepo(t)
 			if repos[repo] == nil {
 				repos[repo] = map[string]string{}
 			}

@@ -6,8 +6,8 @@ import (
 	"io"
 	"slices"
 	"sort"
-	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
@@ -90,11 +90,11 @@ func (inv *Inventory) HoldsAll(b *archive.Bundle) bool {
 	return len(b.Images) > 0 && !slices.ContainsFunc(b.Images, func(img *archive.Image) bool { return !inv.HoldsWhole(img) })
 }
 
-// familiarTag drops what stores add to a short name: docker's docker.io/ and library/,
-// podman's localhost/ for names without a registry.
+// familiarTag is a store's tag in docker's familiar form (archive.Familiar), or the tag as
+// it is when it does not parse.
 func familiarTag(tag string) string {
-	for _, prefix := range []string{"localhost/", "docker.io/", "index.docker.io/", "library/"} {
-		tag = strings.TrimPrefix(tag, prefix)
+	if t, err := name.NewTag(tag); err == nil {
+		return archive.Familiar(t)
 	}
 	return tag
 }
