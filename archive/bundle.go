@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"sort"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -140,6 +141,11 @@ func sha256Hash(data []byte) v1.Hash { return sha256Of(sha256.Sum256(data)) }
 
 func sha256Of(sum [32]byte) v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+}
+
+// HashOf is the digest a sha256 hash has summed so far.
+func HashOf(h hash.Hash) v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
 }
 
 func (b *Blob) String() string {

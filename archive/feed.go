@@ -56,7 +56,7 @@ func FeedBlobs(ctx context.Context, blobs []*Blob, src BlobSource, sink Sink) er
 		if err != nil {
 			return fmt.Errorf("blob %s: %w", blob.Digest, err)
 		}
-		if got := hashOf(h); got != blob.Digest {
+		if got := HashOf(h); got != blob.Digest {
 			return fmt.Errorf("blob %s: %w: content hashes to %s", blob.Digest, ErrDigestMismatch, got)
 		}
 	}

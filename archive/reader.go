@@ -456,10 +456,6 @@ func (d *diffHasher) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func hashOf(h interface{ Sum([]byte) []byte }) v1.Hash {
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
-}
-
 func noEOF(err error) error {
 	if err == io.EOF {
 		return io.ErrUnexpectedEOF

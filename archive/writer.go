@@ -314,7 +314,7 @@ func (w *bundleWriter) blob(ctx context.Context, blob *Blob, src BlobSource) err
 	if err := encodeBody(out, io.TeeReader(rc, h), blob.Size, encoder{w.opts.Codec, w.opts.level(), w.opts.Adapt}); err != nil {
 		return err
 	}
-	if got := hashOf(h); got != blob.Digest {
+	if got := HashOf(h); got != blob.Digest {
 		return fmt.Errorf("%w: content hashes to %s", ErrDigestMismatch, got)
 	}
 	if r, ok := src.(encodedRecorder); ok && w.opts.Codec != None {

@@ -137,7 +137,7 @@ func (l *Layout) put(name string, r io.Reader, check func(n int64, digest string
 		err = l.FS.Sync(tmp)
 	}
 	if err == nil && check != nil {
-		err = check(n, "sha256:"+hex.EncodeToString(h.Sum(nil)))
+		err = check(n, archive.HashOf(h).String())
 	}
 	if err == nil {
 		err = move(tmp, name)
@@ -391,7 +391,7 @@ func (s *Stage) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	got := hex.EncodeToString(h.Sum(nil))
+	got := archive.HashOf(h).Hex
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// A blob the metadata already read lists, whose content matches its name, is put in
@@ -704,7 +704,7 @@ func (s *Stage) unhold(blobs []*archive.Blob) error {
 			return err
 		}
 		s.staged[blob.Path] = tmp
-		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); size != blob.Size || got != blob.Digest.String() {
+		if got := archive.HashOf(h); size != blob.Size || got != blob.Digest {
 			return fmt.Errorf("staging blob %s: the held entry hashes to %s", blob.Digest, got)
 		}
 		return nil

@@ -3,7 +3,6 @@ package dedupe
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -612,8 +611,8 @@ func (p *Pool) checkBlob(ctx context.Context, hexDigest string, size int64, read
 	if _, err := io.Copy(h, f); err != nil {
 		return err.Error()
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != hexDigest {
-		return "content hashes to sha256:" + got
+	if got := archive.HashOf(h); got.Hex != hexDigest {
+		return "content hashes to " + got.String()
 	}
 	return ""
 }
