@@ -119,8 +119,7 @@ func ChainIDs(diffIDs []v1.Hash) []v1.Hash {
 			out[i] = d
 			continue
 		}
-		sum := sha256.Sum256([]byte(out[i-1].String() + " " + d.String()))
-		out[i] = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+		out[i] = sha256Hash([]byte(out[i-1].String() + " " + d.String()))
 	}
 	return out
 }
