@@ -110,6 +110,22 @@ func (b *Bundle) AddBlob(blob *Blob) *Blob {
 	return blob
 }
 
+// LayerOrder returns the layers of b's images in the images' order, each blob once (where
+// images share it, the first image's layer), those missing included.
+func (b *Bundle) LayerOrder() []*Layer {
+	var out []*Layer
+	seen := map[v1.Hash]bool{}
+	for _, img := range b.Images {
+		for _, l := range img.Layers {
+			if !seen[l.Digest] {
+				seen[l.Digest] = true
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
+
 // ChainIDs returns the chain ID of each layer: chain(L1) = diffID(L1),
 // chain(Ln) = sha256(chain(Ln-1) + " " + diffID(Ln)). A docker store is keyed by these.
 func ChainIDs(diffIDs []v1.Hash) []v1.Hash {
