@@ -66,9 +66,9 @@ type Blob struct {
 	codec   Codec
 	diffID  v1.Hash
 	diffErr error
-	// unheld: JSON the reader did not keep, the JSON before it having reached heldMax;
+	// unkept: JSON the reader did not keep, the JSON before it having reached keptMax;
 	// config is the parsed config, once a config.
-	unheld bool
+	unkept bool
 	config *v1.ConfigFile
 }
 

@@ -128,7 +128,7 @@ func checkRoundTrip(t *testing.T, b *Bundle, src *memSink) {
 			}
 		}
 		if img.Config == nil || img.Config.Data == nil || sha256Hash(img.Config.Data) != img.ID() {
-			t.Fatalf("image %s: config not held or not hashing to the ID", img.ID())
+			t.Fatalf("image %s: config not kept or not hashing to the ID", img.ID())
 		}
 		if diffIDs := img.ConfigFile().RootFS.DiffIDs; !slices.Equal(diffIDs, img.DiffIDs()) {
 			t.Errorf("image %s: diffIDs %v, config says %v", img.ID(), img.DiffIDs(), diffIDs)

@@ -37,7 +37,7 @@ type WriteOptions struct {
 	// (its codec is Codec's), Level only the rest; a source's blob already encoded at any
 	// level is copied as it is.
 	Adapt *Adaptive
-	// BeforeData, if set, is called once the entries held in memory (the metadata, configs
+	// BeforeData, if set, is called once the entries kept in memory (the metadata, configs
 	// and manifests) are written, before the first blob read from the source, and an error
 	// it returns is Write's: the reader gets the bundle's first entries meanwhile.
 	BeforeData func() error
@@ -227,7 +227,7 @@ func ManifestJSON(images []*Image, path func(*Blob) string) ([]byte, error) {
 }
 
 // writeOrder returns the blobs to write: those reachable from the index and the images and
-// present, metadata (held in memory) first, each group by digest.
+// present, metadata (kept in memory) first, each group by digest.
 func writeOrder(b *Bundle) []*Blob {
 	var out []*Blob
 	for _, blob := range b.Reachable() {

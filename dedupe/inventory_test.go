@@ -352,7 +352,7 @@ func TestHoldsWhole(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			inv := NewInventory(StoreDocker)
-			inv.AddHeld(tt.digests, tt.tags)
+			inv.AddNamed(tt.digests, tt.tags)
 			if got := inv.HoldsWhole(img); got != tt.want {
 				t.Errorf("HoldsWhole = %v, want %v", got, tt.want)
 			}

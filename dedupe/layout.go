@@ -376,7 +376,7 @@ func (l *Layout) Stage(commit func(*archive.Bundle) error) (*Stage, error) {
 // Entry takes one entry: in place if it is a blob whose content matches its name, else
 // under a temporary name until Commit.
 func (s *Stage) Entry(_ context.Context, e archive.Entry, r io.Reader) error {
-	if !e.Listed && e.Size < heldMax {
+	if !e.Listed && e.Size < archive.HeldMax {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.held == nil {
@@ -622,12 +622,9 @@ func (l *Layout) removeStale() error {
 	return nil
 }
 
-// Small entries the metadata read so far does not list may be junk — in a bundle whose
-// manifest.json comes last, any number of them, and a file each would cost more than reading
-// them — or a legacy bundle's small layers and configs. They go into one file, in order
-// (archive.WriteHeld); the commit copies out those the bundle uses.
-const heldMax = 1 << 20
-
+// A held file takes the entries a Stage holds back (those under archive.HeldMax the metadata
+// read so far does not list), in order (archive.WriteHeld); the commit copies out those the
+// bundle uses.
 type held struct {
 	fsys FS
 	name string

@@ -86,7 +86,7 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 				digests = append(digests, h)
 			}
 		}
-		inv.AddHeld(digests, tagsOf(img.Names))
+		inv.AddNamed(digests, tagsOf(img.Names))
 	}
 	return inv, nil
 }
