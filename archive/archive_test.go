@@ -124,3 +124,41 @@ func TestWriteOrderIndependent(t *testing.T) {
 		t.Fatal("the order images were added in changed the bundle")
 	}
 }
+
+// TestLayerOrder: the layers of the images in order, a layer two images share once; Feed
+// hands blobs on in that order, the configs and manifests after them.
+func TestLayerOrder(t *testing.T) {
+	a, b := testImages(t)
+	bundle, src := &Bundle{}, V1Source{}
+	for _, img := range []v1.Image{a, b} {
+		if _, err := bundle.AddImage(img, nil, src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []v1.Hash
+	for _, img := range []v1.Image{a, b} {
+		layers, err := img.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range layers {
+			if d, _ := l.Digest(); !slices.Contains(want, d) {
+				want = append(want, d)
+			}
+		}
+	}
+	var got []v1.Hash
+	for _, l := range bundle.LayerOrder() {
+		got = append(got, l.Digest)
+	}
+	if len(want) != 3 || !slices.Equal(got, want) {
+		t.Fatalf("LayerOrder: %v, want %v (the shared base once, then each image's own)", got, want)
+	}
+	var fed []v1.Hash
+	for _, blob := range blobOrder(bundle) {
+		fed = append(fed, blob.Digest)
+	}
+	if !slices.Equal(fed[:len(want)], want) || len(fed) != len(want)+4 {
+		t.Errorf("Feed's order %v, want the layers %v first, then two configs and two manifests", fed, want)
+	}
+}

@@ -533,20 +533,20 @@ func TestReadGzipBomb(t *testing.T) {
 	readFails(t, buf.Bytes(), ErrTooLarge, name)
 }
 
-// TestReadHeldJSON: the JSON Read holds is capped, and a config past the cap is refused as
-// too much JSON, not as bad JSON. Docker's per-layer json files are not held at all.
-func TestReadHeldJSON(t *testing.T) {
+// TestReadKeptJSON: the JSON Read keeps in memory is capped, and a config past the cap is
+// refused as too much JSON, not as bad JSON. Docker's per-layer json files are not kept.
+func TestReadKeptJSON(t *testing.T) {
 	lb := newLegacyBundle(t)
 	var junk files
-	for i := range heldMax / metaMax {
-		data := bytes.Repeat([]byte(" "), metaMax-heldCost) // heldMax in all, with what each costs
+	for i := range keptMax / metaMax {
+		data := bytes.Repeat([]byte(" "), metaMax-keptCost) // keptMax in all, with what each costs
 		data[0] = '{'
 		junk = append(junk, reg(fmt.Sprintf("0junk/%d.json", i), data))
 	}
 	readFails(t, slices.Concat(junk, lb.files).tar(t), ErrTooLarge, "JSON entries before it add up to over")
 
 	var jsons files
-	for i := range 2*heldMax/metaMax + 1 {
+	for i := range 2*keptMax/metaMax + 1 {
 		jsons = append(jsons, reg(sha256Hash([]byte(fmt.Sprint(i))).Hex+"/json", make([]byte, metaMax)))
 	}
 	readOK(t, slices.Concat(jsons, lb.files).tar(t))

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"sort"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -65,9 +66,9 @@ type Blob struct {
 	codec   Codec
 	diffID  v1.Hash
 	diffErr error
-	// unheld: JSON the reader did not keep, the JSON before it having reached heldMax;
+	// unkept: JSON the reader did not keep, the JSON before it having reached keptMax;
 	// config is the parsed config, once a config.
-	unheld bool
+	unkept bool
 	config *v1.ConfigFile
 }
 
@@ -109,6 +110,22 @@ func (b *Bundle) AddBlob(blob *Blob) *Blob {
 	return blob
 }
 
+// LayerOrder returns the layers of b's images in the images' order, each blob once (where
+// images share it, the first image's layer), those missing included.
+func (b *Bundle) LayerOrder() []*Layer {
+	var out []*Layer
+	seen := map[v1.Hash]bool{}
+	for _, img := range b.Images {
+		for _, l := range img.Layers {
+			if !seen[l.Digest] {
+				seen[l.Digest] = true
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
+
 // ChainIDs returns the chain ID of each layer: chain(L1) = diffID(L1),
 // chain(Ln) = sha256(chain(Ln-1) + " " + diffID(Ln)). A docker store is keyed by these.
 func ChainIDs(diffIDs []v1.Hash) []v1.Hash {
@@ -118,8 +135,7 @@ func ChainIDs(diffIDs []v1.Hash) []v1.Hash {
 			out[i] = d
 			continue
 		}
-		sum := sha256.Sum256([]byte(out[i-1].String() + " " + d.String()))
-		out[i] = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+		out[i] = sha256Hash([]byte(out[i-1].String() + " " + d.String()))
 	}
 	return out
 }
@@ -140,6 +156,11 @@ func sha256Hash(data []byte) v1.Hash { return sha256Of(sha256.Sum256(data)) }
 
 func sha256Of(sum [32]byte) v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+}
+
+// HashOf is the digest a sha256 hash has summed so far.
+func HashOf(h hash.Hash) v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
 }
 
 func (b *Blob) String() string {

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Feed hands a bundle that was never a tar — images added with AddImage, say — to a sink the
@@ -56,36 +58,34 @@ func FeedBlobs(ctx context.Context, blobs []*Blob, src BlobSource, sink Sink) er
 		if err != nil {
 			return fmt.Errorf("blob %s: %w", blob.Digest, err)
 		}
-		if got := hashOf(h); got != blob.Digest {
+		if got := HashOf(h); got != blob.Digest {
 			return fmt.Errorf("blob %s: %w: content hashes to %s", blob.Digest, ErrDigestMismatch, got)
 		}
 	}
 	return nil
 }
 
-// blobOrder returns b's reachable blobs with the layers first, in the images' order, then
-// the configs, then the rest (manifests and indexes): a blob is written after the blobs it
+// blobOrder returns b's reachable blobs with the layers first (LayerOrder), then the
+// configs, then the rest (manifests and indexes): a blob is written after the blobs it
 // refers to.
 func blobOrder(b *Bundle) []*Blob {
 	var out []*Blob
-	seen := map[*Blob]bool{}
+	seen := map[v1.Hash]bool{}
 	add := func(blob *Blob) {
-		if !seen[blob] {
-			seen[blob] = true
+		if !seen[blob.Digest] {
+			seen[blob.Digest] = true
 			out = append(out, blob)
 		}
 	}
-	for _, img := range b.Images {
-		for _, l := range img.Layers {
-			add(l.Blob)
-		}
+	for _, l := range b.LayerOrder() {
+		add(l.Blob)
 	}
 	for _, img := range b.Images {
 		add(img.Config)
 	}
 	var rest []*Blob
 	for _, blob := range b.Reachable() {
-		if !seen[blob] {
+		if !seen[blob.Digest] {
 			rest = append(rest, blob)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -126,7 +128,7 @@ func checkRoundTrip(t *testing.T, b *Bundle, src *memSink) {
 			}
 		}
 		if img.Config == nil || img.Config.Data == nil || sha256Hash(img.Config.Data) != img.ID() {
-			t.Fatalf("image %s: config not held or not hashing to the ID", img.ID())
+			t.Fatalf("image %s: config not kept or not hashing to the ID", img.ID())
 		}
 		if diffIDs := img.ConfigFile().RootFS.DiffIDs; !slices.Equal(diffIDs, img.DiffIDs()) {
 			t.Errorf("image %s: diffIDs %v, config says %v", img.ID(), img.DiffIDs(), diffIDs)
@@ -224,10 +226,12 @@ func FuzzManifestJSON(f *testing.F) {
 	})
 }
 
-// FuzzParseTag: what ParseTag accepts is docker's grammar, fit for a terminal, and reads
-// back the same.
+// FuzzParseTag: what ParseTag accepts is docker's grammar, fit for a terminal (strconv.Quote,
+// which Quote applies to what it keeps of a long name, escapes nothing in it), and its
+// familiar form (Familiar) reads back as the same name.
 func FuzzParseTag(f *testing.F) {
-	for _, s := range []string{"busybox:1", "127.0.0.1:5000/app:2", "a..b:1", "[::1]:5000/x/y:z", "A:1", "a:1\x1b"} {
+	for _, s := range []string{"busybox:1", "127.0.0.1:5000/app:2", "a..b:1", "[::1]:5000/x/y:z", "A:1", "a:1\x1b", "0:" + strings.Repeat("0", 127),
+		"docker.io/library/u/x:1", "docker.io/localhost/x:1", "docker.io/library/" + strings.Repeat("a", 64) + ":1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -235,12 +239,12 @@ func FuzzParseTag(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if Quote(s) != `"`+s+`"` {
+		if strconv.Quote(s) != `"`+s+`"` {
 			t.Fatalf("accepted %s, which needs escapes", Quote(s))
 		}
 		again, err := ParseTag(Familiar(tag))
-		if err != nil || Familiar(again) != Familiar(tag) {
-			t.Fatalf("%s reads back as %s: %v", Quote(s), Quote(Familiar(tag)), err)
+		if err != nil || again.Name() != tag.Name() || Familiar(again) != Familiar(tag) {
+			t.Fatalf("%s (%s) reads back from %s as %s: %v", Quote(s), tag.Name(), Quote(Familiar(tag)), again.Name(), err)
 		}
 	})
 }

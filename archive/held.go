@@ -18,6 +18,13 @@ import (
 
 const heldHeader = 8 + 8
 
+// HeldMax is the size under which a sink that can keep an entry in a file of its own holds it
+// back in the held file instead. Small entries the metadata read so far does not list may be
+// junk — in a bundle whose manifest.json comes last, any number of them — and a file each
+// would cost more than reading them; or they are a legacy bundle's small layers and configs.
+// A Forwarder, which has nowhere else to keep them, holds back every such entry.
+const HeldMax = 1 << 20
+
 // WriteHeld appends one entry, e.Size bytes of r, to a file of held entries.
 func WriteHeld(w io.Writer, e Entry, r io.Reader, buf []byte) error {
 	var header [heldHeader]byte

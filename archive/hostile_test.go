@@ -114,6 +114,7 @@ func TestReadRefusesHostileMetadata(t *testing.T) {
 		{"tag starting with a dot", tagged("a:.x"), ErrInvalidMetadata, `"a:.x"`},
 		{"tag with an escape", tagged("a:1\x1b]0;x\x07"), ErrInvalidMetadata, `"a:1\x1b]0;x\a"`},
 		{"64-hex repository", tagged(strings.Repeat("a", 64) + ":1"), ErrInvalidMetadata, "64-hex"},
+		{"64-hex repository in docker's familiar form", tagged("docker.io/library/" + strings.Repeat("a", 64) + ":1"), ErrInvalidMetadata, "64-hex"},
 		{"repository over 255 bytes", tagged(strings.Repeat("a/", 130) + "b:1"), ErrInvalidMetadata, "over 255"},
 		{"too many tags", tagged(many...), ErrInvalidMetadata, "1001 tags"},
 		{"ref name with a newline", annotated(annotationRefName, "1\nrm -rf /"), ErrInvalidMetadata, `"1\nrm -rf /"`},
@@ -208,6 +209,57 @@ func TestDockerLoadable(t *testing.T) {
 	b.Images[0].Layers = slices.Repeat(b.Images[0].Layers[:1], maxLayers+1)
 	if err := DockerLoadable(b); err == nil || !strings.Contains(err.Error(), "at most 125") {
 		t.Fatalf("126 layers: %v", err)
+	}
+}
+
+// repeatedLayer is a bundle of one image whose n layers are one layer blob n times, with
+// manifest.json and index.json.
+func repeatedLayer(t testing.TB, n int) files {
+	t.Helper()
+	layer := oneFileTar(t, "etc/file", "x")
+	l := sha256Hash(layer)
+	config, err := json.Marshal(v1.ConfigFile{OS: "linux", RootFS: v1.RootFS{Type: "layers", DiffIDs: slices.Repeat([]v1.Hash{l}, n)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sha256Hash(config)
+	manifest, err := json.Marshal(v1.Manifest{
+		SchemaVersion: 2, MediaType: types.OCIManifestSchema1,
+		Config: v1.Descriptor{MediaType: types.OCIConfigJSON, Digest: c, Size: int64(len(config))},
+		Layers: slices.Repeat([]v1.Descriptor{{MediaType: types.OCIUncompressedLayer, Digest: l, Size: int64(len(layer))}}, n),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := sha256Hash(manifest)
+	index, err := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{
+		{MediaType: types.OCIManifestSchema1, Digest: m, Size: int64(len(manifest)), Annotations: map[string]string{annotationImageName: "example.com/deep:1", annotationRefName: "1"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := json.Marshal([]dockerManifest{{Config: blobPath(c), RepoTags: []string{"example.com/deep:1"}, Layers: slices.Repeat([]string{blobPath(l)}, n)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files{reg("index.json", index), reg("manifest.json", entries), reg(blobPath(c), config), reg(blobPath(m), manifest), reg(blobPath(l), layer)}
+}
+
+// TestReadLayerCap: an image of over 125 layers (docker's cap, maxLayers) is refused as
+// invalid metadata before the sink commits anything, whether manifest.json or index.json
+// lists them; one of 125 is read.
+func TestReadLayerCap(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		drop string
+	}{{"both", ""}, {"manifest.json", "index.json"}, {"index.json", "manifest.json"}} {
+		t.Run(c.name, func(t *testing.T) {
+			b, _ := readOK(t, repeatedLayer(t, maxLayers).without(c.drop).tar(t))
+			if n := len(b.Images[0].Layers); n != maxLayers {
+				t.Fatalf("read %d layers, want %d", n, maxLayers)
+			}
+			readFails(t, repeatedLayer(t, maxLayers+1).without(c.drop).tar(t), ErrInvalidMetadata, "126 layers")
+		})
 	}
 }
 

@@ -8,8 +8,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 )
 
-// Caps on what one image may carry: docker stops at 125 layers (moby layer.maxLayerDepth);
-// tags have no limit there, this one is generous.
+// Caps on what one image may carry: docker stops at 125 layers (moby layer.maxLayerDepth),
+// and no store is asked to take more; tags have no limit there, this one is generous.
 const (
 	maxTags   = 1000
 	maxLayers = 125
@@ -39,24 +39,48 @@ const nameMax = 255
 // ParseTag parses a RepoTag: a repository with an explicit tag, as docker load takes it
 // ("busybox:1", "127.0.0.1:5000/app:2"), by docker's reference grammar.
 func ParseTag(s string) (name.Tag, error) {
-	repo := s[:max(strings.LastIndex(s, ":"), 0)]
+	var t name.Tag
 	var err error
 	switch {
 	case !dockerRef.MatchString(s):
 		err = fmt.Errorf("not a repository:tag reference by docker's grammar")
-	case len(repo) > nameMax:
+	case strings.LastIndex(s, ":") > nameMax:
 		err = fmt.Errorf("the repository name is over %d bytes", nameMax)
-	case hex64.MatchString(repo):
-		err = fmt.Errorf("a 64-hex-digit repository name is refused by docker")
-	}
-	var t name.Tag
-	if err == nil {
+	default:
 		t, err = name.NewTag(s)
+		// docker refuses the familiar form ("docker.io/library/<hex>:1" is "<hex>:1")
+		if err == nil && hex64.MatchString(familiarRepo(t)) {
+			err = fmt.Errorf("a 64-hex-digit repository name is refused by docker")
+		}
 	}
 	if err != nil {
 		return name.Tag{}, fmt.Errorf("invalid tag %s: %w", Quote(s), err)
 	}
 	return t, nil
+}
+
+// Familiar writes a tag in docker's familiar form, as docker images prints it and its
+// RepoTags hold it: docker.io/library/x:1 is x:1, docker.io/u/x:1 is u/x:1, a tag of another
+// registry is left whole.
+func Familiar(t name.Tag) string { return familiarRepo(t) + ":" + t.TagStr() }
+
+// familiarRepo is the repository of Familiar. As in docker (distribution/reference
+// FamiliarName), library/ goes only before a single component: docker.io/library/u/x is
+// library/u/x, not u/x. Where docker's form would read back as another registry's, docker.io/
+// stays: docker.io/localhost/x, not localhost/x.
+func familiarRepo(t name.Tag) string {
+	if t.RegistryStr() != name.DefaultRegistry {
+		return t.Context().Name()
+	}
+	repo := t.RepositoryStr()
+	first, _, nested := strings.Cut(repo, "/")
+	switch rest, official := strings.CutPrefix(repo, "library/"); {
+	case official && !strings.Contains(rest, "/"):
+		return rest
+	case nested && (first == "localhost" || strings.ContainsAny(first, ".:")):
+		return "docker.io/" + repo
+	}
+	return repo
 }
 
 // ociRefName is the grammar of org.opencontainers.image.ref.name (OCI image-spec
@@ -82,11 +106,21 @@ func checkAnnotations(ann map[string]string) error {
 // image with over 125 layers, or one without a rootfs of layers (HasRootFS).
 func DockerLoadable(b *Bundle) error {
 	for _, img := range b.Images {
-		if len(img.Layers) > maxLayers {
-			return fmt.Errorf("%w: image %s has %d layers; docker takes at most %d", ErrInvalidMetadata, img.ID(), len(img.Layers), maxLayers)
+		if err := img.checkLayers(); err != nil {
+			return err
 		}
 	}
 	return HasRootFS(b)
+}
+
+// checkLayers refuses an image of over maxLayers layers. Read, AddImage and AddIndex refuse
+// them as they parse the metadata, before a sink commits anything; DockerLoadable refuses
+// them in a bundle made otherwise.
+func (img *Image) checkLayers() error {
+	if len(img.Layers) > maxLayers {
+		return fmt.Errorf("%w: image %s has %d layers; docker takes at most %d", ErrInvalidMetadata, img.ID(), len(img.Layers), maxLayers)
+	}
+	return nil
 }
 
 // HasRootFS refuses an image whose config has no rootfs of layers, which docker's load

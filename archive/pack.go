@@ -50,7 +50,7 @@ func Pack(w io.Writer, r io.Reader, level int) (Packed, error) {
 	if err := zw.Close(); err != nil {
 		return Packed{}, err
 	}
-	return Packed{Raw: hashOf(raw), Digest: hashOf(sum), Size: counted.n}, nil
+	return Packed{Raw: HashOf(raw), Digest: HashOf(sum), Size: counted.n}, nil
 }
 
 type countWriter struct {

@@ -59,12 +59,12 @@ type Entry struct {
 const (
 	// metaMax caps every metadata file (manifest.json, index.json, manifests, configs).
 	metaMax = 8 << 20
-	// heldMax caps the JSON held in memory at once: with what parsing it costs, it keeps
+	// keptMax caps the JSON kept in memory at once: with what parsing it costs, it keeps
 	// reading a bundle of large configs near 64 MiB of memory (70 MiB measured). Each JSON
-	// entry held counts heldCost bytes more, for what keeping it costs.
-	heldMax  = 16 << 20
-	heldCost = 64
-	// linksMax caps the bytes of link targets held (a link's target is kept until the
+	// entry kept counts keptCost bytes more, for what keeping it costs.
+	keptMax  = 16 << 20
+	keptCost = 64
+	// linksMax caps the bytes of link targets kept (a link's target is kept until the
 	// metadata says whether anything goes through it).
 	linksMax = 4 << 20
 	// sampleMax caps the bytes of entry names kept for reporting those nothing refers to.
@@ -199,16 +199,16 @@ type reader struct {
 	meta      map[string][]byte    // top-level metadata files (metaFiles) by name
 	names     map[NameKey]ref      // every entry read
 	recs      records              // of data entries
-	json      map[ref][]byte       // data entries held in memory: JSON (manifests, configs)
+	json      map[ref][]byte       // data entries kept in memory: JSON (manifests, configs)
 	diffErrs  map[ref]error        // why a compressed data entry does not decompress
 	links     map[NameKey]string   // link entries → the entries they name, never followed on disk
-	linkBytes int                  // of link targets held
+	linkBytes int                  // of link targets kept
 	sample    []string             // names of the first entries, for reporting those of no use
 	sampled   int                  // bytes of names in sample
 	listed    map[NameKey]bool     // entries manifest.json names, when it came first
 	trusted   bool                 // ReadOptions.Trusted
 	walked    map[v1.Hash]bool     // indexes resolved
-	held      int64                // bytes of JSON held in memory
+	kept      int64                // bytes of JSON kept in memory
 	followed  map[NameKey]bool     // links metadata went through
 	reaches   map[v1.Hash][]*Image // the images each index reaches
 	indexed   map[v1.Hash]*Image   // the images index.json reaches, by manifest digest
@@ -277,8 +277,8 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 			}
 			return noEOF(err)
 		}
-		if rd.held += hdr.Size; rd.held > heldMax {
-			return fmt.Errorf("%w: the JSON entries before it add up to over %d bytes", ErrTooLarge, heldMax)
+		if rd.kept += hdr.Size; rd.kept > keptMax {
+			return fmt.Errorf("%w: the JSON entries before it add up to over %d bytes", ErrTooLarge, keptMax)
 		}
 		data := make([]byte, hdr.Size)
 		if _, err := io.ReadFull(tr, data); err != nil {
@@ -369,12 +369,12 @@ func (rd *reader) list(manifestJSON []byte) {
 // dataRead is what reading a data entry gives.
 type dataRead struct {
 	record
-	json    []byte // the content, when held in memory
+	json    []byte // the content, when kept in memory
 	diffErr error  // why it does not decompress, when it looks compressed
 }
 
 // data streams one data entry to the sink while hashing it, and its decompressed content
-// when it is compressed; small JSON entries (manifests, configs) are also held in memory.
+// when it is compressed; small JSON entries (manifests, configs) are also kept in memory.
 func (rd *reader) data(ctx context.Context, e Entry, tr io.Reader, sink Sink) (dataRead, error) {
 	d := dataRead{record: record{size: e.Size}}
 	head := make([]byte, min(e.Size, 6))
@@ -383,15 +383,15 @@ func (rd *reader) data(ctx context.Context, e Entry, tr io.Reader, sink Sink) (d
 	}
 	src := io.MultiReader(bytes.NewReader(head), io.LimitReader(tr, e.Size-int64(len(head))))
 	isJSON := e.Size <= metaMax && len(head) > 0 && head[0] == '{'
-	if isJSON && rd.held+e.Size+heldCost > heldMax {
-		d.unheld = true
+	if isJSON && rd.kept+e.Size+keptCost > keptMax {
+		d.unkept = true
 	} else if isJSON {
 		d.json = make([]byte, e.Size)
 		if _, err := io.ReadFull(src, d.json); err != nil {
 			return d, noEOF(err)
 		}
 		d.digest = sha256.Sum256(d.json)
-		rd.held += e.Size + heldCost
+		rd.kept += e.Size + keptCost
 		return d, sink.Entry(ctx, e, bytes.NewReader(d.json))
 	}
 
@@ -454,10 +454,6 @@ func (d *diffHasher) Write(p []byte) (int, error) {
 	// unless it is used as a layer.
 	d.PipeWriter.Write(p) //nolint:errcheck
 	return len(p), nil
-}
-
-func hashOf(h interface{ Sum([]byte) []byte }) v1.Hash {
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
 }
 
 func noEOF(err error) error {

@@ -51,7 +51,7 @@ type record struct {
 	diffID [32]byte // of the content decompressed, when codec is not None
 	size   int64
 	codec  Codec
-	unheld bool // JSON not held, the JSON before it having reached heldMax
+	unkept bool // JSON not kept, the JSON before it having reached keptMax
 }
 
 // recordsInMemory is how many records stay in memory: a bundle of images has a few per
@@ -88,7 +88,7 @@ func (rs *records) add(r record) error {
 	copy(buf[32:64], r.diffID[:])
 	binary.LittleEndian.PutUint64(buf[64:], uint64(r.size))
 	buf[72] = byte(r.codec)
-	if r.unheld {
+	if r.unkept {
 		buf[73] = 1
 	}
 	_, err := rs.w.Write(buf[:])
@@ -108,7 +108,7 @@ func (rs *records) get(i ref) record {
 	if err != nil && rs.err == nil {
 		rs.err = fmt.Errorf("reading back what was kept of an entry: %w", err)
 	}
-	r := record{size: int64(binary.LittleEndian.Uint64(buf[64:])), codec: Codec(buf[72]), unheld: buf[73] == 1}
+	r := record{size: int64(binary.LittleEndian.Uint64(buf[64:])), codec: Codec(buf[72]), unkept: buf[73] == 1}
 	copy(r.digest[:], buf[:32])
 	copy(r.diffID[:], buf[32:64])
 	return r

@@ -301,7 +301,7 @@ func (rd *reader) ociImage(b *Bundle, desc v1.Descriptor) (*Image, error) {
 	return img, img.verify()
 }
 
-// metaBlob returns the blob a descriptor names, which must be present and held in memory.
+// metaBlob returns the blob a descriptor names, which must be present and kept in memory.
 func (rd *reader) metaBlob(b *Bundle, desc v1.Descriptor, what string) (*Blob, error) {
 	blob := rd.digestBlob(b, desc.Digest)
 	if blob == nil || !blob.Present() {
@@ -310,14 +310,14 @@ func (rd *reader) metaBlob(b *Bundle, desc v1.Descriptor, what string) (*Blob, e
 	if blob.Size != desc.Size {
 		return nil, fmt.Errorf("%w: %s %s is %d bytes, its descriptor says %d", ErrDigestMismatch, what, blob, blob.Size, desc.Size)
 	}
-	return blob, heldJSON(blob, what)
+	return blob, keptJSON(blob, what)
 }
 
-// heldJSON says why a manifest or config is not held in memory, if it is not.
-func heldJSON(blob *Blob, what string) error {
+// keptJSON says why a manifest or config is not kept in memory, if it is not.
+func keptJSON(blob *Blob, what string) error {
 	switch {
-	case blob.unheld:
-		return fmt.Errorf("%w: %s %s: the JSON entries before it add up to over %d bytes", ErrTooLarge, what, blob, heldMax)
+	case blob.unkept:
+		return fmt.Errorf("%w: %s %s: the JSON entries before it add up to over %d bytes", ErrTooLarge, what, blob, keptMax)
 	case blob.Data == nil:
 		return fmt.Errorf("%w: %s %s is not JSON or over %d bytes", ErrInvalidMetadata, what, blob, metaMax)
 	}
@@ -333,8 +333,12 @@ func (rd *reader) missing(h v1.Hash, what string) error {
 	return fmt.Errorf("%w: %s %s", ErrMissingBlob, what, h)
 }
 
-// verify parses the config and checks every present layer against its diffID.
+// verify checks the number of layers, parses the config and checks every present layer
+// against its diffID.
 func (img *Image) verify() error {
+	if err := img.checkLayers(); err != nil {
+		return err
+	}
 	cfg := img.Config.config // parsed once however many images share it
 	if cfg == nil {
 		var err error
@@ -416,7 +420,7 @@ func (rd *reader) dockerImages(b *Bundle, data []byte, indexed map[v1.Hash]*Imag
 func (rd *reader) dockerImage(b *Bundle, e dockerManifest, byConfig map[v1.Hash]*Image) (*Image, error) {
 	cblob, err := rd.file(b, e.Config)
 	if err == nil {
-		err = heldJSON(cblob, "config")
+		err = keptJSON(cblob, "config")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -486,7 +490,7 @@ func (rd *reader) blob(b *Bundle, name string) *Blob {
 		return nil
 	}
 	rec := rd.recs.get(i)
-	blob := &Blob{Digest: sha256Of(rec.digest), Size: rec.size, Path: name, Data: rd.json[i], codec: rec.codec, unheld: rec.unheld}
+	blob := &Blob{Digest: sha256Of(rec.digest), Size: rec.size, Path: name, Data: rd.json[i], codec: rec.codec, unkept: rec.unkept}
 	blob.diffID, blob.diffErr = blob.Digest, rd.diffErrs[i]
 	if rec.codec != None {
 		blob.diffID = sha256Of(rec.diffID)
@@ -612,18 +616,6 @@ func RefTag(ann map[string]string) string {
 		}
 	}
 	return ""
-}
-
-// Familiar writes a tag the way docker's RepoTags do: docker.io/library/ dropped.
-func Familiar(t name.Tag) string {
-	repo := t.Context().String()
-	if t.RegistryStr() == name.DefaultRegistry {
-		repo = t.RepositoryStr()
-		if len(repo) > 8 && repo[:8] == "library/" {
-			repo = repo[8:]
-		}
-	}
-	return repo + ":" + t.TagStr()
 }
 
 // fullName writes a tag the way containerd's image names do: docker.io, not index.docker.io.

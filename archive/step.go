@@ -30,13 +30,13 @@ func Step(diffIDs []v1.Hash, layers []*Layer, labels map[string]string) (*Bundle
 	for _, l := range layers { // first: a layer carried is carried wherever the image uses it
 		b.AddBlob(l.Blob)
 	}
-	held := len(diffIDs) - len(layers)
+	leftOut := len(diffIDs) - len(layers)
 	for i, d := range diffIDs {
-		if i < held {
+		if i < leftOut {
 			img.Layers = append(img.Layers, &Layer{Blob: b.AddBlob(&Blob{Digest: d, Missing: true}), DiffID: d})
 			continue
 		}
-		l := layers[i-held]
+		l := layers[i-leftOut]
 		if l.DiffID != d {
 			return nil, fmt.Errorf("%w: step layer %d is %s, the image's is %s", ErrInvalidMetadata, i, l.DiffID, d)
 		}

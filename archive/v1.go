@@ -204,7 +204,7 @@ func (l *v1Layer) Compressed() (io.ReadCloser, error) {
 	return OpenBlob(l.img.ctx, l.l.Blob, l.img.src)
 }
 
-// OpenBlob returns a blob's content: from memory when it is held there, else from src.
+// OpenBlob returns a blob's content: from memory when it is kept there, else from src.
 func OpenBlob(ctx context.Context, b *Blob, src BlobSource) (io.ReadCloser, error) {
 	if b.Missing {
 		return nil, fmt.Errorf("%w: %s is not in the bundle", ErrMissingBlob, b.Digest)

@@ -11,7 +11,6 @@ import (
 	"io"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -38,7 +37,7 @@ type WriteOptions struct {
 	// (its codec is Codec's), Level only the rest; a source's blob already encoded at any
 	// level is copied as it is.
 	Adapt *Adaptive
-	// BeforeData, if set, is called once the entries held in memory (the metadata, configs
+	// BeforeData, if set, is called once the entries kept in memory (the metadata, configs
 	// and manifests) are written, before the first blob read from the source, and an error
 	// it returns is Write's: the reader gets the bundle's first entries meanwhile.
 	BeforeData func() error
@@ -164,7 +163,7 @@ func metadata(b *Bundle) ([]namedFile, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
 			}
-			repo := strings.TrimSuffix(Familiar(t), ":"+t.TagStr())
+			repo := familiarRepo(t)
 			if repos[repo] == nil {
 				repos[repo] = map[string]string{}
 			}
@@ -228,7 +227,7 @@ func ManifestJSON(images []*Image, path func(*Blob) string) ([]byte, error) {
 }
 
 // writeOrder returns the blobs to write: those reachable from the index and the images and
-// present, metadata (held in memory) first, each group by digest.
+// present, metadata (kept in memory) first, each group by digest.
 func writeOrder(b *Bundle) []*Blob {
 	var out []*Blob
 	for _, blob := range b.Reachable() {
@@ -315,7 +314,7 @@ func (w *bundleWriter) blob(ctx context.Context, blob *Blob, src BlobSource) err
 	if err := encodeBody(out, io.TeeReader(rc, h), blob.Size, encoder{w.opts.Codec, w.opts.level(), w.opts.Adapt}); err != nil {
 		return err
 	}
-	if got := hashOf(h); got != blob.Digest {
+	if got := HashOf(h); got != blob.Digest {
 		return fmt.Errorf("%w: content hashes to %s", ErrDigestMismatch, got)
 	}
 	if r, ok := src.(encodedRecorder); ok && w.opts.Codec != None {

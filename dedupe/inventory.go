@@ -6,8 +6,8 @@ import (
 	"io"
 	"slices"
 	"sort"
-	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
@@ -40,13 +40,13 @@ type Inventory struct {
 	// Images are the images the store holds, by the digests that name them there and their
 	// tags. A store that takes complete images only is not sent an image again that it holds
 	// whole (HoldsWhole).
-	Images []HeldImage `json:"images,omitempty"`
+	Images []NamedImage `json:"images,omitempty"`
 
 	blobs, chains map[string]bool
 }
 
-// A HeldImage is an image a store holds.
-type HeldImage struct {
+// A NamedImage is an image a store has, by the digests and tags that name it there.
+type NamedImage struct {
 	// Digests name the image: its config digest (the image ID of docker's classic store and
 	// of podman) and, where the store keeps it, its manifest digest (the image ID of docker's
 	// containerd image store), as "sha256:…".
@@ -54,9 +54,9 @@ type HeldImage struct {
 	Tags    []string `json:"tags,omitempty"`
 }
 
-// AddHeld records an image the store holds, named by digests and tagged tags.
-func (inv *Inventory) AddHeld(digests []v1.Hash, tags []string) {
-	h := HeldImage{Tags: slices.Clone(tags)}
+// AddNamed records an image the store has, named by digests and tagged tags.
+func (inv *Inventory) AddNamed(digests []v1.Hash, tags []string) {
+	h := NamedImage{Tags: slices.Clone(tags)}
 	for _, d := range digests {
 		h.Digests = append(h.Digests, d.String())
 	}
@@ -70,12 +70,12 @@ func (inv *Inventory) HoldsWhole(img *archive.Image) bool {
 	if img.Manifest != nil {
 		names = append(names, img.Manifest.Digest.String())
 	}
-	for _, h := range inv.Images {
-		if !slices.ContainsFunc(h.Digests, func(d string) bool { return slices.Contains(names, d) }) {
+	for _, n := range inv.Images {
+		if !slices.ContainsFunc(n.Digests, func(d string) bool { return slices.Contains(names, d) }) {
 			continue
 		}
 		var tags []string
-		for _, t := range h.Tags {
+		for _, t := range n.Tags {
 			tags = append(tags, familiarTag(t))
 		}
 		if !slices.ContainsFunc(img.RepoTags, func(t string) bool { return !slices.Contains(tags, familiarTag(t)) }) {
@@ -90,11 +90,11 @@ func (inv *Inventory) HoldsAll(b *archive.Bundle) bool {
 	return len(b.Images) > 0 && !slices.ContainsFunc(b.Images, func(img *archive.Image) bool { return !inv.HoldsWhole(img) })
 }
 
-// familiarTag drops what stores add to a short name: docker's docker.io/ and library/,
-// podman's localhost/ for names without a registry.
+// familiarTag is a store's tag in docker's familiar form (archive.Familiar), or the tag as
+// it is when it does not parse.
 func familiarTag(tag string) string {
-	for _, prefix := range []string{"localhost/", "docker.io/", "index.docker.io/", "library/"} {
-		tag = strings.TrimPrefix(tag, prefix)
+	if t, err := name.NewTag(tag); err == nil {
+		return archive.Familiar(t)
 	}
 	return tag
 }

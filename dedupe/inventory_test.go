@@ -345,13 +345,14 @@ func TestHoldsWhole(t *testing.T) {
 	}{
 		{"config digest, docker's tag", []v1.Hash{cfg}, []string{"corpus/app:1"}, true},
 		{"manifest digest (containerd store)", []v1.Hash{man}, []string{"corpus/app:1"}, true},
-		{"podman's name", []v1.Hash{cfg, man}, []string{"localhost/corpus/app:1"}, true},
+		{"docker.io spelled out", []v1.Hash{cfg}, []string{"docker.io/corpus/app:1"}, true},
+		{"the localhost registry's", []v1.Hash{cfg, man}, []string{"localhost/corpus/app:1"}, false},
 		{"other tag", []v1.Hash{cfg}, []string{"corpus/app:2"}, false},
 		{"other image, same tag", []v1.Hash{{Algorithm: "sha256", Hex: strings.Repeat("d", 64)}}, []string{"corpus/app:1"}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			inv := NewInventory(StoreDocker)
-			inv.AddHeld(tt.digests, tt.tags)
+			inv.AddNamed(tt.digests, tt.tags)
 			if got := inv.HoldsWhole(img); got != tt.want {
 				t.Errorf("HoldsWhole = %v, want %v", got, tt.want)
 			}

@@ -1,14 +1,108 @@
 package dedupe
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ferrytool/ferry/archive"
 )
+
+// Export returns a bundle of what refs name — bundle names, or tags of images (the newest
+// bundle holding each) — with the same manifests, digests and image IDs as when they came in,
+// the outer compression (Codec) of the first, and the pool as the source of its blobs: layers
+// it stores compressed come out decompressed, as they came in.
+func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error) {
+	records, err := p.Records()
+	if err != nil {
+		return nil, nil, err
+	}
+	b, src := &archive.Bundle{}, exportSource{V1Source: archive.V1Source{}, pool: p, packed: packedLayers(records)}
+	// index.json lists the entries as they came, not as AddImage makes them.
+	var index []v1.Descriptor
+	listed := map[string]bool{}
+	for i, ref := range refs {
+		descs, r, err := find(records, ref)
+		if err != nil {
+			return nil, nil, err
+		}
+		if c, err := archive.ParseCodec(r.Codec); i == 0 && err == nil {
+			b.Codec = c
+		}
+		for _, d := range descs {
+			if key := d.Digest.String() + " " + indexKey(d); !listed[key] {
+				listed[key] = true
+				index = append(index, d)
+			}
+			var tags []string
+			if tag := archive.RefTag(d.Annotations); tag != "" {
+				tags = append(tags, tag)
+			}
+			var err error
+			if d.MediaType.IsIndex() {
+				var idx *blobIndex
+				if idx, err = p.blobIndex(d); err == nil {
+					_, err = b.AddIndex(idx, tags, platformOf(d), src.V1Source)
+				}
+			} else {
+				var img v1.Image
+				if img, err = p.blobImage(d); err == nil {
+					_, err = b.AddImage(img, tags, src.V1Source)
+				}
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("exporting %s: %w", ref, err)
+			}
+		}
+	}
+	b.Index.Manifests = index
+	return b, src, nil
+}
+
+func platformOf(d v1.Descriptor) v1.Platform {
+	if d.Platform != nil {
+		return *d.Platform
+	}
+	return archive.HostPlatform()
+}
+
+// exportSource serves an export's blobs, decompressing the layers the pool stores compressed.
+type exportSource struct {
+	archive.V1Source
+	pool   *Pool
+	packed map[string]Stored
+}
+
+func (s exportSource) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, error) {
+	if st, ok := s.packed[b.Digest.Hex]; ok {
+		return s.pool.openPacked(st)
+	}
+	return s.V1Source.Open(ctx, b)
+}
+
+// find returns the index entries ref names, a whole bundle or one image by tag, and the
+// record holding them.
+func find(records []*Record, ref string) ([]v1.Descriptor, *Record, error) {
+	for _, r := range records {
+		if r.Name == ref {
+			return r.Index, r, nil
+		}
+	}
+	for i := len(records) - 1; i >= 0; i-- {
+		for _, d := range records[i].Index {
+			if archive.RefTag(d.Annotations) == ref {
+				return []v1.Descriptor{d}, records[i], nil
+			}
+		}
+	}
+	return nil, nil, fmt.Errorf("%s: %w (see ferry pool ls)", ref, ErrNoBundle)
+}
 
 // Exports read manifests and indexes from the pool's blobs by digest, as they came in:
 // index.json lists the forms naming compressed layers, so go-containerregistry's layout

@@ -69,10 +69,6 @@ func packTo(f *os.File, r io.Reader) (*packed, error) {
 	return &packed{raw: pk.Raw, Stored: Stored{Digest: pk.Digest.Hex, Size: pk.Size}}, f.Sync()
 }
 
-func hashOf(h interface{ Sum([]byte) []byte }) v1.Hash {
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
-}
-
 func sha256Hex(hexDigest string) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: hexDigest} }
 
 // openPacked returns the decompressed content of a stored blob.
@@ -364,10 +360,10 @@ func (p *Pool) checkPacked(layer string, s Stored) string {
 	switch {
 	case err != nil:
 		return "reading: " + err.Error()
-	case hashOf(stored).Hex != s.Digest:
-		return "content hashes to " + hashOf(stored).String()
-	case hashOf(raw).Hex != layer:
-		return fmt.Sprintf("decompresses to %s, not the layer sha256:%s it stands for", hashOf(raw), layer)
+	case archive.HashOf(stored).Hex != s.Digest:
+		return "content hashes to " + archive.HashOf(stored).String()
+	case archive.HashOf(raw).Hex != layer:
+		return fmt.Sprintf("decompresses to %s, not the layer sha256:%s it stands for", archive.HashOf(raw), layer)
 	}
 	return ""
 }

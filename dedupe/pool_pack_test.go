@@ -279,5 +279,5 @@ func readHash(t testing.TB, open func() (io.ReadCloser, error)) v1.Hash {
 	if _, err := io.Copy(h, rc); err != nil {
 		t.Fatal(err)
 	}
-	return hashOf(h)
+	return archive.HashOf(h)
 }

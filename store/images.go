@@ -62,7 +62,8 @@ func (im *Images) Counted(report func(done, total int64)) *Images {
 	return &Images{Bundle: im.Bundle, Src: progressSource{im.Src, p}, close: im.close}
 }
 
-// Progress counts bytes read through its readers and reports them.
+// Progress counts bytes read through its readers and reports them against Total, an
+// estimate: when more is done, the total reported is what is done.
 type Progress struct {
 	Done, Total int64
 	Report      func(done, total int64)
@@ -84,7 +85,11 @@ type progressReader struct {
 func (r *progressReader) Read(b []byte) (int, error) {
 	n, err := r.r.Read(b)
 	r.p.Done += int64(n)
-	r.p.Report(r.p.Done, r.p.Total)
+	total := r.p.Total
+	if total > 0 {
+		total = max(total, r.p.Done)
+	}
+	r.p.Report(r.p.Done, total)
 	return n, err
 }
 

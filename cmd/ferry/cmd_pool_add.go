@@ -7,11 +7,12 @@ import (
 	"regexp"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
-	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/store"
+	"github.com/ferrytool/ferry/store/pool"
 	"github.com/ferrytool/ferry/transfer"
 )
 
@@ -53,6 +54,10 @@ func (o *poolAddOptions) run(cmd *cobra.Command, dir string, args []string) erro
 	if err != nil {
 		return err
 	}
+	platform, err := parsePlatform(o.platform)
+	if err != nil {
+		return err
+	}
 	if isBundleFile(args[0]) {
 		if o.name != "" && len(args) > 1 {
 			return usagef("--name names one bundle; add several files without it")
@@ -62,45 +67,41 @@ func (o *poolAddOptions) run(cmd *cobra.Command, dir string, args []string) erro
 			if name == "" {
 				name = bundleName(file)
 			}
-			if err := o.addBundle(cmd, p, name, file); err != nil {
+			if err := o.addBundle(cmd, p, name, file, platform); err != nil {
 				return fmt.Errorf("%s: %w", file, err)
 			}
 		}
 		return nil
 	}
-	return o.addImages(cmd, p, args)
+	name := o.name
+	if name == "" {
+		name = "images-" + time.Now().UTC().Format("20060102T150405Z")
+	}
+	return o.addImages(cmd, p, name, args, platform)
 }
 
-func (o *poolAddOptions) addBundle(cmd *cobra.Command, p *dedupe.Pool, name, file string) error {
+// addBundle loads a bundle file into the pool as ferry load --to pool:DIR:NAME does.
+func (o *poolAddOptions) addBundle(cmd *cobra.Command, p *dedupe.Pool, name, file string, platform *v1.Platform) error {
 	in, size, err := openInput(file)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	adding, err := p.Add(name)
-	if err != nil {
-		return err
-	}
+	st := pool.New(p, name)
 	bar := o.progress.start(cmd, "adding "+name)
-	_, err = archive.Read(cmd.Context(), bar.reader(in, size), adding, archive.ReadOptions{})
+	_, err = transfer.Load(cmd.Context(), bar.reader(in, size), transfer.LoadOptions{Store: st, Platform: platform})
 	bar.finish(err, "added "+name+" to the pool")
 	if err != nil {
 		return inPart(in, err)
 	}
-	o.report(cmd, adding)
+	o.report(cmd, st.Added())
 	return nil
 }
 
-func (o *poolAddOptions) addImages(cmd *cobra.Command, p *dedupe.Pool, images []string) error {
-	name := o.name
-	if name == "" {
-		name = "images-" + time.Now().UTC().Format("20060102T150405Z")
-	}
-	platform, err := parsePlatform(o.platform)
-	if err != nil {
-		return err
-	}
-	adding, err := p.Add(name)
+// addImages copies images from a store into the pool as one bundle.
+func (o *poolAddOptions) addImages(cmd *cobra.Command, p *dedupe.Pool, name string, images []string, platform *v1.Platform) error {
+	st := pool.New(p, name)
+	rcv, err := st.Receive(cmd.Context())
 	if err != nil {
 		return err
 	}
@@ -109,12 +110,12 @@ func (o *poolAddOptions) addImages(cmd *cobra.Command, p *dedupe.Pool, images []
 		Options: transfer.Options{Insecure: o.insecure},
 		From:    o.from,
 		Read:    store.ReadOptions{Platform: platform, Progress: bar.update},
-	}, adding)
+	}, rcv)
 	bar.finish(err, "added "+name+" to the pool")
 	if err != nil {
 		return err
 	}
-	o.report(cmd, adding)
+	o.report(cmd, st.Added())
 	return nil
 }
 

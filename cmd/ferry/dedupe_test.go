@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/internal/testenv"
 )
 
@@ -436,4 +439,39 @@ func sha256File(t *testing.T, path string) string {
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
+}
+
+// TestPoolAddAsLoad: ferry pool add takes a bundle file as ferry load --to pool:DIR:NAME does,
+// --platform included: from an OCI archive of two platforms, both add the image for the
+// platform asked for.
+func TestPoolAddAsLoad(t *testing.T) {
+	dir := t.TempDir()
+	b, src := &archive.Bundle{}, archive.V1Source{}
+	arm := v1.Platform{OS: "linux", Architecture: "arm64"}
+	img, err := b.AddIndex(twoPlatforms(t), []string{"multi:1"}, arm, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := archive.Write(t.Context(), &buf, b, src, archive.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	written, oci := filepath.Join(dir, "written.tar"), filepath.Join(dir, "oci.tar")
+	os.WriteFile(written, buf.Bytes(), 0o644)
+	retar(t, written, oci, func(name string) bool { return name == "manifest.json" || name == "repositories" }, nil, nil)
+
+	pool := filepath.Join(dir, "pool")
+	mustFerry(t, nil, "pool", "init", pool)
+	mustFerry(t, nil, "pool", "add", pool, oci, "--name", "added", "--platform", "linux/arm64", "-q")
+	mustFerry(t, nil, "load", "-i", oci, "--to", "pool:"+pool+":loaded", "--platform", "linux/arm64", "-q")
+	for _, name := range []string{"added", "loaded"} {
+		var r struct{ Images []struct{ ID string } }
+		data, err := os.ReadFile(filepath.Join(pool, "ferry", "bundles", name+".json"))
+		if err == nil {
+			err = json.Unmarshal(data, &r)
+		}
+		if err != nil || len(r.Images) != 1 || r.Images[0].ID != img.ID().String() {
+			t.Errorf("%s: images %+v (%v), want the arm64 image %s", name, r.Images, err, img.ID())
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -319,4 +320,85 @@ func TestZeroLayerImages(t *testing.T) {
 			}
 		}
 	})
+}
+
+// deepBundle writes a bundle, in docker 25's layout, of one image tagged deep:1 whose n
+// layers are one layer n times.
+func deepBundle(t *testing.T, path string, n int) {
+	var layer bytes.Buffer
+	lw := tar.NewWriter(&layer)
+	lw.WriteHeader(&tar.Header{Name: "marker", Size: 2, Mode: 0o644, Typeflag: tar.TypeReg})
+	lw.Write([]byte("x\n"))
+	lw.Close()
+	layerDigest := sha256.Sum256(layer.Bytes())
+	diffIDs := strings.Repeat(fmt.Sprintf(`"sha256:%x",`, layerDigest), n)
+	config := fmt.Appendf(nil, `{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[%s]},"config":{}}`, strings.TrimSuffix(diffIDs, ","))
+	configDigest := sha256.Sum256(config)
+	descs := strings.Repeat(fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%x","size":%d},`, layerDigest, layer.Len()), n)
+	manifest := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%x","size":%d},"layers":[%s]}`, configDigest, len(config), strings.TrimSuffix(descs, ","))
+	manifestDigest := sha256.Sum256(manifest)
+	index := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%x","size":%d,"annotations":{"io.containerd.image.name":"docker.io/library/deep:1","org.opencontainers.image.ref.name":"1"}}]}`, manifestDigest, len(manifest))
+	paths := strings.Repeat(fmt.Sprintf(`"blobs/sha256/%x",`, layerDigest), n)
+	writeTar(t, path, func(put func(name string, data []byte)) {
+		put("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
+		put("index.json", index)
+		put("manifest.json", fmt.Appendf(nil, `[{"Config":"blobs/sha256/%x","RepoTags":["deep:1"],"Layers":[%s]}]`, configDigest, strings.TrimSuffix(paths, ",")))
+		put(fmt.Sprintf("blobs/sha256/%x", configDigest), config)
+		put(fmt.Sprintf("blobs/sha256/%x", manifestDigest), manifest)
+		put(fmt.Sprintf("blobs/sha256/%x", layerDigest), layer.Bytes())
+	})
+}
+
+// tree lists what is under dir: each path with its mode and the digest of its content.
+func tree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		out[p] = fi.Mode().String()
+		if d.Type().IsRegular() {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			out[p] += fmt.Sprintf(" %x", sha256.Sum256(data))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestLoadLayerCap: a bundle of an image of 126 layers (over docker's 125) is refused as
+// it is read, exit 3, and an OCI layout it was loaded into is left as it was; one of 125
+// layers loads.
+func TestLoadLayerCap(t *testing.T) {
+	dir := t.TempDir()
+	ok, deep := filepath.Join(dir, "125.tar"), filepath.Join(dir, "126.tar")
+	deepBundle(t, ok, 125)
+	deepBundle(t, deep, 126)
+	layout := filepath.Join(dir, "layout")
+	mustFerry(t, nil, "load", "-i", ok, "--to", "oci:"+layout, "-q")
+	before := tree(t, layout)
+	for _, args := range [][]string{{"verify", deep}, {"load", "-i", deep, "--to", "oci:" + layout}} {
+		if r := ferry(t, nil, args...); r.code != 3 || !strings.Contains(r.stderr, "126 layers") {
+			t.Errorf("ferry %v: exit %d, stderr %q; want exit 3 naming 126 layers", args, r.code, r.stderr)
+		}
+	}
+	if after := tree(t, layout); !maps.Equal(after, before) {
+		t.Errorf("the refused load changed the layout:\n%v\nwas\n%v", after, before)
+	}
+	fresh := filepath.Join(dir, "fresh")
+	ferry(t, nil, "load", "-i", deep, "--to", "oci:"+fresh)
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Errorf("the refused load made %s: %v", fresh, err)
+	}
 }

@@ -95,6 +95,15 @@ func pushIndex(t *testing.T, ref string) name.Tag {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := remote.WriteIndex(tag, twoPlatforms(t)); err != nil {
+		t.Fatal(err)
+	}
+	return tag
+}
+
+// twoPlatforms is an index of two random images, for linux/amd64 and linux/arm64.
+func twoPlatforms(t *testing.T) v1.ImageIndex {
+	t.Helper()
 	var adds []mutate.IndexAddendum
 	for _, arch := range []string{"amd64", "arm64"} {
 		img, err := random.Image(1024, 1)
@@ -109,9 +118,5 @@ func pushIndex(t *testing.T, ref string) name.Tag {
 		}
 		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
 	}
-	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, "application/vnd.oci.image.index.v1+json"), adds...)
-	if err := remote.WriteIndex(tag, idx); err != nil {
-		t.Fatal(err)
-	}
-	return tag
+	return mutate.AppendManifests(mutate.IndexMediaType(empty.Index, "application/vnd.oci.image.index.v1+json"), adds...)
 }

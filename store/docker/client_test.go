@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -283,4 +284,35 @@ func TestLoadCancel(t *testing.T) {
 	if _, err := d.client.Load(ctx, pr, nil); !errors.Is(err, errStop) {
 		t.Fatalf("got %v, want the cancellation cause", err)
 	}
+}
+
+// TestSaveEstimateDaemon: a daemon's save of two images built there carries no more than
+// SaveLayers expects.
+func TestSaveEstimateDaemon(t *testing.T) {
+	d := startDaemon(t)
+	files := map[string]string{}
+	for i := range 300 {
+		files[fmt.Sprintf("usr/share/doc/%d", i)] = strings.Repeat("x", (i*7919)%(24<<10))
+	}
+	d.BusyboxImage(t, "base:1", files)
+	d.DeriveImage(t, "app:1", "base:1", map[string]string{"marker": "app\n"})
+	s := NewStore(d.client)
+	refs := []string{"base:1", "app:1"}
+	_, est, err := s.SaveLayers(t.Context(), refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := s.Save(t.Context(), refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	n, err := io.Copy(io.Discard, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if est < n {
+		t.Errorf("estimate %d for a save of %d bytes", est, n)
+	}
+	t.Logf("estimate %d for a save of %d bytes", est, n)
 }

@@ -112,6 +112,20 @@ func (c *Client) Inspect(ctx context.Context, name string) (ImageInspect, error)
 	return img, nil
 }
 
+// History returns what each step of the image name's history added, in bytes, oldest
+// first (`docker history`): a step that made a layer, the bytes of its files; others, 0.
+func (c *Client) History(ctx context.Context, name string) ([]int64, error) {
+	var steps []struct{ Size int64 }
+	if err := c.getJSON(ctx, "/images/"+name+"/history", &steps); err != nil {
+		return nil, fmt.Errorf("reading the history of image %s: %w", name, err)
+	}
+	sizes := make([]int64, len(steps))
+	for i, s := range steps { // newest first
+		sizes[len(steps)-1-i] = s.Size
+	}
+	return sizes, nil
+}
+
 // Remove removes an image by ID (`docker rmi`), not the layers another image uses.
 func (c *Client) Remove(ctx context.Context, id string) error {
 	resp, err := c.do(ctx, http.MethodDelete, "/images/"+id, nil, nil)

@@ -146,7 +146,7 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 		}
 		inv.AddImage(diffIDs, nil)
 		if id, err := v1.NewHash(summary.ID); err == nil {
-			inv.AddHeld([]v1.Hash{id}, tagsOf(summary.RepoTags))
+			inv.AddNamed([]v1.Hash{id}, tagsOf(summary.RepoTags))
 		}
 	}
 	return inv, nil

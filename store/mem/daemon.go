@@ -38,7 +38,7 @@ func (d *Daemon) Inventory(context.Context) (*dedupe.Inventory, error) {
 	inv.Complete = d.complete
 	for _, h := range d.images {
 		inv.AddImage(h.diffIDs, nil)
-		inv.AddHeld([]v1.Hash{h.id}, h.tags)
+		inv.AddNamed([]v1.Hash{h.id}, h.tags)
 	}
 	return inv, nil
 }

@@ -86,9 +86,22 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 				digests = append(digests, h)
 			}
 		}
-		inv.AddHeld(digests, img.Names)
+		inv.AddNamed(digests, tagsOf(img.Names))
 	}
 	return inv, nil
+}
+
+// tagsOf lists the tags a bundle may give an image podman names names: podman names a short
+// name it loads localhost/NAME, so that localhost/x:1 is what it makes of x:1 as well.
+func tagsOf(names []string) []string {
+	var tags []string
+	for _, n := range names {
+		tags = append(tags, n)
+		if short, ok := strings.CutPrefix(n, "localhost/"); ok {
+			tags = append(tags, short)
+		}
+	}
+	return tags
 }
 
 // Receive forwards a bundle into `podman load` as it is read, uncompressed. podman stores

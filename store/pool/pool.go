@@ -26,15 +26,19 @@ var Kind = store.Kind{
 			return nil, err
 		}
 		p.Waiting = env.Waiting
-		return &Store{Pool: p, name: name}, nil
+		return New(p, name), nil
 	},
 }
 
 // A Store is a pool.
 type Store struct {
 	*dedupe.Pool
-	name string // the bundle a load adds
+	name  string         // the bundle a load adds
+	added *dedupe.Adding // what the last Receive began
 }
+
+// New is the pool p as a store that adds a bundle loaded into it as name.
+func New(p *dedupe.Pool, name string) *Store { return &Store{Pool: p, name: name} }
 
 func (s *Store) String() string { return "pool:" + s.Dir }
 func (s *Store) Close() error   { return nil }
@@ -43,7 +47,8 @@ func (s *Store) Close() error   { return nil }
 // digests they came with.
 func (s *Store) Inventory(context.Context) (*dedupe.Inventory, error) { return s.Pool.Inventory() }
 
-// Receive adds the bundle to the pool under the name the reference gave.
+// Receive adds the bundle to the pool under the name the reference gave. Every bundle a
+// pool takes comes through it: a load or send into pool:DIR:NAME, and ferry pool add.
 func (s *Store) Receive(context.Context) (store.Receiver, error) {
 	if s.name == "" {
 		return nil, fmt.Errorf("%w: name the bundle to add: pool:%s:NAME", store.ErrInvalidReference, s.Dir)
@@ -52,8 +57,13 @@ func (s *Store) Receive(context.Context) (store.Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.added = a
 	return &receiver{Adding: a}, nil
 }
+
+// Added is the add the last Receive began: once committed, its record and the bytes the
+// pool took in and already had.
+func (s *Store) Added() *dedupe.Adding { return s.added }
 
 type receiver struct {
 	*dedupe.Adding

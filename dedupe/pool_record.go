@@ -1,0 +1,112 @@
+package dedupe
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/internal/atomicfile"
+)
+
+// A Record describes one bundle in a pool.
+type Record struct {
+	Name   string        `json:"name"`
+	Added  time.Time     `json:"added"`
+	Images []RecordImage `json:"images"`
+	// Codec is the outer compression of the bundle file added, which exports repeat.
+	Codec string `json:"codec,omitempty"`
+	// Index holds the bundle's index.json entries.
+	Index []v1.Descriptor `json:"index"`
+	// Blobs maps the hex digest of every blob the bundle carried to its size.
+	Blobs map[string]int64 `json:"blobs"`
+	// Layers maps the hex digest of each uncompressed layer to the compressed blob the pool
+	// stores in its place; Manifests, that of each manifest or index naming such layers to
+	// the one naming the compressed blobs, which index.json lists.
+	Layers    map[string]Stored `json:"layers,omitempty"`
+	Manifests map[string]Stored `json:"manifests,omitempty"`
+}
+
+// stored returns the blobs the pool holds for the bundle, by hex digest, with their sizes.
+func (r *Record) stored() map[string]int64 {
+	out := map[string]int64{}
+	for d, size := range r.Blobs {
+		if s, ok := r.Layers[d]; ok {
+			out[s.Digest] = s.Size
+		} else {
+			out[d] = size
+		}
+	}
+	for _, s := range r.Manifests {
+		out[s.Digest] = s.Size
+	}
+	return out
+}
+
+// A RecordImage is an image of a recorded bundle.
+type RecordImage struct {
+	Tags     []string `json:"tags"`
+	ID       string   `json:"id"`
+	Manifest string   `json:"manifest,omitempty"`
+}
+
+// Bytes is what the bundle adds up to: each of its blobs once.
+func (r *Record) Bytes() int64 {
+	var n int64
+	for _, size := range r.Blobs {
+		n += size
+	}
+	return n
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+func (p *Pool) recordsDir() string { return filepath.Join(p.Dir, "ferry", "bundles") }
+
+func (p *Pool) recordPath(name string) string {
+	return filepath.Join(p.recordsDir(), name+".json")
+}
+
+func (p *Pool) writeRecord(r *Record) error {
+	data, err := json.MarshalIndent(r, "", " ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(p.recordPath(r.Name), data, 0o644)
+}
+
+// Records returns the pool's bundles, oldest first.
+func (p *Pool) Records() ([]*Record, error) {
+	entries, err := os.ReadDir(p.recordsDir())
+	if err != nil {
+		return nil, err
+	}
+	var out []*Record
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(p.recordsDir(), e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		var r Record
+		if err := json.Unmarshal(data, &r); err != nil {
+			return nil, fmt.Errorf("reading record %s: %w", e.Name(), err)
+		}
+		out = append(out, &r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Added.Equal(out[j].Added) {
+			return out[i].Added.Before(out[j].Added)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}

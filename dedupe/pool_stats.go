@@ -1,0 +1,83 @@
+package dedupe
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// Stats are a pool's sizes.
+type Stats struct {
+	// Logical is what the bundles add up to, each counting every blob it carried.
+	Logical int64 `json:"logical"`
+	// Unique counts each blob the bundles carried once, as it came.
+	Unique int64 `json:"unique"`
+	// Stored is what the blobs take on disk, each stored once, layers that came
+	// uncompressed compressed.
+	Stored int64 `json:"stored"`
+	// Bundles: for each bundle, its size and the bytes of blobs no other bundle needs.
+	Bundles []BundleStats `json:"bundles"`
+}
+
+// BundleStats describe one bundle of a pool.
+type BundleStats struct {
+	Name  string `json:"name"`
+	Bytes int64  `json:"bytes"`
+	Own   int64  `json:"own"`
+}
+
+// Ratio is logical over stored bytes: what dedupe and compression save together.
+func (s Stats) Ratio() float64 {
+	if s.Stored == 0 {
+		return 1
+	}
+	return float64(s.Logical) / float64(s.Stored)
+}
+
+// Compression is stored over unique bytes: what compression leaves.
+func (s Stats) Compression() float64 {
+	if s.Unique == 0 {
+		return 1
+	}
+	return float64(s.Stored) / float64(s.Unique)
+}
+
+// Stats measures the pool.
+func (p *Pool) Stats() (Stats, error) {
+	records, err := p.Records()
+	if err != nil {
+		return Stats{}, err
+	}
+	users, unique := map[string]int{}, map[string]int64{}
+	for _, r := range records {
+		for d := range r.stored() {
+			users[d]++
+		}
+		for d, size := range r.Blobs {
+			unique[d] = size
+		}
+	}
+	var s Stats
+	for _, size := range unique {
+		s.Unique += size
+	}
+	for _, r := range records {
+		bs := BundleStats{Name: r.Name, Bytes: r.Bytes()}
+		for d, size := range r.stored() {
+			if users[d] == 1 {
+				bs.Own += size
+			}
+		}
+		s.Logical += bs.Bytes
+		s.Bundles = append(s.Bundles, bs)
+	}
+	entries, err := os.ReadDir(filepath.Join(p.Dir, "blobs", "sha256"))
+	if err != nil {
+		return s, err
+	}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil {
+			s.Stored += info.Size()
+		}
+	}
+	return s, nil
+}
