@@ -179,7 +179,7 @@ func (d *packed) send(ctx context.Context, p *pending) error {
 		r.rcv.Abort(errors.New("nothing to send"))
 		return err
 	}
-	for _, l := range layerOrder(b) {
+	for _, l := range b.LayerOrder() {
 		if _, ok := held[l.DiffID]; ok && l.Present() && archive.GzipType(l.MediaType) != "" {
 			h.res.Skipped++ // held, though not as the bundle carries it
 		}
@@ -298,20 +298,6 @@ func (pk *packing) wait(ctx context.Context) (v1.Descriptor, error) {
 	}
 }
 
-// layerOrder returns the layers of b's images, in order, each blob once.
-func layerOrder(b *archive.Bundle) []*archive.Layer {
-	var out []*archive.Layer
-	seen := map[v1.Hash]bool{}
-	for _, img := range b.Images {
-		for _, l := range img.Layers {
-			if !seen[l.Digest] {
-				seen[l.Digest] = true
-				out = append(out, l)
-			}
-		}
-	}
-	return out
-}
 
 // fileSource serves a blob from a file.
 type fileSource string
