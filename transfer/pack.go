@@ -298,7 +298,6 @@ func (pk *packing) wait(ctx context.Context) (v1.Descriptor, error) {
 	}
 }
 
-
 // fileSource serves a blob from a file.
 type fileSource string
 
