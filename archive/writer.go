@@ -37,16 +37,6 @@ type WriteOptions struct {
 	// (its codec is Codec's), Level only the rest; a source's blob already encoded at any
 	// level is copied as it is.
 	Adapt *Adaptive
-	// BeforeData, if set, is called once the entries kept in memory (the metadata, configs
-	// and manifests) are written, before the first blob read from the source, and an error
-	// it returns is Write's: the reader gets the bundle's first entries meanwhile.
-	BeforeData func() error
-	// BeforeEnd, if set, is called once every entry is written, before the end of the
-	// archive, and an error it returns is Write's: a reader that stops at the end of the
-	// archive (docker's load) waits for it.
-	BeforeEnd func() error
-	// Begun says WriteBegin wrote the bundle's first entry already: Write writes the rest.
-	Begun bool
 }
 
 // DefaultLevel is the gzip level ferry writes by default: level 1 is about twice as fast as
@@ -69,69 +59,111 @@ var epoch = time.Unix(0, 0)
 // that are Missing are left out (a thin bundle). Blobs from src are verified against their
 // digests as they are copied.
 func Write(ctx context.Context, w io.Writer, b *Bundle, src BlobSource, opts WriteOptions) error {
-	bw := &bundleWriter{out: w, opts: opts}
+	bw, err := NewWriter(w, opts)
+	if err != nil {
+		return err
+	}
+	if err := bw.metadata(b); err != nil {
+		return err
+	}
+	if err := bw.Blobs(ctx, src); err != nil {
+		return err
+	}
+	return bw.End()
+}
+
+// A Writer writes one bundle, as Write does, in phases a caller can pace a reader by (docker's
+// load: it sets up its unpacking as a stream begins, unpacks as layers come, and loads once
+// the archive ends): Begin writes the first entry, the same whatever the bundle, before the
+// bundle is known; Metadata the entries kept in memory (metadata, manifests, configs); Blobs
+// those read from the source; End the end of the archive. Each phase's bytes have reached
+// the destination when it returns.
+type Writer struct {
+	bw    *bundleWriter
+	begun bool
+	blobs []*Blob // those Blobs writes, in order
+}
+
+// NewWriter returns a Writer to w, encoding as opts say.
+func NewWriter(w io.Writer, opts WriteOptions) (*Writer, error) {
 	if opts.Codec != None {
 		if _, err := NewMemberWriter(io.Discard, opts.Codec, opts.level()); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if opts.Adapt != nil && opts.Adapt.Codec() != opts.Codec {
-		return fmt.Errorf("writing %s, adapting %s", opts.Codec, opts.Adapt.Codec())
+		return nil, fmt.Errorf("writing %s, adapting %s", opts.Codec, opts.Adapt.Codec())
 	}
+	return &Writer{bw: &bundleWriter{out: w, opts: opts}}, nil
+}
+
+// Begin writes the bundle's first entry.
+func (w *Writer) Begin() error {
+	w.begun = true
+	if err := w.bw.file(layoutFile.name, layoutFile.data); err != nil {
+		return err
+	}
+	return w.bw.endInline()
+}
+
+// Metadata writes b's metadata, and its blobs kept in memory up to the first that is not.
+func (w *Writer) Metadata(b *Bundle) error {
+	if err := w.metadata(b); err != nil {
+		return err
+	}
+	return w.bw.endInline()
+}
+
+// metadata writes what Metadata does, the last entries' bytes perhaps still held by the
+// compressor: Write's entries go on in the same gzip member.
+func (w *Writer) metadata(b *Bundle) error {
 	meta, err := metadata(b)
 	if err != nil {
 		return err
 	}
-	if opts.Begun {
+	if w.begun {
 		meta = meta[1:]
 	}
 	for _, m := range meta {
-		if err := bw.file(m.name, m.data); err != nil {
+		if err := w.bw.file(m.name, m.data); err != nil {
 			return err
 		}
 	}
 	for _, dir := range []string{"blobs/", "blobs/sha256/"} {
-		if err := bw.inline(header(dir, 0, tar.TypeDir)); err != nil {
+		if err := w.bw.inline(header(dir, 0, tar.TypeDir)); err != nil {
 			return err
 		}
 	}
-	beforeData := opts.BeforeData
-	gate := func() error { // the entries so far are flushed to w before a BeforeData
-		if beforeData == nil {
-			return nil
+	w.blobs = writeOrder(b)
+	for len(w.blobs) > 0 && w.blobs[0].Data != nil {
+		if err := w.bw.blob(context.Background(), w.blobs[0], nil); err != nil {
+			return fmt.Errorf("writing blob %s: %w", w.blobs[0].Digest, err)
 		}
-		call := beforeData
-		beforeData = nil
-		if err := bw.endInline(); err != nil {
-			return err
-		}
-		return call()
+		w.blobs = w.blobs[1:]
 	}
-	for _, blob := range writeOrder(b) {
+	return nil
+}
+
+// Blobs writes the rest of the bundle's blobs, reading those not kept in memory from src.
+func (w *Writer) Blobs(ctx context.Context, src BlobSource) error {
+	for _, blob := range w.blobs {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if blob.Data == nil {
-			if err := gate(); err != nil {
-				return err
-			}
-		}
-		if err := bw.blob(ctx, blob, src); err != nil {
+		if err := w.bw.blob(ctx, blob, src); err != nil {
 			return fmt.Errorf("writing blob %s: %w", blob.Digest, err)
 		}
 	}
-	if err := gate(); err != nil {
+	w.blobs = nil
+	return nil
+}
+
+// End ends the archive.
+func (w *Writer) End() error {
+	if err := w.bw.inline(make([]byte, 1024)); err != nil {
 		return err
 	}
-	if opts.BeforeEnd != nil {
-		if err := opts.BeforeEnd(); err != nil {
-			return err
-		}
-	}
-	if err := bw.inline(make([]byte, 1024)); err != nil {
-		return err
-	}
-	return bw.endInline()
+	return w.bw.endInline()
 }
 
 type namedFile struct {
@@ -190,17 +222,6 @@ func metadata(b *Bundle) ([]namedFile, error) {
 
 // layoutFile is the first entry of every bundle Write writes.
 var layoutFile = namedFile{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)}
-
-// WriteBegin writes the first entry of every bundle, the same whatever the bundle, so that a
-// reader gets a bundle's first bytes before the bundle is known (docker's load sets up its
-// unpacking); Write, with opts.Begun, writes the rest.
-func WriteBegin(w io.Writer, opts WriteOptions) error {
-	bw := &bundleWriter{out: w, opts: opts}
-	if err := bw.file(layoutFile.name, layoutFile.data); err != nil {
-		return err
-	}
-	return bw.endInline()
-}
 
 func firstTag(tags []string) string {
 	if len(tags) == 0 {

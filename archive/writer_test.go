@@ -40,13 +40,13 @@ func tarNames(t *testing.T, data []byte, codec Codec) []string {
 	}
 }
 
-// TestWriteGates: BeforeData is called once the entries Write holds in memory (metadata,
-// configs) have reached the writer, before any layer; BeforeEnd once every entry has; an
-// error either returns is Write's.
-func TestWriteGates(t *testing.T) {
+// TestWriterPhases: a Writer's Metadata gives the reader the entries kept in memory
+// (metadata, configs) and no layer, Blobs every entry, End the end; Begin, before the bundle
+// is known, its first entry; in all, the bundle Write gives, entry for entry.
+func TestWriterPhases(t *testing.T) {
 	img, _ := testImages(t)
 	b, src := &Bundle{}, V1Source{}
-	if _, err := b.AddImage(img, []string{"gates:1"}, src); err != nil {
+	if _, err := b.AddImage(img, []string{"phases:1"}, src); err != nil {
 		t.Fatal(err)
 	}
 	layers := map[string]bool{}
@@ -55,49 +55,47 @@ func TestWriteGates(t *testing.T) {
 	}
 	for _, codec := range []Codec{None, Gzip} {
 		t.Run(codec.String(), func(t *testing.T) {
-			var buf bytes.Buffer
-			var calls []string
-			var atData, atEnd []string
-			opts := WriteOptions{Codec: codec,
-				BeforeData: func() error {
-					calls, atData = append(calls, "data"), tarNames(t, buf.Bytes(), codec)
-					return nil
-				},
-				BeforeEnd: func() error {
-					calls, atEnd = append(calls, "end"), tarNames(t, buf.Bytes(), codec)
-					return nil
-				}}
-			if err := Write(context.Background(), &buf, b, src, opts); err != nil {
+			var whole, buf bytes.Buffer
+			if err := Write(context.Background(), &whole, b, src, WriteOptions{Codec: codec}); err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(calls, []string{"data", "end"}) {
-				t.Fatalf("calls %v, want data then end", calls)
+			w, err := NewWriter(&buf, WriteOptions{Codec: codec})
+			if err != nil {
+				t.Fatal(err)
 			}
+			if err := w.Begin(); err != nil {
+				t.Fatal(err)
+			}
+			if got := tarNames(t, buf.Bytes(), codec); !slices.Equal(got, []string{"oci-layout"}) {
+				t.Fatalf("Begin wrote %v", got)
+			}
+			if err := w.Metadata(b); err != nil {
+				t.Fatal(err)
+			}
+			atData := tarNames(t, buf.Bytes(), codec)
 			for _, want := range []string{"manifest.json", blobPath(b.Images[0].Config.Digest)} {
 				if !slices.Contains(atData, want) {
-					t.Errorf("before the data, %v: %s missing", atData, want)
+					t.Errorf("after Metadata, %v: %s missing", atData, want)
 				}
 			}
 			for _, name := range atData {
 				if layers[name] {
-					t.Errorf("layer %s written before the data", name)
+					t.Errorf("layer %s written by Metadata", name)
 				}
 			}
-			if all := tarNames(t, buf.Bytes(), codec); !slices.Equal(atEnd, all) || len(all) != len(atData)+len(layers) {
-				t.Errorf("before the end %v, in all %v, want every entry (%d before the data, %d layers)", atEnd, all, len(atData), len(layers))
+			if err := w.Blobs(context.Background(), src); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.End(); err != nil {
+				t.Fatal(err)
+			}
+			if want, got := tarNames(t, whole.Bytes(), codec), tarNames(t, buf.Bytes(), codec); !slices.Equal(got, want) || len(got) != len(atData)+len(layers) {
+				t.Errorf("in phases %v, Write %v, want the same (%d after Metadata, %d layers)", got, want, len(atData), len(layers))
+			}
+			if _, err := Read(context.Background(), bytes.NewReader(buf.Bytes()), Discard, ReadOptions{}); err != nil {
+				t.Errorf("reading the bundle written in phases: %v", err)
 			}
 		})
-	}
-	stop := errors.New("stop")
-	var buf bytes.Buffer
-	err := Write(context.Background(), &buf, b, src, WriteOptions{BeforeData: func() error { return stop }})
-	if !errors.Is(err, stop) {
-		t.Errorf("BeforeData failing: %v, want its error", err)
-	}
-	for _, name := range tarNames(t, buf.Bytes(), None) {
-		if layers[name] {
-			t.Errorf("layer %s written after BeforeData failed", name)
-		}
 	}
 }
 
@@ -149,37 +147,6 @@ func TestSpoolEncodedSizes(t *testing.T) {
 	}
 	if _, ok := spool.EncodedSize(layer, WriteOptions{Codec: Zstd}); ok {
 		t.Error("an encoded size for a codec never written")
-	}
-}
-
-// TestWriteBegin: WriteBegin, then Write with Begun, give the bundle Write gives alone, entry
-// for entry.
-func TestWriteBegin(t *testing.T) {
-	img, _ := testImages(t)
-	b, src := &Bundle{}, V1Source{}
-	if _, err := b.AddImage(img, []string{"begin:1"}, src); err != nil {
-		t.Fatal(err)
-	}
-	for _, codec := range []Codec{None, Gzip} {
-		var whole, begun bytes.Buffer
-		if err := Write(context.Background(), &whole, b, src, WriteOptions{Codec: codec}); err != nil {
-			t.Fatal(err)
-		}
-		if err := WriteBegin(&begun, WriteOptions{Codec: codec}); err != nil {
-			t.Fatal(err)
-		}
-		if got := tarNames(t, begun.Bytes(), codec); !slices.Equal(got, []string{"oci-layout"}) {
-			t.Fatalf("%s: WriteBegin wrote %v", codec, got)
-		}
-		if err := Write(context.Background(), &begun, b, src, WriteOptions{Codec: codec, Begun: true}); err != nil {
-			t.Fatal(err)
-		}
-		if want, got := tarNames(t, whole.Bytes(), codec), tarNames(t, begun.Bytes(), codec); !slices.Equal(got, want) {
-			t.Errorf("%s: begun %v, whole %v", codec, got, want)
-		}
-		if _, err := Read(context.Background(), bytes.NewReader(begun.Bytes()), Discard, ReadOptions{}); err != nil {
-			t.Errorf("%s: reading the begun bundle: %v", codec, err)
-		}
 	}
 }
 

@@ -339,7 +339,8 @@ type loadChain struct {
 type link struct {
 	pw     *io.PipeWriter
 	out    *countingWriter // into pw
-	begun  chan error      // WriteBegin's outcome
+	w      *archive.Writer // into out
+	begun  chan error      // Begin's outcome
 	result chan loadResult // the daemon's
 
 	written  chan struct{} // closed once the stream's entries are written, or its write failed
@@ -398,7 +399,7 @@ func (c *loadChain) steps(ctx context.Context, inv *dedupe.Inventory, ls *layerS
 	return done, nil
 }
 
-// open opens a load for the chain's next bundle, its stream begun (archive.WriteBegin), so
+// open opens a load for the chain's next bundle, its stream begun (archive.Writer.Begin), so
 // that the daemon has the load under way when the bundle comes: a stream that starts with
 // megabytes at once, while the daemon sets up its unpacking and the machine is busy, backs
 // up in the host's sshd, which then spends the CPU the daemon lacks (seen with OpenSSH 9.2).
@@ -417,7 +418,14 @@ func (c *loadChain) open(ctx context.Context) {
 		pr.CloseWithError(cmp.Or(err, errors.New("the load returned")))
 		l.result <- loadResult{refs, err}
 	}()
-	go func() { l.begun <- archive.WriteBegin(l.out, c.write) }()
+	w, err := archive.NewWriter(l.out, c.write)
+	l.w = w
+	go func() {
+		if err == nil {
+			err = w.Begin()
+		}
+		l.begun <- err
+	}()
 	c.opened = l
 }
 
@@ -427,51 +435,44 @@ func (c *loadChain) load(ctx context.Context, b *archive.Bundle, src archive.Blo
 	if c.opened == nil {
 		c.open(ctx)
 	}
-	write := c.write
 	prev, l := c.last, c.opened
 	c.last, c.opened = l, nil
 	c.loads.Add(1)
-	var once [2]sync.Once
 	writing := make(chan struct{}) // closed once b's layers are being written, or the write is over
-	toWriting := func() { once[0].Do(func() { close(writing) }) }
-	toWritten := func(err error) { once[1].Do(func() { l.writeErr = err; close(l.written) }) }
-
-	var before error // the load before failed: this one stops
-	write.BeforeData = func() error {
-		defer toWriting()
-		if prev == nil {
-			return nil
-		}
-		select {
-		case <-prev.written:
-			before = prev.writeErr
-			return before
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-	}
-	write.BeforeEnd = func() error {
-		toWritten(nil)
-		if prev == nil {
-			return nil
-		}
-		<-prev.done
-		before = prev.err
-		return before
-	}
-	write.Begun = true
 	go func() {
+		var before error // the load before failed: this one stops
 		err := <-l.begun
 		if err == nil {
-			err = archive.Write(ctx, l.out, b, src, write)
+			err = l.w.Metadata(b)
+		}
+		if err == nil && prev != nil { // the layers go once the load before has written its own
+			select {
+			case <-prev.written:
+				before = prev.writeErr
+				err = before
+			case <-ctx.Done():
+				err = context.Cause(ctx)
+			}
+		}
+		close(writing)
+		if err == nil {
+			err = l.w.Blobs(ctx, src)
+		}
+		l.writeErr = err
+		close(l.written)
+		if err == nil && prev != nil { // the stream ends, and the daemon loads, once the load before has loaded
+			<-prev.done
+			before = prev.err
+			err = before
+		}
+		if err == nil {
+			err = l.w.End()
 		}
 		if err != nil {
 			l.pw.CloseWithError(err)
 		} else {
 			l.pw.Close()
 		}
-		toWritten(err)
-		toWriting()
 		r := <-l.result
 		if prev != nil {
 			<-prev.done
