@@ -33,8 +33,8 @@ const decideWait = 5 * time.Second
 
 // A coldPlan is what the source and the docker hosts agree on before reading starts.
 type coldPlan struct {
-	hosts int  // docker hosts that will decide
-	adapt bool // SendOptions.Adapt
+	hosts    int                 // docker hosts that will decide
+	compress archive.Compression // SendOptions.Compress
 
 	known  chan struct{} // closed when images is set, or reading will not be pipelined
 	images [][]v1.Hash   // the diffIDs of each image to send; nil if not pipelined
@@ -55,8 +55,8 @@ type coldPlan struct {
 	codec archive.Codec // how the stream to the cold hosts is compressed
 }
 
-func newColdPlan(hosts int, adapt bool) *coldPlan {
-	return &coldPlan{hosts: hosts, adapt: adapt, known: make(chan struct{}), decided: make(chan struct{}, hosts), pending: hosts,
+func newColdPlan(hosts int, compress archive.Compression) *coldPlan {
+	return &coldPlan{hosts: hosts, compress: compress, known: make(chan struct{}), decided: make(chan struct{}, hosts), pending: hosts,
 		spooling: make(chan struct{})}
 }
 
@@ -441,7 +441,7 @@ func (plan *coldPlan) read(ctx context.Context, d store.Saver, refs []string, op
 		return nil, err
 	}
 	defer stream.Close()
-	opts.Write = wire(opts.Write, plan.adapt, zstdOK)
+	opts.Write = plan.compress.Options(zstdOK)
 	plan.codec = opts.Write.Codec
 	// The spool holds the stream's bytes already compressed when several hosts will write
 	// them: compressed once for all. For one, it holds them as read, and they are compressed
@@ -480,25 +480,4 @@ func (plan *coldPlan) read(ctx context.Context, d store.Saver, refs []string, op
 		return nil, fmt.Errorf("reading the save stream: %w", err)
 	}
 	return store.NewImages(b, src, closeSpool), nil
-}
-
-// wire is how a stream to docker hosts is compressed: with auto (adapt), zstd where the hosts
-// take it (docker 23 and later: fewer bytes than gzip, and it decompresses faster), else as
-// write says; at the level write says (with auto, of gzip only), or, with none, at the level
-// the link calls for (archive.Adaptive); with auto, gzip parts are stored while that is
-// faster. Each stream gets an Adaptive of its own: the link's and the hosts' speeds are its
-// own.
-func wire(write archive.WriteOptions, adapt, zstdOK bool) archive.WriteOptions {
-	if adapt && zstdOK && write.Codec == archive.Gzip {
-		write.Codec, write.Level = archive.Zstd, 0 // a gzip level says nothing of zstd's
-	}
-	if write.Codec == archive.None || (write.Level != 0 && !adapt) {
-		return write
-	}
-	levels := archive.AdaptiveLevels(write.Codec)
-	if write.Level != 0 {
-		levels = []int{write.Level}
-	}
-	write.Adapt = archive.NewAdaptive(write.Codec, levels, adapt)
-	return write
 }

@@ -66,7 +66,7 @@ func fakeSend(ctx context.Context, src store.Store, images []string, hosts map[s
 	}
 	opts.Store = src
 	opts.Open = func(_ context.Context, name string) (store.Store, error) { return hosts[name], nil }
-	opts.Read.Write.Codec, opts.Adapt = archive.Gzip, true
+	opts.Compress = archive.Compression{Codec: archive.Gzip, Mode: archive.Auto}
 	return Send(ctx, images, names, opts)
 }
 

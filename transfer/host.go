@@ -131,7 +131,7 @@ func (h *host) takeStock(ctx context.Context) error {
 	}
 	z, ok := h.st.(store.ZstdTaker)
 	h.zstd = ok && z.TakesZstd(ctx)
-	if _, ok := h.st.(store.Streamer); ok && h.s.opts.Read.Write.Codec == archive.Zstd && !h.zstd {
+	if _, ok := h.st.(store.Streamer); ok && h.s.opts.Compress.Codec == archive.Zstd && !h.zstd {
 		return fmt.Errorf("%s does not load zstd-compressed input (docker 23 and later do): send with --compress auto or gzip", h.st)
 	}
 	return nil
@@ -165,7 +165,7 @@ func (h *host) note(msg string) {
 
 // wire is how a stream to the host's load is compressed.
 func (h *host) wire() archive.WriteOptions {
-	return wire(h.s.opts.Read.Write, h.s.opts.Adapt, h.zstd)
+	return h.s.opts.Compress.Options(h.zstd)
 }
 
 // behind returns the store behind st (store.Fronted) and its inventory, when st takes

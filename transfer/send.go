@@ -35,13 +35,11 @@ type SendOptions struct {
 	// Open, if set, opens the store on a host in place of dialing it over SSH and opening
 	// To there.
 	Open func(ctx context.Context, host string) (store.Store, error)
-	// Read says how images are read; Read.Write how the stream to docker hosts travels: at
-	// Read.Write.Level, or, when it is 0, at the level each host's link calls for
-	// (archive.Adaptive).
+	// Read says how images are read; Send sets its Write from Compress.
 	Read store.ReadOptions
-	// Adapt, when Read.Write compresses, sends zstd to the hosts that take it, and gzip
-	// stored while compressing is slower than not.
-	Adapt bool
+	// Compress is how the streams to the hosts are compressed: each host's stream at the
+	// level its link calls for, unless the level is fixed.
+	Compress archive.Compression
 	// Progress, if set, is told for each host how many bytes were sent to it so far and an
 	// estimate of how many it needs in all. It is called from many goroutines.
 	Progress func(host string, sent, total int64)
@@ -144,6 +142,7 @@ type send struct {
 // newSend checks the arguments, the hosts and the store they load into.
 func newSend(args, hosts []string, opts SendOptions) (*send, error) {
 	s := &send{opts: opts, to: cmp.Or(opts.To, store.DefaultRef())}
+	s.opts.Read.Write = archive.WriteOptions{Codec: opts.Compress.Codec, Level: opts.Compress.Level}
 	if len(hosts) == 0 {
 		return nil, errors.New("no hosts to send to")
 	}
@@ -194,7 +193,7 @@ const allTags = "\x00all"
 
 // start reads the sources one after another; the first failure cancels the send.
 func (s *send) start(ctx context.Context, cancel context.CancelCauseFunc) {
-	s.plan = newColdPlan(len(s.hosts), s.opts.Adapt)
+	s.plan = newColdPlan(len(s.hosts), s.opts.Compress)
 	s.reads = make([]*pending, len(s.sources))
 	for i := range s.reads {
 		s.reads[i] = &pending{ready: make(chan struct{}), pack: newPacker(ctx, s.opts.Read.TempDir)}

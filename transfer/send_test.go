@@ -55,9 +55,9 @@ func newSendEnv(t *testing.T) *sendEnv {
 	}
 	known := filepath.Join(dir, "known_hosts")
 	return &sendEnv{src: src, key: pub, known: known, opts: SendOptions{
-		Store:   docker.NewStore(client),
-		Read:    store.ReadOptions{Write: archive.WriteOptions{Codec: archive.Gzip}},
-		Options: Options{SSH: sshconn.Config{ConfigFile: "none", KnownHosts: known, Identities: []string{key}}},
+		Store:    docker.NewStore(client),
+		Compress: archive.Compression{Codec: archive.Gzip, Mode: archive.Follow},
+		Options:  Options{SSH: sshconn.Config{ConfigFile: "none", KnownHosts: known, Identities: []string{key}}},
 	}}
 }
 
@@ -339,7 +339,7 @@ func TestSendChecksFirst(t *testing.T) {
 // a 20.10 host is refused with what to do instead.
 func TestSendZstd(t *testing.T) {
 	e := newSendEnv(t)
-	e.opts.Adapt = true
+	e.opts.Compress.Mode = archive.Auto
 	e.src.BusyboxImage(t, "base:1", nil)
 	e.src.DeriveImage(t, "app:1", "base:1", map[string]string{"marker": "app 1\n"})
 	e.src.DeriveImage(t, "app:2", "base:1", map[string]string{"marker": "app 2\n"})
@@ -369,7 +369,7 @@ func TestSendZstd(t *testing.T) {
 	check(both[1], old, archive.Gzip, "app:2", "app 2\n")
 
 	opts := e.opts
-	opts.Adapt, opts.Read.Write = false, archive.WriteOptions{Codec: archive.Zstd}
+	opts.Compress = archive.Compression{Codec: archive.Zstd}
 	cold := e.addHost(t)
 	for _, h := range []*remoteHost{old, cold} { // warm and cold
 		_, err := e.sendTo(t, []string{"app:1"}, []string{h.dest}, opts)

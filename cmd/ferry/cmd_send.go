@@ -114,20 +114,9 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	if len(images) == 0 && !o.all {
 		return usagef("name the images to send, or pass --all")
 	}
-	adapt := o.compress == "auto"
-	if adapt {
-		o.compress = "gzip"
-	}
-	fixed := cmd.Flags().Changed("level")
-	if !fixed {
-		o.level = archive.DefaultLevel
-	}
-	write, err := writeOptions(o.compress, o.level, "")
+	compress, err := o.compression(cmd.Flags().Changed("level"))
 	if err != nil {
 		return err
-	}
-	if !fixed {
-		write.Level = 0 // each host's link calls for its own (transfer.SendOptions)
 	}
 	platform, err := parsePlatform(o.platform)
 	if err != nil {
@@ -136,10 +125,10 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	show := newSendProgress(cmd, &o.progress, o.hosts)
 	opts := transfer.SendOptions{
 		Options:  o.ssh.options(o.insecure, show.askPassphrase),
-		Read:     store.ReadOptions{Platform: platform, Write: write, Progress: show.reading},
+		Read:     store.ReadOptions{Platform: platform, Progress: show.reading},
+		Compress: compress,
 		All:      o.all,
 		To:       o.to,
-		Adapt:    adapt,
 		Progress: show.sending,
 	}
 	opts.From, opts.FromHost = parseFrom(o.from)
@@ -151,6 +140,32 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 		printSendSummary(cmd.OutOrStdout(), results)
 	}
 	return err
+}
+
+// compression reads --compress and --level (fixed is whether --level was given): auto
+// adapts the codec and the level to each host, a codec alone its level to each host's link.
+func (o *sendOptions) compression(fixed bool) (archive.Compression, error) {
+	c := archive.Compression{Mode: archive.Follow}
+	name := o.compress
+	if name == "auto" {
+		c.Mode, name = archive.Auto, "gzip"
+	}
+	level := archive.DefaultLevel
+	if fixed {
+		level = o.level
+	}
+	write, err := writeOptions(name, level, "")
+	if err != nil {
+		return c, err
+	}
+	c.Codec = write.Codec
+	if fixed {
+		c.Level = level
+		if c.Mode == archive.Follow {
+			c.Mode = archive.Fixed
+		}
+	}
+	return c, nil
 }
 
 // printSendSummary prints a table of what each host got.

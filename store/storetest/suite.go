@@ -104,10 +104,10 @@ func (tg Target) send(path string) ([]transfer.HostResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	return transfer.Send(ctx, []string{path}, []string{tg.Host}, transfer.SendOptions{
-		Options: tg.Options,
-		To:      tg.Ref,
-		Open:    tg.OpenHost,
-		Read:    store.ReadOptions{Write: archive.WriteOptions{Codec: archive.Gzip}},
+		Options:  tg.Options,
+		To:       tg.Ref,
+		Open:     tg.OpenHost,
+		Compress: archive.Compression{Codec: archive.Gzip, Mode: archive.Follow},
 	})
 }
 
