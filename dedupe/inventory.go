@@ -64,11 +64,15 @@ func (inv *Inventory) AddNamed(digests []v1.Hash, tags []string) {
 }
 
 // HoldsWhole reports whether the store holds img whole under every tag the bundle gives
-// it: an image whose config or manifest digest names an image of the store, tagged alike.
+// it: an image whose config or manifest digest, or key (archive.ImageKey), names an image of
+// the store, tagged alike.
 func (inv *Inventory) HoldsWhole(img *archive.Image) bool {
 	names := []string{img.ID().String()}
 	if img.Manifest != nil {
 		names = append(names, img.Manifest.Digest.String())
+	}
+	if cfg := img.ConfigFile(); cfg != nil {
+		names = append(names, archive.ImageKey(cfg).String())
 	}
 	for _, n := range inv.Images {
 		if !slices.ContainsFunc(n.Digests, func(d string) bool { return slices.Contains(names, d) }) {

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrytool/ferry/archive"
@@ -562,4 +564,38 @@ func TestDocker26Fallback(t *testing.T) {
 	if got := d.Cat(t, "app:1", "/marker"); got != "app 1\n" {
 		t.Errorf("cat /marker: %q", got)
 	}
+
+	// An image docker loaded itself from a legacy archive has a manifest, and an ID, of
+	// docker's: the send finds it held whole by what the daemon says of it, and sends nothing.
+	img := testenv.BusyboxV1(t, map[string]string{"marker": "own 1\n"})
+	legacy := filepath.Join(dir, "own-legacy.tar")
+	tag, err := name.NewTag("own:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tarball.WriteToFile(legacy, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	d.Run(t, "load", "-i", legacy)
+	own := writeBundle(t, dir, "own:1", img)
+	if id := strings.TrimSpace(d.Run(t, "image", "inspect", "-f", "{{.Id}}", "own:1")); id == mustDigest(t, img) {
+		t.Fatalf("docker named the image %s, as ferry does: the case is not shown", id)
+	}
+	res, err = e.send(t, []string{own}, opts, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res[0]; r.Skipped != r.Layers || r.Sent != 0 {
+		t.Errorf("sending an image docker loaded itself: %+v, want it held whole, nothing sent", r)
+	}
+}
+
+// mustDigest is img's manifest digest.
+func mustDigest(t *testing.T, img v1.Image) string {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
 }

@@ -7,6 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+
+	"github.com/ferrytool/ferry/archive"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Info is the part of GET /info that ferry uses.
@@ -57,6 +60,14 @@ type ImageInspect struct {
 	Architecture string
 	Variant      string
 	Size         int64 // bytes of all layers, uncompressed
+	Created      v1.Time
+	Config       v1.Config // the run settings
+}
+
+// key is the image's archive.ImageKey, from what the daemon says of it.
+func (img ImageInspect) key(diffIDs []v1.Hash) v1.Hash {
+	return archive.ImageKey(&v1.ConfigFile{OS: img.Os, Architecture: img.Architecture, Variant: img.Variant,
+		Created: img.Created, RootFS: v1.RootFS{Type: "layers", DiffIDs: diffIDs}, Config: img.Config})
 }
 
 // Info returns what the daemon says about itself, in API 1.46 where the daemon serves it

@@ -145,9 +145,13 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 			}
 		}
 		inv.AddImage(diffIDs, nil)
+		// Named by its ID and by its key too: docker on the containerd image store gives an
+		// image it loaded from a legacy archive a manifest, and an ID, of its own.
+		names := []v1.Hash{img.key(diffIDs)}
 		if id, err := v1.NewHash(summary.ID); err == nil {
-			inv.AddNamed([]v1.Hash{id}, tagsOf(summary.RepoTags))
+			names = append(names, id)
 		}
+		inv.AddNamed(names, tagsOf(summary.RepoTags))
 	}
 	return inv, nil
 }
