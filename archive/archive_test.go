@@ -10,10 +10,12 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/ferrytool/ferry/internal/testenv"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/ferrytool/ferry/compress"
+	"github.com/ferrytool/ferry/internal/testenv"
 )
 
 // testImages returns two random images sharing a base layer.
@@ -43,17 +45,17 @@ func TestRoundTrip(t *testing.T) {
 	a, b := testImages(t)
 	imgs := map[string]v1.Image{"example.com/a:1": a, "example.com/b:2": b}
 	plain := writeBundle(t, WriteOptions{}, imgs)
-	for _, codec := range []Codec{None, Gzip, Zstd} {
+	for _, codec := range []compress.Codec{compress.None, compress.Gzip, compress.Zstd} {
 		t.Run(codec.String(), func(t *testing.T) {
-			data := writeBundle(t, WriteOptions{Codec: codec}, imgs)
-			if codec != None { // the members decompress, with the codec's own tool, to the plain bundle
+			data := writeBundle(t, WriteOptions{Encoder: compress.Encoder{Codec: codec}}, imgs)
+			if codec != compress.None { // the members decompress, with the codec's own tool, to the plain bundle
 				tool := exec.Command(testenv.Require(t, codec.String()), "-dc")
 				tool.Stdin = bytes.NewReader(data)
 				if out, err := tool.Output(); err != nil || !bytes.Equal(out, plain) {
 					t.Fatalf("%s -dc of the bundle: %v, %d bytes, want the plain bundle's %d", codec, err, len(out), len(plain))
 				}
 			}
-			if again := writeBundle(t, WriteOptions{Codec: codec}, imgs); !bytes.Equal(data, again) {
+			if again := writeBundle(t, WriteOptions{Encoder: compress.Encoder{Codec: codec}}, imgs); !bytes.Equal(data, again) {
 				t.Fatal("writing the same images twice gave different bytes")
 			}
 			bundle, err := Read(context.Background(), bytes.NewReader(data), Discard, ReadOptions{})
@@ -78,7 +80,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Error("the shared base layer is not one blob")
 			}
 
-			if codec != None {
+			if codec != compress.None {
 				return
 			}
 			// go-containerregistry's tarball reader is an independent reader of manifest.json.

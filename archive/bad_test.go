@@ -19,6 +19,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/ferrytool/ferry/compress"
 )
 
 // A file is one entry of a hand-built tar.
@@ -342,7 +344,7 @@ func retype(block []byte, typ byte) {
 	copy(block[148:156], fmt.Sprintf("%06o\x00 ", sum))
 }
 
-func pad(data []byte) []byte { return append(data, make([]byte, padding(int64(len(data))))...) }
+func pad(data []byte) []byte { return append(data, make([]byte, Padding(int64(len(data))))...) }
 
 func TestReadRefuses(t *testing.T) {
 	fb := newFerryBundle(t)
@@ -446,7 +448,7 @@ func TestReadTruncated(t *testing.T) {
 	a, _ := testImages(t)
 	imgs := map[string]v1.Image{"example.com/a:1": a}
 	plain := writeBundle(t, WriteOptions{}, imgs)
-	zipped := writeBundle(t, WriteOptions{Codec: Gzip}, imgs)
+	zipped := writeBundle(t, WriteOptions{Encoder: compress.Encoder{Codec: compress.Gzip}}, imgs)
 
 	type cut struct {
 		at   int
@@ -496,7 +498,7 @@ func TestReadTruncated(t *testing.T) {
 
 func TestReadCorruptGzip(t *testing.T) {
 	a, _ := testImages(t)
-	zipped := writeBundle(t, WriteOptions{Codec: Gzip}, map[string]v1.Image{"example.com/a:1": a})
+	zipped := writeBundle(t, WriteOptions{Encoder: compress.Encoder{Codec: compress.Gzip}}, map[string]v1.Image{"example.com/a:1": a})
 	for _, at := range []int{len(zipped) / 3, len(zipped) / 2, 2 * len(zipped) / 3, len(zipped) - 10} {
 		t.Run(fmt.Sprint(at), func(t *testing.T) {
 			corrupt := bytes.Clone(zipped)
@@ -686,7 +688,7 @@ func TestReadZstd(t *testing.T) {
 	plain := writeBundle(t, WriteOptions{}, map[string]v1.Image{"example.com/a:1": a})
 	b, _ := readOK(t, zst(t, plain))
 	id, _ := a.ConfigName()
-	if b.Codec != Zstd || len(b.Images) != 1 || b.Images[0].ID() != id {
+	if b.Codec != compress.Zstd || len(b.Images) != 1 || b.Images[0].ID() != id {
 		t.Fatalf("read %d images with codec %s", len(b.Images), b.Codec)
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ferrytool/ferry/compress"
 )
 
 // A Bundle is the verified content of one bundle: the images docker loads and the OCI index,
@@ -20,7 +22,7 @@ type Bundle struct {
 	// the other platforms of a multi-platform image).
 	Index v1.IndexManifest
 	// Codec is the outer compression the bundle was read with.
-	Codec Codec
+	Codec compress.Codec
 	// Unreferenced counts the entries of the bundle read that nothing in it refers to:
 	// ignored, and never passed on to a store. UnreferencedNames names them, sorted, as far
 	// as the reader kept names (those of the first entries, up to a budget).
@@ -63,7 +65,7 @@ type Blob struct {
 	Data []byte
 	// codec is the blob's own compression; diffID the digest of its decompressed content,
 	// diffErr why that could not be computed.
-	codec   Codec
+	codec   compress.Codec
 	diffID  v1.Hash
 	diffErr error
 	// unkept: JSON the reader did not keep, the JSON before it having reached keptMax;

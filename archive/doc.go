@@ -6,8 +6,12 @@
 // OCI archives, skopeo, podman and go-containerregistry tarballs, plain or with gzip or zstd
 // outer compression — hashing every entry as it streams past, and hands data entries to a Sink
 // before it verifies the whole (digests, diffIDs, image IDs) and calls Commit. Write writes a
-// bundle from a Bundle description and a BlobSource, reproducibly.
+// bundle from a Bundle description and a BlobSource, reproducibly, each blob body compressed
+// as members of its own (EncodeBody), so that a source holding bodies already encoded (an
+// EncodedSource, such as archive/spool's Spool) has them copied as they are.
 //
-// The package knows nothing about stores or hosts (see package store) and never extracts
-// layer contents.
+// The codecs and the choice of a stream's compression are package compress's; archive decides
+// what a damaged or wildly expanding stream means for a bundle (ErrCorrupt, ErrTooLarge). The
+// package knows nothing about stores or hosts (see package store) and never extracts layer
+// contents.
 package archive

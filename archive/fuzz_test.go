@@ -15,6 +15,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/ferrytool/ferry/compress"
 )
 
 var updateSeeds = flag.Bool("update-seeds", false, "rewrite the fuzz seeds in testdata/")
@@ -47,7 +49,7 @@ func gzipWritten(t testing.TB, plain []byte) []byte {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := Write(context.Background(), &buf, b, sink, WriteOptions{Codec: Gzip}); err != nil {
+	if err := Write(context.Background(), &buf, b, sink, WriteOptions{Encoder: compress.Encoder{Codec: compress.Gzip}}); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()

@@ -8,12 +8,14 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ferrytool/ferry/compress"
 )
 
 // Packing: a store that keeps layers compressed and unpacks them (a pool's OCI layout, a
 // containerd) is better given an uncompressed layer compressed, and the manifests naming it
 // rewritten to name the compressed blob. Configs stay as they are: the diffIDs are the same.
-// ferry compresses with NewGzipWriter, so the same layer always gives the same blob: a store
+// ferry compresses with compress.NewGzipWriter, so the same layer always gives the same blob: a store
 // that already holds it is found holding it by digest.
 
 // gzipTypes maps uncompressed layer media types to their gzip counterparts.
@@ -35,11 +37,11 @@ type Packed struct {
 }
 
 // Pack compresses r into w as one gzip member at level, the way ferry compresses
-// (NewGzipWriter): the same content always gives the same blob.
+// (compress.NewGzipWriter): the same content always gives the same blob.
 func Pack(w io.Writer, r io.Reader, level int) (Packed, error) {
 	raw, sum := sha256.New(), sha256.New()
 	counted := &countWriter{w: io.MultiWriter(w, sum)}
-	zw, err := NewGzipWriter(counted, level)
+	zw, err := compress.NewGzipWriter(counted, level)
 	if err != nil {
 		return Packed{}, err
 	}

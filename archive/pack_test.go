@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/compress"
 )
 
 // packedSource serves the blobs Pack made, and the rest from another source.
@@ -61,7 +63,7 @@ func TestRepack(t *testing.T) {
 			}
 			defer rc.Close()
 			var buf bytes.Buffer
-			pk, err := Pack(&buf, rc, DefaultLevel)
+			pk, err := Pack(&buf, rc, compress.DefaultLevel)
 			if err != nil || pk.Raw != l.Digest {
 				t.Fatalf("Pack: %+v, %v", pk, err)
 			}

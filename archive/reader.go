@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/compress"
 )
 
 // A Sink receives a bundle as Read streams it.
@@ -97,7 +99,7 @@ func Read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundl
 }
 
 func read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundle, error) {
-	in, codec, err := decompress(&ctxReader{ctx: ctx, r: r}, true)
+	in, codec, err := decompress(&ctxReader{ctx: ctx, r: r})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotBundle, err)
 	}
@@ -318,7 +320,7 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 	}
 	if h, ok := sink.(HashSink); ok && rec.diffErr == nil {
 		diffID := rec.digest
-		if rec.codec != None {
+		if rec.codec != compress.None {
 			diffID = rec.diffID
 		}
 		h.Hashed(e, sha256Of(rec.digest), sha256Of(diffID))
@@ -377,7 +379,7 @@ type dataRead struct {
 // when it is compressed; small JSON entries (manifests, configs) are also kept in memory.
 func (rd *reader) data(ctx context.Context, e Entry, tr io.Reader, sink Sink) (dataRead, error) {
 	d := dataRead{record: record{size: e.Size}}
-	head := make([]byte, min(e.Size, 6))
+	head := make([]byte, min(e.Size, compress.SniffLen))
 	if _, err := io.ReadFull(tr, head); err != nil {
 		return d, noEOF(err)
 	}
@@ -398,7 +400,7 @@ func (rd *reader) data(ctx context.Context, e Entry, tr io.Reader, sink Sink) (d
 	digest := sha256.New()
 	var hashes io.Writer = digest
 	var diff *diffHasher
-	if d.codec = sniff(head); d.codec != None {
+	if d.codec = compress.Sniff(head); d.codec != compress.None {
 		diff = newDiffHasher()
 		hashes = io.MultiWriter(digest, diff)
 	}
@@ -430,7 +432,7 @@ func newDiffHasher() *diffHasher {
 	d := &diffHasher{PipeWriter: pw, done: make(chan struct{})}
 	go func() {
 		defer close(d.done)
-		zr, _, err := decompress(pr, true) // a layer may be a bomb as well as the bundle
+		zr, _, err := decompress(pr) // a layer may be a bomb as well as the bundle
 		if err == nil {
 			h := sha256.New()
 			_, err = io.Copy(h, zr)

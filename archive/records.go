@@ -7,6 +7,8 @@ import (
 	"hash/maphash"
 	"math"
 	"os"
+
+	"github.com/ferrytool/ferry/compress"
 )
 
 // A bundle may hold any number of entries, under names of any length, and which of them it
@@ -48,9 +50,9 @@ var maxEntries = 500_000
 // bundle uses it.
 type record struct {
 	digest [32]byte // of the content
-	diffID [32]byte // of the content decompressed, when codec is not None
+	diffID [32]byte // of the content decompressed, when codec is not compress.None
 	size   int64
-	codec  Codec
+	codec  compress.Codec
 	unkept bool // JSON not kept, the JSON before it having reached keptMax
 }
 
@@ -108,7 +110,7 @@ func (rs *records) get(i ref) record {
 	if err != nil && rs.err == nil {
 		rs.err = fmt.Errorf("reading back what was kept of an entry: %w", err)
 	}
-	r := record{size: int64(binary.LittleEndian.Uint64(buf[64:])), codec: Codec(buf[72]), unkept: buf[73] == 1}
+	r := record{size: int64(binary.LittleEndian.Uint64(buf[64:])), codec: compress.Codec(buf[72]), unkept: buf[73] == 1}
 	copy(r.digest[:], buf[:32])
 	copy(r.diffID[:], buf[32:64])
 	return r

@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ferrytool/ferry/compress"
 )
 
 // dockerManifest is one entry of manifest.json.
@@ -375,11 +377,11 @@ func (img *Image) verify() error {
 	return nil
 }
 
-func layerMediaType(c Codec) types.MediaType {
+func layerMediaType(c compress.Codec) types.MediaType {
 	switch c {
-	case Gzip:
+	case compress.Gzip:
 		return types.OCILayer
-	case Zstd:
+	case compress.Zstd:
 		return types.OCILayerZStd
 	}
 	return types.OCIUncompressedLayer
@@ -492,7 +494,7 @@ func (rd *reader) blob(b *Bundle, name string) *Blob {
 	rec := rd.recs.get(i)
 	blob := &Blob{Digest: sha256Of(rec.digest), Size: rec.size, Path: name, Data: rd.json[i], codec: rec.codec, unkept: rec.unkept}
 	blob.diffID, blob.diffErr = blob.Digest, rd.diffErrs[i]
-	if rec.codec != None {
+	if rec.codec != compress.None {
 		blob.diffID = sha256Of(rec.diffID)
 	}
 	return b.AddBlob(blob)

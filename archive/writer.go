@@ -14,6 +14,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/compress"
 )
 
 // A BlobSource opens the content of blobs a Bundle does not hold in memory.
@@ -25,30 +27,15 @@ type BlobSource interface {
 // a codec and level (a spool compressing while it receives), level 0 meaning any: Write copies
 // those bytes as they are. ok is false when it has no such encoding.
 type EncodedSource interface {
-	OpenEncoded(ctx context.Context, b *Blob, codec Codec, level int) (rc io.ReadCloser, ok bool, err error)
+	OpenEncoded(ctx context.Context, b *Blob, codec compress.Codec, level int) (rc io.ReadCloser, ok bool, err error)
 }
 
 // WriteOptions tune Write.
 type WriteOptions struct {
-	Codec Codec
-	// Level is the compression level (see NewMemberWriter); 0 means DefaultLevel.
-	Level int
-	// Adapt, if set, compresses the blobs Write reads from the source in parts as it chooses
-	// (its codec is Codec's), Level only the rest; a source's blob already encoded at any
-	// level is copied as it is.
-	Adapt *Adaptive
-}
-
-// DefaultLevel is the gzip level ferry writes by default: level 1 is about twice as fast as
-// 6 for a few percent more bytes, and a bundle's bytes are mostly already-dense binaries.
-const DefaultLevel = 1
-
-// Level returns the effective gzip level.
-func (o WriteOptions) level() int {
-	if o.Level == 0 {
-		return DefaultLevel
-	}
-	return o.Level
+	// Encoder compresses the bundle. Its Adapt, if set, compresses the blobs Write reads from
+	// the source in parts as it chooses, Level only the rest; a source's blob already encoded
+	// at any level is copied as it is.
+	compress.Encoder
 }
 
 // epoch is every entry's mtime: the same images give the same bytes.
@@ -86,13 +73,8 @@ type Writer struct {
 
 // NewWriter returns a Writer to w, encoding as opts say.
 func NewWriter(w io.Writer, opts WriteOptions) (*Writer, error) {
-	if opts.Codec != None {
-		if _, err := NewMemberWriter(io.Discard, opts.Codec, opts.level()); err != nil {
-			return nil, err
-		}
-	}
-	if opts.Adapt != nil && opts.Adapt.Codec() != opts.Codec {
-		return nil, fmt.Errorf("writing %s, adapting %s", opts.Codec, opts.Adapt.Codec())
+	if err := opts.Check(); err != nil {
+		return nil, err
 	}
 	return &Writer{bw: &bundleWriter{out: w, opts: opts}}, nil
 }
@@ -262,7 +244,7 @@ func writeOrder(b *Bundle) []*Blob {
 
 // bundleWriter writes tar entries to out; compressed, metadata and headers go into "inline"
 // members (gzip members, zstd frames) and every blob body into a member of its own (see
-// encodeBody).
+// EncodeBody).
 type bundleWriter struct {
 	out  io.Writer
 	opts WriteOptions
@@ -270,12 +252,12 @@ type bundleWriter struct {
 }
 
 func (w *bundleWriter) inline(p []byte) error {
-	if w.opts.Codec == None {
+	if w.opts.Codec == compress.None {
 		_, err := w.out.Write(p)
 		return err
 	}
 	if w.zw == nil {
-		zw, err := NewMemberWriter(w.out, w.opts.Codec, w.opts.level())
+		zw, err := compress.NewMemberWriter(w.out, w.opts.Codec, w.opts.EffectiveLevel())
 		if err != nil {
 			return err
 		}
@@ -301,7 +283,7 @@ func (w *bundleWriter) file(name string, data []byte) error {
 	if err := w.inline(data); err != nil {
 		return err
 	}
-	return w.inline(make([]byte, padding(int64(len(data)))))
+	return w.inline(make([]byte, Padding(int64(len(data)))))
 }
 
 func (w *bundleWriter) blob(ctx context.Context, blob *Blob, src BlobSource) error {
@@ -312,10 +294,12 @@ func (w *bundleWriter) blob(ctx context.Context, blob *Blob, src BlobSource) err
 		return err
 	}
 	if blob.Data != nil {
-		return encodeBody(w.out, bytes.NewReader(blob.Data), blob.Size, encoder{codec: w.opts.Codec, level: w.opts.level()})
+		fixed := w.opts.Encoder // what is kept in memory goes at Level: adapting follows the source's blobs
+		fixed.Adapt = nil
+		return EncodeBody(w.out, bytes.NewReader(blob.Data), blob.Size, fixed)
 	}
 	if es, ok := src.(EncodedSource); ok {
-		rc, ok, err := es.OpenEncoded(ctx, blob, w.opts.Codec, w.opts.copied())
+		rc, ok, err := es.OpenEncoded(ctx, blob, w.opts.Codec, w.opts.CopiedLevel())
 		if err != nil {
 			return err
 		}
@@ -332,45 +316,74 @@ func (w *bundleWriter) blob(ctx context.Context, blob *Blob, src BlobSource) err
 	defer rc.Close()
 	h := sha256.New()
 	out := &countWriter{w: w.out}
-	if err := encodeBody(out, io.TeeReader(rc, h), blob.Size, encoder{w.opts.Codec, w.opts.level(), w.opts.Adapt}); err != nil {
+	if err := EncodeBody(out, io.TeeReader(rc, h), blob.Size, w.opts.Encoder); err != nil {
 		return err
 	}
 	if got := HashOf(h); got != blob.Digest {
 		return fmt.Errorf("%w: content hashes to %s", ErrDigestMismatch, got)
 	}
-	if r, ok := src.(encodedRecorder); ok && w.opts.Codec != None {
-		r.encoded(blob, w.opts.encoding(), out.n)
+	if r, ok := src.(EncodedRecorder); ok && w.opts.Codec != compress.None {
+		r.Encoded(blob, w.opts.Encoding(), out.n)
 	}
 	return nil
 }
 
-// An encodedRecorder is told what Write made of a blob it encoded from the source's content.
-type encodedRecorder interface {
-	encoded(b *Blob, as encoding, size int64)
+// An EncodedRecorder is a BlobSource that Write tells what it made of a blob it encoded from
+// the source's content (a spool, which then knows the bytes a destination gets). It is
+// exported for sources outside this package; Write is its only caller.
+type EncodedRecorder interface {
+	Encoded(b *Blob, as Encoding, size int64)
 }
 
-// An encoding is how Write encodes the blobs it reads from a source: a codec at a level, or
-// adapting (level -1).
-type encoding struct {
-	codec Codec
-	level int
+// An Encoding is how Write encodes the blobs it reads from a source: a codec at a level, or
+// adapting. An EncodedRecorder compares them to tell what it was told apart.
+type Encoding struct {
+	codec compress.Codec
+	level int // -1: adapting
 }
 
-func (o WriteOptions) encoding() encoding {
+// Encoding returns how Write encodes the blobs it reads from a source.
+func (o WriteOptions) Encoding() Encoding {
 	if o.Adapt != nil {
-		return encoding{o.Codec, -1}
+		return Encoding{o.Codec, -1}
 	}
-	return encoding{o.Codec, o.level()}
+	return Encoding{o.Codec, o.EffectiveLevel()}
 }
 
-// copied is the level of a source's encoded blobs Write copies as they are: any (0) when
-// adapting.
-func (o WriteOptions) copied() int {
+// CopiedLevel returns the level of an EncodedSource's blobs Write copies as they are: any (0)
+// when adapting.
+func (o WriteOptions) CopiedLevel() int {
 	if o.Adapt != nil {
 		return 0
 	}
-	return o.level()
+	return o.EffectiveLevel()
 }
+
+// EncodeBody writes the tar body of one entry — size bytes of src and the zero padding to the
+// next 512-byte block — to dst, compressed by enc. Each blob being its own member (or members)
+// is what lets a spool hold compressed bodies ahead of the headers naming them, and keeps the
+// output the same whichever way a blob arrived: a source stages with it the bodies Write
+// copies (an EncodedSource).
+func EncodeBody(dst io.Writer, src io.Reader, size int64, enc compress.Encoder) error {
+	w, err := enc.Writer(dst)
+	if err != nil {
+		return err
+	}
+	n, err := io.CopyN(w, src, size)
+	if err != nil {
+		if err == io.EOF {
+			err = fmt.Errorf("got %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+		}
+		return err
+	}
+	if _, err := w.Write(make([]byte, Padding(size))); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+// Padding returns the zero bytes that end a tar entry's body of size bytes at a 512-byte block.
+func Padding(size int64) int64 { return -size & 511 }
 
 // header returns the tar header block for an entry, the same bytes every time.
 func header(name string, size int64, typ byte) []byte {

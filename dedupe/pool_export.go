@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/compress"
 )
 
 // Export returns a bundle of what refs name — bundle names, or tags of images (the newest
@@ -32,7 +33,7 @@ func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error
 		if err != nil {
 			return nil, nil, err
 		}
-		if c, err := archive.ParseCodec(r.Codec); i == 0 && err == nil {
+		if c, err := compress.ParseCodec(r.Codec); i == 0 && err == nil {
 			b.Codec = c
 		}
 		for _, d := range descs {

@@ -16,12 +16,13 @@ import (
 	"github.com/klauspost/pgzip"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/internal/atomicfile"
 )
 
 // How a pool compresses: gzip, which every consumer of an OCI layout reads, at ferry's
 // default level. The same layer always gives the same compressed blob.
-const packLevel = archive.DefaultLevel
+const packLevel = compress.DefaultLevel
 
 // A Stored names a blob the pool keeps in place of another.
 type Stored struct {

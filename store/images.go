@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/archive/spool"
 )
 
 // Images are images read from a store once, ready to be written as bundles — whole or
@@ -29,15 +30,15 @@ func NewImages(b *archive.Bundle, src archive.BlobSource, close func() error) *I
 // into the sink it is given: a source whose metadata comes last becomes Images that write
 // metadata first.
 func Spooled(opts ReadOptions, read func(sink archive.Sink) (*archive.Bundle, error)) (*Images, error) {
-	spool, err := archive.NewSpool(opts.TempDir, opts.Write)
+	sp, err := spool.New(opts.TempDir, opts.Write)
 	if err != nil {
 		return nil, err
 	}
-	b, err := read(spool)
+	b, err := read(sp)
 	if err != nil {
 		return nil, err // read aborted the spool
 	}
-	return NewImages(b, spool, spool.Close), nil
+	return NewImages(b, sp, sp.Close), nil
 }
 
 // Write writes b, which is im.Bundle or a thinned copy of it (archive.Bundle.Thin), to w.

@@ -13,6 +13,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/archive/spool"
+	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/store"
 )
@@ -33,8 +35,8 @@ const decideWait = 5 * time.Second
 
 // A coldPlan is what the source and the docker hosts agree on before reading starts.
 type coldPlan struct {
-	hosts    int                 // docker hosts that will decide
-	compress archive.Compression // SendOptions.Compress
+	hosts    int                  // docker hosts that will decide
+	compress compress.Compression // SendOptions.Compress
 
 	known  chan struct{} // closed when images is set, or reading will not be pipelined
 	images [][]v1.Hash   // the diffIDs of each image to send; nil if not pipelined
@@ -52,11 +54,11 @@ type coldPlan struct {
 	early    *layerSource  // the layers as the read spools them, for stepped sends
 	once     sync.Once
 
-	codec archive.Codec // how the stream to the cold hosts is compressed
+	codec compress.Codec // how the stream to the cold hosts is compressed
 }
 
-func newColdPlan(hosts int, compress archive.Compression) *coldPlan {
-	return &coldPlan{hosts: hosts, compress: compress, known: make(chan struct{}), decided: make(chan struct{}, hosts), pending: hosts,
+func newColdPlan(hosts int, c compress.Compression) *coldPlan {
+	return &coldPlan{hosts: hosts, compress: c, known: make(chan struct{}), decided: make(chan struct{}, hosts), pending: hosts,
 		spooling: make(chan struct{})}
 }
 
@@ -290,25 +292,17 @@ func (f *fanout) Write(p []byte) (int, error) {
 // forwardSink is the archive.Sink that streams to the cold hosts.
 type forwardSink struct {
 	out *fanout
-	zw  io.WriteCloser // compresses the stream, if asked
+	zw  io.WriteCloser // compresses the stream as asked
 	fw  *archive.Forwarder
 }
 
-func newForwardSink(hosts []*coldHost, opts archive.WriteOptions) (*forwardSink, error) {
+func newForwardSink(hosts []*coldHost, enc compress.Encoder) (*forwardSink, error) {
 	f := &forwardSink{out: &fanout{hosts: hosts}}
-	var w io.Writer = f.out
-	switch {
-	case opts.Adapt != nil:
-		f.zw = opts.Adapt.Writer(f.out)
-		w = f.zw
-	case opts.Codec != archive.None:
-		zw, err := archive.NewMemberWriter(f.out, opts.Codec, cmp.Or(opts.Level, archive.DefaultLevel))
-		if err != nil {
-			return nil, err
-		}
-		f.zw, w = zw, zw
+	zw, err := enc.Writer(f.out)
+	if err != nil {
+		return nil, err
 	}
-	f.fw = archive.NewForwarder(w)
+	f.zw, f.fw = zw, archive.NewForwarder(zw)
 	return f, nil
 }
 
@@ -319,7 +313,7 @@ func (f *forwardSink) Entry(_ context.Context, e archive.Entry, r io.Reader) err
 // Commit ends every stream still going; the hosts' loads say the rest.
 func (f *forwardSink) Commit(_ context.Context, b *archive.Bundle) error {
 	err := f.fw.Finish(b)
-	if err == nil && f.zw != nil {
+	if err == nil {
 		err = f.zw.Close()
 	}
 	if err != nil {
@@ -441,7 +435,7 @@ func (plan *coldPlan) read(ctx context.Context, d store.Saver, refs []string, op
 		return nil, err
 	}
 	defer stream.Close()
-	opts.Write = plan.compress.Options(zstdOK)
+	opts.Write = archive.WriteOptions{Encoder: plan.compress.Encoder(zstdOK)}
 	plan.codec = opts.Write.Codec
 	// The spool holds the stream's bytes already compressed when several hosts will write
 	// them: compressed once for all. For one, it holds them as read, and they are compressed
@@ -449,30 +443,30 @@ func (plan *coldPlan) read(ctx context.Context, d store.Saver, refs []string, op
 	// all as docker save gives it would hold the link back while it lasts.
 	spoolAs := opts.Write
 	if spooled == 1 {
-		spoolAs = archive.WriteOptions{Codec: archive.None}
+		spoolAs = archive.WriteOptions{} // no codec
 	}
 
 	var sink archive.Sink = archive.Discard
 	var src archive.BlobSource = noBlobs{}
 	closeSpool := func() error { return nil }
-	var spool *archive.Spool
+	var sp *spool.Spool
 	if spooled > 0 {
-		if spool, err = archive.NewSpool(opts.TempDir, spoolAs); err != nil {
+		if sp, err = spool.New(opts.TempDir, spoolAs); err != nil {
 			return nil, err
 		}
-		sink, src, closeSpool = spool, spool, spool.Close
+		sink, src, closeSpool = sp, sp, sp.Close
 	}
 	if len(cold) > 0 {
-		fwd, err := newForwardSink(cold, opts.Write)
+		fwd, err := newForwardSink(cold, opts.Write.Encoder)
 		if err != nil {
 			return nil, err
 		}
 		sink = &teeSink{main: sink, fwd: fwd}
 	}
-	if spool != nil {
+	if sp != nil {
 		tracked := newSpooled(sink, images)
 		sink = tracked
-		plan.spool(&layerSource{images: images, total: total, layer: tracked.layer, src: spool})
+		plan.spool(&layerSource{images: images, total: total, layer: tracked.layer, src: sp})
 	}
 	p := &store.Progress{Total: total, Report: opts.Progress}
 	b, err := archive.Read(ctx, p.Reader(stream), sink, archive.ReadOptions{Trusted: true})

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/internal/testenv"
 	"github.com/ferrytool/ferry/store"
 	"github.com/ferrytool/ferry/store/mem"
@@ -66,7 +67,7 @@ func fakeSend(ctx context.Context, src store.Store, images []string, hosts map[s
 	}
 	opts.Store = src
 	opts.Open = func(_ context.Context, name string) (store.Store, error) { return hosts[name], nil }
-	opts.Compress = archive.Compression{Codec: archive.Gzip, Mode: archive.Auto}
+	opts.Compress = compress.Compression{Codec: compress.Gzip, Mode: compress.Auto}
 	return Send(ctx, images, names, opts)
 }
 
@@ -160,7 +161,7 @@ func TestFakeFanOut(t *testing.T) {
 		switch {
 		case r.Host == "b" && len(d.Tags()) != 0:
 			t.Errorf("the cut host loaded %v", d.Tags())
-		case r.Host != "b" && (!equal(d.Tags(), apps) || d.Loads() != 1 || r.Complete == "" || r.Codec != archive.Zstd):
+		case r.Host != "b" && (!equal(d.Tags(), apps) || d.Loads() != 1 || r.Complete == "" || r.Codec != compress.Zstd):
 			t.Errorf("host %s: %v, %d loads, %+v; want one zstd stream of every image", r.Host, d.Tags(), d.Loads(), r)
 		}
 	}

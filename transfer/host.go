@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/sshconn"
 	"github.com/ferrytool/ferry/store"
@@ -131,7 +132,7 @@ func (h *host) takeStock(ctx context.Context) error {
 	}
 	z, ok := h.st.(store.ZstdTaker)
 	h.zstd = ok && z.TakesZstd(ctx)
-	if _, ok := h.st.(store.Streamer); ok && h.s.opts.Compress.Codec == archive.Zstd && !h.zstd {
+	if _, ok := h.st.(store.Streamer); ok && h.s.opts.Compress.Codec == compress.Zstd && !h.zstd {
 		return fmt.Errorf("%s does not load zstd-compressed input (docker 23 and later do): send with --compress auto or gzip", h.st)
 	}
 	return nil
@@ -165,7 +166,7 @@ func (h *host) note(msg string) {
 
 // wire is how a stream to the host's load is compressed.
 func (h *host) wire() archive.WriteOptions {
-	return h.s.opts.Compress.Options(h.zstd)
+	return archive.WriteOptions{Encoder: h.s.opts.Compress.Encoder(h.zstd)}
 }
 
 // behind returns the store behind st (store.Fronted) and its inventory, when st takes
@@ -400,7 +401,7 @@ func countLayers(b *archive.Bundle) (layers, missing int) {
 }
 
 // encodedSizer is a blob source that knows how many bytes a blob takes once encoded for a
-// bundle (archive.Spool), and, for the others, how the blobs encoded so far shrank.
+// bundle (spool.Spool), and, for the others, how the blobs encoded so far shrank.
 type encodedSizer interface {
 	EncodedSize(b *archive.Blob, opts archive.WriteOptions) (int64, bool)
 	EncodedRatio(opts archive.WriteOptions) (float64, bool)

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/internal/leftover"
 	"github.com/ferrytool/ferry/store"
 )
@@ -92,7 +93,7 @@ func (p *packer) pack(src archive.BlobSource, pk *packing) {
 	rc, err := src.Open(p.ctx, l.Blob)
 	var packed archive.Packed
 	if err == nil {
-		packed, err = archive.Pack(f, archive.ContextReader(p.ctx, io.LimitReader(rc, l.Size)), archive.DefaultLevel)
+		packed, err = archive.Pack(f, archive.ContextReader(p.ctx, io.LimitReader(rc, l.Size)), compress.DefaultLevel)
 		rc.Close()
 	}
 	if cerr := f.Close(); err == nil {

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/sshconn"
 	"github.com/ferrytool/ferry/store"
 )
@@ -39,7 +40,7 @@ type SendOptions struct {
 	Read store.ReadOptions
 	// Compress is how the streams to the hosts are compressed: each host's stream at the
 	// level its link calls for, unless the level is fixed.
-	Compress archive.Compression
+	Compress compress.Compression
 	// Progress, if set, is told for each host how many bytes were sent to it so far and an
 	// estimate of how many it needs in all. It is called from many goroutines.
 	Progress func(host string, sent, total int64)
@@ -60,7 +61,7 @@ type HostResult struct {
 	// Loaded are the references the host's store reports it loaded.
 	Loaded []string
 	// Codec is how the stream to a docker host was compressed.
-	Codec archive.Codec
+	Codec compress.Codec
 	Err   error
 }
 
@@ -142,7 +143,7 @@ type send struct {
 // newSend checks the arguments, the hosts and the store they load into.
 func newSend(args, hosts []string, opts SendOptions) (*send, error) {
 	s := &send{opts: opts, to: cmp.Or(opts.To, store.DefaultRef())}
-	s.opts.Read.Write = archive.WriteOptions{Codec: opts.Compress.Codec, Level: opts.Compress.Level}
+	s.opts.Read.Write = archive.WriteOptions{Encoder: compress.Encoder{Codec: opts.Compress.Codec, Level: opts.Compress.Level}}
 	if len(hosts) == 0 {
 		return nil, errors.New("no hosts to send to")
 	}

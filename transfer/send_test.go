@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/internal/testenv"
 	"github.com/ferrytool/ferry/sshconn"
 	"github.com/ferrytool/ferry/store"
@@ -56,7 +56,7 @@ func newSendEnv(t *testing.T) *sendEnv {
 	known := filepath.Join(dir, "known_hosts")
 	return &sendEnv{src: src, key: pub, known: known, opts: SendOptions{
 		Store:    docker.NewStore(client),
-		Compress: archive.Compression{Codec: archive.Gzip, Mode: archive.Follow},
+		Compress: compress.Compression{Codec: compress.Gzip, Mode: compress.Follow},
 		Options:  Options{SSH: sshconn.Config{ConfigFile: "none", KnownHosts: known, Identities: []string{key}}},
 	}}
 }
@@ -339,12 +339,12 @@ func TestSendChecksFirst(t *testing.T) {
 // a 20.10 host is refused with what to do instead.
 func TestSendZstd(t *testing.T) {
 	e := newSendEnv(t)
-	e.opts.Compress.Mode = archive.Auto
+	e.opts.Compress.Mode = compress.Auto
 	e.src.BusyboxImage(t, "base:1", nil)
 	e.src.DeriveImage(t, "app:1", "base:1", map[string]string{"marker": "app 1\n"})
 	e.src.DeriveImage(t, "app:2", "base:1", map[string]string{"marker": "app 2\n"})
 	new, old := e.addHostFlavor(t, testenv.Docker26Classic), e.addHost(t)
-	check := func(res HostResult, h *remoteHost, want archive.Codec, ref, marker string) {
+	check := func(res HostResult, h *remoteHost, want compress.Codec, ref, marker string) {
 		t.Helper()
 		if res.Codec != want {
 			t.Errorf("%s got a %s stream, want %s", res.Host, res.Codec, want)
@@ -361,15 +361,15 @@ func TestSendZstd(t *testing.T) {
 	}
 	e.src.DeriveImage(t, "many:1", "base:1", files)
 	e.src.DeriveImage(t, "many:2", "many:1", map[string]string{"marker": "many\n"})
-	check(mustSend(t, e, []string{"many:2"}, new)[0], new, archive.Zstd, "many:2", "many\n")
-	check(mustSend(t, e, []string{"app:1"}, new)[0], new, archive.Zstd, "app:1", "app 1\n")
-	check(mustSend(t, e, []string{"app:1"}, old)[0], old, archive.Gzip, "app:1", "app 1\n")
+	check(mustSend(t, e, []string{"many:2"}, new)[0], new, compress.Zstd, "many:2", "many\n")
+	check(mustSend(t, e, []string{"app:1"}, new)[0], new, compress.Zstd, "app:1", "app 1\n")
+	check(mustSend(t, e, []string{"app:1"}, old)[0], old, compress.Gzip, "app:1", "app 1\n")
 	both := mustSend(t, e, []string{"app:2"}, new, old) // warm: each its own bundle
-	check(both[0], new, archive.Zstd, "app:2", "app 2\n")
-	check(both[1], old, archive.Gzip, "app:2", "app 2\n")
+	check(both[0], new, compress.Zstd, "app:2", "app 2\n")
+	check(both[1], old, compress.Gzip, "app:2", "app 2\n")
 
 	opts := e.opts
-	opts.Compress = archive.Compression{Codec: archive.Zstd}
+	opts.Compress = compress.Compression{Codec: compress.Zstd}
 	cold := e.addHost(t)
 	for _, h := range []*remoteHost{old, cold} { // warm and cold
 		_, err := e.sendTo(t, []string{"app:1"}, []string{h.dest}, opts)

@@ -76,7 +76,7 @@ func bundleLayers(im *store.Images) *layerSource {
 	return ls
 }
 
-// spooled is the sink of a docker save's read into a spool (an archive.Spool, whose entries
+// spooled is the sink of a docker save's read into a spool (a spool.Spool, whose entries
 // can be read as they are staged) that tells which layers are being spooled, by diffID: as
 // they begin when the entry says which layer it is, else once hashed. A docker save's layers
 // are uncompressed, so a layer's digest is its diffID: docker 25 and later name it so

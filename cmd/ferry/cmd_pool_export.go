@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/store"
 )
 
@@ -43,7 +43,7 @@ the same --level.`,
 			if err != nil {
 				return err
 			}
-			if !cmd.Flags().Changed("compress") && write.Codec == archive.None {
+			if !cmd.Flags().Changed("compress") && write.Codec == compress.None {
 				write.Codec = b.Codec
 			}
 			out, err := openOutput(o.output, o.split, o.checksum)
@@ -63,7 +63,7 @@ the same --level.`,
 	f := cmd.Flags()
 	f.StringVarP(&o.output, "output", "o", "-", "write to `FILE` (atomically) or - for stdout; .gz or .tgz implies --compress gzip")
 	f.StringVar(&o.compress, "compress", "", "compress the bundle: none, gzip or zstd (default: as the bundle added)")
-	f.IntVar(&o.level, "level", archive.DefaultLevel, "compression `level`: gzip 1 fastest … 9 smallest; zstd 1 fastest … 4 smallest (higher means 4)")
+	f.IntVar(&o.level, "level", compress.DefaultLevel, "compression `level`: gzip 1 fastest … 9 smallest; zstd 1 fastest … 4 smallest (higher means 4)")
 	f.StringVar(&o.split, "split", "", "write `SIZE`d parts FILE.000, FILE.001, …")
 	f.BoolVar(&o.checksum, "checksum", false, "write FILE.sha256, a sha256sum-compatible sidecar")
 	o.progress.register(f)

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/internal/parts"
 	"github.com/ferrytool/ferry/store"
@@ -61,7 +62,7 @@ compressed blobs and manifests, so their digests stay the same.
 	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform images (default: the host's)")
 	f.BoolVar(&o.allPlatforms, "all-platforms", false, "keep every platform of a multi-platform image in the OCI part")
 	f.StringVar(&o.compress, "compress", "", "compress the bundle: none, gzip, or zstd (docker 23 and later load it; 20.10 does not)")
-	f.IntVar(&o.level, "level", archive.DefaultLevel, "compression `level`: gzip 1 fastest … 9 smallest; zstd 1 fastest … 4 smallest (higher means 4)")
+	f.IntVar(&o.level, "level", compress.DefaultLevel, "compression `level`: gzip 1 fastest … 9 smallest; zstd 1 fastest … 4 smallest (higher means 4)")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
 	f.StringVar(&o.have, "have", "", "write a delta: leave out the layers the destination holds, as an inventory `FILE`, a bundle loaded there, or a STORE")
 	f.StringVar(&o.split, "split", "", "write `SIZE`d parts FILE.000, FILE.001, … (4G fits FAT32; k, M, G, T or Ki, Mi, Gi, Ti)")
@@ -111,22 +112,22 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 
 // writeOptions checks --compress and --level. Without --compress, a bundle file named .gz or
 // .tgz is gzip-compressed, one named .zst or .tzst zstd-compressed; output "" is no file.
-func writeOptions(compress string, level int, output string) (archive.WriteOptions, error) {
-	codec, err := archive.ParseCodec(compress)
+func writeOptions(name string, level int, output string) (archive.WriteOptions, error) {
+	codec, err := compress.ParseCodec(name)
 	if err != nil {
 		return archive.WriteOptions{}, usageError{err}
 	}
 	switch {
-	case compress != "":
+	case name != "":
 	case strings.HasSuffix(output, ".gz") || strings.HasSuffix(output, ".tgz"):
-		codec = archive.Gzip
+		codec = compress.Gzip
 	case strings.HasSuffix(output, ".zst") || strings.HasSuffix(output, ".tzst"):
-		codec = archive.Zstd
+		codec = compress.Zstd
 	}
 	if level < 1 || level > 9 {
 		return archive.WriteOptions{}, usagef("--level %d: use 1 to 9", level)
 	}
-	return archive.WriteOptions{Codec: codec, Level: level}, nil
+	return archive.WriteOptions{Encoder: compress.Encoder{Codec: codec, Level: level}}, nil
 }
 
 // output is stdout, or a file (or parts) that appears at its path only when complete.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/store"
 	"github.com/ferrytool/ferry/transfer"
 )
@@ -114,7 +114,7 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	if len(images) == 0 && !o.all {
 		return usagef("name the images to send, or pass --all")
 	}
-	compress, err := o.compression(cmd.Flags().Changed("level"))
+	c, err := o.compression(cmd.Flags().Changed("level"))
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	opts := transfer.SendOptions{
 		Options:  o.ssh.options(o.insecure, show.askPassphrase),
 		Read:     store.ReadOptions{Platform: platform, Progress: show.reading},
-		Compress: compress,
+		Compress: c,
 		All:      o.all,
 		To:       o.to,
 		Progress: show.sending,
@@ -144,13 +144,13 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 
 // compression reads --compress and --level (fixed is whether --level was given): auto
 // adapts the codec and the level to each host, a codec alone its level to each host's link.
-func (o *sendOptions) compression(fixed bool) (archive.Compression, error) {
-	c := archive.Compression{Mode: archive.Follow}
+func (o *sendOptions) compression(fixed bool) (compress.Compression, error) {
+	c := compress.Compression{Mode: compress.Follow}
 	name := o.compress
 	if name == "auto" {
-		c.Mode, name = archive.Auto, "gzip"
+		c.Mode, name = compress.Auto, "gzip"
 	}
-	level := archive.DefaultLevel
+	level := compress.DefaultLevel
 	if fixed {
 		level = o.level
 	}
@@ -161,8 +161,8 @@ func (o *sendOptions) compression(fixed bool) (archive.Compression, error) {
 	c.Codec = write.Codec
 	if fixed {
 		c.Level = level
-		if c.Mode == archive.Follow {
-			c.Mode = archive.Fixed
+		if c.Mode == compress.Follow {
+			c.Mode = compress.Fixed
 		}
 	}
 	return c, nil

@@ -99,3 +99,14 @@ func RandomData(n int) []byte {
 	rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16)}).Read(data)
 	return data
 }
+
+// RandomText returns n bytes of words: text that compresses, differently at each level.
+func RandomText(n int) []byte {
+	words := []string{"layer ", "blob ", "docker ", "ferry ", "\n", "containerd ", "zstd "}
+	var b bytes.Buffer
+	rng := rand.New(rand.NewPCG(1, 2))
+	for b.Len() < n {
+		b.WriteString(words[rng.IntN(len(words))])
+	}
+	return b.Bytes()[:n]
+}

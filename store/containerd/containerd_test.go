@@ -19,6 +19,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/archive/spool"
+	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/internal/testenv"
 	"github.com/ferrytool/ferry/sshconn"
 	"github.com/ferrytool/ferry/store"
@@ -166,19 +168,19 @@ func TestLocal(t *testing.T) {
 	t.Run("left-out layer", func(t *testing.T) {
 		f, _ := os.Open(writeBundle(t, dir, "thin:1", testenv.BusyboxV1(t, map[string]string{"marker": "thin\n"}, map[string]string{"more": "x"})))
 		defer f.Close()
-		spool, err := archive.NewSpool(t.TempDir(), archive.WriteOptions{})
+		sp, err := spool.New(t.TempDir(), archive.WriteOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer spool.Close()
-		b, err := archive.Read(context.Background(), f, spool, archive.ReadOptions{})
+		defer sp.Close()
+		b, err := archive.Read(context.Background(), f, sp, archive.ReadOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Leave out the marker layer, which the store does not hold.
 		thin := b.LeaveOut(func(blob *archive.Blob) bool { return blob == b.Images[0].Layers[1].Blob })
 		var buf bytes.Buffer
-		if err := archive.Write(context.Background(), &buf, thin, spool, archive.WriteOptions{}); err == nil {
+		if err := archive.Write(context.Background(), &buf, thin, sp, archive.WriteOptions{}); err == nil {
 			_, err = transfer.Load(context.Background(), &buf, transfer.LoadOptions{To: "containerd"})
 			if !errors.Is(err, archive.ErrMissingBlob) {
 				t.Errorf("loading a bundle leaving out a layer the store lacks: %v", err)
@@ -347,7 +349,7 @@ func TestSSHCompressed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	packed, err := archive.Pack(io.Discard, rc, archive.DefaultLevel)
+	packed, err := archive.Pack(io.Discard, rc, compress.DefaultLevel)
 	rc.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/archive/spool"
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/store"
 )
@@ -217,15 +218,15 @@ func (s *Store) Receive(context.Context) (store.Receiver, error) {
 	if s.base == "" {
 		return nil, fmt.Errorf("%w: name where images go: registry:HOST[/PREFIX]", store.ErrInvalidReference)
 	}
-	spool, err := archive.NewSpool("", archive.WriteOptions{})
+	sp, err := spool.New("", archive.WriteOptions{})
 	if err != nil {
 		return nil, err
 	}
-	return &receiver{Spool: spool, s: s}, nil
+	return &receiver{Spool: sp, s: s}, nil
 }
 
 type receiver struct {
-	*archive.Spool
+	*spool.Spool
 	s      *Store
 	loaded []store.Loaded
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/store"
 	"github.com/ferrytool/ferry/transfer"
@@ -107,7 +108,7 @@ func (tg Target) send(path string) ([]transfer.HostResult, error) {
 		Options:  tg.Options,
 		To:       tg.Ref,
 		Open:     tg.OpenHost,
-		Compress: archive.Compression{Codec: archive.Gzip, Mode: archive.Follow},
+		Compress: compress.Compression{Codec: compress.Gzip, Mode: compress.Follow},
 	})
 }
 

@@ -1,10 +1,10 @@
-package archive
+package compress
 
 import "testing"
 
-// TestCompressionOptions: how a stream to a destination is compressed, from --compress,
+// TestCompressionEncoder: how a stream to a destination is compressed, from --compress,
 // --level and whether the destination takes zstd.
-func TestCompressionOptions(t *testing.T) {
+func TestCompressionEncoder(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		c      Compression
@@ -22,7 +22,7 @@ func TestCompressionOptions(t *testing.T) {
 		{"zstd --level 2: level 2 always", Compression{Zstd, 2, Fixed}, true, Zstd, 2, false},
 		{"none", Compression{None, 0, Auto}, true, None, 0, false},
 	} {
-		got := c.c.Options(c.zstdOK)
+		got := c.c.Encoder(c.zstdOK)
 		if got.Codec != c.codec || got.Level != c.level || (got.Adapt != nil) != c.adapts {
 			t.Errorf("%s: %s level %d adapting %v, want %s level %d adapting %v", c.name, got.Codec, got.Level, got.Adapt != nil, c.codec, c.level, c.adapts)
 		}
@@ -31,7 +31,7 @@ func TestCompressionOptions(t *testing.T) {
 		}
 	}
 	c := Compression{Gzip, 0, Auto}
-	if c.Options(false).Adapt == c.Options(false).Adapt {
+	if c.Encoder(false).Adapt == c.Encoder(false).Adapt {
 		t.Error("two streams share an Adaptive: each link learns its own")
 	}
 }

@@ -1,16 +1,12 @@
-package archive
+package compress
 
 import (
 	"bytes"
-	"context"
 	"io"
-	"math/rand/v2"
 	"os/exec"
 	"slices"
 	"testing"
 	"time"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/internal/testenv"
 )
@@ -68,7 +64,7 @@ func TestAdaptiveLearns(t *testing.T) {
 		a := NewAdaptive(Gzip, AdaptiveLevels(Gzip), true)
 		a.at = c.at
 		w := a.Writer(c.dst)
-		in := bytes.NewReader(randomText(len(c.want) * adaptPart))
+		in := bytes.NewReader(testenv.RandomText(len(c.want) * adaptPart))
 		var got []int
 		for range c.want {
 			if _, err := io.CopyN(w, in, adaptPart); err != nil {
@@ -93,7 +89,7 @@ func (slowWriter) Write(p []byte) (int, error) {
 // TestAdaptiveParts: a stream of parts at every level, and stored, is one stream to Go's
 // readers and to gzip(1) and zstd(1), whatever the choices.
 func TestAdaptiveParts(t *testing.T) {
-	in := randomText(5*adaptPart + 12345)
+	in := testenv.RandomText(5*adaptPart + 12345)
 	for _, c := range []struct {
 		codec  Codec
 		levels []int // each part's index in the levels, -1 stored
@@ -121,7 +117,7 @@ func TestAdaptiveParts(t *testing.T) {
 		if c.codec == Gzip && (out.Len() < adaptPart || out.Len() > adaptPart*5/2) {
 			t.Errorf("gzip: %d bytes out of %d: want the first and last whole parts stored, the others smaller", out.Len(), len(in))
 		}
-		zr, _, err := decompress(bytes.NewReader(out.Bytes()), false)
+		zr, _, err := NewReader(bytes.NewReader(out.Bytes()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,55 +131,4 @@ func TestAdaptiveParts(t *testing.T) {
 			t.Fatalf("%s -dc: %d bytes, %v; want the %d bytes written", c.tool, len(got), err, len(in))
 		}
 	}
-}
-
-// TestWriteAdaptive: Write with an Adaptive copies what a spool holds encoded at any level,
-// encodes what it holds plain, and the spool learns the sizes for the adapting writes only.
-func TestWriteAdaptive(t *testing.T) {
-	img, _ := testImages(t)
-	data := writeBundle(t, WriteOptions{}, map[string]v1.Image{"adapt:1": img})
-	for _, spooled := range []WriteOptions{{}, {Codec: Gzip, Level: 6}} {
-		spool, b := spoolBundle(t, data, spooled)
-		// Level: what is not a blob from the source (metadata, configs) is written at it.
-		adapt := WriteOptions{Codec: Gzip, Level: 6, Adapt: NewAdaptive(Gzip, AdaptiveLevels(Gzip), true)}
-		var out bytes.Buffer
-		if err := Write(context.Background(), &out, b, spool, adapt); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := Read(context.Background(), bytes.NewReader(out.Bytes()), Discard, ReadOptions{}); err != nil {
-			t.Fatalf("spooled %s: reading the bundle written: %v", spooled.Codec, err)
-		}
-		layer := b.Images[0].Layers[0].Blob
-		n, ok := spool.EncodedSize(layer, adapt)
-		if !ok || n <= 0 {
-			t.Errorf("spooled %s: encoded size %d, %v (the layer holds %d bytes)", spooled.Codec, n, ok, layer.Size)
-		}
-		if _, ok := spool.EncodedSize(layer, WriteOptions{Codec: Gzip, Level: 3}); ok {
-			t.Errorf("spooled %s: an encoded size at a level never written", spooled.Codec)
-		}
-		if spooled.Codec == Gzip {
-			// Copied as spooled: the bundle is the one Write gives at the spool's level.
-			var fixed bytes.Buffer
-			if err := Write(context.Background(), &fixed, b, spool, spooled); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(out.Bytes(), fixed.Bytes()) {
-				t.Errorf("spooled at level 6: the adapting write differs from the level-6 write: not copied")
-			}
-		}
-	}
-	if err := Write(context.Background(), io.Discard, &Bundle{}, V1Source{}, WriteOptions{Codec: Zstd, Adapt: NewAdaptive(Gzip, nil, false)}); err == nil {
-		t.Error("writing zstd with a gzip Adaptive: no error")
-	}
-}
-
-// randomText is n bytes of words: text that compresses, differently at each level.
-func randomText(n int) []byte {
-	words := []string{"layer ", "blob ", "docker ", "ferry ", "\n", "containerd ", "zstd "}
-	var b bytes.Buffer
-	rng := rand.New(rand.NewPCG(1, 2))
-	for b.Len() < n {
-		b.WriteString(words[rng.IntN(len(words))])
-	}
-	return b.Bytes()[:n]
 }

@@ -1,4 +1,4 @@
-package archive
+package spool
 
 import (
 	"context"
@@ -8,17 +8,20 @@ import (
 	"os"
 	"sync"
 
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/internal/leftover"
 )
 
-// A Spool is a Sink that stages a bundle's data entries in a temporary directory, already
-// encoded for the bundle Write will make of them, and serves them back as an EncodedSource.
+// A Spool is an archive.Sink that stages a bundle's data entries in a temporary directory,
+// already encoded for the bundle archive.Write will make of them, and serves them back as an
+// archive.EncodedSource; as an archive.EncodedRecorder, it keeps what Write made of the rest.
 // It is how a stream whose metadata comes last (docker save) becomes a bundle whose metadata
 // comes first without compressing anything twice. An entry can be opened once its staging
 // has begun (Entry stages it before it reads its first byte), and reads follow its staging.
 type Spool struct {
 	dir   string
-	codec Codec
+	codec compress.Codec
 	level int
 
 	mu    sync.Mutex
@@ -26,19 +29,27 @@ type Spool struct {
 	// What Write made of the blobs it encoded from the staged content, for one codec and
 	// level (the first it used): by entry name, and in all.
 	wrote      map[string]int64
-	wroteAs    encoding
+	wroteAs    archive.Encoding
 	raw, coded int64
 }
 
-// NewSpool makes a spool in a new directory under parent ("" for the system temp dir),
-// encoding for opts.
-func NewSpool(parent string, opts WriteOptions) (*Spool, error) {
+// The archive interfaces a Spool implements; Write finds the last two by type assertion.
+var (
+	_ archive.Sink            = (*Spool)(nil)
+	_ archive.BlobSource      = (*Spool)(nil)
+	_ archive.EncodedSource   = (*Spool)(nil)
+	_ archive.EncodedRecorder = (*Spool)(nil)
+)
+
+// New makes a spool in a new directory under parent ("" for the system temp dir), encoding
+// for opts.
+func New(parent string, opts archive.WriteOptions) (*Spool, error) {
 	leftover.Clean(parent, "ferry-spool-") // a killed run's
 	dir, err := os.MkdirTemp(parent, leftover.Pattern("ferry-spool-"))
 	if err != nil {
 		return nil, err
 	}
-	return &Spool{dir: dir, codec: opts.Codec, level: opts.level(), files: map[string]*staged{}}, nil
+	return &Spool{dir: dir, codec: opts.Codec, level: opts.EffectiveLevel(), files: map[string]*staged{}}, nil
 }
 
 // A staged entry: a file, and how far its staging has come.
@@ -62,7 +73,7 @@ func (st *staged) wrote(n int, done bool, err error) {
 }
 
 // Entry stages one entry.
-func (s *Spool) Entry(ctx context.Context, e Entry, r io.Reader) error {
+func (s *Spool) Entry(ctx context.Context, e archive.Entry, r io.Reader) error {
 	f, err := os.CreateTemp(s.dir, "blob-")
 	if err != nil {
 		return err
@@ -71,7 +82,7 @@ func (s *Spool) Entry(ctx context.Context, e Entry, r io.Reader) error {
 	s.mu.Lock()
 	s.files[e.Name] = st
 	s.mu.Unlock()
-	err = encodeBody(stagingWriter{f, st}, r, e.Size, encoder{codec: s.codec, level: s.level})
+	err = archive.EncodeBody(stagingWriter{f, st}, r, e.Size, compress.Encoder{Codec: s.codec, Level: s.level})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -95,7 +106,7 @@ func (w stagingWriter) Write(p []byte) (int, error) {
 }
 
 // Commit keeps what was staged for Write.
-func (s *Spool) Commit(context.Context, *Bundle) error { return nil }
+func (s *Spool) Commit(context.Context, *archive.Bundle) error { return nil }
 
 // Abort removes what was staged.
 func (s *Spool) Abort(error) { s.Close() }
@@ -106,7 +117,7 @@ func (s *Spool) Close() error { return os.RemoveAll(s.dir) }
 // OpenEncoded returns a blob's staged body when it was encoded as asked (level 0: at any
 // level), once staged whole: Write copies it as it is, unchecked, where what Open gives is
 // checked against the blob's digest as it is read.
-func (s *Spool) OpenEncoded(ctx context.Context, b *Blob, codec Codec, level int) (io.ReadCloser, bool, error) {
+func (s *Spool) OpenEncoded(ctx context.Context, b *archive.Blob, codec compress.Codec, level int) (io.ReadCloser, bool, error) {
 	if !s.encodedAs(codec, level) {
 		return nil, false, nil
 	}
@@ -121,34 +132,36 @@ func (s *Spool) OpenEncoded(ctx context.Context, b *Blob, codec Codec, level int
 
 // EncodedSize returns the bytes Write gives for a blob's body encoded as opts ask, when it
 // knows them: it was staged so, or Write has written it so before.
-func (s *Spool) EncodedSize(b *Blob, opts WriteOptions) (int64, bool) {
+func (s *Spool) EncodedSize(b *archive.Blob, opts archive.WriteOptions) (int64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, ok := s.files[b.Path]
 	if !ok {
 		return 0, false
 	}
-	if s.encodedAs(opts.Codec, opts.copied()) {
+	if s.encodedAs(opts.Codec, opts.CopiedLevel()) {
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		return st.n, st.done && st.err == nil
 	}
 	n, ok := s.wrote[b.Path]
-	return n, ok && s.wroteAs == opts.encoding()
+	return n, ok && s.wroteAs == opts.Encoding()
 }
 
 // EncodedRatio returns the ratio of encoded to staged bytes of the blobs Write has encoded
 // as opts ask, if it has.
-func (s *Spool) EncodedRatio(opts WriteOptions) (float64, bool) {
+func (s *Spool) EncodedRatio(opts archive.WriteOptions) (float64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.raw == 0 || s.wroteAs != opts.encoding() {
+	if s.raw == 0 || s.wroteAs != opts.Encoding() {
 		return 0, false
 	}
 	return float64(s.coded) / float64(s.raw), true
 }
 
-func (s *Spool) encoded(b *Blob, as encoding, size int64) {
+// Encoded keeps what Write made of a blob it encoded from the staged content, for the first
+// encoding it used.
+func (s *Spool) Encoded(b *archive.Blob, as archive.Encoding, size int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.wrote == nil {
@@ -156,28 +169,28 @@ func (s *Spool) encoded(b *Blob, as encoding, size int64) {
 	}
 	if s.wroteAs == as {
 		s.wrote[b.Path] = size
-		s.raw += b.Size + padding(b.Size)
+		s.raw += b.Size + archive.Padding(b.Size)
 		s.coded += size
 	}
 }
 
-func (s *Spool) encodedAs(codec Codec, level int) bool {
-	return codec == s.codec && (codec == None || level == 0 || level == s.level)
+func (s *Spool) encodedAs(codec compress.Codec, level int) bool {
+	return codec == s.codec && (codec == compress.None || level == 0 || level == s.level)
 }
 
 // Open returns a blob's content.
-func (s *Spool) Open(ctx context.Context, b *Blob) (io.ReadCloser, error) {
+func (s *Spool) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, error) {
 	f, err := s.open(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	if s.codec == None {
+	if s.codec == compress.None {
 		return struct {
 			io.Reader
 			io.Closer
 		}{io.LimitReader(f, b.Size), f}, nil
 	}
-	zr, _, err := decompress(f, false)
+	zr, _, err := compress.NewReader(f)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -194,12 +207,12 @@ type closeBoth [2]io.Closer
 func (c closeBoth) Close() error { return errors.Join(c[0].Close(), c[1].Close()) }
 
 // open returns a reader of b's staged file that follows its staging.
-func (s *Spool) open(ctx context.Context, b *Blob) (*following, error) {
+func (s *Spool) open(ctx context.Context, b *archive.Blob) (*following, error) {
 	s.mu.Lock()
 	st := s.files[b.Path]
 	s.mu.Unlock()
 	if st == nil {
-		return nil, fmt.Errorf("%w: %s was not spooled", ErrMissingBlob, b)
+		return nil, fmt.Errorf("%w: %s was not spooled", archive.ErrMissingBlob, b)
 	}
 	f, err := os.Open(st.name)
 	if err != nil {
