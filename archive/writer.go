@@ -370,16 +370,16 @@ func EncodeBody(dst io.Writer, src io.Reader, size int64, enc compress.Encoder) 
 		return err
 	}
 	n, err := io.CopyN(w, src, size)
-	if err != nil {
-		if err == io.EOF {
-			err = fmt.Errorf("got %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
-		}
-		return err
+	if err == nil {
+		_, err = w.Write(make([]byte, Padding(size)))
 	}
-	if _, err := w.Write(make([]byte, Padding(size))); err != nil {
-		return err
+	if cerr := w.Close(); err == nil { // on an error too: a compressor's goroutines write to dst until it is closed
+		return cerr
 	}
-	return w.Close()
+	if err == io.EOF {
+		err = fmt.Errorf("got %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+	}
+	return err
 }
 
 // Padding returns the zero bytes that end a tar entry's body of size bytes at a 512-byte block.

@@ -66,6 +66,9 @@ type staged struct {
 func (st *staged) wrote(n int, done bool, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.done {
+		return // how the staging ended is final
+	}
 	st.n += int64(n)
 	st.done, st.err = done, err
 	close(st.more)
