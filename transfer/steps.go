@@ -23,10 +23,10 @@ import (
 // image store keeps every image it has loaded and skips the layers whose chain it holds (a
 // store.Stepper). So such a host is sent the layers it lacks in steps: each step an untagged
 // image of the first layers of an image sent (archive.Step, labelled store.StepLabel) that
-// carries the layers
-// after those the host holds; then the images themselves, which carry the last step's layers. A cut send
-// loses the step in flight only: sent again, the host's inventory shows the steps' layers and
-// only the rest travels. Once the images are loaded their steps are removed.
+// carries the layers after those the host holds; then the images themselves, which carry the
+// last step's layers. A cut send loses the step in flight only: sent again, the host's
+// inventory shows the steps' layers and only the rest travels. Once the images are loaded
+// their steps are removed.
 //
 // Steps overlap: a step's bytes travel while the daemon unpacks the steps before, and its
 // stream is ended, so that the daemon loads it, once the one before has loaded (it builds on
