@@ -250,9 +250,15 @@ func (h *coldHost) result() ([]string, error) {
 		err = cmp.Or(h.failed, errors.New("the stream ended early"))
 	}
 	if err != nil && !h.whole {
-		err = fmt.Errorf("%w; the stream stopped after %d bytes, and docker loads nothing from an incomplete stream: the host is as it was", err, h.out.n.Load())
+		err = streamCut(err, h.out.n.Load())
 	}
 	return h.loaded, err
+}
+
+// streamCut says why a load whose stream stopped after n bytes failed, and that it loaded
+// nothing.
+func streamCut(err error, n int64) error {
+	return fmt.Errorf("%w; the stream stopped after %d bytes, and docker loads nothing from an incomplete stream: the host is as it was", err, n)
 }
 
 // errAllDropped says no cold host is left to stream to.

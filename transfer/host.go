@@ -277,7 +277,7 @@ func (h *host) load(ctx context.Context, chain *loadChain, b *archive.Bundle, im
 	case err != nil && stepped:
 		err = fmt.Errorf("%w; %s", err, resumeHint)
 	case l.cut:
-		err = fmt.Errorf("%w; the stream stopped after %d bytes, and docker loads nothing from an incomplete stream: the host is as it was", err, l.n)
+		err = streamCut(err, l.n)
 	}
 	return err
 }
