@@ -68,7 +68,7 @@ func DefaultRef() string {
 
 // Implicit returns the reference of the store a load goes to when none is named.
 func Implicit(ctx context.Context) (string, error) {
-	var why []error
+	var why []string
 	for _, k := range kinds {
 		if k.Implicit == nil {
 			continue
@@ -77,9 +77,9 @@ func Implicit(ctx context.Context) (string, error) {
 		if err == nil {
 			return strings.TrimSuffix(k.Name+":"+arg, ":"), nil
 		}
-		why = append(why, err)
+		why = append(why, err.Error())
 	}
-	return "", fmt.Errorf("no store named, and none found: %w", errors.Join(why...))
+	return "", fmt.Errorf("no store named, and none found: %s", strings.Join(why, "; "))
 }
 
 // ErrInvalidReference: a source or store reference that cannot be parsed. Nothing was read
