@@ -178,15 +178,21 @@ func TestManyEntriesMemory(t *testing.T) {
 	}
 }
 
-// manyEntries writes a bundle of one image (a config, a layer) and n one-byte entries
-// nothing refers to, with manifest.json first or last.
-func manyEntries(t *testing.T, path string, n int, first bool) {
+// markerLayer is a layer tar of one file, /marker.
+func markerLayer() []byte {
 	var layer bytes.Buffer
 	lw := tar.NewWriter(&layer)
 	lw.WriteHeader(&tar.Header{Name: "marker", Size: 2, Mode: 0o644, Typeflag: tar.TypeReg})
 	lw.Write([]byte("x\n"))
 	lw.Close()
-	diffID := sha256.Sum256(layer.Bytes())
+	return layer.Bytes()
+}
+
+// manyEntries writes a bundle of one image (a config, a layer) and n one-byte entries
+// nothing refers to, with manifest.json first or last.
+func manyEntries(t *testing.T, path string, n int, first bool) {
+	layer := markerLayer()
+	diffID := sha256.Sum256(layer)
 	config := fmt.Appendf(nil, `{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:%x"]},"config":{}}`, diffID)
 	configPath, layerPath := fmt.Sprintf("blobs/sha256/%x", sha256.Sum256(config)), fmt.Sprintf("blobs/sha256/%x", diffID)
 	manifest := fmt.Appendf(nil, `[{"Config":%q,"RepoTags":["many:1"],"Layers":[%q]}]`, configPath, layerPath)
@@ -195,7 +201,7 @@ func manyEntries(t *testing.T, path string, n int, first bool) {
 			put("manifest.json", manifest)
 		}
 		put(configPath, config)
-		put(layerPath, layer.Bytes())
+		put(layerPath, layer)
 		for i := range n {
 			put("tiny/"+strconv.Itoa(i), []byte{byte(i)})
 		}
@@ -325,16 +331,12 @@ func TestZeroLayerImages(t *testing.T) {
 // deepBundle writes a bundle, in docker 25's layout, of one image tagged deep:1 whose n
 // layers are one layer n times.
 func deepBundle(t *testing.T, path string, n int) {
-	var layer bytes.Buffer
-	lw := tar.NewWriter(&layer)
-	lw.WriteHeader(&tar.Header{Name: "marker", Size: 2, Mode: 0o644, Typeflag: tar.TypeReg})
-	lw.Write([]byte("x\n"))
-	lw.Close()
-	layerDigest := sha256.Sum256(layer.Bytes())
+	layer := markerLayer()
+	layerDigest := sha256.Sum256(layer)
 	diffIDs := strings.Repeat(fmt.Sprintf(`"sha256:%x",`, layerDigest), n)
 	config := fmt.Appendf(nil, `{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[%s]},"config":{}}`, strings.TrimSuffix(diffIDs, ","))
 	configDigest := sha256.Sum256(config)
-	descs := strings.Repeat(fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%x","size":%d},`, layerDigest, layer.Len()), n)
+	descs := strings.Repeat(fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%x","size":%d},`, layerDigest, len(layer)), n)
 	manifest := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%x","size":%d},"layers":[%s]}`, configDigest, len(config), strings.TrimSuffix(descs, ","))
 	manifestDigest := sha256.Sum256(manifest)
 	index := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%x","size":%d,"annotations":{"io.containerd.image.name":"docker.io/library/deep:1","org.opencontainers.image.ref.name":"1"}}]}`, manifestDigest, len(manifest))
@@ -345,7 +347,7 @@ func deepBundle(t *testing.T, path string, n int) {
 		put("manifest.json", fmt.Appendf(nil, `[{"Config":"blobs/sha256/%x","RepoTags":["deep:1"],"Layers":[%s]}]`, configDigest, strings.TrimSuffix(paths, ",")))
 		put(fmt.Sprintf("blobs/sha256/%x", configDigest), config)
 		put(fmt.Sprintf("blobs/sha256/%x", manifestDigest), manifest)
-		put(fmt.Sprintf("blobs/sha256/%x", layerDigest), layer.Bytes())
+		put(fmt.Sprintf("blobs/sha256/%x", layerDigest), layer)
 	})
 }
 
