@@ -152,11 +152,9 @@ func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spooled int, zs
 }
 
 // join decides, once the source's layers are known, whether a host takes the source as it
-// is read: a store that loads streams (a Streamer), takes complete images only and lacks
-// some of its layers. It returns the host's share of the stream, or nil when the host will
-// take the source from the spool (in steps, for a docker daemon on the classic store).
+// is read: one whose load may (host.cold) and that lacks some of the layers. It returns the
+// host's share of the stream, or nil when the host will take the source from the spool.
 func (p *coldPlan) join(ctx context.Context, src *pending, h *host) *coldHost {
-	s, ok := h.st.(store.Streamer)
 	if !h.zstd {
 		p.mu.Lock()
 		p.noZstd = true
@@ -165,7 +163,7 @@ func (p *coldPlan) join(ctx context.Context, src *pending, h *host) *coldHost {
 	images, pipelined := p.layers(ctx, src)
 	// A store that takes complete images only and holds every layer may hold the images
 	// whole: it waits for the source, and deliver sends it nothing it holds whole.
-	if !ok || !pipelined || !h.inv.Complete || holdsEvery(h.inv, images) {
+	if h.cold == nil || !pipelined || holdsEvery(h.inv, images) {
 		p.decide(nil, true)
 		return nil
 	}
@@ -174,7 +172,7 @@ func (p *coldPlan) join(ctx context.Context, src *pending, h *host) *coldHost {
 		return nil // reading started without it
 	}
 	h.progress(0, p.total)
-	go c.load(ctx, s, pr)
+	go c.load(ctx, h.cold, pr)
 	return c
 }
 

@@ -26,8 +26,9 @@ type host struct {
 
 	st     store.Store
 	inv    *dedupe.Inventory
-	zstd   bool     // the store's load takes zstd
-	via    delivery // how the store is sent images
+	zstd   bool           // the store's load takes zstd
+	via    delivery       // how the store is sent images
+	cold   store.Streamer // the store's load, when it may take the first source as it is read
 	closes []func() error
 
 	decided bool // the cold plan knows whether the host takes the first source as it is read
@@ -63,7 +64,7 @@ func (h *host) sendAll(ctx context.Context) error {
 	if err := h.takeStock(ctx); err != nil {
 		return err
 	}
-	h.via = h.choose()
+	h.choose()
 	for i, p := range h.s.reads {
 		if p.plan != nil {
 			h.decided = true
@@ -138,18 +139,27 @@ func (h *host) takeStock(ctx context.Context) error {
 	return nil
 }
 
-// choose chooses how the store is sent images, from what it can do.
-func (h *host) choose() delivery {
-	if s, ok := h.st.(store.Stepper); ok && !h.inv.Complete {
-		return &stepLoad{h: h, s: s}
+// choose chooses how the store is sent images, from what it can do, and whether its load
+// may take the first source as it is read (a load of streams of complete images only: the
+// cold plan sends it the stream when it lacks some of the layers).
+func (h *host) choose() {
+	switch st := h.st.(type) {
+	case store.Stepper:
+		if !h.inv.Complete {
+			h.via = &stepLoad{h: h, s: st}
+			return
+		}
+		h.via, h.cold = &streamLoad{h: h, s: st}, st
+	case store.Streamer:
+		h.via = &streamLoad{h: h, s: st}
+		if h.inv.Complete {
+			h.cold = st
+		}
+	case store.Unpacker:
+		h.via = &packed{h: h, u: st}
+	default:
+		h.via = received{h}
 	}
-	if s, ok := h.st.(store.Streamer); ok {
-		return &streamLoad{h: h, s: s}
-	}
-	if u, ok := h.st.(store.Unpacker); ok {
-		return &packed{h: h, u: u}
-	}
-	return received{h}
 }
 
 func (h *host) progress(sent, total int64) {
