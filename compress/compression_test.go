@@ -31,7 +31,7 @@ func TestCompressionEncoder(t *testing.T) {
 		}
 	}
 	c := Compression{Gzip, 0, Auto}
-	if c.Encoder(false).Adapt == c.Encoder(false).Adapt {
+	if one, other := c.Encoder(false), c.Encoder(false); one.Adapt == other.Adapt {
 		t.Error("two streams share an Adaptive: each link learns its own")
 	}
 }
