@@ -16,7 +16,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/archive/spool"
@@ -25,6 +24,7 @@ import (
 	"github.com/ferrytool/ferry/sshconn"
 	"github.com/ferrytool/ferry/store"
 	_ "github.com/ferrytool/ferry/store/all"
+	"github.com/ferrytool/ferry/store/storetest"
 	"github.com/ferrytool/ferry/transfer"
 )
 
@@ -194,43 +194,17 @@ func TestLocal(t *testing.T) {
 
 // sshEnv is an sshd this machine's containerds are reached through.
 type sshEnv struct {
-	sshd  *testenv.SSHD
-	opts  transfer.SendOptions
-	pub   ssh.PublicKey
-	known string
+	ssh  *storetest.SSH
+	sshd *testenv.SSHD
+	opts transfer.SendOptions
 }
 
 func newSSHEnv(t *testing.T) *sshEnv {
 	t.Helper()
-	home := t.TempDir()
-	t.Setenv("HOME", home)
-	t.Setenv("SSH_AUTH_SOCK", "")
-	pub, key := testenv.NewKey(t, home, "id", "")
-	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{pub}})
-	known := filepath.Join(home, "known_hosts")
-	if err := os.WriteFile(known, []byte(sshd.KnownHostsLine()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &sshEnv{sshd: sshd, pub: pub, known: known, opts: transfer.SendOptions{
-		Options: transfer.Options{SSH: sshconn.Config{ConfigFile: "none", KnownHosts: known, Identities: []string{key}}},
-		To:      "containerd:k8s.io",
-	}}
+	s := storetest.NewSSH(t)
+	return &sshEnv{ssh: s, sshd: s.Start(t, testenv.SSHDOptions{}), opts: transfer.SendOptions{Options: s.Options, To: "containerd:k8s.io"}}
 }
 
-// know adds another sshd's host key to the known hosts.
-func (e *sshEnv) know(t *testing.T, sshd *testenv.SSHD) {
-	t.Helper()
-	f, err := os.OpenFile(e.known, os.O_APPEND|os.O_WRONLY, 0)
-	if err == nil {
-		_, err = f.WriteString(sshd.KnownHostsLine() + "\n")
-		f.Close()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// host is the SSH destination of containerd c through the sshd.
 func (e *sshEnv) host(c *testenv.Containerd) string { return "ssh://root@" + e.sshd.Addr + c.Socket }
 
 func (e *sshEnv) send(t *testing.T, args []string, opts transfer.SendOptions, hosts ...string) ([]transfer.HostResult, error) {
@@ -539,8 +513,7 @@ func TestDocker26(t *testing.T) {
 func TestDocker26Fallback(t *testing.T) {
 	d := testenv.StartDockerFlavor(t, testenv.Docker26Containerd)
 	e := newSSHEnv(t)
-	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{e.pub}, User: "ferrytest"})
-	e.know(t, sshd)
+	sshd := e.ssh.Start(t, testenv.SSHDOptions{User: "ferrytest"})
 	d.ShareSocket(t)
 	sock := strings.TrimPrefix(d.Host, "unix://")
 	dir := t.TempDir()

@@ -48,7 +48,15 @@ func NewSSH(t *testing.T) *SSH {
 // destination, root@127.0.0.1:PORT.
 func (s *SSH) Host(t *testing.T, env ...string) string {
 	t.Helper()
-	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{s.key}, SetEnv: env})
+	return "root@" + s.Start(t, testenv.SSHDOptions{SetEnv: env}).Addr
+}
+
+// Start starts an sshd as opts say that also lets the key in, and adds its host key to
+// known_hosts.
+func (s *SSH) Start(t *testing.T, opts testenv.SSHDOptions) *testenv.SSHD {
+	t.Helper()
+	opts.AuthorizedKeys = append(opts.AuthorizedKeys, s.key)
+	sshd := testenv.StartSSHD(t, opts)
 	f, err := os.OpenFile(s.known, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +65,7 @@ func (s *SSH) Host(t *testing.T, env ...string) string {
 	if _, err := f.WriteString(sshd.KnownHostsLine() + "\n"); err != nil {
 		t.Fatal(err)
 	}
-	return "root@" + sshd.Addr
+	return sshd
 }
 
 // SortedLines sorts the lines of a tool's output, for a State.
