@@ -1,0 +1,189 @@
+package content
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/internal/testenv"
+)
+
+// layers serves the layers of images by diffID: the store a delta's base is read from.
+type layers map[v1.Hash]v1.Layer
+
+func layersOf(t *testing.T, imgs ...v1.Image) layers {
+	out := layers{}
+	for _, img := range imgs {
+		ls, err := img.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range ls {
+			d, _ := l.DiffID()
+			out[d] = l
+		}
+	}
+	return out
+}
+
+func (s layers) Open(_ context.Context, want []Layer, each func(int, io.Reader) error) error {
+	for i, l := range want {
+		vl, ok := s[l.DiffID]
+		if !ok {
+			return fmt.Errorf("%w: layer %s", archive.ErrMissingBlob, l.DiffID)
+		}
+		rc, err := vl.Uncompressed()
+		if err != nil {
+			return err
+		}
+		err = each(i, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexOf indexes the layers of imgs.
+func indexOf(t *testing.T, imgs ...v1.Image) *Index {
+	x := NewIndex()
+	for d, l := range layersOf(t, imgs...) {
+		rc, _ := l.Uncompressed()
+		got, err := x.Add(t.Context(), rc)
+		rc.Close()
+		if err != nil || got != d {
+			t.Fatalf("indexing %s: %v (got %s)", d, err, got)
+		}
+		x.Name(d, "old")
+	}
+	return x
+}
+
+func bundleOf(t *testing.T, imgs ...v1.Image) (*archive.Bundle, archive.V1Source) {
+	b, src := &archive.Bundle{}, archive.V1Source{}
+	for i, img := range imgs {
+		if _, err := b.AddImage(img, []string{fmt.Sprintf("app:%d", i)}, src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b, src
+}
+
+// TestDelta: the rebuild of an image set whose every layer has a new digest costs what its
+// content gained, and gives every layer back byte for byte from the old set's layers.
+func TestDelta(t *testing.T) {
+	old, rebuilt := testenv.RebuiltSet(t, 2)
+	x := indexOf(t, old...)
+	b, src := bundleOf(t, rebuilt...)
+	var delta bytes.Buffer
+	sum, err := Make(t.Context(), &delta, b, src, x, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full int64
+	for _, l := range b.LayerOrder() {
+		full += l.Size
+	}
+	t.Logf("%d layers, %d bytes: a delta of %d bytes (%+v)", len(b.LayerOrder()), full, delta.Len(), *sum)
+	if sum.Rebuilt != 3 || sum.Whole != 0 || int64(delta.Len()) > full/20 {
+		t.Errorf("delta of %d bytes for %d (%+v): want 3 layers rebuilt, in under a twentieth", delta.Len(), full, *sum)
+	}
+	if !IsDelta(bufio.NewReader(bytes.NewReader(delta.Bytes()))) {
+		t.Error("IsDelta does not know a delta")
+	}
+
+	rb, err := Rebuild(t.Context(), bytes.NewReader(delta.Bytes()), layersOf(t, old...), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	var out bytes.Buffer
+	if err := archive.Write(t.Context(), &out, rb.Bundle, rb.Src, archive.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := archive.Read(t.Context(), &out, archive.Discard, archive.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, img := range got.Images {
+		if img.ID() != b.Images[i].ID() || img.Manifest.Digest != b.Images[i].Manifest.Digest {
+			t.Errorf("image %d rebuilt as %s, want %s", i, img.ID(), b.Images[i].ID())
+		}
+	}
+}
+
+// TestDeltaFaults: a rebuild fails, naming what, when the store lacks a layer the delta
+// copies from, when a layer of the store is not what the delta expects, and when the delta's
+// new content was damaged on the way.
+func TestDeltaFaults(t *testing.T) {
+	old, rebuilt := testenv.RebuiltSet(t, 1)
+	b, src := bundleOf(t, rebuilt...)
+	var delta bytes.Buffer
+	if _, err := Make(t.Context(), &delta, b, src, indexOf(t, old...), t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	base := layersOf(t, old...)
+	lacking, wrong := layers{}, layers{}
+	first := true
+	for d, l := range base {
+		if first {
+			first = false
+			wrong[d] = base[otherThan(base, d)]
+			continue
+		}
+		lacking[d], wrong[d] = l, l
+	}
+	damaged := bytes.Clone(delta.Bytes())
+	at, size := entryAt(t, damaged, packName)
+	damaged[at+size/2] ^= 0x40
+	for _, c := range []struct {
+		name  string
+		delta []byte
+		base  Base
+		want  error
+	}{
+		{"a layer the store lacks", delta.Bytes(), lacking, archive.ErrMissingBlob},
+		{"a layer of the store not what the delta expects", delta.Bytes(), wrong, archive.ErrDiffIDMismatch},
+		{"new content damaged", damaged, base, archive.ErrCorrupt},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Rebuild(t.Context(), bytes.NewReader(c.delta), c.base, t.TempDir())
+			if !errors.Is(err, c.want) {
+				t.Errorf("got %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+// entryAt returns where the data of a tar's entry name begins, and its size.
+func entryAt(t *testing.T, data []byte, name string) (int64, int64) {
+	r := bytes.NewReader(data)
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			t.Fatalf("no %s in the delta: %v", name, err)
+		}
+		if hdr.Name == name {
+			return int64(len(data)) - int64(r.Len()), hdr.Size
+		}
+	}
+}
+
+func otherThan(m layers, d v1.Hash) v1.Hash {
+	for k := range m {
+		if k != d {
+			return k
+		}
+	}
+	return d
+}
