@@ -7,13 +7,15 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/archive"
 )
 
 // A content delta is a tar of these entries, in this order, then the blobs it carries whole
 // (blobs/sha256/<hex>). Its manifest.json names a config it does not hold, so that docker load
 // fails on it at once, naming it, before the daemon changes.
 const (
-	headerName  = "ferry-content-delta.json"
+	headerName  = archive.ContentDelta
 	trapName    = "manifest.json"
 	bundleName  = "bundle.tar"
 	recipesName = "recipes.zst"
@@ -21,9 +23,6 @@ const (
 	trapConfig  = "THIS-IS-A-FERRY-CONTENT-DELTA--load-it-with--ferry-load"
 	version     = 1
 )
-
-// HeaderName is the first entry of a content delta: what tells one from a bundle.
-const HeaderName = headerName
 
 // header is a content delta's first entry.
 type header struct {

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/internal/testenv"
+)
+
+// rebuiltBundles writes n images and their rebuild (testenv.RebuiltSet), tagged app:1 …
+// app:n in both, as two bundle files.
+func rebuiltBundles(t *testing.T, n int) (old, rebuilt string) {
+	oldImgs, newImgs := testenv.RebuiltSet(t, n)
+	dir := t.TempDir()
+	write := func(name string, imgs []v1.Image) string {
+		b, src := &archive.Bundle{}, archive.V1Source{}
+		for i, img := range imgs {
+			if _, err := b.AddImage(img, []string{fmt.Sprintf("app:%d", i+1)}, src); err != nil {
+				t.Fatal(err)
+			}
+		}
+		path := filepath.Join(dir, name)
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := archive.Write(t.Context(), f, b, src, archive.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	return write("old.tar", oldImgs), write("rebuilt.tar", newImgs)
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
+}
+
+// TestContentDelta is the air-gap loop by content into an OCI layout: the far side's
+// inventory with its content, a delta of the rebuilt set against it (and against the old
+// bundle), loaded there into exactly the rebuilt images; and refused, naming the layer, by
+// a store that lacks what it builds on.
+func TestContentDelta(t *testing.T) {
+	old, rebuilt := rebuiltBundles(t, 2)
+	dir := t.TempDir()
+	far := "oci:" + filepath.Join(dir, "far")
+	have, delta, byBundle := filepath.Join(dir, "have.json"), filepath.Join(dir, "d.tar"), filepath.Join(dir, "b.tar")
+	mustFerry(t, nil, "load", "-q", "-i", old, "--to", far)
+	mustFerry(t, nil, "inventory", "--from", far, "--content", "-o", have)
+	mustFerry(t, nil, "save", "-q", rebuilt, "--have", have, "--delta", "content", "-o", delta)
+	mustFerry(t, nil, "save", "-q", rebuilt, "--have", old, "--delta", "content", "-o", byBundle)
+	full := fileSize(t, rebuilt)
+	for _, d := range []string{delta, byBundle} {
+		t.Logf("%s: %d bytes for a set of %d", filepath.Base(d), fileSize(t, d), full)
+		if fileSize(t, d) > full/20 {
+			t.Errorf("%s is %d bytes for a set of %d: want under a twentieth", d, fileSize(t, d), full)
+		}
+	}
+
+	t.Run("refused where the base is lacking", func(t *testing.T) {
+		r := ferry(t, nil, "load", "-i", delta, "--to", "oci:"+filepath.Join(dir, "none"))
+		if r.code != 3 || !strings.Contains(r.stderr, "lacks layer sha256:") {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "none", "index.json")); !os.IsNotExist(err) {
+			t.Errorf("the store that lacks the base was changed: %v", err)
+		}
+	})
+
+	r := ferry(t, nil, "load", "-i", delta, "--to", far)
+	if r.code != 0 || !strings.Contains(r.stderr, "3 layers rebuilt") {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	back := filepath.Join(dir, "back.tar")
+	mustFerry(t, nil, "save", "-q", far+":app:1", far+":app:2", "-o", back)
+	want, got := summary(t, rebuilt), summary(t, back)
+	for i := range want.Images {
+		if w, g := want.Images[i], tagged(t, got, want.Images[i].Tags[0]); g.ID != w.ID || g.Manifest != w.Manifest {
+			t.Errorf("%s loaded as %s (manifest %s), want %s (%s)", w.Tags[0], g.ID, g.Manifest, w.ID, w.Manifest)
+		}
+	}
+}
