@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -88,6 +89,49 @@ func TestContentDelta(t *testing.T) {
 	for i := range want.Images {
 		if w, g := want.Images[i], tagged(t, got, want.Images[i].Tags[0]); g.ID != w.ID || g.Manifest != w.Manifest {
 			t.Errorf("%s loaded as %s (manifest %s), want %s (%s)", w.Tags[0], g.ID, g.Manifest, w.ID, w.Manifest)
+		}
+	}
+}
+
+// TestContentDeltaDocker: a content delta loads into a docker daemon that holds the old set,
+// rebuilt from what `docker save` gives of it; docker load refuses it, naming ferry load,
+// and leaves the daemon as it was; ls and verify say what it needs.
+func TestContentDeltaDocker(t *testing.T) {
+	d := testenv.StartDocker(t)
+	old, rebuilt := rebuiltBundles(t, 2)
+	dir := t.TempDir()
+	have, delta := filepath.Join(dir, "have.json"), filepath.Join(dir, "d.tar")
+	mustFerry(t, dockerEnv(d), "load", "-q", "-i", old)
+	mustFerry(t, dockerEnv(d), "inventory", "--content", "-o", have)
+	mustFerry(t, nil, "save", "-q", rebuilt, "--have", have, "--delta", "content", "-o", delta)
+
+	ls := mustFerry(t, nil, "ls", delta)
+	verify := mustFerry(t, nil, "verify", delta)
+	for _, out := range []string{ls, verify} {
+		if !strings.Contains(out, "rebuilt from content") && !strings.Contains(out, "content delta") || !strings.Contains(out, "(in app:") {
+			t.Errorf("ls or verify does not say what the delta is or needs:\n%s", out)
+		}
+	}
+
+	images := func() string { return strings.Join(slices.Sorted(strings.FieldsSeq(d.Run(t, "images", "-q", "--no-trunc"))), " ") }
+	before := images()
+	out, err := d.RunErr("load", "-i", delta)
+	t.Logf("docker load: %s", out)
+	if err == nil || !strings.Contains(out, "ferry-load") {
+		t.Errorf("docker load of a content delta: %v\n%s", err, out)
+	}
+	if after := images(); after != before {
+		t.Errorf("docker load of a content delta changed the daemon: %s, was %s", after, before)
+	}
+
+	r := ferry(t, dockerEnv(d), "load", "-i", delta)
+	if r.code != 0 || !strings.Contains(r.stderr, "3 layers rebuilt") {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	want := summary(t, rebuilt)
+	for _, img := range want.Images {
+		if got := strings.TrimSpace(d.Run(t, "image", "inspect", "-f", "{{.Id}}", img.Tags[0])); got != img.ID {
+			t.Errorf("%s is %s in docker, want %s", img.Tags[0], got, img.ID)
 		}
 	}
 }
