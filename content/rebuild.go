@@ -103,12 +103,18 @@ func (d *delta) readBase(ctx context.Context, base Base) error {
 		l := d.h.Base[i]
 		h := sha256.New()
 		cr := &countReader{r: io.TeeReader(r, h)}
+		short := func(err error) error {
+			if err == io.EOF {
+				err = fmt.Errorf("%w: it ends at %d bytes of the %d the delta expects", archive.ErrDiffIDMismatch, cr.n, l.Size)
+			}
+			return fmt.Errorf("the store's layer %s: %w", l.DiffID, err)
+		}
 		for k, s := range d.ranges[i] {
 			if _, err := io.CopyN(io.Discard, cr, s.start-cr.n); err != nil {
-				return fmt.Errorf("the store's layer %s: %w", l.DiffID, err)
+				return short(err)
 			}
 			if _, err := io.CopyN(f, cr, s.end-s.start); err != nil {
-				return fmt.Errorf("the store's layer %s: %w", l.DiffID, err)
+				return short(err)
 			}
 			d.ranges[i][k].at = at
 			at += s.end - s.start

@@ -93,45 +93,69 @@ func TestContentDelta(t *testing.T) {
 	}
 }
 
-// TestContentDeltaDocker: a content delta loads into a docker daemon that holds the old set,
-// rebuilt from what `docker save` gives of it; docker load refuses it, naming ferry load,
-// and leaves the daemon as it was; ls and verify say what it needs.
-func TestContentDeltaDocker(t *testing.T) {
-	d := testenv.StartDocker(t)
+// TestContentDeltaStores: a content delta loads into each store that holds the old set,
+// rebuilt from the layers the store itself gives back (docker save, containerd's content
+// store): docker 20.10, 26 on both image stores, containerd. docker load refuses it, naming
+// ferry load, and leaves the daemon as it was; ls and verify say what it needs.
+func TestContentDeltaStores(t *testing.T) {
 	old, rebuilt := rebuiltBundles(t, 2)
+	want := summary(t, rebuilt)
+	for _, f := range testenv.DockerFlavors {
+		t.Run(string(f), func(t *testing.T) {
+			d := testenv.StartDockerFlavor(t, f)
+			delta := contentDelta(t, dockerEnv(d), "docker", old, rebuilt)
+			images := func() string { return strings.Join(slices.Sorted(strings.FieldsSeq(d.Run(t, "images", "-q", "--no-trunc"))), " ") }
+			before := images()
+			out, err := d.RunErr("load", "-i", delta)
+			if err == nil || !strings.Contains(out, "ferry-load") {
+				t.Errorf("docker load of a content delta: %v\n%s", err, out)
+			}
+			if after := images(); after != before {
+				t.Errorf("docker load of a content delta changed the daemon: %s, was %s", after, before)
+			}
+			loadDelta(t, dockerEnv(d), "docker", delta)
+			for _, img := range want.Images {
+				if got := strings.TrimSpace(d.Run(t, "image", "inspect", "-f", "{{.Id}}", img.Tags[0])); got != img.ID && got != img.Manifest {
+					t.Errorf("%s is %s in docker, want %s", img.Tags[0], got, img.ID)
+				}
+			}
+		})
+	}
+	t.Run("containerd", func(t *testing.T) {
+		c := testenv.StartContainerd(t)
+		env := []string{"CONTAINERD_ADDRESS=" + c.Socket}
+		delta := contentDelta(t, env, "containerd:k8s.io", old, rebuilt)
+		loadDelta(t, env, "containerd:k8s.io", delta)
+		out := c.Ctr(t, "-n", "k8s.io", "images", "ls")
+		for _, img := range want.Images {
+			if !strings.Contains(out, img.Manifest) {
+				t.Errorf("containerd lists no image of manifest %s:\n%s", img.Manifest, out)
+			}
+		}
+	})
+}
+
+// contentDelta loads the old set into store, takes its inventory with content, and makes a
+// content delta of the rebuilt set against it; ls and verify must say what it needs.
+func contentDelta(t *testing.T, env []string, store, old, rebuilt string) string {
 	dir := t.TempDir()
 	have, delta := filepath.Join(dir, "have.json"), filepath.Join(dir, "d.tar")
-	mustFerry(t, dockerEnv(d), "load", "-q", "-i", old)
-	mustFerry(t, dockerEnv(d), "inventory", "--content", "-o", have)
+	mustFerry(t, env, "load", "-q", "-i", old, "--to", store)
+	mustFerry(t, env, "inventory", "--from", store, "--content", "-o", have)
 	mustFerry(t, nil, "save", "-q", rebuilt, "--have", have, "--delta", "content", "-o", delta)
-
-	ls := mustFerry(t, nil, "ls", delta)
-	verify := mustFerry(t, nil, "verify", delta)
-	for _, out := range []string{ls, verify} {
-		if !strings.Contains(out, "rebuilt from content") && !strings.Contains(out, "content delta") || !strings.Contains(out, "(in app:") {
-			t.Errorf("ls or verify does not say what the delta is or needs:\n%s", out)
+	t.Logf("%s: a content delta of %d bytes for %d", store, fileSize(t, delta), fileSize(t, rebuilt))
+	for _, verb := range []string{"ls", "verify"} {
+		if out := mustFerry(t, nil, verb, delta); !strings.Contains(out, "content delta") || !strings.Contains(out, "(in ") {
+			t.Errorf("ferry %s does not say what the delta is or needs:\n%s", verb, out)
 		}
 	}
+	return delta
+}
 
-	images := func() string { return strings.Join(slices.Sorted(strings.FieldsSeq(d.Run(t, "images", "-q", "--no-trunc"))), " ") }
-	before := images()
-	out, err := d.RunErr("load", "-i", delta)
-	t.Logf("docker load: %s", out)
-	if err == nil || !strings.Contains(out, "ferry-load") {
-		t.Errorf("docker load of a content delta: %v\n%s", err, out)
-	}
-	if after := images(); after != before {
-		t.Errorf("docker load of a content delta changed the daemon: %s, was %s", after, before)
-	}
-
-	r := ferry(t, dockerEnv(d), "load", "-i", delta)
-	if r.code != 0 || !strings.Contains(r.stderr, "3 layers rebuilt") {
+// loadDelta loads a content delta into store.
+func loadDelta(t *testing.T, env []string, store, delta string) {
+	r := ferry(t, env, "load", "-i", delta, "--to", store)
+	if r.code != 0 || !strings.Contains(r.stderr, "layers rebuilt") {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
-	want := summary(t, rebuilt)
-	for _, img := range want.Images {
-		if got := strings.TrimSpace(d.Run(t, "image", "inspect", "-f", "{{.Id}}", img.Tags[0])); got != img.ID {
-			t.Errorf("%s is %s in docker, want %s", img.Tags[0], got, img.ID)
-		}
 	}
 }
