@@ -27,10 +27,10 @@ bench: deps build ## measure save, load, pool, delta and send against docker, gz
 
 # Inputs are tars of several KiB: minimizing one for seconds stalls a worker (0 execs/s), so
 # minimization is capped by count.
-fuzz: ## fuzz the bundle reader, the manifest parser and the tag parser, 60 s each
-	$(GO) test ./archive -run '^$$' -fuzz '^FuzzRead$$' -fuzztime 60s -fuzzminimizetime 100x
-	$(GO) test ./archive -run '^$$' -fuzz '^FuzzManifestJSON$$' -fuzztime 60s -fuzzminimizetime 100x
-	$(GO) test ./archive -run '^$$' -fuzz '^FuzzParseTag$$' -fuzztime 60s -fuzzminimizetime 100x
+FUZZ := archive:FuzzRead archive:FuzzManifestJSON archive:FuzzParseTag content:FuzzSegment content:FuzzRebuild content:FuzzIndexJSON
+
+fuzz: ## fuzz the bundle reader, the manifest and tag parsers, the content delta reader, the layer segmenter and the content index, 60 s each
+	@for f in $(FUZZ); do $(GO) test ./$${f%%:*} -run '^$$' -fuzz "^$${f#*:}\$$" -fuzztime 60s -fuzzminimizetime 100x || exit 1; done
 
 lint: ## go vet, and staticcheck when installed
 	$(GO) vet ./...

@@ -8,9 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/internal/testenv"
@@ -186,4 +191,35 @@ func otherThan(m layers, d v1.Hash) v1.Hash {
 		}
 	}
 	return d
+}
+
+// fuzzDeltas makes small content deltas: one against an empty index (everything new) and
+// one against its own layers (everything held).
+func fuzzDeltas(t testing.TB) [][]byte {
+	b, src := &archive.Bundle{}, archive.V1Source{}
+	img, err := mutate.AppendLayers(empty.Image, static.NewLayer(testenv.FilesTar(map[string]string{"a": "one", "b/c": strings.Repeat("two ", 9000)}), types.OCIUncompressedLayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AddImage(img, []string{"app:1"}, src); err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for _, x := range []*Index{NewIndex(), nil} {
+		if x == nil {
+			x = NewIndex()
+			ls, _ := img.Layers()
+			for _, l := range ls {
+				rc, _ := l.Uncompressed()
+				x.Add(context.Background(), rc)
+				rc.Close()
+			}
+		}
+		var buf bytes.Buffer
+		if _, err := Make(context.Background(), &buf, b, src, x, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, buf.Bytes())
+	}
+	return out
 }

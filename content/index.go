@@ -152,8 +152,8 @@ func (x *Index) UnmarshalJSON(data []byte) error {
 	}
 	*x = *NewIndex()
 	for i, l := range j.Layers {
-		if l.Size < 0 || x.Holds(l.DiffID) {
-			return fmt.Errorf("content index: layer %s: bad size or listed twice", l.DiffID)
+		if l.DiffID.Algorithm != "sha256" || len(l.DiffID.Hex) != 64 || l.Size < 0 || x.Holds(l.DiffID) {
+			return fmt.Errorf("content index: layer %d: no sha256 diffID, a bad size, or listed twice", i)
 		}
 		x.layer[l.DiffID] = i
 	}
