@@ -104,7 +104,9 @@ func TestContentDeltaStores(t *testing.T) {
 		t.Run(string(f), func(t *testing.T) {
 			d := testenv.StartDockerFlavor(t, f)
 			delta := contentDelta(t, dockerEnv(d), "docker", old, rebuilt)
-			images := func() string { return strings.Join(slices.Sorted(strings.FieldsSeq(d.Run(t, "images", "-q", "--no-trunc"))), " ") }
+			images := func() string {
+				return strings.Join(slices.Sorted(strings.FieldsSeq(d.Run(t, "images", "-q", "--no-trunc"))), " ")
+			}
 			before := images()
 			out, err := d.RunErr("load", "-i", delta)
 			if err == nil || !strings.Contains(out, "ferry-load") {
