@@ -24,7 +24,7 @@ import (
 // layers serves the layers of images by diffID: the store a delta's base is read from.
 type layers map[v1.Hash]v1.Layer
 
-func layersOf(t *testing.T, imgs ...v1.Image) layers {
+func layersOf(t testing.TB, imgs ...v1.Image) layers {
 	out := layers{}
 	for _, img := range imgs {
 		ls, err := img.Layers()
@@ -59,7 +59,7 @@ func (s layers) Open(_ context.Context, want []Layer, each func(int, io.Reader) 
 }
 
 // indexOf indexes the layers of imgs.
-func indexOf(t *testing.T, imgs ...v1.Image) *Index {
+func indexOf(t testing.TB, imgs ...v1.Image) *Index {
 	x := NewIndex()
 	for d, l := range layersOf(t, imgs...) {
 		rc, _ := l.Uncompressed()
@@ -73,7 +73,7 @@ func indexOf(t *testing.T, imgs ...v1.Image) *Index {
 	return x
 }
 
-func bundleOf(t *testing.T, imgs ...v1.Image) (*archive.Bundle, archive.V1Source) {
+func bundleOf(t testing.TB, imgs ...v1.Image) (*archive.Bundle, archive.V1Source) {
 	b, src := &archive.Bundle{}, archive.V1Source{}
 	for i, img := range imgs {
 		if _, err := b.AddImage(img, []string{fmt.Sprintf("app:%d", i)}, src); err != nil {
