@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/internal/leftover"
 )
 
 // Make writes to w a content delta of bundle b, whose blobs src serves, for a store whose
@@ -24,7 +25,8 @@ import (
 // The layers b leaves out (a thin bundle: the store holds them) stay out. It stages what it
 // writes in tempDir ("" for the system's).
 func Make(ctx context.Context, w io.Writer, b *archive.Bundle, src archive.BlobSource, base *Index, tempDir string) (*Summary, error) {
-	dir, err := os.MkdirTemp(tempDir, "ferry-delta-")
+	leftover.Clean(tempDir, "ferry-delta-") // a killed run's
+	dir, err := os.MkdirTemp(tempDir, leftover.Pattern("ferry-delta-"))
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/compress"
+	"github.com/ferrytool/ferry/internal/leftover"
 )
 
 // A delta is a content delta read into a temporary directory and checked: every recipe op
@@ -45,7 +46,8 @@ const (
 
 // readDelta reads a content delta from r into a new directory under tempDir.
 func readDelta(ctx context.Context, r io.Reader, tempDir string) (*delta, error) {
-	dir, err := os.MkdirTemp(tempDir, "ferry-rebuild-")
+	leftover.Clean(tempDir, "ferry-rebuild-") // a killed run's
+	dir, err := os.MkdirTemp(tempDir, leftover.Pattern("ferry-rebuild-"))
 	if err != nil {
 		return nil, err
 	}

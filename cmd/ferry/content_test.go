@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -79,10 +81,31 @@ func TestContentDelta(t *testing.T) {
 		}
 	})
 
-	r := ferry(t, nil, "load", "-i", delta, "--to", far)
-	if r.code != 0 || !strings.Contains(r.stderr, "3 layers rebuilt") {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
+	tmp := filepath.Join(dir, "tmp")
+	os.Mkdir(tmp, 0o755)
+	env := []string{"TMPDIR=" + tmp}
+	t.Run("killed, and loaded again", func(t *testing.T) {
+		index := filepath.Join(dir, "far", "index.json")
+		before, _ := os.ReadFile(index)
+		data, _ := os.ReadFile(delta)
+		cmd := exec.Command(ferryBin, "load", "--to", far, "-q")
+		cmd.Env = append(os.Environ(), env...)
+		in, _ := cmd.StdinPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		in.Write(data[:len(data)*3/4])
+		waitFor(t, func() bool { m, _ := filepath.Glob(filepath.Join(tmp, "ferry-rebuild-*")); return len(m) > 0 })
+		cmd.Process.Kill()
+		cmd.Wait()
+		if after, _ := os.ReadFile(index); string(after) != string(before) {
+			t.Error("a killed load of a content delta changed the store")
+		}
+		loadDelta(t, env, far, delta)
+		if left, _ := filepath.Glob(filepath.Join(tmp, "*")); len(left) > 0 {
+			t.Errorf("left after a killed load and another: %v", left)
+		}
+	})
 	back := filepath.Join(dir, "back.tar")
 	mustFerry(t, nil, "save", "-q", far+":app:1", far+":app:2", "-o", back)
 	want, got := summary(t, rebuilt), summary(t, back)
@@ -159,5 +182,15 @@ func loadDelta(t *testing.T, env []string, store, delta string) {
 	r := ferry(t, env, "load", "-i", delta, "--to", store)
 	if r.code != 0 || !strings.Contains(r.stderr, "layers rebuilt") {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// waitFor waits until cond holds, for at most a minute.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting")
+		}
 	}
 }
