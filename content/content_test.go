@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ferrytool/ferry/archive"
@@ -222,4 +223,84 @@ func fuzzDeltas(t testing.TB) [][]byte {
 		out = append(out, buf.Bytes())
 	}
 	return out
+}
+
+// TestDeltaOddLayers: layers of any tar variant come back exactly — GNU sparse entries,
+// PAX records, long names, the same path twice, a hard link, trailing garbage after the end
+// — and a compressed layer (a registry's blob) travels whole.
+func TestDeltaOddLayers(t *testing.T) {
+	var odd bytes.Buffer
+	tw := tar.NewWriter(&odd)
+	big := bytes.Repeat([]byte("odd layers come back exactly "), 4000)
+	for _, h := range []*tar.Header{
+		{Name: strings.Repeat("long/", 40) + "name", Size: int64(len(big)), Format: tar.FormatGNU},
+		{Name: "pax", Size: int64(len(big)), PAXRecords: map[string]string{"SCHILY.xattr.user.k": "v"}, Format: tar.FormatPAX},
+		{Name: "twice", Size: 5},
+		{Name: "twice", Size: int64(len(big))},
+		{Name: "link", Typeflag: tar.TypeLink, Linkname: "twice"},
+	} {
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		h.Mode = 0o644
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(big[:h.Size])
+	}
+	tw.Close()
+	odd.WriteString("trailing bytes after the end of the archive")
+	sparse := gnuSparse(t)
+	gz, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(odd.Bytes())), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image,
+		static.NewLayer(odd.Bytes(), types.OCIUncompressedLayer),
+		static.NewLayer(sparse, types.OCIUncompressedLayer), gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, src := bundleOf(t, img)
+	var delta bytes.Buffer
+	sum, err := Make(t.Context(), &delta, b, src, NewIndex(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rebuilt != 2 || sum.Whole != 1 {
+		t.Errorf("%+v: want the two uncompressed layers rebuilt, the gzip one whole", *sum)
+	}
+	rb, err := Rebuild(t.Context(), bytes.NewReader(delta.Bytes()), layers{}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	if err := archive.Write(t.Context(), io.Discard, rb.Bundle, rb.Src, archive.WriteOptions{}); err != nil {
+		t.Fatal(err) // Write checks every blob against its digest
+	}
+}
+
+// gnuSparse returns a tar holding a GNU sparse file, as GNU tar --sparse writes it
+// (Go's writer makes none).
+func gnuSparse(t *testing.T) []byte {
+	hdr := make([]byte, 512)
+	copy(hdr, "sparse")
+	copy(hdr[100:], "0000644\x00")
+	copy(hdr[108:], "0000000\x00")
+	copy(hdr[116:], "0000000\x00")
+	copy(hdr[124:], "00000001000\x00") // 512 bytes of data stored
+	copy(hdr[136:], "00000000000\x00")
+	hdr[156] = 'S'
+	copy(hdr[257:], "ustar  \x00")
+	copy(hdr[386:], "00000010000\x00") // map: 512 bytes at offset 4096
+	copy(hdr[398:], "00000001000\x00")
+	copy(hdr[483:], "00000011000\x00") // real size 4608
+	copy(hdr[148:], "        ")
+	var sum int
+	for _, c := range hdr {
+		sum += int(c)
+	}
+	copy(hdr[148:], fmt.Sprintf("%06o\x00 ", sum))
+	out := append(hdr, bytes.Repeat([]byte{'s'}, 512)...)
+	return append(out, make([]byte, 1024)...)
 }
