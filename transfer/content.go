@@ -130,7 +130,18 @@ func (b storeBase) Open(ctx context.Context, layers []content.Layer, each func(i
 		if len(pending) == 0 {
 			break
 		}
-		if err := b.readFrom(ctx, rd, ref, pending, each); err != nil {
+		if err := b.readFrom(ctx, rd, []string{ref}, pending, each); err != nil {
+			return err
+		}
+	}
+	if t, ok := b.st.(store.Tagger); ok && len(pending) > 0 {
+		// The images named are gone, renamed, or named otherwise here (a pool's NAME/TAG):
+		// read every image the store lists.
+		tags, err := t.Tagged(ctx)
+		if err == nil && len(tags) > 0 {
+			err = b.readFrom(ctx, rd, tags, pending, each)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -142,10 +153,10 @@ func (b storeBase) Open(ctx context.Context, layers []content.Layer, each func(i
 	return nil
 }
 
-// readFrom reads the pending layers the image ref holds; a ref the store does not know is
-// skipped: another may hold the layers.
-func (b storeBase) readFrom(ctx context.Context, rd store.Reader, ref string, pending map[v1.Hash]int, each func(int, io.Reader) error) error {
-	im, err := rd.Open(ctx, []string{ref}, store.ReadOptions{})
+// readFrom reads the pending layers the images refs name hold; refs the store does not know
+// are skipped: other images may hold the layers.
+func (b storeBase) readFrom(ctx context.Context, rd store.Reader, refs []string, pending map[v1.Hash]int, each func(int, io.Reader) error) error {
+	im, err := rd.Open(ctx, refs, store.ReadOptions{})
 	if err != nil {
 		return ctx.Err()
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
@@ -106,6 +107,17 @@ func TestContentDelta(t *testing.T) {
 			t.Errorf("left after a killed load and another: %v", left)
 		}
 	})
+	t.Run("a pool", func(t *testing.T) {
+		pool := filepath.Join(dir, "pool")
+		mustFerry(t, nil, "pool", "init", pool)
+		delta := contentDelta(t, nil, "pool:"+pool, "pool:"+pool+":v1", old, rebuilt)
+		loadDelta(t, nil, "pool:"+pool+":v2", delta)
+		got := filepath.Join(dir, "v2.tar")
+		mustFerry(t, nil, "save", "-q", "pool:"+pool+":v2", "-o", got)
+		if g, w := summary(t, got), summary(t, rebuilt); g.Images[0].ID != w.Images[0].ID || g.Images[1].ID != w.Images[1].ID {
+			t.Errorf("the pool's v2 holds %+v, want %+v", g.Images, w.Images)
+		}
+	})
 	back := filepath.Join(dir, "back.tar")
 	mustFerry(t, nil, "save", "-q", far+":app:1", far+":app:2", "-o", back)
 	want, got := summary(t, rebuilt), summary(t, back)
@@ -126,7 +138,7 @@ func TestContentDeltaStores(t *testing.T) {
 	for _, f := range testenv.DockerFlavors {
 		t.Run(string(f), func(t *testing.T) {
 			d := testenv.StartDockerFlavor(t, f)
-			delta := contentDelta(t, dockerEnv(d), "docker", old, rebuilt)
+			delta := contentDelta(t, dockerEnv(d), "docker", "", old, rebuilt)
 			images := func() string {
 				return strings.Join(slices.Sorted(strings.FieldsSeq(d.Run(t, "images", "-q", "--no-trunc"))), " ")
 			}
@@ -146,10 +158,21 @@ func TestContentDeltaStores(t *testing.T) {
 			}
 		})
 	}
+	t.Run("podman", func(t *testing.T) {
+		pm := testenv.Podman5(t)
+		env := []string{"PATH=" + pm.Wrapper(t) + ":/usr/sbin:/usr/bin:/sbin:/bin"}
+		delta := contentDelta(t, env, "podman", "", old, rebuilt)
+		loadDelta(t, env, "podman", delta)
+		for _, img := range want.Images {
+			if got := strings.TrimSpace(pm.Run(t, "image", "inspect", "-f", "{{.Id}}", "localhost/"+img.Tags[0])); "sha256:"+got != img.ID {
+				t.Errorf("%s is %s in podman, want %s", img.Tags[0], got, img.ID)
+			}
+		}
+	})
 	t.Run("containerd", func(t *testing.T) {
 		c := testenv.StartContainerd(t)
 		env := []string{"CONTAINERD_ADDRESS=" + c.Socket}
-		delta := contentDelta(t, env, "containerd:k8s.io", old, rebuilt)
+		delta := contentDelta(t, env, "containerd:k8s.io", "", old, rebuilt)
 		loadDelta(t, env, "containerd:k8s.io", delta)
 		out := c.Ctr(t, "-n", "k8s.io", "images", "ls")
 		for _, img := range want.Images {
@@ -160,12 +183,13 @@ func TestContentDeltaStores(t *testing.T) {
 	})
 }
 
-// contentDelta loads the old set into store, takes its inventory with content, and makes a
-// content delta of the rebuilt set against it; ls and verify must say what it needs.
-func contentDelta(t *testing.T, env []string, store, old, rebuilt string) string {
+// contentDelta loads the old set into store (as to, when to is set), takes its inventory
+// with content, and makes a content delta of the rebuilt set against it; ls and verify must
+// say what it needs.
+func contentDelta(t *testing.T, env []string, store, to, old, rebuilt string) string {
 	dir := t.TempDir()
 	have, delta := filepath.Join(dir, "have.json"), filepath.Join(dir, "d.tar")
-	mustFerry(t, env, "load", "-q", "-i", old, "--to", store)
+	mustFerry(t, env, "load", "-q", "-i", old, "--to", cmp.Or(to, store))
 	mustFerry(t, env, "inventory", "--from", store, "--content", "-o", have)
 	mustFerry(t, nil, "save", "-q", rebuilt, "--have", have, "--delta", "content", "-o", delta)
 	t.Logf("%s: a content delta of %d bytes for %d", store, fileSize(t, delta), fileSize(t, rebuilt))
