@@ -312,11 +312,13 @@ func startAgent(t *testing.T, key string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	// The socket exists once bound, and takes connections once the agent listens.
 	for i := 0; ; i++ {
-		if _, err := os.Stat(sock); err == nil {
+		if conn, err := net.Dial("unix", sock); err == nil {
+			conn.Close()
 			break
 		} else if i == 100 {
-			t.Fatalf("ssh-agent did not create %s", sock)
+			t.Fatalf("ssh-agent does not listen on %s: %v", sock, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -169,10 +169,8 @@ func (probeKey) Verify(_ []byte, _ *ssh.Signature) error { return errors.New("pr
 func (k *hostKeys) callback(addr string, remote net.Addr, key ssh.PublicKey) error {
 	name := k.lookup(addr)
 	if cert, ok := key.(*ssh.Certificate); ok {
-		for _, c := range []ssh.PublicKey{cert.Key, cert.SignatureKey} {
-			if err := k.revoked(addr, remote, c); err != nil {
-				return err
-			}
+		if err := k.revoked(addr, remote, cert, cert.Key, cert.SignatureKey); err != nil {
+			return err
 		}
 		_, cas := k.known(addr)
 		if slices.ContainsFunc(cas, func(ca knownhosts.KnownKey) bool { return keyEqual(ca.Key, cert.SignatureKey) }) {
@@ -184,7 +182,7 @@ func (k *hostKeys) callback(addr string, remote net.Addr, key ssh.PublicKey) err
 		}
 		key = cert.Key
 	}
-	if err := k.revoked(addr, remote, key); err != nil {
+	if err := k.revoked(addr, remote, key, key); err != nil {
 		return err
 	}
 	var err error = &knownhosts.KeyError{}
@@ -202,11 +200,14 @@ func (k *hostKeys) callback(addr string, remote net.Addr, key ssh.PublicKey) err
 	return addKnownHost(k.file, name, key)
 }
 
-// revoked returns a *HostKeyError if known_hosts marks key @revoked.
-func (k *hostKeys) revoked(addr string, remote net.Addr, key ssh.PublicKey) error {
-	var re *knownhosts.RevokedError
-	if k.check != nil && errors.As(k.check(k.lookup(addr), remote, key), &re) {
-		return &HostKeyError{Addr: addr, Alias: k.alias, Key: key, Revoked: &re.Revoked}
+// revoked returns a *HostKeyError if known_hosts marks one of keys @revoked: the key
+// offered, or for a certificate its key or its authority's.
+func (k *hostKeys) revoked(addr string, remote net.Addr, offered ssh.PublicKey, keys ...ssh.PublicKey) error {
+	for _, key := range keys {
+		var re *knownhosts.RevokedError
+		if k.check != nil && errors.As(k.check(k.lookup(addr), remote, key), &re) {
+			return &HostKeyError{Addr: addr, Alias: k.alias, Key: offered, Revoked: &re.Revoked}
+		}
 	}
 	return nil
 }
