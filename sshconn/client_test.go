@@ -259,6 +259,23 @@ func TestAuth(t *testing.T) {
 		}
 	})
 
+	t.Run("IdentitiesOnly", func(t *testing.T) {
+		t.Setenv("SSH_AUTH_SOCK", startAgent(t, s.key))
+		cfg := s.cfg
+		cfg.Identities = []string{stranger}
+		if _, err := dial(t, s.dest("root"), cfg); err != nil {
+			t.Fatalf("the agent's key: %v", err)
+		}
+		cfg.Options = []string{"IdentitiesOnly=yes"}
+		if _, err := dial(t, s.dest("root"), cfg); !errors.Is(err, ErrAuth) {
+			t.Fatalf("IdentitiesOnly yes: got %v, want ErrAuth (the agent's key is no identity file)", err)
+		}
+		cfg.Identities = []string{stranger, s.key}
+		if _, err := dial(t, s.dest("root"), cfg); err != nil {
+			t.Fatalf("IdentitiesOnly yes, the agent's key named: %v", err)
+		}
+	})
+
 	t.Run("IdentityAgent", func(t *testing.T) {
 		sock := startAgent(t, s.key)
 		config := filepath.Join(t.TempDir(), "config")

@@ -112,6 +112,7 @@ Host *
 }
 
 func TestResolveMatch(t *testing.T) {
+	testenv.Require(t, "sh") // Match exec
 	dir := t.TempDir()
 	t.Setenv("HOME", dir)
 	flag := filepath.Join(dir, "on-vpn")
