@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -118,7 +119,7 @@ func connect(ctx context.Context, h host, cfg Config, via *Client) (c *Client, e
 		return nil, fmt.Errorf("connecting to %s (%s): %w", h.name, h.addr, context.Cause(ctx))
 	}
 	if err != nil {
-		if p, ok := conn.(*proxyConn); ok {
+		if p, ok := conn.(*proxyConn); ok && errors.Is(err, io.EOF) { // the command closed its output
 			if perr := p.failure(); perr != nil {
 				err = perr
 			}

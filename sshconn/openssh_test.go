@@ -168,6 +168,15 @@ func TestProxyCommand(t *testing.T) {
 		}
 	})
 
+	t.Run("host refuses the key", func(t *testing.T) {
+		_, stranger := testenv.NewKey(t, t.TempDir(), "stranger", "")
+		cfg := cfg
+		cfg.Identities = []string{stranger}
+		if _, err := dial(t, Destination{Host: "target"}, cfg); !errors.Is(err, ErrAuth) {
+			t.Fatalf("got %v, want ErrAuth: the ProxyCommand did its part", err)
+		}
+	})
+
 	t.Run("fails", func(t *testing.T) {
 		cfg := cfg
 		var stderr bytes.Buffer
