@@ -347,35 +347,6 @@ func startAgent(t *testing.T, key string) string {
 	return sock
 }
 
-func TestProxyJump(t *testing.T) {
-	target := startServer(t, testenv.SSHDOptions{})
-	key, _ := ssh.ParsePrivateKey(mustRead(t, target.key))
-	jump := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}})
-	os.WriteFile(target.known, []byte(target.sshd.KnownHostsLine()+"\n"+jump.KnownHostsLine()+"\n"), 0o600)
-	config := filepath.Join(target.dir, "config")
-	os.WriteFile(config, []byte(fmt.Sprintf(`
-Host target
-  HostName 127.0.0.1
-  Port %d
-  User root
-  ProxyJump bastion
-Host bastion
-  HostName 127.0.0.1
-  Port %d
-  User root
-`, target.sshd.Port, jump.Port)), 0o644)
-	cfg := target.cfg
-	cfg.ConfigFile = config
-	c, err := dial(t, Destination{Host: "target"}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	echoes(t, c, echoSocket(t))
-	if want := fmt.Sprintf("target 127.0.0.1 port %d", target.sshd.Port); !strings.Contains(jump.Log(), want) {
-		t.Errorf("the jump host's log does not show a forward to %s:\n%s", want, jump.Log())
-	}
-}
-
 func mustRead(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
