@@ -164,7 +164,7 @@ func newHost(s settings, cfg Config, d Destination) (host, error) {
 		aliveInterval:  defaultAliveInterval,
 		aliveCountMax:  3,
 	}
-	switch af := s.get("addressfamily"); af {
+	switch af := strings.ToLower(s.get("addressfamily")); af {
 	case "", "any":
 		h.network = "tcp"
 	case "inet":
