@@ -131,7 +131,11 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 	inv := dedupe.NewInventory(dedupe.StoreDocker)
 	inv.Complete = info.ContainerdSnapshotter
 	for _, summary := range images {
-		img, err := s.Inspect(ctx, summary.ID)
+		id, err := v1.NewHash(summary.ID)
+		if err != nil {
+			return nil, fmt.Errorf("the docker daemon lists an image of ID %s: %w", archive.Quote(summary.ID), err)
+		}
+		img, err := s.Inspect(ctx, id.String())
 		if errors.Is(err, ErrNotFound) {
 			continue // removed meanwhile
 		}
@@ -141,17 +145,13 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 		diffIDs := make([]v1.Hash, len(img.RootFS.Layers))
 		for i, d := range img.RootFS.Layers {
 			if diffIDs[i], err = v1.NewHash(d); err != nil {
-				return nil, fmt.Errorf("image %s: layer %q: %w", summary.ID, d, err)
+				return nil, fmt.Errorf("image %s: layer %s: %w", id, archive.Quote(d), err)
 			}
 		}
 		inv.AddImage(diffIDs, nil)
 		// Named by its ID and by its key too: docker on the containerd image store gives an
 		// image it loaded from a legacy archive a manifest, and an ID, of its own.
-		names := []v1.Hash{img.key(diffIDs)}
-		if id, err := v1.NewHash(summary.ID); err == nil {
-			names = append(names, id)
-		}
-		inv.AddNamed(names, tagsOf(summary.RepoTags))
+		inv.AddNamed([]v1.Hash{img.key(diffIDs), id}, tagsOf(summary.RepoTags))
 	}
 	return inv, nil
 }
