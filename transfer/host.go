@@ -87,6 +87,30 @@ func (h *host) sendAll(ctx context.Context) error {
 			h.inv = inv
 		}
 	}
+	return h.confirm(ctx)
+}
+
+// confirm checks that a store that loads streams (docker, podman) lists the images it
+// reported loading: its word alone is not taken for it.
+func (h *host) confirm(ctx context.Context) error {
+	if _, ok := h.st.(store.Streamer); !ok {
+		return nil
+	}
+	inv, err := h.st.Inventory(ctx)
+	if err != nil {
+		return fmt.Errorf("taking stock after loading: %w", err)
+	}
+	var lacking []string
+	for _, p := range h.s.reads {
+		for _, img := range p.im.Bundle.Images {
+			if !inv.HoldsWhole(img) {
+				lacking = append(lacking, cmp.Or(strings.Join(img.RepoTags, " "), img.ID().String()))
+			}
+		}
+	}
+	if len(lacking) > 0 {
+		return fmt.Errorf("%w: %s reported loading the images, and then does not list %s", ErrNotLoaded, h.st, strings.Join(lacking, ", "))
+	}
 	return nil
 }
 

@@ -68,6 +68,9 @@ type HostResult struct {
 	Err   error
 }
 
+// ErrNotLoaded: a host's store reported loading images it then does not list.
+var ErrNotLoaded = errors.New("images not loaded")
+
 // A SendError says which hosts did not get the images; the others did.
 type SendError struct {
 	Failed []HostResult
