@@ -1,12 +1,19 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/ssh"
+
+	"github.com/ferrytool/ferry/internal/fakedocker"
+	"github.com/ferrytool/ferry/internal/testenv"
 	"github.com/ferrytool/ferry/transfer"
 )
 
@@ -52,3 +59,104 @@ func TestWriteFailedHosts(t *testing.T) {
 		t.Errorf("read back %q, %v", got, err)
 	}
 }
+
+// fleet is hosts behind real sshds, each a fake docker daemon on a socket of its own that the
+// sshd forwards (the way ferry reaches dockerd), and what ferry needs to reach them.
+type fleet struct {
+	hosts  []string // ssh://root@127.0.0.1:PORT/SOCKET
+	env    []string
+	args   []string // the SSH flags
+	sshds  []*testenv.SSHD
+	socket func(i int) string
+}
+
+// startFleet starts sshds sshds, and names n hosts spread over them; no daemon answers yet.
+func startFleet(t *testing.T, sshds, n int) *fleet {
+	t.Helper()
+	home := t.TempDir()
+	pub, key := testenv.NewKey(t, home, "id", "")
+	var known strings.Builder
+	f := &fleet{env: []string{"HOME=" + home, "SSH_AUTH_SOCK="}}
+	for range sshds {
+		s := testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{pub}})
+		f.sshds = append(f.sshds, s)
+		known.WriteString(s.KnownHostsLine() + "\n")
+	}
+	knownPath := filepath.Join(home, "known_hosts")
+	os.WriteFile(knownPath, []byte(known.String()), 0o600)
+	f.args = []string{"--known-hosts", knownPath, "-i", key}
+	dir := t.TempDir()
+	f.socket = func(i int) string { return filepath.Join(dir, fmt.Sprintf("h%02d.sock", i)) }
+	for i := range n {
+		f.hosts = append(f.hosts, "ssh://root@"+f.sshds[i%sshds].Addr+f.socket(i))
+	}
+	return f
+}
+
+// TestSendFleet: 30 hosts from a file, 4 at a time, over three sshds, one host down: the
+// others get the image, ferry exits 4, gives one result per host in the summary and in JSON
+// progress, and writes the host that failed to --hosts-failed; once it is up, -H @ that
+// file sends to it alone and completes the fleet.
+func TestSendFleet(t *testing.T) {
+	const n, down = 30, 17
+	f := startFleet(t, 3, n)
+	daemons := map[int]*fakedocker.Server{}
+	for i := range n {
+		if i != down {
+			daemons[i] = fakedocker.Start(t, f.socket(i), fmt.Sprint("host ", i))
+		}
+	}
+	_, imgs := testenv.RandomImages(t, 1<<20, 256<<10, 1)
+	bundle := writeBundle(t, imgs[0], "app:1")
+	dir := t.TempDir()
+	list := filepath.Join(dir, "hosts")
+	os.WriteFile(list, []byte("# the fleet\n"+strings.Join(f.hosts[1:], "\n")+"\n\n"+f.hosts[2]+"\n"), 0o644)
+	failed := filepath.Join(dir, "failed")
+	send := func(hosts ...string) result {
+		args := append([]string{"send", bundle, "--jobs", "4", "--hosts-failed", failed, "--progress", "json"}, f.args...)
+		for _, h := range hosts {
+			args = append(args, "-H", h)
+		}
+		return ferry(t, f.env, args...)
+	}
+
+	r := send(f.hosts[0], "@"+list)
+	if r.code != 4 || !strings.Contains(r.stderr, fmt.Sprintf("1 of %d hosts failed: %s", n, f.hosts[down])) {
+		t.Fatalf("exit %d, want 4 and host %d failed:\n%s", r.code, down, r.stderr)
+	}
+	for i, d := range daemons {
+		if got := d.Daemon.Tags(); !equal(got, []string{"app:1"}) {
+			t.Errorf("host %d holds %v", i, got)
+		}
+	}
+	if rows := strings.Count(r.stdout, "\n") - 1; rows != n || !strings.Contains(r.stdout, "FAILED") {
+		t.Errorf("summary of %d rows, want %d (the host named twice once):\n%s", rows, n, r.stdout)
+	}
+	done := 0
+	sc := bufio.NewScanner(strings.NewReader(r.stderr))
+	for sc.Scan() {
+		var ev struct{ Event string }
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event == "done" {
+			done++
+		}
+	}
+	if done != n+1 {
+		t.Errorf("%d JSON done events, want the source's and one per host (%d)", done, n+1)
+	}
+	if b, _ := os.ReadFile(failed); !strings.Contains(string(b), "\n"+f.hosts[down]+"\n") || strings.Count(string(b), "ssh://") != 1 {
+		t.Errorf("--hosts-failed wrote %q", b)
+	}
+
+	up := fakedocker.Start(t, f.socket(down), "host down")
+	if r := send("@" + failed); r.code != 0 || strings.Count(r.stdout, "\n") != 2 {
+		t.Fatalf("re-run of the failed hosts: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if got := up.Daemon.Tags(); !equal(got, []string{"app:1"}) {
+		t.Errorf("the host that was down holds %v", got)
+	}
+	if b, _ := os.ReadFile(failed); strings.Contains(string(b), "ssh://") {
+		t.Errorf("after the re-run, --hosts-failed wrote %q", b)
+	}
+}
+
+func equal(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }

@@ -475,3 +475,32 @@ func (s *Store) Layers(tag string) []v1.Hash {
 	}
 	return nil
 }
+
+// An Image is an image a store holds, as a daemon lists it.
+type Image struct {
+	ID      v1.Hash
+	Tags    []string
+	DiffIDs []v1.Hash
+	Step    bool // labelled store.StepLabel
+}
+
+// Images lists the images the store holds.
+func (s *Store) Images() []Image {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var images []Image
+	for _, h := range s.images {
+		images = append(images, Image{ID: h.id, Tags: slices.Clone(h.tags), DiffIDs: slices.Clone(h.diffIDs), Step: h.step})
+	}
+	return images
+}
+
+// Remove forgets the image of ID id, as docker rmi does; it reports whether the store held
+// one.
+func (s *Store) Remove(id v1.Hash) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.images)
+	s.images = slices.DeleteFunc(s.images, func(h held) bool { return h.id == id })
+	return len(s.images) < n
+}
