@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +24,7 @@ type sendOptions struct {
 	hosts    []string
 	jobs     int
 	failed   string // --hosts-failed FILE
+	stall    time.Duration
 	to       string
 	from     string
 	all      bool
@@ -109,6 +111,7 @@ stream cut short: the host is as it was. The summary on stdout says what each ho
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.hosts, "host", "H", nil, "send to `HOST`: [user@]host[:port] or ssh://[user@]host[:port]/SOCKET (repeat for more hosts), or @FILE: the hosts FILE lists, one a line")
 	f.IntVar(&o.jobs, "jobs", transfer.DefaultJobs, "send to `N` hosts at once")
+	f.DurationVar(&o.stall, "stall-timeout", 2*time.Minute, "give up on a host's docker daemon when an exchange with it makes no progress for `DURATION` (a load that reports progress goes on)")
 	f.StringVar(&o.failed, "hosts-failed", "", "write the hosts that did not get the images to `FILE`, one a line (none when all did), for -H @FILE")
 	f.StringVar(&o.to, "to", store.DefaultRef(), "the `STORE` on the hosts: docker, podman, containerd[:NAMESPACE] or oci:DIR (a layout directory there, over SFTP)")
 	f.StringVar(&o.from, "from", store.DefaultRef(), "the `STORE` IMAGE references are read from (docker, registry, registry:HOST[/PREFIX], containerd[:NAMESPACE]), or a HOST whose docker daemon is read over SSH")
@@ -133,6 +136,9 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	if o.jobs < 1 {
 		return usagef("--jobs %d: send to at least one host at a time", o.jobs)
 	}
+	if o.stall <= 0 {
+		return usagef("--stall-timeout %s: give a positive duration (2m, 30s)", o.stall)
+	}
 	c, err := o.compression(cmd.Flags().Changed("level"))
 	if err != nil {
 		return err
@@ -154,6 +160,7 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	opts.From, opts.FromHost = parseFrom(o.from)
 	opts.Waiting = o.progress.waiting(cmd.ErrOrStderr())
 	opts.Note = o.progress.note(cmd.ErrOrStderr())
+	opts.Stall = o.stall
 	results, err := transfer.Send(cmd.Context(), images, hosts, opts)
 	show.finish(results, err)
 	if results == nil {

@@ -42,7 +42,9 @@ var Kind = store.Kind{
 	Check: store.NoArg,
 	Open: func(ctx context.Context, arg string, env store.Env) (store.Store, error) {
 		if env.Host != nil {
-			return &Store{Client: Dial(env.Host, env.Socket), name: env.On("docker"), host: env.Host,
+			c := Dial(env.Host, env.Socket)
+			c.Stall = env.Stall
+			return &Store{Client: c, name: env.On("docker"), host: env.Host,
 				socket: cmp.Or(env.Socket, strings.TrimPrefix(DefaultHost, "unix://"))}, nil
 		}
 		c, err := New("")
