@@ -41,6 +41,8 @@ type Lies struct {
 	LoadError string
 	// Loaded, if set, is the line every load reports for the images it loaded.
 	Loaded string
+	// Fail, if set, is the message every request but /_ping fails with (HTTP 500).
+	Fail string
 }
 
 // A Server is a fake docker daemon.
@@ -81,6 +83,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	name, rest, _ := strings.Cut(strings.TrimPrefix(path, "/images/"), "/")
 	switch {
+	case s.Lies.Fail != "" && path != "/_ping":
+		w.WriteHeader(http.StatusInternalServerError)
+		json.NewEncoder(w).Encode(map[string]string{"message": s.Lies.Fail}) //nolint:errcheck
 	case path == "/_ping":
 		w.Header().Set("API-Version", "1.41")
 		io.WriteString(w, "OK")

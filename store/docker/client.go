@@ -350,8 +350,9 @@ func (c *Client) requestError(ctx context.Context, err error) error {
 	return fmt.Errorf("cannot reach docker daemon at %s: %w: is dockerd running? set DOCKER_HOST to use another daemon", c.host, de.err)
 }
 
-// maxErrorBody is how much of an error response is read.
-const maxErrorBody = 64 << 10
+// maxErrorBody is how much of an error response is read: its JSON decoded whole, the
+// message is then cut (printable).
+const maxErrorBody = 4 << 20
 
 func readAPIError(resp *http.Response) error {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
