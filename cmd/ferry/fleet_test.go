@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferrytool/ferry/internal/fakedocker"
 	"github.com/ferrytool/ferry/internal/testenv"
+	"github.com/ferrytool/ferry/store/mem"
 	"github.com/ferrytool/ferry/transfer"
 )
 
@@ -160,3 +161,40 @@ func TestSendFleet(t *testing.T) {
 }
 
 func equal(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
+
+// TestSendLyingHosts: hosts whose daemons lie (a load reported and nothing kept, a load that
+// goes silent, an error of 160 KiB of terminal escapes, a loaded name of escapes) each fail, named,
+// with messages bounded and printable, while the honest hosts get the image.
+func TestSendLyingHosts(t *testing.T) {
+	f := startFleet(t, 1, 6)
+	lies := []fakedocker.Lies{{}, {}, {Silent: true}, {LoadError: "\x1b]0;owned\x07" + strings.Repeat("\x1b[5m!", 1<<15)},
+		{Loaded: "Loaded image: \x1b[8mapp:1"}, {}}
+	var daemons []*fakedocker.Server
+	for i, l := range lies {
+		d := fakedocker.Start(t, f.socket(i), fmt.Sprint("host ", i))
+		d.Lies = l
+		daemons = append(daemons, d)
+	}
+	daemons[5].Daemon.SetFaults(mem.Faults{Forget: true}) // reports loading, keeps nothing
+	_, imgs := testenv.RandomImages(t, 256<<10, 64<<10, 1)
+	args := append([]string{"send", writeBundle(t, imgs[0], "app:1"), "--stall-timeout", "2s"}, f.args...)
+	for _, h := range f.hosts {
+		args = append(args, "-H", h)
+	}
+	r := ferry(t, f.env, args...)
+	if r.code != 4 || !strings.Contains(r.stderr, "4 of 6 hosts failed") {
+		t.Fatalf("exit %d, want 4 and four hosts failed:\n%.4000s", r.code, r.stderr)
+	}
+	for i, want := range []string{"", "", "no progress", "docker daemon:", "no image reference", "does not list app:1"} {
+		if want == "" {
+			if got := daemons[i].Daemon.Tags(); !equal(got, []string{"app:1"}) {
+				t.Errorf("honest host %d holds %v", i, got)
+			}
+		} else if !strings.Contains(r.stderr, f.hosts[i]+": ") || !strings.Contains(r.stderr, want) {
+			t.Errorf("host %d: want it named, failed with %q:\n%.4000s", i, want, r.stderr)
+		}
+	}
+	if len(r.stderr) > 16<<10 || strings.ContainsFunc(r.stderr+r.stdout, func(r rune) bool { return r < ' ' && r != '\n' || r == 0x7f }) {
+		t.Errorf("output of %d bytes, with control characters?\n%.4000q", len(r.stderr), r.stderr)
+	}
+}
