@@ -111,7 +111,7 @@ stream cut short: the host is as it was. The summary on stdout says what each ho
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.hosts, "host", "H", nil, "send to `HOST`: [user@]host[:port] or ssh://[user@]host[:port]/SOCKET (repeat for more hosts), or @FILE: the hosts FILE lists, one a line")
 	f.IntVar(&o.jobs, "jobs", transfer.DefaultJobs, "send to `N` hosts at once")
-	f.DurationVar(&o.stall, "stall-timeout", 2*time.Minute, "give up on a host's docker daemon when an exchange with it makes no progress for `DURATION` (a load that reports progress goes on)")
+	f.DurationVar(&o.stall, "stall-timeout", 2*time.Minute, "give up on a host when an exchange with its store (docker, containerd, sftp) makes no progress for `DURATION` (a load that reports progress goes on)")
 	f.StringVar(&o.failed, "hosts-failed", "", "write the hosts that did not get the images to `FILE`, one a line (none when all did), for -H @FILE")
 	f.StringVar(&o.to, "to", store.DefaultRef(), "the `STORE` on the hosts: docker, podman, containerd[:NAMESPACE] or oci:DIR (a layout directory there, over SFTP)")
 	f.StringVar(&o.from, "from", store.DefaultRef(), "the `STORE` IMAGE references are read from (docker, registry, registry:HOST[/PREFIX], containerd[:NAMESPACE]), or a HOST whose docker daemon is read over SSH")
