@@ -88,11 +88,13 @@ func (f *sftpFile) Read(p []byte) (n int, err error) {
 func (f *sftpFile) Close() error { return f.s.do("closing "+f.f.Name(), f.f.Close) }
 
 func (s *sftpFS) Create(name string, r io.Reader) (n int64, err error) {
+	created := false // the file is ours to remove
 	err = s.watch("writing "+name, func(progress func()) error {
 		f, err := s.c.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 		if err != nil {
 			return err
 		}
+		created = true
 		n, err = f.ReadFrom(progressReader{r, progress})
 		if err == nil {
 			err = f.Chmod(0o644) // sftp creates files 0666 less the server's umask; a layout's are 0644
@@ -109,7 +111,7 @@ func (s *sftpFS) Create(name string, r io.Reader) (n int64, err error) {
 		}
 		return err
 	})
-	if err != nil {
+	if err != nil && created {
 		s.c.Remove(name)
 	}
 	return n, err
