@@ -1,7 +1,6 @@
 package docker
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,14 +28,16 @@ const maxAPIVersion = "1.41"
 // maxJSONSize caps a JSON response body (not the load message stream).
 const maxJSONSize = 64 << 20
 
-// DefaultStall is how long an exchange with a daemon may go without progress.
+// DefaultStall is how long an exchange with a daemon on a host (Dial) may go without
+// progress.
 const DefaultStall = 2 * time.Minute
 
 // Client talks to one docker daemon over HTTP on a dialed connection.
 type Client struct {
-	// Stall bounds every exchange with the daemon (DefaultStall when 0): a request for
-	// metadata must be answered whole within it; a load or a save goes on as long as bytes
-	// move, or the load reports progress, at least once within it.
+	// Stall, when not 0, bounds every exchange with the daemon: a request for metadata must
+	// be answered whole within it; a load or a save goes on as long as bytes move, or the
+	// load reports progress, at least once within it. Dial sets DefaultStall; a daemon of
+	// this machine is trusted to answer.
 	Stall time.Duration
 
 	host string // for messages; "" when the dialer was given
@@ -225,7 +226,7 @@ func (c *Client) stream(ctx context.Context, method, path string, query url.Valu
 // when streams, bytes of the body or the response moving are progress; else nothing is,
 // and the answer must be read whole within it.
 func (c *Client) send(ctx context.Context, method, path string, query url.Values, body io.Reader, streams bool) (*http.Response, error) {
-	ctx, dl := newDeadline(ctx, cmp.Or(c.Stall, DefaultStall), method+" "+path, streams)
+	ctx, dl := newDeadline(ctx, c.Stall, method+" "+path, streams)
 	u := url.URL{Scheme: "http", Host: "docker", Path: path, RawQuery: query.Encode()}
 	if body != nil {
 		body = progressBody{body, dl.extend}
@@ -256,7 +257,7 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 // A deadline ends an exchange that makes no progress in time: it cancels the exchange's
 // context with a *StallError.
 type deadline struct {
-	timer   *time.Timer
+	timer   *time.Timer // nil: no deadline
 	after   time.Duration
 	streams bool // progress extends it
 	cancel  context.CancelCauseFunc
@@ -265,19 +266,23 @@ type deadline struct {
 func newDeadline(ctx context.Context, after time.Duration, what string, streams bool) (context.Context, *deadline) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	d := &deadline{after: after, streams: streams, cancel: cancel}
-	d.timer = time.AfterFunc(after, func() { cancel(&StallError{What: what, After: after, Streams: streams}) })
+	if after > 0 {
+		d.timer = time.AfterFunc(after, func() { cancel(&StallError{What: what, After: after, Streams: streams}) })
+	}
 	return ctx, d
 }
 
 // extend is told of progress.
 func (d *deadline) extend() {
-	if d.streams {
+	if d.timer != nil && d.streams {
 		d.timer.Reset(d.after)
 	}
 }
 
 func (d *deadline) stop() {
-	d.timer.Stop()
+	if d.timer != nil {
+		d.timer.Stop()
+	}
 	d.cancel(nil)
 }
 

@@ -43,7 +43,7 @@ var Kind = store.Kind{
 	Open: func(ctx context.Context, arg string, env store.Env) (store.Store, error) {
 		if env.Host != nil {
 			c := Dial(env.Host, env.Socket)
-			c.Stall = env.Stall
+			c.Stall = cmp.Or(env.Stall, c.Stall)
 			return &Store{Client: c, name: env.On("docker"), host: env.Host,
 				socket: cmp.Or(env.Socket, strings.TrimPrefix(DefaultHost, "unix://"))}, nil
 		}
@@ -81,12 +81,12 @@ func (s *Store) Close() error { return nil }
 
 // Dial returns a client for the daemon behind socket (the default one when "") on the host
 // c is connected to, reached through the SSH connection itself (what `ssh -L` does with a
-// socket).
+// socket), with DefaultStall.
 func Dial(c *sshconn.Client, socket string) *Client {
 	if socket == "" {
 		socket = strings.TrimPrefix(DefaultHost, "unix://")
 	}
-	return NewWithDialer(func(ctx context.Context) (net.Conn, error) {
+	client := NewWithDialer(func(ctx context.Context) (net.Conn, error) {
 		conn, err := c.DialUnix(ctx, socket)
 		switch {
 		case errors.Is(err, sshconn.ErrNoSocket):
@@ -98,6 +98,8 @@ func Dial(c *sshconn.Client, socket string) *Client {
 		}
 		return conn, err
 	})
+	client.Stall = DefaultStall
+	return client
 }
 
 // TakesZstd reports whether the daemon's load takes zstd-compressed input: docker 23 and
