@@ -198,3 +198,11 @@ func TestSendLyingHosts(t *testing.T) {
 		t.Errorf("output of %d bytes, with control characters?\n%.4000q", len(r.stderr), r.stderr)
 	}
 }
+
+// TestPrintable: an error that quotes a host is printed with what would act on a terminal
+// escaped, lines and tabs kept.
+func TestPrintable(t *testing.T) {
+	if got, want := printable("host1: \x1b]0;x\x07 said\tno\nhost2: \u202eok ü"), `host1: \x1b]0;x\a said`+"\tno\nhost2: "+`\u202eok ü`; got != want {
+		t.Errorf("printable = %q, want %q", got, want)
+	}
+}

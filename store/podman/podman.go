@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
@@ -186,7 +187,7 @@ func runLocal(ctx context.Context, bin, cmd string, stdin io.Reader) (string, er
 }
 
 // loaded reads the references podman load says it loaded: "Loaded image: REF" or
-// "Loaded image(s): REF,REF" lines.
+// "Loaded image(s): REF,REF" lines. One that is no reference is quoted.
 func loaded(out string) []string {
 	var refs []string
 	for _, line := range strings.Split(out, "\n") {
@@ -199,9 +200,13 @@ func loaded(out string) []string {
 			continue
 		}
 		for _, ref := range strings.Split(list, ",") {
-			if ref = strings.TrimSpace(ref); ref != "" {
-				refs = append(refs, ref)
+			if ref = strings.TrimSpace(ref); ref == "" {
+				continue
 			}
+			if _, err := name.ParseReference(ref); err != nil {
+				ref = archive.Quote(ref) // what the host printed, fit for a terminal
+			}
+			refs = append(refs, ref)
 		}
 	}
 	return refs
