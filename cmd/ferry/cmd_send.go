@@ -45,7 +45,8 @@ func newSendCmd() *cobra.Command {
 unless --to names another): nothing but sshd and the store is needed there. Each host is
 asked which layers it already has and gets only the others, compressed on the wire
 (--compress: zstd to docker 23 and later, gzip to 20.10). The images are read once, whatever
-the number of hosts, and sent to all hosts at once; a host that fails does not stop the others.
+the number of hosts, and sent to the hosts, 16 at once (--jobs); a host that fails does not
+stop the others.
 
 --to names the store on the hosts, the same for all:
   docker    the docker daemon, through its socket (default). On the containerd image
@@ -70,15 +71,19 @@ the number of hosts, and sent to all hosts at once; a host that fails does not s
 
 Hosts are named with -H, one flag per host: [user@]host[:port], a Host alias of the ssh
 config, or ssh://[user@]host[:port]/path/to/docker.sock for a daemon whose socket is not
-/var/run/docker.sock. -H @FILE reads hosts from FILE, one a line (blank lines and lines
-starting with # are skipped), and mixes with -H HOST; a host named twice is sent to once.
---jobs N sends to N hosts at once (default 16); the images are still read once, and hosts
-that wait their turn take them from the spool. When some hosts fail, ferry lists them and
-exits 4; --hosts-failed FILE writes them, one a line, so that -H @FILE sends to them alone. SSH works as ssh does: ~/.ssh/config (HostName, Port, User,
+/var/run/docker.sock. SSH works as ssh does: ~/.ssh/config (HostName, Port, User,
 IdentityFile, ProxyJump, ConnectTimeout, UserKnownHostsFile), ssh-agent, key files (a
 passphrase is asked on a terminal), host keys checked against ~/.ssh/known_hosts. A host
 missing there is refused unless --accept-new-host-key; a host whose key changed is always
 refused.
+
+Fleets: -H @FILE reads hosts from FILE, one a line (blank lines and lines starting with #
+are skipped), and mixes with -H HOST; a host named twice is sent to once. --jobs N sends to
+N hosts at once (default 16); the images are still read once, and hosts that wait their turn
+take them from the spool. When some hosts fail, ferry lists them and exits 4;
+--hosts-failed FILE writes them, one a line, so that -H @FILE sends to them alone. A host
+whose store makes no progress for --stall-timeout, or lies (a load it reports and then does
+not list), fails alone.
 
 Images come from the local docker daemon ($DOCKER_HOST), from a registry (--from registry),
 from OCI layout directories (oci:DIR[:REF]), pools (pool:DIR:NAME), bundle files (what was
