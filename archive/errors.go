@@ -24,6 +24,10 @@ var (
 	ErrMissingBlob = errors.New("missing blob")
 )
 
+// ContentDelta names the first entry of a content delta (package content): a tar that is not
+// a bundle, which ferry load rebuilds into one.
+const ContentDelta = "ferry-content-delta.json"
+
 // ErrCorrupt: the archive itself is damaged: a bad tar header, a compressed stream that does
 // not decompress, or data after the end of the archive.
 var ErrCorrupt = errors.New("corrupt archive")

@@ -232,6 +232,9 @@ func (rd *reader) entry(ctx context.Context, hdr *tar.Header, tr io.Reader, sink
 	if err != nil {
 		return err
 	}
+	if name == ContentDelta {
+		return fmt.Errorf("%w: a content delta, rebuilt into images by ferry load -i FILE --to STORE from what the store holds", ErrNotBundle)
+	}
 	key := KeyOf(name)
 	switch hdr.Typeflag {
 	case tar.TypeDir, tar.TypeXGlobalHeader:

@@ -54,3 +54,16 @@ func (b *Bundle) copyWith(with func(*Blob) *Blob) *Bundle {
 	}
 	return out
 }
+
+// Supply returns a copy of b in which the blobs supplied says a source now serves are
+// present: a thin bundle made whole again (a content delta's layers, rebuilt).
+func (b *Bundle) Supply(supplied func(*Blob) bool) *Bundle {
+	return b.copyWith(func(blob *Blob) *Blob {
+		if blob.Present() || !supplied(blob) {
+			return blob
+		}
+		c := *blob
+		c.Missing = false
+		return &c
+	})
+}

@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/content"
 )
 
 // Store kinds an inventory describes. They differ in what makes a layer present: a docker
@@ -41,6 +42,9 @@ type Inventory struct {
 	// tags. A store that takes complete images only is not sent an image again that it holds
 	// whole (HoldsWhole).
 	Images []NamedImage `json:"images,omitempty"`
+	// Content, if set, indexes the content of the store's layers, file by file (ferry
+	// inventory --content): a content delta carries only what it lacks.
+	Content *content.Index `json:"content,omitempty"`
 
 	blobs, chains map[string]bool
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -14,8 +15,9 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 )
 
-// keys are what a connection offers to authenticate: ssh-agent's keys, then the identity
-// files'. One publickey method carries them all, since x/crypto tries each method once.
+// keys are what a connection offers to authenticate: certificates, ssh-agent's keys, then
+// the identity files'. One publickey method carries them all, since x/crypto tries each
+// method once.
 type keys struct {
 	signers []ssh.Signer
 	offered []string // for messages: "2 keys of ssh-agent", file names
@@ -24,6 +26,7 @@ type keys struct {
 
 func loadKeys(h host, passphrase func(string) ([]byte, error)) (*keys, error) {
 	k := &keys{}
+	var agentKeys, files []ssh.Signer
 	if sock := h.agent; sock != "" {
 		// An agent that does not answer is skipped, as ssh does.
 		if conn, err := net.Dial("unix", sock); err == nil {
@@ -31,11 +34,11 @@ func loadKeys(h host, passphrase func(string) ([]byte, error)) (*keys, error) {
 			if err != nil {
 				conn.Close()
 			} else {
-				k.agent, k.signers = conn, signers
-				k.offered = append(k.offered, fmt.Sprintf("%d keys of ssh-agent", len(signers)))
+				k.agent, agentKeys = conn, signers
 			}
 		}
 	}
+	certFiles := slices.Clone(h.certificates)
 	for _, id := range h.identities {
 		signer, err := loadKeyFile(id.path, passphrase)
 		if errors.Is(err, fs.ErrNotExist) && !id.explicit {
@@ -45,10 +48,69 @@ func loadKeys(h host, passphrase func(string) ([]byte, error)) (*keys, error) {
 			k.close()
 			return nil, err
 		}
-		k.signers = append(k.signers, signer)
+		files = append(files, signer)
 		k.offered = append(k.offered, id.path)
+		certFiles = append(certFiles, id.path+"-cert.pub") // as ssh, the certificate beside a key
 	}
+	certs, err := loadCertificates(certFiles)
+	if err != nil {
+		k.close()
+		return nil, err
+	}
+	if h.identitiesOnly { // the agent's keys only where they are the files' or the certificates'
+		agentKeys = slices.DeleteFunc(agentKeys, func(a ssh.Signer) bool {
+			return !slices.ContainsFunc(files, func(f ssh.Signer) bool { return keyEqual(plain(a.PublicKey()), f.PublicKey()) }) &&
+				!slices.ContainsFunc(certs, func(c *ssh.Certificate) bool { return keyEqual(plain(a.PublicKey()), c.Key) })
+		})
+	}
+	if len(agentKeys) > 0 {
+		k.offered = append([]string{fmt.Sprintf("%d keys of ssh-agent", len(agentKeys))}, k.offered...)
+	}
+	held := append(slices.Clone(agentKeys), files...)
+	for _, c := range certs {
+		i := slices.IndexFunc(held, func(s ssh.Signer) bool { return keyEqual(s.PublicKey(), c.Key) })
+		if i < 0 {
+			continue // a certificate of a key ferry does not hold
+		}
+		signer, err := ssh.NewCertSigner(c, held[i])
+		if err != nil {
+			k.close()
+			return nil, fmt.Errorf("using the certificate of %s: %w", describeKey(c.Key), err)
+		}
+		k.signers = append(k.signers, signer)
+		k.offered = append(k.offered, "a certificate of "+describeKey(c.Key))
+	}
+	k.signers = append(append(k.signers, agentKeys...), files...)
 	return k, nil
+}
+
+// loadCertificates reads the certificate files that exist.
+func loadCertificates(paths []string) ([]*ssh.Certificate, error) {
+	var certs []*ssh.Certificate
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading certificate: %w", err)
+		}
+		pub, _, _, _, err := ssh.ParseAuthorizedKey(b)
+		cert, ok := pub.(*ssh.Certificate)
+		if err != nil || !ok || cert.CertType != ssh.UserCert {
+			return nil, fmt.Errorf("certificate file %s holds no user certificate (ssh-keygen -s makes one)", p)
+		}
+		certs = append(certs, cert)
+	}
+	return certs, nil
+}
+
+// plain is the key of a certificate, else key itself.
+func plain(key ssh.PublicKey) ssh.PublicKey {
+	if c, ok := key.(*ssh.Certificate); ok {
+		return c.Key
+	}
+	return key
 }
 
 func (k *keys) method() ssh.AuthMethod {

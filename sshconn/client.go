@@ -4,64 +4,72 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 )
 
-// A Client is an open SSH connection, possibly through jump hosts.
+// A Client is an open SSH connection, possibly through jump hosts or a ProxyCommand.
 type Client struct {
 	ssh  *ssh.Client
 	jump *Client // the hop this connection goes through, closed with it
 	name string  // the destination as the user named it
 	user string  // the remote user
+	dead atomic.Pointer[error]
 }
-
-// Keepalives, as ssh's ServerAliveInterval 15 and ServerAliveCountMax 3: a connection
-// whose host stops answering is closed after about a minute.
-const (
-	keepAliveInterval = 15 * time.Second
-	keepAliveCountMax = 3
-)
 
 // ciphers puts aes128-gcm first: in Go on amd64 it is the fastest (DESIGN.md: 578 MB/s
 // against 327 MB/s for chacha20-poly1305).
 var ciphers = append([]string{ssh.CipherAES128GCM}, slices.DeleteFunc(ssh.SupportedAlgorithms().Ciphers,
 	func(c string) bool { return c == ssh.CipherAES128GCM })...)
 
-// Dial connects and authenticates to d as the ssh config and cfg say, through the config's
-// ProxyJump hosts if any (a jump host's own ProxyJump is not followed).
+// maxHops bounds a chain of ProxyJump hosts, against one that loops.
+const maxHops = 8
+
+// Dial connects and authenticates to d as the ssh config and cfg say: directly, through
+// the config's ProxyJump hosts (each reached as its own config says, as ssh -J does), or
+// over a ProxyCommand.
 func Dial(ctx context.Context, d Destination, cfg Config) (*Client, error) {
-	s, err := loadSettings(cfg)
+	return dialHops(ctx, d, cfg, cfg.Options, 0)
+}
+
+// dialHops connects to d, resolved with options as ssh's -o, hops jump hosts away.
+func dialHops(ctx context.Context, d Destination, cfg Config, options []string, hops int) (*Client, error) {
+	h, err := resolve(ctx, cfg, d, options)
 	if err != nil {
 		return nil, err
 	}
-	h, err := s.resolve(d)
-	if err != nil {
-		return nil, err
+	if h.proxyJump == "" {
+		return connect(ctx, h, cfg, nil)
 	}
+	if hops == maxHops {
+		return nil, fmt.Errorf("%s: more than %d ProxyJump hosts: do they loop?", h.name, maxHops)
+	}
+	// The last jump host is reached through the others, as `ssh -J OTHERS LAST` would.
+	jumps := strings.Split(h.proxyJump, ",")
+	last := jumps[len(jumps)-1]
 	var via *Client
-	if h.proxyJump != "" {
-		for _, hop := range strings.Split(h.proxyJump, ",") {
-			hd, err := ParseDestination(hop)
-			if err == nil {
-				var hh host
-				if hh, err = s.resolve(hd); err == nil {
-					via, err = connect(ctx, hh, cfg, via)
-				}
-			}
-			if err != nil {
-				return nil, fmt.Errorf("jump host %s for %s: %w", hop, h.name, err)
-			}
+	jd, err := ParseDestination(last)
+	if err == nil {
+		var opts []string
+		if len(jumps) > 1 {
+			opts = []string{"ProxyJump=" + strings.Join(jumps[:len(jumps)-1], ",")}
 		}
+		via, err = dialHops(ctx, jd, cfg, opts, hops+1)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jump host %s for %s: %w", last, h.name, err)
 	}
 	return connect(ctx, h, cfg, via)
 }
 
-// connect opens an SSH connection to h, directly or through via; it closes via when it fails.
+// connect opens an SSH connection to h, directly, through via, or over h's ProxyCommand;
+// it closes via when it fails.
 func connect(ctx context.Context, h host, cfg Config, via *Client) (c *Client, err error) {
 	defer func() {
 		if err != nil && via != nil {
@@ -70,7 +78,7 @@ func connect(ctx context.Context, h host, cfg Config, via *Client) (c *Client, e
 	}()
 	ctx, cancel := context.WithTimeoutCause(ctx, h.timeout, fmt.Errorf("no answer within %v", h.timeout))
 	defer cancel()
-	hostKeys, err := loadHostKeys(h, cfg.AcceptNewHostKey)
+	hostKeys, err := loadHostKeys(h)
 	if err != nil {
 		return nil, err
 	}
@@ -88,10 +96,13 @@ func connect(ctx context.Context, h host, cfg Config, via *Client) (c *Client, e
 	}
 
 	var conn net.Conn
-	if via == nil {
-		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", h.addr)
-	} else {
+	switch {
+	case via != nil:
 		conn, err = via.ssh.DialContext(ctx, "tcp", h.addr)
+	case h.proxyCommand != "":
+		conn, err = startProxy(h.proxyCommand, h.addr, cfg.Stderr)
+	default:
+		conn, err = (&net.Dialer{}).DialContext(ctx, h.network, h.addr)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -108,11 +119,16 @@ func connect(ctx context.Context, h host, cfg Config, via *Client) (c *Client, e
 		return nil, fmt.Errorf("connecting to %s (%s): %w", h.name, h.addr, context.Cause(ctx))
 	}
 	if err != nil {
+		if p, ok := conn.(*proxyConn); ok && errors.Is(err, io.EOF) { // the command closed its output
+			if perr := p.failure(); perr != nil {
+				err = perr
+			}
+		}
 		conn.Close()
 		return nil, handshakeError(h, keys, err)
 	}
 	c = &Client{ssh: ssh.NewClient(sc, chans, reqs), jump: via, name: h.name, user: h.user}
-	go keepAlive(c.ssh)
+	go c.keepAlive(h.aliveInterval, h.aliveCountMax)
 	return c, nil
 }
 
@@ -131,12 +147,12 @@ func handshakeError(h host, keys *keys, err error) error {
 		"or name the right one with -i or IdentityFile", ErrAuth, h.name, keys)
 }
 
-// keepAlive asks the server for a reply every keepAliveInterval and closes the connection
-// when none comes for keepAliveCountMax intervals.
-func keepAlive(c *ssh.Client) {
+// keepAlive asks the server for a reply every interval (ServerAliveInterval) and closes
+// the connection when none comes for count intervals (ServerAliveCountMax).
+func (c *Client) keepAlive(interval time.Duration, count int) {
 	closed := make(chan struct{})
-	go func() { c.Wait(); close(closed) }()
-	tick := time.NewTicker(keepAliveInterval)
+	go func() { c.ssh.Wait(); close(closed) }()
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
@@ -146,22 +162,32 @@ func keepAlive(c *ssh.Client) {
 		}
 		reply := make(chan error, 1)
 		go func() {
-			_, _, err := c.SendRequest("keepalive@openssh.com", true, nil)
+			_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
 			reply <- err
 		}()
 		select {
 		case <-closed:
 			return
 		case err := <-reply:
-			if err != nil {
-				c.Close()
-				return
+			if err == nil {
+				continue
 			}
-		case <-time.After(keepAliveCountMax * keepAliveInterval):
-			c.Close()
-			return
+		case <-time.After(time.Duration(count) * interval):
 		}
+		dead := fmt.Errorf("%w: %s did not answer keepalives for %v (ServerAliveInterval %v, ServerAliveCountMax %d); "+
+			"the connection was closed", ErrKeepAlive, c.name, time.Duration(count)*interval, interval, count)
+		c.dead.Store(&dead)
+		c.ssh.Close()
+		return
 	}
+}
+
+// why is err, or, when keepalives closed the connection, that reason with err.
+func (c *Client) why(err error) error {
+	if dead := c.dead.Load(); dead != nil && err != nil {
+		return fmt.Errorf("%w (%v)", *dead, err)
+	}
+	return err
 }
 
 // Close closes the connection and the jump hosts' connections it went through.
@@ -180,6 +206,9 @@ func (c *Client) DialUnix(ctx context.Context, path string) (net.Conn, error) {
 	conn, err := c.ssh.DialContext(ctx, "unix", path)
 	if err == nil {
 		return conn, nil
+	}
+	if c.dead.Load() != nil {
+		return nil, c.why(err)
 	}
 	var oce *ssh.OpenChannelError
 	switch {

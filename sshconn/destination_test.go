@@ -2,10 +2,7 @@ package sshconn
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
 )
 
 func TestParseDestination(t *testing.T) {
@@ -40,63 +37,5 @@ func TestParseDestination(t *testing.T) {
 		if d, err := ParseDestination(in); !errors.Is(err, ErrInvalidDestination) {
 			t.Errorf("ParseDestination(%q) = %+v, %v; want ErrInvalidDestination", in, d, err)
 		}
-	}
-}
-
-func TestResolve(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("HOME", dir)
-	config := filepath.Join(dir, "config")
-	os.WriteFile(config, []byte(`
-Host web1
-  HostName 10.0.0.5
-  Port 2222
-  User deploy
-  IdentityFile ~/keys/%r@%h
-  IdentityFile /etc/keys/shared
-  ProxyJump bastion,root@inner:2200
-  ConnectTimeout 7
-Host *.lan
-  HostName %h.example.com
-  UserKnownHostsFile ~/lan_known_hosts /etc/lan_hosts
-Host *
-  ProxyJump none
-`), 0o644)
-	s, err := loadSettings(Config{ConfigFile: config, Identities: []string{"/cli/key"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := s.resolve(Destination{Host: "web1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []identity{{"/cli/key", true}, {filepath.Join(dir, "keys/deploy@10.0.0.5"), false}, {"/etc/keys/shared", false}}
-	if h.addr != "10.0.0.5:2222" || h.user != "deploy" || h.proxyJump != "bastion,root@inner:2200" ||
-		h.timeout != 7*time.Second || len(h.identities) != 3 || h.identities[0] != want[0] || h.identities[1] != want[1] ||
-		h.identities[2] != want[2] || h.knownHosts[0] != filepath.Join(dir, ".ssh/known_hosts") {
-		t.Errorf("web1: %+v", h)
-	}
-
-	// The destination's own user and port win over the config's.
-	h, _ = s.resolve(Destination{User: "root", Host: "web1", Port: 22})
-	if h.addr != "10.0.0.5:22" || h.user != "root" {
-		t.Errorf("root@web1:22: %+v", h)
-	}
-
-	h, _ = s.resolve(Destination{Host: "db.lan"})
-	if h.addr != "db.lan.example.com:22" || h.proxyJump != "" || h.timeout != DefaultConnectTimeout ||
-		len(h.knownHosts) != 2 || h.knownHosts[0] != filepath.Join(dir, "lan_known_hosts") ||
-		h.identities[1].path != filepath.Join(dir, ".ssh/id_ed25519") {
-		t.Errorf("db.lan: %+v", h)
-	}
-
-	// Config.KnownHosts replaces the user's files.
-	s, _ = loadSettings(Config{ConfigFile: "none", KnownHosts: "/tmp/kh"})
-	if h, _ = s.resolve(Destination{Host: "web1"}); h.addr != "web1:22" || h.knownHosts[0] != "/tmp/kh" || len(h.knownHosts) != 1 {
-		t.Errorf("-F none: %+v", h)
-	}
-
-	if _, err := loadSettings(Config{ConfigFile: filepath.Join(dir, "missing")}); err == nil {
-		t.Error("a missing -F file was accepted")
 	}
 }

@@ -1,10 +1,15 @@
 // Package sshconn opens SSH connections the way the OpenSSH client would, with
-// golang.org/x/crypto/ssh. It reads ~/.ssh/config and /etc/ssh/ssh_config (Host aliases,
-// HostName, Port, User, IdentityFile, IdentityAgent, ProxyJump, UserKnownHostsFile,
-// GlobalKnownHostsFile, HostKeyAlias, ConnectTimeout; no Match blocks), authenticates with
-// ssh-agent ($SSH_AUTH_SOCK or IdentityAgent) and key files (asking for passphrases through a
-// callback, only for a key the server accepts), verifies host keys strictly against
-// known_hosts (HostKeyError says how to add an unknown one), and keeps connections alive.
+// golang.org/x/crypto/ssh. A host's settings are what `ssh -G` prints for it where the ssh
+// client is installed, else what its own reading of ~/.ssh/config and /etc/ssh/ssh_config
+// gives (Host and Match blocks, Include, tokens; parser). It follows HostName, Port, User,
+// AddressFamily, ProxyCommand, ProxyJump chains, IdentityFile, CertificateFile,
+// IdentityAgent, IdentitiesOnly, known_hosts files with @cert-authority and @revoked,
+// HostKeyAlias, StrictHostKeyChecking, ConnectTimeout and ServerAliveInterval/CountMax;
+// settings it does not follow and that would change the connection are refused
+// (ErrUnsupported), the rest ignored (keywords.go). It authenticates with ssh-agent
+// ($SSH_AUTH_SOCK or IdentityAgent), certificates and key files (asking for passphrases
+// through a callback, only for a key the server accepts), verifies host keys strictly
+// (HostKeyError says how to add an unknown one), and keeps connections alive.
 // Destinations are [user@]host[:port] or ssh://[user@]host[:port][/path] (ParseDestination).
 //
 // Over a Client, stores on a host reach what they need: a unix socket (DialUnix,

@@ -11,6 +11,17 @@ var (
 	// ErrHostKeyChanged matches a *HostKeyError for a host whose key is not the one
 	// known_hosts records.
 	ErrHostKeyChanged = errors.New("host key changed")
+	// ErrHostKeyRevoked: the host offered a key, or a certificate signed by a key, that
+	// known_hosts marks @revoked.
+	ErrHostKeyRevoked = errors.New("host key revoked")
+	// ErrUnsupported: the ssh config asks for something ferry does not do and that would
+	// change where or how it connects. Nothing was dialed.
+	ErrUnsupported = errors.New("unsupported ssh setting")
+	// ErrProxyCommand: the ProxyCommand ended before the connection was made.
+	ErrProxyCommand = errors.New("ProxyCommand failed")
+	// ErrKeepAlive: the host stopped answering keepalives (ServerAliveInterval ×
+	// ServerAliveCountMax) and the connection was closed.
+	ErrKeepAlive = errors.New("host stopped answering")
 	// ErrAuth: the server accepted none of the keys offered.
 	ErrAuth = errors.New("authentication failed")
 	// ErrNoSocket: there is no socket at the path on the remote host.

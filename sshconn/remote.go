@@ -41,7 +41,7 @@ const maxStderr = 4 << 10
 func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) (string, error) {
 	s, err := c.ssh.NewSession()
 	if err != nil {
-		return "", fmt.Errorf("opening a session on %s: %w", c.name, err)
+		return "", fmt.Errorf("opening a session on %s: %w", c.name, c.why(err))
 	}
 	defer s.Close()
 	stop := context.AfterFunc(ctx, func() { s.Close() })
@@ -77,7 +77,7 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) (string, 
 	case errors.As(err, &exit):
 		return stdout.String(), &CommandError{Host: c.name, Cmd: cmd, Status: exit.ExitStatus(), Stderr: stderr.String()}
 	case err != nil:
-		return stdout.String(), fmt.Errorf("%s on %s: %w", cmd, c.name, err)
+		return stdout.String(), fmt.Errorf("%s on %s: %w", cmd, c.name, c.why(err))
 	case copyErr != nil: // it exited 0 without reading all of its input
 		return stdout.String(), fmt.Errorf("%s on %s stopped reading its input: %w", cmd, c.name, copyErr)
 	}
@@ -119,6 +119,9 @@ func (t *tailBuffer) String() string { return string(t.b) }
 func (c *Client) SFTP() (*sftp.Client, error) {
 	s, err := sftp.NewClient(c.ssh, sftp.UseConcurrentWrites(true))
 	if err != nil {
+		if c.dead.Load() != nil {
+			return nil, c.why(err)
+		}
 		return nil, fmt.Errorf("starting sftp on %s: %w: enable it in the host's sshd_config (Subsystem sftp internal-sftp)", c.name, err)
 	}
 	return s, nil

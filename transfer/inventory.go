@@ -27,8 +27,20 @@ func Inventory(ctx context.Context, ref, host string, opts Options) (*dedupe.Inv
 }
 
 // Have reads what a destination holds from what --have names: an inventory file, a bundle
-// loaded there, or a store ferry can take the inventory of.
-func Have(ctx context.Context, spec string, opts Options) (*dedupe.Inventory, error) {
+// loaded there, or a store ferry can take the inventory of. With withContent, the content
+// of a bundle's or a store's layers is indexed too (an inventory file has it or not).
+func Have(ctx context.Context, spec string, opts Options, withContent bool) (*dedupe.Inventory, error) {
+	inv, err := have(ctx, spec, opts)
+	if err != nil || !withContent || inv.Content != nil || isInventoryFile(spec) {
+		return inv, err
+	}
+	if inv.Content, err = ContentIndex(ctx, spec, "", opts); err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
+func have(ctx context.Context, spec string, opts Options) (*dedupe.Inventory, error) {
 	f, err := os.Open(spec)
 	if err != nil {
 		if os.IsNotExist(err) && store.IsStore(spec) {
@@ -38,7 +50,7 @@ func Have(ctx context.Context, spec string, opts Options) (*dedupe.Inventory, er
 	}
 	defer f.Close()
 	br := bufio.NewReader(f)
-	if head, _ := br.Peek(1); len(head) == 1 && head[0] == '{' {
+	if isJSON(br) {
 		return dedupe.ReadInventory(br)
 	}
 	b, err := archive.Read(ctx, br, archive.Discard, archive.ReadOptions{})
@@ -46,4 +58,20 @@ func Have(ctx context.Context, spec string, opts Options) (*dedupe.Inventory, er
 		return nil, fmt.Errorf("reading %s: %w", spec, err)
 	}
 	return dedupe.BundleInventory(b), nil
+}
+
+// isJSON reports whether r begins a JSON object: an inventory, not a bundle.
+func isJSON(r *bufio.Reader) bool {
+	head, _ := r.Peek(1)
+	return len(head) == 1 && head[0] == '{'
+}
+
+// isInventoryFile reports whether path is an inventory file.
+func isInventoryFile(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return isJSON(bufio.NewReader(f))
 }

@@ -1,12 +1,14 @@
 package transfer
 
 import (
+	"bufio"
 	"context"
 	"io"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/content"
 	"github.com/ferrytool/ferry/store"
 )
 
@@ -28,16 +30,41 @@ type LoadResult struct {
 	Store  string
 	Images []store.Loaded
 	Bundle *archive.Bundle
+	// Rebuilt, for a content delta, says what it held.
+	Rebuilt *content.Summary
 }
 
 // Load reads a bundle from r and loads it into the store opts names. The store is changed
-// only once the whole bundle was read and verified.
+// only once the whole bundle was read and verified. A content delta is rebuilt first, from
+// it and the layers of the store, each checked against its diffID.
 func Load(ctx context.Context, r io.Reader, opts LoadOptions) (*LoadResult, error) {
 	st, done, err := loadStore(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
+	br := bufio.NewReaderSize(r, 64<<10)
+	if !content.IsDelta(br) {
+		return load(ctx, st, opts, func(rcv store.Receiver) (*archive.Bundle, error) {
+			return archive.Read(ctx, br, rcv, archive.ReadOptions{Platform: opts.Platform})
+		})
+	}
+	rb, err := content.Rebuild(ctx, br, storeBase{st}, "")
+	if err != nil {
+		return nil, err
+	}
+	defer rb.Close()
+	res, err := load(ctx, st, opts, func(rcv store.Receiver) (*archive.Bundle, error) {
+		return rb.Bundle, archive.Feed(ctx, rb.Bundle, rb.Src, rcv)
+	})
+	if res != nil {
+		res.Rebuilt = &rb.Summary
+	}
+	return res, err
+}
+
+// load loads into st what read hands its receiver.
+func load(ctx context.Context, st store.Store, opts LoadOptions, read func(store.Receiver) (*archive.Bundle, error)) (*LoadResult, error) {
 	if f, ok := st.(store.Fronted); ok {
 		// The store behind takes what the front one would, and more: no inventory needed.
 		b, err := f.Behind(ctx)
@@ -53,7 +80,7 @@ func Load(ctx context.Context, r io.Reader, opts LoadOptions) (*LoadResult, erro
 	if err != nil {
 		return nil, err
 	}
-	b, err := archive.Read(ctx, r, rcv, archive.ReadOptions{Platform: opts.Platform})
+	b, err := read(rcv)
 	if err != nil {
 		return nil, err
 	}

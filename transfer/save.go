@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/content"
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/store"
 )
@@ -22,6 +23,11 @@ type SaveOptions struct {
 	Read store.ReadOptions
 	// Have, if set, is what the destination holds: Save leaves those layers out (a delta).
 	Have *dedupe.Inventory
+	// Content, if set, indexes the content of the destination's layers: Save writes a
+	// content delta, the layers Have leaves in as the chunks Content lacks (content.Make).
+	Content *content.Index
+	// Delta, if set, is told what the content delta holds.
+	Delta func(content.Summary)
 }
 
 // Save reads images from their source and writes one bundle of them to w.
@@ -35,7 +41,14 @@ func Save(ctx context.Context, w io.Writer, args []string, opts SaveOptions) (*a
 	if opts.Have != nil {
 		b = opts.Have.Thin(b)
 	}
-	return b, im.Write(ctx, w, b, opts.Read.Write)
+	if opts.Content == nil {
+		return b, im.Write(ctx, w, b, opts.Read.Write)
+	}
+	sum, err := content.Make(ctx, w, b, im.Src, opts.Content, opts.Read.TempDir)
+	if err == nil && opts.Delta != nil {
+		opts.Delta(*sum)
+	}
+	return b, err
 }
 
 // Open reads images from their one source, once: a docker daemon's through one streamed

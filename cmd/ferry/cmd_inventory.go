@@ -9,7 +9,7 @@ import (
 
 func newInventoryCmd() *cobra.Command {
 	var from, host, output string
-	var insecure bool
+	var insecure, withContent bool
 	var ssh sshFlags
 	cmd := &cobra.Command{
 		Use:   "inventory [--from STORE] [-H HOST] [-o FILE|-]",
@@ -18,6 +18,10 @@ func newInventoryCmd() *cobra.Command {
 takes complete images only. Carry it to the connected side and pass it to ferry save --have:
 the bundle then leaves out what the store already has (nothing, for a store that takes
 complete images only). With -H, the store is on that host, reached over SSH.
+
+With --content, it also indexes the content of every layer of the store's tagged images,
+file by file (reading each image once: docker and podman save them): ferry save --have
+FILE --delta content then carries only the files, and pieces of files, the store lacks.
 
 ` + storeHelp(),
 		Example: `  ferry inventory -o have.json                  # on the far side
@@ -32,6 +36,11 @@ complete images only). With -H, the store is on that host, reached over SSH.
 			inv, err := transfer.Inventory(cmd.Context(), from, host, opts)
 			if err != nil {
 				return err
+			}
+			if withContent {
+				if inv.Content, err = transfer.ContentIndex(cmd.Context(), from, host, opts); err != nil {
+					return err
+				}
 			}
 			if output == "-" {
 				return inv.Write(cmd.OutOrStdout())
@@ -48,6 +57,7 @@ complete images only). With -H, the store is on that host, reached over SSH.
 	f.StringVarP(&host, "host", "H", "", "the store is on `HOST`: [user@]host[:port] or ssh://[user@]host[:port]/SOCKET")
 	f.StringVarP(&output, "output", "o", "-", "write to `FILE` (atomically) or - for stdout")
 	f.BoolVar(&insecure, "insecure", false, "allow plain http to any registry")
+	f.BoolVar(&withContent, "content", false, "index the content of the store's layers too, for ferry save --delta content")
 	ssh.register(f)
 	return cmd
 }

@@ -92,7 +92,11 @@ func (o *loadOptions) load(cmd *cobra.Command, file string, platform *v1.Platfor
 		bar.finish(err, "")
 		return inPart(in, err)
 	}
-	bar.finish(nil, fmt.Sprintf("loaded %s into %s", plural(len(res.Bundle.Images), "image"), res.Store))
+	rebuilt := ""
+	if res.Rebuilt != nil {
+		rebuilt = fmt.Sprintf(", %s rebuilt from a content delta and the layers the store holds", plural(res.Rebuilt.Rebuilt, "layer"))
+	}
+	bar.finish(nil, fmt.Sprintf("loaded %s into %s%s", plural(len(res.Bundle.Images), "image"), res.Store, rebuilt))
 	for _, img := range res.Images {
 		fmt.Fprintf(cmd.OutOrStdout(), "Loaded image: %s (%s)\n", img.Ref, img.ID)
 	}

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/content"
 )
 
 func newLsCmd() *cobra.Command {
@@ -20,15 +23,18 @@ layers several images share, and which a thin bundle leaves out. The bundle is r
 verified on the way.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := readBundle(cmd, args[0])
+			b, delta, err := readBundle(cmd, args[0])
 			if err != nil {
 				return err
 			}
 			s := b.Summary()
 			if asJSON {
+				if delta != nil {
+					return printJSON(cmd, deltaJSON{s, delta.Summary, delta.Needs}, nil)
+				}
 				return printJSON(cmd, s, nil)
 			}
-			printSummary(cmd, s)
+			printSummary(cmd, s, delta)
 			return nil
 		},
 	}
@@ -36,21 +42,37 @@ verified on the way.`,
 	return cmd
 }
 
-// readBundle reads and verifies a bundle file without loading it anywhere.
-func readBundle(cmd *cobra.Command, path string) (*archive.Bundle, error) {
-	in, _, err := openInput(path)
-	if err != nil {
-		return nil, err
-	}
-	defer in.Close()
-	b, err := archive.Read(cmd.Context(), in, archive.Discard, archive.ReadOptions{})
-	if err != nil {
-		return nil, inPart(in, err)
-	}
-	return b, nil
+// deltaJSON is what ls --json prints of a content delta: the bundle it gives back, what it
+// holds, and the layers it needs from the store.
+type deltaJSON struct {
+	archive.Summary
+	Content content.Summary `json:"content"`
+	Needs   []content.Layer `json:"needs"`
 }
 
-func printSummary(cmd *cobra.Command, s archive.Summary) {
+// readBundle reads and verifies a bundle file without loading it anywhere; a content delta
+// is checked as far as it can be without the store's layers, and described (delta).
+func readBundle(cmd *cobra.Command, path string) (b *archive.Bundle, delta *content.Info, err error) {
+	in, _, err := openInput(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer in.Close()
+	br := bufio.NewReaderSize(in, 64<<10)
+	if content.IsDelta(br) {
+		delta, err = content.Inspect(cmd.Context(), br, "")
+		if err != nil {
+			return nil, nil, inPart(in, err)
+		}
+		return delta.Bundle, delta, nil
+	}
+	if b, err = archive.Read(cmd.Context(), br, archive.Discard, archive.ReadOptions{}); err != nil {
+		return nil, nil, inPart(in, err)
+	}
+	return b, nil, nil
+}
+
+func printSummary(cmd *cobra.Command, s archive.Summary, delta *content.Info) {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 	for _, img := range s.Images {
 		tags := strings.Join(img.Tags, ", ")
@@ -60,7 +82,9 @@ func printSummary(cmd *cobra.Command, s archive.Summary) {
 		fmt.Fprintf(w, "%s\tID %s\t%s\t%s\n", tags, short(img.ID), img.Platform, humanBytes(img.Bytes))
 		for _, l := range img.Layers {
 			note := ""
-			switch {
+			switch given := givenAs(delta, l.Digest); {
+			case given != "":
+				note = given
 			case l.Missing:
 				note = "missing: expected at the destination"
 			case l.Shared:
@@ -77,7 +101,36 @@ func printSummary(cmd *cobra.Command, s archive.Summary) {
 	if note := s.UnreferencedNote(); note != "" {
 		fmt.Fprintln(w, note)
 	}
+	if delta != nil {
+		fmt.Fprintf(w, "a content delta: %s; ferry load rebuilds them %s\n", deltaSummary(delta.Summary), needs(delta.Needs))
+	}
 	w.Flush()
+}
+
+// givenAs says how a content delta gives the layer digest names: "" when it does not.
+func givenAs(delta *content.Info, digest string) string {
+	if delta == nil {
+		return ""
+	}
+	switch delta.Given[v1.Hash{Algorithm: "sha256", Hex: strings.TrimPrefix(digest, "sha256:")}] {
+	case "content":
+		return "rebuilt from content"
+	case "whole":
+		return "carried whole"
+	}
+	return ""
+}
+
+// needs says which of the store's layers a content delta is rebuilt from.
+func needs(layers []content.Layer) string {
+	if len(layers) == 0 {
+		return "from the delta alone"
+	}
+	var names []string
+	for _, l := range layers {
+		names = append(names, short(l.DiffID.String())+" (in "+strings.Join(l.Refs, ", ")+")")
+	}
+	return "from the store's layers " + strings.Join(names, ", ")
 }
 
 func short(digest string) string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/compress"
+	"github.com/ferrytool/ferry/content"
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/internal/parts"
 	"github.com/ferrytool/ferry/store"
@@ -26,6 +27,7 @@ type saveOptions struct {
 	insecure     bool
 	ssh          sshFlags
 	have         string
+	delta        string
 	split        string
 	checksum     bool
 	progress     progressFlags
@@ -65,6 +67,7 @@ compressed blobs and manifests, so their digests stay the same.
 	f.IntVar(&o.level, "level", compress.DefaultLevel, "compression `level`: gzip 1 fastest … 9 smallest; zstd 1 fastest … 4 smallest (higher means 4)")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
 	f.StringVar(&o.have, "have", "", "write a delta: leave out the layers the destination holds, as an inventory `FILE`, a bundle loaded there, or a STORE")
+	f.StringVar(&o.delta, "delta", "layers", "with --have, what the delta leaves out: `layers` the destination holds (docker load takes it), or content: every file and piece of a file it holds (ferry load rebuilds the layers)")
 	f.StringVar(&o.split, "split", "", "write `SIZE`d parts FILE.000, FILE.001, … (4G fits FAT32; k, M, G, T or Ki, Mi, Gi, Ti)")
 	f.BoolVar(&o.checksum, "checksum", false, "write FILE.sha256, a sha256sum-compatible sidecar for the bundle or its parts")
 	o.ssh.register(f)
@@ -81,12 +84,22 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 	if err != nil {
 		return err
 	}
+	byContent, err := o.deltaKind(write)
+	if err != nil {
+		return err
+	}
 	opts := o.ssh.options(o.insecure, promptPassphrase)
 	opts.Waiting = o.progress.waiting(cmd.ErrOrStderr())
 	var have *dedupe.Inventory
 	if o.have != "" {
-		if have, err = transfer.Have(cmd.Context(), o.have, opts); err != nil {
+		if have, err = transfer.Have(cmd.Context(), o.have, opts, byContent); err != nil {
 			return fmt.Errorf("--have %s: %w", o.have, err)
+		}
+	}
+	var index *content.Index
+	if byContent {
+		if index = have.Content; index == nil {
+			o.progress.note(cmd.ErrOrStderr())(fmt.Sprintf("--have %s holds no content index (ferry inventory --content makes one): writing a layer delta", o.have))
 		}
 	}
 	out, err := openOutput(o.output, o.split, o.checksum)
@@ -95,19 +108,48 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 	}
 	bar := o.progress.start(cmd, "saving")
 	from, host := parseFrom(o.from)
+	var made string
 	b, err := transfer.Save(cmd.Context(), out, images, transfer.SaveOptions{
 		Options:  opts,
 		From:     from,
 		FromHost: host,
 		Read:     store.ReadOptions{Platform: platform, AllPlatforms: o.allPlatforms, Write: write, Progress: bar.update},
 		Have:     have,
+		Content:  index,
+		Delta:    func(s content.Summary) { made = ": " + deltaSummary(s) },
 	})
 	if err = out.close(err); err != nil {
 		bar.finish(err, "")
 		return err
 	}
-	bar.finish(nil, fmt.Sprintf("saved %s to %s", plural(len(b.Images), "image"), outputName(o.output)))
+	bar.finish(nil, fmt.Sprintf("saved %s to %s%s", plural(len(b.Images), "image"), outputName(o.output), made))
 	return nil
+}
+
+// deltaKind checks --delta: whether the delta leaves out content, not only layers. A content
+// delta is compressed inside: it is never compressed as a whole.
+func (o *saveOptions) deltaKind(write archive.WriteOptions) (bool, error) {
+	switch {
+	case o.delta == "layers":
+		return false, nil
+	case o.delta != "content":
+		return false, usagef("--delta %q: use layers or content", o.delta)
+	case o.have == "":
+		return false, usagef("--delta content needs --have: what the destination holds")
+	case write.Codec != compress.None:
+		return false, usagef("--delta content: a content delta is compressed inside; drop --compress, and name it .tar")
+	}
+	return true, nil
+}
+
+// deltaSummary says what a content delta holds.
+func deltaSummary(s content.Summary) string {
+	msg := fmt.Sprintf("%s rebuilt from content the destination holds and %s of new content (%s compressed)",
+		plural(s.Rebuilt, "layer"), humanBytes(s.New), humanBytes(s.Pack+s.Recipes))
+	if s.Whole > 0 {
+		msg += fmt.Sprintf(", %s carried whole (%s)", plural(s.Whole, "compressed layer"), humanBytes(s.Blobs))
+	}
+	return msg
 }
 
 // writeOptions checks --compress and --level. Without --compress, a bundle file named .gz or

@@ -18,6 +18,7 @@ type sshFlags struct {
 	config     string
 	knownHosts string
 	identities []string
+	settings   []string
 	acceptNew  bool
 	timeout    time.Duration
 }
@@ -26,6 +27,12 @@ func (s *sshFlags) register(f *pflag.FlagSet) {
 	f.StringVarP(&s.config, "ssh-config", "F", "", "read this ssh config `FILE` instead of ~/.ssh/config and /etc/ssh/ssh_config (none: no config)")
 	f.StringVar(&s.knownHosts, "known-hosts", "", "check host keys against this `FILE` instead of ~/.ssh/known_hosts")
 	f.StringArrayVarP(&s.identities, "identity", "i", nil, "offer the private key in `FILE` after ssh-agent's keys (repeatable)")
+	// -o is ssh's, except where a verb's -o names its output.
+	short := "o"
+	if f.ShorthandLookup("o") != nil {
+		short = ""
+	}
+	f.StringArrayVarP(&s.settings, "ssh-option", short, nil, "an ssh config setting `KEY=VALUE` for the host, over the ssh config's, as ssh -o (repeatable)")
 	f.BoolVar(&s.acceptNew, "accept-new-host-key", false, "add the key of a host known_hosts does not know to it (a changed key is always refused)")
 	f.DurationVar(&s.timeout, "connect-timeout", 0, "give up connecting to a host after this long (default: the ssh config's ConnectTimeout, else 15s)")
 }
@@ -37,8 +44,10 @@ func (s *sshFlags) options(insecure bool, ask func(string) ([]byte, error)) tran
 		ConfigFile:       s.config,
 		KnownHosts:       s.knownHosts,
 		Identities:       s.identities,
+		Options:          s.settings,
 		AcceptNewHostKey: s.acceptNew,
 		ConnectTimeout:   s.timeout,
+		Stderr:           os.Stderr, // what ProxyCommand and Match exec say, as ssh shows it
 	}
 	if isTerminal(os.Stdin) {
 		cfg.Passphrase = ask

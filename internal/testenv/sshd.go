@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -46,6 +47,12 @@ type SSHDOptions struct {
 	// SetEnv option): how a test points a remote command at throwaway storage while the
 	// command itself stays as ferry sends it.
 	SetEnv []string
+	// UserCA, if set, is a certificate authority whose user certificates may log in
+	// (TrustedUserCAKeys), for any user their principals name.
+	UserCA ssh.PublicKey
+	// HostCA, if set, is the private key file of a certificate authority that signs the
+	// server's ed25519 host key for the principal 127.0.0.1 (HostCertificate).
+	HostCA string
 }
 
 // TestUID is the uid of SSHDOptions.User.
@@ -104,6 +111,13 @@ Subsystem sftp internal-sftp
 `, dir)
 	for _, env := range opts.SetEnv {
 		config += "SetEnv " + strconv.Quote(env) + "\n"
+	}
+	if opts.UserCA != nil {
+		writeFile(t, filepath.Join(dir, "user_ca.pub"), string(ssh.MarshalAuthorizedKey(opts.UserCA)), 0o644)
+		config += "TrustedUserCAKeys " + filepath.Join(dir, "user_ca.pub") + "\n"
+	}
+	if opts.HostCA != "" {
+		config += "HostCertificate " + Sign(t, opts.HostCA, hostKeyPath, true, "127.0.0.1") + "\n"
 	}
 	writeFile(t, filepath.Join(dir, "authorized_keys"), authorized.String(), 0o644)
 	writeFile(t, filepath.Join(dir, "sshd_config"), config, 0o644)
@@ -171,6 +185,32 @@ func (s *SSHD) KillSessions() {
 	for _, pid := range descendants(s.p.cmd.Process.Pid) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
+}
+
+// FreezeSessions stops (SIGSTOP) the processes serving the server's connections, as a
+// host that hangs or a network that drops every packet would: the connections stay open
+// and nothing answers. Stop still ends them.
+func (s *SSHD) FreezeSessions() {
+	for _, pid := range descendants(s.p.cmd.Process.Pid) {
+		syscall.Kill(pid, syscall.SIGSTOP)
+	}
+}
+
+// Sign makes a certificate of the key whose private key file is key (its public key in
+// key.pub), signed by the authority whose private key file is ca, with ssh-keygen -s: a
+// host certificate if host, else a user certificate, for principals. It returns the
+// certificate's path, key-cert.pub, where ssh looks for it.
+func Sign(t testing.TB, ca, key string, host bool, principals ...string) string {
+	t.Helper()
+	args := []string{"-q", "-s", ca, "-I", "ferry-test", "-n", strings.Join(principals, ",")}
+	if host {
+		args = append(args, "-h")
+	}
+	out, err := exec.Command(Require(t, "ssh-keygen"), append(args, key+".pub")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ssh-keygen -s: %v\n%s", err, out)
+	}
+	return key + "-cert.pub"
 }
 
 // Authorize lets key log in too.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/sshconn"
 	"github.com/ferrytool/ferry/store"
 )
@@ -196,4 +198,21 @@ func (s *Store) Unname(ctx context.Context, names ...string) error {
 		}
 	}
 	return nil
+}
+
+// Tagged lists the names of the namespace's images that are tags (send --all, a content
+// index), sorted: not the digest-named ones (NAME@sha256:…) containerd also keeps.
+func (s *Store) Tagged(ctx context.Context) ([]string, error) {
+	targets, err := s.Targets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var tags []string
+	for name := range targets {
+		if _, err := archive.ParseTag(name); err == nil {
+			tags = append(tags, name)
+		}
+	}
+	slices.Sort(tags)
+	return tags, nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -220,4 +221,33 @@ func DefaultDir() (string, error) {
 		return "", errors.New("no home directory for the default OCI store: set XDG_DATA_HOME or pass --to")
 	}
 	return filepath.Join(home, ".local", "share", "ferry", "oci"), nil
+}
+
+// Tagged lists the tags of the layout's images (send --all, a content index), sorted.
+func (s *Store) Tagged(context.Context) ([]string, error) {
+	if _, ok := s.FS.(dedupe.LocalFS); !ok {
+		return nil, errors.New("listing the images of a layout on a host is not supported: run ferry there")
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir, "index.json")); os.IsNotExist(err) {
+		return nil, nil // no layout yet: no images
+	}
+	lp, err := layout.FromPath(s.Dir)
+	if err != nil {
+		return nil, err
+	}
+	m, err := lp.ImageIndex()
+	if err == nil {
+		var idx *v1.IndexManifest
+		if idx, err = m.IndexManifest(); err == nil {
+			var tags []string
+			for _, d := range idx.Manifests {
+				if tag := archive.RefTag(d.Annotations); tag != "" && !slices.Contains(tags, tag) {
+					tags = append(tags, tag)
+				}
+			}
+			slices.Sort(tags)
+			return tags, nil
+		}
+	}
+	return nil, fmt.Errorf("reading %s/index.json: %w", s.Dir, err)
 }

@@ -1,6 +1,7 @@
 // Package podman is podman as a store: `podman load` takes docker archives, and `podman
 // images` says what it holds. On a host, ferry runs exactly those commands, constants with no
-// user input in them, over an SSH session; here it runs the podman on $PATH.
+// user input in them, over an SSH session; here it runs the podman on $PATH, which also gives
+// images out (`podman save`, the image names as arguments, no shell).
 package podman
 
 import (
@@ -28,7 +29,7 @@ import (
 var Kind = store.Kind{
 	Name:     "podman",
 	Syntax:   "podman",
-	Doc:      "podman's image store. Not a source; as a store, complete images on the stdin of `podman load`, and `podman images` for what it holds. On a host, the same commands over SSH",
+	Doc:      "podman's image store. As a source (on this machine), `podman save`; as a store, complete images on the stdin of `podman load`, and `podman images` for what it holds. On a host, the same commands over SSH (not a source there)",
 	Remote:   true,
 	Complete: "podman: complete images",
 	Check:    store.NoArg,
@@ -51,13 +52,49 @@ const (
 type Store struct {
 	name string
 	run  func(ctx context.Context, cmd string, stdin io.Reader) (string, error)
+	bin  string // podman on this machine; "" on a host
 }
 
 // Local is the podman that the program bin (a name on $PATH, or a path) is on this machine.
 func Local(bin string) *Store {
-	return &Store{name: "podman", run: func(ctx context.Context, cmd string, stdin io.Reader) (string, error) {
-		return runLocal(ctx, bin, cmd, stdin)
+	return &Store{name: "podman", bin: bin, run: func(ctx context.Context, cmd string, stdin io.Reader) (string, error) {
+		var out bytes.Buffer
+		err := execLocal(ctx, bin, strings.Fields(cmd)[1:], stdin, &out)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", cmd, err)
+		}
+		return out.String(), err
 	}}
+}
+
+// Open reads images as `podman save` writes them, one docker archive, into a spool: refs are
+// image names as podman knows them.
+func (s *Store) Open(ctx context.Context, refs []string, opts store.ReadOptions) (*store.Images, error) {
+	if s.bin == "" {
+		return nil, errors.New("reading images from podman on a host is not supported: run ferry there")
+	}
+	args := []string{"save", "--format", "docker-archive"}
+	if len(refs) > 1 {
+		args = append(args, "--multi-image-archive")
+	}
+	for _, ref := range refs {
+		if _, err := archive.ParseTag(ref); err != nil {
+			return nil, fmt.Errorf("podman image %s: %w", archive.Quote(ref), err)
+		}
+	}
+	args = append(append(args, "--"), refs...)
+	return store.Spooled(opts, func(sink archive.Sink) (*archive.Bundle, error) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(execLocal(ctx, s.bin, args, nil, pw)) }()
+		b, err := archive.Read(ctx, pr, sink, archive.ReadOptions{})
+		pr.Close()
+		if err != nil {
+			return nil, fmt.Errorf("podman save: %w", err)
+		}
+		return b, nil
+	})
 }
 
 func (s *Store) String() string { return s.name }
@@ -149,26 +186,24 @@ func (s *Store) command(ctx context.Context, cmd string, stdin io.Reader) (strin
 	return out, err
 }
 
-// runLocal runs one of the commands on this machine, with bin for its first word. If
-// reading stdin fails, podman is killed before it can see the end of its input, so it never
-// takes a stream cut short for a whole one.
-func runLocal(ctx context.Context, bin, cmd string, stdin io.Reader) (string, error) {
-	args := strings.Fields(cmd)
-	c := exec.CommandContext(ctx, bin, args[1:]...)
+// execLocal runs podman (bin) on this machine with args, stdin (if set) on its standard
+// input and its output to stdout. If reading stdin fails, podman is killed before it can see
+// the end of its input, so it never takes a stream cut short for a whole one.
+func execLocal(ctx context.Context, bin string, args []string, stdin io.Reader, stdout io.Writer) error {
+	c := exec.CommandContext(ctx, bin, args...)
 	// podman in a group of its own, killed whole: a wrapper's children (sudo, nsenter)
 	// must not outlive it holding its output open.
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
 	c.WaitDelay = 10 * time.Second
-	var stdout bytes.Buffer
 	var stderr bytes.Buffer
-	c.Stdout, c.Stderr = &stdout, &stderr
+	c.Stdout, c.Stderr = stdout, &stderr
 	in, err := c.StdinPipe()
 	if err != nil {
-		return "", err
+		return err
 	}
 	if err := c.Start(); err != nil {
-		return "", err
+		return err
 	}
 	var copyErr error
 	if stdin != nil {
@@ -177,13 +212,13 @@ func runLocal(ctx context.Context, bin, cmd string, stdin io.Reader) (string, er
 	if copyErr != nil && !errors.Is(copyErr, io.ErrClosedPipe) {
 		c.Cancel()
 		c.Wait()
-		return "", copyErr
+		return copyErr
 	}
 	in.Close()
 	if err := c.Wait(); err != nil {
-		return stdout.String(), fmt.Errorf("%s: %w: %s", cmd, err, strings.TrimSpace(stderr.String()))
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	return stdout.String(), nil
+	return nil
 }
 
 // loaded reads the references podman load says it loaded: "Loaded image: REF" or

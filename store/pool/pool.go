@@ -6,6 +6,7 @@ package pool
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/dedupe"
@@ -87,4 +88,19 @@ func (s *Store) Open(_ context.Context, refs []string, opts store.ReadOptions) (
 		return nil, err
 	}
 	return store.NewImages(b, src, nil).Counted(opts.Progress), nil
+}
+
+// Tagged lists the pool's bundles by name, sorted: each one names all its images (send
+// --all, a content index).
+func (s *Store) Tagged(context.Context) ([]string, error) {
+	records, err := s.Records()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, r := range records {
+		names = append(names, r.Name)
+	}
+	slices.Sort(names)
+	return names, nil
 }

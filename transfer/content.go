@@ -1,0 +1,190 @@
+package transfer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/compress"
+	"github.com/ferrytool/ferry/content"
+	"github.com/ferrytool/ferry/store"
+)
+
+// ContentIndex indexes, file by file, the layers of every image spec holds: a bundle file
+// (loaded at the destination), or a store (on host, if set), whose images are read once.
+func ContentIndex(ctx context.Context, spec, host string, opts Options) (*content.Index, error) {
+	var im *store.Images
+	if isFile(spec) {
+		var err error
+		if im, err = Open(ctx, []string{spec}, SaveOptions{Options: opts}); err != nil {
+			return nil, err
+		}
+	} else {
+		st, done, err := OpenStore(ctx, spec, host, opts)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		if im, err = readAll(ctx, st); err != nil {
+			return nil, fmt.Errorf("%s: %w", st, err)
+		}
+	}
+	defer im.Close()
+	x := content.NewIndex()
+	for _, img := range im.Bundle.Images {
+		ref := img.ID().String()
+		if len(img.RepoTags) > 0 {
+			ref = img.RepoTags[0]
+		}
+		for _, l := range img.Layers {
+			if !x.Holds(l.DiffID) {
+				if err := addLayer(ctx, x, im.Src, l); err != nil {
+					return nil, err
+				}
+			}
+			x.Name(l.DiffID, ref)
+		}
+	}
+	return x, nil
+}
+
+// readAll reads every tagged image of st.
+func readAll(ctx context.Context, st store.Store) (*store.Images, error) {
+	rd, ok := st.(store.Reader)
+	if !ok {
+		return nil, fmt.Errorf("ferry cannot read images from this store")
+	}
+	var tags []string
+	if t, ok := st.(store.Tagger); ok {
+		var err error
+		if tags, err = t.Tagged(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		inv, err := st.Inventory(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, img := range inv.Images {
+			if len(img.Tags) > 0 {
+				tags = append(tags, img.Tags[0])
+			}
+		}
+	}
+	if len(tags) == 0 {
+		return store.NewImages(&archive.Bundle{}, nil, nil), nil
+	}
+	return rd.Open(ctx, tags, store.ReadOptions{})
+}
+
+// addLayer adds a layer whose blob src serves to x.
+func addLayer(ctx context.Context, x *content.Index, src archive.BlobSource, l *archive.Layer) error {
+	return uncompressed(ctx, src, l, func(r io.Reader) error {
+		got, err := x.Add(ctx, r)
+		if err == nil && got != l.DiffID {
+			err = fmt.Errorf("%w: layer %s: its tar hashes to %s", archive.ErrDiffIDMismatch, l.DiffID, got)
+		}
+		return err
+	})
+}
+
+// uncompressed hands do the uncompressed tar of layer l, whose blob src serves.
+func uncompressed(ctx context.Context, src archive.BlobSource, l *archive.Layer, do func(io.Reader) error) error {
+	rc, err := src.Open(ctx, l.Blob)
+	if err != nil {
+		return fmt.Errorf("reading layer %s: %w", l.Digest, err)
+	}
+	defer rc.Close()
+	zr, _, err := compress.NewReader(rc)
+	if err != nil {
+		return fmt.Errorf("reading layer %s: %w", l.Digest, err)
+	}
+	defer zr.Close()
+	return do(zr)
+}
+
+// storeBase reads the layers a content delta copies from the store it is loaded into: from
+// the images the delta names for each, in the store's own words.
+type storeBase struct{ st store.Store }
+
+func (b storeBase) Open(ctx context.Context, layers []content.Layer, each func(int, io.Reader) error) error {
+	rd, ok := b.st.(store.Reader)
+	if !ok {
+		return fmt.Errorf("%s: ferry cannot read its layers, which a content delta is rebuilt from", b.st)
+	}
+	pending := map[v1.Hash]int{}
+	var refs []string
+	for i, l := range layers {
+		pending[l.DiffID] = i
+		for _, r := range l.Refs {
+			if !slices.Contains(refs, r) {
+				refs = append(refs, r)
+			}
+		}
+	}
+	for _, ref := range refs {
+		if len(pending) == 0 {
+			break
+		}
+		if err := b.readFrom(ctx, rd, []string{ref}, pending, each); err != nil {
+			return err
+		}
+	}
+	if t, ok := b.st.(store.Tagger); ok && len(pending) > 0 {
+		// The images named are gone, renamed, or named otherwise here (a pool's NAME/TAG):
+		// read every image the store lists.
+		tags, err := t.Tagged(ctx)
+		if err == nil && len(tags) > 0 {
+			err = b.readFrom(ctx, rd, tags, pending, each)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, l := range layers {
+		if _, ok := pending[l.DiffID]; ok {
+			return fmt.Errorf("%w: %s lacks layer %s, which the content delta builds on (it looked in %s)", archive.ErrMissingBlob, b.st, l.DiffID, quoteList(l.Refs))
+		}
+	}
+	return nil
+}
+
+// readFrom reads the pending layers the images refs name hold; refs the store does not know
+// are skipped: other images may hold the layers.
+func (b storeBase) readFrom(ctx context.Context, rd store.Reader, refs []string, pending map[v1.Hash]int, each func(int, io.Reader) error) error {
+	im, err := rd.Open(ctx, refs, store.ReadOptions{})
+	if err != nil {
+		return ctx.Err()
+	}
+	defer im.Close()
+	for _, l := range im.Bundle.LayerOrder() {
+		i, ok := pending[l.DiffID]
+		if !ok {
+			continue
+		}
+		if err := uncompressed(ctx, im.Src, l, func(r io.Reader) error { return each(i, r) }); err != nil {
+			return err
+		}
+		delete(pending, l.DiffID)
+	}
+	return nil
+}
+
+// quoteList names refs for a message.
+func quoteList(refs []string) string {
+	if len(refs) == 0 {
+		return "no image"
+	}
+	out := ""
+	for i, r := range refs {
+		if i > 0 {
+			out += ", "
+		}
+		out += archive.Quote(r)
+	}
+	return out
+}
