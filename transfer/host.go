@@ -31,6 +31,7 @@ type host struct {
 	cold   store.Streamer // the store's load, when it may take the first source as it is read
 	closes []func() error
 
+	planned bool // the host is sent to from the start, and the cold plan waits for it to decide
 	decided bool // the cold plan knows whether the host takes the first source as it is read
 	res     HostResult
 }
@@ -43,7 +44,7 @@ type delivery interface {
 // run sends the host every source, and says how it went.
 func (h *host) run(ctx context.Context) HostResult {
 	err := h.sendAll(ctx)
-	if !h.decided {
+	if h.planned && !h.decided {
 		h.s.plan.decide(nil, false) // failed
 	}
 	for _, c := range slices.Backward(h.closes) {
@@ -66,7 +67,7 @@ func (h *host) sendAll(ctx context.Context) error {
 	}
 	h.choose()
 	for i, p := range h.s.reads {
-		if p.plan != nil {
+		if p.plan != nil && h.planned {
 			h.decided = true
 			if c := p.plan.join(ctx, p, h); c != nil {
 				if err := h.sendCold(ctx, c, p); err != nil {
@@ -85,6 +86,30 @@ func (h *host) sendAll(ctx context.Context) error {
 			}
 			h.inv = inv
 		}
+	}
+	return h.confirm(ctx)
+}
+
+// confirm checks that a store that loads streams (docker, podman) lists the images it
+// reported loading: its word alone is not taken for it.
+func (h *host) confirm(ctx context.Context) error {
+	if _, ok := h.st.(store.Streamer); !ok {
+		return nil
+	}
+	inv, err := h.st.Inventory(ctx)
+	if err != nil {
+		return fmt.Errorf("taking stock after loading: %w", err)
+	}
+	var lacking []string
+	for _, p := range h.s.reads {
+		for _, img := range p.im.Bundle.Images {
+			if !inv.HoldsWhole(img) {
+				lacking = append(lacking, cmp.Or(strings.Join(img.RepoTags, " "), img.ID().String()))
+			}
+		}
+	}
+	if len(lacking) > 0 {
+		return fmt.Errorf("%w: %s reported loading the images, and then does not list %s", ErrNotLoaded, h.st, strings.Join(lacking, ", "))
 	}
 	return nil
 }

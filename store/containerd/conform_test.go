@@ -26,7 +26,7 @@ func TestConformance(t *testing.T) {
 		Open: func(t *testing.T) store.Store {
 			st, err := containerd.New(t.Context(), func(ctx context.Context) (net.Conn, error) {
 				return (&net.Dialer{}).DialContext(ctx, "unix", c.Socket)
-			}, "k8s.io")
+			}, "k8s.io", 0)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -28,7 +28,7 @@ func TestBehindOtherContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctd, err := containerd.New(ctx, s.dialer(other.Socket), "moby")
+	ctd, err := containerd.New(ctx, s.dialer(other.Socket), "moby", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
