@@ -24,6 +24,7 @@ import (
 	"github.com/ferrytool/ferry/sshconn"
 	"github.com/ferrytool/ferry/store"
 	_ "github.com/ferrytool/ferry/store/all"
+	"github.com/ferrytool/ferry/store/docker"
 	"github.com/ferrytool/ferry/store/storetest"
 	"github.com/ferrytool/ferry/transfer"
 )
@@ -203,6 +204,13 @@ func newSSHEnv(t *testing.T) *sshEnv {
 	t.Helper()
 	s := storetest.NewSSH(t)
 	return &sshEnv{ssh: s, sshd: s.Start(t, testenv.SSHDOptions{}), opts: transfer.SendOptions{Options: s.Options, To: "containerd:k8s.io"}}
+}
+
+// own returns an environment of the same key and known_hosts with an sshd of its own, for a
+// parallel subtest that changes its options or cuts its sessions.
+func (e *sshEnv) own(t *testing.T) *sshEnv {
+	t.Helper()
+	return &sshEnv{ssh: e.ssh, sshd: e.ssh.Start(t, testenv.SSHDOptions{}), opts: e.opts}
 }
 
 func (e *sshEnv) host(c *testenv.Containerd) string { return "ssh://root@" + e.sshd.Addr + c.Socket }
@@ -398,13 +406,25 @@ func TestNodes(t *testing.T) {
 
 var _ store.Store // the package under test registers through transfer
 
-// TestDocker26 is docker on the containerd image store, as a docker store: ferry finds
-// the daemon's containerd (beside its socket, as /var/run/docker/containerd is beside
-// /var/run/docker.sock) and sends there, on this machine and over SSH, only the blobs docker
-// lacks, resuming a cut blob; docker lists and runs the images.
-func TestDocker26(t *testing.T) {
-	d := testenv.StartDockerFlavor(t, testenv.Docker26Containerd)
+// containerdStores are the docker flavors on the containerd image store.
+var containerdStores = []testenv.Flavor{testenv.Docker26Containerd, testenv.Docker28Containerd}
+
+// TestDockerStore is docker 26 and 28 on the containerd image store, as a docker store:
+// ferry finds the daemon's containerd (docker 26's beside its socket, as
+// /var/run/docker/containerd is beside /var/run/docker.sock; docker 28's where /info says)
+// and sends there, on this machine and over SSH, only the blobs docker lacks, resuming a cut
+// blob; docker lists and runs the images.
+func TestDockerStore(t *testing.T) {
 	e := newSSHEnv(t)
+	for _, f := range containerdStores {
+		t.Run(string(f), func(t *testing.T) {
+			t.Parallel()
+			dockerStore(t, e.own(t), testenv.StartDockerFlavor(t, f))
+		})
+	}
+}
+
+func dockerStore(t *testing.T, e *sshEnv, d *testenv.Docker) {
 	e.opts.To = "docker"
 	var notes []string
 	e.opts.Note = func(msg string) { notes = append(notes, msg) }
@@ -422,13 +442,16 @@ func TestDocker26(t *testing.T) {
 	}
 
 	t.Run("load on this machine", func(t *testing.T) {
-		t.Setenv("DOCKER_HOST", d.Host)
 		f, err := os.Open(base)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		res, err := transfer.Load(context.Background(), f, transfer.LoadOptions{To: "docker",
+		c, err := docker.New(d.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := transfer.Load(context.Background(), f, transfer.LoadOptions{To: "docker", Store: docker.NewStore(c),
 			Options: transfer.Options{Note: func(msg string) { t.Errorf("note: %s", msg) }}})
 		if err != nil {
 			t.Fatal(err)
@@ -508,11 +531,20 @@ func TestDocker26(t *testing.T) {
 	}
 }
 
-// TestDocker26Fallback: an SSH user who may use docker's socket but not its containerd's
-// gets complete images through the Docker API, and is told why once.
-func TestDocker26Fallback(t *testing.T) {
-	d := testenv.StartDockerFlavor(t, testenv.Docker26Containerd)
+// TestDockerFallback: an SSH user who may use docker's socket but not its containerd's
+// gets complete images through the Docker API, and is told why once, naming the socket
+// (docker 28's, where /info says).
+func TestDockerFallback(t *testing.T) {
 	e := newSSHEnv(t)
+	for _, f := range containerdStores {
+		t.Run(string(f), func(t *testing.T) {
+			t.Parallel()
+			dockerFallback(t, e, testenv.StartDockerFlavor(t, f))
+		})
+	}
+}
+
+func dockerFallback(t *testing.T, e *sshEnv, d *testenv.Docker) {
 	sshd := e.ssh.Start(t, testenv.SSHDOptions{User: "ferrytest"})
 	d.ShareSocket(t)
 	sock := strings.TrimPrefix(d.Host, "unix://")
