@@ -22,13 +22,18 @@ type Root struct {
 	Name string
 	// Docker, Containerd, Podman and Skopeo are the versions root.sh pins, major.minor.
 	Docker, Containerd, Podman, Skopeo string
+	// DockerClassic and DockerContainerd are the flavors of its dockerd: with the classic
+	// image store and on the containerd image store.
+	DockerClassic, DockerContainerd Flavor
 }
 
 var (
 	// Trixie is Debian 13's root: docker 26.1, containerd 1.7, podman 5.4, skopeo 1.18.
-	Trixie = &Root{Name: "trixie", Docker: "26.1", Containerd: "1.7", Podman: "5.4", Skopeo: "1.18"}
+	Trixie = &Root{Name: "trixie", Docker: "26.1", Containerd: "1.7", Podman: "5.4", Skopeo: "1.18",
+		DockerClassic: Docker26Classic, DockerContainerd: Docker26Containerd}
 	// Sid is Debian unstable's root: docker 28.5, containerd 2.1, podman 5.8, skopeo 1.22.
-	Sid = &Root{Name: "sid", Docker: "28.5", Containerd: "2.1", Podman: "5.8", Skopeo: "1.22"}
+	Sid = &Root{Name: "sid", Docker: "28.5", Containerd: "2.1", Podman: "5.8", Skopeo: "1.22",
+		DockerClassic: Docker28Classic, DockerContainerd: Docker28Containerd}
 	// Roots are all roots, for one subtest each.
 	Roots = []*Root{Trixie, Sid}
 )
@@ -92,14 +97,14 @@ const (
 // DockerFlavors are all flavors, for one subtest each.
 var DockerFlavors = []Flavor{Docker2010, Docker26Classic, Docker26Containerd, Docker28Classic, Docker28Containerd}
 
-// rootDockers are the flavors that run from a root: which root, and whether on the
-// containerd image store.
-var rootDockers = map[Flavor]struct {
-	root            *Root
-	containerdStore bool
-}{
-	Docker26Classic: {Trixie, false}, Docker26Containerd: {Trixie, true},
-	Docker28Classic: {Sid, false}, Docker28Containerd: {Sid, true},
+// rootOf returns the root flavor f runs from, nil for the host's.
+func rootOf(f Flavor) *Root {
+	for _, r := range Roots {
+		if f == r.DockerClassic || f == r.DockerContainerd {
+			return r
+		}
+	}
+	return nil
 }
 
 // StartDockerFlavor starts a throwaway dockerd of flavor f, like StartDocker. The flavors
@@ -113,12 +118,12 @@ func StartDockerFlavor(t testing.TB, f Flavor) *Docker {
 		d.Flavor = f
 		return d
 	}
-	rd, ok := rootDockers[f]
-	if !ok {
+	r := rootOf(f)
+	if r == nil {
 		t.Fatalf("StartDockerFlavor: unknown flavor %q", f)
 	}
-	d := &Docker{Flavor: f, docker: Require(t, "docker"), Namespace: "moby", ContainerdStore: rd.containerdStore}
-	s := startSandbox(t, rd.root, "dockerd", func(dir string) []string {
+	d := &Docker{Flavor: f, docker: Require(t, "docker"), Namespace: "moby", ContainerdStore: f == r.DockerContainerd}
+	s := startSandbox(t, r, "dockerd", func(dir string) []string {
 		config := `{}`
 		if d.ContainerdStore {
 			config = `{"features": {"containerd-snapshotter": true}}`
@@ -133,7 +138,7 @@ func StartDockerFlavor(t testing.TB, f Flavor) *Docker {
 		// docker, as /var/run/docker is beside /var/run/docker.sock, where ferry looks for a
 		// daemon's containerd. Docker 27 and later say it in /info.
 		exec := filepath.Join(dir, "docker")
-		if major(rd.root.Docker) >= 27 {
+		if major(r.Docker) >= 27 {
 			exec = filepath.Join(dir, "exec")
 		}
 		d.Containerd = filepath.Join(exec, "containerd", "containerd.sock")
@@ -151,7 +156,7 @@ func StartDockerFlavor(t testing.TB, f Flavor) *Docker {
 		}},
 	}
 	defer client.CloseIdleConnections()
-	s.p.waitReady(t, "dockerd "+rd.root.Docker, 90*time.Second, func() error {
+	s.p.waitReady(t, "dockerd "+r.Docker, 90*time.Second, func() error {
 		return httpOK(client, "http://docker/_ping")
 	})
 	return d

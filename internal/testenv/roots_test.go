@@ -20,8 +20,8 @@ func TestDockerFlavors(t *testing.T) {
 
 			version := strings.TrimSpace(d.Run(t, "version", "--format", "{{.Server.Version}}"))
 			want := "20.10."
-			if rd, ok := rootDockers[f]; ok {
-				want = rd.root.Docker + "."
+			if r := rootOf(f); r != nil {
+				want = r.Docker + "."
 			}
 			if !strings.HasPrefix(version, want) {
 				t.Errorf("server version %s, want %s*", version, want)
@@ -80,12 +80,7 @@ func TestRootTools(t *testing.T) {
 }
 
 func testRootTools(t *testing.T, r *Root) {
-	var d *Docker
-	for f, rd := range rootDockers {
-		if rd.root == r && !rd.containerdStore {
-			d = StartDockerFlavor(t, f)
-		}
-	}
+	d := StartDockerFlavor(t, r.DockerClassic)
 	d.BusyboxImage(t, "ferry-test/tools:1", map[string]string{"/etc/hello": "hello tools\n"})
 	tar := filepath.Join(t.TempDir(), "tools.tar")
 	d.Run(t, "save", "-o", tar, "ferry-test/tools:1")

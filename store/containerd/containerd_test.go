@@ -406,9 +406,6 @@ func TestNodes(t *testing.T) {
 
 var _ store.Store // the package under test registers through transfer
 
-// containerdStores are the docker flavors on the containerd image store.
-var containerdStores = []testenv.Flavor{testenv.Docker26Containerd, testenv.Docker28Containerd}
-
 // TestDockerStore is docker 26 and 28 on the containerd image store, as a docker store:
 // ferry finds the daemon's containerd (docker 26's beside its socket, as
 // /var/run/docker/containerd is beside /var/run/docker.sock; docker 28's where /info says)
@@ -416,10 +413,10 @@ var containerdStores = []testenv.Flavor{testenv.Docker26Containerd, testenv.Dock
 // blob; docker lists and runs the images.
 func TestDockerStore(t *testing.T) {
 	e := newSSHEnv(t)
-	for _, f := range containerdStores {
-		t.Run(string(f), func(t *testing.T) {
+	for _, r := range testenv.Roots {
+		t.Run(string(r.DockerContainerd), func(t *testing.T) {
 			t.Parallel()
-			dockerStore(t, e.own(t), testenv.StartDockerFlavor(t, f))
+			dockerStore(t, e.own(t), testenv.StartDockerFlavor(t, r.DockerContainerd))
 		})
 	}
 }
@@ -536,10 +533,10 @@ func dockerStore(t *testing.T, e *sshEnv, d *testenv.Docker) {
 // (docker 28's, where /info says).
 func TestDockerFallback(t *testing.T) {
 	e := newSSHEnv(t)
-	for _, f := range containerdStores {
-		t.Run(string(f), func(t *testing.T) {
+	for _, r := range testenv.Roots {
+		t.Run(string(r.DockerContainerd), func(t *testing.T) {
 			t.Parallel()
-			dockerFallback(t, e, testenv.StartDockerFlavor(t, f))
+			dockerFallback(t, e, testenv.StartDockerFlavor(t, r.DockerContainerd))
 		})
 	}
 }
