@@ -379,6 +379,25 @@ func TestSSHCompressed(t *testing.T) {
 	})
 }
 
+// TestOtherNamespace: a node whose containerd holds every blob in another namespace gets
+// the image with no byte sent, each layer counted held (and unpacked), not sent.
+func TestOtherNamespace(t *testing.T) {
+	c := testenv.Sid.StartContainerd(t)
+	e := newSSHEnv(t)
+	app := writeBundle(t, t.TempDir(), "app:1", testenv.BusyboxV1(t, map[string]string{"marker": "app 1\n"}))
+	e.opts.To = "containerd:default"
+	if res := e.mustSend(t, []string{app}, e.host(c)); res.Held != 0 || res.Skipped != 0 || res.Sent != res.Full {
+		t.Errorf("into default: %+v, want every layer sent", res)
+	}
+	e.opts.To = "containerd:k8s.io"
+	if res := e.mustSend(t, []string{app}, e.host(c)); res.Held != res.Layers || res.Skipped != 0 || res.Sent != 0 {
+		t.Errorf("into k8s.io: %+v, want every layer held, nothing sent", res)
+	}
+	if got := run(t, c, "k8s.io", "docker.io/library/app:1", "cat", "/marker"); got != "app 1\n" {
+		t.Errorf("cat /marker: %q", got)
+	}
+}
+
 // TestNodes sends to several containerds at once, one of them unreachable: the others get
 // the images, and the error names the one that failed.
 func TestNodes(t *testing.T) {
