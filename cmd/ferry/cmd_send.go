@@ -180,7 +180,7 @@ func printSendSummary(w io.Writer, results []transfer.HostResult) {
 		// Layers sent are those whose bytes moved; those the store held apart.
 		result := "loaded " + strings.Join(r.Loaded, ", ")
 		if r.Held > 0 {
-			result += fmt.Sprintf("; %d layers held already (in another namespace), unpacked", r.Held)
+			result += fmt.Sprintf("; %d layers held already, unpacked", r.Held)
 		}
 		if r.Complete != "" {
 			result += " (" + r.Complete + ")"

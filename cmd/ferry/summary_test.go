@@ -21,7 +21,7 @@ func TestSendSummary(t *testing.T) {
 	}
 	for i, want := range []string{
 		"web1 2.1 MB 3.1 MB 1 of 2 loaded app:2",
-		"node1 0 B 3.1 MB 0 of 4 loaded app:1; 4 layers held already (in another namespace), unpacked",
+		"node1 0 B 3.1 MB 0 of 4 loaded app:1; 4 layers held already, unpacked",
 	} {
 		if lines[i+1] != want {
 			t.Errorf("row %d: %q, want %q\n%s", i+1, lines[i+1], want, out.String())
