@@ -64,6 +64,13 @@ type Summary struct {
 	Base int
 }
 
+// Add adds what another delta holds.
+func (s *Summary) Add(o Summary) {
+	s.Layers, s.Rebuilt, s.Held, s.Whole = s.Layers+o.Layers, s.Rebuilt+o.Rebuilt, s.Held+o.Held, s.Whole+o.Whole
+	s.New, s.Pack, s.Recipes, s.Blobs = s.New+o.New, s.Pack+o.Pack, s.Recipes+o.Recipes, s.Blobs+o.Blobs
+	s.Base += o.Base
+}
+
 // tarFile writes a tar entry of size bytes from r, the same way every time.
 func tarFile(tw *tar.Writer, name string, size int64, r io.Reader) error {
 	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}); err != nil {

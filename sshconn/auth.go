@@ -187,7 +187,7 @@ func (k *lockedKey) unlock() (ssh.AlgorithmSigner, error) {
 	k.once.Do(func() {
 		if k.ask == nil {
 			k.err = fmt.Errorf("identity file %s is encrypted and there is no terminal to ask for its passphrase: "+
-				"add it to ssh-agent (ssh-add %s) first", k.path, quote(k.path))
+				"add it to ssh-agent (ssh-add %s) first", k.path, Quote(k.path))
 			return
 		}
 		pass, err := k.ask(k.path)

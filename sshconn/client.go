@@ -224,7 +224,7 @@ func (c *Client) DialUnix(ctx context.Context, path string) (net.Conn, error) {
 // socketError asks the host why sshd could not connect to the socket at path, with a
 // fixed command whose one argument, path, is quoted.
 func (c *Client) socketError(ctx context.Context, path string, dialErr error) error {
-	q := quote(path)
+	q := Quote(path)
 	out, _ := c.output(ctx, "echo ferry; test -S "+q+" && echo socket; test -w "+q+" && echo writable")
 	said := strings.Fields(out)
 	switch {

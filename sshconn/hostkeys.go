@@ -55,7 +55,7 @@ func (e *HostKeyError) Error() string {
 	if len(e.Known) == 0 {
 		host, port, _ := net.SplitHostPort(e.Addr)
 		return fmt.Sprintf("%v: the host key of %s is not in %s (%s): if that is the host's key, add it with "+
-			"`ssh-keyscan -p %s %s >> %s` or pass --accept-new-host-key", ErrUnknownHostKey, name, e.File, offered, port, host, quote(e.File))
+			"`ssh-keyscan -p %s %s >> %s` or pass --accept-new-host-key", ErrUnknownHostKey, name, e.File, offered, port, host, Quote(e.File))
 	}
 	var known []string
 	for _, k := range e.Known {
@@ -63,7 +63,7 @@ func (e *HostKeyError) Error() string {
 	}
 	return fmt.Sprintf("%v: %s offers %s but %s: someone may be intercepting the connection, or the host was reinstalled; "+
 		"if you know it was, remove the old key with `ssh-keygen -R %s -f %s`", ErrHostKeyChanged, name, offered,
-		strings.Join(known, ", "), quote(name), quote(e.Known[0].Filename))
+		strings.Join(known, ", "), Quote(name), Quote(e.Known[0].Filename))
 }
 
 func describeKey(k ssh.PublicKey) string {
@@ -258,7 +258,7 @@ func addKnownHost(file, addr string, key ssh.PublicKey) error {
 	return nil
 }
 
-// quote quotes s for a POSIX shell.
-func quote(s string) string {
+// Quote quotes s for a POSIX shell: a path or word in a remote command, never its code.
+func Quote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -68,20 +68,79 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) (string, 
 		return "", r.err
 	}
 	in.Close()
-	err = s.Wait()
+	if err := c.exited(ctx, cmd, s.Wait(), stderr); err != nil {
+		return stdout.String(), err
+	}
+	if copyErr != nil { // it exited 0 without reading all of its input
+		return stdout.String(), fmt.Errorf("%s on %s stopped reading its input: %w", cmd, c.name, copyErr)
+	}
+	return stdout.String(), nil
+}
+
+// exited says how a command that ran ended (err from its session's Wait): nil, ctx's cause
+// when ctx ended it, a *CommandError when it exited non-zero.
+func (c *Client) exited(ctx context.Context, cmd string, err error, stderr *tailBuffer) error {
 	if ctx.Err() != nil {
-		return "", context.Cause(ctx)
+		return context.Cause(ctx)
 	}
 	var exit *ssh.ExitError
 	switch {
 	case errors.As(err, &exit):
-		return stdout.String(), &CommandError{Host: c.name, Cmd: cmd, Status: exit.ExitStatus(), Stderr: stderr.String()}
+		return &CommandError{Host: c.name, Cmd: cmd, Status: exit.ExitStatus(), Stderr: stderr.String()}
 	case err != nil:
-		return stdout.String(), fmt.Errorf("%s on %s: %w", cmd, c.name, c.why(err))
-	case copyErr != nil: // it exited 0 without reading all of its input
-		return stdout.String(), fmt.Errorf("%s on %s stopped reading its input: %w", cmd, c.name, copyErr)
+		return fmt.Errorf("%s on %s: %w", cmd, c.name, c.why(err))
 	}
-	return stdout.String(), nil
+	return nil
+}
+
+// A Session is a remote command whose input and output stream while it runs.
+type Session struct {
+	Stdin  io.WriteCloser
+	Stdout io.Reader
+	c      *Client
+	ctx    context.Context
+	s      *ssh.Session
+	cmd    string
+	stderr *tailBuffer
+	stop   func() bool
+}
+
+// Start starts cmd on the host, its standard input and output the caller's to stream. cmd
+// is passed to the remote user's shell: a constant of the caller's, any word in it from
+// elsewhere quoted (Quote). Cancelling ctx closes the session.
+func (c *Client) Start(ctx context.Context, cmd string) (*Session, error) {
+	s, err := c.ssh.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("opening a session on %s: %w", c.name, c.why(err))
+	}
+	rs := &Session{c: c, ctx: ctx, s: s, cmd: cmd, stderr: &tailBuffer{max: maxStderr}}
+	s.Stderr = rs.stderr
+	if rs.Stdin, err = s.StdinPipe(); err == nil {
+		rs.Stdout, err = s.StdoutPipe()
+	}
+	if err == nil {
+		err = s.Start(cmd)
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("starting %s on %s: %w", cmd, c.name, c.why(err))
+	}
+	rs.stop = context.AfterFunc(ctx, func() { s.Close() })
+	return rs, nil
+}
+
+// Wait waits for the command to exit, its output read to its end: nil, or a *CommandError
+// when it exits non-zero.
+func (s *Session) Wait() error {
+	defer s.stop()
+	return s.c.exited(s.ctx, s.cmd, s.s.Wait(), s.stderr)
+}
+
+// Close ends the session, killing the command if it still runs.
+func (s *Session) Close() error {
+	s.stop()
+	s.s.Signal(ssh.SIGKILL)
+	return s.s.Close()
 }
 
 // readErrReader remembers the error its reader gave, other than io.EOF.

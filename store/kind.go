@@ -33,6 +33,9 @@ type Kind struct {
 	// Complete, when the kind's stores take complete images only (their inventory says
 	// Complete), says why in a few words, as a send's summary shows it.
 	Complete string
+	// Env names the environment variables the kind's stores are opened with ($CONTAINERD_NAMESPACE):
+	// a ferry helper opening the store on a host is given this machine's values.
+	Env []string
 	// Check checks arg, the reference after "NAME:" ("" for none), before anything is
 	// opened or dialed.
 	Check func(arg string) error

@@ -79,7 +79,8 @@ func (o ReadOptions) PlatformOrHost() v1.Platform {
 type Env struct {
 	// Host, if set, is the SSH connection to the host the store is on; nil means this machine.
 	Host *sshconn.Client
-	// Socket is a socket path the host reference named (ssh://host/PATH), for daemons.
+	// Socket is a socket path the host reference named (ssh://host/PATH), for daemons; on
+	// this machine, the socket a ferry helper was asked to use in place of the default.
 	Socket string
 	// Insecure allows plain http to any registry.
 	Insecure bool

@@ -35,11 +35,17 @@ func ContentIndex(ctx context.Context, spec, host string, opts Options) (*conten
 		return nil, err
 	}
 	defer done()
+	return storeIndex(ctx, st, cache, opts.Note)
+}
+
+// storeIndex indexes the layers of every image st holds, from the cache when it holds every
+// one; note, if set, is told when the store's images are read.
+func storeIndex(ctx context.Context, st store.Store, cache *content.Cache, note func(string)) (*content.Index, error) {
 	if x := fromCache(ctx, st, cache); x != nil {
 		return x, nil
 	}
-	if opts.Note != nil {
-		opts.Note(fmt.Sprintf("%s: reading every image once to index the content of its layers", st))
+	if note != nil {
+		note(fmt.Sprintf("%s: reading every image once to index the content of its layers", st))
 	}
 	im, err := readAll(ctx, st)
 	if err != nil {

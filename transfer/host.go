@@ -23,6 +23,7 @@ type host struct {
 	s    *send
 	name string // as given to Send
 	dest sshconn.Destination
+	conn *sshconn.Client // nil when SendOptions.Open opened the store
 
 	st     store.Store
 	inv    *dedupe.Inventory
@@ -66,6 +67,7 @@ func (h *host) sendAll(ctx context.Context) error {
 		return err
 	}
 	h.choose()
+	h.startHelper(ctx)
 	for i, p := range h.s.reads {
 		if p.plan != nil && h.planned {
 			h.decided = true
@@ -129,7 +131,7 @@ func (h *host) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h.closes = append(h.closes, c.Close)
+	h.conn, h.closes = c, append(h.closes, c.Close)
 	env := o.env(c, h.dest.Path)
 	if o.Waiting != nil {
 		env.Waiting = func(msg string) { o.Waiting(h.name + ": " + msg) }

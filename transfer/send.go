@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/compress"
+	"github.com/ferrytool/ferry/content"
 	"github.com/ferrytool/ferry/sshconn"
 	"github.com/ferrytool/ferry/store"
 )
@@ -44,6 +45,8 @@ type SendOptions struct {
 	// Jobs bounds how many hosts are sent to at once (0: DefaultJobs). The source is read
 	// once whatever it is: hosts that wait their turn take the images from the spool.
 	Jobs int
+	// Helper says whether ferry runs on the hosts to rebuild content deltas there.
+	Helper Helper
 	// Progress, if set, is told for each host how many bytes were sent to it so far and an
 	// estimate of how many it needs in all. It is called from many goroutines.
 	Progress func(host string, sent, total int64)
@@ -68,7 +71,14 @@ type HostResult struct {
 	Loaded []string
 	// Codec is how the stream to a docker host was compressed.
 	Codec compress.Codec
-	Err   error
+	// Content, when the host was sent content deltas through the ferry helper, says what
+	// they held; Resumed is the bytes of them a cut send had left on the host already.
+	Content *content.Summary
+	Resumed int64
+	// Helper is the bytes of the helper binary copied to the host, its one-time copy (apart
+	// from Sent); Index the bytes of the content index the host's helper sent back.
+	Helper, Index int64
+	Err           error
 }
 
 // ErrNotLoaded: a host's store reported loading images it then does not list.

@@ -32,6 +32,7 @@ type sendOptions struct {
 	level    int
 	platform string
 	insecure bool
+	helper   string
 	ssh      sshFlags
 	progress progressFlags
 }
@@ -125,6 +126,7 @@ stream cut short: the host is as it was. The summary on stdout says what each ho
 	f.IntVar(&o.level, "level", 0, "compression `level`: gzip 1 fastest … 9 smallest; zstd 1 fastest … 4 smallest (higher means 4); with auto, of gzip only (default: what each host's link calls for, gzip 1 to 6, zstd 1 to 3)")
 	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform images (default: the host's)")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
+	f.StringVar(&o.helper, "helper", "auto", "run ferry on the hosts to rebuild content deltas there: auto (where it can run and the delta is smaller than the layers), always, or never")
 	o.ssh.register(f)
 	o.progress.register(f)
 	return cmd
@@ -152,12 +154,17 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	if err != nil {
 		return err
 	}
+	helper, ok := helperModes[o.helper]
+	if !ok {
+		return usagef("--helper %s: use auto, always or never", archive.Quote(o.helper))
+	}
 	show := newSendProgress(cmd, &o.progress, hosts)
 	opts := transfer.SendOptions{
 		Options:  o.ssh.options(o.insecure, show.askPassphrase),
 		Read:     store.ReadOptions{Platform: platform, Progress: show.reading},
 		Compress: c,
 		Jobs:     o.jobs,
+		Helper:   helper,
 		All:      o.all,
 		To:       o.to,
 		Progress: show.sending,
@@ -182,6 +189,9 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	}
 	return err
 }
+
+// helperModes are the values of --helper.
+var helperModes = map[string]transfer.Helper{"auto": transfer.HelperAuto, "always": transfer.HelperAlways, "never": transfer.HelperNever}
 
 // hostList reads the hosts -H names: a host each, or @FILE, the hosts FILE lists one a line
 // (blank lines and lines starting with # skipped). A host named twice is sent to once.
@@ -298,8 +308,24 @@ func printSendSummary(w io.Writer, results []transfer.HostResult) {
 		if r.Complete != "" {
 			result += " (" + r.Complete + ")"
 		}
+		result += byContent(r)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d of %d\t%s\n", r.Host, humanBytes(r.Sent), humanBytes(r.Full),
 			r.Layers-r.Skipped-r.Held, r.Layers, result)
 	}
 	tw.Flush()
+}
+
+// byContent says what a host got through the ferry helper, if anything.
+func byContent(r transfer.HostResult) string {
+	var out string
+	if c := r.Content; c != nil {
+		out = fmt.Sprintf("; by content: %d layers rebuilt there, %s of it new", c.Rebuilt, humanBytes(c.New))
+		if r.Resumed > 0 {
+			out += fmt.Sprintf(", %s of the delta there already", humanBytes(r.Resumed))
+		}
+	}
+	if r.Helper > 0 {
+		out += fmt.Sprintf("; ferry helper copied there (%s)", humanBytes(r.Helper))
+	}
+	return out
 }

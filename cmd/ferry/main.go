@@ -24,6 +24,7 @@ import (
 	"github.com/ferrytool/ferry/store"
 	_ "github.com/ferrytool/ferry/store/all" // the kinds of store, registered
 	"github.com/ferrytool/ferry/transfer"
+	"github.com/ferrytool/ferry/transfer/helper"
 )
 
 // version is set with -ldflags "-X main.version=…".
@@ -97,7 +98,7 @@ func exitCode(err error) int {
 		return 0
 	case errors.As(err, &send) && len(send.Failed) < send.Hosts:
 		return exitPartial
-	case errors.As(err, &usage), errors.Is(err, transfer.ErrInvalidReference):
+	case errors.As(err, &usage), errors.Is(err, transfer.ErrInvalidReference), errors.Is(err, helper.ErrVersion):
 		return exitUsage
 	case errors.Is(err, archive.ErrNotBundle), errors.Is(err, archive.ErrTruncated), errors.Is(err, archive.ErrUnsafeEntry),
 		errors.Is(err, archive.ErrTooLarge), errors.Is(err, archive.ErrDigestMismatch), errors.Is(err, archive.ErrDiffIDMismatch),
@@ -119,7 +120,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.SetUsageTemplate(root.UsageTemplate() + exitHelp)
-	root.AddCommand(newSaveCmd(), newLoadCmd(), newLsCmd(), newVerifyCmd(), newInventoryCmd(), newPoolCmd(), newSendCmd())
+	root.AddCommand(newSaveCmd(), newLoadCmd(), newLsCmd(), newVerifyCmd(), newInventoryCmd(), newPoolCmd(), newSendCmd(), newHelperCmd())
 	return root
 }
 

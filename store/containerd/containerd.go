@@ -41,6 +41,7 @@ var Kind = store.Kind{
 		"($CONTAINERD_SNAPSHOTTER, overlayfs) and named. On a host, its socket through the SSH connection",
 	Remote: true,
 	Socket: true,
+	Env:    []string{"CONTAINERD_NAMESPACE", "CONTAINERD_SNAPSHOTTER"},
 	Check: func(arg string) error {
 		if arg == "" {
 			return nil
@@ -78,7 +79,7 @@ func Open(ctx context.Context, namespace string, env store.Env) (*Store, error) 
 	if env.Host != nil {
 		dial = Dial(env.Host, env.Socket)
 	} else {
-		socket := strings.TrimPrefix(os.Getenv("CONTAINERD_ADDRESS"), "unix://")
+		socket := cmp.Or(env.Socket, strings.TrimPrefix(os.Getenv("CONTAINERD_ADDRESS"), "unix://"))
 		if socket == "" {
 			socket = DefaultSocket
 		}

@@ -47,7 +47,11 @@ var Kind = store.Kind{
 			return &Store{Client: c, name: env.On("docker"), host: env.Host,
 				socket: cmp.Or(env.Socket, strings.TrimPrefix(DefaultHost, "unix://"))}, nil
 		}
-		c, err := New("")
+		host := ""
+		if env.Socket != "" {
+			host = "unix://" + env.Socket
+		}
+		c, err := New(host)
 		if err != nil {
 			return nil, err
 		}

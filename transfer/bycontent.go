@@ -1,0 +1,227 @@
+package transfer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/content"
+	"github.com/ferrytool/ferry/internal/leftover"
+	"github.com/ferrytool/ferry/store"
+	"github.com/ferrytool/ferry/transfer/helper"
+)
+
+// Sends by content. Where the ferry helper runs on a host (package helper), the host is sent
+// what its store lacks as a content delta (content.Make) against the index of what the store
+// holds, which the helper takes there, when the delta is smaller than the layers; the helper
+// rebuilds the layers from the store's own and loads them with the same store code (Load).
+// The delta is made whole before it goes, into the temp directory, so that its digest names
+// it: a cut send leaves on the host what came, and the next send of the same delta sends only
+// the rest. Whatever the helper cannot do goes to the host's delivery without it, and a note
+// says why; with HelperAlways the host fails instead.
+
+// byContent sends a host through its helper, and through next what the helper does not take.
+type byContent struct {
+	h    *host
+	next delivery
+
+	ready  chan struct{}  // closed once the probe is over; then:
+	remote *helper.Remote // the helper, or nil where it cannot run
+	err    error          // why it cannot
+
+	index *content.Index // the store's, once the helper gave it
+	noted sync.Once      // the note that the helper is not used
+}
+
+// startHelper readies the host's helper in the background where the send may use it: on a
+// store that holds layers a delta can build on, or every store with HelperAlways. Such a
+// host waits for each source to be read whole.
+func (h *host) startHelper(ctx context.Context) {
+	mode := h.s.opts.Helper
+	if mode == HelperNever || h.conn == nil || (mode == HelperAuto && len(h.inv.DiffIDs) == 0 && len(h.inv.Blobs) == 0) {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	d := &byContent{h: h, next: h.via, ready: make(chan struct{})}
+	h.via, h.cold = d, nil
+	go d.probe(ctx)
+	h.closes = append(h.closes, func() error {
+		cancel()
+		<-d.ready
+		if d.remote != nil {
+			h.res.Helper = d.remote.Copied
+		}
+		return nil
+	})
+}
+
+// probe finds whether the helper runs on the host, copying it there if it must.
+func (d *byContent) probe(ctx context.Context) {
+	defer close(d.ready)
+	bin, err := helper.Self()
+	if err == nil {
+		d.remote, err = helper.Probe(ctx, d.h.conn, bin)
+	}
+	if err != nil && ctx.Err() == nil {
+		d.unavailable(err)
+	}
+}
+
+// unavailable records that the helper cannot run, saying why once (HelperAuto) or failing
+// the host's sends (HelperAlways).
+func (d *byContent) unavailable(err error) {
+	d.remote, d.err = nil, err
+	if d.h.s.opts.Helper == HelperAlways {
+		d.err = fmt.Errorf("--helper always: %w", err)
+		return
+	}
+	d.noted.Do(func() { d.h.note(err.Error() + "; sending without it") })
+}
+
+func (d *byContent) send(ctx context.Context, p *pending) error {
+	h := d.h
+	im, err := p.wait(ctx)
+	if err != nil {
+		return err
+	}
+	b := h.inv.Thin(im.Bundle)
+	if !carriesLayers(b) { // nothing to rebuild
+		return d.next.send(ctx, p)
+	}
+	select {
+	case <-d.ready:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	if d.remote != nil {
+		switch err := d.sendDelta(ctx, im, b); {
+		case err == nil:
+			return nil
+		case errors.Is(err, helper.ErrUnavailable), errors.Is(err, helper.ErrRebuild):
+			d.unavailable(err)
+		case !errors.Is(err, errLayersSmaller):
+			return err
+		}
+	}
+	if d.err != nil && h.s.opts.Helper == HelperAlways {
+		return d.err
+	}
+	return d.next.send(ctx, p)
+}
+
+// errLayersSmaller: the content delta is no smaller than the layers it replaces.
+var errLayersSmaller = errors.New("the content delta is no smaller than the layers")
+
+// sendDelta sends the host a content delta of b, the images of im it lacks, and has the
+// helper load it.
+func (d *byContent) sendDelta(ctx context.Context, im *store.Images, b *archive.Bundle) error {
+	h := d.h
+	req := helper.Request{Store: h.s.to, Socket: h.dest.Path, Env: helperEnv(h.s.kind)}
+	if d.index == nil {
+		x, rep, n, err := d.remote.Index(ctx, req)
+		h.res.Index += n
+		d.notes(rep)
+		if err != nil {
+			return fmt.Errorf("%w: the content index of %s: %w", helper.ErrUnavailable, h.st, err)
+		}
+		d.index = x
+	}
+	dl, err := makeDelta(ctx, im, b, d.index, h.s.opts.Read.TempDir)
+	if err != nil {
+		return err
+	}
+	defer dl.remove()
+	if h.s.opts.Helper == HelperAuto && dl.size >= wireSize(im, b, h.wire(), true) {
+		return errLayersSmaller
+	}
+	req.Digest, req.Size = dl.digest, dl.size
+	start := h.res.Sent
+	rep, sent, err := d.remote.Load(ctx, req, dl.f, func(n int64) {
+		h.res.Sent = start + n
+		h.progress(h.res.Sent, start+dl.size)
+	})
+	h.res.Sent = start + sent
+	d.notes(rep)
+	if err != nil {
+		if !errors.Is(err, helper.ErrUnavailable) && !errors.Is(err, helper.ErrRebuild) {
+			err = fmt.Errorf("%w; what reached the host stays there, and sending again sends only the rest", err)
+		}
+		return err
+	}
+	d.loaded(im, b, dl, sent, rep.Loaded)
+	return nil
+}
+
+// notes passes on what the store on the host said.
+func (d *byContent) notes(rep *helper.Reply) {
+	if rep != nil {
+		for _, n := range rep.Notes {
+			d.h.note(n)
+		}
+	}
+}
+
+// loaded counts a delta the helper loaded.
+func (d *byContent) loaded(im *store.Images, b *archive.Bundle, dl *madeDelta, sent int64, refs []string) {
+	r := &d.h.res
+	layers, skipped := countLayers(b)
+	r.Layers += layers
+	r.Skipped += skipped
+	r.Full += wireSize(im, im.Bundle, d.h.wire(), false)
+	r.Resumed += dl.size - sent
+	r.Loaded = append(r.Loaded, refs...)
+	if r.Content == nil {
+		r.Content = &content.Summary{}
+	}
+	r.Content.Add(dl.sum)
+}
+
+// carriesLayers reports whether b carries a layer.
+func carriesLayers(b *archive.Bundle) bool {
+	for _, l := range b.LayerOrder() {
+		if l.Present() {
+			return true
+		}
+	}
+	return false
+}
+
+// A madeDelta is a content delta staged in a file, named by its digest.
+type madeDelta struct {
+	f      *os.File
+	size   int64
+	digest string // sha256, hex
+	sum    content.Summary
+}
+
+// makeDelta stages a content delta of b, whose blobs im serves, against x in tempDir.
+func makeDelta(ctx context.Context, im *store.Images, b *archive.Bundle, x *content.Index, tempDir string) (*madeDelta, error) {
+	leftover.Clean(tempDir, "ferry-send-delta-") // a killed run's
+	f, err := os.CreateTemp(tempDir, leftover.Pattern("ferry-send-delta-"))
+	if err != nil {
+		return nil, err
+	}
+	dl := &madeDelta{f: f}
+	h := sha256.New()
+	sum, err := content.Make(ctx, io.MultiWriter(f, h), b, im.Src, x, tempDir)
+	if err == nil {
+		dl.size, err = f.Seek(0, io.SeekCurrent)
+	}
+	if err != nil {
+		dl.remove()
+		return nil, fmt.Errorf("making a content delta: %w", err)
+	}
+	dl.digest, dl.sum = hex.EncodeToString(h.Sum(nil)), *sum
+	return dl, nil
+}
+
+func (dl *madeDelta) remove() {
+	dl.f.Close()
+	os.Remove(dl.f.Name())
+}

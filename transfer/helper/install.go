@@ -1,0 +1,171 @@
+package helper
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/pkg/sftp"
+
+	"github.com/ferrytool/ferry/sshconn"
+)
+
+// Dir is where a host keeps its helpers, relative to the SSH user's home directory (where
+// sshd starts sessions and SFTP): Dir/DIGEST/ferry, the binary of that sha256 digest.
+const Dir = ".cache/ferry/helper"
+
+// ErrUnavailable: the helper cannot run on a host; the error says why.
+var ErrUnavailable = errors.New("the ferry helper cannot run there")
+
+// tempPrefix names a binary being copied, next to where it goes.
+const tempPrefix = ".ferry-tmp-"
+
+// staleTemp is how old a copy's temporary file is before another copy removes it: one a
+// killed copy left, not one another send is writing.
+const staleTemp = time.Hour
+
+// A Remote is the helper of one host, ready to run.
+type Remote struct {
+	c    *sshconn.Client
+	bin  *Binary
+	path string // of the binary, relative to the home directory
+	// Copied is the bytes copied to the host: the binary, when it lacked it.
+	Copied int64
+}
+
+// Probe readies the helper on the host c is connected to: it checks that the host runs bin
+// (`uname -sm`), and copies bin there over SFTP unless the host holds it whole. An error that
+// wraps ErrUnavailable says why the helper cannot run there.
+func Probe(ctx context.Context, c *sshconn.Client, bin *Binary) (*Remote, error) {
+	r := &Remote{c: c, bin: bin, path: path.Join(Dir, bin.Digest, "ferry")}
+	out, err := c.Run(ctx, "uname -sm && { "+r.check()+" && echo ferry-helper-present; true; }", nil)
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: it runs no command there: %w", ErrUnavailable, err)
+	}
+	uname, present, _ := strings.Cut(out, "\n")
+	if err := bin.runsOn(uname); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(present) == "ferry-helper-present" {
+		return r, nil
+	}
+	if err := r.install(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		return nil, err
+	}
+	return r, nil
+}
+
+// check is a shell command that succeeds when the binary on the host is bin, whole.
+func (r *Remote) check() string {
+	return `test "$(sha256sum 2>/dev/null <` + sshconn.Quote(r.path) + `)" = ` + sshconn.Quote(r.bin.Digest+"  -")
+}
+
+// install copies the binary to a temporary file beside its place, checks what it sent
+// against the digest, and renames it into place: the place is a regular file, or nothing.
+func (r *Remote) install(ctx context.Context) error {
+	sc, err := r.c.SFTP()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	defer sc.Close()
+	stop := context.AfterFunc(ctx, func() { sc.Close() })
+	defer stop()
+	dir := path.Dir(r.path)
+	if err := r.ownDirs(sc, dir); err != nil {
+		return err
+	}
+	cleanTemps(sc, dir)
+	tmp := path.Join(dir, tempPrefix+randomHex())
+	n, err := r.write(sc, tmp)
+	if err == nil {
+		if err = sc.PosixRename(tmp, r.path); errors.Is(err, sftp.ErrSSHFxOpUnsupported) {
+			sc.Remove(r.path)
+			err = sc.Rename(tmp, r.path)
+		}
+	}
+	if err != nil {
+		sc.Remove(tmp)
+		return fmt.Errorf("%w: copying the helper to ~/%s: %w", ErrUnavailable, r.path, err)
+	}
+	r.Copied = n
+	return nil
+}
+
+// ownDirs makes the helper's directories, and checks that they are directories, not links
+// to elsewhere, and that nothing but a regular file is where the binary goes.
+func (r *Remote) ownDirs(sc *sftp.Client, dir string) error {
+	if err := sc.MkdirAll(dir); err != nil {
+		return fmt.Errorf("%w: no cache to write: ~/%s: %w", ErrUnavailable, dir, err)
+	}
+	for _, d := range []string{Dir, dir} {
+		if fi, err := sc.Lstat(d); err != nil || !fi.IsDir() {
+			return fmt.Errorf("%w: ~/%s is not a directory ferry made (a link?): remove it", ErrUnavailable, d)
+		}
+	}
+	if fi, err := sc.Lstat(r.path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: ~/%s is not a file ferry wrote: remove it", ErrUnavailable, r.path)
+	}
+	return nil
+}
+
+// write writes the binary to a new file, name, hashing what it sends: the binary must not
+// have changed since it was described.
+func (r *Remote) write(sc *sftp.Client, name string) (int64, error) {
+	src, err := os.Open(r.bin.Path)
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	f, err := sc.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return 0, err
+	}
+	h := sha256.New()
+	n, err := io.Copy(f, io.TeeReader(src, h))
+	switch {
+	case err != nil:
+	case hex.EncodeToString(h.Sum(nil)) != r.bin.Digest:
+		err = fmt.Errorf("%s changed while this ferry ran", r.bin.Path)
+	default:
+		err = f.Chmod(0o755)
+	}
+	if err == nil {
+		if err = f.Sync(); errors.Is(err, sftp.ErrSSHFxOpUnsupported) {
+			err = nil
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
+}
+
+// cleanTemps removes the temporary files killed copies left in dir.
+func cleanTemps(sc *sftp.Client, dir string) {
+	entries, _ := sc.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), tempPrefix) && time.Since(e.ModTime()) > staleTemp {
+			sc.Remove(path.Join(dir, e.Name()))
+		}
+	}
+}
+
+func randomHex() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

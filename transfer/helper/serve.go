@@ -1,0 +1,238 @@
+package helper
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/content"
+)
+
+// A Server does on the host what the helper is asked, with the stores there.
+type Server interface {
+	// Index returns the content index of the store req names.
+	Index(ctx context.Context, req Request, note func(string)) (*content.Index, error)
+	// Load rebuilds the content delta r gives from the store req names, and loads it there;
+	// it returns what the store says it loaded.
+	Load(ctx context.Context, req Request, r io.Reader, note func(string)) (loaded []string, err error)
+}
+
+// unused is how long what the helper keeps on a host (another binary, a cut send's delta)
+// stays unused before a run removes it.
+const unused = 24 * time.Hour
+
+// deltasDir holds, under the helper's cache, the deltas cut sends left, by digest.
+const deltasDir = "deltas"
+
+// sha256Hex is a digest as a request names a delta.
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Serve answers one request on in and out, the helper's standard input and output, with s.
+// It refuses a protocol version it does not know, reading nothing more. dir is the helper's
+// cache on the host (cut sends' deltas are kept under it), self the directory of the binary
+// that runs: other binaries' directories and deltas unused for a day are removed.
+func Serve(ctx context.Context, in io.Reader, out io.Writer, dir, self string, s Server) error {
+	br := bufio.NewReader(in)
+	v, err := readHello(br, 0)
+	if err != nil {
+		return err
+	}
+	if v != Version {
+		fmt.Fprintf(out, "%srefused: protocol version %d; this helper speaks %d\n", hello, v, Version)
+		return fmt.Errorf("%w: %d (this helper speaks %d)", ErrVersion, v, Version)
+	}
+	if _, err := io.WriteString(out, helloLine(Version)); err != nil {
+		return err
+	}
+	var req Request
+	if err := readMsg(br, &req); err != nil {
+		return err
+	}
+	prune(dir, self, time.Now())
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var notes notes
+	switch req.Op {
+	case OpIndex:
+		go gone(br, cancel)
+		x, err := s.Index(ctx, req, notes.add)
+		return replyIndex(out, x, notes.list(), err)
+	case OpLoad:
+		rep, err := receive(ctx, br, out, dir, req, s, notes.add, cancel)
+		if rep != nil {
+			rep.Notes = notes.list()
+			return errors.Join(err, writeMsg(out, rep))
+		}
+		return err
+	}
+	return writeMsg(out, Reply{Error: fmt.Sprintf("no operation %q in protocol version %d", req.Op, Version)})
+}
+
+// gone cancels the request once the near side ends the session: it writes nothing after
+// the request but closes its end when it goes.
+func gone(r io.Reader, cancel context.CancelCauseFunc) {
+	io.Copy(io.Discard, r)
+	cancel(errors.New("the sending side went away"))
+}
+
+// notes collects what the stores said, from any goroutine.
+type notes struct {
+	mu  sync.Mutex
+	all []string
+}
+
+func (n *notes) add(msg string) {
+	n.mu.Lock()
+	n.all = append(n.all, msg)
+	n.mu.Unlock()
+}
+
+func (n *notes) list() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.all
+}
+
+// replyIndex answers an index request: x, zstd-compressed, after the reply.
+func replyIndex(out io.Writer, x *content.Index, notes []string, err error) error {
+	if err != nil {
+		return errors.Join(err, writeMsg(out, Reply{Error: err.Error(), Notes: notes}))
+	}
+	data, err := json.Marshal(x)
+	if err != nil {
+		return err
+	}
+	var z bytes.Buffer
+	zw, err := zstd.NewWriter(&z, zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
+	if err != nil {
+		return err
+	}
+	zw.Write(data)
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	if err := writeMsg(out, Reply{Size: int64(z.Len()), Notes: notes}); err != nil {
+		return err
+	}
+	_, err = z.WriteTo(out)
+	return err
+}
+
+// receive takes a content delta into dir/deltas/DIGEST, after what a cut send left there,
+// checks it against its digest, and has s load it. It returns the last reply, nil when the
+// near side went before the delta came whole (the bytes that came stay, for the next send).
+func receive(ctx context.Context, br *bufio.Reader, out io.Writer, dir string, req Request, s Server, note func(string), cancel context.CancelCauseFunc) (*Reply, error) {
+	if !sha256Hex.MatchString(req.Digest) || req.Size <= 0 {
+		return &Reply{Error: "a load names its delta by sha256 and size"}, nil
+	}
+	f, have, err := openDelta(dir, req)
+	if err != nil {
+		return &Reply{Error: err.Error()}, nil
+	}
+	defer f.Close()
+	if err := writeMsg(out, Reply{Offset: have}); err != nil {
+		return nil, err
+	}
+	if n, err := io.Copy(f, io.LimitReader(br, req.Size-have)); err != nil || n < req.Size-have {
+		return nil, fmt.Errorf("the delta stopped after %d of %d bytes (%v): they stay for the next send", have+n, req.Size, err)
+	}
+	go gone(br, cancel)
+	if err := checkDigest(f, req.Digest); err != nil {
+		os.Remove(f.Name())
+		return &Reply{Error: err.Error(), Rebuild: true}, nil
+	}
+	loaded, err := s.Load(ctx, req, f, note)
+	rebuild := errors.Is(err, archive.ErrMissingBlob) || errors.Is(err, archive.ErrDiffIDMismatch) || errors.Is(err, archive.ErrDigestMismatch)
+	if err == nil || rebuild {
+		os.Remove(f.Name())
+	}
+	if err != nil {
+		return &Reply{Error: err.Error(), Rebuild: rebuild}, nil
+	}
+	return &Reply{Loaded: loaded}, nil
+}
+
+// openDelta opens the file a delta goes to, locked against another send of the same delta,
+// and returns how many of its bytes it holds from a cut send.
+func openDelta(dir string, req Request) (*os.File, int64, error) {
+	d := filepath.Join(dir, deltasDir)
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return nil, 0, err
+	}
+	f, err := os.OpenFile(filepath.Join(d, req.Digest), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("another send is loading the same delta on this host: %w", err)
+	}
+	have, err := f.Seek(0, io.SeekEnd)
+	if err == nil && have > req.Size { // not this delta's: start again
+		if err = f.Truncate(0); err == nil {
+			have, err = f.Seek(0, io.SeekStart)
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, have, nil
+}
+
+// checkDigest checks that f holds what digest names, and rewinds it.
+func checkDigest(f *os.File, digest string) error {
+	h := sha256.New()
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if _, err := io.Copy(h, f); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
+		return fmt.Errorf("%w: the delta received hashes to sha256:%s, not sha256:%s", archive.ErrDigestMismatch, got, digest)
+	}
+	_, err := f.Seek(0, io.SeekStart)
+	return err
+}
+
+// prune marks self as used, and removes from dir the other binaries' directories and the
+// deltas not used for a day. Errors are ignored: what cannot be removed is tried next run.
+func prune(dir, self string, now time.Time) {
+	if filepath.Dir(self) == dir {
+		os.Chtimes(self, now, now)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() && sha256Hex.MatchString(e.Name()) && p != self && stale(e, now) {
+			os.RemoveAll(p)
+		}
+	}
+	deltas, _ := os.ReadDir(filepath.Join(dir, deltasDir))
+	for _, e := range deltas {
+		if e.Type().IsRegular() && stale(e, now) {
+			os.Remove(filepath.Join(dir, deltasDir, e.Name()))
+		}
+	}
+}
+
+func stale(e os.DirEntry, now time.Time) bool {
+	info, err := e.Info()
+	return err == nil && now.Sub(info.ModTime()) > unused
+}
