@@ -30,12 +30,13 @@ type SSHD struct {
 	Addr    string // "127.0.0.1:PORT"
 	Port    int
 	HostKey ssh.PublicKey
+	Home    string // the home directory of the sessions (SSHDOptions.Home)
 
 	dir string
 	p   *proc
 }
 
-// SSHDOptions say whom a throwaway sshd lets in.
+// SSHDOptions say whom a throwaway sshd lets in, and how.
 type SSHDOptions struct {
 	// AuthorizedKeys may log in as root, or as User.
 	AuthorizedKeys []ssh.PublicKey
@@ -53,6 +54,14 @@ type SSHDOptions struct {
 	// HostCA, if set, is the private key file of a certificate authority that signs the
 	// server's ed25519 host key for the principal 127.0.0.1 (HostCertificate).
 	HostCA string
+	// Home is the home directory of whoever logs in (root, or User) in place of theirs;
+	// by default, a fresh one of the server's (SSHD.Home), so that what a session keeps in
+	// its home stays with the test. With NoexecHome, a fresh tmpfs is mounted there,
+	// noexec, seen by the sessions alone.
+	Home       string
+	NoexecHome bool
+	// Config is more sshd_config lines (ForceCommand internal-sftp).
+	Config string
 }
 
 // TestUID is the uid of SSHDOptions.User.
@@ -119,25 +128,55 @@ Subsystem sftp internal-sftp
 	if opts.HostCA != "" {
 		config += "HostCertificate " + Sign(t, opts.HostCA, hostKeyPath, true, "127.0.0.1") + "\n"
 	}
+	config += opts.Config
 	writeFile(t, filepath.Join(dir, "authorized_keys"), authorized.String(), 0o644)
 	writeFile(t, filepath.Join(dir, "sshd_config"), config, 0o644)
 
 	args := []string{sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"), "-h", ecdsaKeyPath, "-h", hostKeyPath,
 		"-p", strconv.Itoa(s.Port), "-o", "ListenAddress=127.0.0.1"}
-	if opts.User != "" {
-		passwd, err := os.ReadFile("/etc/passwd")
+	// sshd runs in a mount namespace of its own, whose /etc/passwd lists opts.User and the
+	// sessions' home, and where a noexec home is mounted.
+	s.Home = opts.Home
+	if s.Home == "" {
+		s.Home = filepath.Join(dir, "home")
+		if err := os.Mkdir(s.Home, 0o755); err == nil && opts.User != "" {
+			err = os.Chown(s.Home, TestUID, 65534)
+		}
 		if err != nil {
 			t.Fatalf("StartSSHD: %v", err)
 		}
-		line := fmt.Sprintf("%s:x:%d:65534:ferry test user:/:/bin/sh\n", opts.User, TestUID)
-		writeFile(t, filepath.Join(dir, "passwd"), string(passwd)+line, 0o644)
-		args = append([]string{Require(t, "unshare"), "--mount", "--propagation", "private",
-			"sh", "-c", `mount --bind "$0" /etc/passwd && exec "$@"`, filepath.Join(dir, "passwd")}, args...)
 	}
+	writeFile(t, filepath.Join(dir, "passwd"), passwd(t, opts.User, s.Home), 0o644)
+	mount := `mount --bind "$0" /etc/passwd`
+	if opts.NoexecHome {
+		mount += " && mount -t tmpfs -o noexec,mode=0777 ferry-test-home " + strconv.Quote(s.Home)
+	}
+	args = append([]string{Require(t, "unshare"), "--mount", "--propagation", "private",
+		"sh", "-c", mount + ` && exec "$@"`, filepath.Join(dir, "passwd")}, args...)
 	s.p = startProc(t, filepath.Join(dir, "sshd.log"), os.Environ(), args[0], args[1:]...)
 	t.Cleanup(s.Stop)
 	s.p.waitReady(t, "sshd", 20*time.Second, s.greets)
 	return s
+}
+
+// passwd is /etc/passwd as the server's sessions see it: home the home of root, or of
+// user, whom it lists.
+func passwd(t testing.TB, user, home string) string {
+	data, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		t.Fatalf("StartSSHD: %v", err)
+	}
+	if user != "" {
+		return string(data) + fmt.Sprintf("%s:x:%d:65534:ferry test user:%s:/bin/sh\n", user, TestUID, home)
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	for i, l := range lines {
+		if f := strings.Split(l, ":"); f[0] == "root" && len(f) == 7 {
+			f[5] = home
+			lines[i] = strings.Join(f, ":")
+		}
+	}
+	return strings.Join(lines, "")
 }
 
 // greets returns nil once the server sends its SSH banner.

@@ -143,10 +143,11 @@ func (r *Remote) Index(ctx context.Context, req Request) (*content.Index, *Reply
 	}
 	x, err := readIndex(io.LimitReader(rs.br, rep.Size))
 	if err != nil {
-		return nil, &rep, rep.Size, fmt.Errorf("the content index from %s: %w", r.c, err)
+		return nil, &rep, rep.Size, fmt.Errorf("the content index from %s: %w", r.c, rs.waitErr(err))
 	}
-	if _, err := rs.end(ctx); err != nil {
-		return nil, &rep, rep.Size, err
+	rs.s.Stdin.Close()
+	if err := rs.s.Wait(); err != nil {
+		return nil, &rep, rep.Size, fmt.Errorf("the ferry helper on %s: %w", r.c, err)
 	}
 	return x, &rep, rep.Size, nil
 }
