@@ -308,3 +308,33 @@ func gnuSparse(t *testing.T) []byte {
 	out := append(hdr, bytes.Repeat([]byte{'s'}, 512)...)
 	return append(out, make([]byte, 1024)...)
 }
+
+// TestMakeReproducible: the same images against the same content, however the index came
+// to list its layers, give the same delta bytes: a send cut short resumes a delta by its
+// digest.
+func TestMakeReproducible(t *testing.T) {
+	old, rebuilt := testenv.RebuiltSet(t, 2)
+	b, src := bundleOf(t, rebuilt...)
+	var deltas [3]bytes.Buffer
+	for i := range deltas {
+		x := indexOf(t, old...) // its layers in the order a map gives them
+		if i == 2 {
+			data, err := x.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			x = NewIndex()
+			if err := x.UnmarshalJSON(data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := Make(t.Context(), &deltas[i], b, src, x, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i < len(deltas); i++ {
+		if !bytes.Equal(deltas[0].Bytes(), deltas[i].Bytes()) {
+			t.Errorf("delta %d differs from the first: %d bytes, %d", i, deltas[i].Len(), deltas[0].Len())
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/ferrytool/ferry/archive"
@@ -200,8 +203,16 @@ type madeDelta struct {
 	sum    content.Summary
 }
 
-// makeDelta stages a content delta of b, whose blobs im serves, against x in tempDir.
+// makeDelta stages a content delta of b, whose blobs im serves, against x in tempDir. Its
+// images go in one order, whatever order the source gave them in (docker save follows no
+// order): the same images against the same index make the same delta, which a cut send's
+// next send resumes.
 func makeDelta(ctx context.Context, im *store.Images, b *archive.Bundle, x *content.Index, tempDir string) (*madeDelta, error) {
+	sorted := *b
+	sorted.Images = slices.SortedFunc(slices.Values(b.Images), func(a, b *archive.Image) int {
+		return cmp.Or(slices.Compare(a.RepoTags, b.RepoTags), strings.Compare(a.ID().String(), b.ID().String()))
+	})
+	b = &sorted
 	leftover.Clean(tempDir, "ferry-send-delta-") // a killed run's
 	f, err := os.CreateTemp(tempDir, leftover.Pattern("ferry-send-delta-"))
 	if err != nil {

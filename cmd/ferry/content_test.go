@@ -22,25 +22,26 @@ import (
 func rebuiltBundles(t *testing.T, n int) (old, rebuilt string) {
 	oldImgs, newImgs := testenv.RebuiltSet(t, n)
 	dir := t.TempDir()
-	write := func(name string, imgs []v1.Image) string {
-		b, src := &archive.Bundle{}, archive.V1Source{}
-		for i, img := range imgs {
-			if _, err := b.AddImage(img, []string{fmt.Sprintf("app:%d", i+1)}, src); err != nil {
-				t.Fatal(err)
-			}
-		}
-		path := filepath.Join(dir, name)
-		f, err := os.Create(path)
-		if err != nil {
+	return writeApps(t, filepath.Join(dir, "old.tar"), oldImgs), writeApps(t, filepath.Join(dir, "rebuilt.tar"), newImgs)
+}
+
+// writeApps writes imgs, tagged app:1 …, to a bundle at path.
+func writeApps(t *testing.T, path string, imgs []v1.Image) string {
+	b, src := &archive.Bundle{}, archive.V1Source{}
+	for i, img := range imgs {
+		if _, err := b.AddImage(img, []string{fmt.Sprintf("app:%d", i+1)}, src); err != nil {
 			t.Fatal(err)
 		}
-		defer f.Close()
-		if err := archive.Write(t.Context(), f, b, src, archive.WriteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		return path
 	}
-	return write("old.tar", oldImgs), write("rebuilt.tar", newImgs)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := archive.Write(t.Context(), f, b, src, archive.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func fileSize(t *testing.T, path string) int64 {

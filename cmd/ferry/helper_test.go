@@ -1,15 +1,23 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	mrand "math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrytool/ferry/internal/testenv"
@@ -183,4 +191,161 @@ func sent(t *testing.T, stderr, host string) int64 {
 	}
 	t.Fatalf("no done event for %s:\n%s", host, stderr)
 	return 0
+}
+
+// TestSendHelperFallback: hosts where the helper cannot run (a noexec home, sshd running
+// every command as internal-sftp, a home the user may not write) are sent layers, each
+// with one note line saying why, while a host beside them in the same send gets a content
+// delta; --helper always fails them instead, and --helper never sends as without it.
+func TestSendHelperFallback(t *testing.T) {
+	s := newHelperSetup(t)
+	good := s.host(t, testenv.Docker2010, testenv.SSHDOptions{})
+	cases := []struct {
+		name string
+		opts testenv.SSHDOptions
+		why  string
+	}{
+		{"noexec home", testenv.SSHDOptions{NoexecHome: true}, "is the home directory mounted noexec?"},
+		{"refused exec", testenv.SSHDOptions{Config: "ForceCommand internal-sftp\n"}, "runs no command there"},
+		{"no cache", testenv.SSHDOptions{User: "ferrytest", Home: "/"}, "no cache to write"},
+	}
+	var hosts []*helperHost
+	for _, c := range cases {
+		hosts = append(hosts, s.host(t, testenv.Docker2010, c.opts))
+	}
+
+	r := s.send(t, []string{"--helper", "always"}, hosts...)
+	if r.code != 1 || strings.Count(r.stderr, "--helper always: the ferry helper cannot run there") != len(hosts) {
+		t.Errorf("--helper always: exit %d\n%s", r.code, r.stderr)
+	}
+	plain := s.host(t, testenv.Docker2010, testenv.SSHDOptions{})
+	if r := s.send(t, []string{"--helper", "never"}, plain); r.code != 0 || strings.Contains(r.stdout, "by content") || strings.Contains(r.stderr, "helper") {
+		t.Errorf("--helper never: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(plain.sshd.Home, ".cache")); !os.IsNotExist(err) {
+		t.Errorf("--helper never wrote to the host's cache: %v", err)
+	}
+
+	r = s.send(t, nil, append([]*helperHost{good}, hosts...)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if row := sentRow(t, r.stdout, good); !strings.Contains(row, "by content") {
+		t.Errorf("the host where the helper runs: %s", row)
+	}
+	for i, c := range cases {
+		h := hosts[i]
+		if row := sentRow(t, r.stdout, h); strings.Contains(row, "by content") {
+			t.Errorf("%s: %s", c.name, row)
+		}
+		var notes []string
+		for _, line := range strings.Split(r.stderr, "\n") {
+			if strings.Contains(line, h.dest) && strings.Contains(line, "helper") {
+				notes = append(notes, line)
+			}
+		}
+		if len(notes) != 1 || !strings.Contains(notes[0], c.why) || !strings.HasSuffix(notes[0], "sending without it") {
+			t.Errorf("%s: notes %q, want one saying %q", c.name, notes, c.why)
+		}
+		s.holdsRebuilt(t, h)
+	}
+	s.holdsRebuilt(t, good)
+}
+
+// TestSendHelperCut: a send cut while the content delta travels leaves the host as it was
+// and what came of the delta in the helper's cache; the same send again sends the rest.
+func TestSendHelperCut(t *testing.T) {
+	s := newHelperSetup(t)
+	oldImgs, newImgs := testenv.RebuiltSet(t, 2)
+	noise := make([]byte, 48<<20) // new content that does not compress
+	mrand.NewChaCha8([32]byte{1}).Read(noise)
+	var err error
+	if newImgs[0], err = mutate.AppendLayers(newImgs[0], static.NewLayer(noiseLayer(t, noise), types.OCIUncompressedLayer)); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s.old, s.rebuilt = writeApps(t, filepath.Join(dir, "old.tar"), oldImgs), writeApps(t, filepath.Join(dir, "rebuilt.tar"), newImgs)
+	mustFerry(t, dockerEnv(s.src), "load", "-q", "-i", s.rebuilt)
+	h := s.host(t, testenv.Docker2010, testenv.SSHDOptions{})
+	images := func() string { return strings.Join(slices.Sorted(strings.FieldsSeq(h.docker.Run(t, "images", "-q", "--no-trunc"))), " ") }
+	before := images()
+
+	cmd := exec.Command(ferryBin, append(append([]string{"send", "app:1", "app:2"}, s.args...), "-H", h.dest)...)
+	cmd.Env = append(os.Environ(), s.env...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deltas := filepath.Join(h.sshd.Home, ".cache/ferry/helper/deltas")
+	var partial int64
+	waitFor(t, func() bool {
+		m, _ := filepath.Glob(filepath.Join(deltas, "*"))
+		if len(m) == 1 {
+			if fi, err := os.Stat(m[0]); err == nil {
+				partial = fi.Size()
+			}
+		}
+		return partial > 8<<20
+	})
+	h.sshd.FreezeSessions()
+	cmd.Process.Kill()
+	cmd.Wait()
+	h.sshd.KillSessions()
+	if after := images(); after != before {
+		t.Errorf("a cut send changed the host: %s, was %s", after, before)
+	}
+
+	r := s.send(t, []string{"--progress", "json"}, h)
+	if row := sentRow(t, r.stdout, h); r.code != 0 || !strings.Contains(row, "of the delta there already") {
+		t.Fatalf("exit %d: %s\n%s", r.code, row, r.stderr)
+	}
+	if n := sent(t, r.stderr, h.dest); n > int64(len(noise))-partial+1<<20 {
+		t.Errorf("the send again sent %d bytes; the host held %d of a delta of about %d", n, partial, len(noise))
+	}
+	s.holdsRebuilt(t, h)
+	if left, _ := os.ReadDir(deltas); len(left) != 0 {
+		t.Errorf("left in the helper's cache: %v", left)
+	}
+}
+
+// noiseLayer is a layer of one file of data.
+func noiseLayer(t *testing.T, data []byte) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "noise", Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(data)
+	tw.Close()
+	return buf.Bytes()
+}
+
+// TestSendHelperStores: through the helper into docker 26 on the containerd image store
+// (its containerd reached by the helper on the host) and into containerd's k8s.io
+// namespace, each holding the old set: content deltas, and the rebuilt set there.
+func TestSendHelperStores(t *testing.T) {
+	s := newHelperSetup(t)
+	t.Run("docker26-containerd", func(t *testing.T) {
+		h := s.host(t, testenv.Docker26Containerd, testenv.SSHDOptions{})
+		r := s.send(t, nil, h)
+		if row := sentRow(t, r.stdout, h); r.code != 0 || !strings.Contains(row, "by content") {
+			t.Fatalf("exit %d: %s\n%s", r.code, row, r.stderr)
+		}
+		s.holdsRebuilt(t, h)
+	})
+	t.Run("containerd", func(t *testing.T) {
+		c := testenv.StartContainerd(t)
+		mustFerry(t, []string{"CONTAINERD_ADDRESS=" + c.Socket}, "load", "-q", "-i", s.old, "--to", "containerd:k8s.io")
+		h := &helperHost{sshd: testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{s.pub}})}
+		h.dest = "ssh://root@" + h.sshd.Addr + c.Socket
+		r := s.send(t, []string{"--to", "containerd:k8s.io"}, h)
+		if row := sentRow(t, r.stdout, h); r.code != 0 || !strings.Contains(row, "by content") {
+			t.Fatalf("exit %d: %s\n%s", r.code, row, r.stderr)
+		}
+		out := c.Ctr(t, "-n", "k8s.io", "images", "ls")
+		for _, img := range summary(t, s.rebuilt).Images {
+			if !strings.Contains(out, img.Manifest) {
+				t.Errorf("containerd lists no image of manifest %s:\n%s", img.Manifest, out)
+			}
+		}
+	})
 }
