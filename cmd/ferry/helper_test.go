@@ -84,13 +84,17 @@ func (s *helperSetup) send(t *testing.T, more []string, hosts ...*helperHost) re
 	return ferry(t, s.env, append(args, more...)...)
 }
 
-// holdsRebuilt checks that the host's daemon holds the rebuilt set.
+// holdsRebuilt checks that the host's daemon holds the rebuilt set: its layers, by diffID.
 func (s *helperSetup) holdsRebuilt(t *testing.T, h *helperHost) {
 	t.Helper()
 	for _, img := range summary(t, s.rebuilt).Images {
-		got := strings.TrimSpace(h.docker.Run(t, "image", "inspect", "-f", "{{.Id}}", img.Tags[0]))
-		if got != img.ID && got != img.Manifest {
-			t.Errorf("%s is %s on the host, want %s", img.Tags[0], got, img.ID)
+		var want []string
+		for _, l := range img.Layers {
+			want = append(want, l.DiffID)
+		}
+		got := strings.TrimSpace(h.docker.Run(t, "image", "inspect", "-f", "{{json .RootFS.Layers}}", img.Tags[0]))
+		if w, _ := json.Marshal(want); got != string(w) {
+			t.Errorf("%s has layers %s on the host, want %s", img.Tags[0], got, w)
 		}
 	}
 }
@@ -341,10 +345,13 @@ func TestSendHelperStores(t *testing.T) {
 		if row := sentRow(t, r.stdout, h); r.code != 0 || !strings.Contains(row, "by content") {
 			t.Fatalf("exit %d: %s\n%s", r.code, row, r.stderr)
 		}
-		out := c.Ctr(t, "-n", "k8s.io", "images", "ls")
 		for _, img := range summary(t, s.rebuilt).Images {
-			if !strings.Contains(out, img.Manifest) {
-				t.Errorf("containerd lists no image of manifest %s:\n%s", img.Manifest, out)
+			name := "docker.io/library/" + img.Tags[0]
+			var manifest struct{ Config struct{ Digest string } }
+			ls := strings.Fields(c.Ctr(t, "-n", "k8s.io", "images", "ls", "name=="+name))
+			i := slices.IndexFunc(ls, func(f string) bool { return strings.HasPrefix(f, "sha256:") })
+			if i < 0 || json.Unmarshal([]byte(c.Ctr(t, "-n", "k8s.io", "content", "get", ls[i])), &manifest) != nil || manifest.Config.Digest != img.ID {
+				t.Errorf("containerd holds %s as %v, want the config %s", name, ls, img.ID)
 			}
 		}
 	})
