@@ -271,7 +271,9 @@ func TestSendHelperCut(t *testing.T) {
 	s.old, s.rebuilt = writeApps(t, filepath.Join(dir, "old.tar"), oldImgs), writeApps(t, filepath.Join(dir, "rebuilt.tar"), newImgs)
 	mustFerry(t, dockerEnv(s.src), "load", "-q", "-i", s.rebuilt)
 	h := s.host(t, testenv.Docker2010, testenv.SSHDOptions{})
-	images := func() string { return strings.Join(slices.Sorted(strings.FieldsSeq(h.docker.Run(t, "images", "-q", "--no-trunc"))), " ") }
+	images := func() string {
+		return strings.Join(slices.Sorted(strings.FieldsSeq(h.docker.Run(t, "images", "-q", "--no-trunc"))), " ")
+	}
 	before := images()
 
 	cmd := exec.Command(ferryBin, append(append([]string{"send", "app:1", "app:2"}, s.args...), "-H", h.dest)...)
