@@ -20,7 +20,9 @@
 #   bench/send.sh        Env: FERRY (binary), SEND_BENCH_DIR (work dir, corpus cache), RATE, COLD_RUNS,
 #                        FERRY_TRIXIE_ROOT, FERRY_SID_ROOT (the roots: without one, none of its rows),
 #                        SEND_BENCH_ONLY=trixie or sid (that root's containerd and docker rows alone),
-#                        SEND_BENCH_ONLY=resume (the classic docker resume rows alone).
+#                        SEND_BENCH_ONLY=resume (the classic docker resume rows alone),
+#                        SEND_BENCH_ONLY=helper (the rows by content through the ferry helper alone),
+#                        CONTENT_BENCH_DIR (bench/content.sh's corpus, for the helper rows).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -87,7 +89,10 @@ host_start() {
   shape "$n" "$RATE"
   rm -rf "${DIR:?}/h$n"
   dockerd_start "h$n" tmpfs
-  ip netns exec "$ns" /usr/sbin/sshd -f /dev/null -h "$DIR/hostkey" -o ListenAddress="10.203.$n.2" \
+  # root's home there is $DIR/homeN: what a ferry helper keeps in it stays with the benchmark.
+  mkdir -p "$DIR/home$n"
+  ip netns exec "$ns" unshare --mount --propagation private sh -c 'mount --bind "$0" /root && exec "$@"' "$DIR/home$n" \
+    /usr/sbin/sshd -f /dev/null -h "$DIR/hostkey" -o ListenAddress="10.203.$n.2" -o Subsystem="sftp internal-sftp" \
     -o AuthorizedKeysFile="$DIR/id.pub" -o StrictModes=no -o UsePAM=no -o PidFile="$DIR/sshd$n.pid"
   for _ in $(seq 50); do ssh-keyscan -t ed25519 "10.203.$n.2" >>"$DIR/known_hosts" 2>/dev/null && return; sleep 0.2; done
   return 1
@@ -351,6 +356,100 @@ resume_rows() {
     "the image runs and no untagged image is left"
 }
 
+# Sends by content through the ferry helper, over host 1's shaped link: the rebuilt Debian set
+# of bench/content.sh (its corpus, made once: every layer a new digest, little new content)
+# sent to a host holding the old set, for docker 20.10 (classic store, host 1's daemon), and,
+# from the trixie root, docker 26 on the containerd image store and containerd 1.7 (k8s.io).
+# For each: the layer-level send (--helper never); the first send through the helper (its
+# copy, and the host indexing the old set); the same send again; and a send to the host
+# holding the old set again, its helper and index there already. Bytes both ways: towards the
+# host (tx) and back (rx: the host's content index).
+CONTENT_DIR=${CONTENT_BENCH_DIR:-/var/tmp/ferry-content-bench}
+HELPER_IMAGE=debian/app:1
+rx() { cat "/sys/class/net/fsb$1/statistics/rx_bytes"; }
+helper_send() { HOME=$DIR SSH_AUTH_SOCK= DOCKER_HOST=$SRC "$FERRY" send --progress=json -i "$DIR/id" --known-hosts "$DIR/known_hosts" "$@"; }
+
+# helper_reset KIND: the host of KIND holds the old set alone (loaded on this machine, not
+# over the link); it prints the destination and store arguments of a send to it.
+helper_reset() {
+  case $1 in
+    docker20)
+      wipe 1
+      DOCKER_HOST=unix://$DIR/h1/sock "$FERRY" load -q -i "$CONTENT_DIR/old.tar" >/dev/null
+      echo "-H $(dest 1)"
+      ;;
+    docker26c)
+      rd_stop && rd_start containerd
+      DOCKER_HOST=unix://$RD/docker.sock "$FERRY" load -q -i "$CONTENT_DIR/old.tar" >/dev/null
+      echo "-H ssh://root@10.203.1.2$RD/docker.sock"
+      ;;
+    containerd)
+      ctd_wipe
+      CONTAINERD_ADDRESS=$CTD_SOCK "$FERRY" load -q -i "$CONTENT_DIR/old.tar" --to containerd:k8s.io >/dev/null
+      echo "-H $(ctd_dest) --to containerd:k8s.io"
+      ;;
+  esac
+}
+
+# helper_run NAME ARGS...: run NAME, a send of the rebuilt set, counting the bytes back too;
+# SENT[NAME] is what ferry says it sent (the content delta, or the layers).
+declare -A RX SENT
+helper_run() {
+  local name=$1 r0
+  shift
+  r0=$(rx 1)
+  run "$name" 1 helper_send "$HELPER_IMAGE" "$@"
+  RX[$name]=$(($(rx 1) - r0))
+  SENT[$name]=$(grep '"event":"done"' "$DIR/cmd.err" | grep -v '"action":"reading' | grep -o '"bytes":[0-9]*' | cut -d: -f2)
+}
+
+helper_rows() {
+  [[ -s $CONTENT_DIR/old.tar && -s $CONTENT_DIR/rebuilt.tar ]] || CONTENT_BENCH_DIR=$CONTENT_DIR FERRY=$FERRY bash bench/content.sh corpus
+  DOCKER_HOST=$SRC "$FERRY" load -q -i "$CONTENT_DIR/rebuilt.tar" >/dev/null
+  shape 1 "$RATE"
+  local kind label layers first again warm to copy
+  copy=$(stat -c %s "$FERRY")
+  for kind in docker20 docker26c containerd; do
+    case $kind in
+      docker20) label="docker 20.10" ;;
+      docker26c) use_root trixie || continue; label="docker 26 containerd store" ;;
+      containerd) use_root trixie || continue; label="containerd 1.7 k8s.io" ;;
+    esac
+    layers="$label: layers (--helper never)" first="$label: by content, first visit (helper copied, host indexed)"
+    again="$label: by content, the same send again" warm="$label: by content, old set again, helper and index there"
+    # shellcheck disable=SC2207
+    to=($(helper_reset "$kind"))
+    helper_run "$layers" --helper never "${to[@]}"
+    rm -rf "$DIR/home1/.cache/ferry"
+    to=($(helper_reset "$kind"))
+    helper_run "$first" "${to[@]}"
+    grep -q 'by content' "$DIR/cmd.out" || { echo "$first: not sent by content" >&2; cat "$DIR/cmd.out" "$DIR/cmd.err" >&2; return 1; }
+    helper_run "$again" "${to[@]}"
+    to=($(helper_reset "$kind"))
+    helper_run "$warm" "${to[@]}"
+    [[ $kind != docker26c ]] || rd_stop
+    [[ $kind != containerd ]] || ctd_stop
+
+    echo
+    echo "ferry send by content, $label, $HELPER_IMAGE rebuilt ($(mb "$(stat -c %s "$CONTENT_DIR/rebuilt.tar")") MB of layers), link shaped to $RATE:"
+    echo
+    echo "| case | wall s | MB to the host | MB back | CPU s, whole machine |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    local k
+    for k in "$layers" "$first" "$again" "$warm"; do
+      echo "| $k | ${WALL[$k]} | $(mb "${BYTES[$k]}") | $(mb "${RX[$k]}") | ${CPU[$k]} |"
+    done
+    echo
+    echo "- first visit: the content delta is $(mb "${SENT[$first]}") MB; on the link towards the host $(mb "${BYTES[$first]}") MB," \
+      "of which the helper's copy $(mb "$copy") MB: $(ratio "$((BYTES[$first] - copy))" "${SENT[$first]}")× the delta without the copy" \
+      "(target ≤ 1.3); back, $(mb "${RX[$first]}") MB (the index); wall $(ratio "${WALL[$first]}" "${WALL[$layers]}")× the layer-level send (target ≤ 0.4)"
+    echo "- helper and index there: $(mb "${BYTES[$warm]}") MB towards the host = $(ratio "${BYTES[$warm]}" "${SENT[$warm]}")× the delta," \
+      "wall $(ratio "${WALL[$warm]}" "${WALL[$layers]}")× the layer-level send (target ≤ 0.4)"
+    echo "- the same send again: $(awk -v b="$((BYTES[$again] + RX[$again]))" 'BEGIN { printf "%.1f", b / 1024 }') KiB both ways" \
+      "(target ≤ 64 KiB: $(awk -v b="$((BYTES[$again] + RX[$again]))" 'BEGIN { print (b <= 65536) ? "met" : "missed" }'))"
+  done
+}
+
 # table NAME...: the runs named, as a markdown table.
 table() {
   local k
@@ -393,8 +492,9 @@ median() {
   WALL[$name]=${WALL[$name #$pick]} BYTES[$name]=${BYTES[$name #$pick]} CPU[$name]=${CPU[$name #$pick]}
 }
 
-ferry_send() { HOME=$DIR SSH_AUTH_SOCK= DOCKER_HOST=$SRC "$FERRY" send -q -i "$DIR/id" --known-hosts "$DIR/known_hosts" "$@"; }
-ferry_json() { HOME=$DIR SSH_AUTH_SOCK= DOCKER_HOST=$SRC "$FERRY" send --progress=json -i "$DIR/id" --known-hosts "$DIR/known_hosts" "$@"; }
+# The layer-level send: the rows before the helper's measure ferry without it.
+ferry_send() { HOME=$DIR SSH_AUTH_SOCK= DOCKER_HOST=$SRC "$FERRY" send -q --helper never -i "$DIR/id" --known-hosts "$DIR/known_hosts" "$@"; }
+ferry_json() { HOME=$DIR SSH_AUTH_SOCK= DOCKER_HOST=$SRC "$FERRY" send --progress=json --helper never -i "$DIR/id" --known-hosts "$DIR/known_hosts" "$@"; }
 naive() {   # naive N: docker save | ssh host docker load
   docker -H "$SRC" save "$IMAGE" |
     ssh -i "$DIR/id" -o UserKnownHostsFile="$DIR/known_hosts" -o BatchMode=yes "root@10.203.$1.2" \
@@ -431,6 +531,10 @@ main() {
       ;;
     resume)
       resume_rows
+      return
+      ;;
+    helper)
+      helper_rows
       return
       ;;
   esac
@@ -479,6 +583,7 @@ main() {
     docker_rows "$root"
   done
   resume_rows
+  helper_rows
 }
 
 main "$@"

@@ -34,29 +34,38 @@ type byContent struct {
 	h    *host
 	next delivery
 
-	ready  chan struct{}  // closed once the probe is over; then:
-	remote *helper.Remote // the helper, or nil where it cannot run
-	err    error          // why it cannot
+	probed chan struct{}  // closed once the probe is over; then:
+	remote *helper.Remote // the helper, if it may run there
+	err    error          // why it cannot, once known
 
-	index *content.Index // the store's, once the helper gave it
-	noted sync.Once      // the note that the helper is not used
+	prepared sync.Once      // the helper copied there, and the index asked for
+	index    *content.Index // the store's, from the helper
+	noted    sync.Once      // the note that the helper is not used
 }
 
-// startHelper readies the host's helper in the background where the send may use it: on a
-// store that holds layers a delta can build on, or every store with HelperAlways. Such a
-// host waits for each source to be read whole.
+// startHelper probes the host for its helper in the background where the send may use it:
+// on a store that holds layers a delta can build on, or every store with HelperAlways. Such
+// a host waits for each source to be read whole. Once the sources' layers are known (a
+// docker save says them before it starts) and the host lacks some, the helper is copied
+// there if it must be, and asked for the store's index, while the sources are read.
 func (h *host) startHelper(ctx context.Context) {
 	mode := h.s.opts.Helper
 	if mode == HelperNever || h.conn == nil || (mode == HelperAuto && len(h.inv.DiffIDs) == 0 && len(h.inv.Blobs) == 0) {
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	d := &byContent{h: h, next: h.via, ready: make(chan struct{})}
+	d := &byContent{h: h, next: h.via, probed: make(chan struct{})}
 	h.via, h.cold = d, nil
-	go d.probe(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if d.probe(ctx) && d.lacking(ctx) {
+			d.prepare(ctx)
+		}
+	}()
 	h.closes = append(h.closes, func() error {
 		cancel()
-		<-d.ready
+		<-done
 		if d.remote != nil {
 			h.res.Helper = d.remote.Copied
 		}
@@ -64,9 +73,9 @@ func (h *host) startHelper(ctx context.Context) {
 	})
 }
 
-// probe finds whether the helper runs on the host, copying it there if it must.
-func (d *byContent) probe(ctx context.Context) {
-	defer close(d.ready)
+// probe finds whether the helper can run on the host, and reports whether it can.
+func (d *byContent) probe(ctx context.Context) bool {
+	defer close(d.probed)
 	bin, err := helper.Self()
 	if err == nil {
 		d.remote, err = helper.Probe(ctx, d.h.conn, bin)
@@ -74,12 +83,61 @@ func (d *byContent) probe(ctx context.Context) {
 	if err != nil && ctx.Err() == nil {
 		d.unavailable(err)
 	}
+	return err == nil
+}
+
+// lacking reports whether the host lacks a layer of the sources, as soon as it is known.
+func (d *byContent) lacking(ctx context.Context) bool {
+	h := d.h
+	for _, p := range h.s.reads {
+		if p.plan != nil && !h.inv.Complete {
+			if images, ok := p.plan.layers(ctx, p); ok {
+				if !holdsEvery(h.inv, images) {
+					return true
+				}
+				continue
+			}
+		}
+		im, err := p.wait(ctx)
+		if err != nil {
+			return false
+		}
+		if !(h.inv.Complete && h.inv.HoldsAll(im.Bundle)) && carriesLayers(h.inv.Thin(im.Bundle)) {
+			return true
+		}
+	}
+	return false
+}
+
+// prepare copies the helper to the host if it must, and asks it for the store's index, once.
+func (d *byContent) prepare(ctx context.Context) {
+	d.prepared.Do(func() {
+		h := d.h
+		err := d.remote.Install(ctx)
+		if err == nil {
+			x, rep, n, ierr := d.remote.Index(ctx, d.request())
+			h.res.Index += n
+			d.notes(rep)
+			d.index, err = x, ierr
+			if err != nil {
+				err = fmt.Errorf("%w: the content index of %s: %w", helper.ErrUnavailable, h.st, err)
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			d.unavailable(err)
+		}
+	})
+}
+
+// request is a request for the helper about the host's store.
+func (d *byContent) request() helper.Request {
+	return helper.Request{Store: d.h.s.to, Socket: d.h.dest.Path, Env: helperEnv(d.h.s.kind)}
 }
 
 // unavailable records that the helper cannot run, saying why once (HelperAuto) or failing
 // the host's sends (HelperAlways).
 func (d *byContent) unavailable(err error) {
-	d.remote, d.err = nil, err
+	d.err = err
 	if d.h.s.opts.Helper == HelperAlways {
 		d.err = fmt.Errorf("--helper always: %w", err)
 		return
@@ -94,15 +152,18 @@ func (d *byContent) send(ctx context.Context, p *pending) error {
 		return err
 	}
 	b := h.inv.Thin(im.Bundle)
-	if !carriesLayers(b) { // nothing to rebuild
+	if h.inv.Complete && h.inv.HoldsAll(im.Bundle) || !carriesLayers(b) { // nothing to rebuild
 		return d.next.send(ctx, p)
 	}
 	select {
-	case <-d.ready:
+	case <-d.probed:
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
-	if d.remote != nil {
+	if d.err == nil {
+		d.prepare(ctx)
+	}
+	if d.err == nil {
 		switch err := d.sendDelta(ctx, im, b); {
 		case err == nil:
 			return nil
@@ -125,16 +186,6 @@ var errLayersSmaller = errors.New("the content delta is no smaller than the laye
 // helper load it.
 func (d *byContent) sendDelta(ctx context.Context, im *store.Images, b *archive.Bundle) error {
 	h := d.h
-	req := helper.Request{Store: h.s.to, Socket: h.dest.Path, Env: helperEnv(h.s.kind)}
-	if d.index == nil {
-		x, rep, n, err := d.remote.Index(ctx, req)
-		h.res.Index += n
-		d.notes(rep)
-		if err != nil {
-			return fmt.Errorf("%w: the content index of %s: %w", helper.ErrUnavailable, h.st, err)
-		}
-		d.index = x
-	}
 	dl, err := makeDelta(ctx, im, b, d.index, h.s.opts.Read.TempDir)
 	if err != nil {
 		return err
@@ -143,6 +194,7 @@ func (d *byContent) sendDelta(ctx context.Context, im *store.Images, b *archive.
 	if h.s.opts.Helper == HelperAuto && dl.size >= wireSize(im, b, h.wire(), true) {
 		return errLayersSmaller
 	}
+	req := d.request()
 	req.Digest, req.Size = dl.digest, dl.size
 	start := h.res.Sent
 	rep, sent, err := d.remote.Load(ctx, req, dl.f, func(n int64) {

@@ -32,18 +32,19 @@ const tempPrefix = ".ferry-tmp-"
 // killed copy left, not one another send is writing.
 const staleTemp = time.Hour
 
-// A Remote is the helper of one host, ready to run.
+// A Remote is the helper of one host.
 type Remote struct {
-	c    *sshconn.Client
-	bin  *Binary
-	path string // of the binary, relative to the home directory
+	c       *sshconn.Client
+	bin     *Binary
+	path    string // of the binary, relative to the home directory
+	present bool   // the host holds the binary whole
 	// Copied is the bytes copied to the host: the binary, when it lacked it.
 	Copied int64
 }
 
-// Probe readies the helper on the host c is connected to: it checks that the host runs bin
-// (`uname -sm`), and copies bin there over SFTP unless the host holds it whole. An error that
-// wraps ErrUnavailable says why the helper cannot run there.
+// Probe finds whether the helper can run on the host c is connected to: that the host runs
+// bin (`uname -sm`), and whether it holds bin whole already. An error that wraps
+// ErrUnavailable says why the helper cannot run there.
 func Probe(ctx context.Context, c *sshconn.Client, bin *Binary) (*Remote, error) {
 	r := &Remote{c: c, bin: bin, path: path.Join(Dir, bin.Digest, "ferry")}
 	out, err := c.Run(ctx, "uname -sm && { "+r.check()+" && echo ferry-helper-present; true; }", nil)
@@ -57,16 +58,23 @@ func Probe(ctx context.Context, c *sshconn.Client, bin *Binary) (*Remote, error)
 	if err := bin.runsOn(uname); err != nil {
 		return nil, err
 	}
-	if strings.TrimSpace(present) == "ferry-helper-present" {
-		return r, nil
+	r.present = strings.TrimSpace(present) == "ferry-helper-present"
+	return r, nil
+}
+
+// Install copies the binary to the host over SFTP unless it holds it whole.
+func (r *Remote) Install(ctx context.Context) error {
+	if r.present {
+		return nil
 	}
 	if err := r.install(ctx); err != nil {
 		if ctx.Err() != nil {
-			return nil, context.Cause(ctx)
+			return context.Cause(ctx)
 		}
-		return nil, err
+		return err
 	}
-	return r, nil
+	r.present = true
+	return nil
 }
 
 // check is a shell command that succeeds when the binary on the host is bin, whole.
