@@ -14,9 +14,10 @@
 //
 // Over a Client, stores on a host reach what they need: a unix socket (DialUnix,
 // direct-streamlocal, as `ssh -L` does; docker's and containerd's sockets), the sftp subsystem
-// (SFTP; OCI layout directories), or a remote command with a stream on its stdin (Run;
+// (SFTP; OCI layout directories), a remote command with a stream on its stdin (Run;
 // podman's fixed commands), which is killed rather than given an end of input when the stream
-// fails. Commands are constants of the callers, never built from user input. When sshd cannot
+// fails, or one whose input and output both stream (Start; the ferry helper). Commands are
+// constants of the callers, never built from user input: a path in one is quoted (Quote). When sshd cannot
 // open a socket, DialUnix runs one fixed diagnostic (`test`, the path single-quoted) to say
 // why: ErrNoSocket, ErrSocketDenied or ErrSocketRefused.
 //

@@ -92,13 +92,25 @@ carried into an air gap goes straight to every host; no local daemon needed), or
 docker daemon of another host (--from HOST): host to host through this machine. --all sends
 every tagged image of the source daemon.
 
+By content (--helper, auto by default): a host whose store holds layers gets a content delta,
+only the files and pieces of files it lacks, where that is smaller than the layers. This ferry
+(a static build of the host's OS and architecture) is copied once over SFTP into the SSH
+user's ~/.cache/ferry/helper/SHA256/ferry, checked by its digest before each run, and run over
+the same connection: it indexes the store there (kept in ~/.cache/ferry/content), rebuilds
+every layer from the store's own and the delta, and loads them. What it keeps unused for a day
+is pruned; rm -rf ~/.cache/ferry on the host removes it all. Where it cannot run (another
+architecture, no sftp, no command, a home it may not write or that is mounted noexec), the host
+gets layers, and one line says why; --helper always fails such a host instead, and --helper
+never sends as without it.
+
 After a lost connection the same command sends again, and each host gets only what it still
 lacks. A docker daemon on the classic image store is sent its layers in steps, untagged images
 labelled org.ferrytool.step that it keeps: a cut loses the step in flight only (docker image
 prune removes steps a cut left). containerd, and docker through its containerd, keep whole
 blobs and resume a cut one where it stopped; an OCI layout keeps the blobs written whole.
 podman, and docker on the containerd image store reached through its API, load nothing from a
-stream cut short: the host is as it was. The summary on stdout says what each host got.
+stream cut short: the host is as it was. A content delta cut short stays on the host, and the
+next send sends the rest. The summary on stdout says what each host got.
 
 ` + storeHelp(),
 		Example: `  ferry send app:1 app:2 -H web1 -H deploy@10.0.0.7:2222
