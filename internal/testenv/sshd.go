@@ -134,29 +134,34 @@ Subsystem sftp internal-sftp
 
 	args := []string{sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"), "-h", ecdsaKeyPath, "-h", hostKeyPath,
 		"-p", strconv.Itoa(s.Port), "-o", "ListenAddress=127.0.0.1"}
-	// sshd runs in a mount namespace of its own, whose /etc/passwd lists opts.User and the
-	// sessions' home, and where a noexec home is mounted.
+	args = append(s.namespace(t, opts), args...)
+	s.p = startProc(t, filepath.Join(dir, "sshd.log"), os.Environ(), args[0], args[1:]...)
+	t.Cleanup(s.Stop)
+	s.p.waitReady(t, "sshd", 20*time.Second, s.greets)
+	return s
+}
+
+// namespace returns the command that runs sshd in a mount namespace of its own, whose
+// /etc/passwd lists opts.User and the sessions' home, and where a noexec home is mounted.
+func (s *SSHD) namespace(t testing.TB, opts SSHDOptions) []string {
 	s.Home = opts.Home
 	if s.Home == "" {
-		s.Home = filepath.Join(dir, "home")
-		if err := os.Mkdir(s.Home, 0o755); err == nil && opts.User != "" {
+		s.Home = filepath.Join(s.dir, "home")
+		err := os.Mkdir(s.Home, 0o755)
+		if err == nil && opts.User != "" {
 			err = os.Chown(s.Home, TestUID, 65534)
 		}
 		if err != nil {
 			t.Fatalf("StartSSHD: %v", err)
 		}
 	}
-	writeFile(t, filepath.Join(dir, "passwd"), passwd(t, opts.User, s.Home), 0o644)
+	writeFile(t, filepath.Join(s.dir, "passwd"), passwd(t, opts.User, s.Home), 0o644)
 	mount := `mount --bind "$0" /etc/passwd`
 	if opts.NoexecHome {
 		mount += " && mount -t tmpfs -o noexec,mode=0777 ferry-test-home " + strconv.Quote(s.Home)
 	}
-	args = append([]string{Require(t, "unshare"), "--mount", "--propagation", "private",
-		"sh", "-c", mount + ` && exec "$@"`, filepath.Join(dir, "passwd")}, args...)
-	s.p = startProc(t, filepath.Join(dir, "sshd.log"), os.Environ(), args[0], args[1:]...)
-	t.Cleanup(s.Stop)
-	s.p.waitReady(t, "sshd", 20*time.Second, s.greets)
-	return s
+	return []string{Require(t, "unshare"), "--mount", "--propagation", "private",
+		"sh", "-c", mount + ` && exec "$@"`, filepath.Join(s.dir, "passwd")}
 }
 
 // passwd is /etc/passwd as the server's sessions see it: home the home of root, or of

@@ -214,13 +214,17 @@ func checkDigest(f *os.File, digest string) error {
 // prune marks self as used, and removes from dir the other binaries' directories and the
 // deltas not used for a day. Errors are ignored: what cannot be removed is tried next run.
 func prune(dir, self string, now time.Time) {
-	if filepath.Dir(self) == dir {
+	selfInfo, err := os.Stat(self)
+	if err == nil && sha256Hex.MatchString(filepath.Base(self)) {
 		os.Chtimes(self, now, now)
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
-		if e.IsDir() && sha256Hex.MatchString(e.Name()) && p != self && stale(e, now) {
+		if info, err := os.Stat(p); err != nil || (selfInfo != nil && os.SameFile(info, selfInfo)) {
+			continue // the running binary's, by whatever path it was run
+		}
+		if e.IsDir() && sha256Hex.MatchString(e.Name()) && stale(e, now) {
 			os.RemoveAll(p)
 		}
 	}
