@@ -326,10 +326,28 @@ func noiseLayer(t *testing.T, data []byte) []byte {
 }
 
 // TestSendHelperStores: through the helper into docker 26 on the containerd image store
-// (its containerd reached by the helper on the host) and into containerd's k8s.io
-// namespace, each holding the old set: content deltas, and the rebuilt set there.
+// (its containerd reached by the helper on the host), into containerd's k8s.io namespace and
+// into an OCI layout (a path relative to the home directory), each holding the old set:
+// content deltas, and the rebuilt set there.
 func TestSendHelperStores(t *testing.T) {
 	s := newHelperSetup(t)
+	t.Run("oci", func(t *testing.T) {
+		h := &helperHost{sshd: testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{s.pub}})}
+		h.dest = "root@" + h.sshd.Addr
+		layout := filepath.Join(h.sshd.Home, "images")
+		mustFerry(t, nil, "load", "-q", "-i", s.old, "--to", "oci:"+layout)
+		r := s.send(t, []string{"--to", "oci:images"}, h)
+		if row := sentRow(t, r.stdout, h); r.code != 0 || !strings.Contains(row, "by content") {
+			t.Fatalf("exit %d: %s\n%s", r.code, row, r.stderr)
+		}
+		back := filepath.Join(t.TempDir(), "back.tar")
+		mustFerry(t, nil, "save", "-q", "oci:"+layout+":app:1", "oci:"+layout+":app:2", "-o", back)
+		for i, img := range summary(t, back).Images {
+			if want := summary(t, s.rebuilt).Images[i]; img.ID != want.ID {
+				t.Errorf("%v is %s in the layout, want %s", img.Tags, img.ID, want.ID)
+			}
+		}
+	})
 	t.Run("docker26-containerd", func(t *testing.T) {
 		h := s.host(t, testenv.Docker26Containerd, testenv.SSHDOptions{})
 		r := s.send(t, nil, h)
@@ -357,4 +375,18 @@ func TestSendHelperStores(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestHelperRefuses: the helper answers a protocol version it does not know with a refusal
+// and exit 2, reading nothing more; --helper takes auto, always or never.
+func TestHelperRefuses(t *testing.T) {
+	cmd := exec.Command(ferryBin, "helper")
+	cmd.Stdin = strings.NewReader("ferry-helper 99\n{\"op\":\"index\",\"store\":\"docker\"}\n")
+	out, err := cmd.Output()
+	if cmd.ProcessState.ExitCode() != 2 || !strings.HasPrefix(string(out), "ferry-helper refused: protocol version 99") {
+		t.Errorf("exit %d (%v): %q", cmd.ProcessState.ExitCode(), err, out)
+	}
+	if r := ferry(t, nil, "send", "app:1", "-H", "web1", "--helper", "sometimes"); r.code != 2 || !strings.Contains(r.stderr, "--helper") {
+		t.Errorf("--helper sometimes: exit %d: %s", r.code, r.stderr)
+	}
 }
