@@ -21,9 +21,10 @@ test: deps ## run every test: unit, fuzz seeds, and integration against real doc
 demo: deps build ## the whole job on throwaway daemons: a bundle, a pool of two bundles sharing a base, a send over a throwaway sshd, the image run there
 	@FERRY=$(CURDIR)/$(BIN) bash examples/demo/run.sh
 
-bench: deps build ## measure save, load, pool, delta and send against docker, gzip, pigz, skopeo and ssh on a ~430 MB image; content deltas against their floor
+bench: deps build ## measure save, load, pool, delta and send against docker, gzip, pigz, skopeo and ssh on a ~430 MB image; content deltas of a rebuilt Debian tree against their floor
 	@FERRY=$(CURDIR)/$(BIN) bash bench/bench.sh
 	@FERRY=$(CURDIR)/$(BIN) bash bench/send.sh
+	@FERRY=$(CURDIR)/$(BIN) bash bench/content.sh
 	$(GO) test ./content -run '^$$' -bench . -benchtime 5x
 
 # Inputs are tars of several KiB: minimizing one for seconds stalls a worker (0 execs/s), so
