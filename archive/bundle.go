@@ -21,6 +21,9 @@ type Bundle struct {
 	// Index is the OCI index of index.json. Its entries may reach beyond Images (for example
 	// the other platforms of a multi-platform image).
 	Index v1.IndexManifest
+	// Artifacts are the manifests of the OCI part that are not images: signatures,
+	// attestations, SBOMs and other artifacts, with what they refer to.
+	Artifacts []*Artifact
 	// Codec is the outer compression the bundle was read with.
 	Codec compress.Codec
 	// Unreferenced counts the entries of the bundle read that nothing in it refers to:

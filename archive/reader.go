@@ -105,17 +105,18 @@ func read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundl
 	}
 	defer in.Close()
 	rd := &reader{
-		trusted:  opts.Trusted,
-		meta:     map[string][]byte{},
-		names:    map[NameKey]ref{},
-		json:     map[ref][]byte{},
-		diffErrs: map[ref]error{},
-		links:    map[NameKey]string{},
-		listed:   map[NameKey]bool{},
-		walked:   map[v1.Hash]bool{},
-		followed: map[NameKey]bool{},
-		reaches:  map[v1.Hash][]*Image{},
-		under:    map[string]string{},
+		trusted:   opts.Trusted,
+		meta:      map[string][]byte{},
+		names:     map[NameKey]ref{},
+		json:      map[ref][]byte{},
+		diffErrs:  map[ref]error{},
+		links:     map[NameKey]string{},
+		listed:    map[NameKey]bool{},
+		walked:    map[v1.Hash]bool{},
+		followed:  map[NameKey]bool{},
+		reaches:   map[v1.Hash][]*Image{},
+		artifacts: map[v1.Hash]bool{},
+		under:     map[string]string{},
 	}
 	defer rd.recs.close()
 	counted := &countingReader{r: in}
@@ -213,6 +214,7 @@ type reader struct {
 	kept      int64                // bytes of JSON kept in memory
 	followed  map[NameKey]bool     // links metadata went through
 	reaches   map[v1.Hash][]*Image // the images each index reaches
+	artifacts map[v1.Hash]bool     // the manifests that are artifacts, not images
 	indexed   map[v1.Hash]*Image   // the images index.json reaches, by manifest digest
 	under     map[string]string    // the parent each legacy json read names, by its directory
 }
