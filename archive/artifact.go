@@ -77,7 +77,7 @@ func isArtifact(desc v1.Descriptor, m *v1.Manifest) bool {
 // newArtifact describes the artifact desc names, whose manifest is m (in mblob); its config
 // and layers are blob(d) for each of their descriptors.
 func newArtifact(desc v1.Descriptor, m *v1.Manifest, mblob *Blob, blob func(v1.Descriptor) (*Blob, error)) (*Artifact, error) {
-	a := &Artifact{Manifest: mblob, MediaType: desc.MediaType, Type: artifactType(m)}
+	a := &Artifact{Manifest: mblob, MediaType: desc.MediaType, Type: TypeOf(m)}
 	switch tag := schemeTag(desc.Annotations); {
 	case m.Subject != nil:
 		a.Subject = m.Subject.Digest
@@ -105,8 +105,9 @@ func newArtifact(desc v1.Descriptor, m *v1.Manifest, mblob *Blob, blob func(v1.D
 	return a, nil
 }
 
-// artifactType is what ls calls an artifact's type.
-func artifactType(m *v1.Manifest) string {
+// TypeOf is an artifact's type: its artifactType, else its config's media type, else,
+// where that is an image config's, its first layer's.
+func TypeOf(m *v1.Manifest) string {
 	switch {
 	case m.ArtifactType != "":
 		return m.ArtifactType

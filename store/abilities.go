@@ -102,3 +102,9 @@ const StepLabel = "org.ferrytool.step"
 type ZstdTaker interface {
 	TakesZstd(ctx context.Context) bool
 }
+
+// An ArtifactKeeper keeps a bundle's artifacts (signatures, attestations, SBOMs and other OCI
+// artifacts) with its images, each as it was found; other stores load the images alone.
+type ArtifactKeeper interface {
+	KeepsArtifacts()
+}

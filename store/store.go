@@ -57,6 +57,9 @@ type ReadOptions struct {
 	Platform *v1.Platform
 	// AllPlatforms keeps an index whole in the OCI part of the bundle.
 	AllPlatforms bool
+	// Referrers says which artifacts that refer to the images (signatures, attestations,
+	// SBOMs) a source that keeps them takes along: none when zero.
+	Referrers archive.Referrers
 	// Write is how the images will be written: a reader that stages (docker) encodes for it.
 	Write archive.WriteOptions
 	// TempDir holds what a reader stages ("" for the system's temp dir).

@@ -3,6 +3,7 @@ package transfer
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -83,6 +84,9 @@ func load(ctx context.Context, st store.Store, opts LoadOptions, read func(store
 	b, err := read(rcv)
 	if err != nil {
 		return nil, err
+	}
+	if _, ok := st.(store.ArtifactKeeper); !ok && len(b.Artifacts) > 0 && opts.Note != nil {
+		opts.Note(fmt.Sprintf("left out %d artifacts (signatures, attestations, SBOMs): %s holds images only; load into a registry or oci:DIR to keep them", len(b.Artifacts), st))
 	}
 	return &LoadResult{Store: st.String(), Images: rcv.Loaded(), Bundle: b}, nil
 }

@@ -195,20 +195,39 @@ func (s *Store) add(ctx context.Context, b *archive.Bundle, src archive.V1Source
 	if t, ok := r.(name.Tag); ok {
 		tags = []string{archive.Familiar(t)}
 	}
+	var subjects []v1.Hash // what artifacts may refer to: the index, each image
 	if desc.MediaType.IsIndex() && opts.AllPlatforms {
 		idx, err := desc.ImageIndex()
 		if err != nil {
 			return fmt.Errorf("reading index %s: %w", r, err)
 		}
-		_, err = b.AddIndex(idx, tags, platform, src)
-		return err
+		if _, err = b.AddIndex(idx, tags, platform, src); err != nil {
+			return err
+		}
+		m, err := idx.IndexManifest()
+		if err != nil {
+			return err
+		}
+		subjects = append(subjects, desc.Digest)
+		for _, d := range m.Manifests {
+			subjects = append(subjects, d.Digest)
+		}
+	} else {
+		img, err := desc.Image() // picks the platform from an index
+		if err != nil {
+			return fmt.Errorf("reading image %s: %w", r, err)
+		}
+		im, err := b.AddImage(img, tags, src)
+		if err != nil {
+			return err
+		}
+		subjects = append(subjects, im.Manifest.Digest)
 	}
-	img, err := desc.Image() // picks the platform from an index
-	if err != nil {
-		return fmt.Errorf("reading image %s: %w", r, err)
+	if !opts.Referrers.Any() {
+		return nil
 	}
-	_, err = b.AddImage(img, tags, src)
-	return err
+	refs := &referrers{ctx: ctx, repo: r.Context(), b: b, src: src, want: opts.Referrers, seen: map[v1.Hash]bool{}}
+	return refs.take(subjects)
 }
 
 // Receive spools a bundle, then pushes each image under HOST/PREFIX/REPO:TAG once it is
@@ -263,11 +282,24 @@ func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
 			}
 			r.loaded = append(r.loaded, store.Loaded{Ref: target.String(), ID: img.ID()})
 		}
+		pushed := map[name.Repository]bool{}
+		for _, target := range targets[img] {
+			if repo := target.Context(); !pushed[repo] {
+				pushed[repo] = true
+				if err := r.pushArtifacts(ctx, b, repo, img.Manifest.Digest, 0); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return nil
 }
 
 func (r *receiver) Loaded() []store.Loaded { return r.loaded }
+
+// KeepsArtifacts: artifacts go under their tags, or by digest, into each repository their
+// image goes to (store.ArtifactKeeper).
+func (s *Store) KeepsArtifacts() {}
 
 // holdsMissing checks that repo holds every layer img's bundle leaves out.
 func (s *Store) holdsMissing(ctx context.Context, img *archive.Image, repo name.Repository) error {

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/internal/testenv"
+)
+
+// A registry pair: where images are signed (near) and an isolated one they are loaded into
+// (far), of one kind: both serve the referrers API, or neither does (tag scheme, and the
+// fallback tag index for referrers).
+type registryKind struct {
+	name  string
+	start func(t *testing.T) string
+}
+
+var registryKinds = []registryKind{
+	{"referrers API", func(t *testing.T) string { return testenv.StartReferrersRegistry(t) }},
+	{"docker-registry", func(t *testing.T) string { return testenv.StartRegistry(t).Addr }},
+}
+
+// rawManifest is a manifest as remote.Put takes it.
+type rawManifest []byte
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
+
+// pushArtifact pushes to ref an artifact of one layer, payload of layerType: a referrer of
+// subject when it is set (an empty config and artifactType), else one whose config is an
+// image's, as cosign's tag scheme signatures are. It returns the manifest's digest.
+func pushArtifact(t *testing.T, repo name.Repository, tag string, subject *v1.Descriptor, layerType types.MediaType, payload string) v1.Hash {
+	t.Helper()
+	layer := static.NewLayer([]byte(payload), layerType)
+	config := static.NewLayer([]byte("{}"), "application/vnd.oci.empty.v1+json")
+	if subject == nil {
+		diffID, _ := layer.Digest()
+		cfg, _ := json.Marshal(v1.ConfigFile{RootFS: v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{diffID}}})
+		config = static.NewLayer(cfg, types.OCIConfigJSON)
+	}
+	m := v1.Manifest{SchemaVersion: 2, MediaType: types.OCIManifestSchema1, Subject: subject}
+	if subject != nil {
+		m.ArtifactType = string(layerType)
+	}
+	for i, l := range []v1.Layer{config, layer} {
+		if err := remote.WriteLayer(repo, l); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := partial.Descriptor(l)
+		if i == 0 {
+			m.Config = *d
+		} else {
+			m.Layers = []v1.Descriptor{*d}
+		}
+	}
+	raw, _ := json.Marshal(m)
+	digest, _, _ := v1.SHA256(bytes.NewReader(raw))
+	ref := name.Reference(repo.Digest(digest.String()))
+	if tag != "" {
+		ref = repo.Tag(tag)
+	}
+	if err := remote.Put(ref, rawManifest(raw)); err != nil {
+		t.Fatal(err)
+	}
+	return digest
+}
+
+// signed pushes an image to near/app:1 with a signature by the tag scheme, an SBOM that
+// refers to it by subject, and a signature of the SBOM by the tag scheme. It returns the
+// image's descriptor and the three artifacts' digests.
+func signed(t *testing.T, near string) (v1.Descriptor, []v1.Hash) {
+	t.Helper()
+	repo, err := name.NewRepository(near + "/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(repo.Tag("1"), testenv.BusyboxV1(t, map[string]string{"marker": "signed\n"})); err != nil {
+		t.Fatal(err)
+	}
+	got, err := remote.Get(repo.Tag("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := got.Descriptor
+	sig := pushArtifact(t, repo, archive.SchemeTag(img.Digest, "sig"), nil, "application/vnd.dev.cosign.simplesigning.v1+json", `{"critical":{"image":1}}`)
+	sbom := pushArtifact(t, repo, "", &img, "application/spdx+json", `{"spdxVersion":"SPDX-2.3"}`)
+	sbomSig := pushArtifact(t, repo, archive.SchemeTag(sbom, "sig"), nil, "application/vnd.dev.cosign.simplesigning.v1+json", `{"critical":{"sbom":1}}`)
+	return img, []v1.Hash{sig, sbom, sbomSig}
+}
+
+// TestReferrers saves an image from a registry with the artifacts that refer to it, found by
+// the referrers API (or its fallback tag index) and by the tag scheme, recursively; lists and
+// verifies them; and loads them into an isolated registry and an OCI layout, each manifest
+// with its digest and bytes, tag scheme ones under their tags and referrers listed for
+// their subject.
+func TestReferrers(t *testing.T) {
+	for _, kind := range registryKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			near, far := kind.start(t), kind.start(t)
+			img, arts := signed(t, near)
+			dir := t.TempDir()
+			bundle := filepath.Join(dir, "app.tar")
+			mustFerry(t, nil, "save", "--from", "registry", near+"/app:1", "-o", bundle, "-q")
+			s := summary(t, bundle)
+			if s.Artifacts != 3 || len(s.Images) != 1 || len(s.Images[0].Referrers) != 2 {
+				t.Fatalf("ls: %d artifacts, image referrers %+v; want 3, two under the image", s.Artifacts, s.Images[0].Referrers)
+			}
+			for _, r := range s.Images[0].Referrers {
+				if r.Digest == arts[1].String() && (len(r.Referrers) != 1 || r.Referrers[0].Digest != arts[2].String()) {
+					t.Errorf("the SBOM lists referrers %+v, want its signature %s", r.Referrers, arts[2])
+				}
+			}
+			if out := mustFerry(t, nil, "verify", bundle); !strings.Contains(out, "1 images and 3 artifacts") {
+				t.Errorf("verify printed %q", out)
+			}
+			if out := mustFerry(t, nil, "ls", bundle); strings.Count(out, "↳") != 3 || !strings.Contains(out, "application/spdx+json") {
+				t.Errorf("ls printed\n%s", out)
+			}
+
+			t.Run("referrers filter", func(t *testing.T) {
+				for filter, want := range map[string]int{"none": 0, "sig": 1, "sbom,sig": 3, "application/spdx+json": 1} {
+					out := filepath.Join(dir, "filtered.tar")
+					mustFerry(t, nil, "save", "--from", "registry", near+"/app:1", "--referrers", filter, "-o", out, "-q")
+					if got := summary(t, out).Artifacts; got != want {
+						t.Errorf("--referrers %s: %d artifacts, want %d", filter, got, want)
+					}
+				}
+				if r := ferry(t, nil, "save", "--from", "registry", near+"/app:1", "--referrers", "signatures", "-o", filepath.Join(dir, "x.tar")); r.code != exitUsage {
+					t.Errorf("--referrers signatures: exit %d, want %d", r.code, exitUsage)
+				}
+			})
+
+			t.Run("load into a registry", func(t *testing.T) {
+				mustFerry(t, nil, "load", "-i", bundle, "--to", "registry:"+far+"/mirror", "-q")
+				repo, _ := name.NewRepository(far + "/mirror/app")
+				sameManifest(t, near+"/app:1", repo.Tag("1"), img.Digest)
+				sameManifest(t, near+"/app:"+archive.SchemeTag(img.Digest, "sig"), repo.Tag(archive.SchemeTag(img.Digest, "sig")), arts[0])
+				sameManifest(t, near+"/app:"+archive.SchemeTag(arts[1], "sig"), repo.Tag(archive.SchemeTag(arts[1], "sig")), arts[2])
+				idx, err := remote.Referrers(repo.Digest(img.Digest.String()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, _ := idx.IndexManifest()
+				if len(m.Manifests) != 1 || m.Manifests[0].Digest != arts[1] {
+					t.Fatalf("referrers of the image at the far registry: %+v, want the SBOM %s", m.Manifests, arts[1])
+				}
+				sameManifest(t, near+"/app@"+arts[1].String(), repo.Digest(arts[1].String()), arts[1])
+			})
+
+			t.Run("load into an OCI layout", func(t *testing.T) {
+				oci := filepath.Join(dir, "layout")
+				mustFerry(t, nil, "load", "-i", bundle, "--to", "oci:"+oci, "-q")
+				lp, err := layout.FromPath(oci)
+				if err != nil {
+					t.Fatal(err)
+				}
+				idx, _ := lp.ImageIndex()
+				m, _ := idx.IndexManifest()
+				listed := map[v1.Hash]string{}
+				for _, d := range m.Manifests {
+					listed[d.Digest] = d.Annotations["org.opencontainers.image.ref.name"]
+					if _, err := lp.Blob(d.Digest); err != nil {
+						t.Errorf("%s: %v", d.Digest, err)
+					}
+				}
+				if listed[arts[0]] != archive.SchemeTag(img.Digest, "sig") || listed[arts[2]] != archive.SchemeTag(arts[1], "sig") || listed[arts[1]] != "" {
+					t.Fatalf("index.json lists %v", listed)
+				}
+				// The layout is a source again: a bundle of the same image and artifacts.
+				again := filepath.Join(dir, "again.tar")
+				mustFerry(t, nil, "save", "oci:"+oci+":"+near+"/app:1", "-o", again, "-q")
+				if s := summary(t, again); s.Images[0].Manifest != img.Digest.String() {
+					t.Errorf("saved back from the layout: manifest %s, want %s", s.Images[0].Manifest, img.Digest)
+				}
+			})
+		})
+	}
+}
+
+// sameManifest checks that ref, at the far registry, is the manifest digest, byte for byte
+// the one near holds.
+func sameManifest(t *testing.T, near string, ref name.Reference, digest v1.Hash) {
+	t.Helper()
+	nearRef, err := name.ParseReference(near)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := remote.Get(nearRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := remote.Get(ref)
+	if err != nil {
+		t.Fatalf("%s: %v", ref, err)
+	}
+	if got.Digest != digest || !bytes.Equal(got.Manifest, want.Manifest) {
+		t.Fatalf("%s is %s, want %s as %s holds it", ref, got.Digest, digest, near)
+	}
+}
+
+// TestReferrersDockerLoad: docker load takes a bundle that carries artifacts, and ferry's load
+// into docker says in one line what it left out.
+func TestReferrersDockerLoad(t *testing.T) {
+	near := testenv.StartReferrersRegistry(t)
+	d := testenv.StartDocker(t)
+	signed(t, near)
+	bundle := filepath.Join(t.TempDir(), "app.tar")
+	mustFerry(t, nil, "save", "--from", "registry", near+"/app:1", "-o", bundle, "-q")
+	d.Run(t, "load", "-i", bundle)
+	if got := d.Cat(t, near+"/app:1", "/marker"); got != "signed\n" {
+		t.Fatalf("/marker = %q", got)
+	}
+	d.Run(t, "rmi", near+"/app:1")
+	r := ferry(t, dockerEnv(d), "load", "-i", bundle, "--to", "docker")
+	if r.code != 0 || !strings.Contains(r.stderr, "left out 3 artifacts") {
+		t.Fatalf("ferry load --to docker: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestReferrersRefused: a signature whose subject the bundle does not hold is refused by
+// verify (exit 3); a registry that lists ten thousand referrers, or referrers in a loop, is
+// followed within bounds.
+func TestReferrersRefused(t *testing.T) {
+	near := testenv.StartReferrersRegistry(t)
+	img, arts := signed(t, near)
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "app.tar")
+	mustFerry(t, nil, "save", "--from", "registry", near+"/app:1", "-o", bundle, "-q")
+
+	t.Run("subject missing", func(t *testing.T) {
+		// The signature of the SBOM stays, the SBOM goes from index.json.
+		bad := filepath.Join(dir, "orphan.tar")
+		retar(t, bundle, bad, func(n string) bool { return n == "index.json" }, map[string][]byte{"index.json": withoutEntry(t, bundle, arts[1])}, nil)
+		r := ferry(t, nil, "verify", bad)
+		if r.code != exitIntegrity || !strings.Contains(r.stderr, arts[1].String()) {
+			t.Fatalf("verify: exit %d\n%s", r.code, r.stderr)
+		}
+	})
+
+	t.Run("loop", func(t *testing.T) {
+		// A tag naming the image itself as its own signature, and a signature signed by a
+		// signature that names the first: each is taken once.
+		repo, _ := name.NewRepository(near + "/app")
+		self, _ := remote.Get(repo.Tag("1"))
+		if err := remote.Tag(repo.Tag(archive.SchemeTag(arts[0], "sig")), self); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "loop.tar")
+		mustFerry(t, nil, "save", "--from", "registry", near+"/app:1", "-o", out, "-q")
+		if s := summary(t, out); s.Artifacts != 3 || s.Images[0].Manifest != img.Digest.String() {
+			t.Fatalf("%d artifacts, manifest %s", s.Artifacts, s.Images[0].Manifest)
+		}
+	})
+
+	t.Run("ten thousand referrers", func(t *testing.T) {
+		// A registry whose referrers API lists ten thousand manifests for every subject.
+		reg := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
+		many := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+		for i := range 10000 {
+			h, _, _ := v1.SHA256(strings.NewReader(strconv.Itoa(i)))
+			many.Manifests = append(many.Manifests, v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: h, Size: 500, ArtifactType: "text/plain"})
+		}
+		listing, _ := json.Marshal(many)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, "/referrers/") {
+				w.Header().Set("Content-Type", string(types.OCIImageIndex))
+				w.Write(listing)
+				return
+			}
+			reg.ServeHTTP(w, r)
+		}))
+		defer srv.Close()
+		repo, _ := name.NewRepository(srv.Listener.Addr().String() + "/many")
+		if err := remote.Write(repo.Tag("1"), testenv.BusyboxV1(t)); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "many.tar")
+		r := ferry(t, nil, "save", "--from", "registry", repo.Tag("1").String(), "-o", out)
+		if r.code != exitError || !strings.Contains(r.stderr, "over 1000 artifacts") {
+			t.Fatalf("save: exit %d\n%s", r.code, r.stderr)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Fatalf("a refused save left %s: %v", out, err)
+		}
+		mustFerry(t, nil, "save", "--from", "registry", repo.Tag("1").String(), "--referrers", "none", "-o", out, "-q")
+	})
+}
+
+// withoutEntry returns the bundle's index.json without the entry for digest.
+func withoutEntry(t *testing.T, bundle string, digest v1.Hash) []byte {
+	t.Helper()
+	f, err := os.Open(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			t.Fatalf("index.json: %v", err)
+		}
+		if hdr.Name != "index.json" {
+			continue
+		}
+		var idx v1.IndexManifest
+		if err := json.NewDecoder(tr).Decode(&idx); err != nil {
+			t.Fatal(err)
+		}
+		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d v1.Descriptor) bool { return d.Digest == digest })
+		data, _ := json.Marshal(idx)
+		return data
+	}
+}
