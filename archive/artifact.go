@@ -57,20 +57,20 @@ func SchemeTag(subject v1.Hash, suffix string) string {
 	return subject.Algorithm + "-" + subject.Hex + "." + suffix
 }
 
-// schemeTag returns the tag scheme tag an index entry's ref name gives, or "".
-func schemeTag(ann map[string]string) string {
+// ArtifactTag returns the tag scheme tag an index entry's ref name gives, or "".
+func ArtifactTag(ann map[string]string) string {
 	if t := ann[annotationRefName]; tagScheme.MatchString(t) {
 		return t
 	}
 	return ""
 }
 
-// isArtifact reports whether the manifest an index entry names is an artifact rather than an
+// IsArtifact reports whether the manifest an index entry names is an artifact rather than an
 // image: it has a subject or an artifact type, a tag scheme tag, a config that is not an
 // image's, or a layer that is not a layer docker unpacks.
-func isArtifact(desc v1.Descriptor, m *v1.Manifest) bool {
+func IsArtifact(desc v1.Descriptor, m *v1.Manifest) bool {
 	return m.Subject != nil || m.ArtifactType != "" ||
-		schemeTag(desc.Annotations) != "" || !m.Config.MediaType.IsConfig() ||
+		ArtifactTag(desc.Annotations) != "" || !m.Config.MediaType.IsConfig() ||
 		slices.ContainsFunc(m.Layers, func(l v1.Descriptor) bool { return !l.MediaType.IsLayer() })
 }
 
@@ -78,7 +78,7 @@ func isArtifact(desc v1.Descriptor, m *v1.Manifest) bool {
 // and layers are blob(d) for each of their descriptors.
 func newArtifact(desc v1.Descriptor, m *v1.Manifest, mblob *Blob, blob func(v1.Descriptor) (*Blob, error)) (*Artifact, error) {
 	a := &Artifact{Manifest: mblob, MediaType: desc.MediaType, Type: TypeOf(m)}
-	switch tag := schemeTag(desc.Annotations); {
+	switch tag := ArtifactTag(desc.Annotations); {
 	case m.Subject != nil:
 		a.Subject = m.Subject.Digest
 	case tag != "":
@@ -90,7 +90,7 @@ func newArtifact(desc v1.Descriptor, m *v1.Manifest, mblob *Blob, blob func(v1.D
 		}
 		a.Subject = h
 	}
-	if tag := schemeTag(desc.Annotations); tag != "" {
+	if tag := ArtifactTag(desc.Annotations); tag != "" {
 		a.Tags = []string{tag}
 	}
 	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
@@ -137,7 +137,7 @@ func (a *Artifact) Descriptors() []v1.Descriptor {
 
 // tagArtifact adds the tag scheme tag of another index entry of an artifact to it.
 func (b *Bundle) tagArtifact(desc v1.Descriptor) {
-	tag := schemeTag(desc.Annotations)
+	tag := ArtifactTag(desc.Annotations)
 	for _, a := range b.Artifacts {
 		if a.Manifest.Digest == desc.Digest && tag != "" && !slices.Contains(a.Tags, tag) {
 			a.Tags = append(a.Tags, tag)
@@ -272,6 +272,9 @@ type Referrers struct {
 	types []string
 }
 
+// AllReferrers takes every artifact.
+var AllReferrers = Referrers{all: true}
+
 // ParseReferrers parses what --referrers takes: "none", "all", or a comma-separated list of
 // short names (sig, att, sbom) and artifact types.
 func ParseReferrers(s string) (Referrers, error) {
@@ -279,7 +282,7 @@ func ParseReferrers(s string) (Referrers, error) {
 	case "none":
 		return Referrers{}, nil
 	case "all":
-		return Referrers{all: true}, nil
+		return AllReferrers, nil
 	}
 	var r Referrers
 	for _, t := range strings.Split(s, ",") {

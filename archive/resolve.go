@@ -315,7 +315,7 @@ func (rd *reader) ociImage(b *Bundle, desc v1.Descriptor) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: manifest %s: %w", ErrInvalidMetadata, desc.Digest, err)
 	}
-	if isArtifact(desc, m) {
+	if IsArtifact(desc, m) {
 		return nil, rd.artifact(b, desc, m, mblob)
 	}
 	cblob, err := rd.metaBlob(b, m.Config, "config")
@@ -666,7 +666,7 @@ func matchPlatform(descs []v1.Descriptor, want v1.Platform) (v1.Descriptor, erro
 
 // RefTag returns the tag an index entry's annotations give, or "".
 func RefTag(ann map[string]string) string {
-	if schemeTag(ann) != "" {
+	if ArtifactTag(ann) != "" {
 		return "" // an artifact's tag scheme tag, in its subject's repositories
 	}
 	if n := ann[annotationImageName]; n != "" {

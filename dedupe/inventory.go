@@ -254,8 +254,44 @@ func (inv *Inventory) Lacks(b *archive.Bundle) []string {
 	return lacking
 }
 
-// Thin returns b without the layers the store holds: the delta to send it.
-func (inv *Inventory) Thin(b *archive.Bundle) *archive.Bundle { return b.Thin(inv.Has) }
+// Thin returns b without the layers the store holds, and without the blobs of the artifacts
+// it holds (their manifests stay, as the images' do): the delta to send it.
+func (inv *Inventory) Thin(b *archive.Bundle) *archive.Bundle {
+	thin := b.Thin(inv.Has)
+	imageBlobs := map[v1.Hash]bool{}
+	for _, img := range b.Images {
+		imageBlobs[img.Config.Digest] = true
+		for _, l := range img.Layers {
+			imageBlobs[l.Digest] = true
+		}
+	}
+	held := map[v1.Hash]bool{}
+	for _, a := range b.Artifacts {
+		if inv.HoldsArtifact(a) {
+			for _, blob := range a.Blobs {
+				held[blob.Digest] = !imageBlobs[blob.Digest]
+			}
+		}
+	}
+	if len(held) == 0 {
+		return thin
+	}
+	return thin.LeaveOut(func(blob *archive.Blob) bool { return held[blob.Digest] })
+}
+
+// HoldsArtifact reports whether the store holds an artifact whole, its manifest and blobs,
+// and can complete a bundle that leaves its blobs out.
+func (inv *Inventory) HoldsArtifact(a *archive.Artifact) bool {
+	if inv.Complete || !inv.blobs[a.Manifest.Digest.Hex] {
+		return false
+	}
+	for _, blob := range a.Blobs {
+		if !inv.blobs[blob.Digest.Hex] {
+			return false
+		}
+	}
+	return true
+}
 
 // Write writes the inventory as JSON.
 func (inv *Inventory) Write(w io.Writer) error {

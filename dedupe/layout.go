@@ -227,6 +227,10 @@ func (l *Layout) walk(inv *Inventory, descs []v1.Descriptor, depth int) error {
 			}
 			continue
 		}
+		var manifest v1.Manifest
+		if json.Unmarshal(data, &manifest) == nil && archive.IsArtifact(d, &manifest) {
+			continue // no layers: its blobs are among those listed
+		}
 		cfgData, err := readAll(l.FS, l.BlobPath(m.Config.Digest), 8<<20)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

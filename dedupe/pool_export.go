@@ -52,10 +52,7 @@ func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error
 					_, err = b.AddIndex(idx, tags, platformOf(d), src.V1Source)
 				}
 			} else {
-				var img v1.Image
-				if img, err = p.blobImage(d); err == nil {
-					_, err = b.AddImage(img, tags, src.V1Source)
-				}
+				err = p.exportManifest(b, src.V1Source, d, tags)
 			}
 			if err != nil {
 				return nil, nil, fmt.Errorf("exporting %s: %w", ref, err)
@@ -64,6 +61,38 @@ func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error
 	}
 	b.Index.Manifests = index
 	return b, src, nil
+}
+
+// exportManifest adds the image or artifact d names to b.
+func (p *Pool) exportManifest(b *archive.Bundle, src archive.V1Source, d v1.Descriptor, tags []string) error {
+	img, err := p.blobImage(d)
+	if err != nil {
+		return err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return err
+	}
+	if !archive.IsArtifact(d, m) {
+		_, err = b.AddImage(img, tags, src)
+		return err
+	}
+	raw, err := img.RawManifest()
+	if err != nil {
+		return err
+	}
+	if tag := archive.ArtifactTag(d.Annotations); tag != "" {
+		tags = []string{tag}
+	}
+	if _, err := b.AddArtifact(raw, d.MediaType, tags); err != nil {
+		return err
+	}
+	for _, ld := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+		if src[ld.Digest], err = partial.CompressedToLayer(blobLayer{p, ld}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func platformOf(d v1.Descriptor) v1.Platform {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -331,5 +332,143 @@ func withoutEntry(t *testing.T, bundle string, digest v1.Hash) []byte {
 		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d v1.Descriptor) bool { return d.Digest == digest })
 		data, _ := json.Marshal(idx)
 		return data
+	}
+}
+
+// cosign runs the cosign binary in dir, offline: a proxy nobody answers stands for the
+// internet (registries on 127.0.0.1 are reached directly), and sigstore's caches and TUF
+// root are the test's own.
+func cosign(t *testing.T, dir string, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(testenv.Require(t, "cosign"), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir, "TUF_ROOT="+filepath.Join(dir, "tuf"), "COSIGN_PASSWORD=ferry-test",
+		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.1,localhost")
+	cmd.Env = append(cmd.Env, env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestCosign signs and attests an image with cosign on a near registry (by the tag scheme, or
+// as OCI 1.1 referrers where the registry serves the API), carries it across as a bundle
+// file, loads it into an isolated far registry, and has cosign verify the signature and the
+// attestation there, offline.
+func TestCosign(t *testing.T) {
+	for _, kind := range registryKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			near, far := kind.start(t), kind.start(t)
+			dir := t.TempDir()
+			cosign(t, dir, nil, "generate-key-pair")
+			img, _ := signed(t, near) // and artifacts of ferry's test making, alongside cosign's
+			image := near + "/app@" + img.Digest.String()
+			var mode, verifyMode []string
+			if kind.name == "referrers API" {
+				mode = []string{"--registry-referrers-mode=oci-1-1"}
+				verifyMode = []string{"--experimental-oci11"}
+			}
+			experimental := []string{"COSIGN_EXPERIMENTAL=1"}
+			cosign(t, dir, experimental, append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false", "--yes"}, append(mode, image)...)...)
+			predicate := filepath.Join(dir, "predicate.json")
+			os.WriteFile(predicate, []byte(`{"builder":{"id":"ferry-test"}}`), 0o644)
+			cosign(t, dir, nil, "attest", "--key", "cosign.key", "--tlog-upload=false", "--yes", "--type", "slsaprovenance", "--predicate", predicate, image)
+
+			bundle := filepath.Join(dir, "app.tar")
+			mustFerry(t, nil, "save", "--from", "registry", near+"/app:1", "-o", bundle, "-q")
+			mustFerry(t, nil, "verify", bundle)
+			mustFerry(t, nil, "load", "-i", bundle, "--to", "registry:"+far+"/mirror", "-q")
+
+			signedFar := far + "/mirror/app@" + img.Digest.String()
+			cosign(t, dir, experimental, append([]string{"verify", "--key", "cosign.pub", "--insecure-ignore-tlog=true"}, append(verifyMode, signedFar)...)...)
+			cosign(t, dir, nil, "verify-attestation", "--key", "cosign.pub", "--insecure-ignore-tlog=true", "--type", "slsaprovenance", signedFar)
+		})
+	}
+}
+
+// TestReferrersPool: a pool keeps a bundle's artifacts, exports the bundle byte for byte, and
+// knows them in its inventory; a delta against it carries them only where the pool lacks them.
+func TestReferrersPool(t *testing.T) {
+	near := testenv.StartReferrersRegistry(t)
+	_, arts := signed(t, near)
+	dir := t.TempDir()
+	bundle, pool := filepath.Join(dir, "app.tar"), filepath.Join(dir, "pool")
+	mustFerry(t, nil, "save", "--from", "registry", near+"/app:1", "-o", bundle, "-q")
+	mustFerry(t, nil, "pool", "init", pool)
+	mustFerry(t, nil, "pool", "add", pool, bundle, "--name", "signed", "-q")
+	mustFerry(t, nil, "pool", "check", pool, "--read-data")
+	exported := filepath.Join(dir, "exported.tar")
+	mustFerry(t, nil, "pool", "export", pool, "signed", "-o", exported, "-q")
+	sameFile(t, exported, bundle)
+	if s := summary(t, exported); s.Artifacts != 3 {
+		t.Fatalf("exported bundle has %d artifacts, want 3", s.Artifacts)
+	}
+
+	// Far sides that hold the signed image, and then a new signature of it: a delta against
+	// what each holds carries the artifact manifests and only the new signature's blobs.
+	far := testenv.StartRegistry(t).Addr
+	layout := filepath.Join(dir, "layout")
+	mustFerry(t, nil, "load", "-i", bundle, "--to", "registry:"+far+"/mirror", "-q")
+	mustFerry(t, nil, "load", "-i", bundle, "--to", "oci:"+layout, "-q")
+	repo, _ := name.NewRepository(near + "/app")
+	img, _ := remote.Get(repo.Tag("1"))
+	sig := pushArtifact(t, repo, archive.SchemeTag(img.Digest, "sig2"), nil, "application/vnd.dev.cosign.simplesigning.v1+json", `{"critical":{"new":1}}`)
+	for _, to := range []string{"registry:" + far + "/mirror", "oci:" + layout, "pool:" + pool} {
+		t.Run(to, func(t *testing.T) {
+			have, delta := filepath.Join(dir, "have.json"), filepath.Join(dir, "delta.tar")
+			mustFerry(t, nil, "inventory", "--from", to, "-o", have)
+			mustFerry(t, nil, "save", "--from", "registry", near+"/app:1", "--have", have, "-o", delta, "-q")
+			if got, whole := fileSize(t, delta), fileSize(t, bundle); got > whole/2 {
+				t.Errorf("the delta is %d bytes, the whole bundle %d", got, whole)
+			}
+			s := summary(t, delta)
+			if s.Artifacts != 4 {
+				t.Fatalf("the delta has %d artifacts, want 4", s.Artifacts)
+			}
+			left := map[string]bool{}
+			for _, name := range untarNames(t, delta) {
+				left[name] = true
+			}
+			for _, h := range append(arts, sig) {
+				if !left["blobs/sha256/"+h.Hex] {
+					t.Errorf("the delta lacks the manifest of artifact %s", h)
+				}
+			}
+			held, _, _ := v1.SHA256(strings.NewReader(`{"critical":{"image":1}}`))
+			added, _, _ := v1.SHA256(strings.NewReader(`{"critical":{"new":1}}`))
+			if left["blobs/sha256/"+held.Hex] || !left["blobs/sha256/"+added.Hex] {
+				t.Errorf("the delta carries the held signature's payload: %v, the new one's: %v", left["blobs/sha256/"+held.Hex], left["blobs/sha256/"+added.Hex])
+			}
+			if strings.HasPrefix(to, "pool:") {
+				mustFerry(t, nil, "pool", "add", pool, delta, "--name", "delta", "-q")
+				return
+			}
+			mustFerry(t, nil, "load", "-i", delta, "--to", to, "-q")
+		})
+	}
+	repoFar, _ := name.NewRepository(far + "/mirror/app")
+	sameManifest(t, near+"/app:"+archive.SchemeTag(img.Digest, "sig2"), repoFar.Tag(archive.SchemeTag(img.Digest, "sig2")), sig)
+}
+
+// untarNames lists the entries of a plain bundle.
+func untarNames(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var names []string
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return names
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, hdr.Name)
 	}
 }

@@ -137,17 +137,23 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 	return inv, nil
 }
 
-// addRepository records the layers of every image tagged in repo.
+// addRepository records the layers of every image tagged in repo, and the artifacts that
+// refer to them.
 func (s *Store) addRepository(ctx context.Context, inv *dedupe.Inventory, repo name.Repository) error {
 	tags, err := remote.List(repo, options(ctx, nil)...)
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", repo, err)
 	}
+	var subjects []v1.Hash
 	for _, tag := range tags {
+		if _, ok := archive.SchemeSubject(tag); ok {
+			continue // an artifact, or the fallback tag index: found from its subject below
+		}
 		desc, err := remote.Get(repo.Tag(tag), options(ctx, nil)...)
 		if err != nil {
 			return fmt.Errorf("reading %s:%s: %w", repo, tag, err)
 		}
+		subjects = append(subjects, desc.Digest)
 		if desc.MediaType.IsIndex() {
 			idx, err := desc.ImageIndex()
 			if err == nil {
@@ -164,6 +170,17 @@ func (s *Store) addRepository(ctx context.Context, inv *dedupe.Inventory, repo n
 		}
 		if err != nil {
 			return fmt.Errorf("reading %s:%s: %w", repo, tag, err)
+		}
+	}
+	// The artifacts that refer to the images: their manifests and blobs.
+	refs := &referrers{ctx: ctx, repo: repo, b: &archive.Bundle{}, src: archive.V1Source{}, want: archive.AllReferrers, tags: tags, seen: map[v1.Hash]bool{}}
+	if err := refs.take(subjects); err != nil {
+		return err
+	}
+	for _, a := range refs.b.Artifacts {
+		inv.AddBlob(a.Manifest.Digest)
+		for _, blob := range a.Blobs {
+			inv.AddBlob(blob.Digest)
 		}
 	}
 	return nil
