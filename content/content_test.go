@@ -162,7 +162,11 @@ func TestDeltaFaults(t *testing.T) {
 		{"new content damaged", damaged, base, archive.ErrCorrupt},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := Rebuild(t.Context(), bytes.NewReader(c.delta), c.base, t.TempDir())
+			rb, err := Rebuild(t.Context(), bytes.NewReader(c.delta), c.base, t.TempDir())
+			if err == nil {
+				err = archive.Write(t.Context(), io.Discard, rb.Bundle, rb.Src, archive.WriteOptions{})
+				rb.Close()
+			}
 			if !errors.Is(err, c.want) {
 				t.Errorf("got %v, want %v", err, c.want)
 			}

@@ -6,7 +6,8 @@
 // An Index records where the chunks of the layers a store holds lie (Scan fills it). A
 // content delta (Make) carries, for each layer of a bundle, a recipe of raw bytes and chunk
 // references, and only the chunks the index does not know; Rebuild reads the chunks it refers
-// to from the store's own layers and gives the bundle back whole, every layer checked against
-// its diffID before anything is handed on. Nothing here knows stores or hosts: a Base opens
+// to from the store's own layers and gives the bundle back whole, every layer failing at its
+// end unless it hashes to its diffID, so that a store that commits only what it read whole
+// never takes a wrong one. Nothing here knows stores or hosts: a Base opens
 // the store's layers.
 package content

@@ -30,6 +30,7 @@ type delta struct {
 	dir     string
 	recipes *os.File
 	pack    *os.File
+	base    *os.File // the runs of the store's layers the recipes copy, once read
 	ranges  [][]span // for each base layer, the merged spans the recipes copy
 	whole   map[v1.Hash]bool
 }
@@ -82,7 +83,7 @@ func (d *delta) read(ctx context.Context, r io.Reader) error {
 }
 
 func (d *delta) close() {
-	for _, f := range []*os.File{d.recipes, d.pack} {
+	for _, f := range []*os.File{d.recipes, d.pack, d.base} {
 		if f != nil {
 			f.Close()
 		}

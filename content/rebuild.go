@@ -1,6 +1,7 @@
 package content
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -33,9 +34,12 @@ type Rebuilt struct {
 // Close removes what the rebuild staged.
 func (r *Rebuilt) Close() error { r.d.close(); return nil }
 
-// Rebuild reads a content delta from r and rebuilds its layers from it and from the layers
-// base opens, each checked against its diffID, staging them under tempDir ("" for the
-// system's). A layer base lacks, or whose content is not what the delta expects, fails it.
+// Rebuild reads a content delta from r, and from the layers base opens the runs its recipes
+// copy, each of those layers checked against its diffID, staging them under tempDir (""
+// for the system's). A layer base lacks, or whose content is not what the delta expects,
+// fails it. The bundle's layers are rebuilt as Src is read, each failing at its end unless
+// it hashes to its diffID: a sink that commits only a bundle read whole (archive.Feed's)
+// never takes a wrong one.
 func Rebuild(ctx context.Context, r io.Reader, base Base, tempDir string) (*Rebuilt, error) {
 	d, err := readDelta(ctx, r, tempDir)
 	if err != nil {
@@ -45,23 +49,16 @@ func Rebuild(ctx context.Context, r io.Reader, base Base, tempDir string) (*Rebu
 		d.close()
 		return nil, err
 	}
-	sum := d.summary()
-	for _, l := range d.h.Layers {
-		if l.Whole {
-			continue
-		}
-		if err := d.rebuild(l); err != nil {
-			d.close()
-			return nil, fmt.Errorf("rebuilding layer %s: %w", l.Digest, err)
-		}
+	if d.base, err = os.Open(filepath.Join(d.dir, "base")); err != nil {
+		d.close()
+		return nil, err
 	}
-	os.Remove(filepath.Join(d.dir, "base"))
-	given := map[v1.Hash]bool{}
+	src := source{d: d, layers: map[v1.Hash]deltaLayer{}}
 	for _, l := range d.h.Layers {
-		given[l.Digest] = true
+		src.layers[l.Digest] = l
 	}
-	full := d.thin.Supply(func(b *archive.Blob) bool { return given[b.Digest] })
-	return &Rebuilt{Bundle: full, Src: dirSource(d.dir), Summary: sum, d: d}, nil
+	full := d.thin.Supply(func(b *archive.Blob) bool { _, ok := src.layers[b.Digest]; return ok })
+	return &Rebuilt{Bundle: full, Src: src, Summary: d.summary(), d: d}, nil
 }
 
 // summary says what the delta holds.
@@ -82,8 +79,9 @@ func (d *delta) summary() Summary {
 	return s
 }
 
-// readBase copies the spans of the base layers the recipes use into the base file, checking
-// each layer read whole against its diffID.
+// readBase copies the runs of the base layers the recipes use into the base file, reading
+// each layer only as far as its last run. Nothing here checks the layers: a layer rebuilt
+// from a run that is not what the delta expects fails its own diffID.
 func (d *delta) readBase(ctx context.Context, base Base) error {
 	f, err := os.Create(filepath.Join(d.dir, "base"))
 	if err != nil {
@@ -100,37 +98,24 @@ func (d *delta) readBase(ctx context.Context, base Base) error {
 	}
 	err = base.Open(ctx, used, func(u int, r io.Reader) error {
 		i := index[u]
-		l := d.h.Base[i]
-		h := sha256.New()
-		cr := &countReader{r: io.TeeReader(r, h)}
-		short := func(err error) error {
-			if err == io.EOF {
-				err = fmt.Errorf("%w: it ends at %d bytes of the %d the delta expects", archive.ErrDiffIDMismatch, cr.n, l.Size)
-			}
-			return fmt.Errorf("the store's layer %s: %w", l.DiffID, err)
-		}
+		cr := &countReader{r: r}
 		for k, s := range d.ranges[i] {
-			if _, err := io.CopyN(io.Discard, cr, s.start-cr.n); err != nil {
-				return short(err)
+			_, err := io.CopyN(io.Discard, cr, s.start-cr.n)
+			if err == nil {
+				_, err = io.CopyN(f, cr, s.end-s.start)
 			}
-			if _, err := io.CopyN(f, cr, s.end-s.start); err != nil {
-				return short(err)
+			if err == io.EOF {
+				err = fmt.Errorf("%w: it ends at %d bytes of the %d the delta expects", archive.ErrDiffIDMismatch, cr.n, d.h.Base[i].Size)
+			}
+			if err != nil {
+				return fmt.Errorf("the store's layer %s: %w", d.h.Base[i].DiffID, err)
 			}
 			d.ranges[i][k].at = at
 			at += s.end - s.start
 		}
-		if _, err := io.Copy(io.Discard, cr); err != nil {
-			return fmt.Errorf("the store's layer %s: %w", l.DiffID, err)
-		}
-		if got := archive.HashOf(h); got != l.DiffID || cr.n != l.Size {
-			return fmt.Errorf("the store's layer %s: %w: %d bytes hashing to %s", l.DiffID, archive.ErrDiffIDMismatch, cr.n, got)
-		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return f.Sync()
+	return err
 }
 
 type countReader struct {
@@ -144,21 +129,41 @@ func (c *countReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// rebuild writes layer l from its recipe, and checks it.
-func (d *delta) rebuild(l deltaLayer) error {
-	base, err := os.Open(filepath.Join(d.dir, "base"))
-	if err != nil {
-		return err
+// A source serves a delta's layers: those it carries whole from their files, the others
+// rebuilt from their recipes as they are read.
+type source struct {
+	d      *delta
+	layers map[v1.Hash]deltaLayer
+}
+
+func (s source) Open(_ context.Context, b *archive.Blob) (io.ReadCloser, error) {
+	l, ok := s.layers[b.Digest]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%w: %s is not a layer of the content delta", archive.ErrMissingBlob, b.Digest)
+	case l.Whole:
+		return os.Open(filepath.Join(s.d.dir, l.Digest.Hex))
 	}
-	defer base.Close()
-	f, err := os.Create(filepath.Join(d.dir, l.Digest.Hex))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+	pr, pw := io.Pipe()
+	go func() {
+		bw := bufio.NewWriterSize(pw, 1<<20)
+		err := s.d.rebuild(l, bw)
+		if err == nil {
+			err = bw.Flush()
+		} else {
+			err = fmt.Errorf("rebuilding layer %s: %w", l.Digest, err)
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr, nil
+}
+
+// rebuild writes layer l from its recipe to w, and fails at its end unless it hashes to its
+// diffID.
+func (d *delta) rebuild(l deltaLayer, w io.Writer) error {
 	h := sha256.New()
-	w := io.MultiWriter(f, h)
-	err = d.walk(l, func(o op, raw io.Reader) error {
+	w = io.MultiWriter(w, h)
+	err := d.walk(l, func(o op, raw io.Reader) error {
 		var src io.Reader = raw
 		switch o.kind {
 		case opPack:
@@ -166,7 +171,7 @@ func (d *delta) rebuild(l deltaLayer) error {
 		case opBase:
 			spans := d.ranges[o.layer]
 			k := sort.Search(len(spans), func(k int) bool { return spans[k].end > o.off })
-			src = io.NewSectionReader(base, spans[k].at+o.off-spans[k].start, o.n)
+			src = io.NewSectionReader(d.base, spans[k].at+o.off-spans[k].start, o.n)
 		}
 		if n, err := io.CopyN(w, src, o.n); err != nil {
 			return fmt.Errorf("copying %d of %d bytes: %w", n, o.n, err)
@@ -179,12 +184,5 @@ func (d *delta) rebuild(l deltaLayer) error {
 	if got := archive.HashOf(h); got != l.DiffID {
 		return fmt.Errorf("%w: it hashes to %s", archive.ErrDiffIDMismatch, got)
 	}
-	return f.Close()
-}
-
-// dirSource serves the blobs of a directory, named by their hex digests.
-type dirSource string
-
-func (s dirSource) Open(_ context.Context, b *archive.Blob) (io.ReadCloser, error) {
-	return os.Open(filepath.Join(string(s), b.Digest.Hex))
+	return nil
 }

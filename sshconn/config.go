@@ -110,7 +110,7 @@ func resolve(ctx context.Context, cfg Config, d Destination, options []string) (
 // askSSH returns what `ssh -G` prints of d's settings: OpenSSH itself evaluates Host and
 // Match blocks (Match exec included), Include, tokens and defaults.
 func askSSH(ctx context.Context, cfg Config, d Destination, options []string) (settings, error) {
-	args := []string{"-G"}
+	args := []string{"-G", "-T"} // -T: no "Pseudo-terminal will not be allocated" from ssh 9.2 when stdin is no terminal
 	if cfg.ConfigFile != "" {
 		args = append(args, "-F", cfg.ConfigFile)
 	}

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -87,6 +88,9 @@ type Env struct {
 	Insecure bool
 	// Waiting, if set, is told when the store waits for a lock another writer holds, and why.
 	Waiting func(string)
+	// Stall, when not 0, bounds how long an exchange with a daemon on a host may make no
+	// progress (each kind has its default).
+	Stall time.Duration
 }
 
 // On names the store on the host it is on, if any.

@@ -35,7 +35,8 @@ const decideWait = 5 * time.Second
 
 // A coldPlan is what the source and the docker hosts agree on before reading starts.
 type coldPlan struct {
-	hosts    int                  // docker hosts that will decide
+	hosts    int                  // hosts that will decide: those sent to from the start
+	later    int                  // hosts that wait their turn, and take the spool
 	compress compress.Compression // SendOptions.Compress
 
 	known  chan struct{} // closed when images is set, or reading will not be pipelined
@@ -57,8 +58,8 @@ type coldPlan struct {
 	codec compress.Codec // how the stream to the cold hosts is compressed
 }
 
-func newColdPlan(hosts int, c compress.Compression) *coldPlan {
-	return &coldPlan{hosts: hosts, compress: c, known: make(chan struct{}), decided: make(chan struct{}, hosts), pending: hosts,
+func newColdPlan(hosts, later int, c compress.Compression) *coldPlan {
+	return &coldPlan{hosts: hosts, later: later, compress: c, known: make(chan struct{}), decided: make(chan struct{}, hosts), pending: hosts,
 		spooling: make(chan struct{})}
 }
 
@@ -127,7 +128,8 @@ func (p *coldPlan) decide(h *coldHost, warm bool) bool {
 
 // close waits for the hosts' decisions, at most decideWait, and stops taking them. It
 // returns the cold hosts, how many others will write from a spool (those that have not
-// decided too), and whether every host that decided takes zstd.
+// decided, and those that wait their turn, too), and whether every host that decided takes
+// zstd.
 func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spooled int, zstdOK bool) {
 	timer := time.NewTimer(decideWait)
 	defer timer.Stop()
@@ -148,7 +150,7 @@ func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spooled int, zs
 	}
 	defer p.mu.Unlock()
 	p.closed = true
-	return p.cold, p.warm + max(p.pending, 0), !p.noZstd
+	return p.cold, p.warm + max(p.pending, 0) + p.later, !p.noZstd
 }
 
 // join decides, once the source's layers are known, whether a host takes the source as it

@@ -31,6 +31,7 @@ type host struct {
 	cold   store.Streamer // the store's load, when it may take the first source as it is read
 	closes []func() error
 
+	planned bool // the host is sent to from the start, and the cold plan waits for it to decide
 	decided bool // the cold plan knows whether the host takes the first source as it is read
 	res     HostResult
 }
@@ -43,7 +44,7 @@ type delivery interface {
 // run sends the host every source, and says how it went.
 func (h *host) run(ctx context.Context) HostResult {
 	err := h.sendAll(ctx)
-	if !h.decided {
+	if h.planned && !h.decided {
 		h.s.plan.decide(nil, false) // failed
 	}
 	for _, c := range slices.Backward(h.closes) {
@@ -66,7 +67,7 @@ func (h *host) sendAll(ctx context.Context) error {
 	}
 	h.choose()
 	for i, p := range h.s.reads {
-		if p.plan != nil {
+		if p.plan != nil && h.planned {
 			h.decided = true
 			if c := p.plan.join(ctx, p, h); c != nil {
 				if err := h.sendCold(ctx, c, p); err != nil {
@@ -85,6 +86,30 @@ func (h *host) sendAll(ctx context.Context) error {
 			}
 			h.inv = inv
 		}
+	}
+	return h.confirm(ctx)
+}
+
+// confirm checks that a store that loads streams (docker, podman) lists the images it
+// reported loading: its word alone is not taken for it.
+func (h *host) confirm(ctx context.Context) error {
+	if _, ok := h.st.(store.Streamer); !ok {
+		return nil
+	}
+	inv, err := h.st.Inventory(ctx)
+	if err != nil {
+		return fmt.Errorf("taking stock after loading: %w", err)
+	}
+	var lacking []string
+	for _, p := range h.s.reads {
+		for _, img := range p.im.Bundle.Images {
+			if !inv.HoldsWhole(img) {
+				lacking = append(lacking, cmp.Or(strings.Join(img.RepoTags, " "), img.ID().String()))
+			}
+		}
+	}
+	if len(lacking) > 0 {
+		return fmt.Errorf("%w: %s reported loading the images, and then does not list %s", ErrNotLoaded, h.st, strings.Join(lacking, ", "))
 	}
 	return nil
 }
@@ -323,7 +348,7 @@ func (h *host) receiveBlobs(ctx context.Context, im *store.Images, b *archive.Bu
 	if err != nil {
 		return err
 	}
-	return r.finish(archive.Feed(ctx, b, im.Src, r.sink))
+	return r.finish(b, archive.Feed(ctx, b, im.Src, r.sink))
 }
 
 // A receipt is one bundle going into the store's Receive, its bytes counted as sent.
@@ -342,21 +367,26 @@ func (h *host) receive(ctx context.Context, total int64) (*receipt, error) {
 		return nil, err
 	}
 	r := &receipt{h: h, rcv: rcv, sent: h.res.Sent, total: h.res.Sent + total}
-	r.sink = &countingSink{Receiver: rcv, p: store.Progress{Report: func(n, _ int64) {
+	r.sink = &countingSink{Receiver: rcv, held: map[string]bool{}, p: store.Progress{Report: func(n, _ int64) {
 		h.res.Sent = r.sent + n
 		h.progress(h.res.Sent, r.total)
 	}}}
 	return r, nil
 }
 
-// finish counts what the store held of the blobs as not sent, and says what it loaded, or
-// why it did not (err, from feeding it).
-func (r *receipt) finish(err error) error {
+// finish counts what the store held of the blobs as not sent, and the layers of b it held
+// whole as Held, and says what it loaded, or why it did not (err, from feeding it).
+func (r *receipt) finish(b *archive.Bundle, err error) error {
 	if rs, ok := r.rcv.(store.Resumer); ok { // what the store held of a blob was never sent
 		r.h.res.Sent = r.sent + r.sink.p.Done - rs.Resumed()
 	}
 	if err != nil {
 		return fmt.Errorf("%w; what %s took in whole stays there, and sending again sends only the rest", err, r.h.st)
+	}
+	for _, l := range b.LayerOrder() {
+		if r.sink.held["blobs/"+l.Digest.Algorithm+"/"+l.Digest.Hex] {
+			r.h.res.Held++
+		}
 	}
 	for _, l := range r.rcv.Loaded() {
 		r.h.res.Loaded = append(r.h.res.Loaded, l.Ref)
@@ -367,7 +397,7 @@ func (r *receipt) finish(err error) error {
 // fail aborts the receipt with err, which did not come from feeding the store.
 func (r *receipt) fail(err error) error {
 	r.rcv.Abort(err)
-	return r.finish(err)
+	return r.finish(nil, err)
 }
 
 // countingWriter counts the bytes written through it and reports the count.
@@ -383,14 +413,26 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// countingSink counts the bytes of the entries it hands on.
+// countingSink counts the bytes of the entries it hands on, and notes the entries a
+// store.Resumer held whole: none of their bytes moved.
 type countingSink struct {
 	store.Receiver
-	p store.Progress
+	p    store.Progress
+	held map[string]bool // entry names
 }
 
 func (c *countingSink) Entry(ctx context.Context, e archive.Entry, r io.Reader) error {
-	return c.Receiver.Entry(ctx, e, c.p.Reader(r))
+	rs, _ := c.Receiver.(store.Resumer)
+	var resumed int64
+	if rs != nil {
+		resumed = rs.Resumed()
+	}
+	done := c.p.Done
+	err := c.Receiver.Entry(ctx, e, c.p.Reader(r))
+	if err == nil && rs != nil && e.Size > 0 && rs.Resumed()-resumed == c.p.Done-done {
+		c.held[e.Name] = true
+	}
+	return err
 }
 
 // countLayers counts the layer blobs of b's images and those b leaves out.

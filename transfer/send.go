@@ -41,6 +41,9 @@ type SendOptions struct {
 	// Compress is how the streams to the hosts are compressed: each host's stream at the
 	// level its link calls for, unless the level is fixed.
 	Compress compress.Compression
+	// Jobs bounds how many hosts are sent to at once (0: DefaultJobs). The source is read
+	// once whatever it is: hosts that wait their turn take the images from the spool.
+	Jobs int
 	// Progress, if set, is told for each host how many bytes were sent to it so far and an
 	// estimate of how many it needs in all. It is called from many goroutines.
 	Progress func(host string, sent, total int64)
@@ -53,8 +56,11 @@ type HostResult struct {
 	// Sent is the bytes streamed into the host's store. Full estimates what sending the
 	// images whole would have cost.
 	Sent, Full int64
-	// Layers counts the layer blobs of the images, Skipped those the host already had.
-	Layers, Skipped int
+	// Layers counts the layer blobs of the images, Skipped those the host already had, as
+	// its inventory said, and Held those it found it had whole as they came (a containerd
+	// holding the blob in another namespace): no byte of them moved, and it unpacked them.
+	// The others are the layers sent.
+	Layers, Skipped, Held int
 	// Complete, when the host's store takes only complete images (docker on the containerd
 	// image store, podman), says why, in the store kind's words: nothing was skipped.
 	Complete string
@@ -64,6 +70,9 @@ type HostResult struct {
 	Codec compress.Codec
 	Err   error
 }
+
+// ErrNotLoaded: a host's store reported loading images it then does not list.
+var ErrNotLoaded = errors.New("images not loaded")
 
 // A SendError says which hosts did not get the images; the others did.
 type SendError struct {
@@ -87,13 +96,13 @@ func (e *SendError) Unwrap() []error {
 	return errs
 }
 
-// maxParallelHosts caps the hosts sent to at once.
-const maxParallelHosts = 16
+// DefaultJobs is how many hosts are sent to at once unless SendOptions.Jobs says.
+const DefaultJobs = 16
 
 // Send reads the images of args once (see Sources; several sources go one after another,
 // a base bundle before its delta, say) and loads them into the store opts.To names on every
-// host over SSH, concurrently, each host getting only what its store lacks and can complete.
-// Hosts connect and take stock while the source is read. A host that fails does not stop the
+// host over SSH, opts.Jobs at a time, each host getting only what its store lacks and can
+// complete. The first hosts connect and take stock while the source is read. A host that fails does not stop the
 // others: the results say how each went, and the error is a *SendError naming those that
 // failed. Arguments, hosts and the store are checked before anything is dialed.
 func Send(ctx context.Context, args, hosts []string, opts SendOptions) ([]HostResult, error) {
@@ -106,7 +115,7 @@ func Send(ctx context.Context, args, hosts []string, opts SendOptions) ([]HostRe
 	s.start(ctx, cancel)
 	results := make([]HostResult, len(s.hosts))
 	var g errgroup.Group
-	g.SetLimit(maxParallelHosts)
+	g.SetLimit(s.jobs)
 	for i, h := range s.hosts {
 		g.Go(func() error {
 			results[i] = h.run(ctx)
@@ -138,11 +147,15 @@ type send struct {
 	reads   []*pending // the sources' reads, in order
 	plan    *coldPlan  // which hosts take the first source as it is read
 	hosts   []*host
+	jobs    int // hosts sent to at once: the first jobs hosts may take the first source as it is read
 }
 
 // newSend checks the arguments, the hosts and the store they load into.
 func newSend(args, hosts []string, opts SendOptions) (*send, error) {
-	s := &send{opts: opts, to: cmp.Or(opts.To, store.DefaultRef())}
+	s := &send{opts: opts, to: cmp.Or(opts.To, store.DefaultRef()), jobs: cmp.Or(opts.Jobs, DefaultJobs)}
+	if s.jobs < 1 {
+		return nil, fmt.Errorf("%w: --jobs %d: send to at least one host at a time", ErrInvalidReference, opts.Jobs)
+	}
 	s.opts.Read.Write = archive.WriteOptions{Encoder: compress.Encoder{Codec: opts.Compress.Codec, Level: opts.Compress.Level}}
 	if len(hosts) == 0 {
 		return nil, errors.New("no hosts to send to")
@@ -162,7 +175,7 @@ func newSend(args, hosts []string, opts SendOptions) (*send, error) {
 		if err := s.kind.OnHost(d.Path); err != nil {
 			return nil, fmt.Errorf("host %s: %w", d, err)
 		}
-		s.hosts = append(s.hosts, &host{s: s, name: name, dest: d, res: HostResult{Host: name, Store: s.to}})
+		s.hosts = append(s.hosts, &host{s: s, name: name, dest: d, res: HostResult{Host: name, Store: s.to}, planned: len(s.hosts) < s.jobs})
 	}
 	if len(args) == 0 && !opts.All {
 		return nil, errors.New("no images to send")
@@ -194,7 +207,8 @@ const allTags = "\x00all"
 
 // start reads the sources one after another; the first failure cancels the send.
 func (s *send) start(ctx context.Context, cancel context.CancelCauseFunc) {
-	s.plan = newColdPlan(len(s.hosts), s.opts.Compress)
+	first := min(len(s.hosts), s.jobs)
+	s.plan = newColdPlan(first, len(s.hosts)-first, s.opts.Compress)
 	s.reads = make([]*pending, len(s.sources))
 	for i := range s.reads {
 		s.reads[i] = &pending{ready: make(chan struct{}), pack: newPacker(ctx, s.opts.Read.TempDir)}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
@@ -28,11 +29,14 @@ type Options struct {
 	// and why: docker on the containerd image store whose containerd it cannot reach gets
 	// complete images through the Docker API.
 	Note func(string)
+	// Stall, when not 0, bounds how long an exchange with a daemon on a host may make no
+	// progress.
+	Stall time.Duration
 }
 
 // env is where stores are opened: host, if set, with socket.
 func (o Options) env(host *sshconn.Client, socket string) store.Env {
-	return store.Env{Host: host, Socket: socket, Insecure: o.Insecure, Waiting: o.Waiting}
+	return store.Env{Host: host, Socket: socket, Insecure: o.Insecure, Waiting: o.Waiting, Stall: o.Stall}
 }
 
 // ErrInvalidReference: a source, image or store reference that cannot be parsed. Nothing

@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
+	"unicode"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
@@ -67,9 +69,24 @@ func main() {
 	root := newRootCmd()
 	err := root.ExecuteContext(ctx)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "ferry:", err)
+		fmt.Fprintln(os.Stderr, "ferry:", printable(err.Error()))
 	}
 	os.Exit(exitCode(err))
+}
+
+// printable escapes, in a message that may quote what a host said, every character that
+// would act on a terminal but newline and tab, as Go escapes them.
+func printable(msg string) string {
+	var b strings.Builder
+	for _, r := range msg {
+		if r != '\n' && r != '\t' && !unicode.IsPrint(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func exitCode(err error) int {

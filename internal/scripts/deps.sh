@@ -27,6 +27,9 @@ fi
   echo "building cosign" >&2
   GOBIN=/var/cache/ferry/bin go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
 }
-# The current toolchain (docker 26, containerd 1.7, podman 5, skopeo 1.18) runs from a
-# Debian 13 root, built once and cached (internal/testenv/trixie.go starts it).
-bash "$(dirname "$0")/trixie.sh"
+# Newer toolchains run from Debian roots, built once and cached (internal/testenv/roots.go
+# starts them): Debian 13's docker 26, containerd 1.7, podman 5.4, skopeo 1.18, and
+# unstable's docker 28, containerd 2.1, podman 5.8, skopeo 1.22.
+for root in trixie sid; do
+  bash "$(dirname "$0")/root.sh" "$root"
+done

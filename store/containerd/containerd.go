@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -89,7 +90,7 @@ func Open(ctx context.Context, namespace string, env store.Env) (*Store, error) 
 			return conn, nil
 		}
 	}
-	s, err := New(ctx, dial, namespace)
+	s, err := New(ctx, dial, namespace, env.Stall)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +100,8 @@ func Open(ctx context.Context, namespace string, env store.Env) (*Store, error) 
 
 // New makes a store of namespace in the containerd whose connections dial makes. It dials
 // once first, so a containerd that cannot be reached is an error here, in dial's words.
-func New(ctx context.Context, dial func(ctx context.Context) (net.Conn, error), namespace string) (*Store, error) {
+// Every call to containerd ends when it makes no progress for stall (DefaultStall when 0).
+func New(ctx context.Context, dial func(ctx context.Context) (net.Conn, error), namespace string, stall time.Duration) (*Store, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	conn, err := dial(ctx)
@@ -109,10 +111,10 @@ func New(ctx context.Context, dial func(ctx context.Context) (net.Conn, error), 
 	conn.Close()
 	c, err := client.New("/containerd.sock", // a placeholder: dial finds containerd
 		client.WithDefaultNamespace(namespace),
-		client.WithDialOpts([]grpc.DialOption{
+		client.WithDialOpts(append(stallOptions(cmp.Or(stall, DefaultStall)),
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return dial(ctx) }),
-		}))
+		)))
 	if err != nil {
 		return nil, fmt.Errorf("containerd client: %w", err)
 	}

@@ -18,12 +18,33 @@ import (
 // labelUncompressed is the label containerd puts on a compressed layer blob: its diffID.
 const labelUncompressed = "containerd.io/uncompressed"
 
+// maxListed bounds what a listing of containerd's may hold: blobs of its content store,
+// snapshots of its snapshotter. A listing past it is refused.
+const maxListed = 200_000
+
+// counter counts a listing's entries, refusing one past maxListed.
+type counter struct {
+	what string // "blobs of the content store"
+	n    int
+}
+
+func (c *counter) next() error {
+	if c.n++; c.n > maxListed {
+		return fmt.Errorf("containerd lists over %d %s, more than ferry takes stock of", maxListed, c.what)
+	}
+	return nil
+}
+
 // Inventory lists the blobs of the namespace's content store (with the diffIDs their
 // labels give), and the layers the snapshotter holds unpacked, by chain ID (the names
 // containerd commits them under). A layer held either way need not be sent.
 func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 	var blobs, diffIDs, chains []v1.Hash
+	listed := &counter{what: "blobs of the content store"}
 	err := s.client.ContentStore().Walk(ctx, func(info content.Info) error {
+		if err := listed.next(); err != nil {
+			return err
+		}
 		if h, err := v1.NewHash(info.Digest.String()); err == nil {
 			blobs = append(blobs, h)
 		}
@@ -35,7 +56,11 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing the content store: %w", err)
 	}
+	listed = &counter{what: "snapshots of " + s.snapshotter}
 	err = s.client.SnapshotService(s.snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if err := listed.next(); err != nil {
+			return err
+		}
 		if info.Kind != snapshots.KindCommitted {
 			return nil
 		}
@@ -63,7 +88,11 @@ func (s *Store) LayerBlobs(ctx context.Context, diffIDs []v1.Hash) (map[v1.Hash]
 	}
 	found := map[v1.Hash][]content.Info{}
 	cs := s.client.ContentStore()
+	listed := &counter{what: "blobs of the content store"}
 	err := cs.Walk(ctx, func(info content.Info) error {
+		if err := listed.next(); err != nil {
+			return err
+		}
 		if d, ok := want[info.Labels[labelUncompressed]]; ok {
 			found[d] = append(found[d], info)
 		}

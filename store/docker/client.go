@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // DefaultHost is the daemon used when neither New's argument nor
@@ -27,8 +28,18 @@ const maxAPIVersion = "1.41"
 // maxJSONSize caps a JSON response body (not the load message stream).
 const maxJSONSize = 64 << 20
 
+// DefaultStall is how long an exchange with a daemon on a host (Dial) may go without
+// progress.
+const DefaultStall = 2 * time.Minute
+
 // Client talks to one docker daemon over HTTP on a dialed connection.
 type Client struct {
+	// Stall, when not 0, bounds every exchange with the daemon: a request for metadata must
+	// be answered whole within it; a load or a save goes on as long as bytes move, or the
+	// load reports progress, at least once within it. Dial sets DefaultStall; a daemon of
+	// this machine is trusted to answer.
+	Stall time.Duration
+
 	host string // for messages; "" when the dialer was given
 	http *http.Client
 
@@ -101,7 +112,7 @@ func NewWithDialer(dial func(ctx context.Context) (net.Conn, error)) *Client {
 // 1.41, or the oldest the daemon still serves if that is newer (dockerd 29
 // refuses versions before 1.44). Requests made before Ping call it first.
 func (c *Client) Ping(ctx context.Context) error {
-	resp, err := c.send(ctx, http.MethodGet, "/_ping", nil, nil)
+	resp, err := c.send(ctx, http.MethodGet, "/_ping", nil, nil, false)
 	if err != nil {
 		return err
 	}
@@ -137,7 +148,7 @@ func (c *Client) Ping(ctx context.Context) error {
 
 // minAPIVersion asks the daemon for the oldest API version it serves.
 func (c *Client) minAPIVersion(ctx context.Context) (string, error) {
-	resp, err := c.send(ctx, http.MethodGet, "/version", nil, nil)
+	resp, err := c.send(ctx, http.MethodGet, "/version", nil, nil, false)
 	if err != nil {
 		return "", err
 	}
@@ -190,22 +201,39 @@ func (c *Client) apiVersion(ctx context.Context) (string, error) {
 	return c.version, nil
 }
 
-// do sends a request to the versioned API path and returns the response if
-// the daemon answered 2xx. A body is sent as a tar.
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Response, error) {
+// do sends a request for metadata to the versioned API path and returns the response if
+// the daemon answered 2xx; the answer must be read whole within c.Stall.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values) (*http.Response, error) {
 	v, err := c.apiVersion(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return c.send(ctx, method, "/v"+v+path, query, body)
+	return c.send(ctx, method, "/v"+v+path, query, nil, false)
 }
 
-// send sends a request to path as it is and returns the response if the
-// daemon answered 2xx.
-func (c *Client) send(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Response, error) {
+// stream is do for a load (a body, sent as a tar) or a save: it goes on while it makes
+// progress.
+func (c *Client) stream(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Response, error) {
+	v, err := c.apiVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.send(ctx, method, "/v"+v+path, query, body, true)
+}
+
+// send sends a request to path as it is and returns the response if the daemon answered
+// 2xx. The exchange ends with a *StallError when it makes no progress within c.Stall:
+// when streams, bytes of the body or the response moving are progress; else nothing is,
+// and the answer must be read whole within it.
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, body io.Reader, streams bool) (*http.Response, error) {
+	ctx, dl := newDeadline(ctx, c.Stall, method+" "+path, streams)
 	u := url.URL{Scheme: "http", Host: "docker", Path: path, RawQuery: query.Encode()}
+	if body != nil {
+		body = progressBody{body, dl.extend}
+	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
+		dl.stop()
 		return nil, err
 	}
 	if body != nil {
@@ -214,13 +242,102 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, c.requestError(ctx, err)
+		err = c.requestError(ctx, err)
+		dl.stop()
+		return nil, err
 	}
+	resp.Body = &deadlineBody{r: progressBody{resp.Body, dl.extend}, c: resp.Body, ctx: ctx, dl: dl}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
 		return nil, readAPIError(resp)
 	}
 	return resp, nil
+}
+
+// A deadline ends an exchange that makes no progress in time: it cancels the exchange's
+// context with a *StallError.
+type deadline struct {
+	timer   *time.Timer // nil: no deadline
+	after   time.Duration
+	streams bool // progress extends it
+	cancel  context.CancelCauseFunc
+}
+
+func newDeadline(ctx context.Context, after time.Duration, what string, streams bool) (context.Context, *deadline) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	d := &deadline{after: after, streams: streams, cancel: cancel}
+	if after > 0 {
+		d.timer = time.AfterFunc(after, func() { cancel(&StallError{What: what, After: after, Streams: streams}) })
+	}
+	return ctx, d
+}
+
+// extend is told of progress.
+func (d *deadline) extend() {
+	if d.timer != nil && d.streams {
+		d.timer.Reset(d.after)
+	}
+}
+
+func (d *deadline) stop() {
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.cancel(nil)
+}
+
+// progressBody tells of the bytes that pass through it, read or, as net/http sends a
+// request body, written.
+type progressBody struct {
+	r        io.Reader
+	progress func()
+}
+
+func (b progressBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 {
+		b.progress()
+	}
+	return n, err
+}
+
+func (b progressBody) WriteTo(w io.Writer) (int64, error) {
+	return io.Copy(progressWriter{w, b.progress}, b.r) // through the reader's own WriteTo, if it has one
+}
+
+type progressWriter struct {
+	w        io.Writer
+	progress func()
+}
+
+func (w progressWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if n > 0 {
+		w.progress()
+	}
+	return n, err
+}
+
+// deadlineBody is a response body under its exchange's deadline: a read the deadline ended
+// fails with why, and closing it ends the exchange.
+type deadlineBody struct {
+	r   io.Reader
+	c   io.Closer
+	ctx context.Context
+	dl  *deadline
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.ctx.Err() != nil {
+		err = context.Cause(b.ctx)
+	}
+	return n, err
+}
+
+func (b *deadlineBody) Close() error {
+	b.dl.stop()
+	return b.c.Close()
 }
 
 // requestError explains a request that got no response.
@@ -238,26 +355,31 @@ func (c *Client) requestError(ctx context.Context, err error) error {
 	return fmt.Errorf("cannot reach docker daemon at %s: %w: is dockerd running? set DOCKER_HOST to use another daemon", c.host, de.err)
 }
 
+// maxErrorBody is how much of an error response is read: its JSON decoded whole, the
+// message is then cut (printable).
+const maxErrorBody = 4 << 20
+
 func readAPIError(resp *http.Response) error {
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	e := &APIError{StatusCode: resp.StatusCode}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	if err != nil {
+		return fmt.Errorf("reading the docker daemon's %s: %w", resp.Status, err)
+	}
 	var m struct {
 		Message string `json:"message"`
 	}
+	msg := strings.TrimSpace(string(body))
 	switch {
 	case json.Unmarshal(body, &m) == nil && m.Message != "":
-		e.Message = m.Message
-	case len(strings.TrimSpace(string(body))) > 0:
-		e.Message = strings.TrimSpace(string(body))
-	default:
-		e.Message = resp.Status
+		msg = m.Message
+	case msg == "":
+		msg = resp.Status
 	}
-	return e
+	return newAPIError(resp.StatusCode, msg)
 }
 
 // getJSON decodes the answer to a GET of the versioned API path into v.
 func (c *Client) getJSON(ctx context.Context, path string, v any) error {
-	resp, err := c.do(ctx, http.MethodGet, path, nil, nil)
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,7 @@ func (s *Store) Behind(ctx context.Context) (store.Store, error) {
 	}
 	var why []string
 	for _, socket := range s.candidates(said) {
-		ctd, err := containerd.New(ctx, s.dialer(socket), ns)
+		ctd, err := containerd.New(ctx, s.dialer(socket), ns, s.Client.Stall)
 		if err == nil {
 			if err = s.keepsImagesIn(ctx, ctd, info); err == nil {
 				ctd.WithSnapshotter(info.Driver)

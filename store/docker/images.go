@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/ferrytool/ferry/archive"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -85,7 +86,7 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 		err = c.getJSON(ctx, "/info", &info)
 	} else {
 		var resp *http.Response
-		if resp, err = c.send(ctx, http.MethodGet, "/v1.46/info", nil, nil); err == nil {
+		if resp, err = c.send(ctx, http.MethodGet, "/v1.46/info", nil, nil, false); err == nil {
 			defer resp.Body.Close()
 			err = decodeJSON(resp.Body, &info)
 		}
@@ -101,11 +102,25 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	return info, nil
 }
 
-// Images lists the daemon's tagged and untagged top-level images.
+// MaxImages bounds the images a daemon may list: ferry inspects each one it takes stock of.
+const MaxImages = 5000
+
+// Images lists the daemon's tagged and untagged top-level images, each ID once. A list of
+// over MaxImages is refused.
 func (c *Client) Images(ctx context.Context) ([]ImageSummary, error) {
 	var images []ImageSummary
 	if err := c.getJSON(ctx, "/images/json", &images); err != nil {
 		return nil, fmt.Errorf("listing images: %w", err)
+	}
+	seen := map[string]bool{}
+	images = slices.DeleteFunc(images, func(img ImageSummary) bool {
+		dup := seen[img.ID]
+		seen[img.ID] = true
+		return dup
+	})
+	if len(images) > MaxImages {
+		return nil, fmt.Errorf("listing images: the docker daemon lists %d images, more than the %d ferry takes stock of: remove those it does not need (docker image prune -a)",
+			len(images), MaxImages)
 	}
 	return images, nil
 }
@@ -139,7 +154,7 @@ func (c *Client) History(ctx context.Context, name string) ([]int64, error) {
 
 // Remove removes an image by ID (`docker rmi`), not the layers another image uses.
 func (c *Client) Remove(ctx context.Context, id string) error {
-	resp, err := c.do(ctx, http.MethodDelete, "/images/"+id, nil, nil)
+	resp, err := c.do(ctx, http.MethodDelete, "/images/"+id, nil)
 	if err != nil {
 		return fmt.Errorf("removing image %s: %w", id, err)
 	}
@@ -155,7 +170,7 @@ func (c *Client) Save(ctx context.Context, refs []string) (io.ReadCloser, error)
 	if len(refs) == 0 {
 		return nil, errors.New("saving images: no images named")
 	}
-	resp, err := c.do(ctx, http.MethodGet, "/images/get", url.Values{"names": refs}, nil)
+	resp, err := c.stream(ctx, http.MethodGet, "/images/get", url.Values{"names": refs}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("saving images: %w", err)
 	}

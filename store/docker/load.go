@@ -1,6 +1,8 @@
 package docker
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +12,11 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/archive"
 )
 
 // Message is one message of the stream a daemon answers a load with:
@@ -48,33 +55,45 @@ func (c *Client) Load(ctx context.Context, r io.Reader, progress func(Message)) 
 		return fmt.Errorf("loading images: %w", err)
 	}
 
-	resp, err := c.do(ctx, http.MethodPost, "/images/load", url.Values{"quiet": {"0"}}, up.body)
+	resp, err := c.stream(ctx, http.MethodPost, "/images/load", url.Values{"quiet": {"0"}}, up.body)
 	if err != nil {
 		return nil, fail(err)
 	}
 	defer resp.Body.Close()
 
 	var loaded []string
-	dec := json.NewDecoder(resp.Body)
-	for {
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 4<<10), maxLoadMessage)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
 		var m Message
-		if err := dec.Decode(&m); err == io.EOF {
-			break
-		} else if err != nil {
-			if ctx.Err() != nil {
-				err = context.Cause(ctx)
-			}
+		if err := json.Unmarshal(line, &m); err != nil {
 			return loaded, fail(fmt.Errorf("reading docker daemon response: %w", err))
 		}
 		if progress != nil {
 			progress(m)
 		}
 		if msg := m.errorMessage(); msg != "" {
-			return loaded, fail(&APIError{StatusCode: resp.StatusCode, Message: msg})
+			return loaded, fail(newAPIError(resp.StatusCode, msg))
 		}
-		if ref, ok := loadedRef(m.Stream); ok {
+		ref, ok, err := loadedRef(m.Stream)
+		if err != nil {
+			return loaded, fail(err)
+		}
+		if ok {
 			loaded = append(loaded, ref)
 		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			err = fmt.Errorf("a message of over %d bytes", maxLoadMessage)
+		} else if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+		return loaded, fail(fmt.Errorf("reading docker daemon response: %w", err))
 	}
 	if err := up.failure(); err != nil {
 		return loaded, fail(err)
@@ -89,16 +108,27 @@ func (m *Message) errorMessage() string {
 	return m.Error
 }
 
+// maxLoadMessage bounds one message of a load's answer (a line of JSON).
+const maxLoadMessage = 1 << 20
+
 // loadedRef picks the reference out of the daemon's report of a loaded
-// image: "Loaded image: x:1\n" or "Loaded image ID: sha256:…\n".
-func loadedRef(line string) (string, bool) {
+// image: "Loaded image: x:1\n" or "Loaded image ID: sha256:…\n". A report of
+// something that is no image reference is an error.
+func loadedRef(line string) (string, bool, error) {
 	line = strings.TrimSpace(line)
-	for _, prefix := range []string{"Loaded image ID: ", "Loaded image: "} {
-		if ref, ok := strings.CutPrefix(line, prefix); ok {
-			return ref, true
+	if id, ok := strings.CutPrefix(line, "Loaded image ID: "); ok {
+		if _, err := v1.NewHash(id); err != nil {
+			return "", false, fmt.Errorf("the docker daemon reports loading image ID %s: %w", archive.Quote(id), err)
 		}
+		return id, true, nil
 	}
-	return "", false
+	if ref, ok := strings.CutPrefix(line, "Loaded image: "); ok {
+		if _, err := name.ParseReference(ref); err != nil {
+			return "", false, fmt.Errorf("the docker daemon reports loading %s, no image reference", archive.Quote(ref))
+		}
+		return ref, true, nil
+	}
+	return "", false, nil
 }
 
 // upload feeds the caller's reader to the request body through a pipe.

@@ -42,7 +42,9 @@ var Kind = store.Kind{
 	Check: store.NoArg,
 	Open: func(ctx context.Context, arg string, env store.Env) (store.Store, error) {
 		if env.Host != nil {
-			return &Store{Client: Dial(env.Host, env.Socket), name: env.On("docker"), host: env.Host,
+			c := Dial(env.Host, env.Socket)
+			c.Stall = cmp.Or(env.Stall, c.Stall)
+			return &Store{Client: c, name: env.On("docker"), host: env.Host,
 				socket: cmp.Or(env.Socket, strings.TrimPrefix(DefaultHost, "unix://"))}, nil
 		}
 		c, err := New("")
@@ -79,12 +81,12 @@ func (s *Store) Close() error { return nil }
 
 // Dial returns a client for the daemon behind socket (the default one when "") on the host
 // c is connected to, reached through the SSH connection itself (what `ssh -L` does with a
-// socket).
+// socket), with DefaultStall.
 func Dial(c *sshconn.Client, socket string) *Client {
 	if socket == "" {
 		socket = strings.TrimPrefix(DefaultHost, "unix://")
 	}
-	return NewWithDialer(func(ctx context.Context) (net.Conn, error) {
+	client := NewWithDialer(func(ctx context.Context) (net.Conn, error) {
 		conn, err := c.DialUnix(ctx, socket)
 		switch {
 		case errors.Is(err, sshconn.ErrNoSocket):
@@ -96,6 +98,8 @@ func Dial(c *sshconn.Client, socket string) *Client {
 		}
 		return conn, err
 	})
+	client.Stall = DefaultStall
+	return client
 }
 
 // TakesZstd reports whether the daemon's load takes zstd-compressed input: docker 23 and
@@ -131,7 +135,11 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 	inv := dedupe.NewInventory(dedupe.StoreDocker)
 	inv.Complete = info.ContainerdSnapshotter
 	for _, summary := range images {
-		img, err := s.Inspect(ctx, summary.ID)
+		id, err := v1.NewHash(summary.ID)
+		if err != nil {
+			return nil, fmt.Errorf("the docker daemon lists an image of ID %s: %w", archive.Quote(summary.ID), err)
+		}
+		img, err := s.Inspect(ctx, id.String())
 		if errors.Is(err, ErrNotFound) {
 			continue // removed meanwhile
 		}
@@ -141,17 +149,13 @@ func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 		diffIDs := make([]v1.Hash, len(img.RootFS.Layers))
 		for i, d := range img.RootFS.Layers {
 			if diffIDs[i], err = v1.NewHash(d); err != nil {
-				return nil, fmt.Errorf("image %s: layer %q: %w", summary.ID, d, err)
+				return nil, fmt.Errorf("image %s: layer %s: %w", id, archive.Quote(d), err)
 			}
 		}
 		inv.AddImage(diffIDs, nil)
 		// Named by its ID and by its key too: docker on the containerd image store gives an
 		// image it loaded from a legacy archive a manifest, and an ID, of its own.
-		names := []v1.Hash{img.key(diffIDs)}
-		if id, err := v1.NewHash(summary.ID); err == nil {
-			names = append(names, id)
-		}
-		inv.AddNamed(names, tagsOf(summary.RepoTags))
+		inv.AddNamed([]v1.Hash{img.key(diffIDs), id}, tagsOf(summary.RepoTags))
 	}
 	return inv, nil
 }

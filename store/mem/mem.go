@@ -43,6 +43,9 @@ type Faults struct {
 	Rate int64
 	// Inventory, if set, is the error taking stock fails with.
 	Inventory error
+	// Forget makes loads lie: each reports the images it loaded, and the store keeps
+	// nothing of them.
+	Forget bool
 }
 
 // ErrCut is the error of a receive or load cut by Faults.CutAfter.
@@ -380,6 +383,10 @@ func (r *receiver) Commit(_ context.Context, b *archive.Bundle) error {
 			}
 		}
 	}
+	r.loaded = store.LoadedImages(b)
+	if r.s.faults.Forget {
+		return nil
+	}
 	for _, blob := range b.Reachable() {
 		if !blob.Present() {
 			continue
@@ -401,7 +408,6 @@ func (r *receiver) Commit(_ context.Context, b *archive.Bundle) error {
 		r.s.add(h)
 	}
 	r.s.loads++
-	r.loaded = store.LoadedImages(b)
 	return nil
 }
 
@@ -468,4 +474,33 @@ func (s *Store) Layers(tag string) []v1.Hash {
 		}
 	}
 	return nil
+}
+
+// An Image is an image a store holds, as a daemon lists it.
+type Image struct {
+	ID      v1.Hash
+	Tags    []string
+	DiffIDs []v1.Hash
+	Step    bool // labelled store.StepLabel
+}
+
+// Images lists the images the store holds.
+func (s *Store) Images() []Image {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var images []Image
+	for _, h := range s.images {
+		images = append(images, Image{ID: h.id, Tags: slices.Clone(h.tags), DiffIDs: slices.Clone(h.diffIDs), Step: h.step})
+	}
+	return images
+}
+
+// Remove forgets the image of ID id, as docker rmi does; it reports whether the store held
+// one.
+func (s *Store) Remove(id v1.Hash) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.images)
+	s.images = slices.DeleteFunc(s.images, func(h held) bool { return h.id == id })
+	return len(s.images) < n
 }

@@ -40,7 +40,7 @@ var Kind = store.Kind{
 		if err != nil {
 			return nil, err
 		}
-		s, err := Open(sftpFS{c}, dir, env.On("oci:"+dir), c.Close, env.Waiting)
+		s, err := Open(newSFTPFS(c, env.Stall), dir, env.On("oci:"+dir), c.Close, env.Waiting)
 		if err != nil {
 			c.Close()
 		}

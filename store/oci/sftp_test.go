@@ -13,7 +13,7 @@ import (
 )
 
 // dialSFTP starts a real sshd and returns its file system over SFTP.
-func dialSFTP(t *testing.T) (sftpFS, *testenv.SSHD) {
+func dialSFTP(t *testing.T) (*sftpFS, *testenv.SSHD) {
 	t.Helper()
 	dir := t.TempDir()
 	t.Setenv("SSH_AUTH_SOCK", "")
@@ -34,7 +34,7 @@ func dialSFTP(t *testing.T) (sftpFS, *testenv.SSHD) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sftpFS{s}, sshd
+	return newSFTPFS(s, 0), sshd
 }
 
 func TestSFTPLink(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
@@ -221,7 +222,7 @@ func execLocal(ctx context.Context, bin string, args []string, stdin io.Reader, 
 }
 
 // loaded reads the references podman load says it loaded: "Loaded image: REF" or
-// "Loaded image(s): REF,REF" lines.
+// "Loaded image(s): REF,REF" lines. One that is no reference is quoted.
 func loaded(out string) []string {
 	var refs []string
 	for _, line := range strings.Split(out, "\n") {
@@ -234,9 +235,13 @@ func loaded(out string) []string {
 			continue
 		}
 		for _, ref := range strings.Split(list, ",") {
-			if ref = strings.TrimSpace(ref); ref != "" {
-				refs = append(refs, ref)
+			if ref = strings.TrimSpace(ref); ref == "" {
+				continue
 			}
+			if _, err := name.ParseReference(ref); err != nil {
+				ref = archive.Quote(ref) // what the host printed, fit for a terminal
+			}
+			refs = append(refs, ref)
 		}
 	}
 	return refs

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Benchmark content deltas on a real Debian tree (the trixie root): an image set of two
+# layers (etc, usr/lib, usr/share and var as the base; usr/bin as the app) and its rebuild
+# on a patched base: every mtime new, one file in fifty under usr/lib and usr/share patched
+# (bytes appended), one binary in fifty under usr/bin rebuilt (27 bytes changed at four
+# places, as a build ID), the package database regenerated. Every layer gets a new digest.
+#
+# Measures, against F (the gzip size of the rebuilt set's files whose content the old set
+# lacks, the file-level floor): the content delta of the rebuilt set against an inventory
+# of an OCI store holding the old set, and the layer delta; `ferry load` of the content
+# delta into that store against `ferry load` of the whole rebuilt bundle (its throughput,
+# ≥ 0.7× the whole bundle's), and the peak memory of each (≤ 64 MiB for the delta's).
+#   bench/content.sh     Env: FERRY (binary), FERRY_TRIXIE_ROOT, CONTENT_BENCH_DIR (work dir, corpus
+#                        cache), RUNS (alternated runs of each load, for their medians).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+FERRY=${FERRY:-$(pwd)/bin/ferry}
+ROOT=${FERRY_TRIXIE_ROOT:-/var/cache/ferry/trixie}
+DIR=${CONTENT_BENCH_DIR:-/var/tmp/ferry-content-bench}
+RUNS=${RUNS:-3}
+DIRS=(etc usr/lib usr/share var)
+
+log() { printf '>> %s\n' "$*" >&2; }
+size() { stat -c %s "$1"; }
+mb() { awk -v n="$1" 'BEGIN { printf "%.1f MB", n / 1e6 }'; }
+
+# layers TREE MTIME NAME: the base and app layer tars of TREE, files sorted, one mtime.
+layers() {
+  local opts=(--sort=name --mtime="$2" --owner=0 --group=0 --numeric-owner --format=gnu)
+  tar -C "$1" "${opts[@]}" -cf "$DIR/base-$3.tar" "${DIRS[@]}"
+  tar -C "$1" "${opts[@]}" -cf "$DIR/app-$3.tar" usr/bin
+}
+
+# patch TREE: what a rebuild on a patched base changes.
+patch_tree() {
+  local i=0 f
+  while IFS= read -r -d '' f; do
+    (( i++ % 50 == 7 )) && printf '\npatched\n' >>"$f"
+  done < <(find "$1/usr/lib" "$1/usr/share" -type f -print0 | sort -z)
+  i=0
+  while IFS= read -r -d '' f; do
+    local n
+    n=$(size "$f")
+    if (( i++ % 50 == 7 && n > 4096 )); then
+      for k in 1 2 3 4; do
+        printf 'rebuilt-build-id-0123456789' | dd of="$f" bs=1 seek=$(( n * k / 5 )) conv=notrunc status=none
+      done
+    fi
+  done < <(find "$1/usr/bin" -type f -print0 | sort -z)
+  printf 'Status: regenerated\n' >>"$1/var/lib/dpkg/status"
+}
+
+corpus() {
+  [[ -s $DIR/rebuilt.tar && -s $DIR/F ]] && return
+  [[ -d $ROOT/usr/bin ]] || { echo "no Debian tree at $ROOT: run make deps" >&2; exit 1; }
+  log "making the corpus from $ROOT"
+  rm -rf "$DIR" && mkdir -p "$DIR/new"
+  for d in "${DIRS[@]}" usr/bin; do
+    mkdir -p "$DIR/new/$(dirname "$d")"
+    cp -a "$ROOT/$d" "$DIR/new/$d"
+  done
+  patch_tree "$DIR/new"
+  layers "$ROOT" 2026-11-01 old
+  layers "$DIR/new" 2026-12-01 new
+  go run ./bench/mkbundle "$DIR/old.tar" "debian/app:1=$DIR/base-old.tar,$DIR/app-old.tar"
+  go run ./bench/mkbundle "$DIR/rebuilt.tar" "debian/app:1=$DIR/base-new.tar,$DIR/app-new.tar"
+  # F: the files of the rebuilt tree whose content no file of the old tree has, gzipped.
+  (cd "$ROOT" && find "${DIRS[@]}" usr/bin -type f -exec sha256sum {} + | cut -d' ' -f1 | sort -u) >"$DIR/old.sums"
+  (cd "$DIR/new" && find "${DIRS[@]}" usr/bin -type f -exec sha256sum {} + | sort) >"$DIR/new.sums"
+  join -v1 <(sort -k1,1 "$DIR/new.sums") "$DIR/old.sums" | cut -d' ' -f2- | sed 's/^ *//' >"$DIR/new.files"
+  tar -C "$DIR/new" -cf - -T "$DIR/new.files" | gzip -6 | wc -c >"$DIR/F"
+  rm -rf "$DIR/new" "$DIR"/base-*.tar "$DIR"/app-*.tar
+}
+
+# timed OUT CMD...: runs CMD, appends "seconds peak-KiB" to OUT.
+timed() {
+  local out=$1; shift
+  /usr/bin/time -f '%e %M' -a -o "$out" "$@" >/dev/null
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+main() {
+  corpus
+  local far=$DIR/far F full
+  F=$(cat "$DIR/F")
+  full=$(size "$DIR/rebuilt.tar")
+  rm -rf "$far" "$DIR"/run-* "$DIR"/*.txt
+  "$FERRY" load -q -i "$DIR/old.tar" --to "oci:$far"
+  timed "$DIR/inventory.txt" "$FERRY" inventory --from "oci:$far" --content -o "$DIR/have.json"
+  timed "$DIR/save.txt" "$FERRY" save -q "$DIR/rebuilt.tar" --have "$DIR/have.json" --delta content -o "$DIR/content.tar"
+  "$FERRY" save -q "$DIR/rebuilt.tar" --have "$DIR/have.json" -o "$DIR/layers.tar"
+  for i in $(seq "$RUNS"); do
+    for kind in full content; do
+      local in=$DIR/rebuilt.tar
+      [[ $kind == full ]] || in=$DIR/content.tar
+      rm -rf "$DIR/run-$kind" && cp -a "$far" "$DIR/run-$kind"
+      sync
+      timed "$DIR/load-$kind.txt" "$FERRY" load -q -i "$in" --to "oci:$DIR/run-$kind"
+    done
+  done
+  local delta tf tc pc target
+  delta=$(size "$DIR/content.tar")
+  tf=$(cut -d' ' -f1 "$DIR/load-full.txt" | median)
+  tc=$(cut -d' ' -f1 "$DIR/load-content.txt" | median)
+  pc=$(cut -d' ' -f2 "$DIR/load-content.txt" | median)
+  target=$(awk -v f="$F" 'BEGIN { print 0.4 * f + 1048576 }')
+  echo "## Content deltas ($(date -u +%F), rebuilt Debian tree, $(mb "$full") of layers)"
+  echo
+  echo "| measure | figure | target |"
+  echo "| --- | --- | --- |"
+  echo "| F, new content gzipped | $(mb "$F") | |"
+  echo "| layer delta | $(mb "$(size "$DIR/layers.tar")") | |"
+  echo "| content delta | $(mb "$delta") = $(awk -v d="$delta" -v f="$F" 'BEGIN { printf "%.2f", d / f }') × F | ≤ 0.4 × F + 1 MiB = $(mb "$target"): $(awk -v d="$delta" -v t="$target" 'BEGIN { print (d <= t ? "met" : "NOT met") }') |"
+  echo "| inventory --content of the old set | $(cut -d' ' -f1 "$DIR/inventory.txt") s | |"
+  echo "| save --delta content | $(cut -d' ' -f1 "$DIR/save.txt") s, peak $(( $(cut -d' ' -f2 "$DIR/save.txt") / 1024 )) MiB | |"
+  echo "| load of the whole bundle / of the content delta (medians of $RUNS) | $tf s / $tc s: throughput $(awk -v a="$tf" -v b="$tc" 'BEGIN { printf "%.2f", a / b }')× | ≥ 0.7×: $(awk -v a="$tf" -v b="$tc" 'BEGIN { print (a / b >= 0.7 ? "met" : "NOT met") }') |"
+  echo "| peak memory of the content delta's load | $(( pc / 1024 )) MiB | ≤ 64 MiB: $( (( pc <= 65536 )) && echo met || echo NOT met) |"
+}
+
+main "$@"
