@@ -372,7 +372,7 @@ func TestCosign(t *testing.T) {
 			experimental := []string{"COSIGN_EXPERIMENTAL=1"}
 			cosign(t, dir, experimental, append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false", "--yes"}, append(mode, image)...)...)
 			predicate := filepath.Join(dir, "predicate.json")
-			os.WriteFile(predicate, []byte(`{"builder":{"id":"ferry-test"}}`), 0o644)
+			os.WriteFile(predicate, []byte(`{"buildType":"https://ferrytool.github.io/test@v1","builder":{"id":"ferry-test"}}`), 0o644)
 			cosign(t, dir, nil, "attest", "--key", "cosign.key", "--tlog-upload=false", "--yes", "--type", "slsaprovenance", "--predicate", predicate, image)
 
 			bundle := filepath.Join(dir, "app.tar")
