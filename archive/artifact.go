@@ -27,6 +27,9 @@ type Artifact struct {
 	// Tags are the tag scheme tags it goes by, "sha256-<hex>.sig" and the like, in its
 	// subject's repositories; none for a referrer found by its subject.
 	Tags []string
+	// RepoTags name an artifact of its own (a Helm chart) as images are named,
+	// "example.com/charts/app:1.0.0".
+	RepoTags []string
 	// Blobs are its config and layers.
 	Blobs []*Blob
 }
@@ -93,6 +96,9 @@ func newArtifact(desc v1.Descriptor, m *v1.Manifest, mblob *Blob, blob func(v1.D
 	if tag := ArtifactTag(desc.Annotations); tag != "" {
 		a.Tags = []string{tag}
 	}
+	if tag := RefTag(desc.Annotations); tag != "" {
+		a.RepoTags = []string{tag}
+	}
 	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
 		b, err := blob(d)
 		if err != nil {
@@ -120,66 +126,93 @@ func TypeOf(m *v1.Manifest) string {
 }
 
 // Descriptors returns the artifact's index.json entries: one per tag scheme tag, with the tag
-// as its ref name, or one untagged.
+// as its ref name, one per repository tag, named as images are, or one untagged.
 func (a *Artifact) Descriptors() []v1.Descriptor {
-	desc := v1.Descriptor{MediaType: a.MediaType, Digest: a.Manifest.Digest, Size: a.Manifest.Size, ArtifactType: a.Type}
-	if len(a.Tags) == 0 {
-		return []v1.Descriptor{desc}
+	if len(a.Tags) == 0 && len(a.RepoTags) == 0 {
+		return []v1.Descriptor{a.descriptor()}
 	}
+	return a.entries(a.Tags, a.RepoTags)
+}
+
+func (a *Artifact) descriptor() v1.Descriptor {
+	return v1.Descriptor{MediaType: a.MediaType, Digest: a.Manifest.Digest, Size: a.Manifest.Size, ArtifactType: a.Type}
+}
+
+// entries returns the index.json entries of the artifact under tag scheme tags and
+// repository tags.
+func (a *Artifact) entries(tags, repoTags []string) []v1.Descriptor {
 	var out []v1.Descriptor
-	for _, tag := range a.Tags {
-		d := desc
+	for _, tag := range tags {
+		d := a.descriptor()
 		d.Annotations = map[string]string{annotationRefName: tag}
 		out = append(out, d)
 	}
+	if len(repoTags) > 0 {
+		out = append(out, tagged(a.descriptor(), repoTags)...)
+	}
 	return out
 }
 
-// tagArtifact adds the tag scheme tag of another index entry of an artifact to it.
+// tagArtifact adds the tags of another index entry of an artifact to it.
 func (b *Bundle) tagArtifact(desc v1.Descriptor) {
-	tag := ArtifactTag(desc.Annotations)
-	for _, a := range b.Artifacts {
-		if a.Manifest.Digest == desc.Digest && tag != "" && !slices.Contains(a.Tags, tag) {
-			a.Tags = append(a.Tags, tag)
-		}
+	a := b.artifactOf[desc.Digest]
+	if tag := ArtifactTag(desc.Annotations); tag != "" && !slices.Contains(a.Tags, tag) {
+		a.Tags = append(a.Tags, tag)
+	}
+	if tag := RefTag(desc.Annotations); tag != "" && !slices.Contains(a.RepoTags, tag) {
+		a.RepoTags = append(a.RepoTags, tag)
 	}
 }
 
-// Referring returns the artifacts whose subject is h, in the bundle's order.
-func (b *Bundle) Referring(h v1.Hash) []*Artifact {
-	var out []*Artifact
-	for _, a := range b.Artifacts {
-		if a.Subject == h {
-			out = append(out, a)
-		}
+// addArtifact adds a to the bundle's artifacts.
+func (b *Bundle) addArtifact(a *Artifact) {
+	if b.artifactOf == nil {
+		b.artifactOf, b.referring = map[v1.Hash]*Artifact{}, map[v1.Hash][]*Artifact{}
 	}
-	return out
+	b.Artifacts = append(b.Artifacts, a)
+	b.artifactOf[a.Manifest.Digest] = a
+	b.referring[a.Subject] = append(b.referring[a.Subject], a)
 }
+
+// Artifact returns the artifact whose manifest is h, if the bundle holds it.
+func (b *Bundle) Artifact(h v1.Hash) *Artifact { return b.artifactOf[h] }
+
+// Referring returns the artifacts whose subject is h, in the bundle's order; the zero h
+// gives those that refer to nothing.
+func (b *Bundle) Referring(h v1.Hash) []*Artifact { return b.referring[h] }
 
 // AddArtifact adds the artifact manifest raw, of media type mt, to the OCI part of the
-// bundle, under tags (tag scheme tags; none for a referrer found by its subject); its config
-// and layers are listed, their content for src to serve. It returns the artifact the bundle
-// holds, one already added if any.
+// bundle, under tags: tag scheme tags ("sha256-<hex>.sig") and repository tags
+// ("example.com/charts/app:1.0.0", for an artifact of its own); none for a referrer found
+// by its subject. Its config and layers are listed, their content for the caller's source to
+// serve. It returns the artifact the bundle holds, one already added if any.
 func (b *Bundle) AddArtifact(raw []byte, mt types.MediaType, tags []string) (*Artifact, error) {
-	mblob := &Blob{Digest: sha256Hash(raw), Size: int64(len(raw)), Data: raw}
-	for _, a := range b.Artifacts {
-		if a.Manifest.Digest == mblob.Digest {
-			for _, t := range tags {
-				if !slices.Contains(a.Tags, t) {
-					a.Tags = append(a.Tags, t)
-					b.addIndexEntries(a.Descriptors()[len(a.Tags)-1:])
-				}
-			}
-			return a, nil
+	var scheme, repo []string
+	for _, t := range tags {
+		if ArtifactTag(map[string]string{annotationRefName: t}) != "" {
+			scheme = append(scheme, t)
+			continue
 		}
+		if _, err := ParseTag(t); err != nil {
+			return nil, fmt.Errorf("%w: artifact tag %s: %w", ErrInvalidMetadata, Quote(t), err)
+		}
+		repo = append(repo, t)
+	}
+	mblob := &Blob{Digest: sha256Hash(raw), Size: int64(len(raw)), Data: raw}
+	if a := b.artifactOf[mblob.Digest]; a != nil {
+		scheme = slices.DeleteFunc(scheme, func(t string) bool { return slices.Contains(a.Tags, t) })
+		repo = slices.DeleteFunc(repo, func(t string) bool { return slices.Contains(a.RepoTags, t) })
+		a.Tags, a.RepoTags = append(a.Tags, scheme...), append(a.RepoTags, repo...)
+		b.addIndexEntries(a.entries(scheme, repo))
+		return a, nil
 	}
 	var m v1.Manifest
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("%w: artifact %s: %w", ErrInvalidMetadata, mblob.Digest, err)
 	}
 	desc := v1.Descriptor{MediaType: mt, Digest: mblob.Digest, Size: mblob.Size}
-	if len(tags) > 0 {
-		desc.Annotations = map[string]string{annotationRefName: tags[0]}
+	if len(scheme) > 0 { // the subject its tag names
+		desc.Annotations = map[string]string{annotationRefName: scheme[0]}
 	}
 	a, err := newArtifact(desc, &m, b.AddBlob(mblob), func(d v1.Descriptor) (*Blob, error) {
 		return b.AddBlob(&Blob{Digest: d.Digest, Size: d.Size}), nil
@@ -187,8 +220,8 @@ func (b *Bundle) AddArtifact(raw []byte, mt types.MediaType, tags []string) (*Ar
 	if err != nil {
 		return nil, err
 	}
-	a.Tags = tags
-	b.Artifacts = append(b.Artifacts, a)
+	a.Tags, a.RepoTags = scheme, repo
+	b.addArtifact(a)
 	b.addIndexEntries(a.Descriptors())
 	return a, nil
 }
@@ -203,10 +236,6 @@ func (b *Bundle) addIndexEntries(descs []v1.Descriptor) {
 // checkSubjects refuses artifacts whose subject the bundle does not hold, and chains of
 // artifacts that loop or run over MaxReferrerDepth.
 func (b *Bundle) checkSubjects(manifests map[v1.Hash]bool) error {
-	byDigest := map[v1.Hash]*Artifact{}
-	for _, a := range b.Artifacts {
-		byDigest[a.Manifest.Digest] = a
-	}
 	for _, a := range b.Artifacts {
 		at := a
 		for depth := 0; at.Subject != (v1.Hash{}); depth++ {
@@ -216,7 +245,7 @@ func (b *Bundle) checkSubjects(manifests map[v1.Hash]bool) error {
 			if manifests[at.Subject] {
 				break
 			}
-			next := byDigest[at.Subject]
+			next := b.artifactOf[at.Subject]
 			if next == nil {
 				return fmt.Errorf("%w: %s %s refers to %s, which the bundle does not hold", ErrMissingBlob, a.Describe(), a.Manifest.Digest, at.Subject)
 			}

@@ -33,6 +33,9 @@ type Bundle struct {
 	UnreferencedNames []string
 
 	blobs map[v1.Hash]*Blob
+	// artifactOf finds an artifact by its manifest's digest, referring by its subject.
+	artifactOf map[v1.Hash]*Artifact
+	referring  map[v1.Hash][]*Artifact
 }
 
 // An Image is one image of a bundle.

@@ -81,6 +81,9 @@ type ReadOptions struct {
 	// Trusted says the stream is a docker daemon's own save, not a file from elsewhere:
 	// every data entry is passed on as Listed, none held back.
 	Trusted bool
+	// Check, if set, is given the bundle once read and verified, before sink.Commit: an
+	// error aborts the read (a destination that cannot take what the bundle holds).
+	Check func(*Bundle) error
 }
 
 // Read reads a bundle in one pass, streaming its data entries to sink, then verifies it
@@ -88,6 +91,9 @@ type ReadOptions struct {
 // ID) and calls sink.Commit. On any failure it calls sink.Abort and returns the error.
 func Read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundle, error) {
 	b, err := read(ctx, r, sink, opts)
+	if err == nil && opts.Check != nil {
+		err = opts.Check(b)
+	}
 	if err == nil {
 		err = sink.Commit(ctx, b)
 	}

@@ -81,7 +81,7 @@ func (rd *reader) resolve(opts ReadOptions) (out *Bundle, err error) {
 		return nil, err
 	}
 	rd.unreferenced(b)
-	if len(b.Images) == 0 {
+	if len(b.Images) == 0 && len(b.Artifacts) == 0 {
 		return nil, fmt.Errorf("%w: it lists no images", ErrNotBundle)
 	}
 	if !hasIndex || len(b.Index.Manifests) == 0 {
@@ -358,7 +358,7 @@ func (rd *reader) artifact(b *Bundle, desc v1.Descriptor, m *v1.Manifest, mblob 
 	if err != nil {
 		return err
 	}
-	b.Artifacts = append(b.Artifacts, a)
+	b.addArtifact(a)
 	return nil
 }
 

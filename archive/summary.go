@@ -50,6 +50,8 @@ type ArtifactSummary struct {
 	Type   string   `json:"type"`
 	Digest string   `json:"digest"`
 	Tags   []string `json:"tags,omitempty"`
+	// RepoTags name an artifact of its own (a Helm chart), as images are named.
+	RepoTags []string `json:"repoTags,omitempty"`
 	// Size is the manifest's and its blobs' bytes.
 	Size int64 `json:"size"`
 	// Subject is the digest it refers to.
@@ -164,7 +166,7 @@ func (b *Bundle) referrerSummaries(subject v1.Hash, depth int) []ArtifactSummary
 	}
 	var out []ArtifactSummary
 	for _, a := range b.Referring(subject) {
-		as := ArtifactSummary{Type: a.Type, Digest: a.Manifest.Digest.String(), Tags: a.Tags, Size: a.Manifest.Size,
+		as := ArtifactSummary{Type: a.Type, Digest: a.Manifest.Digest.String(), Tags: a.Tags, RepoTags: a.RepoTags, Size: a.Manifest.Size,
 			Referrers: b.referrerSummaries(a.Manifest.Digest, depth+1)}
 		if subject != (v1.Hash{}) {
 			as.Subject = subject.String()

@@ -59,7 +59,7 @@ func (b *Bundle) copyWith(with func(*Blob) *Blob) *Bundle {
 		for i, blob := range a.Blobs {
 			c.Blobs[i] = out.blobs[blob.Digest]
 		}
-		out.Artifacts = append(out.Artifacts, &c)
+		out.addArtifact(&c)
 	}
 	return out
 }

@@ -103,8 +103,10 @@ type ZstdTaker interface {
 	TakesZstd(ctx context.Context) bool
 }
 
-// An ArtifactKeeper keeps a bundle's artifacts (signatures, attestations, SBOMs and other OCI
-// artifacts) with its images, each as it was found; other stores load the images alone.
-type ArtifactKeeper interface {
-	KeepsArtifacts()
+// An OCIKeeper keeps the OCI part of a bundle whole: its artifacts (signatures, attestations,
+// SBOMs, Helm charts and other OCI artifacts), each as it was found, and its multi-platform
+// indexes with every platform, digests unchanged. Other stores take the images of
+// manifest.json alone (archive.OCIOnly says what they leave out).
+type OCIKeeper interface {
+	KeepsOCI()
 }

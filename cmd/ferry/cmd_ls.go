@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -100,11 +101,7 @@ func printSummary(cmd *cobra.Command, s archive.Summary, delta *content.Info) {
 		fmt.Fprintln(w, "artifacts")
 		printArtifacts(w, s.Unattached, "")
 	}
-	fmt.Fprintf(w, "%d images", len(s.Images))
-	if s.Artifacts > 0 {
-		fmt.Fprintf(w, " and %s", plural(s.Artifacts, "artifact"))
-	}
-	fmt.Fprintf(w, ", %s in all, %s stored (%s)", humanBytes(s.Bytes), humanBytes(s.UniqueBytes), s.Compression)
+	fmt.Fprintf(w, "%s, %s in all, %s stored (%s)", holding(len(s.Images), s.Artifacts), humanBytes(s.Bytes), humanBytes(s.UniqueBytes), s.Compression)
 	if s.MissingLayers > 0 {
 		fmt.Fprintf(w, ", %d layers left out", s.MissingLayers)
 	}
@@ -122,7 +119,7 @@ func printSummary(cmd *cobra.Command, s archive.Summary, delta *content.Info) {
 // and blobs), type and tag scheme tags.
 func printArtifacts(w io.Writer, as []archive.ArtifactSummary, indent string) {
 	for _, a := range as {
-		fmt.Fprintf(w, "%s↳ %s\t%s\t%s\t%s\n", indent, short(a.Digest), humanBytes(a.Size), a.Type, strings.Join(a.Tags, ", "))
+		fmt.Fprintf(w, "%s↳ %s\t%s\t%s\t%s\n", indent, short(a.Digest), humanBytes(a.Size), a.Type, strings.Join(slices.Concat(a.RepoTags, a.Tags), ", "))
 		printArtifacts(w, a.Referrers, indent+"  ")
 	}
 }

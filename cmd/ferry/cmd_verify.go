@@ -28,11 +28,7 @@ store is named. Entries nothing in the bundle refers to are ignored, and named o
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: OK: a content delta of %d images, %s; ferry load rebuilds them %s\n", args[0], len(s.Images), deltaSummary(delta.Summary), needs(delta.Needs))
 				return nil
 			}
-			artifacts := ""
-			if s.Artifacts > 0 {
-				artifacts = " and " + plural(s.Artifacts, "artifact")
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK: %d images%s, %s verified", args[0], len(s.Images), artifacts, humanBytes(s.UniqueBytes))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK: %s, %s verified", args[0], holding(len(s.Images), s.Artifacts), humanBytes(s.UniqueBytes))
 			if s.MissingLayers > 0 {
 				fmt.Fprintf(cmd.OutOrStdout(), " (thin: %d layers expected at the destination)", s.MissingLayers)
 			}

@@ -132,7 +132,7 @@ func TestReferrers(t *testing.T) {
 					t.Errorf("the SBOM lists referrers %+v, want its signature %s", r.Referrers, arts[2])
 				}
 			}
-			if out := mustFerry(t, nil, "verify", bundle); !strings.Contains(out, "1 images and 3 artifacts") {
+			if out := mustFerry(t, nil, "verify", bundle); !strings.Contains(out, "1 image and 3 artifacts") {
 				t.Errorf("verify printed %q", out)
 			}
 			if out := mustFerry(t, nil, "ls", bundle); strings.Count(out, "↳") != 3 || !strings.Contains(out, "application/spdx+json") {

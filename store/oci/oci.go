@@ -103,9 +103,9 @@ type receiver struct {
 
 func (r *receiver) Loaded() []store.Loaded { return r.loaded }
 
-// KeepsArtifacts: artifacts are listed in index.json as the bundle lists them, tag scheme
-// ones under their tags as ref names (store.ArtifactKeeper).
-func (s *Store) KeepsArtifacts() {}
+// KeepsOCI: index.json lists what the bundle's lists, indexes and artifacts too, tag scheme
+// artifacts under their tags as ref names (store.OCIKeeper).
+func (s *Store) KeepsOCI() {}
 
 // Named gives each index entry the image's full name, as docker writes it ("corpus/app:1",
 // "127.0.0.1:5000/app:1"), as its ref name: two repositories with the same tag never

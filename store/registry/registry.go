@@ -314,9 +314,9 @@ func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
 
 func (r *receiver) Loaded() []store.Loaded { return r.loaded }
 
-// KeepsArtifacts: artifacts go under their tags, or by digest, into each repository their
-// image goes to (store.ArtifactKeeper).
-func (s *Store) KeepsArtifacts() {}
+// KeepsOCI: indexes go whole under their tags; artifacts under their tags, or by digest, into
+// each repository their subject goes to (store.OCIKeeper).
+func (s *Store) KeepsOCI() {}
 
 // holdsMissing checks that repo holds every layer img's bundle leaves out.
 func (s *Store) holdsMissing(ctx context.Context, img *archive.Image, repo name.Repository) error {
