@@ -129,12 +129,13 @@ func TypeOf(m *v1.Manifest) string {
 // as its ref name, one per repository tag, named as images are, or one untagged.
 func (a *Artifact) Descriptors() []v1.Descriptor {
 	if len(a.Tags) == 0 && len(a.RepoTags) == 0 {
-		return []v1.Descriptor{a.descriptor()}
+		return []v1.Descriptor{a.Descriptor()}
 	}
 	return a.entries(a.Tags, a.RepoTags)
 }
 
-func (a *Artifact) descriptor() v1.Descriptor {
+// Descriptor describes the artifact's manifest.
+func (a *Artifact) Descriptor() v1.Descriptor {
 	return v1.Descriptor{MediaType: a.MediaType, Digest: a.Manifest.Digest, Size: a.Manifest.Size, ArtifactType: a.Type}
 }
 
@@ -143,12 +144,12 @@ func (a *Artifact) descriptor() v1.Descriptor {
 func (a *Artifact) entries(tags, repoTags []string) []v1.Descriptor {
 	var out []v1.Descriptor
 	for _, tag := range tags {
-		d := a.descriptor()
+		d := a.Descriptor()
 		d.Annotations = map[string]string{annotationRefName: tag}
 		out = append(out, d)
 	}
 	if len(repoTags) > 0 {
-		out = append(out, tagged(a.descriptor(), repoTags)...)
+		out = append(out, tagged(a.Descriptor(), repoTags)...)
 	}
 	return out
 }

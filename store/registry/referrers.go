@@ -9,7 +9,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ferrytool/ferry/archive"
 )
@@ -129,59 +128,22 @@ func (r *referrers) add(f found) (*archive.Artifact, error) {
 	if f.tag != "" {
 		tags = []string{f.tag}
 	}
-	a, err := r.b.AddArtifact(desc.Manifest, desc.MediaType, tags)
+	return addArtifact(r.ctx, r.b, r.src, r.repo, desc, m, tags)
+}
+
+// addArtifact adds the artifact desc, of manifest m, fetched from repo, to b under tags (see
+// archive.Bundle.AddArtifact); its config and layers are fetched when written.
+func addArtifact(ctx context.Context, b *archive.Bundle, src archive.V1Source, repo name.Repository, desc *remote.Descriptor, m *v1.Manifest, tags []string) (*archive.Artifact, error) {
+	a, err := b.AddArtifact(desc.Manifest, desc.MediaType, tags)
 	if err != nil {
 		return nil, err
 	}
 	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
-		l, err := remote.Layer(r.repo.Digest(d.Digest.String()), options(r.ctx, nil)...)
+		l, err := remote.Layer(repo.Digest(d.Digest.String()), options(ctx, nil)...)
 		if err != nil {
 			return nil, err
 		}
-		r.src[d.Digest] = l
+		src[d.Digest] = l
 	}
 	return a, nil
 }
-
-// pushArtifacts pushes to repo the artifacts of b that refer to subject, and those that refer
-// to them: blobs first (those repo holds are not sent again), then each manifest under its
-// tag scheme tags, or by digest (a referrer: where the registry serves no referrers API,
-// remote.Put lists it in the fallback tag index, as cosign and oras do).
-func (r *receiver) pushArtifacts(ctx context.Context, b *archive.Bundle, repo name.Repository, subject v1.Hash, depth int) error {
-	if depth >= archive.MaxReferrerDepth {
-		return nil // the reader refuses deeper chains; a bundle made in memory stops here
-	}
-	for _, a := range b.Referring(subject) {
-		for _, blob := range a.Blobs {
-			l, err := archive.BlobLayer(ctx, blob, r.Spool)
-			if err == nil {
-				err = remote.WriteLayer(repo, l, options(ctx, nil)...)
-			}
-			if err != nil {
-				return fmt.Errorf("pushing blob %s of artifact %s to %s: %w", blob.Digest, a.Manifest.Digest, repo, err)
-			}
-		}
-		refs := []name.Reference{repo.Digest(a.Manifest.Digest.String())}
-		if len(a.Tags) > 0 {
-			refs = nil
-			for _, tag := range a.Tags {
-				refs = append(refs, repo.Tag(tag))
-			}
-		}
-		for _, ref := range refs {
-			if err := remote.Put(ref, rawManifest{a}, options(ctx, nil)...); err != nil {
-				return fmt.Errorf("pushing artifact %s to %s: %w", a.Manifest.Digest, ref, err)
-			}
-		}
-		if err := r.pushArtifacts(ctx, b, repo, a.Manifest.Digest, depth+1); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// rawManifest is an artifact's manifest as remote.Put takes it: its bytes as they are.
-type rawManifest struct{ a *archive.Artifact }
-
-func (m rawManifest) RawManifest() ([]byte, error)        { return m.a.Manifest.Data, nil }
-func (m rawManifest) MediaType() (types.MediaType, error) { return m.a.MediaType, nil }

@@ -4,6 +4,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/archive/spool"
@@ -213,7 +215,8 @@ func (s *Store) add(ctx context.Context, b *archive.Bundle, src archive.V1Source
 		tags = []string{archive.Familiar(t)}
 	}
 	var subjects []v1.Hash // what artifacts may refer to: the index, each image
-	if desc.MediaType.IsIndex() && opts.AllPlatforms {
+	switch {
+	case desc.MediaType.IsIndex() && opts.AllPlatforms:
 		idx, err := desc.ImageIndex()
 		if err != nil {
 			return fmt.Errorf("reading index %s: %w", r, err)
@@ -229,7 +232,13 @@ func (s *Store) add(ctx context.Context, b *archive.Bundle, src archive.V1Source
 		for _, d := range m.Manifests {
 			subjects = append(subjects, d.Digest)
 		}
-	} else {
+	case desc.MediaType.IsImage() && archiveArtifact(desc) != nil:
+		// An artifact of its own (a Helm chart): taken as it is, under its tag.
+		if _, err := addArtifact(ctx, b, src, r.Context(), desc, archiveArtifact(desc), tags); err != nil {
+			return fmt.Errorf("reading artifact %s: %w", r, err)
+		}
+		subjects = append(subjects, desc.Digest)
+	default:
 		img, err := desc.Image() // picks the platform from an index
 		if err != nil {
 			return fmt.Errorf("reading image %s: %w", r, err)
@@ -245,6 +254,16 @@ func (s *Store) add(ctx context.Context, b *archive.Bundle, src archive.V1Source
 	}
 	refs := &referrers{ctx: ctx, repo: r.Context(), b: b, src: src, want: opts.Referrers, seen: map[v1.Hash]bool{}}
 	return refs.take(subjects)
+}
+
+// archiveArtifact returns the manifest fetched when it is an artifact's rather than an
+// image's, else nil.
+func archiveArtifact(desc *remote.Descriptor) *v1.Manifest {
+	m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
+	if err != nil || !archive.IsArtifact(desc.Descriptor, m) {
+		return nil
+	}
+	return m
 }
 
 // Receive spools a bundle, then pushes each image under HOST/PREFIX/REPO:TAG once it is
@@ -269,48 +288,189 @@ type receiver struct {
 
 func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
 	defer r.Close()
-	// Every target and every blob a thin bundle leaves out are checked before anything is
-	// pushed: a bundle the registry cannot complete leaves it as it was.
-	targets := map[*archive.Image][]name.Tag{}
-	for _, img := range b.Images {
-		if len(img.RepoTags) == 0 {
-			return fmt.Errorf("image %s has no tag to push it under", img.ID())
-		}
-		for _, tag := range img.RepoTags {
-			t, _ := archive.ParseTag(tag)
-			target, err := name.NewTag(r.s.base+"/"+strings.TrimPrefix(t.RepositoryStr(), "library/")+":"+t.TagStr(), r.s.nameOptions()...)
-			if err != nil {
-				return fmt.Errorf("pushing %s: %w", tag, err)
-			}
-			if err := r.s.holdsMissing(ctx, img, target.Context()); err != nil {
-				return err
-			}
-			targets[img] = append(targets[img], target)
-		}
+	// Every push is planned and every blob a thin bundle leaves out checked before anything
+	// is pushed: a bundle the registry cannot complete leaves it as it was.
+	pushes, err := r.plan(b)
+	if err != nil {
+		return err
 	}
-	for _, img := range b.Images {
-		v1img, err := img.V1(ctx, r.Spool)
-		if err != nil {
+	for _, p := range pushes {
+		if err := r.s.holdsMissing(ctx, p.blobs, p.repo); err != nil {
 			return err
 		}
-		for _, target := range targets[img] {
-			if err := remote.Write(target, v1img, options(ctx, nil)...); err != nil {
-				return fmt.Errorf("pushing %s: %w", target, err)
-			}
-			r.loaded = append(r.loaded, store.Loaded{Ref: target.String(), ID: img.ID()})
+	}
+	for _, p := range pushes {
+		if err := r.push(ctx, b, p); err != nil {
+			return err
 		}
-		pushed := map[name.Repository]bool{}
-		for _, target := range targets[img] {
-			if repo := target.Context(); !pushed[repo] {
-				pushed[repo] = true
-				if err := r.pushArtifacts(ctx, b, repo, img.Manifest.Digest, 0); err != nil {
-					return err
+		if p.loaded != nil {
+			r.loaded = append(r.loaded, *p.loaded)
+		}
+	}
+	return nil
+}
+
+// A push is one thing the registry takes: an image (pushed by remote.Write, which sends its
+// layers in parallel), or the tree of an index or an artifact, blobs first, then its
+// manifests by digest, the last under refs.
+type push struct {
+	repo      name.Repository
+	refs      []name.Reference
+	img       *archive.Image
+	blobs     []*archive.Blob
+	manifests []v1.Descriptor
+	loaded    *store.Loaded // what the push names, for Loaded
+}
+
+// plan lists the pushes of b: each image under HOST/PREFIX/REPO:TAG (a multi-platform index
+// whole, where the bundle holds it tagged so), each artifact of its own under its tags, then
+// into each repository, the artifacts that refer to what went there, and those that refer to
+// them: under their tag scheme tags, or by digest (a referrer: where the registry serves no
+// referrers API, remote.Put lists it in the fallback tag index, as cosign and oras do).
+func (r *receiver) plan(b *archive.Bundle) ([]push, error) {
+	var pushes []push
+	subjects := map[name.Repository][]v1.Hash{}
+	var repos []name.Repository
+	target := func(tag string) (name.Tag, error) {
+		t, _ := archive.ParseTag(tag)
+		target, err := name.NewTag(r.s.base+"/"+strings.TrimPrefix(t.RepositoryStr(), "library/")+":"+t.TagStr(), r.s.nameOptions()...)
+		if err != nil {
+			return name.Tag{}, fmt.Errorf("pushing %s: %w", tag, err)
+		}
+		if subjects[target.Context()] == nil {
+			repos = append(repos, target.Context())
+		}
+		return target, nil
+	}
+	tree := func(t name.Tag, d v1.Descriptor, loaded *store.Loaded) error {
+		blobs, manifests, err := b.Tree(d)
+		if err != nil {
+			return fmt.Errorf("pushing %s: %w", t, err)
+		}
+		pushes = append(pushes, push{repo: t.Context(), refs: []name.Reference{t}, blobs: blobs, manifests: manifests, loaded: loaded})
+		for _, m := range manifests {
+			subjects[t.Context()] = append(subjects[t.Context()], m.Digest)
+		}
+		return nil
+	}
+	for _, img := range b.Images {
+		if len(img.RepoTags) == 0 {
+			return nil, fmt.Errorf("image %s has no tag to push it under", img.ID())
+		}
+		for _, tag := range img.RepoTags {
+			t, err := target(tag)
+			if err != nil {
+				return nil, err
+			}
+			loaded := &store.Loaded{Ref: t.String(), ID: img.ID()}
+			if idx, ok := taggedIndex(b, tag); ok {
+				if err := tree(t, idx, loaded); err != nil {
+					return nil, err
 				}
+				continue
+			}
+			var blobs []*archive.Blob
+			for _, l := range img.Layers {
+				blobs = append(blobs, l.Blob)
+			}
+			pushes = append(pushes, push{repo: t.Context(), refs: []name.Reference{t}, img: img, blobs: blobs, loaded: loaded})
+			subjects[t.Context()] = append(subjects[t.Context()], img.Manifest.Digest)
+		}
+	}
+	for _, a := range b.Artifacts {
+		for _, tag := range a.RepoTags {
+			t, err := target(tag)
+			if err != nil {
+				return nil, err
+			}
+			if err := tree(t, a.Descriptor(), &store.Loaded{Ref: t.String(), ID: a.Manifest.Digest}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, repo := range repos {
+		queue, planned := subjects[repo], map[v1.Hash]bool{}
+		for len(queue) > 0 {
+			subject := queue[0]
+			queue = queue[1:]
+			for _, a := range b.Referring(subject) {
+				if planned[a.Manifest.Digest] {
+					continue
+				}
+				planned[a.Manifest.Digest] = true
+				p := push{repo: repo, refs: []name.Reference{repo.Digest(a.Manifest.Digest.String())}}
+				if len(a.Tags) > 0 {
+					p.refs = nil
+					for _, tag := range a.Tags {
+						p.refs = append(p.refs, repo.Tag(tag))
+					}
+				}
+				var err error
+				if p.blobs, p.manifests, err = b.Tree(a.Descriptor()); err != nil {
+					return nil, fmt.Errorf("pushing artifact %s to %s: %w", a.Manifest.Digest, repo, err)
+				}
+				pushes = append(pushes, p)
+				queue = append(queue, a.Manifest.Digest)
+			}
+		}
+	}
+	return pushes, nil
+}
+
+// taggedIndex returns the multi-platform index b's index.json gives tag, if any.
+func taggedIndex(b *archive.Bundle, tag string) (v1.Descriptor, bool) {
+	for _, d := range b.Index.Manifests {
+		if d.MediaType.IsIndex() && archive.RefTag(d.Annotations) == tag {
+			return d, true
+		}
+	}
+	return v1.Descriptor{}, false
+}
+
+// push pushes p: blobs the registry holds are not sent again.
+func (r *receiver) push(ctx context.Context, b *archive.Bundle, p push) error {
+	if p.img != nil {
+		v1img, err := p.img.V1(ctx, r.Spool)
+		if err == nil {
+			err = remote.Write(p.refs[0].(name.Tag), v1img, options(ctx, nil)...)
+		}
+		if err != nil {
+			return fmt.Errorf("pushing %s: %w", p.refs[0], err)
+		}
+		return nil
+	}
+	for _, blob := range p.blobs {
+		l, err := archive.BlobLayer(ctx, blob, r.Spool)
+		if err == nil {
+			err = remote.WriteLayer(p.repo, l, options(ctx, nil)...)
+		}
+		if err != nil {
+			return fmt.Errorf("pushing blob %s to %s: %w", blob.Digest, p.repo, err)
+		}
+	}
+	for i, m := range p.manifests {
+		refs := []name.Reference{p.repo.Digest(m.Digest.String())}
+		if i == len(p.manifests)-1 {
+			refs = p.refs
+		}
+		blob, _ := b.Blob(m.Digest) // Tree checked that it is there
+		for _, ref := range refs {
+			if err := remote.Put(ref, rawManifest{blob.Data, m.MediaType}, options(ctx, nil)...); err != nil {
+				return fmt.Errorf("pushing %s: %w", ref, err)
 			}
 		}
 	}
 	return nil
 }
+
+// rawManifest is a manifest as remote.Put takes it: its bytes as they are.
+type rawManifest struct {
+	data []byte
+	mt   types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.data, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
 
 func (r *receiver) Loaded() []store.Loaded { return r.loaded }
 
@@ -318,23 +478,23 @@ func (r *receiver) Loaded() []store.Loaded { return r.loaded }
 // each repository their subject goes to (store.OCIKeeper).
 func (s *Store) KeepsOCI() {}
 
-// holdsMissing checks that repo holds every layer img's bundle leaves out.
-func (s *Store) holdsMissing(ctx context.Context, img *archive.Image, repo name.Repository) error {
-	for _, l := range img.Layers {
-		if !l.Missing {
+// holdsMissing checks that repo holds every blob a thin bundle leaves out of blobs.
+func (s *Store) holdsMissing(ctx context.Context, blobs []*archive.Blob, repo name.Repository) error {
+	for _, blob := range blobs {
+		if blob.Present() {
 			continue
 		}
-		layer, err := remote.Layer(repo.Digest(l.Digest.String()), options(ctx, nil)...)
+		layer, err := remote.Layer(repo.Digest(blob.Digest.String()), options(ctx, nil)...)
 		if err == nil {
 			_, err = layer.Size() // HEAD of the blob
 		}
 		var terr *transport.Error
 		if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
-			return fmt.Errorf("%w: the bundle leaves out layer %s and %s does not have it: push the bundle it comes from first",
-				archive.ErrMissingBlob, l.Digest, repo)
+			return fmt.Errorf("%w: the bundle leaves out blob %s and %s does not have it: push the bundle it comes from first",
+				archive.ErrMissingBlob, blob.Digest, repo)
 		}
 		if err != nil {
-			return fmt.Errorf("checking %s for layer %s: %w", repo, l.Digest, err)
+			return fmt.Errorf("checking %s for blob %s: %w", repo, blob.Digest, err)
 		}
 	}
 	return nil
