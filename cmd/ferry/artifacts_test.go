@@ -249,7 +249,7 @@ func TestAllPlatforms(t *testing.T) {
 
 			mustFerry(t, nil, "load", "-i", bundle, "--to", "registry:"+far+"/mirror", "-q")
 			sameManifest(t, near+"/multi:1", mustRef(t, far+"/mirror/multi:1"), digest)
-			idx, err := remote.Index(mustRef(t, far + "/mirror/multi:1"))
+			idx, err := remote.Index(mustRef(t, far+"/mirror/multi:1"))
 			if err != nil {
 				t.Fatal(err)
 			}
