@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -301,4 +302,63 @@ func archiveDigest(t *testing.T, ref string) v1.Hash {
 		t.Fatal(err)
 	}
 	return desc.Digest
+}
+
+// TestSendArtifacts: send keeps a bundle's artifacts, and those a registry source finds,
+// in an OCI layout on a host over SFTP; a host's docker takes the images and says what it
+// left out, and refuses a bundle of artifacts alone, failing that host.
+func TestSendArtifacts(t *testing.T) {
+	home := t.TempDir()
+	pub, key := testenv.NewKey(t, home, "id", "")
+	near := testenv.StartReferrersRegistry(t)
+	img, arts := signed(t, near)
+	h := startSSHHost(t, pub)
+	known := filepath.Join(home, "known_hosts")
+	os.WriteFile(known, []byte(h.sshd.KnownHostsLine()+"\n"), 0o600)
+	send := func(args ...string) result {
+		return ferry(t, []string{"HOME=" + home, "SSH_AUTH_SOCK="}, append([]string{"send", "--known-hosts", known, "-i", key}, args...)...)
+	}
+	dir := t.TempDir()
+	bundle, chart := filepath.Join(dir, "app.tar"), filepath.Join(dir, "chart.tar")
+	mustFerry(t, nil, "save", "--from", "registry", near+"/app:1", "-o", bundle, "-q")
+	pushChart(t, near+"/charts/ferry-demo:0.1.0")
+	mustFerry(t, nil, "save", "--from", "registry", near+"/charts/ferry-demo:0.1.0", "-o", chart, "-q")
+
+	// listed reads the ref names and digests of a layout's index.json.
+	listed := func(t *testing.T, oci string) map[v1.Hash]string {
+		t.Helper()
+		lp, err := layout.FromPath(oci)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx, _ := lp.ImageIndex()
+		m, _ := idx.IndexManifest()
+		out := map[v1.Hash]string{}
+		for _, d := range m.Manifests {
+			out[d.Digest] = d.Annotations["org.opencontainers.image.ref.name"]
+		}
+		return out
+	}
+	for _, from := range [][]string{{bundle}, {"--from", "registry", near + "/app:1"}} {
+		oci := filepath.Join(t.TempDir(), "images")
+		if r := send(append(from, "-H", "root@"+h.sshd.Addr, "--to", "oci:"+oci)...); r.code != 0 {
+			t.Fatalf("send %v: exit %d\n%s", from, r.code, r.stderr)
+		}
+		got := listed(t, oci)
+		if _, ok := got[img.Digest]; !ok || got[arts[0]] != archive.SchemeTag(img.Digest, "sig") || got[arts[2]] != archive.SchemeTag(arts[1], "sig") {
+			t.Fatalf("send %v: index.json lists %v", from, got)
+		}
+		if _, ok := got[arts[1]]; !ok {
+			t.Fatalf("send %v: index.json lacks the SBOM %s: %v", from, arts[1], got)
+		}
+	}
+
+	r := send(bundle, "-H", h.dest)
+	if r.code != 0 || !strings.Contains(r.stderr, "left out 3 artifacts (") || !strings.Contains(r.stderr, "2 signatures") || !strings.Contains(r.stderr, "holds images only") {
+		t.Fatalf("send to docker: exit %d\n%s", r.code, r.stderr)
+	}
+	r = send(chart, "-H", h.dest)
+	if r.code != exitUsage || !strings.Contains(r.stderr, "holds images only") {
+		t.Fatalf("send of a chart to docker: exit %d\n%s", r.code, r.stderr)
+	}
 }
