@@ -188,9 +188,11 @@ func (inv *Inventory) Add(blobs, diffIDs, chains []v1.Hash) {
 	inv.index()
 }
 
-// AddBlob records a blob the store holds.
-func (inv *Inventory) AddBlob(d v1.Hash) {
-	inv.Blobs = append(inv.Blobs, d.Hex)
+// AddBlob records blobs the store holds.
+func (inv *Inventory) AddBlob(ds ...v1.Hash) {
+	for _, d := range ds {
+		inv.Blobs = append(inv.Blobs, d.Hex)
+	}
 	inv.index()
 }
 
@@ -330,10 +332,12 @@ func BundleInventory(b *archive.Bundle) *Inventory {
 		}
 		inv.AddImage(img.DiffIDs(), blobs)
 	}
+	var present []v1.Hash
 	for _, blob := range b.Reachable() {
 		if blob.Present() {
-			inv.AddBlob(blob.Digest)
+			present = append(present, blob.Digest)
 		}
 	}
+	inv.AddBlob(present...)
 	return inv
 }

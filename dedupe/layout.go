@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -190,9 +192,7 @@ func (l *Layout) Inventory() (*Inventory, error) {
 	if err != nil {
 		return nil, err
 	}
-	for d := range blobs {
-		inv.AddBlob(d)
-	}
+	inv.AddBlob(slices.Collect(maps.Keys(blobs))...)
 	idx, err := l.Index()
 	if err != nil {
 		return nil, err

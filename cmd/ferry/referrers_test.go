@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -274,38 +275,97 @@ func TestReferrersRefused(t *testing.T) {
 		}
 	})
 
-	t.Run("ten thousand referrers", func(t *testing.T) {
-		// A registry whose referrers API lists ten thousand manifests for every subject.
-		reg := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
-		many := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
-		for i := range 10000 {
-			h, _, _ := v1.SHA256(strings.NewReader(strconv.Itoa(i)))
-			many.Manifests = append(many.Manifests, v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: h, Size: 500, ArtifactType: "text/plain"})
-		}
-		listing, _ := json.Marshal(many)
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if strings.Contains(r.URL.Path, "/referrers/") {
-				w.Header().Set("Content-Type", string(types.OCIImageIndex))
-				w.Write(listing)
-				return
-			}
-			reg.ServeHTTP(w, r)
-		}))
-		defer srv.Close()
-		repo, _ := name.NewRepository(srv.Listener.Addr().String() + "/many")
+	t.Run("chain over eight deep", func(t *testing.T) {
+		// Ten signatures, each of the one before, from the image's.
+		repo, _ := name.NewRepository(near + "/deep")
 		if err := remote.Write(repo.Tag("1"), testenv.BusyboxV1(t)); err != nil {
 			t.Fatal(err)
 		}
-		out := filepath.Join(dir, "many.tar")
-		r := ferry(t, nil, "save", "--from", "registry", repo.Tag("1").String(), "-o", out)
-		if r.code != exitError || !strings.Contains(r.stderr, "over 1000 artifacts") {
+		subject := archiveDigest(t, repo.Tag("1").String())
+		for i := range 10 {
+			subject = pushArtifact(t, repo, archive.SchemeTag(subject, "sig"), nil, "application/vnd.dev.cosign.simplesigning.v1+json", fmt.Sprintf(`{"critical":{"n":%d}}`, i))
+		}
+		r := ferry(t, nil, "save", "--from", "registry", repo.Tag("1").String(), "-o", filepath.Join(dir, "deep.tar"))
+		if r.code != exitError || !strings.Contains(r.stderr, "over 8 deep") {
 			t.Fatalf("save: exit %d\n%s", r.code, r.stderr)
 		}
-		if _, err := os.Stat(out); !os.IsNotExist(err) {
-			t.Fatalf("a refused save left %s: %v", out, err)
-		}
-		mustFerry(t, nil, "save", "--from", "registry", repo.Tag("1").String(), "--referrers", "none", "-o", out, "-q")
 	})
+
+	// Registries that lie: the referrers API lists ten thousand manifests for every subject
+	// (of artifact type text/plain), the tag list ten thousand tag scheme tags, or the
+	// referrers of an image are the image itself and a manifest that refers to another.
+	var other v1.Hash // in the registry that lies, a referrer of the signature
+	for _, tc := range []struct {
+		name       string
+		referrers  func(subject string) []v1.Descriptor
+		tags       func(subject string) []string
+		want       string // in save's stderr, with exit 1; "" for a save of no artifact
+		filterSave string // --referrers that saves (none if the listing is refused anyway)
+	}{
+		{"ten thousand referrers", func(string) []v1.Descriptor {
+			var ds []v1.Descriptor
+			for i := range 10000 {
+				h, _, _ := v1.SHA256(strings.NewReader(strconv.Itoa(i)))
+				ds = append(ds, v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: h, Size: 500, ArtifactType: "text/plain"})
+			}
+			return ds
+		}, nil, "lists 10000 artifacts that refer to it, over 1000", "sig"},
+		{"ten thousand tag scheme tags", nil, func(subject string) []string {
+			var tags []string
+			for i := range 10000 {
+				tags = append(tags, strings.Replace(subject, ":", "-", 1)+".sig"+strconv.Itoa(i))
+			}
+			return tags
+		}, "lists 10000 artifacts that refer to it, over 1000", "none"},
+		{"the image and a stranger listed as its referrers", func(subject string) []v1.Descriptor {
+			return []v1.Descriptor{
+				{MediaType: types.OCIManifestSchema1, Digest: v1.Hash{Algorithm: "sha256", Hex: strings.TrimPrefix(subject, "sha256:")}, Size: 1},
+				{MediaType: types.OCIManifestSchema1, Digest: other, Size: 1},
+			}
+		}, nil, "", "all"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, subject, isReferrers := strings.Cut(r.URL.Path, "/referrers/")
+				var body any
+				switch {
+				case isReferrers && tc.referrers != nil:
+					body = v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: tc.referrers(subject)}
+					w.Header().Set("Content-Type", string(types.OCIImageIndex))
+				case strings.HasSuffix(r.URL.Path, "/tags/list") && tc.tags != nil:
+					body = map[string]any{"name": "app", "tags": append([]string{"1"}, tc.tags(img.Digest.String())...)}
+				}
+				if body != nil {
+					json.NewEncoder(w).Encode(body)
+					return
+				}
+				reg.ServeHTTP(w, r)
+			}))
+			defer srv.Close()
+			ref := srv.Listener.Addr().String() + "/app:1"
+			plain := filepath.Join(t.TempDir(), "plain.tar")
+			mustFerry(t, nil, "save", "--from", "registry", near+"/app:1", "--referrers", "none", "-o", plain, "-q")
+			mustFerry(t, nil, "load", "-i", plain, "--to", "registry:"+srv.Listener.Addr().String(), "-q")
+			repo, _ := name.NewRepository(srv.Listener.Addr().String() + "/app")
+			other = pushArtifact(t, repo, "", &v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: arts[0], Size: 1}, "text/plain", "other")
+			out := filepath.Join(t.TempDir(), "hostile.tar")
+			r := ferry(t, nil, "save", "--from", "registry", ref, "-o", out)
+			if tc.want == "" {
+				if r.code != 0 || summary(t, out).Artifacts != 0 {
+					t.Fatalf("save: exit %d, want no artifact taken\n%s", r.code, r.stderr)
+				}
+				return
+			}
+			if r.code != exitError || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("save: exit %d\n%s", r.code, r.stderr)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Fatalf("a refused save left %s: %v", out, err)
+			}
+			mustFerry(t, nil, "save", "--from", "registry", ref, "--referrers", tc.filterSave, "-o", out, "-q")
+		})
+	}
 }
 
 // withoutEntry returns the bundle's index.json without the entry for digest.

@@ -13,8 +13,8 @@ import (
 	"github.com/ferrytool/ferry/archive"
 )
 
-// MaxReferrers caps the artifacts one read of a registry takes along with its images:
-// a registry listing more (or a loop of tags) is refused rather than followed.
+// MaxReferrers caps the artifacts taken along with one image (those that refer to it, to its
+// platforms, and to them): a registry listing more is refused rather than followed.
 const MaxReferrers = 1000
 
 // referrers finds, in one repository, the artifacts that refer to images, and those that
@@ -30,48 +30,60 @@ type referrers struct {
 	seen map[v1.Hash]bool
 }
 
-// A found artifact: its digest, the tag it was found by ("" for a referrer found by subject)
-// and, when fetched already, its manifest.
+// A found artifact: its digest, the subject it was listed for, the tag it was found by (""
+// for a referrer found by subject) and, when fetched already, its manifest.
 type found struct {
-	digest v1.Hash
-	tag    string
-	desc   *remote.Descriptor
+	digest, subject v1.Hash
+	tag             string
+	desc            *remote.Descriptor
 }
 
-// take adds to the bundle the artifacts that refer to subjects, recursively.
+// take adds to the bundle the artifacts that refer to subjects, one image's manifests, and
+// those that refer to them, to archive.MaxReferrerDepth, MaxReferrers in all.
 func (r *referrers) take(subjects []v1.Hash) error {
-	queue := subjects
+	type next struct {
+		subject v1.Hash
+		depth   int // how many artifacts stand between it and the image
+	}
+	var queue []next
 	for _, h := range subjects { // a tag naming the image itself is no artifact of it
 		r.seen[h] = true
+		queue = append(queue, next{subject: h})
 	}
+	taken := 0
 	for len(queue) > 0 {
-		subject := queue[0]
+		at := queue[0]
 		queue = queue[1:]
-		list, err := r.of(subject)
+		list, err := r.of(at.subject)
 		if err != nil {
 			return err
-		}
-		if len(r.b.Artifacts)+len(list) > MaxReferrers {
-			return fmt.Errorf("%s: over %d artifacts refer to %s and what refers to it: take fewer with --referrers TYPE,... or none", r.repo, MaxReferrers, subject)
 		}
 		for _, f := range list {
 			if r.seen[f.digest] {
 				continue
 			}
 			r.seen[f.digest] = true
+			if taken++; taken > MaxReferrers {
+				return fmt.Errorf("%s@%s: over %d artifacts refer to it and to what refers to it: take fewer with --referrers TYPE,... or none", r.repo, subjects[0], MaxReferrers)
+			}
+			if at.depth >= archive.MaxReferrerDepth {
+				return fmt.Errorf("%s@%s: artifacts refer to artifacts over %d deep", r.repo, subjects[0], archive.MaxReferrerDepth)
+			}
 			a, err := r.add(f)
 			if err != nil {
-				return fmt.Errorf("artifact %s of %s@%s: %w", f.digest, r.repo, subject, err)
+				return fmt.Errorf("artifact %s of %s@%s: %w", f.digest, r.repo, at.subject, err)
 			}
 			if a != nil {
-				queue = append(queue, a.Manifest.Digest)
+				queue = append(queue, next{subject: a.Manifest.Digest, depth: at.depth + 1})
 			}
 		}
 	}
 	return nil
 }
 
-// of lists what refers to subject: by the referrers API, then by the tag scheme.
+// of lists what refers to subject, by the referrers API, then by the tag scheme: over
+// MaxReferrers is refused before any is fetched; those the API says are of a type not
+// wanted are left out.
 func (r *referrers) of(subject v1.Hash) ([]found, error) {
 	idx, err := remote.Referrers(r.repo.Digest(subject.String()), options(r.ctx, nil)...)
 	if err != nil {
@@ -83,7 +95,9 @@ func (r *referrers) of(subject v1.Hash) ([]found, error) {
 	}
 	var out []found
 	for _, d := range m.Manifests {
-		out = append(out, found{digest: d.Digest})
+		if d.ArtifactType == "" || r.want.Takes(d.ArtifactType, "") {
+			out = append(out, found{digest: d.Digest, subject: subject})
+		}
 	}
 	if r.tags == nil {
 		if r.tags, err = remote.List(r.repo, options(r.ctx, nil)...); err != nil {
@@ -91,21 +105,29 @@ func (r *referrers) of(subject v1.Hash) ([]found, error) {
 		}
 	}
 	prefix := subject.Algorithm + "-" + subject.Hex + "."
+	var tags []string
 	for _, tag := range r.tags {
-		if !strings.HasPrefix(tag, prefix) {
-			continue
+		if strings.HasPrefix(tag, prefix) {
+			tags = append(tags, tag)
 		}
+	}
+	if len(out)+len(tags) > MaxReferrers {
+		return nil, fmt.Errorf("%s@%s: the registry lists %d artifacts that refer to it, over %d: take fewer with --referrers TYPE,... or none", r.repo, subject, len(out)+len(tags), MaxReferrers)
+	}
+	for _, tag := range tags {
 		desc, err := remote.Get(r.repo.Tag(tag), options(r.ctx, nil)...)
 		if err != nil {
 			return nil, fmt.Errorf("fetching %s:%s: %w", r.repo, tag, err)
 		}
-		out = append(out, found{digest: desc.Digest, tag: tag, desc: desc})
+		out = append(out, found{digest: desc.Digest, subject: subject, tag: tag, desc: desc})
 	}
 	return out, nil
 }
 
 // add adds one artifact to the bundle, its blobs to be fetched when written; nil when it is
-// not of a type wanted, or not a manifest (an index is left behind).
+// not of a type wanted, not a manifest (an index is left behind), or, listed by the
+// referrers API, a manifest whose subject is not the one it was listed for (a registry's
+// listing is not taken on its word).
 func (r *referrers) add(f found) (*archive.Artifact, error) {
 	desc := f.desc
 	if desc == nil {
@@ -121,7 +143,7 @@ func (r *referrers) add(f found) (*archive.Artifact, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !r.want.Takes(archive.TypeOf(m), f.tag) {
+	if !r.want.Takes(archive.TypeOf(m), f.tag) || (f.tag == "" && (m.Subject == nil || m.Subject.Digest != f.subject)) {
 		return nil, nil
 	}
 	var tags []string

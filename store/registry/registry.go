@@ -146,7 +146,7 @@ func (s *Store) addRepository(ctx context.Context, inv *dedupe.Inventory, repo n
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", repo, err)
 	}
-	var subjects []v1.Hash
+	var images [][]v1.Hash // each tag's manifests: what artifacts may refer to
 	for _, tag := range tags {
 		if _, ok := archive.SchemeSubject(tag); ok {
 			continue // an artifact, or the fallback tag index: found from its subject below
@@ -155,36 +155,55 @@ func (s *Store) addRepository(ctx context.Context, inv *dedupe.Inventory, repo n
 		if err != nil {
 			return fmt.Errorf("reading %s:%s: %w", repo, tag, err)
 		}
-		subjects = append(subjects, desc.Digest)
-		if desc.MediaType.IsIndex() {
+		subjects := []v1.Hash{desc.Digest}
+		switch m := archiveArtifact(desc); {
+		case desc.MediaType.IsIndex():
 			idx, err := desc.ImageIndex()
+			var im *v1.IndexManifest
+			if err == nil {
+				im, err = idx.IndexManifest()
+			}
 			if err == nil {
 				err = inv.AddIndex(idx)
 			}
 			if err != nil {
 				return fmt.Errorf("reading %s:%s: %w", repo, tag, err)
 			}
-			continue
+			for _, d := range im.Manifests {
+				subjects = append(subjects, d.Digest)
+			}
+		case m != nil: // an artifact of its own (a Helm chart)
+			held := []v1.Hash{desc.Digest, m.Config.Digest}
+			for _, l := range m.Layers {
+				held = append(held, l.Digest)
+			}
+			inv.AddBlob(held...)
+		default:
+			img, err := desc.Image()
+			if err == nil {
+				err = inv.AddV1Image(img)
+			}
+			if err != nil {
+				return fmt.Errorf("reading %s:%s: %w", repo, tag, err)
+			}
 		}
-		img, err := desc.Image()
-		if err == nil {
-			err = inv.AddV1Image(img)
-		}
-		if err != nil {
-			return fmt.Errorf("reading %s:%s: %w", repo, tag, err)
-		}
+		images = append(images, subjects)
 	}
 	// The artifacts that refer to the images: their manifests and blobs.
 	refs := &referrers{ctx: ctx, repo: repo, b: &archive.Bundle{}, src: archive.V1Source{}, want: archive.AllReferrers, tags: tags, seen: map[v1.Hash]bool{}}
-	if err := refs.take(subjects); err != nil {
-		return err
-	}
-	for _, a := range refs.b.Artifacts {
-		inv.AddBlob(a.Manifest.Digest)
-		for _, blob := range a.Blobs {
-			inv.AddBlob(blob.Digest)
+	for _, subjects := range images {
+		if err := refs.take(subjects); err != nil {
+			return err
 		}
 	}
+	var held []v1.Hash
+	for _, a := range refs.b.Artifacts {
+		held = append(held, a.Manifest.Digest)
+		for _, blob := range a.Blobs {
+			held = append(held, blob.Digest)
+		}
+	}
+	inv.AddBlob(held...)
 	return nil
 }
 
