@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ferrytool/ferry/archive"
 )
@@ -95,7 +96,9 @@ func (r *referrers) of(subject v1.Hash) ([]found, error) {
 	}
 	var out []found
 	for _, d := range m.Manifests {
-		if d.ArtifactType == "" || r.want.Takes(d.ArtifactType, "") {
+		// The empty config's type says nothing of the artifact's (go-containerregistry's
+		// registry lists it where the manifest has an artifactType): fetched to be known.
+		if t := d.ArtifactType; t == "" || t == string(types.OCIEmptyJSON) || r.want.Takes(t, "") {
 			out = append(out, found{digest: d.Digest, subject: subject})
 		}
 	}
