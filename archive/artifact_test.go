@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -190,4 +193,65 @@ func TestParseReferrers(t *testing.T) {
 			t.Errorf("ParseReferrers(%q).Takes(%q, %q) = %v, want %v", tc.in, tc.typ, tc.tag, got, tc.takes)
 		}
 	}
+}
+
+// TestArtifactHostile: an artifact whose tag names itself as its subject is refused; an index
+// tagged as its own signature is read as the index it is; ten thousand referrers of one
+// image are read, listed and said left out, each once.
+func TestArtifactHostile(t *testing.T) {
+	a, _ := testImages(t)
+	t.Run("artifact referring to itself", func(t *testing.T) {
+		b, src := &Bundle{}, V1Source{}
+		if _, err := b.AddImage(a, []string{"example.com/a:1"}, src); err != nil {
+			t.Fatal(err)
+		}
+		raw := testArtifact(t, src, nil, "text/plain", "self")
+		if _, err := b.AddArtifact(raw, types.OCIManifestSchema1, []string{SchemeTag(sha256Hash(raw), "sig")}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Read(context.Background(), bytes.NewReader(writeTo(t, b, src)), Discard, ReadOptions{})
+		if !errors.Is(err, ErrInvalidMetadata) {
+			t.Fatalf("read: %v, want %v", err, ErrInvalidMetadata)
+		}
+	})
+	t.Run("index tagged as its own signature", func(t *testing.T) {
+		b, src := &Bundle{}, V1Source{}
+		idx := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: a, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: HostPlatform().Architecture}}})
+		if _, err := b.AddIndex(idx, []string{"example.com/a:1"}, HostPlatform(), src); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := idx.Digest()
+		self := b.Index.Manifests[0]
+		self.Annotations = map[string]string{annotationRefName: SchemeTag(d, "sig")}
+		b.Index.Manifests = append(b.Index.Manifests, self)
+		got, err := Read(context.Background(), bytes.NewReader(writeTo(t, b, src)), Discard, ReadOptions{})
+		if err != nil || len(got.Images) != 1 || len(got.Artifacts) != 0 {
+			t.Fatalf("read: %v", err)
+		}
+	})
+	t.Run("ten thousand referrers", func(t *testing.T) {
+		b, src := &Bundle{}, V1Source{}
+		img, err := b.AddImage(a, []string{"example.com/a:1"}, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subject := &v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: img.Manifest.Digest, Size: img.Manifest.Size}
+		const n = 10000
+		for i := range n {
+			raw := testArtifact(t, src, subject, "application/spdx+json", strconv.Itoa(i))
+			if _, err := b.AddArtifact(raw, types.OCIManifestSchema1, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := Read(context.Background(), bytes.NewReader(writeTo(t, b, src)), Discard, ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := got.Summary(); s.Artifacts != n || len(s.Images[0].Referrers) != n {
+			t.Fatalf("%d artifacts, %d listed under the image; want %d", s.Artifacts, len(s.Images[0].Referrers), n)
+		}
+		if o := got.OCIOnly().String(); o != "10000 artifacts (10000 signatures)" {
+			t.Fatalf("OCIOnly: %q", o)
+		}
+	})
 }
