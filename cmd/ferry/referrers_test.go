@@ -397,8 +397,9 @@ func withoutEntry(t *testing.T, bundle string, digest v1.Hash) []byte {
 
 // cosign runs the cosign binary in dir, offline: a proxy nobody answers stands for the
 // internet (registries on 127.0.0.1 are reached directly), and sigstore's caches and TUF
-// root are the test's own.
-func cosign(t *testing.T, dir string, env []string, args ...string) string {
+// root are the test's own. It returns cosign's output, and fails the test unless cosign
+// exits as ok says.
+func cosign(t *testing.T, dir string, ok bool, env []string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(testenv.Require(t, "cosign"), args...)
 	cmd.Dir = dir
@@ -406,43 +407,53 @@ func cosign(t *testing.T, dir string, env []string, args ...string) string {
 		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.1,localhost")
 	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
+	if (err == nil) != ok {
+		t.Fatalf("cosign %s: %v, want success %v\n%s", strings.Join(args, " "), err, ok, out)
 	}
 	return string(out)
 }
 
-// TestCosign signs and attests an image with cosign on a near registry (by the tag scheme, or
-// as OCI 1.1 referrers where the registry serves the API), carries it across as a bundle
-// file, loads it into an isolated far registry, and has cosign verify the signature and the
-// attestation there, offline.
+// TestCosign signs and attests an image with cosign on a near registry, carries it across as
+// a bundle file, loads it into an isolated far registry, and has cosign verify the signature
+// and the attestation there, offline; a bundle saved with --referrers none verifies there
+// not at all. cosign signs by the tag scheme (cosign 2's default), as an OCI 1.1 referrer
+// (--registry-referrers-mode=oci-1-1, where the registry serves the API), or as a Sigstore
+// bundle by the referrers API or its fallback tag index (--new-bundle-format, cosign 3's
+// default), verified against a trusted root that holds no authority but the key (the
+// transparency log is not asked).
 func TestCosign(t *testing.T) {
-	for _, kind := range registryKinds {
-		t.Run(kind.name, func(t *testing.T) {
-			near, far := kind.start(t), kind.start(t)
+	for _, tc := range []struct {
+		name                string
+		registry            registryKind
+		sign, attest, check []string // flags of sign, attest, and verify and verify-attestation
+		env                 []string
+	}{
+		{"tag scheme", registryKinds[1], nil, nil, nil, nil},
+		{"OCI 1.1 referrers", registryKinds[0], []string{"--registry-referrers-mode=oci-1-1"}, nil, []string{"--experimental-oci11"}, []string{"COSIGN_EXPERIMENTAL=1"}},
+		{"Sigstore bundles, referrers API", registryKinds[0], []string{"--new-bundle-format"}, []string{"--new-bundle-format"}, []string{"--new-bundle-format", "--trusted-root", "trusted_root.json"}, nil},
+		{"Sigstore bundles, fallback tag index", registryKinds[1], []string{"--new-bundle-format"}, []string{"--new-bundle-format"}, []string{"--new-bundle-format", "--trusted-root", "trusted_root.json"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			near, far := tc.registry.start(t), tc.registry.start(t)
 			dir := t.TempDir()
-			cosign(t, dir, nil, "generate-key-pair")
+			cosign(t, dir, true, nil, "generate-key-pair")
+			os.WriteFile(filepath.Join(dir, "trusted_root.json"), []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o644)
+			os.WriteFile(filepath.Join(dir, "predicate.json"), []byte(`{"buildType":"https://ferrytool.github.io/test@v1","builder":{"id":"ferry-test"}}`), 0o644)
 			img, _ := signed(t, near) // and artifacts of ferry's test making, alongside cosign's
 			image := near + "/app@" + img.Digest.String()
-			var mode, verifyMode []string
-			if kind.name == "referrers API" {
-				mode = []string{"--registry-referrers-mode=oci-1-1"}
-				verifyMode = []string{"--experimental-oci11"}
+			cosign(t, dir, true, tc.env, slices.Concat([]string{"sign", "--key", "cosign.key", "--tlog-upload=false", "--yes"}, tc.sign, []string{image})...)
+			cosign(t, dir, true, tc.env, slices.Concat([]string{"attest", "--key", "cosign.key", "--tlog-upload=false", "--yes", "--type", "slsaprovenance", "--predicate", "predicate.json"}, tc.attest, []string{image})...)
+
+			for _, carried := range []bool{true, false} {
+				bundle := filepath.Join(dir, "app.tar")
+				referrers := map[bool]string{true: "all", false: "none"}[carried]
+				mustFerry(t, nil, "save", "--from", "registry", near+"/app:1", "--referrers", referrers, "-o", bundle, "-q")
+				mustFerry(t, nil, "verify", bundle)
+				mustFerry(t, nil, "load", "-i", bundle, "--to", "registry:"+far+"/"+referrers, "-q")
+				signedFar := far + "/" + referrers + "/app@" + img.Digest.String()
+				cosign(t, dir, carried, tc.env, slices.Concat([]string{"verify", "--key", "cosign.pub", "--insecure-ignore-tlog=true"}, tc.check, []string{signedFar})...)
+				cosign(t, dir, carried, tc.env, slices.Concat([]string{"verify-attestation", "--key", "cosign.pub", "--insecure-ignore-tlog=true", "--type", "slsaprovenance"}, tc.check, []string{signedFar})...)
 			}
-			experimental := []string{"COSIGN_EXPERIMENTAL=1"}
-			cosign(t, dir, experimental, append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false", "--yes"}, append(mode, image)...)...)
-			predicate := filepath.Join(dir, "predicate.json")
-			os.WriteFile(predicate, []byte(`{"buildType":"https://ferrytool.github.io/test@v1","builder":{"id":"ferry-test"}}`), 0o644)
-			cosign(t, dir, nil, "attest", "--key", "cosign.key", "--tlog-upload=false", "--yes", "--type", "slsaprovenance", "--predicate", predicate, image)
-
-			bundle := filepath.Join(dir, "app.tar")
-			mustFerry(t, nil, "save", "--from", "registry", near+"/app:1", "-o", bundle, "-q")
-			mustFerry(t, nil, "verify", bundle)
-			mustFerry(t, nil, "load", "-i", bundle, "--to", "registry:"+far+"/mirror", "-q")
-
-			signedFar := far + "/mirror/app@" + img.Digest.String()
-			cosign(t, dir, experimental, append([]string{"verify", "--key", "cosign.pub", "--insecure-ignore-tlog=true"}, append(verifyMode, signedFar)...)...)
-			cosign(t, dir, nil, "verify-attestation", "--key", "cosign.pub", "--insecure-ignore-tlog=true", "--type", "slsaprovenance", signedFar)
 		})
 	}
 }
