@@ -10,7 +10,7 @@
 // them as docker save does, a Streamer takes docker-archive byte streams (so one compressed
 // stream can fan out to many hosts), a Stepper keeps what each load brought, a Fronted store
 // has another behind it that takes images better, an Unpacker is better sent layers
-// compressed.
+// compressed, an OCIKeeper keeps a bundle's artifacts and multi-platform indexes.
 package store
 
 import (
