@@ -20,7 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
+	ociLayout "github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
@@ -173,7 +173,7 @@ func TestReferrers(t *testing.T) {
 			t.Run("load into an OCI layout", func(t *testing.T) {
 				oci := filepath.Join(dir, "layout")
 				mustFerry(t, nil, "load", "-i", bundle, "--to", "oci:"+oci, "-q")
-				lp, err := layout.FromPath(oci)
+				lp, err := ociLayout.FromPath(oci)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -520,6 +520,27 @@ func TestReferrersPool(t *testing.T) {
 	}
 	repoFar, _ := name.NewRepository(far + "/mirror/app")
 	sameManifest(t, near+"/app:"+archive.SchemeTag(img.Digest, "sig2"), repoFar.Tag(archive.SchemeTag(img.Digest, "sig2")), sig)
+
+	// A content delta carries the artifacts too: a third signature reaches the layout.
+	sig3 := pushArtifact(t, repo, archive.SchemeTag(img.Digest, "sig3"), nil, "application/vnd.dev.cosign.simplesigning.v1+json", `{"critical":{"third":1}}`)
+	have, delta := filepath.Join(dir, "content.json"), filepath.Join(dir, "content.tar")
+	mustFerry(t, nil, "inventory", "--content", "--from", "oci:"+layout, "-o", have)
+	mustFerry(t, nil, "save", "--from", "registry", near+"/app:1", "--have", have, "--delta", "content", "-o", delta, "-q")
+	mustFerry(t, nil, "load", "-i", delta, "--to", "oci:"+layout, "-q")
+	lp, err := ociLayout.FromPath(layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, _ := lp.ImageIndex()
+	m, _ := idx.IndexManifest()
+	if !slices.ContainsFunc(m.Manifests, func(d v1.Descriptor) bool {
+		return d.Digest == sig3 && d.Annotations["org.opencontainers.image.ref.name"] == archive.SchemeTag(img.Digest, "sig3")
+	}) {
+		t.Fatalf("the layout does not list the signature the content delta carried: %+v", m.Manifests)
+	}
+	if _, err := lp.Blob(sig3); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // untarNames lists the entries of a plain bundle.
