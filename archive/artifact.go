@@ -342,3 +342,79 @@ func (r Referrers) Takes(typ, tag string) bool {
 	}
 	return false
 }
+
+// A Referrer is an entry of an index that refers to another manifest: its descriptor, its
+// manifest (parsed and raw) and its subject.
+type Referrer struct {
+	Desc     v1.Descriptor
+	Manifest *v1.Manifest
+	Raw      []byte
+	Subject  v1.Hash
+}
+
+// ReferrersIn returns the entries of descs (an OCI layout's index.json, a pool bundle's) that
+// are artifacts referring to the entries of taken (and to the platforms of those that are
+// indexes), or to those, to MaxReferrerDepth, nearest first: by their tag scheme ref name, or
+// by their manifest's subject. raw reads a manifest or an index.
+func ReferrersIn(descs, taken []v1.Descriptor, raw func(v1.Descriptor) ([]byte, error)) ([]Referrer, error) {
+	want := map[v1.Hash]bool{}
+	for _, d := range taken {
+		want[d.Digest] = true
+		if !d.MediaType.IsIndex() {
+			continue
+		}
+		data, err := raw(d)
+		if err != nil {
+			return nil, err
+		}
+		var idx v1.IndexManifest
+		if err := json.Unmarshal(data, &idx); err != nil {
+			return nil, fmt.Errorf("%w: index %s: %w", ErrInvalidMetadata, d.Digest, err)
+		}
+		for _, c := range idx.Manifests {
+			want[c.Digest] = true
+		}
+	}
+	var candidates []Referrer
+	for _, d := range descs {
+		if want[d.Digest] || !d.MediaType.IsImage() {
+			continue
+		}
+		data, err := raw(d)
+		if err != nil {
+			return nil, err
+		}
+		var m v1.Manifest
+		if err := json.Unmarshal(data, &m); err != nil {
+			return nil, fmt.Errorf("%w: manifest %s: %w", ErrInvalidMetadata, d.Digest, err)
+		}
+		r := Referrer{Desc: d, Manifest: &m, Raw: data}
+		if h, ok := SchemeSubject(ArtifactTag(d.Annotations)); ok {
+			r.Subject = h
+		} else if m.Subject != nil {
+			r.Subject = m.Subject.Digest
+		} else {
+			continue
+		}
+		candidates = append(candidates, r)
+	}
+	var out []Referrer
+	taking := make([]bool, len(candidates))
+	for range MaxReferrerDepth {
+		var next []v1.Hash
+		for i, r := range candidates {
+			if !taking[i] && want[r.Subject] {
+				taking[i] = true
+				out = append(out, r)
+				next = append(next, r.Desc.Digest)
+			}
+		}
+		if len(next) == 0 {
+			break
+		}
+		for _, h := range next {
+			want[h] = true
+		}
+	}
+	return out, nil
+}

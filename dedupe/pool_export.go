@@ -16,7 +16,7 @@ import (
 )
 
 // Export returns a bundle of what refs name — bundle names, or tags of images (the newest
-// bundle holding each) — with the same manifests, digests and image IDs as when they came in,
+// bundle holding each, with the artifacts of that bundle that refer to it) — with the same manifests, digests and image IDs as when they came in,
 // the outer compression (Codec) of the first, and the pool as the source of its blobs: layers
 // it stores compressed come out decompressed, as they came in.
 func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error) {
@@ -32,6 +32,15 @@ func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error
 		descs, r, err := find(records, ref)
 		if err != nil {
 			return nil, nil, err
+		}
+		if r.Name != ref { // one image: with the artifacts of the bundle that refer to it
+			refs, err := archive.ReferrersIn(r.Index, descs, func(d v1.Descriptor) ([]byte, error) { return os.ReadFile(p.BlobPath(d.Digest)) })
+			if err != nil {
+				return nil, nil, fmt.Errorf("exporting %s: %w", ref, err)
+			}
+			for _, rf := range refs {
+				descs = append(descs, rf.Desc)
+			}
 		}
 		if c, err := compress.ParseCodec(r.Codec); i == 0 && err == nil {
 			b.Codec = c

@@ -158,6 +158,9 @@ func TestHelmChart(t *testing.T) {
 			if _, err := lp.Blob(digest); err != nil {
 				t.Fatal(err)
 			}
+			again := filepath.Join(dir, "again.tar") // the layout is a source of the chart again
+			mustFerry(t, nil, "save", "oci:"+oci+":"+near+"/charts/ferry-demo:0.1.0", "-o", again, "-q")
+			sameFile(t, again, bundle)
 
 			pool := filepath.Join(dir, "pool")
 			mustFerry(t, nil, "pool", "init", pool)

@@ -192,8 +192,12 @@ func TestReferrers(t *testing.T) {
 				// The layout is a source again: a bundle of the same image and artifacts.
 				again := filepath.Join(dir, "again.tar")
 				mustFerry(t, nil, "save", "oci:"+oci+":"+near+"/app:1", "-o", again, "-q")
-				if s := summary(t, again); s.Images[0].Manifest != img.Digest.String() {
-					t.Errorf("saved back from the layout: manifest %s, want %s", s.Images[0].Manifest, img.Digest)
+				if s := summary(t, again); s.Images[0].Manifest != img.Digest.String() || s.Artifacts != 3 {
+					t.Errorf("saved back from the layout: manifest %s and %d artifacts, want %s and 3", s.Images[0].Manifest, s.Artifacts, img.Digest)
+				}
+				mustFerry(t, nil, "save", "oci:"+oci+":"+near+"/app:1", "--referrers", "sig", "-o", again, "-q")
+				if s := summary(t, again); s.Artifacts != 1 {
+					t.Errorf("saved back from the layout with --referrers sig: %d artifacts, want the image's signature", s.Artifacts)
 				}
 			})
 		})
@@ -474,6 +478,11 @@ func TestReferrersPool(t *testing.T) {
 	sameFile(t, exported, bundle)
 	if s := summary(t, exported); s.Artifacts != 3 {
 		t.Fatalf("exported bundle has %d artifacts, want 3", s.Artifacts)
+	}
+	one := filepath.Join(dir, "one.tar") // one image of the pool, with what refers to it
+	mustFerry(t, nil, "save", "pool:"+pool+":"+near+"/app:1", "-o", one, "-q")
+	if s := summary(t, one); s.Artifacts != 3 || len(s.Images) != 1 {
+		t.Fatalf("one image of the pool: %d images and %d artifacts, want 1 and 3", len(s.Images), s.Artifacts)
 	}
 
 	// Far sides that hold the signed image, and then a new signature of it: a delta against
