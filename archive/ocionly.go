@@ -19,8 +19,8 @@ type OCIOnly struct {
 
 // IndexPlatforms names the platforms of a multi-platform index.
 type IndexPlatforms struct {
-	Name      string // its tag, else its digest
-	Platforms []string
+	Name      string   `json:"name"` // its tag, else its digest
+	Platforms []string `json:"platforms"`
 }
 
 // OCIOnly says what the bundle's OCI part holds beyond the images of manifest.json.

@@ -27,6 +27,9 @@ type Summary struct {
 	// manifest (a Helm chart).
 	Artifacts  int               `json:"artifacts,omitempty"`
 	Unattached []ArtifactSummary `json:"unattached,omitempty"`
+	// Platforms are the platforms of multi-platform indexes that manifest.json does not list
+	// (docker loads one).
+	Platforms []IndexPlatforms `json:"platforms,omitempty"`
 }
 
 // namesShown is how many unreferenced names a Summary keeps.
@@ -136,6 +139,7 @@ func (b *Bundle) Summary() Summary {
 	}
 	s.Artifacts = len(b.Artifacts)
 	s.Unattached = b.referrerSummaries(v1.Hash{}, 0)
+	s.Platforms = b.OCIOnly().Platforms
 	return s
 }
 

@@ -250,6 +250,9 @@ func TestAllPlatforms(t *testing.T) {
 			dir := t.TempDir()
 			bundle := filepath.Join(dir, "all.tar")
 			mustFerry(t, nil, "save", "--from", "registry", near+"/multi:1", "--all-platforms", "-o", bundle, "-q")
+			if out := mustFerry(t, nil, "ls", bundle); !strings.Contains(out, near+"/multi:1: linux/"+otherArch()+" too") {
+				t.Errorf("ls does not name the other platform:\n%s", out)
+			}
 
 			mustFerry(t, nil, "load", "-i", bundle, "--to", "registry:"+far+"/mirror", "-q")
 			sameManifest(t, near+"/multi:1", mustRef(t, far+"/mirror/multi:1"), digest)

@@ -23,7 +23,9 @@ func newLsCmd() *cobra.Command {
 		Long: `List the images of a bundle with their tags, IDs, platforms and layers: sizes, which
 layers several images share, and which a thin bundle leaves out; under each image, the
 artifacts that refer to it (signatures, attestations, SBOMs: digest, size, type, tag), and
-those that refer to them. The bundle is read whole and verified on the way.`,
+those that refer to them; artifacts of their own (Helm charts); the platforms of a
+multi-platform image kept whole (save --all-platforms) beyond the one docker loads. The bundle
+is read whole and verified on the way.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, delta, err := readBundle(cmd, args[0])
@@ -100,6 +102,9 @@ func printSummary(cmd *cobra.Command, s archive.Summary, delta *content.Info) {
 	if len(s.Unattached) > 0 {
 		fmt.Fprintln(w, "artifacts")
 		printArtifacts(w, s.Unattached, "")
+	}
+	for _, p := range s.Platforms {
+		fmt.Fprintf(w, "%s: %s too, in the OCI part (registries, OCI layouts and pools keep them; docker takes one platform)\n", p.Name, strings.Join(p.Platforms, ", "))
 	}
 	fmt.Fprintf(w, "%s, %s in all, %s stored (%s)", holding(len(s.Images), s.Artifacts), humanBytes(s.Bytes), humanBytes(s.UniqueBytes), s.Compression)
 	if s.MissingLayers > 0 {
