@@ -175,9 +175,6 @@ func (b *Bundle) addArtifact(a *Artifact) {
 	b.referring[a.Subject] = append(b.referring[a.Subject], a)
 }
 
-// Artifact returns the artifact whose manifest is h, if the bundle holds it.
-func (b *Bundle) Artifact(h v1.Hash) *Artifact { return b.artifactOf[h] }
-
 // Referring returns the artifacts whose subject is h, in the bundle's order; the zero h
 // gives those that refer to nothing.
 func (b *Bundle) Referring(h v1.Hash) []*Artifact { return b.referring[h] }
