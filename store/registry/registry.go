@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -347,44 +348,70 @@ type push struct {
 // them: under their tag scheme tags, or by digest (a referrer: where the registry serves no
 // referrers API, remote.Put lists it in the fallback tag index, as cosign and oras do).
 func (r *receiver) plan(b *archive.Bundle) ([]push, error) {
-	var pushes []push
-	subjects := map[name.Repository][]v1.Hash{}
-	var repos []name.Repository
-	target := func(tag string) (name.Tag, error) {
-		t, _ := archive.ParseTag(tag)
-		target, err := name.NewTag(r.s.base+"/"+strings.TrimPrefix(t.RepositoryStr(), "library/")+":"+t.TagStr(), r.s.nameOptions()...)
-		if err != nil {
-			return name.Tag{}, fmt.Errorf("pushing %s: %w", tag, err)
-		}
-		if subjects[target.Context()] == nil {
-			repos = append(repos, target.Context())
-		}
-		return target, nil
+	p := &planner{r: r, b: b, subjects: map[name.Repository][]v1.Hash{}}
+	if err := p.images(); err != nil {
+		return nil, err
 	}
-	tree := func(t name.Tag, d v1.Descriptor, loaded *store.Loaded) error {
-		blobs, manifests, err := b.Tree(d)
-		if err != nil {
-			return fmt.Errorf("pushing %s: %w", t, err)
-		}
-		pushes = append(pushes, push{repo: t.Context(), refs: []name.Reference{t}, blobs: blobs, manifests: manifests, loaded: loaded})
-		for _, m := range manifests {
-			subjects[t.Context()] = append(subjects[t.Context()], m.Digest)
-		}
-		return nil
+	if err := p.named(); err != nil {
+		return nil, err
 	}
-	for _, img := range b.Images {
+	if err := p.referrers(); err != nil {
+		return nil, err
+	}
+	return p.pushes, nil
+}
+
+// A planner is what planning a bundle's pushes knows: the pushes so far, and the manifests
+// each repository takes, which artifacts may refer to.
+type planner struct {
+	r        *receiver
+	b        *archive.Bundle
+	pushes   []push
+	repos    []name.Repository // in the order they come
+	subjects map[name.Repository][]v1.Hash
+}
+
+// target is where tag goes.
+func (p *planner) target(tag string) (name.Tag, error) {
+	t, _ := archive.ParseTag(tag)
+	target, err := name.NewTag(p.r.s.base+"/"+strings.TrimPrefix(t.RepositoryStr(), "library/")+":"+t.TagStr(), p.r.s.nameOptions()...)
+	if err != nil {
+		return name.Tag{}, fmt.Errorf("pushing %s: %w", tag, err)
+	}
+	if !slices.Contains(p.repos, target.Context()) {
+		p.repos = append(p.repos, target.Context())
+	}
+	return target, nil
+}
+
+// tree plans the push of what d reaches under t.
+func (p *planner) tree(t name.Tag, d v1.Descriptor, loaded *store.Loaded) error {
+	blobs, manifests, err := p.b.Tree(d)
+	if err != nil {
+		return fmt.Errorf("pushing %s: %w", t, err)
+	}
+	p.pushes = append(p.pushes, push{repo: t.Context(), refs: []name.Reference{t}, blobs: blobs, manifests: manifests, loaded: loaded})
+	for _, m := range manifests {
+		p.subjects[t.Context()] = append(p.subjects[t.Context()], m.Digest)
+	}
+	return nil
+}
+
+// images plans the images under their tags, a multi-platform index kept whole as a tree.
+func (p *planner) images() error {
+	for _, img := range p.b.Images {
 		if len(img.RepoTags) == 0 {
-			return nil, fmt.Errorf("image %s has no tag to push it under", img.ID())
+			return fmt.Errorf("image %s has no tag to push it under", img.ID())
 		}
 		for _, tag := range img.RepoTags {
-			t, err := target(tag)
+			t, err := p.target(tag)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			loaded := &store.Loaded{Ref: t.String(), ID: img.ID()}
-			if idx, ok := taggedIndex(b, tag); ok {
-				if err := tree(t, idx, loaded); err != nil {
-					return nil, err
+			if idx, ok := taggedIndex(p.b, tag); ok {
+				if err := p.tree(t, idx, loaded); err != nil {
+					return err
 				}
 				continue
 			}
@@ -392,48 +419,59 @@ func (r *receiver) plan(b *archive.Bundle) ([]push, error) {
 			for _, l := range img.Layers {
 				blobs = append(blobs, l.Blob)
 			}
-			pushes = append(pushes, push{repo: t.Context(), refs: []name.Reference{t}, img: img, blobs: blobs, loaded: loaded})
-			subjects[t.Context()] = append(subjects[t.Context()], img.Manifest.Digest)
+			p.pushes = append(p.pushes, push{repo: t.Context(), refs: []name.Reference{t}, img: img, blobs: blobs, loaded: loaded})
+			p.subjects[t.Context()] = append(p.subjects[t.Context()], img.Manifest.Digest)
 		}
 	}
-	for _, a := range b.Artifacts {
+	return nil
+}
+
+// named plans the artifacts of their own (Helm charts) under their tags.
+func (p *planner) named() error {
+	for _, a := range p.b.Artifacts {
 		for _, tag := range a.RepoTags {
-			t, err := target(tag)
+			t, err := p.target(tag)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			if err := tree(t, a.Descriptor(), &store.Loaded{Ref: t.String(), ID: a.Manifest.Digest}); err != nil {
-				return nil, err
+			if err := p.tree(t, a.Descriptor(), &store.Loaded{Ref: t.String(), ID: a.Manifest.Digest}); err != nil {
+				return err
 			}
 		}
 	}
-	for _, repo := range repos {
-		queue, planned := subjects[repo], map[v1.Hash]bool{}
+	return nil
+}
+
+// referrers plans, into each repository, the artifacts that refer to what goes there, and
+// those that refer to them.
+func (p *planner) referrers() error {
+	for _, repo := range p.repos {
+		queue, planned := p.subjects[repo], map[v1.Hash]bool{}
 		for len(queue) > 0 {
 			subject := queue[0]
 			queue = queue[1:]
-			for _, a := range b.Referring(subject) {
+			for _, a := range p.b.Referring(subject) {
 				if planned[a.Manifest.Digest] {
 					continue
 				}
 				planned[a.Manifest.Digest] = true
-				p := push{repo: repo, refs: []name.Reference{repo.Digest(a.Manifest.Digest.String())}}
+				ps := push{repo: repo, refs: []name.Reference{repo.Digest(a.Manifest.Digest.String())}}
 				if len(a.Tags) > 0 {
-					p.refs = nil
+					ps.refs = nil
 					for _, tag := range a.Tags {
-						p.refs = append(p.refs, repo.Tag(tag))
+						ps.refs = append(ps.refs, repo.Tag(tag))
 					}
 				}
 				var err error
-				if p.blobs, p.manifests, err = b.Tree(a.Descriptor()); err != nil {
-					return nil, fmt.Errorf("pushing artifact %s to %s: %w", a.Manifest.Digest, repo, err)
+				if ps.blobs, ps.manifests, err = p.b.Tree(a.Descriptor()); err != nil {
+					return fmt.Errorf("pushing artifact %s to %s: %w", a.Manifest.Digest, repo, err)
 				}
-				pushes = append(pushes, p)
+				p.pushes = append(p.pushes, ps)
 				queue = append(queue, a.Manifest.Digest)
 			}
 		}
 	}
-	return pushes, nil
+	return nil
 }
 
 // taggedIndex returns the multi-platform index b's index.json gives tag, if any.
