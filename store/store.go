@@ -10,7 +10,7 @@
 // them as docker save does, a Streamer takes docker-archive byte streams (so one compressed
 // stream can fan out to many hosts), a Stepper keeps what each load brought, a Fronted store
 // has another behind it that takes images better, an Unpacker is better sent layers
-// compressed.
+// compressed, an OCIKeeper keeps a bundle's artifacts and multi-platform indexes.
 package store
 
 import (
@@ -58,6 +58,9 @@ type ReadOptions struct {
 	Platform *v1.Platform
 	// AllPlatforms keeps an index whole in the OCI part of the bundle.
 	AllPlatforms bool
+	// Referrers says which artifacts that refer to the images (signatures, attestations,
+	// SBOMs) a source that keeps them takes along: none when zero.
+	Referrers archive.Referrers
 	// Write is how the images will be written: a reader that stages (docker) encodes for it.
 	Write archive.WriteOptions
 	// TempDir holds what a reader stages ("" for the system's temp dir).

@@ -26,8 +26,9 @@ func Require(t testing.TB, name string) string {
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	// Daemons live in sbin, which may be missing from PATH.
-	for _, dir := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin"} {
+	// Daemons live in sbin, which may be missing from PATH; internal/scripts/deps.sh builds
+	// tools from Go modules (cosign) into /var/cache/ferry/bin.
+	for _, dir := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin", "/var/cache/ferry/bin"} {
 		p := filepath.Join(dir, name)
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
 			return p
