@@ -16,6 +16,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,6 +70,23 @@ type ReadOptions struct {
 	// Progress, if set, is told how many source bytes were read so far, and an estimate of
 	// the total (0 when unknown).
 	Progress func(done, total int64)
+	// Note, if set, is told what a reader left out of what the source holds: the other
+	// platforms of a multi-platform image it took one platform of.
+	Note func(string)
+}
+
+// NoteLeftOut tells o.Note, if set, which platforms of index m, that ref names, a reader left
+// out for the one it took.
+func (o ReadOptions) NoteLeftOut(ref string, m *v1.IndexManifest, took v1.Platform) {
+	var left []string
+	for _, d := range m.Manifests {
+		if d.MediaType.IsImage() && d.Platform != nil && !d.Platform.Satisfies(took) && !slices.Contains(left, d.Platform.String()) {
+			left = append(left, d.Platform.String())
+		}
+	}
+	if o.Note != nil && len(left) > 0 {
+		o.Note(fmt.Sprintf("%s: took %s of a multi-platform image, left out %s (--all-platforms keeps them)", archive.Quote(ref), took.String(), strings.Join(left, ", ")))
+	}
 }
 
 // PlatformOrHost is the platform to pick: o.Platform, else the host's.

@@ -253,6 +253,14 @@ func TestAllPlatforms(t *testing.T) {
 			if out := mustFerry(t, nil, "ls", bundle); !strings.Contains(out, near+"/multi:1: linux/"+otherArch()+" too") {
 				t.Errorf("ls does not name the other platform:\n%s", out)
 			}
+			leftOut := func(src ...string) {
+				t.Helper()
+				r := ferry(t, nil, append([]string{"save", "-o", filepath.Join(dir, "one.tar")}, src...)...)
+				if r.code != 0 || !strings.Contains(r.stderr, "left out linux/"+otherArch()) {
+					t.Errorf("save %s of one platform: exit %d, does not say which it left out:\n%s%s", src, r.code, r.stdout, r.stderr)
+				}
+			}
+			leftOut("--from", "registry", near+"/multi:1")
 
 			mustFerry(t, nil, "load", "-i", bundle, "--to", "registry:"+far+"/mirror", "-q")
 			sameManifest(t, near+"/multi:1", mustRef(t, far+"/mirror/multi:1"), digest)
@@ -276,6 +284,7 @@ func TestAllPlatforms(t *testing.T) {
 			mustFerry(t, nil, "load", "-i", bundle, "--to", "oci:"+oci, "-q")
 			again := filepath.Join(dir, "again.tar")
 			mustFerry(t, nil, "save", "oci:"+oci+":"+near+"/multi:1", "--all-platforms", "-o", again, "-q")
+			leftOut("oci:" + oci + ":" + near + "/multi:1")
 			raw := run(t, "skopeo", "inspect", "--raw", "oci-archive:"+again+":1")
 			if got, _, _ := v1.SHA256(strings.NewReader(raw)); got != digest {
 				t.Fatalf("saved back from the layout: index %s, want %s", got, digest)

@@ -83,6 +83,7 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 		return err
 	}
 	read.Write = write
+	read.Note = o.progress.note(cmd.ErrOrStderr())
 	byContent, err := o.deltaKind(write)
 	if err != nil {
 		return err

@@ -166,6 +166,7 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	opts.From, opts.FromHost = parseFrom(o.from)
 	opts.Waiting = o.progress.waiting(cmd.ErrOrStderr())
 	opts.Note = o.progress.note(cmd.ErrOrStderr())
+	opts.Read.Note = opts.Note
 	opts.Stall = o.stall
 	results, err := transfer.Send(cmd.Context(), images, hosts, opts)
 	show.finish(results, err)

@@ -4,6 +4,7 @@
 package oci
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -181,7 +182,10 @@ func addImage(b *archive.Bundle, src archive.V1Source, dir, ref string, opts sto
 		if desc, err = archive.PickPlatform(child, opts.PlatformOrHost()); err != nil {
 			return fmt.Errorf("%s: %w", dir, err)
 		}
-		taken = []v1.Descriptor{desc}
+		if cm, err := child.IndexManifest(); err == nil {
+			opts.NoteLeftOut(cmp.Or(ref, dir), cm, opts.PlatformOrHost())
+		}
+		idx, taken = child, []v1.Descriptor{desc} // the image is the child index's
 		fallthrough
 	default:
 		if err := addManifest(b, src, idx, desc, nil, tags); err != nil {

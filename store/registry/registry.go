@@ -263,6 +263,11 @@ func (s *Store) add(ctx context.Context, b *archive.Bundle, src archive.V1Source
 		if err != nil {
 			return fmt.Errorf("reading image %s: %w", r, err)
 		}
+		if desc.MediaType.IsIndex() {
+			if m, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest)); err == nil {
+				opts.NoteLeftOut(ref, m, platform)
+			}
+		}
 		im, err := b.AddImage(img, tags, src)
 		if err != nil {
 			return err
