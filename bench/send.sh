@@ -14,11 +14,14 @@
 # cold bytes, then run again (cut_rerun, for any host kind); a docker 26 host (classic
 # store, from the trixie root too), cold, where ferry sends zstd; and resuming on a classic
 # docker host: an image of eight incompressible 40 MiB layers sent cold, then killed at 70 %
-# of those bytes and sent again. Needs root.
+# of those bytes and sent again. Last, a fleet: eight hosts, each an OCI layout over SFTP behind
+# a shaped link of its own, sent to with --jobs 1, 4 and 8, against one host. Needs root.
 #   bench/send.sh        Env: FERRY (binary), SEND_BENCH_DIR (work dir, corpus cache), RATE, COLD_RUNS,
 #                        FERRY_TRIXIE_ROOT (the trixie root: without it, no containerd rows),
+#                        FLEET_IMAGE (default bench/go:1), FLEET_RUNS (rounds, default 3),
 #                        SEND_BENCH_ONLY=trixie (the containerd and docker 26 rows alone),
-#                        SEND_BENCH_ONLY=resume (the classic docker resume rows alone).
+#                        SEND_BENCH_ONLY=resume (the classic docker resume rows alone),
+#                        SEND_BENCH_ONLY=fleet (the fleet rows alone).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,7 +34,8 @@ IMAGE=bench/go:1
 LAYERS=bench/layers:1   # busybox and eight layers of 40 MiB of random bytes
 HOSTS=(1 2 3)
 [[ -z ${SEND_BENCH_ONLY:-} ]] || HOSTS=(1)
-NETNS=ferry-sb   # namespaces ferry-sb1…3, veths fsb1…3, 10.203.N.1 here and 10.203.N.2 there
+[[ ${SEND_BENCH_ONLY:-} != fleet ]] || HOSTS=()
+NETNS=ferry-sb VETH=fsb NET=10.203   # namespaces ferry-sb1…3, veths fsb1…3, 10.203.N.1 here and 10.203.N.2 there
 SRC=unix://$DIR/src/sock
 TRIXIE=${FERRY_TRIXIE_ROOT:-/var/cache/ferry/trixie}
 CTD=/tmp/ferry-sb-ctd   # the containerd node's state; short: its socket path must stay < 100 bytes
@@ -63,10 +67,10 @@ dockerd_stop() {
 cleanup() {
   local n
   for n in "${HOSTS[@]}"; do
-    [[ -f $DIR/sshd$n.pid ]] && kill "$(cat "$DIR/sshd$n.pid")" 2>/dev/null || true
-    ip netns del "$NETNS$n" 2>/dev/null || true
+    link_stop "$n"
     dockerd_stop "h$n"
   done
+  fleet_stop
   dockerd_stop src
   ctd_stop
   d26_stop
@@ -75,27 +79,46 @@ cleanup() {
 
 # host N: a namespace with sshd on 10.203.N.2, a veth shaped to $RATE, a dockerd.
 host_start() {
+  link_start "$1"
+  rm -rf "${DIR:?}/h$1"
+  dockerd_start "h$1" tmpfs
+  sshd_start "$1"
+}
+
+# link_start N: namespace $NETNS$N, reached through veth $VETH$N (shaped to $RATE), $NET.N.1
+# here and $NET.N.2 there.
+link_start() {
   local n=$1 ns=$NETNS$1
   ip netns add "$ns"
-  ip link add "fsb$n" type veth peer name eth0 netns "$ns"
-  ip addr add "10.203.$n.1/24" dev "fsb$n" && ip link set "fsb$n" up
-  ip -n "$ns" addr add "10.203.$n.2/24" dev eth0 && ip -n "$ns" link set eth0 up && ip -n "$ns" link set lo up
+  ip link add "$VETH$n" type veth peer name eth0 netns "$ns"
+  ip addr add "$NET.$n.1/24" dev "$VETH$n" && ip link set "$VETH$n" up
+  ip -n "$ns" addr add "$NET.$n.2/24" dev eth0 && ip -n "$ns" link set eth0 up && ip -n "$ns" link set lo up
   shape "$n" "$RATE"
-  rm -rf "${DIR:?}/h$n"
-  dockerd_start "h$n" tmpfs
-  ip netns exec "$ns" /usr/sbin/sshd -f /dev/null -h "$DIR/hostkey" -o ListenAddress="10.203.$n.2" \
-    -o AuthorizedKeysFile="$DIR/id.pub" -o StrictModes=no -o UsePAM=no -o PidFile="$DIR/sshd$n.pid"
-  for _ in $(seq 50); do ssh-keyscan -t ed25519 "10.203.$n.2" >>"$DIR/known_hosts" 2>/dev/null && return; sleep 0.2; done
+}
+
+# sshd_start N [FROM AT]: host N's sshd on $NET.N.2, with its sftp subsystem. ip netns exec
+# gives it a mount namespace of its own: with FROM and AT, it sees directory FROM at AT.
+sshd_start() {
+  local n=$1
+  ip netns exec "$NETNS$n" sh -euc '[ -z "$1" ] || mount --bind "$1" "$2"; shift 2; exec "$@"' sh "${2:-}" "${3:-}" \
+    /usr/sbin/sshd -f /dev/null -h "$DIR/hostkey" -o ListenAddress="$NET.$n.2" -o Subsystem="sftp internal-sftp" \
+    -o AuthorizedKeysFile="$DIR/id.pub" -o StrictModes=no -o UsePAM=no -o PidFile="$DIR/$NETNS$n.sshd.pid"
+  for _ in $(seq 50); do ssh-keyscan -t ed25519 "$NET.$n.2" >>"$DIR/known_hosts" 2>/dev/null && return; sleep 0.2; done
   return 1
 }
 
-shape() {   # shape N RATE|off
-  if [[ $2 == off ]]; then tc qdisc del dev "fsb$1" root 2>/dev/null || true; return; fi
-  tc qdisc replace dev "fsb$1" root tbf rate "$2" burst 64kb latency 50ms
+link_stop() {   # link_stop N: host N's sshd and namespace (its veth goes with it)
+  [[ -f $DIR/$NETNS$1.sshd.pid ]] && kill "$(cat "$DIR/$NETNS$1.sshd.pid")" 2>/dev/null || true
+  ip netns del "$NETNS$1" 2>/dev/null || true
 }
 
-dest() { echo "ssh://root@10.203.$1.2$DIR/h$1/sock"; }   # dest N: how ferry names host N
-wire() { cat "/sys/class/net/fsb$1/statistics/tx_bytes"; }   # bytes sent towards host N
+shape() {   # shape N RATE|off
+  if [[ $2 == off ]]; then tc qdisc del dev "$VETH$1" root 2>/dev/null || true; return; fi
+  tc qdisc replace dev "$VETH$1" root tbf rate "$2" burst 64kb latency 50ms
+}
+
+dest() { echo "ssh://root@$NET.$1.2$DIR/h$1/sock"; }   # dest N: how ferry names host N
+wire() { cat "/sys/class/net/$VETH$1/statistics/tx_bytes"; }   # bytes sent towards host N
 
 wipe() {   # wipe N: host N's daemon holds no images
   local h="docker -H unix://$DIR/h$1/sock" ids
@@ -338,6 +361,68 @@ resume_rows() {
     "the image runs and no untagged image is left"
 }
 
+# fleet_rows: $FLEET_IMAGE to eight hosts at once with --jobs 1, 4 and 8, against one host,
+# $FLEET_RUNS rounds alternated (medians). Each host is an OCI layout over SFTP (--to oci:DIR
+# on its sshd), behind a link of its own shaped to $RATE: namespaces ferry-sf1…8, veths
+# fsf1…8, 10.204.N. Eight dockerds unpacking on this machine's two cores would measure the
+# cores (the 3-host row above already does); an sshd writing files costs little, so the rows
+# measure ferry reading once and feeding eight links. Every host's layout lives in a tmpfs,
+# $DIR/fleet/hN, which its sshd (a mount namespace of its own) sees at $DIR/fleet/at.
+FLEET=(1 2 3 4 5 6 7 8)
+FLEET_IMAGE=${FLEET_IMAGE:-$IMAGE}
+FLEET_RUNS=${FLEET_RUNS:-3}
+fleet_rows() {
+  local NETNS=ferry-sf VETH=fsf NET=10.204   # what link_start, shape, wire… name, here
+  local f=$DIR/fleet n i j one="one host" all=() load0
+  local to=(--to "oci:$f/at/oci")
+  mkdir -p "$f" && mount -t tmpfs -o size=8g,mode=0755 ferry-sf "$f"
+  mkdir -p "$f/at"
+  for n in "${FLEET[@]}"; do
+    mkdir -p "$f/h$n" && link_start "$n" && sshd_start "$n" "$f/h$n" "$f/at"
+    echo "root@$NET.$n.2"
+  done >"$f/hosts"
+  load0=$(cut -d' ' -f1-3 /proc/loadavg)
+  for i in $(seq "$FLEET_RUNS"); do   # alternated, as the cold rows
+    fleet_wipe && run "$one #$i" 1 ferry_send "$FLEET_IMAGE" -H "root@$NET.1.2" "${to[@]}"
+    fleet_check 1
+    for j in 1 4 8; do
+      fleet_wipe && run "8 hosts, --jobs $j #$i" "${FLEET[*]}" ferry_send "$FLEET_IMAGE" -H "@$f/hosts" --jobs "$j" "${to[@]}"
+      fleet_check "${FLEET[@]}"
+    done
+  done
+  median "$one" "$FLEET_RUNS"
+  for j in 1 4 8; do median "8 hosts, --jobs $j" "$FLEET_RUNS" && all+=("8 hosts, --jobs $j"); done
+  fleet_stop
+
+  echo
+  echo "ferry send to 8 hosts, $FLEET_IMAGE into oci:DIR over SFTP, each host's link shaped to $RATE" \
+    "(medians of $FLEET_RUNS rounds, alternated; load average before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg)):"
+  echo
+  table "$one" "${all[@]}"
+  echo
+  echo "- one host: ${RUNS[$one]} s"
+  for j in 1 4 8; do
+    local k="8 hosts, --jobs $j"
+    echo "- $k: $(ratio "${WALL[$k]}" "${WALL[$one]}")× one host's time (links of their own: $(((8 + j - 1) / j))× at best)," \
+      "$(ratio "${BYTES[$k]}" "${BYTES[$one]}")× its bytes, ${CPU[$k]} CPU s (one host ${CPU[$one]}); runs ${RUNS[$k]} s"
+  done
+}
+
+fleet_wipe() { rm -rf "$DIR"/fleet/h*/oci; }   # no host holds anything
+
+fleet_check() {   # fleet_check N...: hosts N hold the image (a layout naming it)
+  local n
+  for n in "$@"; do
+    grep -q "\"org.opencontainers.image.ref.name\":\"[^\"]*$FLEET_IMAGE\"" "$DIR/fleet/h$n/oci/index.json" ||
+      { echo "host $n of the fleet does not hold $FLEET_IMAGE" >&2; return 1; }
+  done
+}
+
+fleet_stop() {
+  local NETNS=ferry-sf n
+  for n in "${FLEET[@]}"; do link_stop "$n"; done
+}
+
 # table NAME...: the runs named, as a markdown table.
 table() {
   local k
@@ -420,6 +505,10 @@ main() {
       resume_rows
       return
       ;;
+    fleet)
+      fleet_rows
+      return
+      ;;
   esac
 
   local size go_layer
@@ -463,6 +552,7 @@ main() {
   containerd_rows
   docker26_rows
   resume_rows
+  fleet_rows
 }
 
 main "$@"
