@@ -11,7 +11,7 @@ help: ## list the targets
 build: ## build bin/ferry (static, trimmed, versioned)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/ferry
 
-deps: ## install what tests, demo and benchmarks run against (apt, and a cached trixie root), when missing
+deps: ## install what tests, demo and benchmarks run against (apt, and the cached trixie and sid roots), when missing
 	@bash internal/scripts/deps.sh
 	$(GO) mod download
 

@@ -7,19 +7,21 @@
 #
 # Measures: cold send of the ~430 MB corpus image vs the naive pipeline (bytes and wall);
 # warm send (the host has the base) against the missing layer; fan-out to 3 hosts vs 1;
-# the same cold comparison on an unshaped link. Then a containerd node (containerd 1.7 from
-# the trixie root, on this machine; host 1's sshd reaches its socket, so the bytes cross host
+# the same cold comparison on an unshaped link. Then, for each Debian root (trixie: containerd
+# 1.7 and docker 26; sid: containerd 2.1 and docker 28; see internal/scripts/root.sh), a
+# containerd node (on this machine; host 1's sshd reaches its socket, so the bytes cross host
 # 1's shaped link): cold send into containerd:k8s.io vs `docker save | ssh node ctr images
 # import -`, warm send against the blobs the node lacked, and a send killed at 70 % of the
-# cold bytes, then run again (cut_rerun, for any host kind); a docker 26 host (classic
-# store, from the trixie root too), cold, where ferry sends zstd; and resuming on a classic
-# docker host: an image of eight incompressible 40 MiB layers sent cold, then killed at 70 %
-# of those bytes and sent again. Last, a fleet: eight hosts, each an OCI layout over SFTP behind
-# a shaped link of its own, sent to with --jobs 1, 4 and 8, against one host. Needs root.
+# cold bytes, then run again (cut_rerun, for any host kind); and a docker host from the same
+# root, cold, on the classic store, where ferry sends zstd, and on the containerd image store,
+# through its containerd. Then resuming on a classic docker host: an image of eight
+# incompressible 40 MiB layers sent cold, then killed at 70 % of those bytes and sent again.
+# Last, a fleet: eight hosts, each an OCI layout over SFTP behind a shaped link of its own,
+# sent to with --jobs 1, 4 and 8, against one host. Needs root.
 #   bench/send.sh        Env: FERRY (binary), SEND_BENCH_DIR (work dir, corpus cache), RATE, COLD_RUNS,
-#                        FERRY_TRIXIE_ROOT (the trixie root: without it, no containerd rows),
+#                        FERRY_TRIXIE_ROOT, FERRY_SID_ROOT (the roots: without one, none of its rows),
 #                        FLEET_IMAGE (default bench/go:1), FLEET_RUNS (rounds, default 3),
-#                        SEND_BENCH_ONLY=trixie (the containerd and docker 26 rows alone),
+#                        SEND_BENCH_ONLY=trixie or sid (that root's containerd and docker rows alone),
 #                        SEND_BENCH_ONLY=resume (the classic docker resume rows alone),
 #                        SEND_BENCH_ONLY=fleet (the fleet rows alone).
 set -euo pipefail
@@ -37,10 +39,12 @@ HOSTS=(1 2 3)
 [[ ${SEND_BENCH_ONLY:-} != fleet ]] || HOSTS=()
 NETNS=ferry-sb VETH=fsb NET=10.203   # namespaces ferry-sb1…3, veths fsb1…3, 10.203.N.1 here and 10.203.N.2 there
 SRC=unix://$DIR/src/sock
-TRIXIE=${FERRY_TRIXIE_ROOT:-/var/cache/ferry/trixie}
+declare -A ROOTS=([trixie]=${FERRY_TRIXIE_ROOT:-/var/cache/ferry/trixie} [sid]=${FERRY_SID_ROOT:-/var/cache/ferry/sid})
+declare -A CTD_VERSION=([trixie]=1.7 [sid]=2.1) DOCKER_VERSION=([trixie]=26 [sid]=28)
+ROOT=   # the root the containerd node and the docker host run from (use_root)
 CTD=/tmp/ferry-sb-ctd   # the containerd node's state; short: its socket path must stay < 100 bytes
 CTD_SOCK=$CTD/containerd.sock
-D26=/tmp/ferry-sb-d26   # a docker 26 host, the same way
+RD=/tmp/ferry-sb-rd   # a docker host from the root, the same way
 
 log() { printf '>> %s\n' "$*" >&2; }
 
@@ -73,7 +77,7 @@ cleanup() {
   fleet_stop
   dockerd_stop src
   ctd_stop
-  d26_stop
+  rd_stop
   awk -v p="$DIR/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r | xargs -r umount -l 2>/dev/null || true
 }
 
@@ -158,12 +162,19 @@ build_layers() {
   rm -rf "$ctx"
 }
 
-# trixie_start DIR CMD...: CMD from the trixie root, in a mount namespace of its own: the root
+# use_root NAME: the containerd node and docker host run from root NAME; false (and a log
+# line) when it is not built.
+use_root() {
+  ROOT=${ROOTS[$1]}
+  [[ -f $ROOT/.ferry-$1 ]] || { log "no $1 root at $ROOT: no containerd ${CTD_VERSION[$1]} or docker ${DOCKER_VERSION[$1]} rows"; return 1; }
+}
+
+# root_start DIR CMD...: CMD from the root, in a mount namespace of its own: the root
 # bind-mounted read-only onto itself, /proc, /sys and /dev, tmpfs on /run, this machine's /tmp
 # at the same path (DIR, under /tmp, holds its sockets, seen here, so host 1's sshd reaches
 # them), and tmpfs on DIR/root and DIR/state that go with it (a restart is a wipe). Its pid
 # (CMD's) goes to DIR/pid, its output to DIR/log.
-trixie_start() {
+root_start() {
   local d=$1
   shift
   unshare --mount --propagation private sh -euc '
@@ -181,11 +192,11 @@ trixie_start() {
     mount -t tmpfs -o size=4g tmpfs "$d/root"
     mount -t tmpfs tmpfs "$d/state"
     exec chroot "$r" "$@"
-  ' "$TRIXIE" "$d" "$@" >"$d/log" 2>&1 &
+  ' "$ROOT" "$d" "$@" >"$d/log" 2>&1 &
   echo $! >"$d/pid"
 }
 
-trixie_stop() {   # trixie_stop DIR: stop what trixie_start started there, remove DIR
+root_stop() {   # root_stop DIR: stop what root_start started there, remove DIR
   local pid
   pid=$(cat "$1/pid" 2>/dev/null) || return 0
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1/config" && kill "$pid" || true
@@ -199,32 +210,32 @@ ctd_start() {
   printf '%s\n' 'version = 2' "root = \"$CTD/root\"" "state = \"$CTD/state\"" \
     'disabled_plugins = ["io.containerd.grpc.v1.cri"]' '[grpc]' "  address = \"$CTD_SOCK\"" \
     '[ttrpc]' "  address = \"$CTD_SOCK.ttrpc\"" >"$CTD/config.toml"
-  trixie_start "$CTD" containerd --config "$CTD/config.toml"
+  root_start "$CTD" containerd --config "$CTD/config.toml"
   for _ in $(seq 60); do ctr_node version >/dev/null 2>&1 && return; sleep 0.5; done
   echo "containerd did not start: see $CTD/log" >&2
   return 1
 }
 
-ctd_stop() { trixie_stop "$CTD"; }
+ctd_stop() { root_stop "$CTD"; }
 
-# d26_start [containerd]: a dockerd 26 (classic store, overlay2) from the trixie root, its data
-# root on tmpfs; it starts its own containerd. With "containerd", on the containerd image store,
-# its exec root beside its socket and named docker (as /var/run/docker is beside
-# /var/run/docker.sock), where this machine and host 1's sshd see it: ferry finds its
-# containerd there (docker 26 does not say where it is).
-d26_start() {
-  local config='{}' exec=$D26/state
-  if [[ ${1:-} == containerd ]]; then config='{"features": {"containerd-snapshotter": true}}' exec=$D26/docker; fi
-  rm -rf "$D26" && mkdir -p "$D26/root" "$D26/state"
-  echo "$config" >"$D26/config.json"
-  trixie_start "$D26" dockerd --config-file "$D26/config.json" --data-root "$D26/root" --exec-root "$exec" \
-    --pidfile "$D26/state/pid" -H "unix://$D26/docker.sock" --bridge=none --iptables=false --ip6tables=false
-  for _ in $(seq 90); do docker -H "unix://$D26/docker.sock" version >/dev/null 2>&1 && return; sleep 0.5; done
-  echo "dockerd 26 did not start: see $D26/log" >&2
+# rd_start [containerd]: the root's dockerd (classic store, overlay2), its data root on tmpfs;
+# it starts its own containerd. With "containerd", on the containerd image store, its exec
+# root beside its socket and named docker (as /var/run/docker is beside /var/run/docker.sock),
+# where this machine and host 1's sshd see it: ferry finds docker 26's containerd there
+# (docker 28 says where in /info).
+rd_start() {
+  local config='{}' exec=$RD/state
+  if [[ ${1:-} == containerd ]]; then config='{"features": {"containerd-snapshotter": true}}' exec=$RD/docker; fi
+  rm -rf "$RD" && mkdir -p "$RD/root" "$RD/state"
+  echo "$config" >"$RD/config.json"
+  root_start "$RD" dockerd --config-file "$RD/config.json" --data-root "$RD/root" --exec-root "$exec" \
+    --pidfile "$RD/state/pid" -H "unix://$RD/docker.sock" --bridge=none --iptables=false --ip6tables=false
+  for _ in $(seq 90); do docker -H "unix://$RD/docker.sock" version >/dev/null 2>&1 && return; sleep 0.5; done
+  echo "dockerd did not start: see $RD/log" >&2
   return 1
 }
 
-d26_stop() { trixie_stop "$D26"; }
+rd_stop() { root_stop "$RD"; }
 
 ctd_wipe() { ctd_stop && ctd_start; }   # the node holds nothing
 
@@ -265,10 +276,11 @@ cut_rerun() {
   run "$name" "$n" ferry_send "$@"
 }
 
-containerd_rows() {
-  [[ -f $TRIXIE/.ferry-trixie ]] || { log "no trixie root at $TRIXIE: no containerd rows"; return 0; }
-  local cold="ferry send → containerd, cold" naive="docker save \\| ssh node ctr images import, cold"
-  local warm="ferry send → containerd, warm (node has the base)" cut="ferry send → containerd, re-run after a kill at 70 %"
+containerd_rows() {   # containerd_rows ROOT
+  use_root "$1" || return 0
+  local v=${CTD_VERSION[$1]}
+  local cold="ferry send → containerd $v, cold" naive="docker save \\| ssh node ctr images import (containerd $v), cold"
+  local warm="ferry send → containerd $v, warm (node has the base)" cut="ferry send → containerd $v, re-run after a kill at 70 %"
   local to=(-H "$(ctd_dest)" --to containerd:k8s.io) before missing payload
   shape 1 "$RATE"
   ctd_wipe && run "$naive" 1 naive_ctr
@@ -284,7 +296,7 @@ containerd_rows() {
   ctd_stop
 
   echo
-  echo "ferry send into containerd 1.7 (namespace k8s.io) over SSH, $IMAGE, link shaped to $RATE:"
+  echo "ferry send into containerd $v (namespace k8s.io) over SSH, $IMAGE, link shaped to $RATE:"
   echo
   table "$naive" "$cold" "$warm" "$cut"
   echo
@@ -300,31 +312,32 @@ containerd_rows() {
     "$(floor "$cold") s ($(ratio "$(floor "$cold")" "${WALL[$naive]}")× ctr import)"
 }
 
-# docker26_rows: a docker 26 host behind host 1's shaped link, cold, against the naive
-# pipeline: on the classic store, where ferry compresses the stream with zstd for docker 23
-# and later; on the containerd image store, where ferry sends through the daemon's
+# docker_rows ROOT: the root's docker host behind host 1's shaped link, cold, against the
+# naive pipeline: on the classic store, where ferry compresses the stream with zstd for docker
+# 23 and later; on the containerd image store, where ferry sends through the daemon's
 # containerd (layers gzip-compressed, as into any containerd).
-docker26_rows() {
-  [[ -f $TRIXIE/.ferry-trixie ]] || { log "no trixie root at $TRIXIE: no docker 26 rows"; return 0; }
-  local naive="docker save \\| ssh host docker load (docker 26), cold" cold="ferry send → docker 26, cold (zstd)"
-  local cnaive="docker save \\| ssh host docker load (docker 26 containerd store), cold"
-  local ccold="ferry send → docker 26 containerd store (via its containerd), cold"
+docker_rows() {
+  use_root "$1" || return 0
+  local v=${DOCKER_VERSION[$1]}
+  local naive="docker save \\| ssh host docker load (docker $v), cold" cold="ferry send → docker $v, cold (zstd)"
+  local cnaive="docker save \\| ssh host docker load (docker $v containerd store), cold"
+  local ccold="ferry send → docker $v containerd store (via its containerd), cold"
   shape 1 "$RATE"
-  d26_start
-  run "$naive" 1 naive_d26
-  d26_stop && d26_start
-  run "$cold" 1 ferry_send "$IMAGE" -H "ssh://root@10.203.1.2$D26/docker.sock"
-  docker -H "unix://$D26/docker.sock" image inspect "$IMAGE" >/dev/null
-  d26_stop && d26_start containerd
-  run "$cnaive" 1 naive_d26
-  d26_stop && d26_start containerd
-  run "$ccold" 1 ferry_send "$IMAGE" -H "ssh://root@10.203.1.2$D26/docker.sock"
-  docker -H "unix://$D26/docker.sock" image inspect "$IMAGE" >/dev/null
+  rd_start
+  run "$naive" 1 naive_rd
+  rd_stop && rd_start
+  run "$cold" 1 ferry_send "$IMAGE" -H "ssh://root@10.203.1.2$RD/docker.sock"
+  docker -H "unix://$RD/docker.sock" image inspect "$IMAGE" >/dev/null
+  rd_stop && rd_start containerd
+  run "$cnaive" 1 naive_rd
+  rd_stop && rd_start containerd
+  run "$ccold" 1 ferry_send "$IMAGE" -H "ssh://root@10.203.1.2$RD/docker.sock"
+  docker -H "unix://$RD/docker.sock" image inspect "$IMAGE" >/dev/null
   ! grep -q 'cannot use' "$DIR/cmd.err" || log "the send to the containerd store did not go through its containerd: $(cat "$DIR/cmd.err")"
-  d26_stop
+  rd_stop
 
   echo
-  echo "ferry send to docker 26 over SSH, $IMAGE, link shaped to $RATE:"
+  echo "ferry send to docker $v over SSH, $IMAGE, link shaped to $RATE:"
   echo
   table "$naive" "$cold" "$cnaive" "$ccold"
   echo
@@ -333,9 +346,9 @@ docker26_rows() {
   echo "- containerd store, cold, ferry (via containerd) / naive: $(ratio "${BYTES[$ccold]}" "${BYTES[$cnaive]}")× the bytes," \
     "$(ratio "${WALL[$ccold]}" "${WALL[$cnaive]}")× the time; floor $(floor "$ccold") s ($(ratio "$(floor "$ccold")" "${WALL[$cnaive]}")× naive)"
 }
-naive_d26() {
+naive_rd() {
   docker -H "$SRC" save "$IMAGE" |
-    ssh -i "$DIR/id" -o UserKnownHostsFile="$DIR/known_hosts" -o BatchMode=yes root@10.203.1.2 "docker -H unix://$D26/docker.sock load"
+    ssh -i "$DIR/id" -o UserKnownHostsFile="$DIR/known_hosts" -o BatchMode=yes root@10.203.1.2 "docker -H unix://$RD/docker.sock load"
 }
 
 # resume_rows: host 1 (docker 20.10, classic store) gets the eight-layer image cold, then again
@@ -495,10 +508,10 @@ main() {
   build_corpus
   for n in "${HOSTS[@]}"; do host_start "$n"; done
   case ${SEND_BENCH_ONLY:-} in
-    trixie)
+    trixie | sid)
       run "first byte" "" first_byte
-      containerd_rows
-      docker26_rows
+      containerd_rows "$SEND_BENCH_ONLY"
+      docker_rows "$SEND_BENCH_ONLY"
       return
       ;;
     resume)
@@ -549,8 +562,11 @@ main() {
   echo "- floors: docker save's first byte comes after ${WALL[first byte]} s; with the bytes sent at $RATE, no send can take" \
     "less than $(floor "$c") s cold ($(ratio "$(floor "$c")" "${WALL[$n]}")× naive) or $(floor "$w") s warm ($(ratio "$(floor "$w")" "${WALL[$n]}")× naive)," \
     "before the host loads anything"
-  containerd_rows
-  docker26_rows
+  local root
+  for root in trixie sid; do
+    containerd_rows "$root"
+    docker_rows "$root"
+  done
   resume_rows
   fleet_rows
 }

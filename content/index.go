@@ -12,6 +12,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -60,23 +61,38 @@ func (x *Index) Holds(diffID v1.Hash) bool {
 // returns its diffID. A layer x holds already is not recorded again. On any error x is as it
 // was.
 func (x *Index) Add(ctx context.Context, r io.Reader) (v1.Hash, error) {
+	l, recs, err := scan(ctx, r)
+	if err == nil {
+		x.add(l, recs)
+	}
+	return l.DiffID, err
+}
+
+// scan reads a layer's tar and returns it, with where its chunks lie.
+func scan(ctx context.Context, r io.Reader) (Layer, []rec, error) {
 	s := &indexer{h: sha256.New()}
 	if err := segment(archive.ContextReader(ctx, io.TeeReader(r, s.h)), s); err != nil {
-		return v1.Hash{}, err
+		return Layer{}, nil, err
 	}
-	diffID := archive.HashOf(s.h)
-	if x.Holds(diffID) {
-		return diffID, nil
+	return Layer{DiffID: archive.HashOf(s.h), Size: s.off}, s.found, nil
+}
+
+// add records layer l, whose chunks lie where recs say, unless x holds it.
+func (x *Index) add(l Layer, recs []rec) {
+	if x.Holds(l.DiffID) {
+		x.Name(l.DiffID, l.Refs...)
+		return
 	}
 	i := len(x.Layers)
-	x.layer[diffID] = i
-	x.Layers = append(x.Layers, Layer{DiffID: diffID, Size: s.off})
-	for _, c := range s.found {
-		if _, ok := x.chunks[c.sum]; !ok {
+	x.layer[l.DiffID] = i
+	x.Layers = append(x.Layers, l)
+	for _, c := range recs {
+		// A chunk several layers hold is found in the one of least diffID: the same index
+		// whatever order its layers came in.
+		if had, ok := x.chunks[c.sum]; !ok || l.DiffID.Hex < x.Layers[had.layer].DiffID.Hex {
 			x.chunks[c.sum] = loc{layer: uint32(i), off: c.off, size: c.size}
 		}
 	}
-	return diffID, nil
 }
 
 // Name names refs as images that hold the layer diffID names, if x holds it.
@@ -95,26 +111,69 @@ func appendNew(list []string, add ...string) []string {
 	return list
 }
 
+// A rec is where a chunk lies in a layer.
+type rec struct {
+	sum  [32]byte
+	off  int64
+	size uint32
+}
+
 // An indexer notes where a layer's chunks lie.
 type indexer struct {
 	h     hash.Hash
 	off   int64
-	found []struct {
-		sum  [32]byte
-		off  int64
-		size uint32
-	}
+	found []rec
 }
 
 func (s *indexer) raw(p []byte) error { s.off += int64(len(p)); return nil }
 
 func (s *indexer) chunk(p []byte, sum [32]byte) error {
-	s.found = append(s.found, struct {
-		sum  [32]byte
-		off  int64
-		size uint32
-	}{sum, s.off, uint32(len(p))})
+	s.found = append(s.found, rec{sum, s.off, uint32(len(p))})
 	s.off += int64(len(p))
+	return nil
+}
+
+// appendRec appends a chunk record: its sha256, then as uvarints the layer's place in
+// Layers (in an index; none in a cache entry, which is one layer's), the offset, the size.
+func appendRec(buf []byte, c rec, layer ...uint32) []byte {
+	buf = append(buf, c.sum[:]...)
+	for _, l := range layer {
+		buf = binary.AppendUvarint(buf, uint64(l))
+	}
+	return binary.AppendUvarint(binary.AppendUvarint(buf, uint64(c.off)), uint64(c.size))
+}
+
+// readRecs reads the records appendRec wrote with (layered) or without a layer number,
+// each checked against sizes, the layers' sizes: an index is input from across the gap.
+func readRecs(buf []byte, layered bool, sizes []int64, each func(layer uint32, c rec)) error {
+	n := 2
+	if layered {
+		n = 3
+	}
+	for len(buf) > 0 {
+		if len(buf) < 32 {
+			return fmt.Errorf("content index: a chunk record is cut short")
+		}
+		var c rec
+		copy(c.sum[:], buf)
+		buf = buf[32:]
+		var v [3]uint64
+		for k := range n {
+			var w int
+			if v[k], w = binary.Uvarint(buf); w <= 0 {
+				return fmt.Errorf("content index: chunk %x: a bad number", c.sum[:8])
+			}
+			buf = buf[w:]
+		}
+		if !layered {
+			v = [3]uint64{0, v[0], v[1]}
+		}
+		if v[0] >= uint64(len(sizes)) || v[2] == 0 || v[2] > maxChunk || v[1] > uint64(sizes[v[0]]) || v[1]+v[2] > uint64(sizes[v[0]]) {
+			return fmt.Errorf("content index: chunk %x lies outside the layers listed", c.sum[:8])
+		}
+		c.off, c.size = int64(v[1]), uint32(v[2])
+		each(uint32(v[0]), c)
+	}
 	return nil
 }
 
@@ -126,17 +185,25 @@ type indexJSON struct {
 }
 
 // MarshalJSON writes x compactly: an index of a store's layers crosses the gap.
+// The layers are sorted by diffID, their refs by name, the chunks by sha256: the same index
+// gives the same bytes.
 func (x *Index) MarshalJSON() ([]byte, error) {
+	layers := slices.Clone(x.Layers)
+	slices.SortFunc(layers, func(a, b Layer) int { return strings.Compare(a.DiffID.Hex, b.DiffID.Hex) })
+	for i := range layers {
+		layers[i].Refs = slices.Sorted(slices.Values(layers[i].Refs))
+	}
+	place := make([]uint32, len(x.Layers)) // x's layer → its place in layers
+	for i, l := range layers {
+		place[x.layer[l.DiffID]] = uint32(i)
+	}
 	sums := slices.SortedFunc(maps.Keys(x.chunks), func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
 	var buf []byte
 	for _, sum := range sums {
 		l := x.chunks[sum]
-		buf = append(buf, sum[:]...)
-		buf = binary.AppendUvarint(buf, uint64(l.layer))
-		buf = binary.AppendUvarint(buf, uint64(l.off))
-		buf = binary.AppendUvarint(buf, uint64(l.size))
+		buf = appendRec(buf, rec{sum, l.off, l.size}, place[l.layer])
 	}
-	return json.Marshal(indexJSON{Layers: x.Layers, Chunks: base64.StdEncoding.EncodeToString(buf)})
+	return json.Marshal(indexJSON{Layers: layers, Chunks: base64.StdEncoding.EncodeToString(buf)})
 }
 
 // UnmarshalJSON reads what MarshalJSON wrote, checking every record against the layers it
@@ -158,25 +225,11 @@ func (x *Index) UnmarshalJSON(data []byte) error {
 		x.layer[l.DiffID] = i
 	}
 	x.Layers = j.Layers
-	for len(buf) > 0 {
-		if len(buf) < 32 {
-			return fmt.Errorf("content index: a chunk record is cut short")
-		}
-		var sum [32]byte
-		copy(sum[:], buf)
-		buf = buf[32:]
-		var v [3]uint64
-		for k := range v {
-			n := 0
-			if v[k], n = binary.Uvarint(buf); n <= 0 {
-				return fmt.Errorf("content index: chunk %x: a bad number", sum[:8])
-			}
-			buf = buf[n:]
-		}
-		if v[0] >= uint64(len(x.Layers)) || v[2] == 0 || v[2] > maxChunk || v[1] > uint64(x.Layers[v[0]].Size) || v[1]+v[2] > uint64(x.Layers[v[0]].Size) {
-			return fmt.Errorf("content index: chunk %x lies outside the layers listed", sum[:8])
-		}
-		x.chunks[sum] = loc{layer: uint32(v[0]), off: int64(v[1]), size: uint32(v[2])}
+	sizes := make([]int64, len(x.Layers))
+	for i, l := range x.Layers {
+		sizes[i] = l.Size
 	}
-	return nil
+	return readRecs(buf, true, sizes, func(layer uint32, c rec) {
+		x.chunks[c.sum] = loc{layer: layer, off: c.off, size: c.size}
+	})
 }

@@ -257,11 +257,18 @@ func (inv *Inventory) Lacks(b *archive.Bundle) []string {
 // Thin returns b without the layers the store holds: the delta to send it.
 func (inv *Inventory) Thin(b *archive.Bundle) *archive.Bundle { return b.Thin(inv.Has) }
 
-// Write writes the inventory as JSON.
+// Write writes the inventory as JSON, its images in the order of their digests, whatever
+// order the store listed them in: the same store gives the same bytes.
 func (inv *Inventory) Write(w io.Writer) error {
+	out := *inv
+	out.Images = slices.Clone(inv.Images)
+	for i := range out.Images {
+		out.Images[i].Tags = slices.Sorted(slices.Values(out.Images[i].Tags))
+	}
+	slices.SortStableFunc(out.Images, func(a, b NamedImage) int { return slices.Compare(a.Digests, b.Digests) })
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", " ")
-	return enc.Encode(inv)
+	return enc.Encode(&out)
 }
 
 // ReadInventory reads an inventory written by Write.

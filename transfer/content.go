@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -15,25 +17,65 @@ import (
 )
 
 // ContentIndex indexes, file by file, the layers of every image spec holds: a bundle file
-// (loaded at the destination), or a store (on host, if set), whose images are read once.
+// (loaded at the destination), or a store (on host, if set), whose images are read once,
+// what was learnt kept in the user's cache: a store whose every layer is in the cache is not
+// read again.
 func ContentIndex(ctx context.Context, spec, host string, opts Options) (*content.Index, error) {
-	var im *store.Images
+	cache := content.NewCache(contentCache())
 	if isFile(spec) {
-		var err error
-		if im, err = Open(ctx, []string{spec}, SaveOptions{Options: opts}); err != nil {
-			return nil, err
-		}
-	} else {
-		st, done, err := OpenStore(ctx, spec, host, opts)
+		im, err := Open(ctx, []string{spec}, SaveOptions{Options: opts})
 		if err != nil {
 			return nil, err
 		}
-		defer done()
-		if im, err = readAll(ctx, st); err != nil {
-			return nil, fmt.Errorf("%s: %w", st, err)
-		}
+		defer im.Close()
+		return indexImages(ctx, cache, im)
+	}
+	st, done, err := OpenStore(ctx, spec, host, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if x := fromCache(ctx, st, cache); x != nil {
+		return x, nil
+	}
+	if opts.Note != nil {
+		opts.Note(fmt.Sprintf("%s: reading every image once to index the content of its layers", st))
+	}
+	im, err := readAll(ctx, st)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", st, err)
 	}
 	defer im.Close()
+	return indexImages(ctx, cache, im)
+}
+
+// contentCache is where what indexing learnt is kept: the user's cache directory, if any.
+func contentCache() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "ferry", "content")
+}
+
+// fromCache indexes st from the cache alone, when it holds every layer st's inventory lists;
+// else it returns nil.
+func fromCache(ctx context.Context, st store.Store, cache *content.Cache) *content.Index {
+	inv, err := st.Inventory(ctx)
+	if err != nil || len(inv.DiffIDs) == 0 {
+		return nil
+	}
+	x := content.NewIndex()
+	for _, hex := range inv.DiffIDs {
+		if !cache.Load(x, v1.Hash{Algorithm: "sha256", Hex: hex}) {
+			return nil
+		}
+	}
+	return x
+}
+
+// indexImages indexes the layers of im's images, each named by its image's first tag.
+func indexImages(ctx context.Context, cache *content.Cache, im *store.Images) (*content.Index, error) {
 	x := content.NewIndex()
 	for _, img := range im.Bundle.Images {
 		ref := img.ID().String()
@@ -41,14 +83,15 @@ func ContentIndex(ctx context.Context, spec, host string, opts Options) (*conten
 			ref = img.RepoTags[0]
 		}
 		for _, l := range img.Layers {
-			if !x.Holds(l.DiffID) {
-				if err := addLayer(ctx, x, im.Src, l); err != nil {
+			if !x.Holds(l.DiffID) && !cache.Load(x, l.DiffID) {
+				if err := addLayer(ctx, x, cache, im.Src, l); err != nil {
 					return nil, err
 				}
 			}
 			x.Name(l.DiffID, ref)
 		}
 	}
+	cache.Save(x)
 	return x, nil
 }
 
@@ -81,10 +124,10 @@ func readAll(ctx context.Context, st store.Store) (*store.Images, error) {
 	return rd.Open(ctx, tags, store.ReadOptions{})
 }
 
-// addLayer adds a layer whose blob src serves to x.
-func addLayer(ctx context.Context, x *content.Index, src archive.BlobSource, l *archive.Layer) error {
+// addLayer adds a layer whose blob src serves to x, and to the cache.
+func addLayer(ctx context.Context, x *content.Index, cache *content.Cache, src archive.BlobSource, l *archive.Layer) error {
 	return uncompressed(ctx, src, l, func(r io.Reader) error {
-		got, err := x.Add(ctx, r)
+		got, err := cache.Add(ctx, x, r)
 		if err == nil && got != l.DiffID {
 			err = fmt.Errorf("%w: layer %s: its tar hashes to %s", archive.ErrDiffIDMismatch, l.DiffID, got)
 		}

@@ -348,7 +348,7 @@ func (h *host) receiveBlobs(ctx context.Context, im *store.Images, b *archive.Bu
 	if err != nil {
 		return err
 	}
-	return r.finish(archive.Feed(ctx, b, im.Src, r.sink))
+	return r.finish(b, archive.Feed(ctx, b, im.Src, r.sink))
 }
 
 // A receipt is one bundle going into the store's Receive, its bytes counted as sent.
@@ -367,21 +367,26 @@ func (h *host) receive(ctx context.Context, total int64) (*receipt, error) {
 		return nil, err
 	}
 	r := &receipt{h: h, rcv: rcv, sent: h.res.Sent, total: h.res.Sent + total}
-	r.sink = &countingSink{Receiver: rcv, p: store.Progress{Report: func(n, _ int64) {
+	r.sink = &countingSink{Receiver: rcv, held: map[string]bool{}, p: store.Progress{Report: func(n, _ int64) {
 		h.res.Sent = r.sent + n
 		h.progress(h.res.Sent, r.total)
 	}}}
 	return r, nil
 }
 
-// finish counts what the store held of the blobs as not sent, and says what it loaded, or
-// why it did not (err, from feeding it).
-func (r *receipt) finish(err error) error {
+// finish counts what the store held of the blobs as not sent, and the layers of b it held
+// whole as Held, and says what it loaded, or why it did not (err, from feeding it).
+func (r *receipt) finish(b *archive.Bundle, err error) error {
 	if rs, ok := r.rcv.(store.Resumer); ok { // what the store held of a blob was never sent
 		r.h.res.Sent = r.sent + r.sink.p.Done - rs.Resumed()
 	}
 	if err != nil {
 		return fmt.Errorf("%w; what %s took in whole stays there, and sending again sends only the rest", err, r.h.st)
+	}
+	for _, l := range b.LayerOrder() {
+		if r.sink.held["blobs/"+l.Digest.Algorithm+"/"+l.Digest.Hex] {
+			r.h.res.Held++
+		}
 	}
 	for _, l := range r.rcv.Loaded() {
 		r.h.res.Loaded = append(r.h.res.Loaded, l.Ref)
@@ -392,7 +397,7 @@ func (r *receipt) finish(err error) error {
 // fail aborts the receipt with err, which did not come from feeding the store.
 func (r *receipt) fail(err error) error {
 	r.rcv.Abort(err)
-	return r.finish(err)
+	return r.finish(nil, err)
 }
 
 // countingWriter counts the bytes written through it and reports the count.
@@ -408,14 +413,26 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// countingSink counts the bytes of the entries it hands on.
+// countingSink counts the bytes of the entries it hands on, and notes the entries a
+// store.Resumer held whole: none of their bytes moved.
 type countingSink struct {
 	store.Receiver
-	p store.Progress
+	p    store.Progress
+	held map[string]bool // entry names
 }
 
 func (c *countingSink) Entry(ctx context.Context, e archive.Entry, r io.Reader) error {
-	return c.Receiver.Entry(ctx, e, c.p.Reader(r))
+	rs, _ := c.Receiver.(store.Resumer)
+	var resumed int64
+	if rs != nil {
+		resumed = rs.Resumed()
+	}
+	done := c.p.Done
+	err := c.Receiver.Entry(ctx, e, c.p.Reader(r))
+	if err == nil && rs != nil && e.Size > 0 && rs.Resumed()-resumed == c.p.Done-done {
+		c.held[e.Name] = true
+	}
+	return err
 }
 
 // countLayers counts the layer blobs of b's images and those b leaves out.

@@ -199,7 +199,7 @@ func (d *packed) send(ctx context.Context, p *pending) error {
 	}
 	// The layers are in the store now, or were: only configs and manifests are left.
 	rb = rb.LeaveOut(func(blob *archive.Blob) bool { return fed[blob.Digest] || h.inv.HasBlob(blob.Digest) })
-	return r.finish(archive.Feed(ctx, rb, im.Src, r.sink))
+	return r.finish(rb, archive.Feed(ctx, rb, im.Src, r.sink))
 }
 
 // lacking returns the layers (diffIDs) of ls's images the store lacks, in the images' order,

@@ -56,8 +56,11 @@ type HostResult struct {
 	// Sent is the bytes streamed into the host's store. Full estimates what sending the
 	// images whole would have cost.
 	Sent, Full int64
-	// Layers counts the layer blobs of the images, Skipped those the host already had.
-	Layers, Skipped int
+	// Layers counts the layer blobs of the images, Skipped those the host already had, as
+	// its inventory said, and Held those it found it had whole as they came (a containerd
+	// holding the blob in another namespace): no byte of them moved, and it unpacked them.
+	// The others are the layers sent.
+	Layers, Skipped, Held int
 	// Complete, when the host's store takes only complete images (docker on the containerd
 	// image store, podman), says why, in the store kind's words: nothing was skipped.
 	Complete string

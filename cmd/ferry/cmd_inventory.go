@@ -20,8 +20,10 @@ the bundle then leaves out what the store already has (nothing, for a store that
 complete images only). With -H, the store is on that host, reached over SSH.
 
 With --content, it also indexes the content of every layer of the store's tagged images,
-file by file (reading each image once: docker and podman save them): ferry save --have
-FILE --delta content then carries only the files, and pieces of files, the store lacks.
+file by file (reading each image once: docker and podman save them; what it learns is kept
+in ~/.cache/ferry/content, and a store whose every layer is there is not read again):
+ferry save --have FILE --delta content then carries only the files, and pieces of files,
+the store lacks.
 
 ` + storeHelp(),
 		Example: `  ferry inventory -o have.json                  # on the far side
@@ -33,6 +35,7 @@ FILE --delta content then carries only the files, and pieces of files, the store
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := ssh.options(insecure, promptPassphrase)
 			opts.Waiting = waitNote(cmd.ErrOrStderr(), false)
+			opts.Note = opts.Waiting
 			inv, err := transfer.Inventory(cmd.Context(), from, host, opts)
 			if err != nil {
 				return err

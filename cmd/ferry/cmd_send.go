@@ -290,12 +290,16 @@ func printSendSummary(w io.Writer, results []transfer.HostResult) {
 			fmt.Fprintf(tw, "%s\t%s\t\t\tFAILED\n", r.Host, humanBytes(r.Sent))
 			continue
 		}
+		// Layers sent are those whose bytes moved; those the store held apart.
 		result := "loaded " + strings.Join(r.Loaded, ", ")
+		if r.Held > 0 {
+			result += fmt.Sprintf("; %d layers held already, unpacked", r.Held)
+		}
 		if r.Complete != "" {
 			result += " (" + r.Complete + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d of %d\t%s\n", r.Host, humanBytes(r.Sent), humanBytes(r.Full),
-			r.Layers-r.Skipped, r.Layers, result)
+			r.Layers-r.Skipped-r.Held, r.Layers, result)
 	}
 	tw.Flush()
 }

@@ -21,6 +21,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The current toolchain (docker 26, containerd 1.7, podman 5, skopeo 1.18) runs from a
-# Debian 13 root, built once and cached (internal/testenv/trixie.go starts it).
-bash "$(dirname "$0")/trixie.sh"
+# Newer toolchains run from Debian roots, built once and cached (internal/testenv/roots.go
+# starts them): Debian 13's docker 26, containerd 1.7, podman 5.4, skopeo 1.18, and
+# unstable's docker 28, containerd 2.1, podman 5.8, skopeo 1.22.
+for root in trixie sid; do
+  bash "$(dirname "$0")/root.sh" "$root"
+done

@@ -31,7 +31,7 @@ type Docker struct {
 	ContainerdStore bool
 	// Containerd is the socket of the containerd the daemon runs its containers in (and,
 	// on the containerd image store, keeps its images in), reachable from the host; it is
-	// set for the 26 flavors. Namespace is the daemon's containerd namespace ("moby").
+	// set for the flavors of a root. Namespace is the daemon's containerd namespace ("moby").
 	Containerd, Namespace string
 
 	docker string // path of the docker CLI

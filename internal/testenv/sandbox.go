@@ -13,42 +13,11 @@ import (
 	"time"
 )
 
-// DefaultTrixieRoot is where internal/scripts/trixie.sh builds the Debian 13 root that the
-// current toolchain (docker 26, containerd 1.7, podman 5, skopeo 1.18) runs from;
-// FERRY_TRIXIE_ROOT overrides it.
-const DefaultTrixieRoot = "/var/cache/ferry/trixie"
-
 // sandboxPrefix names the host directories of sandboxes; sweepSandboxes removes those of
 // dead test processes.
-const sandboxPrefix = "ferry-t13-"
+const sandboxPrefix = "ferry-sbx-"
 
-// TrixieRoot returns the trixie root built by internal/scripts/trixie.sh (`make deps`), or
-// skips the test when it is missing or unfinished — unless FERRY_TEST_REQUIRE=1, in which
-// case it fails the test. Running programs from it needs root.
-func TrixieRoot(t testing.TB) string {
-	t.Helper()
-	root := os.Getenv("FERRY_TRIXIE_ROOT")
-	if root == "" {
-		root = DefaultTrixieRoot
-	}
-	root = filepath.Clean(root)
-	var why string
-	if _, err := os.Stat(filepath.Join(root, ".ferry-trixie")); err != nil {
-		why = fmt.Sprintf("no trixie root at %s (build it with internal/scripts/trixie.sh or make deps)", root)
-	} else if os.Geteuid() != 0 {
-		why = "the trixie toolchain needs root"
-	}
-	if why == "" {
-		return root
-	}
-	if os.Getenv("FERRY_TEST_REQUIRE") == "1" {
-		t.Fatalf("%s (FERRY_TEST_REQUIRE=1)", why)
-	}
-	t.Skip(why)
-	return ""
-}
-
-// sandbox runs programs of the trixie root in a mount and PID namespace of their own: the
+// sandbox runs programs of a root (see Root) in a mount and PID namespace of their own: the
 // root bind-mounted onto itself (runc refuses a root that is not a mount point) and
 // read-only, a fresh /proc, /sys and /dev from the host (rbind, rslave), tmpfs on /run, the
 // host's temp directory at the same path (so paths under t.TempDir() and the sandbox's
@@ -98,9 +67,9 @@ func sandboxEnv(dir string) []string {
 
 // startSandbox starts a sandbox whose init runs main (a daemon, or sleep) with its output
 // in DIR/name.log, and registers a cleanup that stops it and removes DIR.
-func startSandbox(t testing.TB, name string, main func(dir string) []string) *sandbox {
+func startSandbox(t testing.TB, r *Root, name string, main func(dir string) []string) *sandbox {
 	t.Helper()
-	root := TrixieRoot(t)
+	root := r.Path(t)
 	unshare := Require(t, "unshare")
 	sweepSandboxes()
 	dir := shortDir(t, sandboxPrefix+name+"-")

@@ -13,12 +13,21 @@ import (
 	"github.com/ferrytool/ferry/store/storetest"
 )
 
-// TestConformance runs the store conformance suite against containerd 1.7, namespace
-// k8s.io, on this machine and on a host over SSH.
+// TestConformance runs the store conformance suite against containerd 1.7 and 2.1,
+// namespace k8s.io, each on this machine and on a host over SSH.
 func TestConformance(t *testing.T) {
 	ssh := storetest.NewSSH(t)
 	imgs := storetest.DockerImages(t)
-	c := testenv.StartContainerd(t)
+	host := ssh.Host(t)
+	for _, r := range testenv.Roots {
+		t.Run("containerd"+r.Containerd, func(t *testing.T) {
+			t.Parallel()
+			conform(t, ssh, imgs, host, r.StartContainerd(t))
+		})
+	}
+}
+
+func conform(t *testing.T, ssh *storetest.SSH, imgs *storetest.Images, host string, c *testenv.Containerd) {
 	runs := 0
 	tg := storetest.Target{
 		Ref:     "containerd:k8s.io",
@@ -46,6 +55,6 @@ func TestConformance(t *testing.T) {
 	for _, name := range strings.Fields(c.Ctr(t, "-n", "k8s.io", "images", "ls", "-q")) {
 		c.Ctr(t, "-n", "k8s.io", "images", "rm", "--sync", name)
 	}
-	tg.Host = "ssh://" + ssh.Host(t) + c.Socket
+	tg.Host = "ssh://" + host + c.Socket
 	t.Run("ssh", func(t *testing.T) { storetest.Run(t, imgs, tg) })
 }

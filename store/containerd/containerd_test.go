@@ -24,6 +24,7 @@ import (
 	"github.com/ferrytool/ferry/sshconn"
 	"github.com/ferrytool/ferry/store"
 	_ "github.com/ferrytool/ferry/store/all"
+	"github.com/ferrytool/ferry/store/docker"
 	"github.com/ferrytool/ferry/store/storetest"
 	"github.com/ferrytool/ferry/transfer"
 )
@@ -205,6 +206,13 @@ func newSSHEnv(t *testing.T) *sshEnv {
 	return &sshEnv{ssh: s, sshd: s.Start(t, testenv.SSHDOptions{}), opts: transfer.SendOptions{Options: s.Options, To: "containerd:k8s.io"}}
 }
 
+// own returns an environment of the same key and known_hosts with an sshd of its own, for a
+// parallel subtest that changes its options or cuts its sessions.
+func (e *sshEnv) own(t *testing.T) *sshEnv {
+	t.Helper()
+	return &sshEnv{ssh: e.ssh, sshd: e.ssh.Start(t, testenv.SSHDOptions{}), opts: e.opts}
+}
+
 func (e *sshEnv) host(c *testenv.Containerd) string { return "ssh://root@" + e.sshd.Addr + c.Socket }
 
 func (e *sshEnv) send(t *testing.T, args []string, opts transfer.SendOptions, hosts ...string) ([]transfer.HostResult, error) {
@@ -371,6 +379,25 @@ func TestSSHCompressed(t *testing.T) {
 	})
 }
 
+// TestOtherNamespace: a node whose containerd holds every blob in another namespace gets
+// the image with no byte sent, each layer counted held (and unpacked), not sent.
+func TestOtherNamespace(t *testing.T) {
+	c := testenv.Sid.StartContainerd(t)
+	e := newSSHEnv(t)
+	app := writeBundle(t, t.TempDir(), "app:1", testenv.BusyboxV1(t, map[string]string{"marker": "app 1\n"}))
+	e.opts.To = "containerd:default"
+	if res := e.mustSend(t, []string{app}, e.host(c)); res.Held != 0 || res.Skipped != 0 || res.Sent != res.Full {
+		t.Errorf("into default: %+v, want every layer sent", res)
+	}
+	e.opts.To = "containerd:k8s.io"
+	if res := e.mustSend(t, []string{app}, e.host(c)); res.Held != res.Layers || res.Skipped != 0 || res.Sent != 0 {
+		t.Errorf("into k8s.io: %+v, want every layer held, nothing sent", res)
+	}
+	if got := run(t, c, "k8s.io", "docker.io/library/app:1", "cat", "/marker"); got != "app 1\n" {
+		t.Errorf("cat /marker: %q", got)
+	}
+}
+
 // TestNodes sends to several containerds at once, one of them unreachable: the others get
 // the images, and the error names the one that failed.
 func TestNodes(t *testing.T) {
@@ -398,13 +425,22 @@ func TestNodes(t *testing.T) {
 
 var _ store.Store // the package under test registers through transfer
 
-// TestDocker26 is docker on the containerd image store, as a docker store: ferry finds
-// the daemon's containerd (beside its socket, as /var/run/docker/containerd is beside
-// /var/run/docker.sock) and sends there, on this machine and over SSH, only the blobs docker
-// lacks, resuming a cut blob; docker lists and runs the images.
-func TestDocker26(t *testing.T) {
-	d := testenv.StartDockerFlavor(t, testenv.Docker26Containerd)
+// TestDockerStore is docker 26 and 28 on the containerd image store, as a docker store:
+// ferry finds the daemon's containerd (docker 26's beside its socket, as
+// /var/run/docker/containerd is beside /var/run/docker.sock; docker 28's where /info says)
+// and sends there, on this machine and over SSH, only the blobs docker lacks, resuming a cut
+// blob; docker lists and runs the images.
+func TestDockerStore(t *testing.T) {
 	e := newSSHEnv(t)
+	for _, r := range testenv.Roots {
+		t.Run(string(r.DockerContainerd), func(t *testing.T) {
+			t.Parallel()
+			dockerStore(t, e.own(t), testenv.StartDockerFlavor(t, r.DockerContainerd))
+		})
+	}
+}
+
+func dockerStore(t *testing.T, e *sshEnv, d *testenv.Docker) {
 	e.opts.To = "docker"
 	var notes []string
 	e.opts.Note = func(msg string) { notes = append(notes, msg) }
@@ -422,13 +458,16 @@ func TestDocker26(t *testing.T) {
 	}
 
 	t.Run("load on this machine", func(t *testing.T) {
-		t.Setenv("DOCKER_HOST", d.Host)
 		f, err := os.Open(base)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		res, err := transfer.Load(context.Background(), f, transfer.LoadOptions{To: "docker",
+		c, err := docker.New(d.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := transfer.Load(context.Background(), f, transfer.LoadOptions{To: "docker", Store: docker.NewStore(c),
 			Options: transfer.Options{Note: func(msg string) { t.Errorf("note: %s", msg) }}})
 		if err != nil {
 			t.Fatal(err)
@@ -508,11 +547,20 @@ func TestDocker26(t *testing.T) {
 	}
 }
 
-// TestDocker26Fallback: an SSH user who may use docker's socket but not its containerd's
-// gets complete images through the Docker API, and is told why once.
-func TestDocker26Fallback(t *testing.T) {
-	d := testenv.StartDockerFlavor(t, testenv.Docker26Containerd)
+// TestDockerFallback: an SSH user who may use docker's socket but not its containerd's
+// gets complete images through the Docker API, and is told why once, naming the socket
+// (docker 28's, where /info says).
+func TestDockerFallback(t *testing.T) {
 	e := newSSHEnv(t)
+	for _, r := range testenv.Roots {
+		t.Run(string(r.DockerContainerd), func(t *testing.T) {
+			t.Parallel()
+			dockerFallback(t, e, testenv.StartDockerFlavor(t, r.DockerContainerd))
+		})
+	}
+}
+
+func dockerFallback(t *testing.T, e *sshEnv, d *testenv.Docker) {
 	sshd := e.ssh.Start(t, testenv.SSHDOptions{User: "ferrytest"})
 	d.ShareSocket(t)
 	sock := strings.TrimPrefix(d.Host, "unix://")

@@ -15,13 +15,22 @@ import (
 	"github.com/ferrytool/ferry/internal/testenv"
 )
 
-// TestCRI asks a node's CRI image service (containerd 1.7's CRI plugin, on the socket ferry
-// sends to) what kubelet asks before it starts a container: images sent into k8s.io, whole
-// and thin, are found by the name in a pod spec with the ID (config digest) and size of what
-// was sent, and listed under their repo tags, so kubelet would not pull them.
+// TestCRI asks a node's CRI image service (containerd 1.7's and 2.1's CRI plugin, on the
+// socket ferry sends to) what kubelet asks before it starts a container: images sent into
+// k8s.io, whole and thin, are found by the name in a pod spec with the ID (config digest)
+// and size of what was sent, and listed under their repo tags, so kubelet would not pull
+// them.
 func TestCRI(t *testing.T) {
-	c := testenv.StartContainerd(t, testenv.ContainerdOptions{CRI: true})
 	e := newSSHEnv(t)
+	for _, r := range testenv.Roots {
+		t.Run("containerd"+r.Containerd, func(t *testing.T) {
+			t.Parallel()
+			testCRI(t, e, r.StartContainerd(t, testenv.ContainerdOptions{CRI: true}))
+		})
+	}
+}
+
+func testCRI(t *testing.T, e *sshEnv, c *testenv.Containerd) {
 	dir := t.TempDir()
 	base := writeBundle(t, dir, "base:1", testenv.BusyboxV1(t))
 	app := writeBundle(t, dir, "app:1", testenv.BusyboxV1(t, map[string]string{"marker": "app 1\n"}))

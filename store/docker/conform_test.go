@@ -11,8 +11,10 @@ import (
 	"github.com/ferrytool/ferry/store/storetest"
 )
 
-// TestConformance runs the store conformance suite against docker 20.10, 26 on its classic
-// store and 26 on the containerd image store, each on this machine and on a host over SSH.
+// TestConformance runs the store conformance suite against docker 20.10, and 26 and 28 each
+// on its classic store and on the containerd image store, each on this machine and on a
+// host over SSH. On the containerd image store ferry reaches the daemon's containerd:
+// docker 26's where it looks for it (beside the socket), docker 28's where /info says.
 func TestConformance(t *testing.T) {
 	ssh := storetest.NewSSH(t)
 	imgs := storetest.DockerImages(t)
@@ -29,7 +31,7 @@ func TestConformance(t *testing.T) {
 				Ref:       "docker",
 				Options:   ssh.Options,
 				Open:      func(*testing.T) store.Store { return docker.NewStore(c) },
-				Completes: f == testenv.Docker26Containerd, // ferry reaches its containerd
+				Completes: d.ContainerdStore, // ferry reaches its containerd
 				State: func(t *testing.T) string {
 					return storetest.SortedLines(d.Run(t, "images", "-a", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"))
 				},

@@ -70,3 +70,32 @@ func TestBehindOtherContainerd(t *testing.T) {
 		b.Close()
 	}
 }
+
+// TestInfoSaysContainerd: docker 28 says in /info where its containerd is and which
+// namespace it keeps images in; its exec root is not beside its socket, so that is how
+// ferry finds it.
+func TestInfoSaysContainerd(t *testing.T) {
+	d := testenv.StartDockerFlavor(t, testenv.Docker28Containerd)
+	c, err := New(d.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewStore(c)
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Containerd == nil || strings.TrimPrefix(info.Containerd.Address, "unix://") != d.Containerd ||
+		info.Containerd.Namespaces.Containers != d.Namespace {
+		t.Fatalf("/info says containerd %+v, want %s, namespace %s", info.Containerd, d.Containerd, d.Namespace)
+	}
+	if got := s.candidates(d.Containerd); len(got) != 1 || got[0] != d.Containerd {
+		t.Errorf("candidates %v, want only where /info says", got)
+	}
+	b, err := s.Behind(t.Context())
+	if err != nil || b == nil {
+		t.Fatalf("Behind: %v, %v; want the daemon's containerd", b, err)
+	}
+	defer b.Close()
+	t.Logf("%s: containerd %s (revision %q), namespace %s", b, info.Containerd.Address, info.ContainerdCommit.ID, info.Containerd.Namespaces.Containers)
+}

@@ -12,12 +12,20 @@ import (
 	"github.com/ferrytool/ferry/store/storetest"
 )
 
-// TestConformance runs the store conformance suite against podman 5, on this machine and on
-// a host over SSH.
+// TestConformance runs the store conformance suite against podman 5.4 and 5.8, each on this
+// machine and on a host over SSH.
 func TestConformance(t *testing.T) {
 	ssh := storetest.NewSSH(t)
 	imgs := storetest.DockerImages(t)
-	pm := testenv.Podman5(t)
+	for _, r := range testenv.Roots {
+		t.Run("podman"+r.Podman, func(t *testing.T) {
+			t.Parallel()
+			conform(t, ssh, imgs, r.StartPodman(t))
+		})
+	}
+}
+
+func conform(t *testing.T, ssh *storetest.SSH, imgs *storetest.Images, pm *testenv.Tool) {
 	wrapper := pm.Wrapper(t)
 	name := func(tag string) string { return "localhost/" + tag } // podman names short names so
 	tg := storetest.Target{

@@ -19,7 +19,10 @@ func TestDockerFlavors(t *testing.T) {
 			t.Logf("%s ready after %v", f, time.Since(start).Round(time.Millisecond))
 
 			version := strings.TrimSpace(d.Run(t, "version", "--format", "{{.Server.Version}}"))
-			want := map[Flavor]string{Docker2010: "20.10.", Docker26Classic: "26.", Docker26Containerd: "26."}[f]
+			want := "20.10."
+			if r := rootOf(f); r != nil {
+				want = r.Docker + "."
+			}
 			if !strings.HasPrefix(version, want) {
 				t.Errorf("server version %s, want %s*", version, want)
 			}
@@ -64,11 +67,20 @@ func TestDockerFlavors(t *testing.T) {
 	}
 }
 
-// TestTrixieTools runs containerd 1.7, podman 5 and skopeo 1.18 on a `docker save` of
-// docker 26.
-func TestTrixieTools(t *testing.T) {
+// TestRootTools runs each root's containerd, podman and skopeo on a `docker save` of its
+// docker, each the version the root pins.
+func TestRootTools(t *testing.T) {
 	t.Parallel()
-	d := StartDockerFlavor(t, Docker26Classic)
+	for _, r := range Roots {
+		t.Run(r.Name, func(t *testing.T) {
+			t.Parallel()
+			testRootTools(t, r)
+		})
+	}
+}
+
+func testRootTools(t *testing.T, r *Root) {
+	d := StartDockerFlavor(t, r.DockerClassic)
 	d.BusyboxImage(t, "ferry-test/tools:1", map[string]string{"/etc/hello": "hello tools\n"})
 	tar := filepath.Join(t.TempDir(), "tools.tar")
 	d.Run(t, "save", "-o", tar, "ferry-test/tools:1")
@@ -76,11 +88,12 @@ func TestTrixieTools(t *testing.T) {
 	t.Run("containerd", func(t *testing.T) {
 		t.Parallel()
 		start := time.Now()
-		c := StartContainerd(t)
+		c := r.StartContainerd(t)
 		t.Logf("containerd ready after %v", time.Since(start).Round(time.Millisecond))
-		t.Logf("%s", strings.TrimSpace(c.Ctr(t, "version")))
-		if !strings.Contains(c.Ctr(t, "version"), "Version:  1.7") {
-			t.Errorf("not containerd 1.7")
+		version := c.Ctr(t, "version")
+		t.Logf("%s", strings.TrimSpace(version))
+		if !strings.Contains(version, "Version:  "+r.Containerd+".") {
+			t.Errorf("not containerd %s", r.Containerd)
 		}
 		c.Ctr(t, "-n", "k8s.io", "images", "import", tar)
 		if out := c.Ctr(t, "-n", "k8s.io", "images", "ls", "-q"); !strings.Contains(out, "docker.io/ferry-test/tools:1") {
@@ -91,13 +104,13 @@ func TestTrixieTools(t *testing.T) {
 		}
 	})
 
-	t.Run("podman5", func(t *testing.T) {
+	t.Run("podman", func(t *testing.T) {
 		t.Parallel()
 		start := time.Now()
-		p := Podman5(t)
+		p := r.StartPodman(t)
 		t.Logf("podman sandbox ready after %v", time.Since(start).Round(time.Millisecond))
-		if v := p.Run(t, "version", "--format", "{{.Client.Version}}"); !strings.HasPrefix(v, "5.") {
-			t.Errorf("podman version %s", v)
+		if v := p.Run(t, "version", "--format", "{{.Client.Version}}"); !strings.HasPrefix(v, r.Podman+".") {
+			t.Errorf("podman version %s, want %s.*", v, r.Podman)
 		}
 		p.Run(t, "load", "-i", tar)
 		if out := p.Run(t, "images"); !strings.Contains(out, "ferry-test/tools") {
@@ -108,13 +121,13 @@ func TestTrixieTools(t *testing.T) {
 		}
 	})
 
-	t.Run("skopeo118", func(t *testing.T) {
+	t.Run("skopeo", func(t *testing.T) {
 		t.Parallel()
 		start := time.Now()
-		s := Skopeo118(t)
+		s := r.StartSkopeo(t)
 		t.Logf("skopeo sandbox ready after %v", time.Since(start).Round(time.Millisecond))
-		if v := s.Run(t, "--version"); !strings.Contains(v, "version 1.18") {
-			t.Errorf("skopeo --version: %s", v)
+		if v := s.Run(t, "--version"); !strings.Contains(v, "version "+r.Skopeo+".") {
+			t.Errorf("skopeo --version: %s, want %s.*", v, r.Skopeo)
 		}
 		var img struct{ Layers []string }
 		if err := json.Unmarshal([]byte(s.Run(t, "inspect", "docker-archive:"+tar)), &img); err != nil || len(img.Layers) != 1 {
@@ -125,7 +138,7 @@ func TestTrixieTools(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(oci, "index.json")); err != nil {
 			t.Errorf("no OCI layout on the host: %v", err)
 		}
-		// and back, into the docker 26 daemon
+		// and back, into the root's docker
 		back := filepath.Join(t.TempDir(), "back.tar")
 		s.Run(t, "copy", "oci:"+oci+":tools", "docker-archive:"+back+":ferry-test/tools:2")
 		d.Run(t, "load", "-i", back)

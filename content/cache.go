@@ -1,0 +1,94 @@
+package content
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/internal/atomicfile"
+)
+
+// A Cache keeps what indexing learnt of each layer, by diffID, in a directory, so that a
+// store's layers are read once and not at every inventory. An entry is a hint: a wrong one
+// gives a delta whose layers fail their diffIDs, never a wrong layer.
+type Cache struct {
+	dir  string            // "" keeps none
+	read map[v1.Hash][]rec // layers read since the last Save
+}
+
+// NewCache returns the cache of dir; "" keeps nothing.
+func NewCache(dir string) *Cache { return &Cache{dir: dir, read: map[v1.Hash][]rec{}} }
+
+// cacheEntry is one layer's entry: the layer, the images that held it when it was read, and
+// its chunk records (appendRec, no layer number) in base64.
+type cacheEntry struct {
+	Layer
+	Chunks string `json:"chunks"`
+}
+
+func (c *Cache) path(diffID v1.Hash) string {
+	return filepath.Join(c.dir, diffID.Algorithm, diffID.Hex)
+}
+
+// Add reads a layer into x as Index.Add does, and remembers what it learnt for Save.
+func (c *Cache) Add(ctx context.Context, x *Index, r io.Reader) (v1.Hash, error) {
+	l, recs, err := scan(ctx, r)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	x.add(l, recs)
+	if c.dir != "" {
+		c.read[l.DiffID] = recs
+	}
+	return l.DiffID, nil
+}
+
+// Save keeps the layers Add read, with the names x gives them now. A cache that cannot be
+// written is no cache: Save fails on nothing.
+func (c *Cache) Save(x *Index) {
+	for diffID, recs := range c.read {
+		i, ok := x.layer[diffID]
+		if !ok {
+			continue
+		}
+		var buf []byte
+		for _, r := range recs {
+			buf = appendRec(buf, r)
+		}
+		data, err := json.Marshal(cacheEntry{Layer: x.Layers[i], Chunks: base64.StdEncoding.EncodeToString(buf)})
+		if err == nil && os.MkdirAll(filepath.Dir(c.path(diffID)), 0o755) == nil {
+			atomicfile.WriteFile(c.path(diffID), data, 0o644)
+		}
+	}
+	clear(c.read)
+}
+
+// Load adds the layer diffID names to x from the cache, and says whether it could.
+func (c *Cache) Load(x *Index, diffID v1.Hash) bool {
+	if c.dir == "" {
+		return false
+	}
+	data, err := os.ReadFile(c.path(diffID))
+	if err != nil {
+		return false
+	}
+	var e cacheEntry
+	if json.Unmarshal(data, &e) != nil || e.DiffID != diffID || e.Size < 0 {
+		return false
+	}
+	buf, err := base64.StdEncoding.DecodeString(e.Chunks)
+	if err != nil {
+		return false
+	}
+	var recs []rec
+	if readRecs(buf, false, []int64{e.Size}, func(_ uint32, r rec) { recs = append(recs, r) }) != nil {
+		return false
+	}
+	x.add(e.Layer, recs)
+	return true
+}
