@@ -5,16 +5,13 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/archive/spool"
@@ -26,7 +23,7 @@ import (
 var Kind = store.Kind{
 	Name:   "registry",
 	Syntax: "registry[:HOST[/PREFIX]]",
-	Doc:    "a registry, images as HOST/PREFIX/REPO:TAG (bare `registry`: images named whole, as a source only), with their compressed blobs and manifests as pushed; plain http for localhost and 127.0.0.1, or with --insecure. Reached from this machine, not on a host",
+	Doc:    "a registry, images as HOST/PREFIX/REPO:TAG (bare `registry`: images named whole, as a source only), with their compressed blobs and manifests as pushed (layers a bundle carries uncompressed: gzip-compressed); plain http for localhost and 127.0.0.1, or with --insecure. Reached from this machine, not on a host",
 	Check: func(arg string) error {
 		_, err := New(arg, false)
 		return err
@@ -106,61 +103,100 @@ func (s *Store) CheckRefs(refs []string) error {
 }
 
 // Inventory lists the layers of every image tagged in the repositories under the store's
-// base: the registry's catalog, filtered by the prefix (a repository named exactly
-// HOST/PREFIX counts too).
+// base (repositories): by blob and by diffID, since a load names the blob the registry
+// holds a layer in however it is compressed.
 func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 	if s.base == "" {
 		return nil, fmt.Errorf("%w: the inventory of a registry needs registry:HOST[/PREFIX]", store.ErrInvalidReference)
 	}
-	host, prefix, _ := strings.Cut(s.base, "/")
-	reg, err := name.NewRegistry(host, s.nameOptions()...)
+	repos, err := s.repositories(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: registry %q: %w", store.ErrInvalidReference, host, err)
+		return nil, err
 	}
-	inv := dedupe.NewInventory(dedupe.StoreOCI)
-	repos, err := remote.Catalog(ctx, reg, options(ctx, nil)...)
-	if err != nil && prefix != "" {
-		// No catalog (many registries keep it to themselves): the prefix as a repository.
-		return inv, s.addRepository(ctx, inv, reg.Repo(prefix))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing the repositories of %s: %w", host, err)
-	}
+	inv := dedupe.NewInventory(dedupe.StoreRegistry)
 	for _, repo := range repos {
-		if prefix != "" && repo != prefix && !strings.HasPrefix(repo, prefix+"/") {
-			continue
-		}
-		if err := s.addRepository(ctx, inv, reg.Repo(repo)); err != nil {
+		if err := s.eachImage(ctx, repo, inv.AddV1Image); err != nil {
 			return nil, err
 		}
 	}
 	return inv, nil
 }
 
-// addRepository records the layers of every image tagged in repo.
-func (s *Store) addRepository(ctx context.Context, inv *dedupe.Inventory, repo name.Repository) error {
+// repositories returns the repositories under the store's base: the registry's catalog,
+// filtered by the prefix (a repository named exactly HOST/PREFIX counts too); without a
+// catalog (many registries keep it to themselves), the prefix as a repository.
+func (s *Store) repositories(ctx context.Context) ([]name.Repository, error) {
+	host, prefix, _ := strings.Cut(s.base, "/")
+	reg, err := name.NewRegistry(host, s.nameOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: registry %q: %w", store.ErrInvalidReference, host, err)
+	}
+	names, err := remote.Catalog(ctx, reg, options(ctx, nil)...)
+	if err != nil && prefix != "" {
+		return []name.Repository{reg.Repo(prefix)}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing the repositories of %s: %w", host, err)
+	}
+	var repos []name.Repository
+	for _, repo := range names {
+		if prefix == "" || repo == prefix || strings.HasPrefix(repo, prefix+"/") {
+			repos = append(repos, reg.Repo(repo))
+		}
+	}
+	return repos, nil
+}
+
+// eachImage calls fn with every image tagged in repo, each image of an index included
+// (nested indexes too); a repository that does not exist has none.
+func (s *Store) eachImage(ctx context.Context, repo name.Repository, fn func(v1.Image) error) error {
 	tags, err := remote.List(repo, options(ctx, nil)...)
+	if notFound(err) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", repo, err)
 	}
+	var index func(idx v1.ImageIndex) error
+	index = func(idx v1.ImageIndex) error {
+		m, err := idx.IndexManifest()
+		if err != nil {
+			return err
+		}
+		for _, d := range m.Manifests {
+			switch {
+			case d.MediaType.IsIndex():
+				child, err := idx.ImageIndex(d.Digest)
+				if err == nil {
+					err = index(child)
+				}
+				if err != nil {
+					return err
+				}
+			case d.MediaType.IsImage():
+				img, err := idx.Image(d.Digest)
+				if err == nil {
+					err = fn(img)
+				}
+				if err != nil {
+					return fmt.Errorf("image %s: %w", d.Digest, err)
+				}
+			}
+		}
+		return nil
+	}
 	for _, tag := range tags {
 		desc, err := remote.Get(repo.Tag(tag), options(ctx, nil)...)
-		if err != nil {
-			return fmt.Errorf("reading %s:%s: %w", repo, tag, err)
-		}
-		if desc.MediaType.IsIndex() {
-			idx, err := desc.ImageIndex()
-			if err == nil {
-				err = inv.AddIndex(idx)
+		if err == nil && desc.MediaType.IsIndex() {
+			var idx v1.ImageIndex
+			if idx, err = desc.ImageIndex(); err == nil {
+				err = index(idx)
 			}
-			if err != nil {
-				return fmt.Errorf("reading %s:%s: %w", repo, tag, err)
+		} else if err == nil {
+			var img v1.Image
+			if img, err = desc.Image(); err == nil {
+				err = fn(img)
 			}
-			continue
-		}
-		img, err := desc.Image()
-		if err == nil {
-			err = inv.AddV1Image(img)
 		}
 		if err != nil {
 			return fmt.Errorf("reading %s:%s: %w", repo, tag, err)
@@ -212,8 +248,9 @@ func (s *Store) add(ctx context.Context, b *archive.Bundle, src archive.V1Source
 }
 
 // Receive spools a bundle, then pushes each image under HOST/PREFIX/REPO:TAG once it is
-// verified. Blobs go before manifests, and blobs the registry holds are not sent again, so a
-// failed push leaves no tag pointing at less than a whole image.
+// verified, its uncompressed layers gzip-compressed (pack.go). Blobs go before manifests, and
+// blobs the registry holds are not sent again, so a failed push leaves no tag pointing at
+// less than a whole image.
 func (s *Store) Receive(context.Context) (store.Receiver, error) {
 	if s.base == "" {
 		return nil, fmt.Errorf("%w: name where images go: registry:HOST[/PREFIX]", store.ErrInvalidReference)
@@ -233,10 +270,12 @@ type receiver struct {
 
 func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
 	defer r.Close()
+	p := newPacking()
+	defer p.Close()
 	// Every target and every blob a thin bundle leaves out are checked before anything is
 	// pushed: a bundle the registry cannot complete leaves it as it was.
-	targets := map[*archive.Image][]name.Tag{}
-	for _, img := range b.Images {
+	targets := make([][]name.Tag, len(b.Images))
+	for i, img := range b.Images {
 		if len(img.RepoTags) == 0 {
 			return fmt.Errorf("image %s has no tag to push it under", img.ID())
 		}
@@ -246,18 +285,28 @@ func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
 			if err != nil {
 				return fmt.Errorf("pushing %s: %w", tag, err)
 			}
-			if err := r.s.holdsMissing(ctx, img, target.Context()); err != nil {
+			if err := r.s.holdsMissing(ctx, img, target.Context(), p); err != nil {
 				return err
 			}
-			targets[img] = append(targets[img], target)
+			targets[i] = append(targets[i], target)
 		}
 	}
-	for _, img := range b.Images {
-		v1img, err := img.V1(ctx, r.Spool)
+	if err := p.compress(ctx, b, r.Spool); err != nil {
+		return err
+	}
+	if err := p.mount(ctx); err != nil {
+		return err
+	}
+	rb, src, err := p.repack(b, r.Spool)
+	if err != nil {
+		return err
+	}
+	for i, img := range rb.Images {
+		v1img, err := img.V1(ctx, src)
 		if err != nil {
 			return err
 		}
-		for _, target := range targets[img] {
+		for _, target := range targets[i] {
 			if err := remote.Write(target, v1img, options(ctx, nil)...); err != nil {
 				return fmt.Errorf("pushing %s: %w", target, err)
 			}
@@ -268,25 +317,3 @@ func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
 }
 
 func (r *receiver) Loaded() []store.Loaded { return r.loaded }
-
-// holdsMissing checks that repo holds every layer img's bundle leaves out.
-func (s *Store) holdsMissing(ctx context.Context, img *archive.Image, repo name.Repository) error {
-	for _, l := range img.Layers {
-		if !l.Missing {
-			continue
-		}
-		layer, err := remote.Layer(repo.Digest(l.Digest.String()), options(ctx, nil)...)
-		if err == nil {
-			_, err = layer.Size() // HEAD of the blob
-		}
-		var terr *transport.Error
-		if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
-			return fmt.Errorf("%w: the bundle leaves out layer %s and %s does not have it: push the bundle it comes from first",
-				archive.ErrMissingBlob, l.Digest, repo)
-		}
-		if err != nil {
-			return fmt.Errorf("checking %s for layer %s: %w", repo, l.Digest, err)
-		}
-	}
-	return nil
-}
