@@ -80,8 +80,10 @@ cleanup() {
   fleet_stop
   sa_stop
   dockerd_stop src
-  ctd_stop
-  rd_stop
+  if [[ ${SEND_BENCH_ONLY:-} != fleet && ${SEND_BENCH_ONLY:-} != atscale ]]; then   # those runs leave these alone
+    ctd_stop
+    rd_stop
+  fi
   awk -v p="$DIR/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r | xargs -r umount -l 2>/dev/null || true
 }
 
