@@ -447,9 +447,9 @@ fleet_stop() {
 # k8s.io), each behind a link of its own shaped to $RATE (namespaces ferry-sa1…, veths fsa1…,
 # 10.205.N): ferry send to every node's containerd, against ferry load into a registry
 # (distribution 2.8, docker-registry, on 127.0.0.1) then every node pulling from it at once
-# (ctr images pull, which fetches and unpacks as a kubelet's pull does). The nodes reach the
-# registry's storage through a read-only docker-registry on their link's address here
-# (10.205.N.1:5000), so their pulls cross their links. The peer is one node sent to alone
+# (ctr images pull: it fetches and unpacks, the work a kubelet's pull has containerd do). The
+# nodes reach the registry's storage through a read-only docker-registry on their link's
+# address here (10.205.N.1:5000), so their pulls cross their links. The peer is one node sent to alone
 # (what seeding one node of a k3s/RKE2 cluster for its embedded mirror costs). $ATSCALE_RUNS
 # rounds, alternated (medians).
 ATSCALE_NODES=${ATSCALE_NODES:-4}
@@ -569,6 +569,7 @@ sa_stop() {
     ctd_stop
     link_stop "$n"
   done
+  rmdir "$SA" 2>/dev/null || true
 }
 
 # table NAME...: the runs named, as a markdown table.
