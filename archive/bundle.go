@@ -3,6 +3,7 @@ package archive
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"hash"
 	"sort"
@@ -21,6 +22,9 @@ type Bundle struct {
 	// Index is the OCI index of index.json. Its entries may reach beyond Images (for example
 	// the other platforms of a multi-platform image).
 	Index v1.IndexManifest
+	// Artifacts are the manifests of the OCI part that are not images: signatures,
+	// attestations, SBOMs and other artifacts, with what they refer to.
+	Artifacts []*Artifact
 	// Codec is the outer compression the bundle was read with.
 	Codec compress.Codec
 	// Unreferenced counts the entries of the bundle read that nothing in it refers to:
@@ -30,6 +34,9 @@ type Bundle struct {
 	UnreferencedNames []string
 
 	blobs map[v1.Hash]*Blob
+	// artifactOf finds an artifact by its manifest's digest, referring by its subject.
+	artifactOf map[v1.Hash]*Artifact
+	referring  map[v1.Hash][]*Artifact
 }
 
 // An Image is one image of a bundle.
@@ -170,4 +177,55 @@ func (b *Blob) String() string {
 		return fmt.Sprintf("%s (%s)", Quote(b.Path), b.Digest)
 	}
 	return b.Digest.String()
+}
+
+// Tree returns what d reaches in the bundle, in the order a registry takes it: the configs
+// and layers, then the manifests, each after those it lists, d last. A manifest the bundle
+// does not hold is an error.
+func (b *Bundle) Tree(d v1.Descriptor) (blobs []*Blob, manifests []v1.Descriptor, err error) {
+	seen := map[v1.Hash]bool{}
+	var walk func(d v1.Descriptor, depth int) error
+	walk = func(d v1.Descriptor, depth int) error {
+		if seen[d.Digest] {
+			return nil
+		}
+		seen[d.Digest] = true
+		blob := b.blobs[d.Digest]
+		if blob == nil || blob.Data == nil {
+			return fmt.Errorf("%w: manifest %s", ErrMissingBlob, d.Digest)
+		}
+		if depth > maxDepth {
+			return fmt.Errorf("%w: indexes nest over %d deep at %s", ErrInvalidMetadata, maxDepth, d.Digest)
+		}
+		if d.MediaType.IsIndex() {
+			var idx v1.IndexManifest
+			if err := json.Unmarshal(blob.Data, &idx); err != nil {
+				return fmt.Errorf("%w: index %s: %w", ErrInvalidMetadata, d.Digest, err)
+			}
+			for _, c := range idx.Manifests {
+				if err := walk(c, depth+1); err != nil {
+					return err
+				}
+			}
+		} else {
+			var m v1.Manifest
+			if err := json.Unmarshal(blob.Data, &m); err != nil {
+				return fmt.Errorf("%w: manifest %s: %w", ErrInvalidMetadata, d.Digest, err)
+			}
+			for _, l := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+				if lb := b.blobs[l.Digest]; lb != nil && !seen[l.Digest] {
+					seen[l.Digest] = true
+					blobs = append(blobs, lb)
+				} else if lb == nil {
+					return fmt.Errorf("%w: blob %s of manifest %s", ErrMissingBlob, l.Digest, d.Digest)
+				}
+			}
+		}
+		manifests = append(manifests, d)
+		return nil
+	}
+	if err := walk(d, 0); err != nil {
+		return nil, nil, err
+	}
+	return blobs, manifests, nil
 }

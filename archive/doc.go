@@ -10,6 +10,11 @@
 // as members of its own (EncodeBody), so that a source holding bodies already encoded (an
 // EncodedSource, such as archive/spool's Spool) has them copied as they are.
 //
+// Beside its images, a bundle's OCI part may hold artifacts (Artifact: signatures,
+// attestations, SBOMs that refer to a manifest of the bundle, or artifacts of their own such as
+// Helm charts) and multi-platform indexes whole; manifest.json lists images only, so docker
+// load never sees the rest (OCIOnly says what it leaves out).
+//
 // The codecs and the choice of a stream's compression are package compress's; archive decides
 // what a damaged or wildly expanding stream means for a bundle (ErrCorrupt, ErrTooLarge). The
 // package knows nothing about stores or hosts (see package store) and never extracts layer

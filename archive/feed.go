@@ -66,7 +66,7 @@ func FeedBlobs(ctx context.Context, blobs []*Blob, src BlobSource, sink Sink) er
 }
 
 // blobOrder returns b's reachable blobs with the layers first (LayerOrder), then the
-// configs, then the rest (manifests and indexes): a blob is written after the blobs it
+// configs, then artifacts' configs and layers, then the rest (manifests and indexes): a blob is written after the blobs it
 // refers to.
 func blobOrder(b *Bundle) []*Blob {
 	var out []*Blob
@@ -82,6 +82,11 @@ func blobOrder(b *Bundle) []*Blob {
 	}
 	for _, img := range b.Images {
 		add(img.Config)
+	}
+	for _, a := range b.Artifacts {
+		for _, blob := range a.Blobs {
+			add(blob)
+		}
 	}
 	var rest []*Blob
 	for _, blob := range b.Reachable() {

@@ -81,6 +81,9 @@ type ReadOptions struct {
 	// Trusted says the stream is a docker daemon's own save, not a file from elsewhere:
 	// every data entry is passed on as Listed, none held back.
 	Trusted bool
+	// Check, if set, is given the bundle once read and verified, before sink.Commit: an
+	// error aborts the read (a destination that cannot take what the bundle holds).
+	Check func(*Bundle) error
 }
 
 // Read reads a bundle in one pass, streaming its data entries to sink, then verifies it
@@ -88,6 +91,9 @@ type ReadOptions struct {
 // ID) and calls sink.Commit. On any failure it calls sink.Abort and returns the error.
 func Read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundle, error) {
 	b, err := read(ctx, r, sink, opts)
+	if err == nil && opts.Check != nil {
+		err = opts.Check(b)
+	}
 	if err == nil {
 		err = sink.Commit(ctx, b)
 	}
@@ -105,17 +111,18 @@ func read(ctx context.Context, r io.Reader, sink Sink, opts ReadOptions) (*Bundl
 	}
 	defer in.Close()
 	rd := &reader{
-		trusted:  opts.Trusted,
-		meta:     map[string][]byte{},
-		names:    map[NameKey]ref{},
-		json:     map[ref][]byte{},
-		diffErrs: map[ref]error{},
-		links:    map[NameKey]string{},
-		listed:   map[NameKey]bool{},
-		walked:   map[v1.Hash]bool{},
-		followed: map[NameKey]bool{},
-		reaches:  map[v1.Hash][]*Image{},
-		under:    map[string]string{},
+		trusted:   opts.Trusted,
+		meta:      map[string][]byte{},
+		names:     map[NameKey]ref{},
+		json:      map[ref][]byte{},
+		diffErrs:  map[ref]error{},
+		links:     map[NameKey]string{},
+		listed:    map[NameKey]bool{},
+		walked:    map[v1.Hash]bool{},
+		followed:  map[NameKey]bool{},
+		reaches:   map[v1.Hash][]*Image{},
+		artifacts: map[v1.Hash]bool{},
+		under:     map[string]string{},
 	}
 	defer rd.recs.close()
 	counted := &countingReader{r: in}
@@ -213,6 +220,7 @@ type reader struct {
 	kept      int64                // bytes of JSON kept in memory
 	followed  map[NameKey]bool     // links metadata went through
 	reaches   map[v1.Hash][]*Image // the images each index reaches
+	artifacts map[v1.Hash]bool     // the manifests that are artifacts, not images
 	indexed   map[v1.Hash]*Image   // the images index.json reaches, by manifest digest
 	under     map[string]string    // the parent each legacy json read names, by its directory
 }

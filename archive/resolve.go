@@ -77,14 +77,35 @@ func (rd *reader) resolve(opts ReadOptions) (out *Bundle, err error) {
 			return nil, fmt.Errorf("%w: image %s has %d tags, over the cap of %d", ErrInvalidMetadata, img.ID(), len(img.RepoTags), maxTags)
 		}
 	}
+	if err := b.checkSubjects(rd.manifests(b)); err != nil {
+		return nil, err
+	}
 	rd.unreferenced(b)
-	if len(b.Images) == 0 {
+	if len(b.Images) == 0 && len(b.Artifacts) == 0 {
 		return nil, fmt.Errorf("%w: it lists no images", ErrNotBundle)
 	}
 	if !hasIndex || len(b.Index.Manifests) == 0 {
 		b.Index = synthesizeIndex(b.Images)
 	}
 	return b, nil
+}
+
+// manifests returns the digests of the images and indexes the bundle holds: what an
+// artifact may refer to.
+func (rd *reader) manifests(b *Bundle) map[v1.Hash]bool {
+	out := map[v1.Hash]bool{}
+	for h := range rd.indexed {
+		out[h] = true
+	}
+	for h := range rd.walked {
+		out[h] = true
+	}
+	for _, img := range b.Images {
+		if img.Manifest != nil {
+			out[img.Manifest.Digest] = true
+		}
+	}
+	return out
 }
 
 // maxDepth caps how deep indexes nest: docker and containerd write two levels at most.
@@ -148,14 +169,23 @@ func (rd *reader) walk(b *Bundle, descs []v1.Descriptor, indexed map[v1.Hash]*Im
 			}
 			reached = append(reached, rd.reaches[desc.Digest]...)
 		case desc.MediaType.IsImage():
+			if rd.artifacts[desc.Digest] {
+				b.tagArtifact(desc)
+				continue
+			}
 			if indexed[desc.Digest] == nil {
 				img, err := rd.ociImage(b, desc)
 				if err != nil {
 					return nil, err
 				}
+				if img == nil { // an artifact
+					continue
+				}
 				indexed[desc.Digest] = img
 			}
-			reached = append(reached, indexed[desc.Digest])
+			if img := indexed[desc.Digest]; img != nil {
+				reached = append(reached, img)
+			}
 		}
 	}
 	return reached, nil
@@ -184,6 +214,9 @@ func (rd *reader) agree(b *Bundle) error {
 		}
 	}
 	for i, d := range b.Index.Manifests {
+		if rd.artifacts[d.Digest] {
+			continue
+		}
 		tag := RefTag(d.Annotations)
 		if !slices.ContainsFunc(b.Images, func(img *Image) bool { return reaches(d, img) && (tag == "" || slices.Contains(img.RepoTags, tag)) }) {
 			what := "manifest " + d.Digest.String()
@@ -282,6 +315,9 @@ func (rd *reader) ociImage(b *Bundle, desc v1.Descriptor) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: manifest %s: %w", ErrInvalidMetadata, desc.Digest, err)
 	}
+	if IsArtifact(desc, m) {
+		return nil, rd.artifact(b, desc, m, mblob)
+	}
 	cblob, err := rd.metaBlob(b, m.Config, "config")
 	if err != nil {
 		return nil, err
@@ -301,6 +337,29 @@ func (rd *reader) ociImage(b *Bundle, desc v1.Descriptor) (*Image, error) {
 		img.Layers = append(img.Layers, &Layer{Blob: blob, MediaType: ld.MediaType})
 	}
 	return img, img.verify()
+}
+
+// artifact records the artifact desc names, whose manifest is m: its config and layers are
+// blobs of the bundle, or, in a thin bundle, expected at the destination.
+func (rd *reader) artifact(b *Bundle, desc v1.Descriptor, m *v1.Manifest, mblob *Blob) error {
+	rd.artifacts[desc.Digest] = true
+	a, err := newArtifact(desc, m, mblob, func(d v1.Descriptor) (*Blob, error) {
+		blob := rd.digestBlob(b, d.Digest)
+		switch {
+		case blob == nil && rd.isLink(blobPath(d.Digest)):
+			return nil, rd.missing(d.Digest, "blob")
+		case blob == nil:
+			return b.AddBlob(&Blob{Digest: d.Digest, Size: d.Size, Missing: true}), nil
+		case blob.Present() && blob.Size != d.Size:
+			return nil, fmt.Errorf("%w: blob %s is %d bytes, its descriptor says %d", ErrDigestMismatch, blob, blob.Size, d.Size)
+		}
+		return blob, nil
+	})
+	if err != nil {
+		return err
+	}
+	b.addArtifact(a)
+	return nil
 }
 
 // metaBlob returns the blob a descriptor names, which must be present and kept in memory.
@@ -607,6 +666,9 @@ func matchPlatform(descs []v1.Descriptor, want v1.Platform) (v1.Descriptor, erro
 
 // RefTag returns the tag an index entry's annotations give, or "".
 func RefTag(ann map[string]string) string {
+	if ArtifactTag(ann) != "" {
+		return "" // an artifact's tag scheme tag, in its subject's repositories
+	}
 	if n := ann[annotationImageName]; n != "" {
 		if t, err := name.NewTag(n); err == nil {
 			return Familiar(t)

@@ -52,6 +52,15 @@ func (b *Bundle) copyWith(with func(*Blob) *Blob) *Bundle {
 		}
 		out.Images = append(out.Images, &c)
 	}
+	for _, a := range b.Artifacts {
+		c := *a
+		c.Manifest = out.blobs[a.Manifest.Digest]
+		c.Blobs = make([]*Blob, len(a.Blobs))
+		for i, blob := range a.Blobs {
+			c.Blobs[i] = out.blobs[blob.Digest]
+		}
+		out.addArtifact(&c)
+	}
 	return out
 }
 

@@ -214,3 +214,9 @@ func OpenBlob(ctx context.Context, b *Blob, src BlobSource) (io.ReadCloser, erro
 	}
 	return src.Open(ctx, b)
 }
+
+// BlobLayer returns a blob as a go-containerregistry layer whose content comes from memory or
+// src, for writers such as remote.WriteLayer that upload blobs by digest (an artifact's).
+func BlobLayer(ctx context.Context, blob *Blob, src BlobSource) (v1.Layer, error) {
+	return partial.CompressedToLayer(&v1Layer{img: &v1Image{ctx: ctx, src: src}, l: &Layer{Blob: blob, MediaType: "application/octet-stream"}})
+}

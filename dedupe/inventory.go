@@ -190,9 +190,11 @@ func (inv *Inventory) Add(blobs, diffIDs, chains []v1.Hash) {
 	inv.index()
 }
 
-// AddBlob records a blob the store holds.
-func (inv *Inventory) AddBlob(d v1.Hash) {
-	inv.Blobs = append(inv.Blobs, d.Hex)
+// AddBlob records blobs the store holds.
+func (inv *Inventory) AddBlob(ds ...v1.Hash) {
+	for _, d := range ds {
+		inv.Blobs = append(inv.Blobs, d.Hex)
+	}
 	inv.index()
 }
 
@@ -258,8 +260,44 @@ func (inv *Inventory) Lacks(b *archive.Bundle) []string {
 	return lacking
 }
 
-// Thin returns b without the layers the store holds: the delta to send it.
-func (inv *Inventory) Thin(b *archive.Bundle) *archive.Bundle { return b.Thin(inv.Has) }
+// Thin returns b without the layers the store holds, and without the blobs of the artifacts
+// it holds (their manifests stay, as the images' do): the delta to send it.
+func (inv *Inventory) Thin(b *archive.Bundle) *archive.Bundle {
+	thin := b.Thin(inv.Has)
+	imageBlobs := map[v1.Hash]bool{}
+	for _, img := range b.Images {
+		imageBlobs[img.Config.Digest] = true
+		for _, l := range img.Layers {
+			imageBlobs[l.Digest] = true
+		}
+	}
+	held := map[v1.Hash]bool{}
+	for _, a := range b.Artifacts {
+		if inv.HoldsArtifact(a) {
+			for _, blob := range a.Blobs {
+				held[blob.Digest] = !imageBlobs[blob.Digest]
+			}
+		}
+	}
+	if len(held) == 0 {
+		return thin
+	}
+	return thin.LeaveOut(func(blob *archive.Blob) bool { return held[blob.Digest] })
+}
+
+// HoldsArtifact reports whether the store holds an artifact whole, its manifest and blobs,
+// and can complete a bundle that leaves its blobs out.
+func (inv *Inventory) HoldsArtifact(a *archive.Artifact) bool {
+	if inv.Complete || !inv.blobs[a.Manifest.Digest.Hex] {
+		return false
+	}
+	for _, blob := range a.Blobs {
+		if !inv.blobs[blob.Digest.Hex] {
+			return false
+		}
+	}
+	return true
+}
 
 // Write writes the inventory as JSON, its images in the order of their digests, whatever
 // order the store listed them in: the same store gives the same bytes.
@@ -298,10 +336,12 @@ func BundleInventory(b *archive.Bundle) *Inventory {
 		}
 		inv.AddImage(img.DiffIDs(), blobs)
 	}
+	var present []v1.Hash
 	for _, blob := range b.Reachable() {
 		if blob.Present() {
-			inv.AddBlob(blob.Digest)
+			present = append(present, blob.Digest)
 		}
 	}
+	inv.AddBlob(present...)
 	return inv
 }

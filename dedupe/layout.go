@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -190,9 +192,7 @@ func (l *Layout) Inventory() (*Inventory, error) {
 	if err != nil {
 		return nil, err
 	}
-	for d := range blobs {
-		inv.AddBlob(d)
-	}
+	inv.AddBlob(slices.Collect(maps.Keys(blobs))...)
 	idx, err := l.Index()
 	if err != nil {
 		return nil, err
@@ -226,6 +226,10 @@ func (l *Layout) walk(inv *Inventory, descs []v1.Descriptor, depth int) error {
 				return err
 			}
 			continue
+		}
+		var manifest v1.Manifest
+		if json.Unmarshal(data, &manifest) == nil && archive.IsArtifact(d, &manifest) {
+			continue // no layers: its blobs are among those listed
 		}
 		cfgData, err := readAll(l.FS, l.BlobPath(m.Config.Digest), 8<<20)
 		if errors.Is(err, fs.ErrNotExist) {

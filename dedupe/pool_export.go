@@ -16,7 +16,7 @@ import (
 )
 
 // Export returns a bundle of what refs name — bundle names, or tags of images (the newest
-// bundle holding each) — with the same manifests, digests and image IDs as when they came in,
+// bundle holding each, with the artifacts of that bundle that refer to it) — with the same manifests, digests and image IDs as when they came in,
 // the outer compression (Codec) of the first, and the pool as the source of its blobs: layers
 // it stores compressed come out decompressed, as they came in.
 func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error) {
@@ -32,6 +32,15 @@ func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error
 		descs, r, err := find(records, ref)
 		if err != nil {
 			return nil, nil, err
+		}
+		if r.Name != ref { // one image: with the artifacts of the bundle that refer to it
+			refs, err := archive.ReferrersIn(r.Index, descs, func(d v1.Descriptor) ([]byte, error) { return os.ReadFile(p.BlobPath(d.Digest)) })
+			if err != nil {
+				return nil, nil, fmt.Errorf("exporting %s: %w", ref, err)
+			}
+			for _, rf := range refs {
+				descs = append(descs, rf.Desc)
+			}
 		}
 		if c, err := compress.ParseCodec(r.Codec); i == 0 && err == nil {
 			b.Codec = c
@@ -52,10 +61,7 @@ func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error
 					_, err = b.AddIndex(idx, tags, platformOf(d), src.V1Source)
 				}
 			} else {
-				var img v1.Image
-				if img, err = p.blobImage(d); err == nil {
-					_, err = b.AddImage(img, tags, src.V1Source)
-				}
+				err = p.exportManifest(b, src.V1Source, d, tags)
 			}
 			if err != nil {
 				return nil, nil, fmt.Errorf("exporting %s: %w", ref, err)
@@ -64,6 +70,38 @@ func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error
 	}
 	b.Index.Manifests = index
 	return b, src, nil
+}
+
+// exportManifest adds the image or artifact d names to b.
+func (p *Pool) exportManifest(b *archive.Bundle, src archive.V1Source, d v1.Descriptor, tags []string) error {
+	img, err := p.blobImage(d)
+	if err != nil {
+		return err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return err
+	}
+	if !archive.IsArtifact(d, m) {
+		_, err = b.AddImage(img, tags, src)
+		return err
+	}
+	raw, err := img.RawManifest()
+	if err != nil {
+		return err
+	}
+	if tag := archive.ArtifactTag(d.Annotations); tag != "" {
+		tags = []string{tag}
+	}
+	if _, err := b.AddArtifact(raw, d.MediaType, tags); err != nil {
+		return err
+	}
+	for _, ld := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+		if src[ld.Digest], err = partial.CompressedToLayer(blobLayer{p, ld}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func platformOf(d v1.Descriptor) v1.Platform {

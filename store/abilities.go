@@ -102,3 +102,11 @@ const StepLabel = "org.ferrytool.step"
 type ZstdTaker interface {
 	TakesZstd(ctx context.Context) bool
 }
+
+// An OCIKeeper keeps the OCI part of a bundle whole: its artifacts (signatures, attestations,
+// SBOMs, Helm charts and other OCI artifacts), each as it was found, and its multi-platform
+// indexes with every platform, digests unchanged. Other stores take the images of
+// manifest.json alone (archive.OCIOnly says what they leave out).
+type OCIKeeper interface {
+	KeepsOCI()
+}

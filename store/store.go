@@ -10,12 +10,14 @@
 // them as docker save does, a Streamer takes docker-archive byte streams (so one compressed
 // stream can fan out to many hosts), a Stepper keeps what each load brought, a Fronted store
 // has another behind it that takes images better, an Unpacker is better sent layers
-// compressed.
+// compressed, an OCIKeeper keeps a bundle's artifacts and multi-platform indexes.
 package store
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,6 +60,9 @@ type ReadOptions struct {
 	Platform *v1.Platform
 	// AllPlatforms keeps an index whole in the OCI part of the bundle.
 	AllPlatforms bool
+	// Referrers says which artifacts that refer to the images (signatures, attestations,
+	// SBOMs) a source that keeps them takes along: none when zero.
+	Referrers archive.Referrers
 	// Write is how the images will be written: a reader that stages (docker) encodes for it.
 	Write archive.WriteOptions
 	// TempDir holds what a reader stages ("" for the system's temp dir).
@@ -65,6 +70,23 @@ type ReadOptions struct {
 	// Progress, if set, is told how many source bytes were read so far, and an estimate of
 	// the total (0 when unknown).
 	Progress func(done, total int64)
+	// Note, if set, is told what a reader left out of what the source holds: the other
+	// platforms of a multi-platform image it took one platform of.
+	Note func(string)
+}
+
+// NoteLeftOut tells o.Note, if set, which platforms of index m, that ref names, a reader left
+// out for the one it took.
+func (o ReadOptions) NoteLeftOut(ref string, m *v1.IndexManifest, took v1.Platform) {
+	var left []string
+	for _, d := range m.Manifests {
+		if d.MediaType.IsImage() && d.Platform != nil && !d.Platform.Satisfies(took) && !slices.Contains(left, d.Platform.String()) {
+			left = append(left, d.Platform.String())
+		}
+	}
+	if o.Note != nil && len(left) > 0 {
+		o.Note(fmt.Sprintf("%s: took %s of a multi-platform image, left out %s (--all-platforms keeps them)", archive.Quote(ref), took.String(), strings.Join(left, ", ")))
+	}
 }
 
 // PlatformOrHost is the platform to pick: o.Platform, else the host's.

@@ -229,7 +229,15 @@ func behind(ctx context.Context, st store.Store, inv *dedupe.Inventory, note fun
 
 // lacks returns what the host lacks of im's images, by its inventory, and counts their
 // layers; nil when its store takes complete images only and holds them whole, tagged alike.
+// A store that holds images only is told what it leaves out (leftOut).
 func (h *host) lacks(im *store.Images) (*archive.Bundle, error) {
+	left, err := leftOut(h.st, im.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	if left != "" {
+		h.note(left)
+	}
 	if h.inv.Complete && h.inv.HoldsAll(im.Bundle) {
 		layers, _ := countLayers(im.Bundle)
 		h.res.Layers += layers

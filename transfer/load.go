@@ -3,6 +3,8 @@ package transfer
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -45,8 +47,8 @@ func Load(ctx context.Context, r io.Reader, opts LoadOptions) (*LoadResult, erro
 	defer done()
 	br := bufio.NewReaderSize(r, 64<<10)
 	if !content.IsDelta(br) {
-		return load(ctx, st, opts, func(rcv store.Receiver) (*archive.Bundle, error) {
-			return archive.Read(ctx, br, rcv, archive.ReadOptions{Platform: opts.Platform})
+		return load(ctx, st, opts, func(rcv store.Receiver, check func(*archive.Bundle) error) (*archive.Bundle, error) {
+			return archive.Read(ctx, br, rcv, archive.ReadOptions{Platform: opts.Platform, Check: check})
 		})
 	}
 	rb, err := content.Rebuild(ctx, br, storeBase{st}, "")
@@ -54,7 +56,11 @@ func Load(ctx context.Context, r io.Reader, opts LoadOptions) (*LoadResult, erro
 		return nil, err
 	}
 	defer rb.Close()
-	res, err := load(ctx, st, opts, func(rcv store.Receiver) (*archive.Bundle, error) {
+	res, err := load(ctx, st, opts, func(rcv store.Receiver, check func(*archive.Bundle) error) (*archive.Bundle, error) {
+		if err := check(rb.Bundle); err != nil {
+			rcv.Abort(err)
+			return nil, err
+		}
 		return rb.Bundle, archive.Feed(ctx, rb.Bundle, rb.Src, rcv)
 	})
 	if res != nil {
@@ -63,8 +69,8 @@ func Load(ctx context.Context, r io.Reader, opts LoadOptions) (*LoadResult, erro
 	return res, err
 }
 
-// load loads into st what read hands its receiver.
-func load(ctx context.Context, st store.Store, opts LoadOptions, read func(store.Receiver) (*archive.Bundle, error)) (*LoadResult, error) {
+// load loads into st what read hands its receiver, once check passed the bundle.
+func load(ctx context.Context, st store.Store, opts LoadOptions, read func(rcv store.Receiver, check func(*archive.Bundle) error) (*archive.Bundle, error)) (*LoadResult, error) {
 	if f, ok := st.(store.Fronted); ok {
 		// The store behind takes what the front one would, and more: no inventory needed.
 		b, err := f.Behind(ctx)
@@ -80,11 +86,37 @@ func load(ctx context.Context, st store.Store, opts LoadOptions, read func(store
 	if err != nil {
 		return nil, err
 	}
-	b, err := read(rcv)
+	var left string
+	b, err := read(rcv, func(b *archive.Bundle) (err error) {
+		left, err = leftOut(st, b)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
+	if left != "" && opts.Note != nil {
+		opts.Note(left)
+	}
 	return &LoadResult{Store: st.String(), Images: rcv.Loaded(), Bundle: b}, nil
+}
+
+// ErrImagesOnly: a bundle of artifacts alone (a Helm chart) for a store that holds images only.
+var ErrImagesOnly = errors.New("holds images only")
+
+// leftOut says in one line what st leaves out of b, when it takes the images of manifest.json
+// alone (no store.OCIKeeper): "" when nothing. A bundle without images it refuses.
+func leftOut(st store.Store, b *archive.Bundle) (string, error) {
+	if _, ok := st.(store.OCIKeeper); ok {
+		return "", nil
+	}
+	o := b.OCIOnly()
+	switch {
+	case o.Empty():
+		return "", nil
+	case len(b.Images) == 0:
+		return "", fmt.Errorf("%s %w: the bundle holds no image, only %s; load it into a registry or oci:DIR", st, ErrImagesOnly, o)
+	}
+	return fmt.Sprintf("left out %s: %s holds images only; load into a registry or oci:DIR to keep them", o, st), nil
 }
 
 // loadStore opens the store to load into: without a name, the one the kinds say a load goes

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -19,8 +21,11 @@ func newLsCmd() *cobra.Command {
 		Use:   "ls BUNDLE",
 		Short: "List the images and layers of a bundle",
 		Long: `List the images of a bundle with their tags, IDs, platforms and layers: sizes, which
-layers several images share, and which a thin bundle leaves out. The bundle is read whole and
-verified on the way.`,
+layers several images share, and which a thin bundle leaves out; under each image, the
+artifacts that refer to it (signatures, attestations, SBOMs: digest, size, type, tag), and
+those that refer to them; artifacts of their own (Helm charts); the platforms of a
+multi-platform image kept whole (save --all-platforms) beyond the one docker loads. The bundle
+is read whole and verified on the way.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, delta, err := readBundle(cmd, args[0])
@@ -92,8 +97,16 @@ func printSummary(cmd *cobra.Command, s archive.Summary, delta *content.Info) {
 			}
 			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", short(l.Digest), humanBytes(l.Size), mediaShort(l.MediaType), note)
 		}
+		printArtifacts(w, img.Referrers, "  ")
 	}
-	fmt.Fprintf(w, "%d images, %s in all, %s stored (%s)", len(s.Images), humanBytes(s.Bytes), humanBytes(s.UniqueBytes), s.Compression)
+	if len(s.Unattached) > 0 {
+		fmt.Fprintln(w, "artifacts")
+		printArtifacts(w, s.Unattached, "")
+	}
+	for _, p := range s.Platforms {
+		fmt.Fprintf(w, "%s: %s too, in the OCI part (registries, OCI layouts and pools keep them; docker takes one platform)\n", p.Name, strings.Join(p.Platforms, ", "))
+	}
+	fmt.Fprintf(w, "%s, %s in all, %s stored (%s)", holding(len(s.Images), s.Artifacts), humanBytes(s.Bytes), humanBytes(s.UniqueBytes), s.Compression)
 	if s.MissingLayers > 0 {
 		fmt.Fprintf(w, ", %d layers left out", s.MissingLayers)
 	}
@@ -105,6 +118,15 @@ func printSummary(cmd *cobra.Command, s archive.Summary, delta *content.Info) {
 		fmt.Fprintf(w, "a content delta: %s; ferry load rebuilds them %s\n", deltaSummary(delta.Summary), needs(delta.Needs))
 	}
 	w.Flush()
+}
+
+// printArtifacts lists artifacts, each under what it refers to: its digest, size (manifest
+// and blobs), type and tag scheme tags.
+func printArtifacts(w io.Writer, as []archive.ArtifactSummary, indent string) {
+	for _, a := range as {
+		fmt.Fprintf(w, "%s↳ %s\t%s\t%s\t%s\n", indent, short(a.Digest), humanBytes(a.Size), a.Type, strings.Join(slices.Concat(a.RepoTags, a.Tags), ", "))
+		printArtifacts(w, a.Referrers, indent+"  ")
+	}
 }
 
 // givenAs says how a content delta gives the layer digest names: "" when it does not.

@@ -109,7 +109,7 @@ func (o *poolAddOptions) addImages(cmd *cobra.Command, p *dedupe.Pool, name stri
 	_, err = transfer.Copy(cmd.Context(), images, transfer.SaveOptions{
 		Options: transfer.Options{Insecure: o.insecure},
 		From:    o.from,
-		Read:    store.ReadOptions{Platform: platform, Progress: bar.update},
+		Read:    store.ReadOptions{Platform: platform, Progress: bar.update, Note: o.progress.note(cmd.ErrOrStderr())},
 	}, rcv)
 	bar.finish(err, "added "+name+" to the pool")
 	if err != nil {

@@ -18,19 +18,18 @@ import (
 )
 
 type saveOptions struct {
-	output       string
-	from         string
-	platform     string
-	allPlatforms bool
-	compress     string
-	level        int
-	insecure     bool
-	ssh          sshFlags
-	have         string
-	delta        string
-	split        string
-	checksum     bool
-	progress     progressFlags
+	output   string
+	from     string
+	read     readFlags
+	compress string
+	level    int
+	insecure bool
+	ssh      sshFlags
+	have     string
+	delta    string
+	split    string
+	checksum bool
+	progress progressFlags
 }
 
 func newSaveCmd() *cobra.Command {
@@ -61,8 +60,7 @@ compressed blobs and manifests, so their digests stay the same.
 	f := cmd.Flags()
 	f.StringVarP(&o.output, "output", "o", "-", "write to `FILE` (atomically) or - for stdout; .gz or .tgz implies --compress gzip")
 	f.StringVar(&o.from, "from", store.DefaultRef(), "the `STORE` IMAGE references are read from (docker, registry, registry:HOST[/PREFIX], containerd[:NAMESPACE]), or a HOST whose docker daemon is read over SSH")
-	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform images (default: the host's)")
-	f.BoolVar(&o.allPlatforms, "all-platforms", false, "keep every platform of a multi-platform image in the OCI part")
+	o.read.register(f)
 	f.StringVar(&o.compress, "compress", "", "compress the bundle: none, gzip, or zstd (docker 23 and later load it; 20.10 does not)")
 	f.IntVar(&o.level, "level", compress.DefaultLevel, "compression `level`: gzip 1 fastest … 9 smallest; zstd 1 fastest … 4 smallest (higher means 4)")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
@@ -80,10 +78,12 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 	if err != nil {
 		return err
 	}
-	platform, err := parsePlatform(o.platform)
+	read, err := o.read.options()
 	if err != nil {
 		return err
 	}
+	read.Write = write
+	read.Note = o.progress.note(cmd.ErrOrStderr())
 	byContent, err := o.deltaKind(write)
 	if err != nil {
 		return err
@@ -107,13 +107,14 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 		return err
 	}
 	bar := o.progress.start(cmd, "saving")
+	read.Progress = bar.update
 	from, host := parseFrom(o.from)
 	var made string
 	b, err := transfer.Save(cmd.Context(), out, images, transfer.SaveOptions{
 		Options:  opts,
 		From:     from,
 		FromHost: host,
-		Read:     store.ReadOptions{Platform: platform, AllPlatforms: o.allPlatforms, Write: write, Progress: bar.update},
+		Read:     read,
 		Have:     have,
 		Content:  index,
 		Delta:    func(s content.Summary) { made = ": " + deltaSummary(s) },
@@ -122,7 +123,7 @@ func (o *saveOptions) run(cmd *cobra.Command, images []string) error {
 		bar.finish(err, "")
 		return err
 	}
-	bar.finish(nil, fmt.Sprintf("saved %s to %s%s", plural(len(b.Images), "image"), outputName(o.output), made))
+	bar.finish(nil, fmt.Sprintf("saved %s to %s%s", holding(len(b.Images), len(b.Artifacts)), outputName(o.output), made))
 	return nil
 }
 

@@ -30,7 +30,7 @@ type sendOptions struct {
 	all      bool
 	compress string
 	level    int
-	platform string
+	read     readFlags
 	insecure bool
 	ssh      sshFlags
 	progress progressFlags
@@ -123,7 +123,7 @@ stream cut short: the host is as it was. The summary on stdout says what each ho
 	f.BoolVar(&o.all, "all", false, "send every tagged image of the source docker daemon")
 	f.StringVar(&o.compress, "compress", "auto", "compression on the wire: auto (zstd to docker 23 and later; else gzip while it is faster than not), zstd, gzip or none")
 	f.IntVar(&o.level, "level", 0, "compression `level`: gzip 1 fastest … 9 smallest; zstd 1 fastest … 4 smallest (higher means 4); with auto, of gzip only (default: what each host's link calls for, gzip 1 to 6, zstd 1 to 3)")
-	f.StringVar(&o.platform, "platform", "", "pick `os/arch[/variant]` from multi-platform images (default: the host's)")
+	o.read.register(f)
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain http to any registry")
 	o.ssh.register(f)
 	o.progress.register(f)
@@ -148,14 +148,15 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	if err != nil {
 		return err
 	}
-	platform, err := parsePlatform(o.platform)
+	read, err := o.read.options()
 	if err != nil {
 		return err
 	}
 	show := newSendProgress(cmd, &o.progress, hosts)
+	read.Progress = show.reading
 	opts := transfer.SendOptions{
 		Options:  o.ssh.options(o.insecure, show.askPassphrase),
-		Read:     store.ReadOptions{Platform: platform, Progress: show.reading},
+		Read:     read,
 		Compress: c,
 		Jobs:     o.jobs,
 		All:      o.all,
@@ -165,6 +166,7 @@ func (o *sendOptions) run(cmd *cobra.Command, images []string) error {
 	opts.From, opts.FromHost = parseFrom(o.from)
 	opts.Waiting = o.progress.waiting(cmd.ErrOrStderr())
 	opts.Note = o.progress.note(cmd.ErrOrStderr())
+	opts.Read.Note = opts.Note
 	opts.Stall = o.stall
 	results, err := transfer.Send(cmd.Context(), images, hosts, opts)
 	show.finish(results, err)

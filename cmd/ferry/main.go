@@ -97,7 +97,7 @@ func exitCode(err error) int {
 		return 0
 	case errors.As(err, &send) && len(send.Failed) < send.Hosts:
 		return exitPartial
-	case errors.As(err, &usage), errors.Is(err, transfer.ErrInvalidReference):
+	case errors.As(err, &usage), errors.Is(err, transfer.ErrInvalidReference), errors.Is(err, transfer.ErrImagesOnly):
 		return exitUsage
 	case errors.Is(err, archive.ErrNotBundle), errors.Is(err, archive.ErrTruncated), errors.Is(err, archive.ErrUnsafeEntry),
 		errors.Is(err, archive.ErrTooLarge), errors.Is(err, archive.ErrDigestMismatch), errors.Is(err, archive.ErrDiffIDMismatch),

@@ -147,4 +147,16 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
+// holding counts what a bundle holds, for people: "2 images", "1 image and 3 artifacts",
+// "1 artifact".
+func holding(images, artifacts int) string {
+	switch {
+	case artifacts == 0:
+		return plural(images, "image")
+	case images == 0:
+		return plural(artifacts, "artifact")
+	}
+	return plural(images, "image") + " and " + plural(artifacts, "artifact")
+}
+
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

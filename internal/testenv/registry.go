@@ -2,11 +2,16 @@ package testenv
 
 import (
 	"fmt"
+	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
 )
 
 // Registry is a throwaway Debian docker-registry (distribution 2.8) on 127.0.0.1.
@@ -43,4 +48,14 @@ http:
 		return httpOK(client, "http://"+r.Addr+"/v2/")
 	})
 	return r
+}
+
+// StartReferrersRegistry starts go-containerregistry's registry in this process on
+// 127.0.0.1, in memory, serving the OCI referrers API (docker-registry 2.8 serves none), and
+// returns its address, "127.0.0.1:PORT".
+func StartReferrersRegistry(t testing.TB) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,8 +26,9 @@ func Require(t testing.TB, name string) string {
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	// Daemons live in sbin, which may be missing from PATH.
-	for _, dir := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin"} {
+	// Daemons live in sbin, which may be missing from PATH; internal/scripts/deps.sh builds
+	// tools from Go modules (cosign) into /var/cache/ferry/bin.
+	for _, dir := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin", "/var/cache/ferry/bin"} {
 		p := filepath.Join(dir, name)
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
 			return p
@@ -199,4 +201,20 @@ func LivePID(t testing.TB) int {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	return cmd.Process.Pid
+}
+
+// printed runs a command through run and returns what it printed. A container that exits at
+// once loses its output now and then under load, to the shim of the containerd that runs it
+// ("stream copy error: reading from a closed fifo", with ctr 1.7 and 2.1 and docker on its
+// containerd): a `run --rm` that printed nothing and succeeded is run again, up to twice. A
+// container that truly prints nothing still prints nothing.
+func printed(args []string, run func() (string, error)) (string, error) {
+	out, err := run()
+	for range 2 {
+		if err != nil || out != "" || !slices.Contains(args, "run") || !slices.Contains(args, "--rm") {
+			break
+		}
+		out, err = run()
+	}
+	return out, err
 }

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	pathpkg "path"
 	"regexp"
 	"slices"
@@ -210,9 +211,7 @@ func (s *Store) Inventory(context.Context) (*dedupe.Inventory, error) {
 		return nil, s.faults.Inventory
 	}
 	inv := dedupe.NewInventory(dedupe.StoreOCI)
-	for d := range s.blobs {
-		inv.AddBlob(d)
-	}
+	inv.AddBlob(slices.Collect(maps.Keys(s.blobs))...)
 	for _, h := range s.images {
 		inv.AddImage(h.diffIDs, h.blobs)
 	}

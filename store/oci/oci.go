@@ -4,6 +4,7 @@
 package oci
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -103,6 +104,10 @@ type receiver struct {
 
 func (r *receiver) Loaded() []store.Loaded { return r.loaded }
 
+// KeepsOCI: index.json lists what the bundle's lists, indexes and artifacts too, tag scheme
+// artifacts under their tags as ref names (store.OCIKeeper).
+func (s *Store) KeepsOCI() {}
+
 // Named gives each index entry the image's full name, as docker writes it ("corpus/app:1",
 // "127.0.0.1:5000/app:1"), as its ref name: two repositories with the same tag never
 // shadow each other, and skopeo finds an image as oci:DIR:corpus/app:1.
@@ -136,7 +141,8 @@ func (s *Store) Open(ctx context.Context, refs []string, opts store.ReadOptions)
 	return store.NewImages(b, src, nil).Counted(opts.Progress), nil
 }
 
-// addImage adds an image of the OCI layout dir to b.
+// addImage adds an image of the OCI layout dir to b (or an artifact of its own, such as a
+// Helm chart), with the artifacts of the layout that refer to it that opts takes.
 func addImage(b *archive.Bundle, src archive.V1Source, dir, ref string, opts store.ReadOptions) error {
 	lp, err := layout.FromPath(dir)
 	if err != nil {
@@ -158,26 +164,86 @@ func addImage(b *archive.Bundle, src archive.V1Source, dir, ref string, opts sto
 	if tag := archive.RefTag(desc.Annotations); tag != "" {
 		tags = append(tags, tag)
 	}
-	if desc.MediaType.IsIndex() {
+	taken := []v1.Descriptor{desc}
+	switch {
+	case desc.MediaType.IsIndex() && opts.AllPlatforms:
+		child, err := idx.ImageIndex(desc.Digest)
+		if err == nil {
+			_, err = b.AddIndex(child, tags, opts.PlatformOrHost(), src)
+		}
+		if err != nil {
+			return err
+		}
+	case desc.MediaType.IsIndex():
 		child, err := idx.ImageIndex(desc.Digest)
 		if err != nil {
 			return err
 		}
-		if opts.AllPlatforms {
-			_, err = b.AddIndex(child, tags, opts.PlatformOrHost(), src)
-			return err
-		}
-		desc, err = archive.PickPlatform(child, opts.PlatformOrHost())
-		if err != nil {
+		if desc, err = archive.PickPlatform(child, opts.PlatformOrHost()); err != nil {
 			return fmt.Errorf("%s: %w", dir, err)
 		}
+		if cm, err := child.IndexManifest(); err == nil {
+			opts.NoteLeftOut(cmp.Or(ref, dir), cm, opts.PlatformOrHost())
+		}
+		idx, taken = child, []v1.Descriptor{desc} // the image is the child index's
+		fallthrough
+	default:
+		if err := addManifest(b, src, idx, desc, nil, tags); err != nil {
+			return fmt.Errorf("reading %s from %s: %w", desc.Digest, dir, err)
+		}
 	}
+	if !opts.Referrers.Any() {
+		return nil
+	}
+	refs, err := archive.ReferrersIn(m.Manifests, taken, func(d v1.Descriptor) ([]byte, error) { return lp.Bytes(d.Digest) })
+	if err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	for _, r := range refs {
+		tag := archive.ArtifactTag(r.Desc.Annotations)
+		if _, ok := b.Blob(r.Subject); !ok || !opts.Referrers.Takes(archive.TypeOf(r.Manifest), tag) {
+			continue // not taken, or what it refers to was not
+		}
+		var tags []string
+		if tag != "" {
+			tags = []string{tag}
+		}
+		if err := addManifest(b, src, idx, r.Desc, r.Manifest, tags); err != nil {
+			return fmt.Errorf("reading artifact %s from %s: %w", r.Desc.Digest, dir, err)
+		}
+	}
+	return nil
+}
+
+// addManifest adds the image or artifact desc names in the layout to b, under tags; m is its
+// manifest if already read.
+func addManifest(b *archive.Bundle, src archive.V1Source, idx v1.ImageIndex, desc v1.Descriptor, m *v1.Manifest, tags []string) error {
 	img, err := idx.Image(desc.Digest)
 	if err != nil {
-		return fmt.Errorf("reading image %s from %s: %w", desc.Digest, dir, err)
+		return err
 	}
-	_, err = b.AddImage(img, tags, src)
-	return err
+	if m == nil {
+		if m, err = img.Manifest(); err != nil {
+			return err
+		}
+	}
+	if !archive.IsArtifact(desc, m) {
+		_, err = b.AddImage(img, tags, src)
+		return err
+	}
+	raw, err := img.RawManifest()
+	if err == nil {
+		_, err = b.AddArtifact(raw, desc.MediaType, tags)
+	}
+	if err != nil {
+		return err
+	}
+	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+		if src[d.Digest], err = img.LayerByDigest(d.Digest); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // find finds the entry for ref: the one whose ref name, image name or tag is ref, or the

@@ -81,6 +81,9 @@ func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
 
 func (r *receiver) Loaded() []store.Loaded { return r.loaded }
 
+// KeepsOCI: a pool keeps bundles whole, and exports them byte for byte (store.OCIKeeper).
+func (s *Store) KeepsOCI() {}
+
 // Open exports bundles or images of the pool: refs are bundle names or NAME/TAG.
 func (s *Store) Open(_ context.Context, refs []string, opts store.ReadOptions) (*store.Images, error) {
 	b, src, err := s.Export(refs)
