@@ -27,7 +27,7 @@ import (
 var Kind = store.Kind{
 	Name:   "registry",
 	Syntax: "registry[:HOST[/PREFIX]]",
-	Doc:    "a registry, images as HOST/PREFIX/REPO:TAG (bare `registry`: images named whole, as a source only), with their compressed blobs and manifests as pushed (layers a bundle carries uncompressed: gzip-compressed); plain http for localhost and 127.0.0.1, or with --insecure. Reached from this machine, not on a host",
+	Doc:    "a registry, images as HOST/PREFIX/REPO:TAG (bare `registry`: images named whole, as a source only), with their compressed blobs and manifests as pushed (an image whose layers are all uncompressed, as docker saves them, with them gzip-compressed); plain http for localhost and 127.0.0.1, or with --insecure. Reached from this machine, not on a host",
 	Check: func(arg string) error {
 		_, err := New(arg, false)
 		return err
@@ -303,7 +303,7 @@ func archiveArtifact(desc *remote.Descriptor) *v1.Manifest {
 }
 
 // Receive spools a bundle, then pushes each image under HOST/PREFIX/REPO:TAG once it is
-// verified, its uncompressed layers gzip-compressed where nothing refers to its manifest
+// verified, an image of uncompressed layers that nothing refers to with them gzip-compressed
 // (pack.go). Blobs go before manifests, and blobs the registry holds are not sent again, so a
 // failed push leaves no tag pointing at less than a whole image.
 func (s *Store) Receive(context.Context) (store.Receiver, error) {
