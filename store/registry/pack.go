@@ -28,10 +28,10 @@ import (
 // store's), and goes as it came, its manifest keeping its digest. So do the images something
 // refers to (a signature names its image's manifest digest) and the images of a
 // multi-platform index pushed whole: their layers go as they are, and no other image's
-// rewriting touches them. A layer a thin bundle
-// leaves out must be in the registry: as the bundle names it, in the target repository or
-// mounted from another under the store's base, or, for a layer that may be rewritten,
-// compressed, found by its diffID among the images there.
+// rewriting touches them. A layer a thin bundle leaves out must be in the registry: as the
+// bundle names it, in the target repository or mounted from another under the store's base,
+// or, for a layer that may be rewritten, compressed, found by its diffID among the images
+// there.
 
 // A packing is what a push sends in place of the bundle's own blobs: the compressed layers
 // (files under dir), and the blobs the registry holds the left-out layers in.
