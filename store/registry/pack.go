@@ -20,7 +20,7 @@ import (
 )
 
 // Layers go into a registry compressed, as docker push and skopeo put them: its pullers
-// (every node of a cluster, each time it pulls) then move about a third of the bytes. A
+// (every node of a cluster, each time it pulls) then move less than half the bytes. A
 // layer a bundle carries uncompressed (a docker save's) is gzip-compressed the way ferry
 // compresses (archive.Pack: the same layer always gives the same blob) and the manifests
 // naming it rewritten. Only images whose every layer is uncompressed, as docker saves them,
