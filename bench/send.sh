@@ -14,15 +14,21 @@
 # import -`, warm send against the blobs the node lacked, and a send killed at 70 % of the
 # cold bytes, then run again (cut_rerun, for any host kind); and a docker host from the same
 # root, cold, on the classic store, where ferry sends zstd, and on the containerd image store,
-# through its containerd. Last, resuming on a classic docker host: an image of eight
+# through its containerd. Then resuming on a classic docker host: an image of eight
 # incompressible 40 MiB layers sent cold, then killed at 70 % of those bytes and sent again.
-# Needs root.
+# Last, a fleet: eight hosts, each an OCI layout over SFTP behind a shaped link of its own,
+# sent to with --jobs 1, 4 and 8, against one host; and at scale: containerd nodes behind
+# links of their own, sent to, against a registry they pull from (docs/at-scale.md). Needs root.
 #   bench/send.sh        Env: FERRY (binary), SEND_BENCH_DIR (work dir, corpus cache), RATE, COLD_RUNS,
 #                        FERRY_TRIXIE_ROOT, FERRY_SID_ROOT (the roots: without one, none of its rows),
+#                        FLEET_IMAGE (default bench/go:1), FLEET_RUNS (rounds, default 3),
 #                        SEND_BENCH_ONLY=trixie or sid (that root's containerd and docker rows alone),
 #                        SEND_BENCH_ONLY=resume (the classic docker resume rows alone),
 #                        SEND_BENCH_ONLY=helper (the rows by content through the ferry helper alone),
 #                        CONTENT_BENCH_DIR (bench/content.sh's corpus, for the helper rows).
+#                        SEND_BENCH_ONLY=fleet (the fleet rows alone),
+#                        SEND_BENCH_ONLY=atscale (the at-scale rows alone; ATSCALE_NODES, default 4;
+#                        ATSCALE_RUNS, default 3).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,7 +41,8 @@ IMAGE=bench/go:1
 LAYERS=bench/layers:1   # busybox and eight layers of 40 MiB of random bytes
 HOSTS=(1 2 3)
 [[ -z ${SEND_BENCH_ONLY:-} ]] || HOSTS=(1)
-NETNS=ferry-sb   # namespaces ferry-sb1…3, veths fsb1…3, 10.203.N.1 here and 10.203.N.2 there
+[[ ${SEND_BENCH_ONLY:-} != fleet && ${SEND_BENCH_ONLY:-} != atscale ]] || HOSTS=()
+NETNS=ferry-sb VETH=fsb NET=10.203   # namespaces ferry-sb1…3, veths fsb1…3, 10.203.N.1 here and 10.203.N.2 there
 SRC=unix://$DIR/src/sock
 declare -A ROOTS=([trixie]=${FERRY_TRIXIE_ROOT:-/var/cache/ferry/trixie} [sid]=${FERRY_SID_ROOT:-/var/cache/ferry/sid})
 declare -A CTD_VERSION=([trixie]=1.7 [sid]=2.1) DOCKER_VERSION=([trixie]=26 [sid]=28)
@@ -69,42 +76,63 @@ dockerd_stop() {
 cleanup() {
   local n
   for n in "${HOSTS[@]}"; do
-    [[ -f $DIR/sshd$n.pid ]] && kill "$(cat "$DIR/sshd$n.pid")" 2>/dev/null || true
-    ip netns del "$NETNS$n" 2>/dev/null || true
+    link_stop "$n"
     dockerd_stop "h$n"
   done
+  fleet_stop
+  sa_stop
   dockerd_stop src
-  ctd_stop
-  rd_stop
+  if [[ ${SEND_BENCH_ONLY:-} != fleet && ${SEND_BENCH_ONLY:-} != atscale ]]; then   # those runs leave these alone
+    ctd_stop
+    rd_stop
+  fi
   awk -v p="$DIR/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r | xargs -r umount -l 2>/dev/null || true
 }
 
 # host N: a namespace with sshd on 10.203.N.2, a veth shaped to $RATE, a dockerd.
 host_start() {
+  link_start "$1"
+  rm -rf "${DIR:?}/h$1"
+  dockerd_start "h$1" tmpfs
+  # root's home there is $DIR/homeN: what a ferry helper keeps in it stays with the benchmark.
+  mkdir -p "$DIR/home$1"
+  sshd_start "$1" "$DIR/home$1" /root
+}
+
+# link_start N: namespace $NETNS$N, reached through veth $VETH$N (shaped to $RATE), $NET.N.1
+# here and $NET.N.2 there.
+link_start() {
   local n=$1 ns=$NETNS$1
   ip netns add "$ns"
-  ip link add "fsb$n" type veth peer name eth0 netns "$ns"
-  ip addr add "10.203.$n.1/24" dev "fsb$n" && ip link set "fsb$n" up
-  ip -n "$ns" addr add "10.203.$n.2/24" dev eth0 && ip -n "$ns" link set eth0 up && ip -n "$ns" link set lo up
+  ip link add "$VETH$n" type veth peer name eth0 netns "$ns"
+  ip addr add "$NET.$n.1/24" dev "$VETH$n" && ip link set "$VETH$n" up
+  ip -n "$ns" addr add "$NET.$n.2/24" dev eth0 && ip -n "$ns" link set eth0 up && ip -n "$ns" link set lo up
   shape "$n" "$RATE"
-  rm -rf "${DIR:?}/h$n"
-  dockerd_start "h$n" tmpfs
-  # root's home there is $DIR/homeN: what a ferry helper keeps in it stays with the benchmark.
-  mkdir -p "$DIR/home$n"
-  ip netns exec "$ns" unshare --mount --propagation private sh -c 'mount --bind "$0" /root && exec "$@"' "$DIR/home$n" \
-    /usr/sbin/sshd -f /dev/null -h "$DIR/hostkey" -o ListenAddress="10.203.$n.2" -o Subsystem="sftp internal-sftp" \
-    -o AuthorizedKeysFile="$DIR/id.pub" -o StrictModes=no -o UsePAM=no -o PidFile="$DIR/sshd$n.pid"
-  for _ in $(seq 50); do ssh-keyscan -t ed25519 "10.203.$n.2" >>"$DIR/known_hosts" 2>/dev/null && return; sleep 0.2; done
+}
+
+# sshd_start N [FROM AT]: host N's sshd on $NET.N.2, with its sftp subsystem. ip netns exec
+# gives it a mount namespace of its own: with FROM and AT, it sees directory FROM at AT.
+sshd_start() {
+  local n=$1
+  ip netns exec "$NETNS$n" sh -euc '[ -z "$1" ] || mount --bind "$1" "$2"; shift 2; exec "$@"' sh "${2:-}" "${3:-}" \
+    /usr/sbin/sshd -f /dev/null -h "$DIR/hostkey" -o ListenAddress="$NET.$n.2" -o Subsystem="sftp internal-sftp" \
+    -o AuthorizedKeysFile="$DIR/id.pub" -o StrictModes=no -o UsePAM=no -o PidFile="$DIR/$NETNS$n.sshd.pid"
+  for _ in $(seq 50); do ssh-keyscan -t ed25519 "$NET.$n.2" >>"$DIR/known_hosts" 2>/dev/null && return; sleep 0.2; done
   return 1
 }
 
-shape() {   # shape N RATE|off
-  if [[ $2 == off ]]; then tc qdisc del dev "fsb$1" root 2>/dev/null || true; return; fi
-  tc qdisc replace dev "fsb$1" root tbf rate "$2" burst 64kb latency 50ms
+link_stop() {   # link_stop N: host N's sshd and namespace (its veth goes with it)
+  [[ -f $DIR/$NETNS$1.sshd.pid ]] && kill "$(cat "$DIR/$NETNS$1.sshd.pid")" 2>/dev/null || true
+  ip netns del "$NETNS$1" 2>/dev/null || true
 }
 
-dest() { echo "ssh://root@10.203.$1.2$DIR/h$1/sock"; }   # dest N: how ferry names host N
-wire() { cat "/sys/class/net/fsb$1/statistics/tx_bytes"; }   # bytes sent towards host N
+shape() {   # shape N RATE|off
+  if [[ $2 == off ]]; then tc qdisc del dev "$VETH$1" root 2>/dev/null || true; return; fi
+  tc qdisc replace dev "$VETH$1" root tbf rate "$2" burst 64kb latency 50ms
+}
+
+dest() { echo "ssh://root@$NET.$1.2$DIR/h$1/sock"; }   # dest N: how ferry names host N
+wire() { cat "/sys/class/net/$VETH$1/statistics/tx_bytes"; }   # bytes sent towards host N
 
 wipe() {   # wipe N: host N's daemon holds no images
   local h="docker -H unix://$DIR/h$1/sock" ids
@@ -465,6 +493,198 @@ helper_rows() {
   done
 }
 
+# fleet_rows: $FLEET_IMAGE to eight hosts at once with --jobs 1, 4 and 8, against one host,
+# $FLEET_RUNS rounds alternated (medians). Each host is an OCI layout over SFTP (--to oci:DIR
+# on its sshd), behind a link of its own shaped to $RATE: namespaces ferry-sf1…8, veths
+# fsf1…8, 10.204.N. Eight dockerds unpacking on this machine's two cores would measure the
+# cores (the 3-host row above already does); an sshd writing files costs little, so the rows
+# measure ferry reading once and feeding eight links. Every host's layout lives in a tmpfs,
+# $DIR/fleet/hN, which its sshd (a mount namespace of its own) sees at $DIR/fleet/at.
+FLEET=(1 2 3 4 5 6 7 8)
+FLEET_IMAGE=${FLEET_IMAGE:-$IMAGE}
+FLEET_RUNS=${FLEET_RUNS:-3}
+fleet_rows() {
+  local NETNS=ferry-sf VETH=fsf NET=10.204   # what link_start, shape, wire… name, here
+  local f=$DIR/fleet n i j one="one host" all=() load0
+  local to=(--to "oci:$f/at/oci")
+  mkdir -p "$f" && mount -t tmpfs -o size=8g,mode=0755 ferry-sf "$f"
+  mkdir -p "$f/at"
+  for n in "${FLEET[@]}"; do
+    mkdir -p "$f/h$n" && link_start "$n" && sshd_start "$n" "$f/h$n" "$f/at"
+    echo "root@$NET.$n.2"
+  done >"$f/hosts"
+  load0=$(cut -d' ' -f1-3 /proc/loadavg)
+  for i in $(seq "$FLEET_RUNS"); do   # alternated, as the cold rows
+    fleet_wipe && run "$one #$i" 1 ferry_send "$FLEET_IMAGE" -H "root@$NET.1.2" "${to[@]}"
+    fleet_check 1
+    for j in 1 4 8; do
+      fleet_wipe && run "8 hosts, --jobs $j #$i" "${FLEET[*]}" ferry_send "$FLEET_IMAGE" -H "@$f/hosts" --jobs "$j" "${to[@]}"
+      fleet_check "${FLEET[@]}"
+    done
+  done
+  median "$one" "$FLEET_RUNS"
+  for j in 1 4 8; do median "8 hosts, --jobs $j" "$FLEET_RUNS" && all+=("8 hosts, --jobs $j"); done
+  fleet_stop
+
+  echo
+  echo "ferry send to 8 hosts, $FLEET_IMAGE into oci:DIR over SFTP, each host's link shaped to $RATE" \
+    "(medians of $FLEET_RUNS rounds, alternated; load average before: $load0, after: $(cut -d' ' -f1-3 /proc/loadavg)):"
+  echo
+  table "$one" "${all[@]}"
+  echo
+  echo "- one host: ${RUNS[$one]} s"
+  for j in 1 4 8; do
+    local k="8 hosts, --jobs $j"
+    echo "- $k: $(ratio "${WALL[$k]}" "${WALL[$one]}")× one host's time (links of their own: $(((8 + j - 1) / j))× at best)," \
+      "$(ratio "${BYTES[$k]}" "${BYTES[$one]}")× its bytes, ${CPU[$k]} CPU s (one host ${CPU[$one]}); runs ${RUNS[$k]} s"
+  done
+}
+
+fleet_wipe() { rm -rf "$DIR"/fleet/h*/oci; }   # no host holds anything
+
+fleet_check() {   # fleet_check N...: hosts N hold the image (a layout naming it)
+  local n
+  for n in "$@"; do
+    grep -q "\"org.opencontainers.image.ref.name\":\"[^\"]*$FLEET_IMAGE\"" "$DIR/fleet/h$n/oci/index.json" ||
+      { echo "host $n of the fleet does not hold $FLEET_IMAGE" >&2; return 1; }
+  done
+}
+
+fleet_stop() {
+  local NETNS=ferry-sf n
+  for n in "${FLEET[@]}"; do link_stop "$n"; done
+}
+
+# atscale_rows: what docs/at-scale.md weighs. $FLEET_IMAGE, as a bundle carried into a gap, to
+# $ATSCALE_NODES containerd nodes (containerd from the trixie root, CRI disabled, namespace
+# k8s.io), each behind a link of its own shaped to $RATE (namespaces ferry-sa1…, veths fsa1…,
+# 10.205.N): ferry send to every node's containerd, against ferry load into a registry
+# (distribution 2.8, docker-registry, on 127.0.0.1) then every node pulling from it at once
+# (ctr images pull: it fetches and unpacks, the work a kubelet's pull has containerd do). The
+# nodes reach the registry's storage through a read-only docker-registry on their link's
+# address here (10.205.N.1:5000), so their pulls cross their links. The peer is one node sent to alone
+# (what seeding one node of a k3s/RKE2 cluster for its embedded mirror costs). $ATSCALE_RUNS
+# rounds, alternated (medians).
+ATSCALE_NODES=${ATSCALE_NODES:-4}
+ATSCALE_RUNS=${ATSCALE_RUNS:-3}
+SA=/tmp/ferry-sa   # node N's containerd in $SA/nN: short, for its socket path
+atscale_rows() {
+  use_root trixie || return 0
+  local NETNS=ferry-sa VETH=fsa NET=10.205   # what link_start, shape, wire… name, here
+  local a=$DIR/atscale n i nodes=() one="ferry send → 1 node" send reg port
+  nodes=($(seq "$ATSCALE_NODES"))
+  send="ferry send → $ATSCALE_NODES nodes" reg="ferry load → registry, $ATSCALE_NODES nodes pull"
+  rm -rf "$a" && mkdir -p "$a"
+  log "ferry save $FLEET_IMAGE (the bundle carried into the gap)"
+  HOME=$DIR DOCKER_HOST=$SRC "$FERRY" save -q "$FLEET_IMAGE" -o "$a/bundle.tar"
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  REG=127.0.0.1:$port
+  for n in "${nodes[@]}"; do
+    link_start "$n" && sshd_start "$n"
+    echo "ssh://root@$NET.$n.2$SA/n$n/containerd.sock"
+  done >"$a/nodes"
+  for i in $(seq "$ATSCALE_RUNS"); do   # alternated, as the cold rows
+    sa_wipe && run "$one #$i" 1 ferry_send "$a/bundle.tar" -H "$(head -1 "$a/nodes")" --to containerd:k8s.io
+    sa_check 1
+    sa_wipe && run "$send #$i" "${nodes[*]}" ferry_send "$a/bundle.tar" -H "@$a/nodes" --to containerd:k8s.io
+    sa_check "${nodes[@]}"
+    sa_wipe && run "$reg #$i" "${nodes[*]}" sa_registry_path "$a/bundle.tar"
+    sa_check "${nodes[@]}"
+    WALL[load #$i]=$(cat "$a/load.wall") CPU[load #$i]=$(cat "$a/load.cpu") BYTES[load #$i]=0
+  done
+  median "$one" "$ATSCALE_RUNS"
+  median "$send" "$ATSCALE_RUNS"
+  median "$reg" "$ATSCALE_RUNS"
+  median "load" "$ATSCALE_RUNS"
+  sa_stop
+
+  echo
+  echo "at scale: $FLEET_IMAGE as a bundle, to $ATSCALE_NODES containerd ${CTD_VERSION[trixie]} nodes (k8s.io), each behind a link of" \
+    "its own shaped to $RATE (medians of $ATSCALE_RUNS rounds, alternated):"
+  echo
+  table "$one" "$send" "$reg"
+  echo
+  echo "- one node: ${RUNS[$one]} s"
+  echo "- $send: $(ratio "${WALL[$send]}" "${WALL[$one]}")× one node's time, $(ratio "${BYTES[$send]}" "${BYTES[$one]}")× its bytes," \
+    "$(ratio "${CPU[$send]}" "${CPU[$one]}")× its CPU; runs ${RUNS[$send]} s"
+  echo "- $reg: $(ratio "${WALL[$reg]}" "${WALL[$one]}")× one node's time ($(ratio "${WALL[$reg]}" "${WALL[$send]}")× the send's)," \
+    "$(ratio "${BYTES[$reg]}" "${BYTES[$one]}")× its bytes, $(ratio "${CPU[$reg]}" "${CPU[$one]}")× its CPU; of which the load into" \
+    "the registry $(ratio "${WALL[load]}" "${WALL[$one]}")× one node's time; runs ${RUNS[$reg]} s (loads ${RUNS[load]} s)"
+}
+
+# sa_registry_path BUNDLE: ferry load BUNDLE into the registry on 127.0.0.1, then every node
+# pulls the image at once; the load's wall and CPU time go to $DIR/atscale/load.wall and .cpu.
+sa_registry_path() {
+  local a=$DIR/atscale n t0 c0 pids=()
+  t0=$(date +%s.%N) c0=$(cpu_busy)
+  HOME=$DIR "$FERRY" load -q -i "$1" --to "registry:$REG/mirror"
+  awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }' >"$a/load.wall"
+  awk -v a="$c0" -v b="$(cpu_busy)" 'BEGIN { printf "%.1f", (b - a) / 100 }' >"$a/load.cpu"
+  for n in $(seq "$ATSCALE_NODES"); do
+    sa_ctr "$n" ip netns exec "$NETNS$n" -- images pull --plain-http "$NET.$n.1:5000/mirror/$FLEET_IMAGE" >"$a/pull$n.log" 2>&1 &
+    pids+=($!)
+  done
+  for n in "${!pids[@]}"; do wait "${pids[$n]}" || { echo "node $((n + 1)) did not pull: $(tail -3 "$a/pull$((n + 1)).log")" >&2; return 1; }; done
+}
+
+# sa_ctr N [PREFIX... --] ARGS...: ctr -n k8s.io on node N's containerd, in its mount
+# namespace and root, after PREFIX (ip netns exec NS, for a pull over the node's link).
+sa_ctr() {
+  local n=$1 pre=()
+  shift
+  if [[ ${1:-} == ip ]]; then while [[ $1 != -- ]]; do pre+=("$1"); shift; done; shift; fi
+  "${pre[@]}" nsenter --target "$(cat "$SA/n$n/pid")" --mount --root --wd=/ -- ctr --address "$SA/n$n/containerd.sock" -n k8s.io "$@"
+}
+
+# sa_wipe: every node's containerd restarted empty, the registry emptied and restarted: one
+# docker-registry on $REG (ferry loads there), one read-only on each node link's address.
+sa_wipe() {
+  local a=$DIR/atscale n
+  sa_registries_stop
+  for n in $(seq "$ATSCALE_NODES"); do
+    local CTD=$SA/n$n CTD_SOCK=$SA/n$n/containerd.sock
+    ctd_stop && ctd_start
+  done
+  rm -rf "$a/registry" && mkdir -p "$a/registry"
+  sa_registry 0 "$REG" false
+  for n in $(seq "$ATSCALE_NODES"); do sa_registry "$n" "$NET.$n.1:5000" true; done
+}
+
+sa_registry() {   # sa_registry N ADDR READONLY: a docker-registry on ADDR, storage $DIR/atscale/registry
+  local a=$DIR/atscale
+  printf '%s\n' 'version: 0.1' 'log:' '  level: warn' 'storage:' '  filesystem:' "    rootdirectory: $a/registry" \
+    '  maintenance:' '    uploadpurging:' '      enabled: false' '    readonly:' "      enabled: $3" 'http:' "  addr: $2" >"$a/reg$1.yml"
+  docker-registry serve "$a/reg$1.yml" >"$a/reg$1.log" 2>&1 &
+  echo $! >"$a/reg$1.pid"
+  for _ in $(seq 50); do curl -fs "http://$2/v2/" >/dev/null && return; sleep 0.1; done
+  echo "docker-registry on $2 did not start: see $a/reg$1.log" >&2
+  return 1
+}
+
+sa_registries_stop() {
+  local f
+  for f in "$DIR"/atscale/reg*.pid; do [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null; rm -f "$f"; done
+  return 0
+}
+
+sa_check() {   # sa_check N...: nodes N name the image (ferry's name, or the registry's)
+  local n
+  for n in "$@"; do
+    sa_ctr "$n" images ls -q | grep -q "/$FLEET_IMAGE\$" || { echo "node $n does not hold $FLEET_IMAGE" >&2; return 1; }
+  done
+}
+
+sa_stop() {
+  local NETNS=ferry-sa n
+  sa_registries_stop
+  for n in $(seq "$ATSCALE_NODES"); do
+    local CTD=$SA/n$n
+    ctd_stop
+    link_stop "$n"
+  done
+  rmdir "$SA" 2>/dev/null || true
+}
+
 # table NAME...: the runs named, as a markdown table.
 table() {
   local k
@@ -552,6 +772,14 @@ main() {
       helper_rows
       return
       ;;
+    fleet)
+      fleet_rows
+      return
+      ;;
+    atscale)
+      atscale_rows
+      return
+      ;;
   esac
 
   local size go_layer
@@ -599,6 +827,8 @@ main() {
   done
   resume_rows
   helper_rows
+  fleet_rows
+  atscale_rows
 }
 
 main "$@"

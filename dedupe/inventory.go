@@ -15,15 +15,17 @@ import (
 )
 
 // Store kinds an inventory describes. They differ in what makes a layer present: a docker
-// daemon keys layers by chain ID (the layer on top of its parents), OCI layouts, pools and
-// registries by blob digest (the layer exactly as stored, compressed or not). A containerd
-// holds a layer either way: its blob in the content store, or unpacked in the snapshotter
-// (where unpacking finds it by chain ID and skips it). A bundle's inventory, whose
-// destination is unknown, needs both.
+// daemon keys layers by chain ID (the layer on top of its parents), OCI layouts and pools by
+// blob digest (the layer exactly as stored, compressed or not). A containerd holds a layer
+// either way: its blob in the content store, or unpacked in the snapshotter (where unpacking
+// finds it by chain ID and skips it). A registry holds a layer by its blob, or by its diffID:
+// a load into it names the blob it holds the layer in, however compressed. A bundle's
+// inventory, whose destination is unknown, needs both blob and chain.
 const (
 	StoreDocker     = "docker"
 	StoreOCI        = "oci"
 	StoreContainerd = "containerd"
+	StoreRegistry   = "registry"
 	StoreBundle     = "bundle"
 )
 
@@ -46,7 +48,7 @@ type Inventory struct {
 	// inventory --content): a content delta carries only what it lacks.
 	Content *content.Index `json:"content,omitempty"`
 
-	blobs, chains map[string]bool
+	blobs, diffIDs, chains map[string]bool
 }
 
 // A NamedImage is an image a store has, by the digests and tags that name it there.
@@ -199,7 +201,7 @@ func (inv *Inventory) AddBlob(ds ...v1.Hash) {
 // index sorts and dedupes the lists and rebuilds the lookup sets.
 func (inv *Inventory) index() {
 	inv.Blobs, inv.blobs = uniq(inv.Blobs)
-	inv.DiffIDs, _ = uniq(inv.DiffIDs)
+	inv.DiffIDs, inv.diffIDs = uniq(inv.DiffIDs)
 	inv.Chains, inv.chains = uniq(inv.Chains)
 }
 
@@ -237,6 +239,8 @@ func (inv *Inventory) HoldsLayer(img *archive.Image, i int) bool {
 		return blob
 	case StoreContainerd:
 		return chain || blob
+	case StoreRegistry:
+		return blob || inv.diffIDs[img.Layers[i].DiffID.Hex]
 	}
 	return chain && blob
 }
@@ -315,7 +319,7 @@ func ReadInventory(r io.Reader) (*Inventory, error) {
 	if err := json.NewDecoder(io.LimitReader(r, 64<<20)).Decode(&inv); err != nil {
 		return nil, fmt.Errorf("reading inventory: %w", err)
 	}
-	if inv.Version != 1 || !slices.Contains([]string{StoreDocker, StoreOCI, StoreContainerd, StoreBundle}, inv.Store) {
+	if inv.Version != 1 || !slices.Contains([]string{StoreDocker, StoreOCI, StoreContainerd, StoreRegistry, StoreBundle}, inv.Store) {
 		return nil, fmt.Errorf("reading inventory: version %d of store %q is not one ferry knows", inv.Version, inv.Store)
 	}
 	inv.index()

@@ -15,7 +15,8 @@ import (
 )
 
 // TestInventoryHas checks what makes a layer present for each kind of store: a docker daemon
-// keys layers by chain ID, an OCI store by blob digest, a bundle's inventory needs both.
+// keys layers by chain ID, an OCI store by blob digest, a registry by blob digest or diffID,
+// a bundle's inventory needs blob and chain.
 func TestInventoryHas(t *testing.T) {
 	ti := newTestImages(t)
 	b, _ := newBundle(t, tagged{"example.com/app:1", ti.app1})
@@ -31,7 +32,7 @@ func TestInventoryHas(t *testing.T) {
 		{
 			name: "empty",
 			fill: func(*Inventory) {},
-			want: map[string][2]bool{StoreDocker: {false, false}, StoreOCI: {false, false}, StoreContainerd: {false, false}, StoreBundle: {false, false}},
+			want: map[string][2]bool{StoreDocker: {false, false}, StoreOCI: {false, false}, StoreContainerd: {false, false}, StoreRegistry: {false, false}, StoreBundle: {false, false}},
 		},
 		{
 			name: "the same image",
@@ -40,7 +41,7 @@ func TestInventoryHas(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			want: map[string][2]bool{StoreDocker: {true, true}, StoreOCI: {true, true}, StoreContainerd: {true, true}, StoreBundle: {true, true}},
+			want: map[string][2]bool{StoreDocker: {true, true}, StoreOCI: {true, true}, StoreContainerd: {true, true}, StoreRegistry: {true, true}, StoreBundle: {true, true}},
 		},
 		{
 			name: "the base image",
@@ -49,19 +50,19 @@ func TestInventoryHas(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			want: map[string][2]bool{StoreDocker: {true, false}, StoreOCI: {true, false}, StoreContainerd: {true, false}, StoreBundle: {true, false}},
+			want: map[string][2]bool{StoreDocker: {true, false}, StoreOCI: {true, false}, StoreContainerd: {true, false}, StoreRegistry: {true, false}, StoreBundle: {true, false}},
 		},
 		{
 			// docker has the layers but not these blobs: say, pulled compressed differently
 			name: "same layers other blobs",
 			fill: func(inv *Inventory) { inv.AddImage(ids, nil) },
-			want: map[string][2]bool{StoreDocker: {true, true}, StoreOCI: {false, false}, StoreContainerd: {true, true}, StoreBundle: {false, false}},
+			want: map[string][2]bool{StoreDocker: {true, true}, StoreOCI: {false, false}, StoreContainerd: {true, true}, StoreRegistry: {true, true}, StoreBundle: {false, false}},
 		},
 		{
 			// the top blob alone is a different chain: a daemon does not have it on the base
 			name: "top layer on no parent",
 			fill: func(inv *Inventory) { inv.AddImage(ids[1:], blobs[1:]) },
-			want: map[string][2]bool{StoreDocker: {false, false}, StoreOCI: {false, true}, StoreContainerd: {false, true}, StoreBundle: {false, false}},
+			want: map[string][2]bool{StoreDocker: {false, false}, StoreOCI: {false, true}, StoreContainerd: {false, true}, StoreRegistry: {false, true}, StoreBundle: {false, false}},
 		},
 		{
 			name: "blobs alone",
@@ -70,11 +71,11 @@ func TestInventoryHas(t *testing.T) {
 					inv.AddBlob(d)
 				}
 			},
-			want: map[string][2]bool{StoreDocker: {false, false}, StoreOCI: {true, true}, StoreContainerd: {true, true}, StoreBundle: {false, false}},
+			want: map[string][2]bool{StoreDocker: {false, false}, StoreOCI: {true, true}, StoreContainerd: {true, true}, StoreRegistry: {true, true}, StoreBundle: {false, false}},
 		},
 	}
 	for _, tt := range tests {
-		for _, store := range []string{StoreDocker, StoreOCI, StoreContainerd, StoreBundle} {
+		for _, store := range []string{StoreDocker, StoreOCI, StoreContainerd, StoreRegistry, StoreBundle} {
 			t.Run(tt.name+"/"+store, func(t *testing.T) {
 				inv := NewInventory(store)
 				tt.fill(inv)
@@ -197,7 +198,7 @@ func sameHashes(a, b []v1.Hash) bool {
 func TestInventoryRoundTrip(t *testing.T) {
 	ti := newTestImages(t)
 	b, _ := newBundle(t, tagged{"example.com/app:1", ti.app1}, tagged{"example.com/app:2", ti.app2})
-	for _, store := range []string{StoreDocker, StoreOCI, StoreContainerd, StoreBundle} {
+	for _, store := range []string{StoreDocker, StoreOCI, StoreContainerd, StoreRegistry, StoreBundle} {
 		t.Run(store, func(t *testing.T) {
 			inv := NewInventory(store)
 			for _, img := range []v1.Image{ti.app1, ti.app2, ti.app1} { // app1 twice: no duplicates

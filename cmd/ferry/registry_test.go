@@ -33,8 +33,36 @@ func TestRegistry(t *testing.T) {
 			t.Fatalf("load printed %q", out)
 		}
 		ref := reg.Addr + "/mirror/app:1"
+		// docker saves layers uncompressed; the registry gets them gzip-compressed, as docker
+		// push puts them, for its pullers to move a third of the bytes.
+		var m v1.Manifest
+		json.Unmarshal([]byte(run(t, "skopeo", "inspect", "--raw", "--tls-verify=false", "docker://"+ref)), &m) //nolint:errcheck
+		for i, l := range m.Layers {
+			if !strings.HasSuffix(string(l.MediaType), "gzip") {
+				t.Errorf("layer %d pushed as %s, want gzip", i, l.MediaType)
+			}
+		}
 		dst.Run(t, "pull", "-q", ref)
 		if got := dst.Cat(t, ref, "/marker"); got != "registry\n" {
+			t.Fatalf("pulled back: /marker = %q", got)
+		}
+	})
+	t.Run("delta against the registry's inventory", func(t *testing.T) {
+		// Across a gap: the inventory of the registry inside it, the delta of app:2 on the
+		// connected side (its base left out, uncompressed), loaded into the registry, which
+		// holds that base compressed; the nodes pull app:2 whole.
+		src.DeriveImage(t, "app:2", "app:1", map[string]string{"marker": "registry 2\n"})
+		have := filepath.Join(dir, "mirror-have.json")
+		mustFerry(t, nil, "inventory", "--from", "registry:"+reg.Addr+"/mirror", "-o", have)
+		delta := filepath.Join(dir, "app2-delta.tar")
+		mustFerry(t, dockerEnv(src), "save", "app:2", "--have", have, "-o", delta, "-q")
+		if s := summary(t, delta); s.MissingLayers != len(s.Images[0].Layers)-1 {
+			t.Fatalf("the delta should leave out every layer but app:2's own: %+v", s.Images[0].Layers)
+		}
+		mustFerry(t, nil, "load", "-i", delta, "--to", "registry:"+reg.Addr+"/mirror", "-q")
+		ref := reg.Addr + "/mirror/app:2"
+		dst.Run(t, "pull", "-q", ref)
+		if got := dst.Cat(t, ref, "/marker"); got != "registry 2\n" {
 			t.Fatalf("pulled back: /marker = %q", got)
 		}
 	})

@@ -23,6 +23,7 @@ func TestConformance(t *testing.T) {
 		State: func(t *testing.T) string { return registryState(t, reg.Addr) },
 		Check: func(t *testing.T, tag, _ string) {
 			storetest.CheckConfig(t, skopeo, "docker://"+reg.Addr+"/mirror/"+tag, imgs.IDs[tag])
+			checkGzip(t, tag, pushed(t, reg.Addr+"/mirror/"+tag))
 		},
 	})
 }

@@ -1,14 +1,13 @@
 // Package registry is a registry as a store and a source: registry:HOST[:PORT][/PREFIX].
-// Images go to HOST/PREFIX/REPO:TAG; read, they keep the registry's own manifests and
-// compressed blobs, so digests survive.
+// Images go to HOST/PREFIX/REPO:TAG, an image of uncompressed layers (docker's save) with
+// them gzip-compressed (pack.go); read, they keep the registry's own manifests and compressed
+// blobs, so digests survive.
 package registry
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ferrytool/ferry/archive"
@@ -29,7 +27,7 @@ import (
 var Kind = store.Kind{
 	Name:   "registry",
 	Syntax: "registry[:HOST[/PREFIX]]",
-	Doc:    "a registry, images as HOST/PREFIX/REPO:TAG (bare `registry`: images named whole, as a source only), with their compressed blobs and manifests as pushed; plain http for localhost and 127.0.0.1, or with --insecure. Reached from this machine, not on a host",
+	Doc:    "a registry, images as HOST/PREFIX/REPO:TAG (bare `registry`: images named whole, as a source only), with their compressed blobs and manifests as pushed (an image whose layers are all uncompressed, as docker saves them, with them gzip-compressed); plain http for localhost and 127.0.0.1, or with --insecure. Reached from this machine, not on a host",
 	Check: func(arg string) error {
 		_, err := New(arg, false)
 		return err
@@ -109,35 +107,48 @@ func (s *Store) CheckRefs(refs []string) error {
 }
 
 // Inventory lists the layers of every image tagged in the repositories under the store's
-// base: the registry's catalog, filtered by the prefix (a repository named exactly
-// HOST/PREFIX counts too).
+// base (repositories), by blob and by diffID: a load names the blob the registry holds a
+// layer in, however compressed.
 func (s *Store) Inventory(ctx context.Context) (*dedupe.Inventory, error) {
 	if s.base == "" {
 		return nil, fmt.Errorf("%w: the inventory of a registry needs registry:HOST[/PREFIX]", store.ErrInvalidReference)
 	}
+	repos, err := s.repositories(ctx)
+	if err != nil {
+		return nil, err
+	}
+	inv := dedupe.NewInventory(dedupe.StoreRegistry)
+	for _, repo := range repos {
+		if err := s.addRepository(ctx, inv, repo); err != nil {
+			return nil, err
+		}
+	}
+	return inv, nil
+}
+
+// repositories returns the repositories under the store's base: the registry's catalog,
+// filtered by the prefix (a repository named exactly HOST/PREFIX counts too); without a
+// catalog (many registries keep it to themselves), the prefix as a repository.
+func (s *Store) repositories(ctx context.Context) ([]name.Repository, error) {
 	host, prefix, _ := strings.Cut(s.base, "/")
 	reg, err := name.NewRegistry(host, s.nameOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: registry %q: %w", store.ErrInvalidReference, host, err)
 	}
-	inv := dedupe.NewInventory(dedupe.StoreOCI)
-	repos, err := remote.Catalog(ctx, reg, options(ctx, nil)...)
+	names, err := remote.Catalog(ctx, reg, options(ctx, nil)...)
 	if err != nil && prefix != "" {
-		// No catalog (many registries keep it to themselves): the prefix as a repository.
-		return inv, s.addRepository(ctx, inv, reg.Repo(prefix))
+		return []name.Repository{reg.Repo(prefix)}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listing the repositories of %s: %w", host, err)
 	}
-	for _, repo := range repos {
-		if prefix != "" && repo != prefix && !strings.HasPrefix(repo, prefix+"/") {
-			continue
-		}
-		if err := s.addRepository(ctx, inv, reg.Repo(repo)); err != nil {
-			return nil, err
+	var repos []name.Repository
+	for _, repo := range names {
+		if prefix == "" || repo == prefix || strings.HasPrefix(repo, prefix+"/") {
+			repos = append(repos, reg.Repo(repo))
 		}
 	}
-	return inv, nil
+	return repos, nil
 }
 
 // addRepository records the layers of every image tagged in repo, and the artifacts that
@@ -292,7 +303,8 @@ func archiveArtifact(desc *remote.Descriptor) *v1.Manifest {
 }
 
 // Receive spools a bundle, then pushes each image under HOST/PREFIX/REPO:TAG once it is
-// verified. Blobs go before manifests, and blobs the registry holds are not sent again, so a
+// verified, an image of uncompressed layers that nothing refers to with them gzip-compressed
+// (pack.go). Blobs go before manifests, and blobs the registry holds are not sent again, so a
 // failed push leaves no tag pointing at less than a whole image.
 func (s *Store) Receive(context.Context) (store.Receiver, error) {
 	if s.base == "" {
@@ -319,13 +331,30 @@ func (r *receiver) Commit(ctx context.Context, b *archive.Bundle) error {
 	if err != nil {
 		return err
 	}
+	pk := newPacking(b, pushes)
+	defer pk.Close()
 	for _, p := range pushes {
-		if err := r.s.holdsMissing(ctx, p.blobs, p.repo); err != nil {
+		if err := r.s.holdsMissing(ctx, p, pk); err != nil {
 			return err
 		}
 	}
+	// Uncompressed layers go compressed (pack.go): the images that name them are pushed as
+	// rewritten.
+	if err := pk.compress(ctx, b, r.Spool); err != nil {
+		return err
+	}
+	if err := pk.mount(ctx); err != nil {
+		return err
+	}
+	rb, src, err := pk.repack(b, r.Spool)
+	if err != nil {
+		return err
+	}
 	for _, p := range pushes {
-		if err := r.push(ctx, b, p); err != nil {
+		if i := slices.Index(b.Images, p.img); i >= 0 {
+			p.img = rb.Images[i]
+		}
+		if err := r.push(ctx, b, src, p); err != nil {
 			return err
 		}
 		if p.loaded != nil {
@@ -489,10 +518,10 @@ func taggedIndex(b *archive.Bundle, tag string) (v1.Descriptor, bool) {
 	return v1.Descriptor{}, false
 }
 
-// push pushes p: blobs the registry holds are not sent again.
-func (r *receiver) push(ctx context.Context, b *archive.Bundle, p push) error {
+// push pushes p, its blobs from src: blobs the registry holds are not sent again.
+func (r *receiver) push(ctx context.Context, b *archive.Bundle, src archive.BlobSource, p push) error {
 	if p.img != nil {
-		v1img, err := p.img.V1(ctx, r.Spool)
+		v1img, err := p.img.V1(ctx, src)
 		if err == nil {
 			err = remote.Write(p.refs[0].(name.Tag), v1img, options(ctx, nil)...)
 		}
@@ -502,7 +531,7 @@ func (r *receiver) push(ctx context.Context, b *archive.Bundle, p push) error {
 		return nil
 	}
 	for _, blob := range p.blobs {
-		l, err := archive.BlobLayer(ctx, blob, r.Spool)
+		l, err := archive.BlobLayer(ctx, blob, src)
 		if err == nil {
 			err = remote.WriteLayer(p.repo, l, options(ctx, nil)...)
 		}
@@ -539,25 +568,3 @@ func (r *receiver) Loaded() []store.Loaded { return r.loaded }
 // KeepsOCI: indexes go whole under their tags; artifacts under their tags, or by digest, into
 // each repository their subject goes to (store.OCIKeeper).
 func (s *Store) KeepsOCI() {}
-
-// holdsMissing checks that repo holds every blob a thin bundle leaves out of blobs.
-func (s *Store) holdsMissing(ctx context.Context, blobs []*archive.Blob, repo name.Repository) error {
-	for _, blob := range blobs {
-		if blob.Present() {
-			continue
-		}
-		layer, err := remote.Layer(repo.Digest(blob.Digest.String()), options(ctx, nil)...)
-		if err == nil {
-			_, err = layer.Size() // HEAD of the blob
-		}
-		var terr *transport.Error
-		if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
-			return fmt.Errorf("%w: the bundle leaves out blob %s and %s does not have it: push the bundle it comes from first",
-				archive.ErrMissingBlob, blob.Digest, repo)
-		}
-		if err != nil {
-			return fmt.Errorf("checking %s for blob %s: %w", repo, blob.Digest, err)
-		}
-	}
-	return nil
-}
