@@ -52,20 +52,30 @@ func (c *Cache) Add(ctx context.Context, x *Index, r io.Reader) (v1.Hash, error)
 // written is no cache: Save fails on nothing.
 func (c *Cache) Save(x *Index) {
 	for diffID, recs := range c.read {
-		i, ok := x.layer[diffID]
-		if !ok {
-			continue
-		}
-		var buf []byte
-		for _, r := range recs {
-			buf = appendRec(buf, r)
-		}
-		data, err := json.Marshal(cacheEntry{Layer: x.Layers[i], Chunks: base64.StdEncoding.EncodeToString(buf)})
-		if err == nil && os.MkdirAll(filepath.Dir(c.path(diffID)), 0o755) == nil {
-			atomicfile.WriteFile(c.path(diffID), data, 0o644)
+		if i, ok := x.layer[diffID]; ok {
+			c.Put(Chunks{x.Layers[i], recs})
 		}
 	}
 	clear(c.read)
+}
+
+// Put keeps what is known of a layer (or a pack) now.
+func (c *Cache) Put(ch Chunks) error {
+	if c.dir == "" {
+		return nil
+	}
+	var buf []byte
+	for _, r := range ch.recs {
+		buf = appendRec(buf, r)
+	}
+	data, err := json.Marshal(cacheEntry{Layer: ch.Layer, Chunks: base64.StdEncoding.EncodeToString(buf)})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(c.path(ch.DiffID)), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(c.path(ch.DiffID), data, 0o644)
 }
 
 // Load adds the layer diffID names to x from the cache, and says whether it could.
