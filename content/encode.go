@@ -4,8 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-	"errors"
-	"io"
+		"io"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -25,8 +24,10 @@ type encoder struct {
 
 	read int64 // bytes of the layer being read
 	// keep, when set, records where the layer's chunks lie in it, and the pack's in the pack
-	// (what a Cache keeps of each); and the encoder gives up on a layer that is mostly new.
+	// (what a Cache keeps of each); and the encoder gives up on a layer that is mostly new:
+	// past giveUpAfter, once more than half of what it read is new, it only records.
 	keep       bool
+	gaveUp     bool
 	recs, pRec []rec
 }
 
@@ -35,14 +36,14 @@ func newEncoder(x *Index, recipes, pack io.Writer) *encoder {
 		rw: recipeWriter{w: bufio.NewWriterSize(recipes, 1<<20)}, pack: bufio.NewWriterSize(pack, 1<<20)}
 }
 
-// ErrMostlyNew: Encode gave up on a layer most of whose content its index lacks.
-var ErrMostlyNew = errors.New("most of the layer's content is new")
-
 // giveUpAfter is how far Encode reads before it judges whether a layer is mostly new.
 const giveUpAfter = 16 << 20
 
 func (e *encoder) raw(p []byte) error {
 	e.read += int64(len(p))
+	if e.gaveUp {
+		return nil
+	}
 	return e.rw.addRaw(p)
 }
 
@@ -51,6 +52,9 @@ func (e *encoder) chunk(p []byte, sum [32]byte) error {
 		e.recs = append(e.recs, rec{sum, e.read, uint32(len(p))})
 	}
 	e.read += int64(len(p))
+	if e.gaveUp {
+		return nil
+	}
 	if l, ok := e.x.chunks[sum]; ok && int(l.size) == len(p) {
 		return e.rw.copy(op{kind: opBase, layer: e.baseLayer(l.layer), off: l.off, n: int64(len(p))})
 	}
@@ -66,7 +70,8 @@ func (e *encoder) chunk(p []byte, sum [32]byte) error {
 		e.packed[sum] = off
 		e.size += int64(len(p))
 		if e.keep && e.read > giveUpAfter && 2*e.size > e.read {
-			return ErrMostlyNew
+			e.gaveUp = true
+			return nil
 		}
 	}
 	return e.rw.copy(op{kind: opPack, off: off, n: int64(len(p))})
@@ -108,12 +113,15 @@ type Encoded struct {
 	Base []Layer
 	// Recipe is the sha256 and size of the recipe.
 	Recipe Layer
+	// GaveUp: most of the layer was new, or the index empty; the recipe and the pack were
+	// left unfinished (Tar alone holds).
+	GaveUp bool
 }
 
 // Encode reads the uncompressed tar of a layer from r to its end and writes it as a recipe
 // over the content x knows, to recipe, and the chunks x lacks, each once, to pack, both
-// zstd-compressed. It gives up with ErrMostlyNew, past the first 16 MiB, once more than
-// half of what it read is new (it then stops reading r).
+// zstd-compressed. Past the first 16 MiB, once more than half of what it read is new, it
+// gives up on the recipe and the pack, and only records where the layer's chunks lie.
 func (x *Index) Encode(ctx context.Context, r io.Reader, recipe, pack io.Writer) (*Encoded, error) {
 	rz, err := newZstd(recipe)
 	if err != nil {
@@ -127,9 +135,13 @@ func (x *Index) Encode(ctx context.Context, r io.Reader, recipe, pack io.Writer)
 	defer pz.Close()
 	th, rh, ph := sha256.New(), sha256.New(), sha256.New()
 	e := newEncoder(x, io.MultiWriter(rz, rh), io.MultiWriter(pz, ph))
-	e.keep = true
+	e.keep, e.gaveUp = true, x.Chunks() == 0
 	if err := segment(archive.ContextReader(ctx, io.TeeReader(r, th)), e); err != nil {
 		return nil, err
+	}
+	tar := Chunks{Layer{DiffID: archive.HashOf(th), Size: e.read}, e.recs}
+	if e.gaveUp {
+		return &Encoded{Tar: tar, GaveUp: true}, nil
 	}
 	if err := e.rw.end(); err != nil {
 		return nil, err
@@ -140,7 +152,7 @@ func (x *Index) Encode(ctx context.Context, r io.Reader, recipe, pack io.Writer)
 		}
 	}
 	return &Encoded{
-		Tar:    Chunks{Layer{DiffID: archive.HashOf(th), Size: e.read}, e.recs},
+		Tar:    tar,
 		Pack:   Chunks{Layer{DiffID: archive.HashOf(ph), Size: e.size}, e.pRec},
 		Base:   e.base,
 		Recipe: Layer{DiffID: archive.HashOf(rh), Size: e.rw.n},

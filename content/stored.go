@@ -10,14 +10,12 @@ import (
 	"path/filepath"
 
 	"github.com/ferrytool/ferry/archive"
-	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/internal/leftover"
 )
 
 // A Stored layer is a layer a store keeps as content (what Encode wrote): a recipe over Base
-// and its own pack. Recipe and Pack are named by the sha256 and size of their uncompressed
-// bytes (a Pack of size 0 is none); a Base opens all of them, the recipe and the pack
-// zstd-decompressed.
+// and its own pack. Recipe and Pack are named by the sha256 and size of their bytes (a Pack
+// of size 0 is none); a Base opens all of them, decompressed.
 type Stored struct {
 	Layer  Layer
 	Recipe Layer
@@ -75,21 +73,16 @@ func (s Stored) Rebuild(ctx context.Context, w io.Writer, base Base, tempDir str
 	return bw.Flush()
 }
 
-// part stages a recipe or pack, which base opens, zstd-decompressed, in a file named name,
-// checking it against l.
+// part stages a recipe or pack, which base opens, in a file named name, checking it
+// against l.
 func (d *delta) part(ctx context.Context, base Base, l Layer, name string) (*os.File, error) {
 	f, err := os.Create(filepath.Join(d.dir, name))
 	if err != nil || l.Size == 0 {
 		return f, err
 	}
 	err = base.Open(ctx, []Layer{l}, func(_ int, r io.Reader) error {
-		zr, codec, err := compress.NewReader(r)
-		if err != nil || codec != compress.Zstd {
-			return fmt.Errorf("%w: not zstd (%v)", archive.ErrCorrupt, err)
-		}
-		defer zr.Close()
 		h := sha256.New()
-		n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(zr, l.Size+1))
+		n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, l.Size+1))
 		switch {
 		case err != nil:
 			return fmt.Errorf("%w: %v", archive.ErrCorrupt, err)
