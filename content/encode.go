@@ -105,7 +105,8 @@ type Chunks struct {
 // An Encoded layer is a layer as a recipe over the content of an Index and a pack of the
 // chunks the index lacks (Stored says how to give it back).
 type Encoded struct {
-	// Tar is the layer read, and where its chunks lie in it.
+	// Tar is the layer read (its size: Encode leaves its diffID to the caller, who hashes
+	// the layer anyway), and where its chunks lie in it.
 	Tar Chunks
 	// Pack is the pack: the sha256 and size of its bytes, and where its chunks lie in it.
 	Pack Chunks
@@ -133,13 +134,13 @@ func (x *Index) Encode(ctx context.Context, r io.Reader, recipe, pack io.Writer)
 		return nil, err
 	}
 	defer pz.Close()
-	th, rh, ph := sha256.New(), sha256.New(), sha256.New()
+	rh, ph := sha256.New(), sha256.New()
 	e := newEncoder(x, io.MultiWriter(rz, rh), io.MultiWriter(pz, ph))
 	e.keep, e.gaveUp = true, x.Chunks() == 0
-	if err := segment(archive.ContextReader(ctx, io.TeeReader(r, th)), e); err != nil {
+	if err := segment(archive.ContextReader(ctx, r), e); err != nil {
 		return nil, err
 	}
-	tar := Chunks{Layer{DiffID: archive.HashOf(th), Size: e.read}, e.recs}
+	tar := Chunks{Layer{Size: e.read}, e.recs}
 	if e.gaveUp {
 		return &Encoded{Tar: tar, GaveUp: true}, nil
 	}

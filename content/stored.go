@@ -23,11 +23,6 @@ type Stored struct {
 	Base   []Layer
 }
 
-// Stored says how to give e back.
-func (e *Encoded) Stored() Stored {
-	return Stored{Layer: e.Tar.Layer, Recipe: e.Recipe, Pack: e.Pack.Layer, Base: e.Base}
-}
-
 // Scan reads a layer's tar to its end: what a Cache keeps of it.
 func Scan(ctx context.Context, r io.Reader) (Chunks, error) {
 	l, recs, err := scan(ctx, r)

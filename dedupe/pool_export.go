@@ -24,7 +24,7 @@ func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error
 	if err != nil {
 		return nil, nil, err
 	}
-	b, src := &archive.Bundle{}, exportSource{V1Source: archive.V1Source{}, pool: p, packed: packedLayers(records)}
+	b, src := &archive.Bundle{}, exportSource{V1Source: archive.V1Source{}, pool: p, held: heldLayers(records)}
 	// index.json lists the entries as they came, not as AddImage makes them.
 	var index []v1.Descriptor
 	listed := map[string]bool{}
@@ -73,16 +73,20 @@ func platformOf(d v1.Descriptor) v1.Platform {
 	return archive.HostPlatform()
 }
 
-// exportSource serves an export's blobs, decompressing the layers the pool stores compressed.
+// exportSource serves an export's blobs, decompressing the layers the pool stores compressed
+// and rebuilding those it stores as content.
 type exportSource struct {
 	archive.V1Source
-	pool   *Pool
-	packed map[string]Stored
+	pool *Pool
+	held map[string]*packed
 }
 
 func (s exportSource) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, error) {
-	if st, ok := s.packed[b.Digest.Hex]; ok {
-		return s.pool.openPacked(st)
+	switch h, ok := s.held[b.Digest.Hex]; {
+	case ok && h.content != nil:
+		return s.pool.openContent(ctx, b.Digest.Hex, b.Size, *h.content), nil
+	case ok:
+		return s.pool.openPacked(h.Stored)
 	}
 	return s.V1Source.Open(ctx, b)
 }

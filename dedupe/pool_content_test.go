@@ -1,0 +1,209 @@
+package dedupe
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ferrytool/ferry/internal/testenv"
+)
+
+// setTar writes images tagged app:1 … app:n as one bundle.
+func setTar(t testing.TB, imgs []v1.Image) []byte {
+	t.Helper()
+	var ts []tagged
+	for i, img := range imgs {
+		ts = append(ts, tagged{fmt.Sprintf("app:%d", i+1), img})
+	}
+	return bundleTar(t, ts...)
+}
+
+// rebuiltAgain rebuilds images once more: every mtime a day later, one file in fifty (not
+// those the first rebuild edited) edited.
+func rebuiltAgain(t testing.TB, imgs []v1.Image) []v1.Image {
+	t.Helper()
+	var out []v1.Image
+	for _, img := range imgs {
+		ls, err := img.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var again []v1.Layer
+		for _, l := range ls {
+			again = append(again, static.NewLayer(retar(t, l), types.OCIUncompressedLayer))
+		}
+		next, err := mutate.AppendLayers(empty.Image, again...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, next)
+	}
+	return out
+}
+
+func retar(t testing.TB, l v1.Layer) []byte {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	tr, tw := tar.NewReader(rc), tar.NewWriter(&buf)
+	for i := 0; ; i++ {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(tr)
+		if i%50 == 23 {
+			data = append(data, "\n// patched again\n"...)
+		}
+		hdr.ModTime, hdr.Size = hdr.ModTime.Add(24*time.Hour), int64(len(data))
+		tw.WriteHeader(hdr)
+		tw.Write(data)
+	}
+	tw.Close()
+	return buf.Bytes()
+}
+
+// dirSize is what the files under dir add up to.
+func dirSize(t testing.TB, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			info, _ := d.Info()
+			n += info.Size()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// contentPool is a pool holding a set of images, its rebuild and its rebuild's rebuild,
+// added in that order, and the bundles added.
+type contentPool struct {
+	*Pool
+	bundles map[string][]byte
+	sets    map[string][]v1.Image
+	growth  map[string]int64 // what adding each set grew the pool by
+}
+
+func newContentPool(t *testing.T) *contentPool {
+	old, rebuilt := testenv.RebuiltSet(t, 2)
+	p, err := InitPool(filepath.Join(t.TempDir(), "pool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := &contentPool{Pool: p, bundles: map[string][]byte{}, growth: map[string]int64{},
+		sets: map[string][]v1.Image{"old": old, "rebuilt": rebuilt, "again": rebuiltAgain(t, rebuilt)}}
+	for _, name := range []string{"old", "rebuilt", "again"} {
+		before := dirSize(t, p.Dir)
+		cp.bundles[name] = setTar(t, cp.sets[name])
+		addTar(t, p, name, cp.bundles[name])
+		cp.growth[name] = dirSize(t, p.Dir) - before
+		t.Logf("adding %s (%d bytes) grew the pool by %d", name, len(cp.bundles[name]), cp.growth[name])
+	}
+	return cp
+}
+
+func (cp *contentPool) record(t *testing.T, name string) *Record {
+	t.Helper()
+	records, err := cp.Records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range records {
+		if r.Name == name {
+			return r
+		}
+	}
+	t.Fatalf("no record %s", name)
+	return nil
+}
+
+// TestPoolContent: a pool holding a set grows by about what changed when the set's rebuild
+// is added, and by about what changed again when the rebuild's rebuild is (stored over the
+// first rebuild's new chunks); every bundle exports as the bytes that were added; index.json
+// lists the images whose layers are all whole, as go-containerregistry reads them; stats say
+// what content saved; removing the old set keeps what the rebuilds build on.
+func TestPoolContent(t *testing.T) {
+	cp := newContentPool(t)
+	old := len(cp.bundles["old"])
+	for _, name := range []string{"rebuilt", "again"} {
+		if r := cp.record(t, name); len(r.Content) != 3 || len(r.Layers) != 0 || len(r.Unlisted) != 2 {
+			t.Errorf("%s: %d layers as content, %d whole, %d images unlisted: want 3, 0, 2", name, len(r.Content), len(r.Layers), len(r.Unlisted))
+		}
+		if cp.growth[name] > int64(old)/20 {
+			t.Errorf("adding %s grew the pool by %d bytes, the old set being %d", name, cp.growth[name], old)
+		}
+	}
+	packs := map[string]bool{}
+	for _, c := range cp.record(t, "rebuilt").Content {
+		packs[c.Pack.Digest] = true
+	}
+	onPacks := 0
+	for _, c := range cp.record(t, "again").Content {
+		for _, part := range c.Base {
+			if packs[part.Digest] {
+				onPacks++
+			}
+		}
+	}
+	if onPacks == 0 {
+		t.Error("the second rebuild is stored over none of the first rebuild's packs")
+	}
+	checkExports(t, cp.Pool, cp.bundles)
+	checkExposed(t, cp.Pool, map[string]v1.Image{"old/app:1": cp.sets["old"][0], "old/app:2": cp.sets["old"][1]})
+	if idx, _ := cp.Index(); len(idx.Manifests) != 2 {
+		t.Errorf("index.json lists %d images, want the old set's 2", len(idx.Manifests))
+	}
+	checkClean(t, cp.Pool, true)
+
+	s, err := cp.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Content.Layers != 6 || s.ByContent() < s.Content.Whole*9/10 {
+		t.Errorf("stats: %+v, by layers %d, by content %d", s.Content, s.ByLayers(), s.ByContent())
+	}
+
+	if err := cp.Remove("old"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cp.GC(false); err != nil {
+		t.Fatal(err)
+	}
+	delete(cp.bundles, "old")
+	checkExports(t, cp.Pool, cp.bundles)
+	checkClean(t, cp.Pool, true)
+	inv, err := cp.Inventory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range cp.sets["again"] {
+		for _, d := range diffIDs(t, img) {
+			if !slices.Contains(inv.DiffIDs, d.Hex) || !inv.HasBlob(d) {
+				t.Errorf("the inventory lacks layer %s of the second rebuild", d)
+			}
+		}
+	}
+}
