@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-		"io"
+	"io"
 
 	"github.com/klauspost/compress/zstd"
 

@@ -96,7 +96,7 @@ func TestStored(t *testing.T) {
 		want error
 	}{
 		"a base layer not what the recipe expects": {wrong, archive.ErrDiffIDMismatch},
-		"a damaged pack":                           {damaged, archive.ErrCorrupt},
+		"a damaged pack": {damaged, archive.ErrCorrupt},
 	} {
 		err := s.Rebuild(t.Context(), io.Discard, c.base, t.TempDir())
 		if !errors.Is(err, c.want) && !errors.Is(err, archive.ErrDigestMismatch) {
