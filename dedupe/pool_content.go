@@ -170,6 +170,44 @@ func (p *Pool) openContent(ctx context.Context, layer string, size int64, c Cont
 	return pr
 }
 
+// An encoded layer is what Encode said of it, and the recipe and pack it wrote, as files.
+type encoded struct {
+	enc          *content.Encoded
+	recipe, pack Stored
+}
+
+// encodeFiles encodes a layer read from r over x into new files at recipe and pack.
+func (x *poolIndex) encodeFiles(ctx context.Context, r io.Reader, recipe, pack string) (*encoded, error) {
+	rf, pf := newBlobFile(recipe), newBlobFile(pack)
+	enc, err := x.Encode(ctx, r, rf, pf)
+	e := &encoded{enc: enc}
+	var errs [2]error
+	e.recipe, errs[0] = rf.close()
+	e.pack, errs[1] = pf.close()
+	for _, cerr := range errs {
+		if err == nil {
+			err = cerr
+		}
+	}
+	return e, err
+}
+
+// content returns the layer as the pool would store it as content (whole: the size of its
+// gzip blob), or nil when it is not worth it.
+func (e *encoded) content(x *poolIndex, whole int64) *ContentLayer {
+	if e.enc.GaveUp || contentShare*(e.recipe.Size+e.pack.Size) > whole {
+		return nil
+	}
+	c := &ContentLayer{Recipe: Part{e.recipe, e.enc.Recipe.DiffID.Hex, e.enc.Recipe.Size}, Whole: whole}
+	if e.enc.Pack.Size > 0 {
+		c.Pack = &Part{e.pack, e.enc.Pack.DiffID.Hex, e.enc.Pack.Size}
+	}
+	for _, l := range e.enc.Base {
+		c.Base = append(c.Base, x.parts[l.DiffID.Hex])
+	}
+	return c
+}
+
 // An encoding encodes a layer as content over the pool's index from a copy of its bytes as
 // they stream in, in a goroutine of its own, into two temporary files. Its Write never
 // fails: once the encoder has stopped, copies go nowhere.
@@ -177,10 +215,8 @@ type encoding struct {
 	pw      *io.PipeWriter
 	stopped bool
 	done    chan struct{}
-	enc     *content.Encoded
-	recipe  Stored
-	pack    Stored
-	err     error
+	*encoded
+	err error
 }
 
 // encode starts encoding a layer into the temporary files recipe and pack.
@@ -189,16 +225,7 @@ func (x *poolIndex) encode(ctx context.Context, recipe, pack string) *encoding {
 	e := &encoding{pw: pw, done: make(chan struct{})}
 	go func() {
 		defer close(e.done)
-		rf, pf := newBlobFile(recipe), newBlobFile(pack)
-		e.enc, e.err = x.Encode(ctx, pr, rf, pf)
-		var errs [2]error
-		e.recipe, errs[0] = rf.close()
-		e.pack, errs[1] = pf.close()
-		for _, err := range errs {
-			if e.err == nil {
-				e.err = err
-			}
-		}
+		e.encoded, e.err = x.encodeFiles(ctx, pr, recipe, pack)
 		pr.CloseWithError(fmt.Errorf("the encoder stopped: %w", e.err))
 	}()
 	return e
@@ -218,22 +245,6 @@ func (e *encoding) wait(err error) error {
 	e.pw.CloseWithError(err)
 	<-e.done
 	return e.err
-}
-
-// content returns the layer as the pool would store it as content (whole: the size of its
-// gzip blob), or nil when it is not worth it.
-func (e *encoding) content(x *poolIndex, whole int64) *ContentLayer {
-	if e.enc.GaveUp || contentShare*(e.recipe.Size+e.pack.Size) > whole {
-		return nil
-	}
-	c := &ContentLayer{Recipe: Part{e.recipe, e.enc.Recipe.DiffID.Hex, e.enc.Recipe.Size}, Whole: whole}
-	if e.enc.Pack.Size > 0 {
-		c.Pack = &Part{e.pack, e.enc.Pack.DiffID.Hex, e.enc.Pack.Size}
-	}
-	for _, l := range e.enc.Base {
-		c.Base = append(c.Base, x.parts[l.DiffID.Hex])
-	}
-	return c
 }
 
 // A blobFile is a new file being written, hashed as it goes. A file that cannot be made

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -206,4 +207,38 @@ func TestPoolContent(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestPoolStoreContent: in a pool of an older ferry (whole layers, no content cache), gc
+// stores the rebuilt set's layers as content over the old set's, reading each layer once;
+// the bundles export as they were added, and a second run changes nothing.
+func TestPoolStoreContent(t *testing.T) {
+	old, rebuilt := testenv.RebuiltSet(t, 2)
+	p, err := InitPool(filepath.Join(t.TempDir(), "pool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundles := map[string][]byte{"rebuilt": setTar(t, rebuilt), "old": setTar(t, old)}
+	for _, name := range []string{"old", "rebuilt"} {
+		os.RemoveAll(p.contentDir())
+		addTar(t, p, name, bundles[name])
+	}
+	os.RemoveAll(p.contentDir())
+	before := dirSize(t, p.Dir)
+	n, whole, err := p.StoreContent(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := dirSize(t, p.Dir)
+	t.Logf("stored %d layers as content in place of %d bytes: the pool went from %d to %d bytes", n, whole, before, after)
+	if n != 3 || before-after < whole*8/10 {
+		t.Errorf("stored %d layers as content, freeing %d of %d bytes: want 3, most", n, before-after, whole)
+	}
+	checkExports(t, p, bundles)
+	checkClean(t, p, true)
+	snap := snapshot(t, p.Dir)
+	if n, _, err := p.StoreContent(t.Context()); n != 0 || err != nil {
+		t.Errorf("a second run stored %d layers (%v)", n, err)
+	}
+	sameSnapshot(t, snap, snapshot(t, p.Dir))
 }

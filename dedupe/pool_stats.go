@@ -74,18 +74,7 @@ func (p *Pool) Stats() (Stats, error) {
 		for d, size := range r.Blobs {
 			unique[d] = size
 		}
-		for d, c := range r.Content {
-			if !counted[d] {
-				counted[d] = true
-				s.Content.Layers++
-				s.Content.Bytes += r.Blobs[d]
-				s.Content.Whole += c.Whole
-				s.Content.Stored += c.Recipe.Size
-				if c.Pack != nil {
-					s.Content.Stored += c.Pack.Size
-				}
-			}
-		}
+		s.Content.add(r, counted)
 	}
 	for _, size := range unique {
 		s.Unique += size
@@ -110,4 +99,28 @@ func (p *Pool) Stats() (Stats, error) {
 		}
 	}
 	return s, nil
+}
+
+// ContentStats counts the layers r stores as content.
+func (r *Record) ContentStats() ContentStats {
+	var s ContentStats
+	s.add(r, map[string]bool{})
+	return s
+}
+
+// add counts the layers r stores as content that counted does not list, and lists them.
+func (s *ContentStats) add(r *Record, counted map[string]bool) {
+	for d, c := range r.Content {
+		if counted[d] {
+			continue
+		}
+		counted[d] = true
+		s.Layers++
+		s.Bytes += r.Blobs[d]
+		s.Whole += c.Whole
+		s.Stored += c.Recipe.Size
+		if c.Pack != nil {
+			s.Stored += c.Pack.Size
+		}
+	}
 }
