@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
@@ -91,12 +92,19 @@ func (s exportSource) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser,
 	return s.V1Source.Open(ctx, b)
 }
 
-// find returns the index entries ref names, a whole bundle or one image by tag, and the
-// record holding them.
+// find returns the index entries ref names, a whole bundle, one image of a bundle
+// (NAME/TAG) or one image by tag, and the record holding them.
 func find(records []*Record, ref string) ([]v1.Descriptor, *Record, error) {
 	for _, r := range records {
 		if r.Name == ref {
 			return r.Index, r, nil
+		}
+		if tag, ok := strings.CutPrefix(ref, r.Name+"/"); ok {
+			for _, d := range r.Index {
+				if archive.RefTag(d.Annotations) == tag {
+					return []v1.Descriptor{d}, r, nil
+				}
+			}
 		}
 	}
 	for i := len(records) - 1; i >= 0; i-- {

@@ -133,12 +133,12 @@ func newPoolGCCmd() *cobra.Command {
 	var dryRun, recompress bool
 	cmd := &cobra.Command{
 		Use:   "gc DIR",
-		Short: "Store as content the layers the rest of the pool mostly holds, and remove the blobs no bundle needs; with --recompress, first compress the layers stored uncompressed",
+		Short: "Remove the blobs no bundle needs, storing as content the layers the rest of the pool mostly holds",
 		Long: `Store as content the whole layers whose content the rest of the pool mostly holds (a pool of
 an older ferry, or a set added before the set it rebuilds), reading once each layer whose
 chunks the pool does not know yet; then remove the blobs no bundle needs. Safe to interrupt:
 run it again.`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := openPool(args[0], cmd.ErrOrStderr())
 			if err != nil {
