@@ -28,9 +28,9 @@ bench: deps build ## measure save, load, pool, delta and send against docker, gz
 
 # Inputs are tars of several KiB: minimizing one for seconds stalls a worker (0 execs/s), so
 # minimization is capped by count.
-FUZZ := archive:FuzzRead archive:FuzzManifestJSON archive:FuzzParseTag content:FuzzSegment content:FuzzRebuild content:FuzzIndexJSON
+FUZZ := archive:FuzzRead archive:FuzzManifestJSON archive:FuzzParseTag content:FuzzSegment content:FuzzRebuild content:FuzzIndexJSON content:FuzzCacheEntry dedupe:FuzzPoolRecord
 
-fuzz: ## fuzz the bundle reader, the manifest and tag parsers, the content delta reader, the layer segmenter and the content index, 60 s each
+fuzz: ## fuzz the bundle reader, the manifest and tag parsers, the content delta reader, the layer segmenter, the content index and cache, and the pool's records, 60 s each
 	@for f in $(FUZZ); do $(GO) test ./$${f%%:*} -run '^$$' -fuzz "^$${f#*:}\$$" -fuzztime 60s -fuzzminimizetime 100x || exit 1; done
 
 lint: ## go vet, and staticcheck when installed

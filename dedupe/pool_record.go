@@ -102,7 +102,34 @@ func (r *Record) Bytes() int64 {
 	return n
 }
 
-var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+var (
+	validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	validHex  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// check checks that every digest r names is one (a blob's name in the pool) and every size
+// a size.
+func (r *Record) check() error {
+	var parts []Part
+	for d, size := range r.Blobs {
+		parts = append(parts, Part{Stored: Stored{Digest: d, Size: size}, Sum: d})
+	}
+	for _, m := range []map[string]Stored{r.Layers, r.Manifests} {
+		for d, s := range m {
+			parts = append(parts, Part{Stored: s, Sum: d})
+		}
+	}
+	for d, c := range r.Content {
+		parts = append(parts, Part{Stored: Stored{Digest: d}, Sum: d})
+		parts = append(parts, c.parts()...)
+	}
+	for _, p := range parts {
+		if !validHex.MatchString(p.Digest) || !validHex.MatchString(p.Sum) || p.Size < 0 || p.Raw < 0 {
+			return fmt.Errorf("%q (%q, %d bytes, %d) is no blob's digest and size", p.Digest, p.Sum, p.Size, p.Raw)
+		}
+	}
+	return nil
+}
 
 func (p *Pool) recordsDir() string { return filepath.Join(p.Dir, "ferry", "bundles") }
 
@@ -129,13 +156,16 @@ func (p *Pool) Records() ([]*Record, error) {
 		if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(p.recordsDir(), e.Name()))
+		data, err := readAll(LocalFS{}, filepath.Join(p.recordsDir(), e.Name()), 64<<20)
 		if err != nil {
 			return nil, err
 		}
 		var r Record
 		if err := json.Unmarshal(data, &r); err != nil {
 			return nil, fmt.Errorf("reading record %s: %w", e.Name(), err)
+		}
+		if err := r.check(); err != nil {
+			return nil, fmt.Errorf("reading record %s: %w: %w", e.Name(), ErrDamaged, err)
 		}
 		out = append(out, &r)
 	}
