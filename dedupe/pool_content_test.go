@@ -3,12 +3,14 @@ package dedupe
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/internal/testenv"
 )
 
@@ -241,4 +244,106 @@ func TestPoolStoreContent(t *testing.T) {
 		t.Errorf("a second run stored %d layers (%v)", n, err)
 	}
 	sameSnapshot(t, snap, snapshot(t, p.Dir))
+}
+
+// oddLayer is a layer of tar variants — PAX records, a long name, the same path twice, a
+// hard link, a symlink, a directory — with bytes after the end of the archive, its files
+// stamped mtime.
+func oddLayer(t *testing.T, mtime time.Time) v1.Layer {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for i, h := range []tar.Header{
+		{Name: "dir/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "dir/" + string(bytes.Repeat([]byte("long-name-"), 20)), Typeflag: tar.TypeReg, Mode: 0o644, Size: 40000},
+		{Name: "dir/pax", Typeflag: tar.TypeReg, Mode: 0o644, Size: 50000, PAXRecords: map[string]string{"SCHILY.xattr.user.k": "v"}},
+		{Name: "dir/twice", Typeflag: tar.TypeReg, Mode: 0o644, Size: 30000},
+		{Name: "dir/twice", Typeflag: tar.TypeReg, Mode: 0o600, Size: 60000},
+		{Name: "dir/hard", Typeflag: tar.TypeLink, Linkname: "dir/pax"},
+		{Name: "dir/sym", Typeflag: tar.TypeSymlink, Linkname: "../etc/passwd"},
+	} {
+		h.ModTime, h.Format = mtime, tar.FormatPAX
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(testenv.RandomData(int(h.Size) + i)[:h.Size])
+	}
+	tw.Close()
+	buf.WriteString("bytes after the end of the archive")
+	return static.NewLayer(buf.Bytes(), types.OCIUncompressedLayer)
+}
+
+// TestPoolContentOddLayers: a layer of odd tar variants, rebuilt, is stored as content and
+// exports byte for byte.
+func TestPoolContentOddLayers(t *testing.T) {
+	p, err := InitPool(filepath.Join(t.TempDir(), "pool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundles := map[string][]byte{}
+	mtime := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	for i, name := range []string{"old", "rebuilt"} {
+		img, err := mutate.AppendLayers(empty.Image, oddLayer(t, mtime.Add(time.Duration(i)*24*time.Hour)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundles[name] = setTar(t, []v1.Image{img})
+		addTar(t, p, name, bundles[name])
+	}
+	r, err := p.Records()
+	if err != nil || len(r[1].Content) != 1 {
+		t.Fatalf("the rebuilt odd layer is not stored as content (%v): %+v", err, r)
+	}
+	checkExports(t, p, bundles)
+	checkClean(t, p, true)
+}
+
+// TestPoolContentBaseGone: a bundle whose layers an add would store over a blob removed
+// meanwhile (a gc after the bundle it belonged to was removed) is refused, naming it, and
+// the pool is as the gc left it: empty.
+func TestPoolContentBaseGone(t *testing.T) {
+	old, rebuilt := smallSet(t)
+	p, err := InitPool(filepath.Join(t.TempDir(), "pool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := addTar(t, p, "old", setTar(t, old))
+	var base string
+	for _, s := range a.Record.Layers {
+		base = s.Digest
+	}
+	adding, err := p.Add("rebuilt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Remove("old"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = readInto(removing{adding, func() {
+		long := time.Now().Add(-time.Hour) // gc keeps what a live add may have written
+		os.Chtimes(p.BlobPath(sha256Hex(base)), long, long)
+		if _, _, err := p.GC(false); err != nil {
+			t.Fatal(err)
+		}
+	}}, setTar(t, rebuilt))
+	if err == nil || !strings.Contains(err.Error(), base) {
+		t.Fatalf("got %v, want the add refused, naming blob %s", err, base)
+	}
+	if _, _, err := p.GC(false); err != nil {
+		t.Fatal(err)
+	}
+	if records, _ := p.Records(); len(records) != 0 || len(blobFiles(t, p.Dir)) != 0 {
+		t.Errorf("left: records %v, blobs %v", records, blobFiles(t, p.Dir))
+	}
+	checkClean(t, p, true)
+}
+
+// removing runs gc before the commit of an add.
+type removing struct {
+	*Adding
+	gc func()
+}
+
+func (r removing) Commit(ctx context.Context, b *archive.Bundle) error {
+	r.gc()
+	return r.Adding.Commit(ctx, b)
 }
