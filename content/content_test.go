@@ -40,23 +40,36 @@ func layersOf(t testing.TB, imgs ...v1.Image) layers {
 	return out
 }
 
-func (s layers) Open(_ context.Context, want []Layer, each func(int, io.Reader) error) error {
+func (s layers) Open(_ context.Context, want []Layer, each func(int, io.Reader) error) (func(), error) {
 	for i, l := range want {
 		vl, ok := s[l.DiffID]
 		if !ok {
-			return fmt.Errorf("%w: layer %s", archive.ErrMissingBlob, l.DiffID)
+			return nil, fmt.Errorf("%w: layer %s", archive.ErrMissingBlob, l.DiffID)
 		}
 		rc, err := vl.Uncompressed()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		err = each(i, rc)
 		rc.Close()
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return func() {}, nil
+}
+
+// inPlace layers are read in place, as an OCI layout's uncompressed blobs are.
+type inPlace layers
+
+func (s inPlace) Open(ctx context.Context, want []Layer, each func(int, io.Reader) error) (func(), error) {
+	return layers(s).Open(ctx, want, func(i int, r io.Reader) error {
+		data, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		return each(i, bytes.NewReader(data))
+	})
 }
 
 // indexOf indexes the layers of imgs.
@@ -107,22 +120,25 @@ func TestDelta(t *testing.T) {
 		t.Error("IsDelta does not know a delta")
 	}
 
-	rb, err := Rebuild(t.Context(), bytes.NewReader(delta.Bytes()), layersOf(t, old...), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rb.Close()
-	var out bytes.Buffer
-	if err := archive.Write(t.Context(), &out, rb.Bundle, rb.Src, archive.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := archive.Read(t.Context(), &out, archive.Discard, archive.ReadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, img := range got.Images {
-		if img.ID() != b.Images[i].ID() || img.Manifest.Digest != b.Images[i].Manifest.Digest {
-			t.Errorf("image %d rebuilt as %s, want %s", i, img.ID(), b.Images[i].ID())
+	for _, base := range []Base{layersOf(t, old...), inPlace(layersOf(t, old...))} {
+		rb, err := Rebuild(t.Context(), bytes.NewReader(delta.Bytes()), base, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		err = archive.Write(t.Context(), &out, rb.Bundle, rb.Src, archive.WriteOptions{})
+		rb.Close()
+		if err != nil {
+			t.Fatalf("%T: %v", base, err)
+		}
+		got, err := archive.Read(t.Context(), &out, archive.Discard, archive.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, img := range got.Images {
+			if img.ID() != b.Images[i].ID() || img.Manifest.Digest != b.Images[i].Manifest.Digest {
+				t.Errorf("%T: image %d rebuilt as %s, want %s", base, i, img.ID(), b.Images[i].ID())
+			}
 		}
 	}
 }
@@ -159,6 +175,8 @@ func TestDeltaFaults(t *testing.T) {
 	}{
 		{"a layer the store lacks", delta.Bytes(), lacking, archive.ErrMissingBlob},
 		{"a layer of the store not what the delta expects", delta.Bytes(), wrong, archive.ErrDiffIDMismatch},
+		{"a layer of the store not what the delta expects, read in place", delta.Bytes(), inPlace(wrong), archive.ErrDiffIDMismatch},
+		{"a layer the store lacks, read in place", delta.Bytes(), inPlace(lacking), archive.ErrMissingBlob},
 		{"new content damaged", damaged, base, archive.ErrCorrupt},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -49,13 +49,13 @@ func FuzzSegment(f *testing.F) {
 // emptyBase holds no layers.
 type emptyBase struct{}
 
-func (emptyBase) Open(_ context.Context, layers []Layer, each func(int, io.Reader) error) error {
+func (emptyBase) Open(_ context.Context, layers []Layer, each func(int, io.Reader) error) (func(), error) {
 	for i := range layers {
 		if err := each(i, bytes.NewReader(nil)); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return func() {}, nil
 }
 
 // FuzzRebuild: a content delta is input from across the gap: whatever its bytes, Rebuild

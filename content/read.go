@@ -30,8 +30,10 @@ type delta struct {
 	dir     string
 	recipes *os.File
 	pack    *os.File
-	base    *os.File // the runs of the store's layers the recipes copy, once read
-	ranges  [][]span // for each base layer, the merged spans the recipes copy
+	base    *os.File      // the runs of the store's layers the recipes copy, once read
+	ranges  [][]span      // for each base layer, the merged spans the recipes copy
+	inPlace []io.ReaderAt // for each base layer, the store's own tar where it can be read in place
+	release func()        // releases what the store keeps open for inPlace
 	whole   map[v1.Hash]bool
 }
 
@@ -83,6 +85,9 @@ func (d *delta) read(ctx context.Context, r io.Reader) error {
 }
 
 func (d *delta) close() {
+	if d.release != nil {
+		d.release()
+	}
 	for _, f := range []*os.File{d.recipes, d.pack, d.base} {
 		if f != nil {
 			f.Close()

@@ -17,9 +17,12 @@ import (
 
 // A Base opens the uncompressed tars of layers a store holds.
 type Base interface {
-	// Open calls each with the tar of each of layers, by its place in layers, in any order.
-	// A layer it cannot find is an error that names it.
-	Open(ctx context.Context, layers []Layer, each func(i int, r io.Reader) error) error
+	// Open calls each with the tar of each of layers, by its place in layers, in any order,
+	// and for several layers at once if it likes. A layer it cannot find is an error that
+	// names it. A reader that is also an io.ReaderAt over the whole tar (a file of the store)
+	// must stay readable until release is called: the layer is then read in place, and not
+	// copied.
+	Open(ctx context.Context, layers []Layer, each func(i int, r io.Reader) error) (release func(), err error)
 }
 
 // A Rebuilt bundle is a content delta made whole: every layer the delta gives is present in
@@ -80,8 +83,10 @@ func (d *delta) summary() Summary {
 }
 
 // readBase copies the runs of the base layers the recipes use into the base file, reading
-// each layer only as far as its last run. Nothing here checks the layers: a layer rebuilt
-// from a run that is not what the delta expects fails its own diffID.
+// each layer only as far as its last run, unless the store gives it to read in place; base
+// may read several layers at once, each run's place in the file being set before. Nothing
+// here checks the layers: a layer rebuilt from a run that is not what the delta expects fails
+// its own diffID.
 func (d *delta) readBase(ctx context.Context, base Base) error {
 	f, err := os.Create(filepath.Join(d.dir, "base"))
 	if err != nil {
@@ -92,17 +97,27 @@ func (d *delta) readBase(ctx context.Context, base Base) error {
 	var used []Layer
 	var index []int
 	for i, l := range d.h.Base {
-		if len(d.ranges[i]) > 0 {
-			used, index = append(used, l), append(index, i)
+		if len(d.ranges[i]) == 0 {
+			continue
+		}
+		used, index = append(used, l), append(index, i)
+		for k, s := range d.ranges[i] {
+			d.ranges[i][k].at = at
+			at += s.end - s.start
 		}
 	}
-	err = base.Open(ctx, used, func(u int, r io.Reader) error {
+	d.inPlace = make([]io.ReaderAt, len(d.h.Base))
+	d.release, err = base.Open(ctx, used, func(u int, r io.Reader) error {
 		i := index[u]
+		if ra, ok := r.(io.ReaderAt); ok {
+			d.inPlace[i] = ra
+			return nil
+		}
 		cr := &countReader{r: r}
-		for k, s := range d.ranges[i] {
+		for _, s := range d.ranges[i] {
 			_, err := io.CopyN(io.Discard, cr, s.start-cr.n)
 			if err == nil {
-				_, err = io.CopyN(f, cr, s.end-s.start)
+				_, err = io.CopyN(io.NewOffsetWriter(f, s.at), cr, s.end-s.start)
 			}
 			if err == io.EOF {
 				err = fmt.Errorf("%w: it ends at %d bytes of the %d the delta expects", archive.ErrDiffIDMismatch, cr.n, d.h.Base[i].Size)
@@ -110,8 +125,6 @@ func (d *delta) readBase(ctx context.Context, base Base) error {
 			if err != nil {
 				return fmt.Errorf("the store's layer %s: %w", d.h.Base[i].DiffID, err)
 			}
-			d.ranges[i][k].at = at
-			at += s.end - s.start
 		}
 		return nil
 	})
@@ -169,11 +182,18 @@ func (d *delta) rebuild(l deltaLayer, w io.Writer) error {
 		case opPack:
 			src = io.NewSectionReader(d.pack, o.off, o.n)
 		case opBase:
+			if ra := d.inPlace[o.layer]; ra != nil {
+				src = io.NewSectionReader(ra, o.off, o.n)
+				break
+			}
 			spans := d.ranges[o.layer]
 			k := sort.Search(len(spans), func(k int) bool { return spans[k].end > o.off })
 			src = io.NewSectionReader(d.base, spans[k].at+o.off-spans[k].start, o.n)
 		}
 		if n, err := io.CopyN(w, src, o.n); err != nil {
+			if o.kind == opBase && err == io.EOF {
+				err = fmt.Errorf("%w: the store's layer %s ends before the delta expects", archive.ErrDiffIDMismatch, d.h.Base[o.layer].DiffID)
+			}
 			return fmt.Errorf("copying %d of %d bytes: %w", n, o.n, err)
 		}
 		return nil

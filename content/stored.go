@@ -75,7 +75,7 @@ func (d *delta) part(ctx context.Context, base Base, l Layer, name string) (*os.
 	if err != nil || l.Size == 0 {
 		return f, err
 	}
-	err = base.Open(ctx, []Layer{l}, func(_ int, r io.Reader) error {
+	release, err := base.Open(ctx, []Layer{l}, func(_ int, r io.Reader) error {
 		h := sha256.New()
 		n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, l.Size+1))
 		switch {
@@ -86,6 +86,9 @@ func (d *delta) part(ctx context.Context, base Base, l Layer, name string) (*os.
 		}
 		return nil
 	})
+	if release != nil {
+		release()
+	}
 	if err != nil {
 		f.Close()
 		return nil, err

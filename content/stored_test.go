@@ -21,7 +21,7 @@ type storedBase struct {
 	parts map[v1.Hash][]byte
 }
 
-func (b storedBase) Open(ctx context.Context, want []Layer, each func(int, io.Reader) error) error {
+func (b storedBase) Open(ctx context.Context, want []Layer, each func(int, io.Reader) error) (func(), error) {
 	for i, l := range want {
 		var err error
 		if p, ok := b.parts[l.DiffID]; ok {
@@ -31,13 +31,13 @@ func (b storedBase) Open(ctx context.Context, want []Layer, each func(int, io.Re
 				zr.Close()
 			}
 		} else {
-			err = b.layers.Open(ctx, []Layer{l}, func(_ int, r io.Reader) error { return each(i, r) })
+			_, err = b.layers.Open(ctx, []Layer{l}, func(_ int, r io.Reader) error { return each(i, r) })
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // encode encodes the layers of imgs over x, and returns how to give each back and a base

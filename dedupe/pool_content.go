@@ -115,19 +115,19 @@ func (p *Pool) partsOf(c ContentLayer) partsBase {
 	return b
 }
 
-func (b partsBase) Open(ctx context.Context, layers []content.Layer, each func(int, io.Reader) error) error {
+func (b partsBase) Open(ctx context.Context, layers []content.Layer, each func(int, io.Reader) error) (func(), error) {
 	for i, l := range layers {
 		rc, err := b.p.openRaw(b.blobs[l.DiffID])
 		if err != nil {
-			return fmt.Errorf("the blob holding %s: %w", l.DiffID, err)
+			return nil, fmt.Errorf("the blob holding %s: %w", l.DiffID, err)
 		}
 		err = each(i, archive.ContextReader(ctx, rc))
 		rc.Close()
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // openRaw returns the decompressed content of a blob the pool holds.

@@ -69,8 +69,11 @@ func (l *Layout) removeStale() error {
 		if i > 0 && live[rest[:i]] {
 			continue
 		}
-		if i > 0 || time.Since(t.e.ModTime()) > staleAge {
-			l.FS.Remove(l.FS.Join(t.dir, t.e.Name())) // a dead stage's, or an old orphan
+		// A dead stage's; in blobs/, one of a holder of the lock, which we now are (gc
+		// --recompress, killed); elsewhere an old orphan (a layout's first files are put
+		// without the lock).
+		if i > 0 || t.dir == l.blobDir() || time.Since(t.e.ModTime()) > staleAge {
+			l.FS.Remove(l.FS.Join(t.dir, t.e.Name()))
 		}
 	}
 	return nil

@@ -6,9 +6,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/compress"
@@ -142,6 +145,11 @@ func uncompressed(ctx context.Context, src archive.BlobSource, l *archive.Layer,
 		return fmt.Errorf("reading layer %s: %w", l.Digest, err)
 	}
 	defer rc.Close()
+	return decompressed(rc, l, do)
+}
+
+// decompressed calls do with the tar of layer l, whose blob rc reads.
+func decompressed(rc io.Reader, l *archive.Layer, do func(io.Reader) error) error {
 	zr, _, err := compress.NewReader(rc)
 	if err != nil {
 		return fmt.Errorf("reading layer %s: %w", l.Digest, err)
@@ -154,11 +162,20 @@ func uncompressed(ctx context.Context, src archive.BlobSource, l *archive.Layer,
 // the images the delta names for each, in the store's own words.
 type storeBase struct{ st store.Store }
 
-func (b storeBase) Open(ctx context.Context, layers []content.Layer, each func(int, io.Reader) error) error {
+func (b storeBase) Open(ctx context.Context, layers []content.Layer, each func(int, io.Reader) error) (func(), error) {
 	rd, ok := b.st.(store.Reader)
 	if !ok {
-		return fmt.Errorf("%s: ferry cannot read its layers, which a content delta is rebuilt from", b.st)
+		return nil, fmt.Errorf("%s: ferry cannot read its layers, which a content delta is rebuilt from", b.st)
 	}
+	k := &keeper{}
+	if err := b.open(ctx, rd, layers, k, each); err != nil {
+		k.release()
+		return nil, err
+	}
+	return k.release, nil
+}
+
+func (b storeBase) open(ctx context.Context, rd store.Reader, layers []content.Layer, k *keeper, each func(int, io.Reader) error) error {
 	pending := map[v1.Hash]int{}
 	var refs []string
 	for i, l := range layers {
@@ -173,7 +190,7 @@ func (b storeBase) Open(ctx context.Context, layers []content.Layer, each func(i
 		if len(pending) == 0 {
 			break
 		}
-		if err := b.readFrom(ctx, rd, []string{ref}, pending, each); err != nil {
+		if err := readFrom(ctx, rd, []string{ref}, pending, k, each); err != nil {
 			return err
 		}
 	}
@@ -182,7 +199,7 @@ func (b storeBase) Open(ctx context.Context, layers []content.Layer, each func(i
 		// read every image the store lists.
 		tags, err := t.Tagged(ctx)
 		if err == nil && len(tags) > 0 {
-			err = b.readFrom(ctx, rd, tags, pending, each)
+			err = readFrom(ctx, rd, tags, pending, k, each)
 		}
 		if err != nil {
 			return err
@@ -196,25 +213,60 @@ func (b storeBase) Open(ctx context.Context, layers []content.Layer, each func(i
 	return nil
 }
 
-// readFrom reads the pending layers the images refs name hold; refs the store does not know
-// are skipped: other images may hold the layers.
-func (b storeBase) readFrom(ctx context.Context, rd store.Reader, refs []string, pending map[v1.Hash]int, each func(int, io.Reader) error) error {
+// readFrom reads the pending layers the images refs name hold, as many at once as there are
+// processors (Images serve their blobs concurrently); refs the store does not know are
+// skipped: other images may hold the layers. A layer the store keeps as an uncompressed file
+// is given whole, to be read in place: it stays open, with its images, until k is released.
+func readFrom(ctx context.Context, rd store.Reader, refs []string, pending map[v1.Hash]int, k *keeper, each func(int, io.Reader) error) error {
 	im, err := rd.Open(ctx, refs, store.ReadOptions{})
 	if err != nil {
 		return ctx.Err()
 	}
-	defer im.Close()
+	k.keep(im)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, l := range im.Bundle.LayerOrder() {
 		i, ok := pending[l.DiffID]
 		if !ok {
 			continue
 		}
-		if err := uncompressed(ctx, im.Src, l, func(r io.Reader) error { return each(i, r) }); err != nil {
-			return err
-		}
 		delete(pending, l.DiffID)
+		g.Go(func() error {
+			rc, err := im.Src.Open(gctx, l.Blob)
+			if err != nil {
+				return fmt.Errorf("reading layer %s: %w", l.Digest, err)
+			}
+			if _, ok := rc.(io.ReaderAt); ok && l.Digest == l.DiffID {
+				k.keep(rc)
+				return each(i, rc)
+			}
+			defer rc.Close()
+			return decompressed(rc, l, func(r io.Reader) error { return each(i, r) })
+		})
 	}
-	return nil
+	return g.Wait()
+}
+
+// A keeper keeps what a content rebuild reads in place open until it is released.
+type keeper struct {
+	mu   sync.Mutex
+	open []io.Closer
+}
+
+func (k *keeper) keep(c io.Closer) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.open = append(k.open, c)
+}
+
+// release closes what k keeps, the last kept first.
+func (k *keeper) release() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for i := len(k.open) - 1; i >= 0; i-- {
+		k.open[i].Close()
+	}
+	k.open = nil
 }
 
 // quoteList names refs for a message.

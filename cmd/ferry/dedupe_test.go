@@ -330,6 +330,9 @@ func TestPoolRecompressKill(t *testing.T) {
 	mustFerry(t, nil, "pool", "gc", pool, "--recompress")
 	mustFerry(t, nil, "pool", "check", pool, "--read-data")
 	exportsSame(t)
+	if left, _ := filepath.Glob(filepath.Join(pool, "blobs", "sha256", ".*")); len(left) > 0 {
+		t.Errorf("gc --recompress left what killed runs wrote: %q", left)
+	}
 	after := poolStats(t, pool)
 	if after.Unique != before.Unique || after.Stored > before.Stored*9/10 {
 		t.Errorf("stored %d of %d unique bytes before, %d of %d after: want it compressed", before.Stored, before.Unique, after.Stored, after.Unique)

@@ -105,22 +105,30 @@ func (d *Docker) Run(t testing.TB, args ...string) string {
 
 // RunErr is like Run but returns combined output and the error instead of failing.
 func (d *Docker) RunErr(args ...string) (string, error) {
-	cmd := exec.Command(d.docker, args...)
-	cmd.Env = d.Env()
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return printed(args, func() (string, error) {
+		cmd := exec.Command(d.docker, args...)
+		cmd.Env = d.Env()
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	})
 }
 
 func (d *Docker) run(t testing.TB, extraEnv []string, args ...string) string {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(d.docker, args...)
-	cmd.Env = append(d.Env(), extraEnv...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	var stderr bytes.Buffer
+	out, err := printed(args, func() (string, error) {
+		var stdout bytes.Buffer
+		stderr.Reset()
+		cmd := exec.Command(d.docker, args...)
+		cmd.Env = append(d.Env(), extraEnv...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String(), err
+	})
+	if err != nil {
 		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
-	return stdout.String()
+	return out
 }
 
 // removeContainers force-removes all containers, giving up after 20s.

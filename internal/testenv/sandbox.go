@@ -144,19 +144,27 @@ func (s *sandbox) command(env []string, name string, args ...string) *exec.Cmd {
 // run runs name in the sandbox and returns its stdout; it fails the test with stderr on error.
 func (s *sandbox) run(t testing.TB, env []string, name string, args ...string) string {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	cmd := s.command(env, name, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	var stderr bytes.Buffer
+	out, err := printed(args, func() (string, error) {
+		var stdout bytes.Buffer
+		stderr.Reset()
+		cmd := s.command(env, name, args...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String(), err
+	})
+	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
 	}
-	return stdout.String()
+	return out
 }
 
 // runErr runs name in the sandbox and returns its combined output and error.
 func (s *sandbox) runErr(env []string, name string, args ...string) (string, error) {
-	out, err := s.command(env, name, args...).CombinedOutput()
-	return string(out), err
+	return printed(args, func() (string, error) {
+		out, err := s.command(env, name, args...).CombinedOutput()
+		return string(out), err
+	})
 }
 
 // Log returns what the sandbox's main command logged so far.
