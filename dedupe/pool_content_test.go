@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -346,4 +347,56 @@ type removing struct {
 func (r removing) Commit(ctx context.Context, b *archive.Bundle) error {
 	r.gc()
 	return r.Adding.Commit(ctx, b)
+}
+
+// legacyTar writes imgs as `docker save` of docker 20.10 does: layers as <n>/layer.tar,
+// named by no digest, manifest.json last.
+func legacyTar(t *testing.T, imgs []v1.Image) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	put := func(name string, data []byte) {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg})
+		tw.Write(data)
+	}
+	var manifest []map[string]any
+	for i, img := range imgs {
+		cfg, _ := img.RawConfigFile()
+		name := mustHash(t, img.ConfigName).Hex + ".json"
+		put(name, cfg)
+		var paths []string
+		ls, _ := img.Layers()
+		for k, l := range ls {
+			rc, _ := l.Uncompressed()
+			data, _ := io.ReadAll(rc)
+			rc.Close()
+			paths = append(paths, fmt.Sprintf("%d-%d/layer.tar", i, k))
+			put(paths[k], data)
+		}
+		manifest = append(manifest, map[string]any{"Config": name, "RepoTags": []string{fmt.Sprintf("app:%d", i+1)}, "Layers": paths})
+	}
+	data, _ := json.Marshal(manifest)
+	put("manifest.json", data)
+	tw.Close()
+	return buf.Bytes()
+}
+
+// TestPoolContentHeldLayer: a layer the pool holds, in a bundle whose entries do not say
+// their digests (a legacy docker save), is recorded as the pool holds it, not stored again
+// as content over itself.
+func TestPoolContentHeldLayer(t *testing.T) {
+	old, rebuilt := smallSet(t)
+	p, err := InitPool(filepath.Join(t.TempDir(), "pool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addTar(t, p, "old", setTar(t, old))
+	addTar(t, p, "rebuilt", setTar(t, rebuilt))
+	for i, set := range [][]v1.Image{old, rebuilt} {
+		before := dirSize(t, p.Dir)
+		r := addTar(t, p, fmt.Sprintf("legacy%d", i), legacyTar(t, set)).Record
+		if len(r.Content) != i || len(r.Layers) != 1-i || dirSize(t, p.Dir)-before > 8<<10 {
+			t.Errorf("%s: %d layers as content, %d whole; the pool grew by %d bytes", r.Name, len(r.Content), len(r.Layers), dirSize(t, p.Dir)-before)
+		}
+	}
+	checkClean(t, p, true)
 }

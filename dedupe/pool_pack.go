@@ -141,11 +141,15 @@ func (a *Adding) Entry(ctx context.Context, e archive.Entry, r io.Reader) error 
 	if err != nil {
 		return err
 	}
-	p.chunks = enc.enc.Tar
-	p.chunks.DiffID = p.raw // the bytes the encoder read
-	if p.content = enc.content(a.index, p.Size); p.content != nil {
-		p.chunks = enc.enc.Pack
-		p.parts = map[string]string{enc.recipe.Digest: recipeTmp, enc.pack.Digest: packTmp}
+	if held, ok := a.known[p.raw.Hex]; ok && a.holds(held) {
+		p = held // a layer the pool holds, which the entry's name did not say (a legacy docker save's)
+	} else {
+		p.chunks = enc.enc.Tar
+		p.chunks.DiffID = p.raw // the bytes the encoder read
+		if p.content = enc.content(a.index, p.Size); p.content != nil {
+			p.chunks = enc.enc.Pack
+			p.parts = map[string]string{enc.recipe.Digest: recipeTmp, enc.pack.Digest: packTmp}
+		}
 	}
 	a.mu.Lock()
 	a.packed[e.Name] = p
