@@ -25,9 +25,10 @@ import (
 // rebuild reads blobs, never another rebuild.
 const contentShare = 4
 
-// maxIndexChunks bounds the chunks of the pool's content an add indexes, in memory (about 70
-// bytes a chunk): the layers and packs of the newest bundles first.
-const maxIndexChunks = 1 << 18
+// maxIndexChunks bounds the chunks of the pool's content an add indexes, in memory (about 100
+// bytes a chunk: some 13 MB, beside the 40 MB an add's compressing takes), the layers and
+// packs of the newest bundles first: about 5 GB of layers of files of tens of KB.
+const maxIndexChunks = 1 << 17
 
 // contentDir keeps, by the sha256 of their bytes, where the chunks of the pool's whole layers
 // and packs lie (a content.Cache): an add indexes the pool without reading its layers.
