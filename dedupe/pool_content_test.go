@@ -302,7 +302,7 @@ func TestPoolContentOddLayers(t *testing.T) {
 // meanwhile (a gc after the bundle it belonged to was removed) is refused, naming it, and
 // the pool is as the gc left it: empty.
 func TestPoolContentBaseGone(t *testing.T) {
-	old, rebuilt := smallSet(t)
+	old, rebuilt := smallSet(t, 0)
 	p, err := InitPool(filepath.Join(t.TempDir(), "pool"))
 	if err != nil {
 		t.Fatal(err)
@@ -384,7 +384,7 @@ func legacyTar(t *testing.T, imgs []v1.Image) []byte {
 // their digests (a legacy docker save), is recorded as the pool holds it, not stored again
 // as content over itself.
 func TestPoolContentHeldLayer(t *testing.T) {
-	old, rebuilt := smallSet(t)
+	old, rebuilt := smallSet(t, 0)
 	p, err := InitPool(filepath.Join(t.TempDir(), "pool"))
 	if err != nil {
 		t.Fatal(err)
@@ -399,4 +399,26 @@ func TestPoolContentHeldLayer(t *testing.T) {
 		}
 	}
 	checkClean(t, p, true)
+}
+
+// TestPoolIndexBound: an add indexes the pool's content newest bundles first, up to
+// maxIndexChunks: past it, a rebuild of an older set is stored whole.
+func TestPoolIndexBound(t *testing.T) {
+	defer func(n int) { maxIndexChunks = n }(maxIndexChunks)
+	old, rebuilt := smallSet(t, 0)
+	other, _ := smallSet(t, 1)
+	p, err := InitPool(filepath.Join(t.TempDir(), "pool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addTar(t, p, "old", setTar(t, old))
+	addTar(t, p, "other", setTar(t, other))
+	records, _ := p.Records()
+	maxIndexChunks = 1
+	if x := p.contentIndex(records); len(x.parts) != 1 || x.parts[records[1].bases()[0].Sum].Sum == "" {
+		t.Errorf("indexed %v, want the newest bundle's layer alone", x.parts)
+	}
+	if r := addTar(t, p, "rebuilt", setTar(t, rebuilt)).Record; len(r.Content) != 0 {
+		t.Errorf("the rebuild of a set past the bound stored as content: %+v", r.Content)
+	}
 }

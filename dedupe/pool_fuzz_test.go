@@ -19,13 +19,13 @@ import (
 	"github.com/ferrytool/ferry/internal/testenv"
 )
 
-// smallSet is an image of one layer of 30 files that do not compress, and its rebuild
-// (rebuiltAgain: new mtimes, a file edited): small enough to fuzz with, its rebuild stored
-// as content.
-func smallSet(t testing.TB) (old, rebuilt []v1.Image) {
+// smallSet is an image of one layer of 30 files that do not compress (other files for each
+// seed), and its rebuild (rebuiltAgain: new mtimes, a file edited): small enough to fuzz
+// with, its rebuild stored as content.
+func smallSet(t testing.TB, seed int) (old, rebuilt []v1.Image) {
 	files := map[string]string{}
 	for i := range 30 {
-		files[fmt.Sprintf("usr/lib/f%02d", i)] = string(testenv.RandomData(6000 + i))
+		files[fmt.Sprintf("usr/lib/f%02d", i)] = string(testenv.RandomData(6000 + 30*seed + i))
 	}
 	img, err := mutate.AppendLayers(empty.Image, static.NewLayer(testenv.FilesTar(files), types.OCIUncompressedLayer))
 	if err != nil {
@@ -40,7 +40,7 @@ func smallSet(t testing.TB) (old, rebuilt []v1.Image) {
 // index, an export) ends with an error or the bundle's own bytes, never a panic, and an
 // export never serves a blob whole that is not what its digest says.
 func FuzzPoolRecord(f *testing.F) {
-	old, rebuilt := smallSet(f)
+	old, rebuilt := smallSet(f, 0)
 	p, err := InitPool(filepath.Join(f.TempDir(), "pool"))
 	if err != nil {
 		f.Fatal(err)
