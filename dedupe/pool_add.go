@@ -98,8 +98,8 @@ func (a *Adding) remember() error {
 	}
 	cache := content.NewCache(a.pool.contentDir())
 	for _, p := range a.packed {
-		if p.path == "" {
-			continue // the pool had it
+		if p.path == "" || p.raw.Hex == "" {
+			continue // the pool had it, or the bundle does not use it
 		}
 		if err := cache.Put(p.chunks); err != nil {
 			return fmt.Errorf("keeping where the chunks of layer %s lie: %w", p.raw, err)

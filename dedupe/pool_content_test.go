@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -421,4 +423,31 @@ func TestPoolIndexBound(t *testing.T) {
 	if r := addTar(t, p, "rebuilt", setTar(t, rebuilt)).Record; len(r.Content) != 0 {
 		t.Errorf("the rebuild of a set past the bound stored as content: %+v", r.Content)
 	}
+}
+
+// TestPoolUnusedTarEntry: a bundle carrying a tar no manifest names adds as if it did not.
+func TestPoolUnusedTarEntry(t *testing.T) {
+	old, _ := smallSet(t, 0)
+	extra := testenv.FilesTar(map[string]string{"a": string(testenv.RandomData(50000))})
+	var buf bytes.Buffer
+	tr, tw := tar.NewReader(bytes.NewReader(setTar(t, old))), tar.NewWriter(&buf)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			break
+		}
+		tw.WriteHeader(hdr)
+		io.Copy(tw, tr)
+	}
+	sum := sha256.Sum256(extra)
+	tw.WriteHeader(&tar.Header{Name: "blobs/sha256/" + hex.EncodeToString(sum[:]), Mode: 0o644, Size: int64(len(extra))})
+	tw.Write(extra)
+	tw.Close()
+	p, err := InitPool(filepath.Join(t.TempDir(), "pool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addTar(t, p, "old", buf.Bytes())
+	checkExports(t, p, map[string][]byte{"old": setTar(t, old)})
+	checkClean(t, p, true)
 }

@@ -44,7 +44,7 @@ var ociTypes = map[types.MediaType]types.MediaType{
 // stores it as content, that form: its parts staged in temporary files (by hex digest).
 type packed struct {
 	path string
-	raw  v1.Hash // what was compressed
+	raw  v1.Hash // what was compressed (a bundle's blob: known at its commit)
 	Stored
 	content *ContentLayer
 	parts   map[string]string
@@ -65,7 +65,7 @@ func (p *packed) placings() []placing {
 	return out
 }
 
-// pack compresses r into a new file at path.
+// pack compresses r into a new file at path; the caller hashes r.
 func pack(path string, r io.Reader) (*packed, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -84,11 +84,11 @@ func pack(path string, r io.Reader) (*packed, error) {
 }
 
 func packTo(f *os.File, r io.Reader) (*packed, error) {
-	pk, err := archive.Pack(f, r, packLevel)
+	pk, err := archive.Compress(f, r, packLevel)
 	if err != nil {
 		return nil, err
 	}
-	return &packed{raw: pk.Raw, Stored: Stored{Digest: pk.Digest.Hex, Size: pk.Size}}, f.Sync()
+	return &packed{Stored: Stored{Digest: pk.Digest.Hex, Size: pk.Size}}, f.Sync()
 }
 
 func sha256Hex(hexDigest string) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: hexDigest} }
@@ -141,15 +141,10 @@ func (a *Adding) Entry(ctx context.Context, e archive.Entry, r io.Reader) error 
 	if err != nil {
 		return err
 	}
-	if held, ok := a.known[p.raw.Hex]; ok && a.holds(held) {
-		p = held // a layer the pool holds, which the entry's name did not say (a legacy docker save's)
-	} else {
-		p.chunks = enc.enc.Tar
-		p.chunks.DiffID = p.raw // the bytes the encoder read
-		if p.content = enc.content(a.index, p.Size); p.content != nil {
-			p.chunks = enc.enc.Pack
-			p.parts = map[string]string{enc.recipe.Digest: recipeTmp, enc.pack.Digest: packTmp}
-		}
+	p.chunks = enc.enc.Tar // its diffID, the blob's digest, is known at the commit
+	if p.content = enc.content(a.index, p.Size); p.content != nil {
+		p.chunks = enc.enc.Pack
+		p.parts = map[string]string{enc.recipe.Digest: recipeTmp, enc.pack.Digest: packTmp}
 	}
 	a.mu.Lock()
 	a.packed[e.Name] = p
@@ -175,17 +170,33 @@ func entryDigest(name string) string {
 	return ""
 }
 
-// Commit stores the bundle: the uncompressed layers it carried compressed, anything else as
-// it came. An entry that looked like a tar but is no uncompressed layer is stored as it came.
+// Commit stores the bundle: the uncompressed layers it carried compressed or as content,
+// anything else as it came. An entry that looked like a tar but is no uncompressed layer is
+// stored as it came; a layer the pool holds, which the entry's name did not say (a legacy
+// docker save's), is recorded as the pool holds it.
 func (a *Adding) Commit(ctx context.Context, b *archive.Bundle) error {
 	layers := uncompressedLayers(b)
-	for name, p := range a.packed {
-		if p.path != "" && !layers[p.raw] {
-			if err := a.unpack(name, p); err != nil {
+	a.mu.Lock()
+	for _, blob := range b.Reachable() {
+		p, ok := a.packed[blob.Path]
+		if !ok || p.path == "" || blob.Path == "" {
+			continue
+		}
+		p.raw = blob.Digest // the bundle's reader checked it
+		if p.content == nil {
+			p.chunks.DiffID = blob.Digest
+		}
+		switch held, ok := a.known[blob.Digest.Hex]; {
+		case !layers[blob.Digest]:
+			if err := a.unpack(blob.Path, p); err != nil {
+				a.mu.Unlock()
 				return err
 			}
+		case ok && a.holds(held):
+			a.packed[blob.Path] = held
 		}
 	}
+	a.mu.Unlock()
 	return a.Stage.Commit(ctx, b)
 }
 
@@ -364,10 +375,11 @@ func (p *Pool) Recompress(ctx context.Context) (from, to int64, err error) {
 			return Stored{}, err
 		}
 		defer f.Close()
-		pk, err := pack(filepath.Join(blobs, tempPrefix+randomHex()), f)
-		if err == nil && pk.raw != d.Digest {
+		raw := sha256.New()
+		pk, err := pack(filepath.Join(blobs, tempPrefix+randomHex()), io.TeeReader(f, raw))
+		if got := archive.HashOf(raw); err == nil && got != d.Digest {
 			os.Remove(pk.path)
-			err = fmt.Errorf("%w: blob %s hashes to %s", ErrDamaged, d.Digest, pk.raw)
+			err = fmt.Errorf("%w: blob %s hashes to %s", ErrDamaged, d.Digest, got)
 		}
 		if err == nil {
 			err = os.Rename(pk.path, p.BlobPath(sha256Hex(pk.Digest)))
