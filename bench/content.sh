@@ -147,7 +147,7 @@ pool_main() {
   local F full tags=(new) before=${FERRY_BEFORE:-}
   F=$(cat "$DIR/F")
   full=$(size "$DIR/rebuilt.tar")
-  rm -rf "$DIR"/pool-* "$DIR"/add-*.txt "$DIR"/size-* "$DIR"/export-*
+  rm -rf "$DIR"/pool-* "$DIR"/add-*.txt "$DIR"/size-* "$DIR"/export-* "$DIR"/check.txt "$DIR"/gc.txt
   [[ -n $before ]] && tags=(before new)
   for i in $(seq "$RUNS"); do
     for tag in "${tags[@]}"; do
