@@ -127,16 +127,17 @@ main() {
   echo "| peak memory of the content delta's load | $(( pc / 1024 )) MiB | ≤ 64 MiB: $( (( pc <= 65536 )) && echo met || echo NOT met) |"
 }
 
-# add_once BIN TAG: into a new pool, the old set then the rebuilt set, each add timed.
+# add_once BIN TAG: into a new pool, the old set then the rebuilt set, each add timed
+# ("seconds peak-KiB cpu-seconds").
 add_once() {
-  local bin=$1 tag=$2 pool=$DIR/pool-$2
+  local bin=$1 tag=$2 pool=$DIR/pool-$2 set
   rm -rf "$pool" && "$bin" pool init "$pool"
-  sync
-  timed "$DIR/add-old-$tag.txt" "$bin" pool add -q "$pool" "$DIR/old.tar"
-  du -sb "$pool" | cut -f1 >"$DIR/size-old-$tag"
-  sync
-  timed "$DIR/add-rebuilt-$tag.txt" "$bin" pool add -q "$pool" "$DIR/rebuilt.tar"
-  du -sb "$pool" | cut -f1 >"$DIR/size-rebuilt-$tag"
+  for set in old rebuilt; do
+    sync
+    /usr/bin/time -f '%e %M %U %S' -o "$DIR/time" "$bin" pool add -q "$pool" "$DIR/$set.tar" >/dev/null
+    awk '{ print $1, $2, $3 + $4 }' "$DIR/time" >>"$DIR/add-$set-$tag.txt"
+    du -sb "$pool" | cut -f1 >"$DIR/size-$set-$tag"
+  done
 }
 
 # col FILE N: the median of column N of FILE.
@@ -177,10 +178,13 @@ pool_main() {
     gb=$(( $(cat "$DIR/size-rebuilt-before") - $(cat "$DIR/size-old-before") ))
     echo "| pool growth, FERRY_BEFORE | $(mb "$gb") | |"
     for set in old rebuilt; do
-      local tb tn
+      local tb tn cb cn
       tb=$(col "$DIR/add-$set-before.txt" 1)
       tn=$(col "$DIR/add-$set-new.txt" 1)
+      cb=$(col "$DIR/add-$set-before.txt" 3)
+      cn=$(col "$DIR/add-$set-new.txt" 3)
       echo "| pool add of the $set set: FERRY_BEFORE / this ferry, wall s (peak MiB) | $tb ($(( $(col "$DIR/add-$set-before.txt" 2) / 1024 ))) / $tn ($(( $(col "$DIR/add-$set-new.txt" 2) / 1024 ))): throughput $(awk -v a="$tb" -v b="$tn" 'BEGIN { printf "%.2f", a / b }')× | ≥ 0.8×: $(awk -v a="$tb" -v b="$tn" 'BEGIN { print (a / b >= 0.8 ? "met" : "NOT met") }') |"
+      echo "| the same, CPU s (user + system) | $cb / $cn: $(awk -v a="$cb" -v b="$cn" 'BEGIN { printf "%.2f", a / b }')× | |"
     done
   fi
   for name in old rebuilt; do
