@@ -119,17 +119,3 @@ func sumHex(p []byte) string {
 	sum := sha256.Sum256(p)
 	return hex.EncodeToString(sum[:])
 }
-
-// AddChunks adds a layer (or a pack) whose chunks lie where ch says to x, unless x holds it.
-func (x *Index) AddChunks(ch Chunks) { x.add(ch.Layer, ch.recs) }
-
-// Known returns how many bytes of the chunks of ch x knows.
-func (x *Index) Known(ch Chunks) int64 {
-	var n int64
-	for _, r := range ch.recs {
-		if l, ok := x.chunks[r.sum]; ok && l.size == r.size {
-			n += int64(r.size)
-		}
-	}
-	return n
-}
