@@ -87,7 +87,7 @@ func (s exportSource) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser,
 	case ok && h.content != nil:
 		return s.pool.openContent(ctx, b.Digest.Hex, b.Size, *h.content), nil
 	case ok:
-		return s.pool.openPacked(h.Stored)
+		return s.pool.openRaw(h.Digest)
 	}
 	return s.V1Source.Open(ctx, b)
 }

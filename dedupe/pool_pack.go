@@ -93,23 +93,6 @@ func packTo(f *os.File, r io.Reader) (*packed, error) {
 
 func sha256Hex(hexDigest string) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: hexDigest} }
 
-// openPacked returns the decompressed content of a stored blob.
-func (p *Pool) openPacked(s Stored) (io.ReadCloser, error) {
-	f, err := os.Open(p.BlobPath(sha256Hex(s.Digest)))
-	if err != nil {
-		return nil, err
-	}
-	zr, err := pgzip.NewReader(bufio.NewReaderSize(f, 1<<16))
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("blob %s: %w", s.Digest, err)
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{zr, f}, nil
-}
-
 // isTar reports whether head, the first bytes of an entry, starts a tar archive.
 func isTar(head []byte) bool {
 	return len(head) >= 262 && string(head[257:262]) == "ustar"
