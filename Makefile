@@ -21,17 +21,18 @@ test: deps ## run every test: unit, fuzz seeds, and integration against real doc
 demo: deps build ## the whole job on throwaway daemons: a bundle, a pool of two bundles sharing a base, a send over a throwaway sshd, the image run there
 	@FERRY=$(CURDIR)/$(BIN) bash examples/demo/run.sh
 
-bench: deps build ## measure save, load, pool, delta and send against docker, gzip, pigz, skopeo and ssh on a ~430 MB image; content deltas of a rebuilt Debian tree against their floor
+bench: deps build ## measure save, load, pool, delta and send against docker, gzip, pigz, skopeo and ssh on a ~430 MB image; content deltas and pools of a rebuilt Debian tree against their floor
 	@FERRY=$(CURDIR)/$(BIN) bash bench/bench.sh
 	@FERRY=$(CURDIR)/$(BIN) bash bench/send.sh
 	@FERRY=$(CURDIR)/$(BIN) bash bench/content.sh
+	@FERRY=$(CURDIR)/$(BIN) bash bench/content.sh pool
 	$(GO) test ./content -run '^$$' -bench . -benchtime 5x
 
 # Inputs are tars of several KiB: minimizing one for seconds stalls a worker (0 execs/s), so
 # minimization is capped by count.
-FUZZ := archive:FuzzRead archive:FuzzManifestJSON archive:FuzzParseTag content:FuzzSegment content:FuzzRebuild content:FuzzIndexJSON dedupe:FuzzReadInventory
+FUZZ := archive:FuzzRead archive:FuzzManifestJSON archive:FuzzParseTag content:FuzzSegment content:FuzzRebuild content:FuzzIndexJSON content:FuzzCacheEntry dedupe:FuzzReadInventory dedupe:FuzzPoolRecord
 
-fuzz: ## fuzz the bundle reader, the manifest and tag parsers, the content delta reader, the layer segmenter, the content index and the inventory --have reads, 60 s each
+fuzz: ## fuzz the bundle reader, the manifest and tag parsers, the content delta reader, the layer segmenter, the content index and cache, the inventory --have reads, and the pool's records, 60 s each
 	@for f in $(FUZZ); do $(GO) test ./$${f%%:*} -run '^$$' -fuzz "^$${f#*:}\$$" -fuzztime 60s -fuzzminimizetime 100x || exit 1; done
 
 lint: ## go vet, and staticcheck when installed

@@ -39,20 +39,28 @@ type Packed struct {
 // Pack compresses r into w as one gzip member at level, the way ferry compresses
 // (compress.NewGzipWriter): the same content always gives the same blob.
 func Pack(w io.Writer, r io.Reader, level int) (Packed, error) {
-	raw, sum := sha256.New(), sha256.New()
+	raw := sha256.New()
+	p, err := Compress(w, io.TeeReader(r, raw), level)
+	p.Raw = HashOf(raw)
+	return p, err
+}
+
+// Compress is Pack for a caller who hashes what it compresses already: Raw is left zero.
+func Compress(w io.Writer, r io.Reader, level int) (Packed, error) {
+	sum := sha256.New()
 	counted := &countWriter{w: io.MultiWriter(w, sum)}
 	zw, err := compress.NewGzipWriter(counted, level)
 	if err != nil {
 		return Packed{}, err
 	}
-	if _, err := io.Copy(zw, io.TeeReader(r, raw)); err != nil {
+	if _, err := io.Copy(zw, r); err != nil {
 		zw.Close()
 		return Packed{}, err
 	}
 	if err := zw.Close(); err != nil {
 		return Packed{}, err
 	}
-	return Packed{Raw: HashOf(raw), Digest: HashOf(sum), Size: counted.n}, nil
+	return Packed{Digest: HashOf(sum), Size: counted.n}, nil
 }
 
 type countWriter struct {

@@ -10,8 +10,13 @@
 # of an OCI store holding the old set, and the layer delta; `ferry load` of the content
 # delta into that store against `ferry load` of the whole rebuilt bundle (its throughput,
 # ≥ 0.7× the whole bundle's), and the peak memory of each (≤ 64 MiB for the delta's).
-#   bench/content.sh     Env: FERRY (binary), FERRY_TRIXIE_ROOT, CONTENT_BENCH_DIR (work dir, corpus
-#                        cache), RUNS (alternated runs of each load, for their medians).
+# With `pool`: a pool holding the old set, the rebuilt set added (its growth against F),
+# `pool add` throughput against FERRY_BEFORE's (a ferry of before pools stored content) in
+# the same run (the best of RUNS alternated tries, as bench.sh keeps, and the median CPU
+# time), exports against the bundles added, and gc converting a pool FERRY_BEFORE made.
+#   bench/content.sh [pool]   Env: FERRY (binary), FERRY_BEFORE, FERRY_TRIXIE_ROOT,
+#                        CONTENT_BENCH_DIR (work dir, corpus cache), RUNS (alternated runs of
+#                        each load or add, for their medians).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -123,5 +128,83 @@ main() {
   echo "| peak memory of the content delta's load | $(( pc / 1024 )) MiB | ≤ 64 MiB: $( (( pc <= 65536 )) && echo met || echo NOT met) |"
 }
 
-# `bench/content.sh corpus` makes the corpus alone (bench/send.sh's helper rows send it).
-if [[ ${1:-} == corpus ]]; then corpus; else main "$@"; fi
+# add_once BIN TAG: into a new pool, the old set then the rebuilt set, each add timed
+# ("seconds peak-KiB cpu-seconds").
+add_once() {
+  local bin=$1 tag=$2 pool=$DIR/pool-$2 set
+  rm -rf "$pool" && "$bin" pool init "$pool"
+  for set in old rebuilt; do
+    sync
+    /usr/bin/time -f '%e %M %U %S' -o "$DIR/time" "$bin" pool add -q "$pool" "$DIR/$set.tar" >/dev/null
+    awk '{ print $1, $2, $3 + $4 }' "$DIR/time" >>"$DIR/add-$set-$tag.txt"
+    du -sb "$pool" | cut -f1 >"$DIR/size-$set-$tag"
+  done
+}
+
+# col FILE N: the median of column N of FILE; best FILE: the least of its first column.
+col() { cut -d' ' -f"$2" "$1" | median; }
+best() { cut -d' ' -f1 "$1" | sort -n | head -1; }
+
+pool_main() {
+  corpus
+  local F full tags=(new) before=${FERRY_BEFORE:-}
+  F=$(cat "$DIR/F")
+  full=$(size "$DIR/rebuilt.tar")
+  rm -rf "$DIR"/pool-* "$DIR"/add-*.txt "$DIR"/size-* "$DIR"/export-* "$DIR"/check.txt "$DIR"/gc.txt
+  [[ -n $before ]] && tags=(before new)
+  for i in $(seq "$RUNS"); do
+    for tag in "${tags[@]}"; do
+      local bin=$FERRY
+      [[ $tag == before ]] && bin=$before
+      add_once "$bin" "$tag"
+    done
+  done
+  local pool=$DIR/pool-new grown whole target
+  grown=$(( $(cat "$DIR/size-rebuilt-new") - $(cat "$DIR/size-old-new") ))
+  target=$(awk -v f="$F" 'BEGIN { print 0.4 * f + 1048576 }')
+  for name in old rebuilt; do
+    timed "$DIR/export-$name.txt" "$FERRY" pool export "$pool" "$name" -o "$DIR/export-$name.tar"
+    cmp -s "$DIR/export-$name.tar" "$DIR/$name.tar" && echo same >"$DIR/export-$name.same" || echo DIFFERENT >"$DIR/export-$name.same"
+  done
+  timed "$DIR/check.txt" "$FERRY" pool check --read-data "$pool"
+  whole=$("$FERRY" pool stats --json "$pool" | jq .content.whole)
+  echo "## Pools storing content ($(date -u +%F), rebuilt Debian tree, $(mb "$full") of layers, $RUNS alternated runs of each add)"
+  echo
+  echo "| measure | figure | target |"
+  echo "| --- | --- | --- |"
+  echo "| F, new content gzipped | $(mb "$F") | |"
+  echo "| pool growth adding the rebuilt set to a pool holding the old | $grown bytes = $(awk -v d="$grown" -v f="$F" 'BEGIN { printf "%.2f", d / f }') × F | ≤ 0.4 × F + 1 MiB = $(mb "$target"): $(awk -v d="$grown" -v t="$target" 'BEGIN { print (d <= t ? "met" : "NOT met") }') |"
+  echo "| the same layers stored whole (gzip) | $(mb "$whole") | |"
+  if [[ -n $before ]]; then
+    local gb
+    gb=$(( $(cat "$DIR/size-rebuilt-before") - $(cat "$DIR/size-old-before") ))
+    echo "| pool growth, FERRY_BEFORE | $(mb "$gb") | |"
+    for set in old rebuilt; do
+      local tb tn cb cn
+      tb=$(best "$DIR/add-$set-before.txt")
+      tn=$(best "$DIR/add-$set-new.txt")
+      cb=$(col "$DIR/add-$set-before.txt" 3)
+      cn=$(col "$DIR/add-$set-new.txt" 3)
+      echo "| pool add of the $set set: FERRY_BEFORE / this ferry, best wall s (peak MiB) | $tb ($(( $(col "$DIR/add-$set-before.txt" 2) / 1024 ))) / $tn ($(( $(col "$DIR/add-$set-new.txt" 2) / 1024 ))): throughput $(awk -v a="$tb" -v b="$tn" 'BEGIN { printf "%.2f", a / b }')× | ≥ 0.8×: $(awk -v a="$tb" -v b="$tn" 'BEGIN { print (a / b >= 0.8 ? "met" : "NOT met") }') |"
+      echo "| the same, median CPU s (user + system) | $cb / $cn: $(awk -v a="$cb" -v b="$cn" 'BEGIN { printf "%.2f", a / b }')× | |"
+    done
+  fi
+  for name in old rebuilt; do
+    echo "| pool export of the $name set | $(cut -d' ' -f1 "$DIR/export-$name.txt") s, peak $(( $(cut -d' ' -f2 "$DIR/export-$name.txt") / 1024 )) MiB, $(cat "$DIR/export-$name.same") bytes | byte-identical |"
+  done
+  echo "| pool check --read-data (rebuilds the rebuilt set) | $(cut -d' ' -f1 "$DIR/check.txt") s, peak $(( $(cut -d' ' -f2 "$DIR/check.txt") / 1024 )) MiB | |"
+  if [[ -n $before ]]; then
+    local old=$DIR/pool-before
+    rm -rf "$old/ferry/content"
+    timed "$DIR/gc.txt" "$FERRY" pool gc "$old"
+    echo "| pool gc of a pool FERRY_BEFORE made of both sets | $(cut -d' ' -f1 "$DIR/gc.txt") s, peak $(( $(cut -d' ' -f2 "$DIR/gc.txt") / 1024 )) MiB: $(mb "$(cat "$DIR/size-rebuilt-before")") → $(mb "$(du -sb "$old" | cut -f1)") | |"
+  fi
+}
+
+# `bench/content.sh corpus` makes the corpus alone (bench/send.sh's helper rows send it);
+# `bench/content.sh pool` measures pools storing content.
+case ${1:-} in
+corpus) corpus ;;
+pool) pool_main ;;
+*) main "$@" ;;
+esac

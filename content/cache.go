@@ -2,7 +2,9 @@ package content
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"os"
@@ -24,11 +26,13 @@ type Cache struct {
 // NewCache returns the cache of dir; "" keeps nothing.
 func NewCache(dir string) *Cache { return &Cache{dir: dir, read: map[v1.Hash][]rec{}} }
 
-// cacheEntry is one layer's entry: the layer, the images that held it when it was read, and
-// its chunk records (appendRec, no layer number) in base64.
+// cacheEntry is one layer's entry: the layer, the images that held it when it was read, its
+// chunk records (appendRec, no layer number) in base64, and their sha256: a damaged entry
+// is no entry.
 type cacheEntry struct {
 	Layer
 	Chunks string `json:"chunks"`
+	Sum    string `json:"sum"` // hex
 }
 
 func (c *Cache) path(diffID v1.Hash) string {
@@ -52,43 +56,66 @@ func (c *Cache) Add(ctx context.Context, x *Index, r io.Reader) (v1.Hash, error)
 // written is no cache: Save fails on nothing.
 func (c *Cache) Save(x *Index) {
 	for diffID, recs := range c.read {
-		i, ok := x.layer[diffID]
-		if !ok {
-			continue
-		}
-		var buf []byte
-		for _, r := range recs {
-			buf = appendRec(buf, r)
-		}
-		data, err := json.Marshal(cacheEntry{Layer: x.Layers[i], Chunks: base64.StdEncoding.EncodeToString(buf)})
-		if err == nil && os.MkdirAll(filepath.Dir(c.path(diffID)), 0o755) == nil {
-			atomicfile.WriteFile(c.path(diffID), data, 0o644)
+		if i, ok := x.layer[diffID]; ok {
+			c.Put(Chunks{x.Layers[i], recs})
 		}
 	}
 	clear(c.read)
 }
 
+// Put keeps what is known of a layer (or a pack) now.
+func (c *Cache) Put(ch Chunks) error {
+	if c.dir == "" {
+		return nil
+	}
+	var buf []byte
+	for _, r := range ch.recs {
+		buf = appendRec(buf, r)
+	}
+	data, err := json.Marshal(cacheEntry{Layer: ch.Layer, Chunks: base64.StdEncoding.EncodeToString(buf), Sum: sumHex(buf)})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(c.path(ch.DiffID)), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(c.path(ch.DiffID), data, 0o644)
+}
+
 // Load adds the layer diffID names to x from the cache, and says whether it could.
 func (c *Cache) Load(x *Index, diffID v1.Hash) bool {
+	ch, ok := c.Entry(diffID)
+	if ok {
+		x.AddChunks(ch)
+	}
+	return ok
+}
+
+// Entry returns what the cache keeps of the layer (or pack) diffID names, if it keeps it.
+func (c *Cache) Entry(diffID v1.Hash) (Chunks, bool) {
 	if c.dir == "" {
-		return false
+		return Chunks{}, false
 	}
 	data, err := os.ReadFile(c.path(diffID))
 	if err != nil {
-		return false
+		return Chunks{}, false
 	}
 	var e cacheEntry
 	if json.Unmarshal(data, &e) != nil || e.DiffID != diffID || e.Size < 0 {
-		return false
+		return Chunks{}, false
 	}
 	buf, err := base64.StdEncoding.DecodeString(e.Chunks)
-	if err != nil {
-		return false
+	if err != nil || sumHex(buf) != e.Sum {
+		return Chunks{}, false
 	}
 	var recs []rec
 	if readRecs(buf, false, []int64{e.Size}, func(_ uint32, r rec) { recs = append(recs, r) }) != nil {
-		return false
+		return Chunks{}, false
 	}
-	x.add(e.Layer, recs)
-	return true
+	return Chunks{e.Layer, recs}, true
+}
+
+func sumHex(p []byte) string {
+	sum := sha256.Sum256(p)
+	return hex.EncodeToString(sum[:])
 }

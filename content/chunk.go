@@ -34,15 +34,15 @@ func cut(p []byte) int {
 	if len(p) <= minChunk {
 		return len(p)
 	}
-	end := min(len(p), maxChunk)
+	p = p[:min(len(p), maxChunk)] // so that the loop needs no bounds checks
 	var h uint64
-	for i := minChunk; i < end; i++ {
+	for i := minChunk; i < len(p); i++ {
 		h = h<<1 + gear[p[i]]
-		if h>>48&chunkMask == 0 {
+		if h&(chunkMask<<48) == 0 {
 			return i + 1
 		}
 	}
-	return end
+	return len(p)
 }
 
 // chunks reads n bytes of a file from r and hands each chunk to each: the slice is valid only

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"testing"
 )
 
@@ -90,6 +91,45 @@ func FuzzIndexJSON(f *testing.F) {
 		var y Index
 		if err := y.UnmarshalJSON(again); err != nil || y.Chunks() != x.Chunks() {
 			t.Fatalf("an index read back does not read again: %v", err)
+		}
+	})
+}
+
+// FuzzCacheEntry: what a Cache keeps (the user's, or a pool's) is read from disk: an entry
+// read is one whose chunks lie within its layer, and Put keeps it as it was read.
+func FuzzCacheEntry(f *testing.F) {
+	ch, err := Scan(context.Background(), bytes.NewReader(seedTar(map[string]string{"a": "one", "b": string(bytes.Repeat([]byte("two"), 30000))})))
+	if err != nil {
+		f.Fatal(err)
+	}
+	c := NewCache(f.TempDir())
+	if err := c.Put(ch); err != nil {
+		f.Fatal(err)
+	}
+	seed, err := os.ReadFile(c.path(ch.DiffID))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(c.path(ch.DiffID), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := c.Entry(ch.DiffID)
+		if !ok {
+			return
+		}
+		for _, r := range got.recs {
+			if r.off+int64(r.size) > got.Size {
+				t.Fatalf("a chunk at %d+%d of a layer of %d bytes", r.off, r.size, got.Size)
+			}
+		}
+		if err := c.Put(got); err != nil {
+			t.Fatal(err)
+		}
+		again, ok := c.Entry(ch.DiffID)
+		if !ok || len(again.recs) != len(got.recs) || again.Layer.Size != got.Size {
+			t.Fatalf("an entry kept again does not read back as it was")
 		}
 	})
 }

@@ -95,6 +95,20 @@ func (x *Index) add(l Layer, recs []rec) {
 	}
 }
 
+// AddChunks adds a layer (or a pack) whose chunks lie where ch says to x, unless x holds it.
+func (x *Index) AddChunks(ch Chunks) { x.add(ch.Layer, ch.recs) }
+
+// Known returns how many bytes of the chunks of ch x knows.
+func (x *Index) Known(ch Chunks) int64 {
+	var n int64
+	for _, r := range ch.recs {
+		if l, ok := x.chunks[r.sum]; ok && l.size == r.size {
+			n += int64(r.size)
+		}
+	}
+	return n
+}
+
 // Name names refs as images that hold the layer diffID names, if x holds it.
 func (x *Index) Name(diffID v1.Hash, refs ...string) {
 	if i, ok := x.layer[diffID]; ok {

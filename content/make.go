@@ -2,7 +2,6 @@ package content
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -63,22 +62,17 @@ func Make(ctx context.Context, w io.Writer, b *archive.Bundle, src archive.BlobS
 
 // A maker writes a delta's recipes and pack as it reads layers.
 type maker struct {
-	dir      string
-	base     *Index
-	baseUsed map[uint32]uint32 // base's layer → the delta's
-	h        header
-	sum      Summary
+	*encoder
+	dir string
+	h   header
+	sum Summary
 
-	recipes, pack          *os.File
-	recipeZ, packZ         *zstd.Encoder
-	rw                     recipeWriter
-	packW                  *bufio.Writer
-	packed                 map[[32]byte]int64
-	layerSize, layerRecipe int64
+	recipes, pack  *os.File
+	recipeZ, packZ *zstd.Encoder
 }
 
 func newMaker(dir string, base *Index) (*maker, error) {
-	m := &maker{dir: dir, base: base, baseUsed: map[uint32]uint32{}, packed: map[[32]byte]int64{}}
+	m := &maker{dir: dir}
 	m.h = header{Version: version, Note: note}
 	var err error
 	if m.recipes, m.recipeZ, err = zstdFile(dir, recipesName); err != nil {
@@ -88,8 +82,7 @@ func newMaker(dir string, base *Index) (*maker, error) {
 		m.recipes.Close()
 		return nil, err
 	}
-	m.rw.w = bufio.NewWriterSize(m.recipeZ, 1<<20)
-	m.packW = bufio.NewWriterSize(m.packZ, 1<<20)
+	m.encoder = newEncoder(base, m.recipeZ, m.packZ)
 	return m, nil
 }
 
@@ -117,8 +110,8 @@ func (m *maker) close() {
 func (m *maker) layer(ctx context.Context, l *archive.Layer, src archive.BlobSource) error {
 	start := m.rw.n
 	dl := deltaLayer{Digest: l.Digest, DiffID: l.DiffID, Size: l.Size}
-	if i, ok := m.base.layer[l.DiffID]; ok {
-		dl.Size, dl.Held = m.base.Layers[i].Size, true
+	if i, ok := m.x.layer[l.DiffID]; ok {
+		dl.Size, dl.Held = m.x.Layers[i].Size, true
 		if err := m.rw.copy(op{kind: opBase, layer: m.baseLayer(uint32(i)), n: dl.Size}); err != nil {
 			return err
 		}
@@ -143,57 +136,24 @@ func (m *maker) scan(ctx context.Context, l *archive.Layer, src archive.BlobSour
 	}
 	defer rc.Close()
 	h := sha256.New()
-	m.layerSize = 0
+	m.read = 0
 	if err := segment(archive.ContextReader(ctx, io.TeeReader(rc, h)), m); err != nil {
 		return fmt.Errorf("reading layer %s: %w", l.Digest, err)
 	}
-	if got := archive.HashOf(h); got != l.DiffID || m.layerSize != l.Size {
-		return fmt.Errorf("layer %s: %w: %d bytes hashing to %s", l.Digest, archive.ErrDigestMismatch, m.layerSize, got)
+	if got := archive.HashOf(h); got != l.DiffID || m.read != l.Size {
+		return fmt.Errorf("layer %s: %w: %d bytes hashing to %s", l.Digest, archive.ErrDigestMismatch, m.read, got)
 	}
 	return nil
 }
 
-func (m *maker) raw(p []byte) error {
-	m.layerSize += int64(len(p))
-	return m.rw.addRaw(p)
-}
-
-func (m *maker) chunk(p []byte, sum [32]byte) error {
-	m.layerSize += int64(len(p))
-	if l, ok := m.base.chunks[sum]; ok && int(l.size) == len(p) {
-		return m.rw.copy(op{kind: opBase, layer: m.baseLayer(l.layer), off: l.off, n: int64(len(p))})
-	}
-	off, ok := m.packed[sum]
-	if !ok {
-		off = m.h.Pack
-		if _, err := m.packW.Write(p); err != nil {
-			return err
-		}
-		m.packed[sum] = off
-		m.h.Pack += int64(len(p))
-	}
-	return m.rw.copy(op{kind: opPack, off: off, n: int64(len(p))})
-}
-
-// baseLayer returns the delta's number for base's layer i, listing it on first use.
-func (m *maker) baseLayer(i uint32) uint32 {
-	if d, ok := m.baseUsed[i]; ok {
-		return d
-	}
-	d := uint32(len(m.h.Base))
-	m.baseUsed[i] = d
-	m.h.Base = append(m.h.Base, m.base.Layers[i])
-	return d
-}
-
 // finish ends the recipes and the pack.
 func (m *maker) finish() error {
-	for _, err := range []error{m.rw.w.Flush(), m.packW.Flush(), m.recipeZ.Close(), m.packZ.Close()} {
+	for _, err := range []error{m.flush(), m.recipeZ.Close(), m.packZ.Close()} {
 		if err != nil {
 			return err
 		}
 	}
-	m.h.Recipes = m.rw.n
+	m.h.Recipes, m.h.Pack, m.h.Base = m.rw.n, m.size, m.base
 	m.sum.New, m.sum.Base = m.h.Pack, len(m.h.Base)
 	return nil
 }

@@ -16,9 +16,15 @@ import (
 // An exported bundle has exactly the original manifests, digests and image IDs. The price:
 // the same layer saved once from docker and once from a registry is two blobs.
 //
+// A layer that came uncompressed and whose content the pool mostly holds (a rebuild's) is
+// stored as content instead (package content): a recipe over whole layers and packs the pool
+// holds, and a pack of its new chunks (pool_content.go). Where the chunks of each whole layer
+// and pack lie is kept in ferry/content, so that adds index the pool without reading it.
+//
 // Records (ferry/bundles/NAME.json) are the truth; index.json is rebuilt from them on every
 // change, listing each image as NAME/TAG, so skopeo and crane read images straight from the
-// pool (oci:DIR:NAME/TAG). A change writes blobs, then the record, then index.json, each
+// pool (oci:DIR:NAME/TAG); images with layers stored as content are left out, and ferry's
+// readers rebuild them. A change writes blobs, then the record, then index.json, each
 // atomically and under the layout's lock: a pool killed at any point holds at worst unreferenced
 // blobs and a stale stage, which the next add or gc clears.
 type Pool struct {

@@ -31,8 +31,10 @@ func (p Problem) String() string {
 }
 
 // Check checks the pool's structure: records readable, every blob they need present with
-// its size, index.json as the records say (rewritten from them when it is not); with readData, every blob's content against its
-// digest, and that each compressed layer decompresses to the layer (diffID) it stands for.
+// its size, index.json as the records say (rewritten from them when it is not); with
+// readData, every blob's content against its digest, that each compressed layer
+// decompresses to the layer (diffID) it stands for, and that each layer stored as content
+// rebuilds to it.
 func (p *Pool) Check(ctx context.Context, readData bool) ([]Problem, error) {
 	records, err := p.Records()
 	if err != nil {
@@ -56,6 +58,14 @@ func (p *Pool) Check(ctx context.Context, readData bool) ([]Problem, error) {
 			checked[d] = true
 			if what := p.checkBlob(ctx, d, size, readData); what != "" {
 				problems = append(problems, Problem{Bundle: r.Name, Blob: "sha256:" + d, What: what})
+			}
+		}
+		for d, c := range r.Content {
+			if readData && !checked["content "+d] && ctx.Err() == nil {
+				checked["content "+d] = true
+				if err := p.checkContent(ctx, d, r.Blobs[d], c); err != nil {
+					problems = append(problems, Problem{Bundle: r.Name, Blob: "sha256:" + d, What: err.Error()})
+				}
 			}
 		}
 	}
@@ -96,4 +106,13 @@ func (p *Pool) checkBlob(ctx context.Context, hexDigest string, size int64, read
 		return "content hashes to " + got.String()
 	}
 	return ""
+}
+
+// checkContent rebuilds a layer stored as content, which fails unless it hashes to its
+// digest.
+func (p *Pool) checkContent(ctx context.Context, layer string, size int64, c ContentLayer) error {
+	rc := p.openContent(ctx, layer, size, c)
+	defer rc.Close()
+	_, err := io.Copy(io.Discard, rc)
+	return err
 }

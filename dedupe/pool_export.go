@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
@@ -24,7 +25,7 @@ func (p *Pool) Export(refs []string) (*archive.Bundle, archive.BlobSource, error
 	if err != nil {
 		return nil, nil, err
 	}
-	b, src := &archive.Bundle{}, exportSource{V1Source: archive.V1Source{}, pool: p, packed: packedLayers(records)}
+	b, src := &archive.Bundle{}, exportSource{V1Source: archive.V1Source{}, pool: p, held: heldLayers(records)}
 	// index.json lists the entries as they came, not as AddImage makes them.
 	var index []v1.Descriptor
 	listed := map[string]bool{}
@@ -111,26 +112,37 @@ func platformOf(d v1.Descriptor) v1.Platform {
 	return archive.HostPlatform()
 }
 
-// exportSource serves an export's blobs, decompressing the layers the pool stores compressed.
+// exportSource serves an export's blobs, decompressing the layers the pool stores compressed
+// and rebuilding those it stores as content.
 type exportSource struct {
 	archive.V1Source
-	pool   *Pool
-	packed map[string]Stored
+	pool *Pool
+	held map[string]*packed
 }
 
 func (s exportSource) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, error) {
-	if st, ok := s.packed[b.Digest.Hex]; ok {
-		return s.pool.openPacked(st)
+	switch h, ok := s.held[b.Digest.Hex]; {
+	case ok && h.content != nil:
+		return s.pool.openContent(ctx, b.Digest.Hex, b.Size, *h.content), nil
+	case ok:
+		return s.pool.openRaw(h.Digest)
 	}
 	return s.V1Source.Open(ctx, b)
 }
 
-// find returns the index entries ref names, a whole bundle or one image by tag, and the
-// record holding them.
+// find returns the index entries ref names, a whole bundle, one image of a bundle
+// (NAME/TAG) or one image by tag, and the record holding them.
 func find(records []*Record, ref string) ([]v1.Descriptor, *Record, error) {
 	for _, r := range records {
 		if r.Name == ref {
 			return r.Index, r, nil
+		}
+		if tag, ok := strings.CutPrefix(ref, r.Name+"/"); ok {
+			for _, d := range r.Index {
+				if archive.RefTag(d.Annotations) == tag {
+					return []v1.Descriptor{d}, r, nil
+				}
+			}
 		}
 	}
 	for i := len(records) - 1; i >= 0; i-- {

@@ -3,6 +3,7 @@ package dedupe
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,5 +81,35 @@ func (p *Pool) gc(dryRun bool) (removed []v1.Hash, bytes int64, err error) {
 	if !dryRun {
 		err = p.removeStale()
 	}
+	if err == nil && !dryRun {
+		err = p.forgetContent(records)
+	}
 	return removed, bytes, err
+}
+
+// forgetContent removes from the pool's content cache what it keeps of parts no record
+// builds on any more.
+func (p *Pool) forgetContent(records []*Record) error {
+	kept := map[string]bool{}
+	for _, r := range records {
+		for _, part := range r.bases() {
+			kept[part.Sum] = true
+		}
+	}
+	dir := filepath.Join(p.contentDir(), "sha256")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !kept[e.Name()] {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

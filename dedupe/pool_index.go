@@ -2,6 +2,7 @@ package dedupe
 
 import (
 	"encoding/json"
+	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -9,7 +10,8 @@ import (
 )
 
 // index is index.json as the records say it should be: every image of every bundle, its
-// ref name NAME/TAG (NAME/sha256-<hex> when untagged).
+// ref name NAME/TAG (NAME/sha256-<hex> when untagged), but those naming layers the pool
+// stores as content (Unlisted), which no OCI reader could read.
 func (p *Pool) index() (v1.IndexManifest, error) {
 	idx := EmptyIndex()
 	records, err := p.Records()
@@ -18,6 +20,9 @@ func (p *Pool) index() (v1.IndexManifest, error) {
 	}
 	for _, r := range records {
 		for _, d := range r.Index {
+			if slices.Contains(r.Unlisted, d.Digest.Hex) {
+				continue
+			}
 			ref := archive.RefTag(d.Annotations)
 			if ref == "" {
 				ref = "sha256-" + d.Digest.Hex

@@ -6,10 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/compress"
+	"github.com/ferrytool/ferry/content"
 	"github.com/ferrytool/ferry/internal/atomicfile"
 )
 
@@ -37,14 +40,32 @@ var ociTypes = map[types.MediaType]types.MediaType{
 	types.DockerForeignLayer:      types.OCIRestrictedLayer,
 }
 
-// A packed is a blob compressed into a file.
+// A packed is a blob compressed into a file ("" when the pool has it) and, when the pool
+// stores it as content, that form: its parts staged in temporary files (by hex digest).
 type packed struct {
 	path string
-	raw  v1.Hash // what was compressed
+	raw  v1.Hash // what was compressed (a bundle's blob: known at its commit)
 	Stored
+	content *ContentLayer
+	parts   map[string]string
+	// chunks are where the chunks of the layer (stored whole) or of its pack lie: what the
+	// pool's content cache keeps of it.
+	chunks content.Chunks
 }
 
-// pack compresses r into a new file at path.
+// placings are the blobs the pool stores in place of p's: its gzip, or its recipe and pack.
+func (p *packed) placings() []placing {
+	if p.content == nil {
+		return []placing{{sha256Hex(p.Digest), p.path}}
+	}
+	out := []placing{{sha256Hex(p.content.Recipe.Digest), p.parts[p.content.Recipe.Digest]}}
+	if pk := p.content.Pack; pk != nil {
+		out = append(out, placing{sha256Hex(pk.Digest), p.parts[pk.Digest]})
+	}
+	return out
+}
+
+// pack compresses r into a new file at path; the caller hashes r.
 func pack(path string, r io.Reader) (*packed, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -63,39 +84,23 @@ func pack(path string, r io.Reader) (*packed, error) {
 }
 
 func packTo(f *os.File, r io.Reader) (*packed, error) {
-	pk, err := archive.Pack(f, r, packLevel)
+	pk, err := archive.Compress(f, r, packLevel)
 	if err != nil {
 		return nil, err
 	}
-	return &packed{raw: pk.Raw, Stored: Stored{Digest: pk.Digest.Hex, Size: pk.Size}}, f.Sync()
+	return &packed{Stored: Stored{Digest: pk.Digest.Hex, Size: pk.Size}}, f.Sync()
 }
 
 func sha256Hex(hexDigest string) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: hexDigest} }
-
-// openPacked returns the decompressed content of a stored blob.
-func (p *Pool) openPacked(s Stored) (io.ReadCloser, error) {
-	f, err := os.Open(p.BlobPath(sha256Hex(s.Digest)))
-	if err != nil {
-		return nil, err
-	}
-	zr, err := pgzip.NewReader(bufio.NewReaderSize(f, 1<<16))
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("blob %s: %w", s.Digest, err)
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{zr, f}, nil
-}
 
 // isTar reports whether head, the first bytes of an entry, starts a tar archive.
 func isTar(head []byte) bool {
 	return len(head) >= 262 && string(head[257:262]) == "ustar"
 }
 
-// Entry stages one entry, compressing it as it streams in when it is an uncompressed tar.
-// A layer the pool already holds compressed (its entry name says its digest) is not
+// Entry stages one entry, compressing it as it streams in when it is an uncompressed tar,
+// and encoding it over the content the pool holds, to store it as content where that is
+// much smaller. A layer the pool already holds (its entry name says its digest) is not
 // compressed again.
 func (a *Adding) Entry(ctx context.Context, e archive.Entry, r io.Reader) error {
 	br := bufio.NewReaderSize(r, 1<<16)
@@ -103,25 +108,41 @@ func (a *Adding) Entry(ctx context.Context, e archive.Entry, r io.Reader) error 
 	if !isTar(head) {
 		return a.Stage.Entry(ctx, e, br)
 	}
-	if s, ok := a.known[entryDigest(e.Name)]; ok && exists(a.Stage.l.BlobPath(sha256Hex(s.Digest))) {
+	if p, ok := a.known[entryDigest(e.Name)]; ok && a.holds(p) {
 		a.mu.Lock()
-		a.packed[e.Name] = &packed{Stored: s}
+		a.packed[e.Name] = p
 		a.mu.Unlock()
 		_, err := io.Copy(io.Discard, br)
 		return err
 	}
-	tmp := a.Stage.temp()
-	a.Stage.mu.Lock()
-	a.Stage.staged[tmp] = tmp // removed when the stage closes
-	a.Stage.mu.Unlock()
-	p, err := pack(tmp, br)
+	tmp, recipeTmp, packTmp := a.Stage.stagedTemp(), a.Stage.stagedTemp(), a.Stage.stagedTemp()
+	enc := a.index.encode(ctx, recipeTmp, packTmp)
+	p, err := pack(tmp, io.TeeReader(br, enc))
+	if werr := enc.wait(err); err == nil && werr != nil {
+		err = fmt.Errorf("encoding the layer as content: %w", werr)
+	}
 	if err != nil {
 		return err
+	}
+	p.chunks = enc.enc.Tar // its diffID, the blob's digest, is known at the commit
+	if p.content = enc.content(a.index, p.Size); p.content != nil {
+		p.chunks = enc.enc.Pack
+		p.parts = map[string]string{enc.recipe.Digest: recipeTmp, enc.pack.Digest: packTmp}
 	}
 	a.mu.Lock()
 	a.packed[e.Name] = p
 	a.mu.Unlock()
 	return nil
+}
+
+// holds reports whether every blob the pool stores p as is there.
+func (a *Adding) holds(p *packed) bool {
+	for _, pl := range p.placings() {
+		if !exists(a.Stage.l.BlobPath(pl.digest)) {
+			return false
+		}
+	}
+	return true
 }
 
 // entryDigest returns the hex digest an entry's name states (blobs/sha256/<hex>), or "".
@@ -132,17 +153,33 @@ func entryDigest(name string) string {
 	return ""
 }
 
-// Commit stores the bundle: the uncompressed layers it carried compressed, anything else as
-// it came. An entry that looked like a tar but is no uncompressed layer is stored as it came.
+// Commit stores the bundle: the uncompressed layers it carried compressed or as content,
+// anything else as it came. An entry that looked like a tar but is no uncompressed layer is
+// stored as it came; a layer the pool holds, which the entry's name did not say (a legacy
+// docker save's), is recorded as the pool holds it.
 func (a *Adding) Commit(ctx context.Context, b *archive.Bundle) error {
 	layers := uncompressedLayers(b)
-	for name, p := range a.packed {
-		if p.path != "" && !layers[p.raw] {
-			if err := a.unpack(name, p); err != nil {
+	a.mu.Lock()
+	for _, blob := range b.Reachable() {
+		p, ok := a.packed[blob.Path]
+		if !ok || p.path == "" || blob.Path == "" {
+			continue
+		}
+		p.raw = blob.Digest // the bundle's reader checked it
+		if p.content == nil {
+			p.chunks.DiffID = blob.Digest
+		}
+		switch held, ok := a.known[blob.Digest.Hex]; {
+		case !layers[blob.Digest]:
+			if err := a.unpack(blob.Path, p); err != nil {
+				a.mu.Unlock()
 				return err
 			}
+		case ok && a.holds(held):
+			a.packed[blob.Path] = held
 		}
 	}
+	a.mu.Unlock()
 	return a.Stage.Commit(ctx, b)
 }
 
@@ -165,20 +202,27 @@ func (a *Adding) unpack(name string, p *packed) error {
 }
 
 // storeAs says which blobs of the bundle go elsewhere: an uncompressed layer to its
-// compressed blob.
-func (a *Adding) storeAs(b *archive.Blob) (v1.Hash, string, bool) {
-	a.mu.Lock()
-	p, ok := a.packed[b.Path]
-	a.mu.Unlock()
-	switch {
-	case ok && b.Path != "":
-		return sha256Hex(p.Digest), p.path, true
-	case b.Missing:
-		if s, ok := a.known[b.Digest.Hex]; ok {
-			return sha256Hex(s.Digest), "", true
-		}
+// compressed blob, or to its recipe and pack.
+func (a *Adding) storeAs(b *archive.Blob) ([]placing, bool) {
+	p, ok := a.form(b)
+	if !ok {
+		return nil, false
 	}
-	return v1.Hash{}, "", false
+	return p.placings(), true
+}
+
+// form says how the pool stores a layer of the bundle, carried or left out.
+func (a *Adding) form(b *archive.Blob) (*packed, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p, ok := a.packed[b.Path]; ok && b.Path != "" {
+		return p, true
+	}
+	if b.Missing {
+		p, ok := a.known[b.Digest.Hex]
+		return p, ok
+	}
+	return nil, false
 }
 
 // uncompressedLayers returns the layers of the bundle's manifests whose media type says
@@ -210,10 +254,30 @@ func packedLayers(records []*Record) map[string]Stored {
 	return out
 }
 
+// heldLayers maps the hex digest of every layer the records hold in place of itself to how:
+// compressed, or as content.
+func heldLayers(records []*Record) map[string]*packed {
+	out := map[string]*packed{}
+	for d, s := range packedLayers(records) {
+		out[d] = &packed{Stored: s}
+	}
+	for _, r := range records {
+		for d, c := range r.Content {
+			out[d] = &packed{content: &c}
+		}
+	}
+	return out
+}
+
+// errUnlisted: a manifest names a layer the pool stores as content, which no OCI reader of
+// the pool could read.
+var errUnlisted = errors.New("it names a layer stored as content")
+
 // expose makes the manifest (or index) d the one the pool lists in index.json: if it names
 // layers the pool holds compressed, a copy naming the compressed blobs, stored and recorded
 // in r.Manifests. packLayer, if not nil, is asked to compress the uncompressed layers r does
-// not hold compressed yet.
+// not hold compressed yet. A manifest naming a layer stored as content fails with
+// errUnlisted.
 func (p *Pool) expose(r *Record, d v1.Descriptor, packLayer func(v1.Descriptor) (Stored, error)) (v1.Descriptor, error) {
 	if !d.MediaType.IsIndex() && !d.MediaType.IsImage() {
 		return d, nil
@@ -225,6 +289,9 @@ func (p *Pool) expose(r *Record, d v1.Descriptor, packLayer func(v1.Descriptor) 
 	data, changed, err := archive.Redescribe(data, func(c v1.Descriptor) (v1.Descriptor, error) {
 		if d.MediaType.IsIndex() {
 			return p.expose(r, c, packLayer)
+		}
+		if _, ok := r.Content[c.Digest.Hex]; ok {
+			return c, errUnlisted
 		}
 		if gz := archive.GzipType(c.MediaType); gz != "" {
 			s, ok := r.Layers[c.Digest.Hex]
@@ -291,10 +358,11 @@ func (p *Pool) Recompress(ctx context.Context) (from, to int64, err error) {
 			return Stored{}, err
 		}
 		defer f.Close()
-		pk, err := pack(filepath.Join(blobs, tempPrefix+randomHex()), f)
-		if err == nil && pk.raw != d.Digest {
+		raw := sha256.New()
+		pk, err := pack(filepath.Join(blobs, tempPrefix+randomHex()), io.TeeReader(f, raw))
+		if got := archive.HashOf(raw); err == nil && got != d.Digest {
 			os.Remove(pk.path)
-			err = fmt.Errorf("%w: blob %s hashes to %s", ErrDamaged, d.Digest, pk.raw)
+			err = fmt.Errorf("%w: blob %s hashes to %s", ErrDamaged, d.Digest, got)
 		}
 		if err == nil {
 			err = os.Rename(pk.path, p.BlobPath(sha256Hex(pk.Digest)))
@@ -328,13 +396,19 @@ func (p *Pool) Recompress(ctx context.Context) (from, to int64, err error) {
 	return from, to, err
 }
 
-// exposeAll exposes every manifest of r's index.
+// exposeAll exposes every manifest of r's index, and lists in r.Unlisted those that name
+// layers stored as content.
 func (p *Pool) exposeAll(r *Record, packLayer func(v1.Descriptor) (Stored, error)) error {
 	if r.Layers == nil {
 		r.Layers, r.Manifests = map[string]Stored{}, map[string]Stored{}
 	}
+	r.Unlisted = nil
 	for _, d := range r.Index {
-		if _, err := p.expose(r, d, packLayer); err != nil {
+		_, err := p.expose(r, d, packLayer)
+		switch {
+		case errors.Is(err, errUnlisted):
+			r.Unlisted = append(r.Unlisted, d.Digest.Hex)
+		case err != nil:
 			return err
 		}
 	}
@@ -369,8 +443,9 @@ func (p *Pool) checkPacked(layer string, s Stored) string {
 	return ""
 }
 
-// Inventory lists the layers of every image index.json reaches, and the digests of the
-// layers the pool holds compressed as they came: a delta against the pool leaves those out.
+// Inventory lists the layers of every image the pool holds (index.json's, and those it
+// leaves out), and the digests of the layers the pool holds compressed or as content, as
+// they came: a delta against the pool leaves those out.
 func (p *Pool) Inventory() (*Inventory, error) {
 	inv, err := p.Layout.Inventory()
 	if err != nil {
@@ -380,8 +455,19 @@ func (p *Pool) Inventory() (*Inventory, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, r := range records {
+		var unlisted []v1.Descriptor
+		for _, d := range r.Index {
+			if slices.Contains(r.Unlisted, d.Digest.Hex) {
+				unlisted = append(unlisted, d)
+			}
+		}
+		if err := p.walk(inv, unlisted, 0); err != nil {
+			return nil, err
+		}
+	}
 	var layers []v1.Hash
-	for d := range packedLayers(records) {
+	for d := range heldLayers(records) {
 		layers = append(layers, sha256Hex(d))
 	}
 	inv.AddImage(nil, layers)

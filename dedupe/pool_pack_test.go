@@ -245,7 +245,7 @@ func Uncompress(t testing.TB, p *Pool) {
 	}
 	for _, r := range records {
 		for d, s := range r.Layers {
-			rc, err := p.openPacked(s)
+			rc, err := p.openRaw(s.Digest)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -16,6 +16,17 @@ type Stats struct {
 	Stored int64 `json:"stored"`
 	// Bundles: for each bundle, its size and the bytes of blobs no other bundle needs.
 	Bundles []BundleStats `json:"bundles"`
+	// Content: the layers stored as content.
+	Content ContentStats `json:"content"`
+}
+
+// ContentStats count the layers a pool stores as content, each once: what they add up to,
+// what they would take stored whole (gzip), and what their recipes and packs take.
+type ContentStats struct {
+	Layers int   `json:"layers"`
+	Bytes  int64 `json:"bytes"`
+	Whole  int64 `json:"whole"`
+	Stored int64 `json:"stored"`
 }
 
 // BundleStats describe one bundle of a pool.
@@ -33,6 +44,12 @@ func (s Stats) Ratio() float64 {
 	return float64(s.Logical) / float64(s.Stored)
 }
 
+// ByLayers is what storing each blob once saves: logical less unique bytes.
+func (s Stats) ByLayers() int64 { return s.Logical - s.Unique }
+
+// ByContent is what storing layers as content saves over storing them whole.
+func (s Stats) ByContent() int64 { return s.Content.Whole - s.Content.Stored }
+
 // Compression is stored over unique bytes: what compression leaves.
 func (s Stats) Compression() float64 {
 	if s.Unique == 0 {
@@ -48,6 +65,8 @@ func (p *Pool) Stats() (Stats, error) {
 		return Stats{}, err
 	}
 	users, unique := map[string]int{}, map[string]int64{}
+	var s Stats
+	counted := map[string]bool{}
 	for _, r := range records {
 		for d := range r.stored() {
 			users[d]++
@@ -55,8 +74,8 @@ func (p *Pool) Stats() (Stats, error) {
 		for d, size := range r.Blobs {
 			unique[d] = size
 		}
+		s.Content.add(r, counted)
 	}
-	var s Stats
 	for _, size := range unique {
 		s.Unique += size
 	}
@@ -80,4 +99,28 @@ func (p *Pool) Stats() (Stats, error) {
 		}
 	}
 	return s, nil
+}
+
+// ContentStats counts the layers r stores as content.
+func (r *Record) ContentStats() ContentStats {
+	var s ContentStats
+	s.add(r, map[string]bool{})
+	return s
+}
+
+// add counts the layers r stores as content that counted does not list, and lists them.
+func (s *ContentStats) add(r *Record, counted map[string]bool) {
+	for d, c := range r.Content {
+		if counted[d] {
+			continue
+		}
+		counted[d] = true
+		s.Layers++
+		s.Bytes += r.Blobs[d]
+		s.Whole += c.Whole
+		s.Stored += c.Recipe.Size
+		if c.Pack != nil {
+			s.Stored += c.Pack.Size
+		}
+	}
 }

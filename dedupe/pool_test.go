@@ -166,6 +166,7 @@ func TestPoolExport(t *testing.T) {
 		{"a bundle of two images", []string{"b3"}, tp.bundles["b3"]},
 		{"an image by tag", []string{"example.com/app:2"}, []tagged{{"example.com/app:2", ti.app2}}},
 		{"a tag from a bundle of two", []string{"example.com/base:1"}, []tagged{{"example.com/base:1", ti.base}}},
+		{"an image of a bundle, NAME/TAG", []string{"b3/example.com/base:1"}, []tagged{{"example.com/base:1", ti.base}}},
 		{"a bundle and a tag", []string{"b1", "example.com/app:3"}, []tagged{{"example.com/app:1", ti.app1}, {"example.com/app:3", ti.app3}}},
 	}
 	for _, tt := range tests {
@@ -203,7 +204,7 @@ func TestPoolExport(t *testing.T) {
 	}
 
 	t.Run("unknown", func(t *testing.T) {
-		for _, ref := range []string{"b4", "example.com/app:4"} {
+		for _, ref := range []string{"b4", "example.com/app:4", "b1/example.com/app:2"} {
 			if _, _, err := tp.Export([]string{ref}); !errors.Is(err, ErrNoBundle) {
 				t.Errorf("export %s: %v, want %v", ref, err, ErrNoBundle)
 			}

@@ -36,10 +36,10 @@ type Stage struct {
 	staged map[string]string // entry name → temporary file
 	placed map[string]int64  // blobs this stage put in place, by hex digest
 	held   *held             // small entries the bundle may not use, in one file
-	// storeAs, when set, says which blobs are stored under another digest, and which
-	// temporary file holds them ("" when the layout has them already): a pool stores
-	// uncompressed layers compressed.
-	storeAs func(*archive.Blob) (digest v1.Hash, tmp string, ok bool)
+	// storeAs, when set, says which blobs are stored as other blobs, and which temporary
+	// files hold those ("" when the layout has them already): a pool stores uncompressed
+	// layers compressed, or as content.
+	storeAs func(*archive.Blob) ([]placing, bool)
 
 	// After Commit: bytes of blobs the layout took in, and of those it already had.
 	Stored, Skipped int64
@@ -175,11 +175,25 @@ func (s *Stage) Commit(_ context.Context, b *archive.Bundle) error {
 	return s.l.removeStale()
 }
 
+// A placing is a blob stored in place of another, and the temporary file that holds it
+// ("" when the layout has it already).
+type placing struct {
+	digest v1.Hash
+	tmp    string
+}
+
 // store puts one verified blob in place, counting it as stored or already there. Blobs are
 // linked into place, so that a stage taking the same blob at once counts it only once.
 func (s *Stage) store(blob *archive.Blob) error {
-	if d, tmp, ok := s.storedAs(blob); ok {
-		return s.link(tmp, s.l.BlobPath(d), blob.Size)
+	if as, ok := s.storedAs(blob); ok {
+		size := blob.Size // counted once, for the first of the blobs stored in its place
+		for _, pl := range as {
+			if err := s.link(pl.tmp, s.l.BlobPath(pl.digest), size); err != nil {
+				return err
+			}
+			size = 0
+		}
+		return nil
 	}
 	dst := s.l.BlobPath(blob.Digest)
 	if _, ok := s.placed[blob.Digest.Hex]; ok {
@@ -222,12 +236,21 @@ func (s *Stage) link(src, dst string, size int64) error {
 	return nil
 }
 
+// stagedTemp returns a new name for a temporary file of the stage, removed when it ends.
+func (s *Stage) stagedTemp() string {
+	tmp := s.temp()
+	s.mu.Lock()
+	s.staged[tmp] = tmp
+	s.mu.Unlock()
+	return tmp
+}
+
 // temp returns a new name for a temporary file of the stage.
 func (s *Stage) temp() string { return s.l.FS.Join(s.l.blobDir(), tempPrefix+s.id+"-"+randomHex()) }
 
-func (s *Stage) storedAs(blob *archive.Blob) (v1.Hash, string, bool) {
+func (s *Stage) storedAs(blob *archive.Blob) ([]placing, bool) {
 	if s.storeAs == nil {
-		return v1.Hash{}, "", false
+		return nil, false
 	}
 	return s.storeAs(blob)
 }
@@ -235,12 +258,17 @@ func (s *Stage) storedAs(blob *archive.Blob) (v1.Hash, string, bool) {
 // holdsMissing checks that the layout holds every blob a thin bundle leaves out.
 func (s *Stage) holdsMissing(blobs []*archive.Blob) error {
 	for _, blob := range blobs {
-		d, _, ok := s.storedAs(blob)
-		if !ok {
-			d = blob.Digest
+		if !blob.Missing {
+			continue
 		}
-		if blob.Missing && !s.l.HasBlob(d) {
-			return fmt.Errorf("%w: the bundle leaves out %s and %s does not have it: add the bundle it comes from first", archive.ErrMissingBlob, blob.Digest, s.l.Dir)
+		as, ok := s.storedAs(blob)
+		if !ok {
+			as = []placing{{digest: blob.Digest}}
+		}
+		for _, pl := range as {
+			if !s.l.HasBlob(pl.digest) {
+				return fmt.Errorf("%w: the bundle leaves out %s and %s does not have it: add the bundle it comes from first", archive.ErrMissingBlob, blob.Digest, s.l.Dir)
+			}
 		}
 	}
 	return nil

@@ -20,7 +20,12 @@ backups of an image set, repeated shipments. It is a valid OCI image layout, so 
 and regctl read its images directly as oci:DIR:BUNDLE/TAG. Layers that come in uncompressed
 (docker's) are stored gzipped, those that come in compressed (a registry's) as they are; an
 exported bundle has the same manifests, digests and image IDs as the one that came in, and
-the same bytes.`,
+the same bytes.
+
+A layer that came uncompressed and whose content the pool mostly holds already (a rebuild of
+an image it holds) is stored as content: the chunks the pool lacks, and how to rebuild the
+layer byte for byte from what it holds. Images with such layers are left out of the OCI view
+(index.json); ferry pool export and ferry's readers of pool:DIR:BUNDLE rebuild them.`,
 	}
 	cmd.AddCommand(newPoolInitCmd(), newPoolAddCmd(), newPoolLsCmd(), newPoolExportCmd(), newPoolStatsCmd(),
 		newPoolRmCmd(), newPoolGCCmd(), newPoolCheckCmd())
@@ -95,6 +100,8 @@ func newPoolStatsCmd() *cobra.Command {
 			}
 			fmt.Fprintf(w, "%d bundles, %s in all, %s unique, %s stored: compression %.3f, overall ratio %.2f\n",
 				len(s.Bundles), humanBytes(s.Logical), humanBytes(s.Unique), humanBytes(s.Stored), s.Compression(), s.Ratio())
+			fmt.Fprintf(w, "saved by layers (each blob stored once): %s; by content: %s (%d layers, %s, stored in %s instead of %s)\n",
+				humanBytes(s.ByLayers()), humanBytes(s.ByContent()), s.Content.Layers, humanBytes(s.Content.Bytes), humanBytes(s.Content.Stored), humanBytes(s.Content.Whole))
 			return w.Flush()
 		},
 	}
@@ -126,8 +133,12 @@ func newPoolGCCmd() *cobra.Command {
 	var dryRun, recompress bool
 	cmd := &cobra.Command{
 		Use:   "gc DIR",
-		Short: "Remove the blobs no bundle needs; with --recompress, compress the layers stored uncompressed",
-		Args:  cobra.ExactArgs(1),
+		Short: "Remove the blobs no bundle needs, storing as content the layers the rest of the pool mostly holds",
+		Long: `Store as content the whole layers whose content the rest of the pool mostly holds (a pool of
+an older ferry, or a set added before the set it rebuilds), reading once each layer whose
+chunks the pool does not know yet; then remove the blobs no bundle needs. Safe to interrupt:
+run it again.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := openPool(args[0], cmd.ErrOrStderr())
 			if err != nil {
@@ -139,6 +150,15 @@ func newPoolGCCmd() *cobra.Command {
 			if recompress {
 				from, to, err := p.Recompress(cmd.Context())
 				fmt.Fprintf(cmd.ErrOrStderr(), "compressed %s of layers to %s\n", humanBytes(from), humanBytes(to))
+				if err != nil {
+					return err
+				}
+			}
+			if !dryRun {
+				n, whole, err := p.StoreContent(cmd.Context())
+				if n > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "stored %d layers as content in place of %s of gzip blobs\n", n, humanBytes(whole))
+				}
 				if err != nil {
 					return err
 				}

@@ -120,8 +120,13 @@ func (o *poolAddOptions) addImages(cmd *cobra.Command, p *dedupe.Pool, name stri
 }
 
 func (o *poolAddOptions) report(cmd *cobra.Command, a *dedupe.Adding) {
-	fmt.Fprintf(cmd.OutOrStdout(), "added %s: %d images, %s stored, %s already in the pool\n",
+	fmt.Fprintf(cmd.OutOrStdout(), "added %s: %d images, %s stored, %s already in the pool",
 		a.Record.Name, len(a.Record.Images), humanBytes(a.Stored), humanBytes(a.Skipped))
+	if c := a.Record.ContentStats(); c.Layers > 0 {
+		fmt.Fprintf(cmd.OutOrStdout(), "; %d layers (%s) stored as content, in %s instead of %s",
+			c.Layers, humanBytes(c.Bytes), humanBytes(c.Stored), humanBytes(c.Whole))
+	}
+	fmt.Fprintln(cmd.OutOrStdout())
 }
 
 // isBundleFile says whether an argument names a bundle file (or split parts) rather than an image.

@@ -8,10 +8,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/internal/testenv"
@@ -21,6 +24,11 @@ import (
 // app:n in both, as two bundle files.
 func rebuiltBundles(t *testing.T, n int) (old, rebuilt string) {
 	oldImgs, newImgs := testenv.RebuiltSet(t, n)
+	return setBundles(t, oldImgs, newImgs)
+}
+
+// setBundles writes two sets of images, tagged app:1 … app:n in both, as two bundle files.
+func setBundles(t *testing.T, oldImgs, newImgs []v1.Image) (old, rebuilt string) {
 	dir := t.TempDir()
 	return writeApps(t, filepath.Join(dir, "old.tar"), oldImgs), writeApps(t, filepath.Join(dir, "rebuilt.tar"), newImgs)
 }
@@ -226,5 +234,134 @@ func waitFor(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("timed out waiting")
 		}
+	}
+}
+
+// TestPoolContent: a pool holding a set grows by about what changed when the set's rebuild
+// is added; export gives back the bytes that were added; skopeo reads the old set from the
+// pool's OCI view, which leaves the rebuilt images out; ferry reads them (pool:DIR:NAME);
+// stats say what content saved.
+func TestPoolContent(t *testing.T) {
+	oldImgs, newImgs := testenv.RebuiltSet(t, 2)
+	old, rebuilt := setBundles(t, ociImages(t, oldImgs), ociImages(t, newImgs))
+	dir := t.TempDir()
+	pool := filepath.Join(dir, "pool")
+	mustFerry(t, nil, "pool", "init", pool)
+	mustFerry(t, nil, "pool", "add", "-q", pool, old)
+	before := poolSize(t, pool)
+	out := mustFerry(t, nil, "pool", "add", "-q", pool, rebuilt)
+	grown := poolSize(t, pool) - before
+	t.Logf("%s: the pool grew by %d bytes for a set of %d", strings.TrimSpace(out), grown, fileSize(t, rebuilt))
+	if !strings.Contains(out, "3 layers") || grown > fileSize(t, rebuilt)/20 {
+		t.Errorf("adding the rebuilt set grew the pool by %d bytes: %s", grown, out)
+	}
+	export := filepath.Join(dir, "export.tar")
+	mustFerry(t, nil, "pool", "export", pool, "rebuilt", "-o", export)
+	sameFile(t, export, rebuilt)
+	run(t, "skopeo", "inspect", "oci:"+pool+":old/app:1")
+	if err := exec.Command(testenv.Require(t, "skopeo"), "inspect", "oci:"+pool+":rebuilt/app:1").Run(); err == nil {
+		t.Error("skopeo finds an image whose layers the pool stores as content")
+	}
+	saved := filepath.Join(dir, "saved.tar")
+	mustFerry(t, nil, "save", "-q", "pool:"+pool+":rebuilt/app:2", "-o", saved)
+	if g, w := summary(t, saved), summary(t, rebuilt); g.Images[0].ID != tagged(t, w, "app:2").ID {
+		t.Errorf("pool:DIR:rebuilt/app:2 read as %s, want %s", g.Images[0].ID, tagged(t, w, "app:2").ID)
+	}
+	if stats := mustFerry(t, nil, "pool", "stats", pool); !strings.Contains(stats, "by content") {
+		t.Errorf("pool stats: %s", stats)
+	}
+	mustFerry(t, nil, "pool", "check", pool, "--read-data")
+}
+
+// ociImages returns imgs with OCI media types, which skopeo 1.9 takes from an OCI layout.
+func ociImages(t *testing.T, imgs []v1.Image) []v1.Image {
+	var out []v1.Image
+	for _, img := range imgs {
+		out = append(out, mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON))
+	}
+	return out
+}
+
+// poolSize is what the files of a pool add up to.
+func poolSize(t *testing.T, pool string) int64 {
+	t.Helper()
+	out := run(t, "du", "-sb", pool)
+	var n int64
+	fmt.Sscan(out, &n)
+	return n
+}
+
+// TestPoolContentKill: a pool of an older ferry, its sets whole, is converted by pool gc,
+// killed at several points, and pool add of a rebuilt set is killed as it stages: after each
+// kill every bundle exports as it was added and check passes (index.json at worst rewritten);
+// the next run finishes, leaving a pool that check --read-data passes.
+func TestPoolContentKill(t *testing.T) {
+	old, rebuilt := rebuiltBundles(t, 2)
+	pool := filepath.Join(t.TempDir(), "pool")
+	mustFerry(t, nil, "pool", "init", pool)
+	for _, b := range []string{old, rebuilt} {
+		os.RemoveAll(filepath.Join(pool, "ferry", "content")) // as an older ferry left it
+		mustFerry(t, nil, "pool", "add", "-q", pool, b)
+	}
+	os.RemoveAll(filepath.Join(pool, "ferry", "content"))
+	bundles := map[string]string{"old": old, "rebuilt": rebuilt}
+	exportsSame := func(t *testing.T) {
+		t.Helper()
+		for name, file := range bundles {
+			out := filepath.Join(t.TempDir(), name+".tar")
+			mustFerry(t, nil, "pool", "export", pool, name, "-o", out)
+			sameFile(t, out, file)
+		}
+	}
+	checkAfterKill := func(t *testing.T, what string) {
+		t.Helper()
+		exportsSame(t)
+		if r := ferry(t, nil, "pool", "check", pool); r.code != 0 && !strings.Contains(r.stdout, "index.json") {
+			t.Errorf("check after %s: exit %d: %s%s", what, r.code, r.stdout, r.stderr)
+		}
+	}
+	before := poolSize(t, pool)
+	for _, delay := range []time.Duration{50, 150, 300, 500, 800} {
+		cmd := exec.Command(ferryBin, "pool", "gc", pool)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		checkAfterKill(t, fmt.Sprintf("a kill at %v", delay*time.Millisecond))
+	}
+	out := ferry(t, nil, "pool", "gc", pool)
+	mustFerry(t, nil, "pool", "check", pool, "--read-data")
+	exportsSame(t)
+	after := poolSize(t, pool)
+	t.Logf("%s: the pool went from %d to %d bytes", strings.TrimSpace(out.stderr), before, after)
+	if after > before*2/3 {
+		t.Errorf("gc left the pool at %d bytes of %d: want the rebuilt set stored as content", after, before)
+	}
+
+	// The old set removed, what the rebuilt set builds on stays; added again, killed as it
+	// stages, then added.
+	mustFerry(t, nil, "pool", "rm", pool, "old")
+	mustFerry(t, nil, "pool", "gc", pool)
+	delete(bundles, "old")
+	exportsSame(t)
+	again := filepath.Join(filepath.Dir(old), "again.tar")
+	os.Link(old, again)
+	cmd := exec.Command(ferryBin, "pool", "add", "-q", pool, again)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForStagedBytes(t, pool)
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	checkAfterKill(t, "a killed add")
+	mustFerry(t, nil, "pool", "add", "-q", pool, again)
+	bundles["again"] = again
+	mustFerry(t, nil, "pool", "gc", pool)
+	mustFerry(t, nil, "pool", "check", pool, "--read-data")
+	exportsSame(t)
+	if stages, _ := filepath.Glob(filepath.Join(pool, ".ferry-stage-*")); len(stages) != 0 {
+		t.Errorf("stale stages left: %v", stages)
 	}
 }
