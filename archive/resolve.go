@@ -646,6 +646,35 @@ func pick(b *Bundle, desc v1.Descriptor, indexed map[v1.Hash]*Image, want v1.Pla
 	return nil, nil
 }
 
+// EachImage calls fn with every image idx reaches, nested indexes included.
+func EachImage(idx v1.ImageIndex, fn func(v1.Image) error) error {
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	for _, d := range m.Manifests {
+		switch {
+		case d.MediaType.IsIndex():
+			child, err := idx.ImageIndex(d.Digest)
+			if err == nil {
+				err = EachImage(child, fn)
+			}
+			if err != nil {
+				return err
+			}
+		case d.MediaType.IsImage():
+			img, err := idx.Image(d.Digest)
+			if err == nil {
+				err = fn(img)
+			}
+			if err != nil {
+				return fmt.Errorf("image %s: %w", d.Digest, err)
+			}
+		}
+	}
+	return nil
+}
+
 // PickPlatform returns the descriptor of idx's image for platform want.
 func PickPlatform(idx v1.ImageIndex, want v1.Platform) (v1.Descriptor, error) {
 	m, err := idx.IndexManifest()

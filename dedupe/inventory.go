@@ -148,31 +148,7 @@ func (inv *Inventory) AddV1Image(img v1.Image) error {
 
 // AddIndex records the layers of every image an index reaches, nested indexes included.
 func (inv *Inventory) AddIndex(idx v1.ImageIndex) error {
-	m, err := idx.IndexManifest()
-	if err != nil {
-		return err
-	}
-	for _, d := range m.Manifests {
-		switch {
-		case d.MediaType.IsIndex():
-			child, err := idx.ImageIndex(d.Digest)
-			if err == nil {
-				err = inv.AddIndex(child)
-			}
-			if err != nil {
-				return err
-			}
-		case d.MediaType.IsImage():
-			img, err := idx.Image(d.Digest)
-			if err == nil {
-				err = inv.AddV1Image(img)
-			}
-			if err != nil {
-				return fmt.Errorf("image %s: %w", d.Digest, err)
-			}
-		}
-	}
-	return nil
+	return archive.EachImage(idx, inv.AddV1Image)
 }
 
 // Add records blobs the store holds, diffIDs of layers it holds (uncompressed digests of

@@ -301,34 +301,6 @@ func (s *Store) eachImage(ctx context.Context, repo name.Repository, fn func(v1.
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", repo, err)
 	}
-	var index func(idx v1.ImageIndex) error
-	index = func(idx v1.ImageIndex) error {
-		m, err := idx.IndexManifest()
-		if err != nil {
-			return err
-		}
-		for _, d := range m.Manifests {
-			switch {
-			case d.MediaType.IsIndex():
-				child, err := idx.ImageIndex(d.Digest)
-				if err == nil {
-					err = index(child)
-				}
-				if err != nil {
-					return err
-				}
-			case d.MediaType.IsImage():
-				img, err := idx.Image(d.Digest)
-				if err == nil {
-					err = fn(img)
-				}
-				if err != nil {
-					return fmt.Errorf("image %s: %w", d.Digest, err)
-				}
-			}
-		}
-		return nil
-	}
 	for _, tag := range tags {
 		if _, ok := archive.SchemeSubject(tag); ok {
 			continue
@@ -339,7 +311,7 @@ func (s *Store) eachImage(ctx context.Context, repo name.Repository, fn func(v1.
 		case desc.MediaType.IsIndex():
 			var idx v1.ImageIndex
 			if idx, err = desc.ImageIndex(); err == nil {
-				err = index(idx)
+				err = archive.EachImage(idx, fn)
 			}
 		case archiveArtifact(desc) == nil:
 			var img v1.Image
