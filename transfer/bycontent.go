@@ -80,17 +80,22 @@ func (d *byContent) probe(ctx context.Context) bool {
 	if err == nil {
 		d.remote, err = helper.Probe(ctx, d.h.conn, bin)
 	}
-	if err != nil && ctx.Err() == nil {
+	switch {
+	case err != nil && ctx.Err() == nil:
 		d.unavailable(err)
+	case err != nil:
+		d.err = context.Cause(ctx)
 	}
 	return err == nil
 }
 
-// lacking reports whether the host lacks a layer of the sources, as soon as it is known.
+// lacking reports whether the host lacks layers of the sources worth its helper (worth), as
+// soon as it is known: from the layers a docker save says before it starts where the helper
+// is there already, else once the source is read and the layers' sizes known.
 func (d *byContent) lacking(ctx context.Context) bool {
 	h := d.h
 	for _, p := range h.s.reads {
-		if p.plan != nil && !h.inv.Complete {
+		if p.plan != nil && !h.inv.Complete && d.remote.Cost() == 0 {
 			if images, ok := p.plan.layers(ctx, p); ok {
 				if !holdsEvery(h.inv, images) {
 					return true
@@ -102,11 +107,26 @@ func (d *byContent) lacking(ctx context.Context) bool {
 		if err != nil {
 			return false
 		}
-		if !(h.inv.Complete && h.inv.HoldsAll(im.Bundle)) && carriesLayers(h.inv.Thin(im.Bundle)) {
+		b := h.inv.Thin(im.Bundle)
+		if !(h.inv.Complete && h.inv.HoldsAll(im.Bundle)) && carriesLayers(b) && d.worth(b) {
 			return true
 		}
 	}
 	return false
+}
+
+// worth reports whether b, the images the host lacks, may go by content: with HelperAuto,
+// where the helper is there already, or where the layers b carries add up to more than a
+// quarter of copying it (which later sends to the host no longer pay): a few small layers go
+// as layers, not after a copy of the helper of many times their size.
+func (d *byContent) worth(b *archive.Bundle) bool {
+	var layers int64
+	for _, l := range b.LayerOrder() {
+		if l.Present() {
+			layers += l.Size
+		}
+	}
+	return d.h.s.opts.Helper == HelperAlways || layers > d.remote.Cost()/4
 }
 
 // prepare copies the helper to the host if it must, and asks it for the store's index, once.
@@ -159,6 +179,9 @@ func (d *byContent) send(ctx context.Context, p *pending) error {
 	case <-d.probed:
 	case <-ctx.Done():
 		return context.Cause(ctx)
+	}
+	if d.err == nil && !d.worth(b) {
+		return d.next.send(ctx, p)
 	}
 	if d.err == nil {
 		d.prepare(ctx)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -156,6 +157,24 @@ func TestSendHelper(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("a small image", func(t *testing.T) {
+		// The host lacks one small layer: it goes as a layer, and the helper is not copied.
+		oldImgs, _ := testenv.RebuiltSet(t, 2)
+		small, err := mutate.AppendLayers(oldImgs[0], static.NewLayer(noiseLayer(t, []byte("a small change\n")), types.OCIUncompressedLayer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundle := writeApps(t, filepath.Join(t.TempDir(), "small.tar"), []v1.Image{small})
+		h := s.host(t, testenv.Docker2010, testenv.SSHDOptions{})
+		r := ferry(t, s.env, append([]string{"send", bundle, "-H", h.dest}, s.args...)...)
+		if row := sentRow(t, r.stdout, h); r.code != 0 || strings.Contains(row, "by content") || strings.Contains(row, "copied") || !strings.Contains(row, "1 of 3") {
+			t.Errorf("exit %d: %s\n%s", r.code, row, r.stderr)
+		}
+		if _, err := os.Stat(s.helperPath(h.sshd.Home)); !os.IsNotExist(err) {
+			t.Errorf("the helper was copied for one small layer: %v", err)
+		}
+	})
 
 	t.Run("tampered", func(t *testing.T) {
 		h := s.host(t, testenv.Docker2010, testenv.SSHDOptions{})

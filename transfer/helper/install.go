@@ -42,6 +42,14 @@ type Remote struct {
 	Copied int64
 }
 
+// Cost is the bytes Install copies: the binary's size, or none where the host holds it.
+func (r *Remote) Cost() int64 {
+	if r.present {
+		return 0
+	}
+	return r.bin.Size
+}
+
 // Probe finds whether the helper can run on the host c is connected to: that the host runs
 // bin (`uname -sm`), and whether it holds bin whole already. An error that wraps
 // ErrUnavailable says why the helper cannot run there.
