@@ -100,8 +100,12 @@ func newPoolStatsCmd() *cobra.Command {
 			}
 			fmt.Fprintf(w, "%d bundles, %s in all, %s unique, %s stored: compression %.3f, overall ratio %.2f\n",
 				len(s.Bundles), humanBytes(s.Logical), humanBytes(s.Unique), humanBytes(s.Stored), s.Compression(), s.Ratio())
-			fmt.Fprintf(w, "saved by layers (each blob stored once): %s; by content: %s (%d layers, %s, stored in %s instead of %s)\n",
-				humanBytes(s.ByLayers()), humanBytes(s.ByContent()), s.Content.Layers, humanBytes(s.Content.Bytes), humanBytes(s.Content.Stored), humanBytes(s.Content.Whole))
+			byContent := "no layer stored as content"
+			if s.Content.Layers > 0 {
+				byContent = fmt.Sprintf("%s (%d layers, %s, stored in %s instead of %s)", humanBytes(s.ByContent()), s.Content.Layers,
+					humanBytes(s.Content.Bytes), humanBytes(s.Content.Stored), humanBytes(s.Content.Whole))
+			}
+			fmt.Fprintf(w, "saved by layers (each blob stored once): %s; by content: %s\n", humanBytes(s.ByLayers()), byContent)
 			return w.Flush()
 		},
 	}
