@@ -339,27 +339,12 @@ func TestSendArtifacts(t *testing.T) {
 	pushChart(t, near+"/charts/ferry-demo:0.1.0")
 	mustFerry(t, nil, "save", "--from", "registry", near+"/charts/ferry-demo:0.1.0", "-o", chart, "-q")
 
-	// listed reads the ref names and digests of a layout's index.json.
-	listed := func(t *testing.T, oci string) map[v1.Hash]string {
-		t.Helper()
-		lp, err := layout.FromPath(oci)
-		if err != nil {
-			t.Fatal(err)
-		}
-		idx, _ := lp.ImageIndex()
-		m, _ := idx.IndexManifest()
-		out := map[v1.Hash]string{}
-		for _, d := range m.Manifests {
-			out[d.Digest] = d.Annotations["org.opencontainers.image.ref.name"]
-		}
-		return out
-	}
 	for _, from := range [][]string{{bundle}, {"--from", "registry", near + "/app:1"}} {
 		oci := filepath.Join(t.TempDir(), "images")
 		if r := send(append(from, "-H", "root@"+h.sshd.Addr, "--to", "oci:"+oci)...); r.code != 0 {
 			t.Fatalf("send %v: exit %d\n%s", from, r.code, r.stderr)
 		}
-		got := listed(t, oci)
+		_, got := listed(t, oci)
 		if _, ok := got[img.Digest]; !ok || got[arts[0]] != archive.SchemeTag(img.Digest, "sig") || got[arts[2]] != archive.SchemeTag(arts[1], "sig") {
 			t.Fatalf("send %v: index.json lists %v", from, got)
 		}
@@ -376,4 +361,20 @@ func TestSendArtifacts(t *testing.T) {
 	if r.code != exitUsage || !strings.Contains(r.stderr, "holds images only") {
 		t.Fatalf("send of a chart to docker: exit %d\n%s", r.code, r.stderr)
 	}
+}
+
+// listed reads a layout's index.json: the ref name of each manifest it lists, by digest.
+func listed(t *testing.T, oci string) (layout.Path, map[v1.Hash]string) {
+	t.Helper()
+	lp, err := layout.FromPath(oci)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, _ := lp.ImageIndex()
+	m, _ := idx.IndexManifest()
+	out := map[v1.Hash]string{}
+	for _, d := range m.Manifests {
+		out[d.Digest] = d.Annotations["org.opencontainers.image.ref.name"]
+	}
+	return lp, out
 }

@@ -173,17 +173,10 @@ func TestReferrers(t *testing.T) {
 			t.Run("load into an OCI layout", func(t *testing.T) {
 				oci := filepath.Join(dir, "layout")
 				mustFerry(t, nil, "load", "-i", bundle, "--to", "oci:"+oci, "-q")
-				lp, err := ociLayout.FromPath(oci)
-				if err != nil {
-					t.Fatal(err)
-				}
-				idx, _ := lp.ImageIndex()
-				m, _ := idx.IndexManifest()
-				listed := map[v1.Hash]string{}
-				for _, d := range m.Manifests {
-					listed[d.Digest] = d.Annotations["org.opencontainers.image.ref.name"]
-					if _, err := lp.Blob(d.Digest); err != nil {
-						t.Errorf("%s: %v", d.Digest, err)
+				lp, listed := listed(t, oci)
+				for d := range listed {
+					if _, err := lp.Blob(d); err != nil {
+						t.Errorf("%s: %v", d, err)
 					}
 				}
 				if listed[arts[0]] != archive.SchemeTag(img.Digest, "sig") || listed[arts[2]] != archive.SchemeTag(arts[1], "sig") || listed[arts[1]] != "" {
