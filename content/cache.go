@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -20,6 +21,7 @@ import (
 // gives a delta whose layers fail their diffIDs, never a wrong layer.
 type Cache struct {
 	dir  string            // "" keeps none
+	mu   sync.Mutex        // for Add
 	read map[v1.Hash][]rec // layers read since the last Save
 }
 
@@ -39,12 +41,15 @@ func (c *Cache) path(diffID v1.Hash) string {
 	return filepath.Join(c.dir, diffID.Algorithm, diffID.Hex)
 }
 
-// Add reads a layer into x as Index.Add does, and remembers what it learnt for Save.
+// Add reads a layer into x as Index.Add does, and remembers what it learnt for Save. Several
+// goroutines may Add into the same x at once, as long as nothing else uses x meanwhile.
 func (c *Cache) Add(ctx context.Context, x *Index, r io.Reader) (v1.Hash, error) {
 	l, recs, err := scan(ctx, r)
 	if err != nil {
 		return v1.Hash{}, err
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	x.add(l, recs)
 	if c.dir != "" {
 		c.read[l.DiffID] = recs

@@ -83,20 +83,34 @@ func fromCache(ctx context.Context, st store.Store, cache *content.Cache) *conte
 	return x
 }
 
-// indexImages indexes the layers of im's images, each named by its image's first tag.
+// indexImages indexes the layers of im's images, each named by its image's first tag: those
+// the cache lacks are read, as many at once as there are processors.
 func indexImages(ctx context.Context, cache *content.Cache, im *store.Images) (*content.Index, error) {
 	x := content.NewIndex()
+	var read []*archive.Layer
+	queued := map[v1.Hash]bool{}
+	for _, img := range im.Bundle.Images {
+		for _, l := range img.Layers {
+			if !queued[l.DiffID] && !x.Holds(l.DiffID) && !cache.Load(x, l.DiffID) {
+				queued[l.DiffID] = true
+				read = append(read, l)
+			}
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for _, l := range read {
+		g.Go(func() error { return addLayer(gctx, x, cache, im.Src, l) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
 	for _, img := range im.Bundle.Images {
 		ref := img.ID().String()
 		if len(img.RepoTags) > 0 {
 			ref = img.RepoTags[0]
 		}
 		for _, l := range img.Layers {
-			if !x.Holds(l.DiffID) && !cache.Load(x, l.DiffID) {
-				if err := addLayer(ctx, x, cache, im.Src, l); err != nil {
-					return nil, err
-				}
-			}
 			x.Name(l.DiffID, ref)
 		}
 	}
