@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
@@ -302,4 +304,111 @@ func quoteList(refs []string) string {
 		out += archive.Quote(r)
 	}
 	return out
+}
+
+// learning serves the blobs of a rebuilt bundle to a load and indexes, as they go, the
+// layers read whole into the user's content cache: the store's next content index (the
+// next month's send through the helper) reads none of them again. What it learns is a hint,
+// kept only once the load succeeded; a layer not read to its end is not kept.
+type learning struct {
+	archive.BlobSource
+	b     *archive.Bundle
+	layer map[v1.Hash]bool // the uncompressed layers, by digest
+	cache *content.Cache
+	x     *content.Index
+}
+
+func newLearning(b *archive.Bundle, src archive.BlobSource) *learning {
+	s := &learning{BlobSource: src, b: b, layer: map[v1.Hash]bool{}, cache: content.NewCache(contentCache()), x: content.NewIndex()}
+	for _, l := range b.LayerOrder() {
+		if l.Digest == l.DiffID {
+			s.layer[l.Digest] = true
+		}
+	}
+	return s
+}
+
+func (s *learning) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, error) {
+	rc, err := s.BlobSource.Open(ctx, b)
+	if err != nil || !s.layer[b.Digest] {
+		return rc, err
+	}
+	t := &teeing{rc: rc, want: b.Size, ch: make(chan []byte, teeBuffers), done: make(chan struct{})}
+	go func() {
+		defer close(t.done)
+		s.cache.Add(ctx, s.x, &copies{t: t}) // a layer it cannot read is not learnt
+	}()
+	return t, nil
+}
+
+// save keeps what was learnt, each layer named by its image's first tag.
+func (s *learning) save() {
+	for _, img := range s.b.Images {
+		if len(img.RepoTags) > 0 {
+			for _, l := range img.Layers {
+				s.x.Name(l.DiffID, img.RepoTags[0])
+			}
+		}
+	}
+	s.cache.Save(s.x)
+}
+
+// teeing reads a layer and copies what it reads to an indexer, which reads the copies on a
+// goroutine of its own, up to teeBuffers pieces of teePiece bytes behind: the load waits on
+// it only when it is that far behind. Once the indexer stopped, copies are dropped.
+type teeing struct {
+	rc      io.ReadCloser
+	ch      chan []byte // copies of what was read, for the indexer
+	cut     atomic.Bool // the layer was not read to its end
+	n, want int64
+	done    chan struct{} // closed when the indexer returns
+}
+
+const (
+	teePiece   = 32 << 10
+	teeBuffers = 256 // 8 MiB
+)
+
+func (t *teeing) Read(p []byte) (int, error) {
+	n, err := t.rc.Read(p)
+	for b := p[:n]; len(b) > 0; {
+		k := min(len(b), teePiece)
+		select {
+		case t.ch <- bytes.Clone(b[:k]):
+		case <-t.done: // the indexer stopped
+		}
+		b = b[k:]
+	}
+	t.n += int64(n)
+	return n, err
+}
+
+// Close ends the indexer's input: at the layer's end, or cut short (then not learnt).
+func (t *teeing) Close() error {
+	t.cut.Store(t.n != t.want)
+	close(t.ch)
+	<-t.done
+	return t.rc.Close()
+}
+
+// copies reads a teeing's copies, for its indexer.
+type copies struct {
+	t   *teeing
+	buf []byte
+}
+
+func (c *copies) Read(p []byte) (int, error) {
+	for len(c.buf) == 0 {
+		b, ok := <-c.t.ch
+		if !ok {
+			if c.t.cut.Load() {
+				return 0, io.ErrUnexpectedEOF
+			}
+			return 0, io.EOF
+		}
+		c.buf = b
+	}
+	n := copy(p, c.buf)
+	c.buf = c.buf[n:]
+	return n, nil
 }

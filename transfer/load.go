@@ -56,15 +56,19 @@ func Load(ctx context.Context, r io.Reader, opts LoadOptions) (*LoadResult, erro
 		return nil, err
 	}
 	defer rb.Close()
+	src := newLearning(rb.Bundle, rb.Src)
 	res, err := load(ctx, st, opts, func(rcv store.Receiver, check func(*archive.Bundle) error) (*archive.Bundle, error) {
 		if err := check(rb.Bundle); err != nil {
 			rcv.Abort(err)
 			return nil, err
 		}
-		return rb.Bundle, archive.Feed(ctx, rb.Bundle, rb.Src, rcv)
+		return rb.Bundle, archive.Feed(ctx, rb.Bundle, src, rcv)
 	})
 	if res != nil {
 		res.Rebuilt = &rb.Summary
+	}
+	if err == nil {
+		src.save()
 	}
 	return res, err
 }

@@ -67,6 +67,7 @@ func fileSize(t *testing.T, path string) int64 {
 func TestContentDelta(t *testing.T) {
 	old, rebuilt := rebuiltBundles(t, 2)
 	dir := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
 	far := "oci:" + filepath.Join(dir, "far")
 	have, delta, byBundle := filepath.Join(dir, "have.json"), filepath.Join(dir, "d.tar"), filepath.Join(dir, "b.tar")
 	mustFerry(t, nil, "load", "-q", "-i", old, "--to", far)
@@ -115,6 +116,7 @@ func TestContentDelta(t *testing.T) {
 		if left, _ := filepath.Glob(filepath.Join(tmp, "*")); len(left) > 0 {
 			t.Errorf("left after a killed load and another: %v", left)
 		}
+		learnt(t, nil, far)
 	})
 	t.Run("a pool", func(t *testing.T) {
 		pool := filepath.Join(dir, "pool")
@@ -160,6 +162,7 @@ func TestContentDeltaStores(t *testing.T) {
 				t.Errorf("docker load of a content delta changed the daemon: %s, was %s", after, before)
 			}
 			loadDelta(t, dockerEnv(d), "docker", delta)
+			learnt(t, dockerEnv(d), "docker")
 			for _, img := range want.Images {
 				if got := strings.TrimSpace(d.Run(t, "image", "inspect", "-f", "{{.Id}}", img.Tags[0])); got != img.ID && got != img.Manifest {
 					t.Errorf("%s is %s in docker, want %s", img.Tags[0], got, img.ID)
@@ -183,6 +186,7 @@ func TestContentDeltaStores(t *testing.T) {
 		env := []string{"CONTAINERD_ADDRESS=" + c.Socket}
 		delta := contentDelta(t, env, "containerd:k8s.io", "", old, rebuilt)
 		loadDelta(t, env, "containerd:k8s.io", delta)
+		learnt(t, env, "containerd:k8s.io")
 		out := c.Ctr(t, "-n", "k8s.io", "images", "ls")
 		for _, img := range want.Images {
 			if !strings.Contains(out, img.Manifest) {
@@ -198,7 +202,7 @@ func TestContentDeltaStores(t *testing.T) {
 func contentDelta(t *testing.T, env []string, store, to, old, rebuilt string) string {
 	dir := t.TempDir()
 	have, delta := filepath.Join(dir, "have.json"), filepath.Join(dir, "d.tar")
-	env = append(env[:len(env):len(env)], "XDG_CACHE_HOME="+filepath.Join(dir, "cache"))
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache")) // the loads that follow learn into it
 	mustFerry(t, env, "load", "-q", "-i", old, "--to", cmp.Or(to, store))
 	// The second from the cache, reading no image; podman lists no diffIDs to look up there.
 	for i, note := range []bool{true, store == "podman"} {
@@ -220,6 +224,15 @@ func contentDelta(t *testing.T, env []string, store, to, old, rebuilt string) st
 }
 
 // loadDelta loads a content delta into store.
+// learnt checks that the layers a content delta's load rebuilt were indexed as they went:
+// the store's next content index reads no image.
+func learnt(t *testing.T, env []string, from string) {
+	t.Helper()
+	if r := ferry(t, env, "inventory", "--from", from, "--content", "-o", "-"); r.code != 0 || strings.Contains(r.stderr, "reading every image") {
+		t.Errorf("inventory --content after the load: exit %d, read the store again: %s", r.code, r.stderr)
+	}
+}
+
 func loadDelta(t *testing.T, env []string, store, delta string) {
 	r := ferry(t, env, "load", "-i", delta, "--to", store)
 	if r.code != 0 || !strings.Contains(r.stderr, "layers rebuilt") {

@@ -23,6 +23,8 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	ferryBin = filepath.Join(dir, "ferry")
+	// What ferry keeps in the user's cache (content indexes) stays with the tests.
+	os.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
 	// Static, as make build makes it: the binary a send copies to its hosts as their helper.
 	build := exec.Command("go", "build", "-o", ferryBin, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
