@@ -360,6 +360,7 @@ type teeing struct {
 	rc      io.ReadCloser
 	ch      chan []byte // copies of what was read, for the indexer
 	cut     atomic.Bool // the layer was not read to its end
+	ended   sync.Once   // Close's
 	n, want int64
 	done    chan struct{} // closed when the indexer returns
 }
@@ -385,9 +386,11 @@ func (t *teeing) Read(p []byte) (int, error) {
 
 // Close ends the indexer's input: at the layer's end, or cut short (then not learnt).
 func (t *teeing) Close() error {
-	t.cut.Store(t.n != t.want)
-	close(t.ch)
-	<-t.done
+	t.ended.Do(func() {
+		t.cut.Store(t.n != t.want)
+		close(t.ch)
+		<-t.done
+	})
 	return t.rc.Close()
 }
 
