@@ -55,7 +55,7 @@ func (e *encoder) chunk(p []byte, sum [32]byte) error {
 	if e.gaveUp {
 		return nil
 	}
-	if l, ok := e.x.chunks[sum]; ok && int(l.size) == len(p) {
+	if l, ok := e.x.chunks.get(sum); ok && int(l.size) == len(p) {
 		return e.rw.copy(op{kind: opBase, layer: e.baseLayer(l.layer), off: l.off, n: int64(len(p))})
 	}
 	off, ok := e.packed[sum]

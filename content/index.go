@@ -1,16 +1,17 @@
 package content
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 
@@ -36,20 +37,32 @@ type loc struct {
 	size  uint32
 }
 
-// An Index says which chunks the layers of a store hold, and where.
+// An Index says which chunks the layers of a store hold, and where. Its chunks are in a
+// table that keeps all but the last of them on disk: an index of any size takes a few MiB
+// of memory.
 type Index struct {
 	Layers []Layer
 	layer  map[v1.Hash]int // diffID → index in Layers
-	chunks map[[32]byte]loc
+	chunks *table
 }
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{layer: map[v1.Hash]int{}, chunks: map[[32]byte]loc{}}
+	x := &Index{}
+	x.init()
+	return x
 }
 
-// Chunks returns how many distinct chunks x knows.
-func (x *Index) Chunks() int { return len(x.chunks) }
+// init empties x. A chunk several layers hold is found in the one of least diffID: the same
+// index whatever order its layers came in.
+func (x *Index) init() {
+	x.Layers, x.layer = nil, map[v1.Hash]int{}
+	x.chunks = newTable(func(a, b loc) bool { return x.Layers[a.layer].DiffID.Hex < x.Layers[b.layer].DiffID.Hex })
+}
+
+// Chunks returns how many chunks x knows: exactly while it holds them in memory, else at most
+// that.
+func (x *Index) Chunks() int { return x.chunks.len() }
 
 // Holds reports whether x holds the layer diffID names.
 func (x *Index) Holds(diffID v1.Hash) bool {
@@ -87,11 +100,7 @@ func (x *Index) add(l Layer, recs []rec) {
 	x.layer[l.DiffID] = i
 	x.Layers = append(x.Layers, l)
 	for _, c := range recs {
-		// A chunk several layers hold is found in the one of least diffID: the same index
-		// whatever order its layers came in.
-		if had, ok := x.chunks[c.sum]; !ok || l.DiffID.Hex < x.Layers[had.layer].DiffID.Hex {
-			x.chunks[c.sum] = loc{layer: uint32(i), off: c.off, size: c.size}
-		}
+		x.chunks.put(c.sum, loc{layer: uint32(i), off: c.off, size: c.size})
 	}
 }
 
@@ -102,7 +111,7 @@ func (x *Index) AddChunks(ch Chunks) { x.add(ch.Layer, ch.recs) }
 func (x *Index) Known(ch Chunks) int64 {
 	var n int64
 	for _, r := range ch.recs {
-		if l, ok := x.chunks[r.sum]; ok && l.size == r.size {
+		if l, ok := x.chunks.get(r.sum); ok && l.size == r.size {
 			n += int64(r.size)
 		}
 	}
@@ -191,17 +200,15 @@ func readRecs(buf []byte, layered bool, sizes []int64, each func(layer uint32, c
 	return nil
 }
 
-// indexJSON is an Index as an inventory carries it: the layers, and the chunks as records of
-// a sha256, the layer's place in Layers, the offset and the size (uvarints), in base64.
-type indexJSON struct {
-	Layers []Layer `json:"layers"`
-	Chunks string  `json:"chunks"`
-}
+// An index crosses the gap as JSON: the layers, then the chunks in pages of pageRecs records
+// (appendRec, with the layer's place in the layers), each page in base64, so that a reader
+// holds one page at a time. An older ferry wrote the chunks as one string; it reads as one
+// page.
+const pageRecs = 1024
 
-// MarshalJSON writes x compactly: an index of a store's layers crosses the gap.
-// The layers are sorted by diffID, their refs by name, the chunks by sha256: the same index
-// gives the same bytes.
-func (x *Index) MarshalJSON() ([]byte, error) {
+// WriteJSON writes x as JSON to w, its layers sorted by diffID, their refs by name, the
+// chunks by sha256: the same index gives the same bytes.
+func (x *Index) WriteJSON(w io.Writer) error {
 	layers := slices.Clone(x.Layers)
 	slices.SortFunc(layers, func(a, b Layer) int { return strings.Compare(a.DiffID.Hex, b.DiffID.Hex) })
 	for i := range layers {
@@ -211,39 +218,143 @@ func (x *Index) MarshalJSON() ([]byte, error) {
 	for i, l := range layers {
 		place[x.layer[l.DiffID]] = uint32(i)
 	}
-	sums := slices.SortedFunc(maps.Keys(x.chunks), func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
-	var buf []byte
-	for _, sum := range sums {
-		l := x.chunks[sum]
-		buf = appendRec(buf, rec{sum, l.off, l.size}, place[l.layer])
-	}
-	return json.Marshal(indexJSON{Layers: layers, Chunks: base64.StdEncoding.EncodeToString(buf)})
-}
-
-// UnmarshalJSON reads what MarshalJSON wrote, checking every record against the layers it
-// names: an index is input from across the gap.
-func (x *Index) UnmarshalJSON(data []byte) error {
-	var j indexJSON
-	if err := json.Unmarshal(data, &j); err != nil {
+	list, err := json.Marshal(layers)
+	if err != nil {
 		return err
 	}
-	buf, err := base64.StdEncoding.DecodeString(j.Chunks)
-	if err != nil {
-		return fmt.Errorf("content index: chunks: %w", err)
+	bw := bufio.NewWriterSize(w, 1<<16)
+	fmt.Fprintf(bw, `{"layers":%s,"chunks":[`, list)
+	var page []byte
+	pages, n := 0, 0
+	writePage := func() {
+		if pages > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteByte('"')
+		enc := base64.NewEncoder(base64.StdEncoding, bw)
+		enc.Write(page)
+		enc.Close()
+		bw.WriteByte('"')
+		page, n = page[:0], 0
+		pages++
 	}
-	*x = *NewIndex()
-	for i, l := range j.Layers {
+	for sum, l := range x.chunks.all() {
+		page = appendRec(page, rec{sum, l.off, l.size}, place[l.layer])
+		if n++; n == pageRecs {
+			writePage()
+		}
+	}
+	if n > 0 {
+		writePage()
+	}
+	bw.WriteString("]}")
+	return errors.Join(x.chunks.failed(), bw.Flush())
+}
+
+// ReadJSON reads into x the index WriteJSON wrote, the next value dec reads, checking every
+// record against the layers it names: an index is input from across the gap.
+func (x *Index) ReadJSON(dec *json.Decoder) error {
+	x.init()
+	if err := expect(dec, json.Delim('{')); err != nil {
+		return err
+	}
+	var sizes []int64
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "layers":
+			if sizes != nil {
+				return fmt.Errorf("content index: layers listed twice")
+			}
+			if sizes, err = x.readLayers(dec); err != nil {
+				return err
+			}
+		case "chunks":
+			if err := x.readChunks(dec, sizes); err != nil {
+				return err
+			}
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return err
+			}
+		}
+	}
+	return expect(dec, json.Delim('}'))
+}
+
+// readLayers reads the layers of an index, and returns their sizes.
+func (x *Index) readLayers(dec *json.Decoder) ([]int64, error) {
+	var layers []Layer
+	if err := dec.Decode(&layers); err != nil {
+		return nil, fmt.Errorf("content index: layers: %w", err)
+	}
+	sizes := make([]int64, len(layers))
+	for i, l := range layers {
 		if l.DiffID.Algorithm != "sha256" || len(l.DiffID.Hex) != 64 || l.Size < 0 || x.Holds(l.DiffID) {
-			return fmt.Errorf("content index: layer %d: no sha256 diffID, a bad size, or listed twice", i)
+			return nil, fmt.Errorf("content index: layer %d: no sha256 diffID, a bad size, or listed twice", i)
 		}
 		x.layer[l.DiffID] = i
-	}
-	x.Layers = j.Layers
-	sizes := make([]int64, len(x.Layers))
-	for i, l := range x.Layers {
 		sizes[i] = l.Size
 	}
-	return readRecs(buf, true, sizes, func(layer uint32, c rec) {
-		x.chunks[c.sum] = loc{layer: layer, off: c.off, size: c.size}
-	})
+	x.Layers = layers
+	return sizes, nil
+}
+
+// readChunks reads the chunks of an index, a page at a time, each record checked against
+// the layers' sizes.
+func (x *Index) readChunks(dec *json.Decoder, sizes []int64) error {
+	page := func(tok json.Token) error {
+		s, ok := tok.(string)
+		if !ok {
+			return fmt.Errorf("content index: chunks: %v where a page was due", tok)
+		}
+		buf, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return fmt.Errorf("content index: chunks: %w", err)
+		}
+		return readRecs(buf, true, sizes, func(layer uint32, c rec) {
+			x.chunks.put(c.sum, loc{layer: layer, off: c.off, size: c.size})
+		})
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != json.Delim('[') {
+		return page(tok)
+	}
+	for dec.More() {
+		if tok, err = dec.Token(); err != nil {
+			return err
+		}
+		if err := page(tok); err != nil {
+			return err
+		}
+	}
+	return expect(dec, json.Delim(']'))
+}
+
+// expect reads the next token of dec, which must be want.
+func expect(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err == nil && tok != want {
+		err = fmt.Errorf("content index: %v where %v was due", tok, want)
+	}
+	return err
+}
+
+// MarshalJSON writes x as WriteJSON does.
+func (x *Index) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	err := x.WriteJSON(&buf)
+	return buf.Bytes(), err
+}
+
+// UnmarshalJSON reads x as ReadJSON does.
+func (x *Index) UnmarshalJSON(data []byte) error {
+	return x.ReadJSON(json.NewDecoder(bytes.NewReader(data)))
 }

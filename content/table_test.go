@@ -1,0 +1,86 @@
+package content
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/ferrytool/ferry/internal/testenv"
+)
+
+// spillEvery makes tables hold at most n chunks in memory for the rest of the test.
+func spillEvery(t *testing.T, n int) {
+	was := spillAt
+	spillAt = n
+	t.Cleanup(func() { spillAt = was })
+}
+
+// TestTable: a table that spills to runs finds what a map would, where a map would, and
+// lists it in order.
+func TestTable(t *testing.T) {
+	spillEvery(t, 7)
+	better := func(a, b loc) bool { return a.layer < b.layer }
+	tb, want := newTable(better), map[[32]byte]loc{}
+	rng := rand.New(rand.NewPCG(1, 2))
+	sumOf := func(i int) [32]byte { return sha256.Sum256(binary.AppendUvarint(nil, uint64(i))) }
+	for range 3000 {
+		sum := sumOf(rng.IntN(1000)) // many put again, at a better or a worse place
+		l := loc{layer: rng.Uint32N(50), off: rng.Int64N(1 << 40), size: rng.Uint32N(1 << 18)}
+		tb.put(sum, l)
+		if had, ok := want[sum]; !ok || better(l, had) {
+			want[sum] = l
+		}
+	}
+	if len(tb.runs) < 2 || len(tb.runs) > 12 {
+		t.Errorf("%d runs on disk, want a few", len(tb.runs))
+	}
+	for i := range 1100 {
+		got, ok := tb.get(sumOf(i))
+		if w, has := want[sumOf(i)]; ok != has || got != w {
+			t.Fatalf("chunk %d: found %v at %+v, want %v at %+v", i, ok, got, has, w)
+		}
+	}
+	var last []byte
+	n := 0
+	for sum, l := range tb.all() {
+		if bytes.Compare(sum[:], last) <= 0 || want[sum] != l {
+			t.Fatalf("chunk %x listed out of order or at %+v, want %+v", sum[:4], l, want[sum])
+		}
+		last = bytes.Clone(sum[:])
+		n++
+	}
+	if n != len(want) || tb.failed() != nil {
+		t.Errorf("listed %d chunks, want %d (%v)", n, len(want), tb.failed())
+	}
+}
+
+// TestIndexOnDisk: an index whose chunks lie on disk writes the same bytes and makes the same
+// delta as one that holds them in memory.
+func TestIndexOnDisk(t *testing.T) {
+	old, rebuilt := testenv.RebuiltSet(t, 2)
+	b, src := bundleOf(t, rebuilt...)
+	var indexes, deltas [2]bytes.Buffer
+	for i := range deltas {
+		if i == 1 {
+			spillEvery(t, 100)
+		}
+		x := indexOf(t, old...)
+		if i == 1 && len(x.chunks.runs) == 0 {
+			t.Fatalf("%d chunks, none on disk", x.Chunks())
+		}
+		if err := x.WriteJSON(&indexes[i]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Make(t.Context(), &deltas[i], b, src, x, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(indexes[0].Bytes(), indexes[1].Bytes()) {
+		t.Errorf("the index on disk writes %d bytes, in memory %d", indexes[1].Len(), indexes[0].Len())
+	}
+	if !bytes.Equal(deltas[0].Bytes(), deltas[1].Bytes()) {
+		t.Errorf("the index on disk makes a delta of %d bytes, in memory %d", deltas[1].Len(), deltas[0].Len())
+	}
+}
