@@ -1,7 +1,9 @@
 package dedupe
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/content"
+	"github.com/ferrytool/ferry/internal/boundjson"
 )
 
 // Store kinds an inventory describes. They differ in what makes a layer present: a docker
@@ -276,7 +279,8 @@ func (inv *Inventory) HoldsArtifact(a *archive.Artifact) bool {
 }
 
 // Write writes the inventory as JSON, its images in the order of their digests, whatever
-// order the store listed them in: the same store gives the same bytes.
+// order the store listed them in: the same store gives the same bytes. The content index
+// goes last, written as it is read from disk: it may be far bigger than the rest.
 func (inv *Inventory) Write(w io.Writer) error {
 	out := *inv
 	out.Images = slices.Clone(inv.Images)
@@ -284,21 +288,75 @@ func (inv *Inventory) Write(w io.Writer) error {
 		out.Images[i].Tags = slices.Sorted(slices.Values(out.Images[i].Tags))
 	}
 	slices.SortStableFunc(out.Images, func(a, b NamedImage) int { return slices.Compare(a.Digests, b.Digests) })
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", " ")
-	return enc.Encode(&out)
+	out.Content = nil
+	data, err := json.MarshalIndent(&out, "", " ")
+	if err != nil {
+		return err
+	}
+	if inv.Content == nil {
+		_, err = w.Write(append(data, '\n'))
+		return err
+	}
+	head := append(bytes.TrimSuffix(data, []byte("\n}")), ",\n \"content\": "...)
+	if _, err := w.Write(head); err != nil {
+		return err
+	}
+	if err := inv.Content.WriteJSON(w); err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, "\n}\n")
+	return err
 }
 
 // ReadInventory reads an inventory written by Write.
 func ReadInventory(r io.Reader) (*Inventory, error) {
-	var inv Inventory
-	if err := json.NewDecoder(io.LimitReader(r, 64<<20)).Decode(&inv); err != nil {
+	inv, err := readInventory(boundjson.NewDecoder(r, boundjson.MaxValue))
+	if err != nil {
 		return nil, fmt.Errorf("reading inventory: %w", err)
 	}
 	if inv.Version != 1 || !slices.Contains([]string{StoreDocker, StoreOCI, StoreContainerd, StoreRegistry, StoreBundle}, inv.Store) {
 		return nil, fmt.Errorf("reading inventory: version %d of store %q is not one ferry knows", inv.Version, inv.Store)
 	}
 	inv.index()
+	return inv, nil
+}
+
+// readInventory reads an inventory's fields, its content index as it goes.
+func readInventory(dec *json.Decoder) (*Inventory, error) {
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errors.Join(err, fmt.Errorf("no JSON object"))
+	}
+	var x *content.Index
+	fields := map[string]json.RawMessage{}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		if key == "content" {
+			x = new(content.Index)
+			err = x.ReadJSON(dec)
+		} else {
+			var v json.RawMessage
+			err = dec.Decode(&v)
+			fields[fmt.Sprint(key)] = v
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(fields)
+	if err != nil {
+		return nil, err
+	}
+	var inv Inventory
+	if err := json.Unmarshal(data, &inv); err != nil {
+		return nil, err
+	}
+	inv.Content = x
 	return &inv, nil
 }
 

@@ -3,7 +3,6 @@ package helper
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/ferrytool/ferry/content"
+	"github.com/ferrytool/ferry/internal/boundjson"
 	"github.com/ferrytool/ferry/sshconn"
 )
 
@@ -160,7 +160,7 @@ func readIndex(r io.Reader) (*content.Index, error) {
 	}
 	defer zr.Close()
 	x := content.NewIndex()
-	if err := json.NewDecoder(zr).Decode(x); err != nil {
+	if err := x.ReadJSON(boundjson.NewDecoder(zr, boundjson.MaxValue)); err != nil {
 		return nil, err
 	}
 	_, err = io.Copy(io.Discard, zr)

@@ -2,11 +2,9 @@ package helper
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -108,28 +106,36 @@ func (n *notes) list() []string {
 	return n.all
 }
 
-// replyIndex answers an index request: x, zstd-compressed, after the reply.
+// replyIndex answers an index request: x, zstd-compressed, after the reply. It is staged in
+// a file first, unlinked at once: the reply says its size, and an index may be large.
 func replyIndex(out io.Writer, x *content.Index, notes []string, err error) error {
 	if err != nil {
 		return errors.Join(err, writeMsg(out, Reply{Error: err.Error(), Notes: notes}))
 	}
-	data, err := json.Marshal(x)
+	f, err := os.CreateTemp("", "ferry-index-*")
 	if err != nil {
 		return err
 	}
-	var z bytes.Buffer
-	zw, err := zstd.NewWriter(&z, zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
+	os.Remove(f.Name())
+	defer f.Close()
+	zw, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
 	if err != nil {
 		return err
 	}
-	zw.Write(data)
-	if err := zw.Close(); err != nil {
+	if err := errors.Join(x.WriteJSON(zw), zw.Close()); err != nil {
 		return err
 	}
-	if err := writeMsg(out, Reply{Size: int64(z.Len()), Notes: notes}); err != nil {
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
 		return err
 	}
-	_, err = z.WriteTo(out)
+	if err := writeMsg(out, Reply{Size: size, Notes: notes}); err != nil {
+		return err
+	}
+	_, err = io.Copy(out, f)
 	return err
 }
 
