@@ -7,7 +7,8 @@
 #
 # Measures, against F (the gzip size of the rebuilt set's files whose content the old set
 # lacks, the file-level floor): the content delta of the rebuilt set against an inventory
-# of an OCI store holding the old set, and the layer delta; `ferry load` of the content
+# of an OCI store holding the old set, and the layer delta; the same against the index of a
+# store some 500 GB bigger (bench/bigindex: its peak memory, ≤ 64 MiB); `ferry load` of the content
 # delta into that store against `ferry load` of the whole rebuilt bundle (its throughput,
 # ≥ 0.7× the whole bundle's), and the peak memory of each (≤ 64 MiB for the delta's).
 # With `pool`: a pool holding the old set, the rebuilt set added (its growth against F),
@@ -100,6 +101,12 @@ main() {
   timed "$DIR/inventory-cached.txt" "$FERRY" inventory --from "oci:$far" --content -o "$DIR/have.json"
   timed "$DIR/save.txt" "$FERRY" save -q "$DIR/rebuilt.tar" --have "$DIR/have.json" --delta content -o "$DIR/content.tar"
   "$FERRY" save -q "$DIR/rebuilt.tar" --have "$DIR/have.json" -o "$DIR/layers.tar"
+  # The same delta against the index of a far bigger store: 8M chunks more, none of them held.
+  go run ./bench/bigindex "$DIR/have.json" "$DIR/have-big.json" 8000000 >/dev/null
+  timed "$DIR/save-big.txt" "$FERRY" save -q "$DIR/rebuilt.tar" --have "$DIR/have-big.json" --delta content -o "$DIR/content-big.tar"
+  local same_big=DIFFERENT
+  cmp -s "$DIR/content.tar" "$DIR/content-big.tar" && same_big=same
+  rm -f "$DIR/have-big.json" "$DIR/content-big.tar"
   for i in $(seq "$RUNS"); do
     for kind in full content; do
       local in=$DIR/rebuilt.tar
@@ -124,6 +131,7 @@ main() {
   echo "| content delta | $(mb "$delta") = $(awk -v d="$delta" -v f="$F" 'BEGIN { printf "%.2f", d / f }') × F | ≤ 0.4 × F + 1 MiB = $(mb "$target"): $(awk -v d="$delta" -v t="$target" 'BEGIN { print (d <= t ? "met" : "NOT met") }') |"
   echo "| inventory --content of the old set, first / from the cache | $(cut -d' ' -f1 "$DIR/inventory.txt") s / $(cut -d' ' -f1 "$DIR/inventory-cached.txt") s | |"
   echo "| save --delta content | $(cut -d' ' -f1 "$DIR/save.txt") s, peak $(( $(cut -d' ' -f2 "$DIR/save.txt") / 1024 )) MiB | |"
+  echo "| save --delta content against an inventory of 8,000,000 chunks more ($(mb "$(( 8000000 * 65536 ))") of layers) | $(cut -d' ' -f1 "$DIR/save-big.txt") s, peak $(( $(cut -d' ' -f2 "$DIR/save-big.txt") / 1024 )) MiB, $same_big bytes | ≤ 64 MiB: $( (( $(cut -d' ' -f2 "$DIR/save-big.txt") <= 65536 )) && echo met || echo NOT met) |"
   echo "| load of the whole bundle / of the content delta (medians of $RUNS) | $tf s / $tc s: throughput $(awk -v a="$tf" -v b="$tc" 'BEGIN { printf "%.2f", a / b }')× | ≥ 0.7×: $(awk -v a="$tf" -v b="$tc" 'BEGIN { print (a / b >= 0.7 ? "met" : "NOT met") }') |"
   echo "| peak memory of the content delta's load | $(( pc / 1024 )) MiB | ≤ 64 MiB: $( (( pc <= 65536 )) && echo met || echo NOT met) |"
 }

@@ -32,8 +32,8 @@ type Layer struct {
 
 // A loc is where a chunk lies: in which layer of an index, at which offset of its tar.
 type loc struct {
-	layer uint32
 	off   int64
+	layer uint32
 	size  uint32
 }
 

@@ -91,7 +91,7 @@ func zstdFile(dir, name string) (*os.File, *zstd.Encoder, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	zw, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
+	zw, err := newZstd(f)
 	if err != nil {
 		f.Close()
 		return nil, nil, err

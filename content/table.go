@@ -29,8 +29,9 @@ type table struct {
 	err error      // the first run that could not be written or read
 }
 
-// spillAt is how many chunks a table holds in memory (some 100 bytes each).
-var spillAt = 1 << 17 // a variable for the tests
+// spillAt is how many chunks a table holds in memory (some 100 bytes each, with what a
+// spill takes).
+var spillAt = 1 << 16 // a variable for the tests
 
 func newTable(better func(a, b loc) bool) *table {
 	return &table{mem: map[[32]byte]loc{}, better: better}
@@ -207,7 +208,7 @@ func writeRun(chunks iter.Seq2[[32]byte, loc]) (*run, error) {
 		binary.BigEndian.PutUint32(b[40:], l.layer)
 		binary.BigEndian.PutUint32(b[44:], l.size)
 		w.Write(b[:])
-		r.fan[binary.BigEndian.Uint16(sum[:])+1]++
+		r.fan[int(binary.BigEndian.Uint16(sum[:]))+1]++
 		r.n++
 	}
 	for i := 1; i < len(r.fan); i++ {
@@ -221,7 +222,7 @@ func writeRun(chunks iter.Seq2[[32]byte, loc]) (*run, error) {
 }
 
 func (r *run) get(sum [32]byte) (loc, bool, error) {
-	b := binary.BigEndian.Uint16(sum[:])
+	b := int(binary.BigEndian.Uint16(sum[:]))
 	lo, hi := int64(r.fan[b]), int64(r.fan[b+1])
 	if lo == hi {
 		return loc{}, false, nil

@@ -24,7 +24,16 @@ func TestTable(t *testing.T) {
 	better := func(a, b loc) bool { return a.layer < b.layer }
 	tb, want := newTable(better), map[[32]byte]loc{}
 	rng := rand.New(rand.NewPCG(1, 2))
-	sumOf := func(i int) [32]byte { return sha256.Sum256(binary.AppendUvarint(nil, uint64(i))) }
+	sumOf := func(i int) [32]byte { // some at either end of the fan-out
+		sum := sha256.Sum256(binary.AppendUvarint(nil, uint64(i)))
+		switch i % 10 {
+		case 0:
+			sum[0], sum[1] = 0xff, 0xff
+		case 1:
+			sum[0], sum[1] = 0, 0
+		}
+		return sum
+	}
 	for range 3000 {
 		sum := sumOf(rng.IntN(1000)) // many put again, at a better or a worse place
 		l := loc{layer: rng.Uint32N(50), off: rng.Int64N(1 << 40), size: rng.Uint32N(1 << 18)}
