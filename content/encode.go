@@ -19,7 +19,7 @@ type encoder struct {
 	base   []Layer           // the layers of x the recipes copy from
 	rw     recipeWriter
 	pack   *bufio.Writer
-	packed map[[32]byte]int64 // chunk → its offset in the pack
+	packed *table // chunk → its offset in the pack
 	size   int64              // the pack's bytes
 
 	read int64 // bytes of the layer being read
@@ -32,7 +32,7 @@ type encoder struct {
 }
 
 func newEncoder(x *Index, recipes, pack io.Writer) *encoder {
-	return &encoder{x: x, used: map[uint32]uint32{}, packed: map[[32]byte]int64{},
+	return &encoder{x: x, used: map[uint32]uint32{}, packed: newTable(func(a, b loc) bool { return false }),
 		rw: recipeWriter{w: bufio.NewWriterSize(recipes, 1<<20)}, pack: bufio.NewWriterSize(pack, 1<<20)}
 }
 
@@ -58,7 +58,8 @@ func (e *encoder) chunk(p []byte, sum [32]byte) error {
 	if l, ok := e.x.chunks.get(sum); ok && int(l.size) == len(p) {
 		return e.rw.copy(op{kind: opBase, layer: e.baseLayer(l.layer), off: l.off, n: int64(len(p))})
 	}
-	off, ok := e.packed[sum]
+	at, ok := e.packed.get(sum)
+	off := at.off
 	if !ok {
 		off = e.size
 		if _, err := e.pack.Write(p); err != nil {
@@ -67,7 +68,7 @@ func (e *encoder) chunk(p []byte, sum [32]byte) error {
 		if e.keep {
 			e.pRec = append(e.pRec, rec{sum, off, uint32(len(p))})
 		}
-		e.packed[sum] = off
+		e.packed.put(sum, loc{off: off})
 		e.size += int64(len(p))
 		if e.keep && e.read > giveUpAfter && 2*e.size > e.read {
 			e.gaveUp = true
