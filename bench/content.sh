@@ -131,7 +131,7 @@ main() {
   echo "| content delta | $(mb "$delta") = $(awk -v d="$delta" -v f="$F" 'BEGIN { printf "%.2f", d / f }') × F | ≤ 0.4 × F + 1 MiB = $(mb "$target"): $(awk -v d="$delta" -v t="$target" 'BEGIN { print (d <= t ? "met" : "NOT met") }') |"
   echo "| inventory --content of the old set, first / from the cache | $(cut -d' ' -f1 "$DIR/inventory.txt") s / $(cut -d' ' -f1 "$DIR/inventory-cached.txt") s | |"
   echo "| save --delta content | $(cut -d' ' -f1 "$DIR/save.txt") s, peak $(( $(cut -d' ' -f2 "$DIR/save.txt") / 1024 )) MiB | |"
-  echo "| save --delta content against an inventory of 8,000,000 chunks more ($(mb "$(( 8000000 * 65536 ))") of layers) | $(cut -d' ' -f1 "$DIR/save-big.txt") s, peak $(( $(cut -d' ' -f2 "$DIR/save-big.txt") / 1024 )) MiB, $same_big bytes | ≤ 64 MiB: $( (( $(cut -d' ' -f2 "$DIR/save-big.txt") <= 65536 )) && echo met || echo NOT met) |"
+  echo "| save --delta content against an inventory of 8,000,000 chunks more (some 500 GB of layers) | $(cut -d' ' -f1 "$DIR/save-big.txt") s, peak $(( $(cut -d' ' -f2 "$DIR/save-big.txt") / 1024 )) MiB, $same_big bytes | ≤ 64 MiB: $( (( $(cut -d' ' -f2 "$DIR/save-big.txt") <= 65536 )) && echo met || echo NOT met) |"
   echo "| load of the whole bundle / of the content delta (medians of $RUNS) | $tf s / $tc s: throughput $(awk -v a="$tf" -v b="$tc" 'BEGIN { printf "%.2f", a / b }')× | ≥ 0.7×: $(awk -v a="$tf" -v b="$tc" 'BEGIN { print (a / b >= 0.7 ? "met" : "NOT met") }') |"
   echo "| peak memory of the content delta's load | $(( pc / 1024 )) MiB | ≤ 64 MiB: $( (( pc <= 65536 )) && echo met || echo NOT met) |"
 }

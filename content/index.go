@@ -204,7 +204,7 @@ func readRecs(buf []byte, layered bool, sizes []int64, each func(layer uint32, c
 // (appendRec, with the layer's place in the layers), each page in base64, so that a reader
 // holds one page at a time. An older ferry wrote the chunks as one string; it reads as one
 // page.
-const pageRecs = 1024
+var pageRecs = 1024 // a variable for the tests
 
 // WriteJSON writes x as JSON to w, its layers sorted by diffID, their refs by name, the
 // chunks by sha256: the same index gives the same bytes.
@@ -273,6 +273,9 @@ func (x *Index) ReadJSON(dec *json.Decoder) error {
 				return err
 			}
 		case "chunks":
+			if sizes == nil {
+				return fmt.Errorf("content index: chunks before the layers they lie in")
+			}
 			if err := x.readChunks(dec, sizes); err != nil {
 				return err
 			}

@@ -3,7 +3,10 @@ package content
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -91,5 +94,42 @@ func TestIndexOnDisk(t *testing.T) {
 	}
 	if !bytes.Equal(deltas[0].Bytes(), deltas[1].Bytes()) {
 		t.Errorf("the index on disk makes a delta of %d bytes, in memory %d", deltas[1].Len(), deltas[0].Len())
+	}
+}
+
+// TestIndexOneString: an index whose chunks are one string, as the ferry before 2026-12-07
+// wrote them, reads as the same index as its pages do.
+func TestIndexOneString(t *testing.T) {
+	spillEvery(t, 50)
+	was := pageRecs
+	pageRecs = 7
+	t.Cleanup(func() { pageRecs = was })
+	old, _ := testenv.RebuiltSet(t, 2)
+	var paged bytes.Buffer
+	if err := indexOf(t, old...).WriteJSON(&paged); err != nil {
+		t.Fatal(err)
+	}
+	var j struct {
+		Layers json.RawMessage `json:"layers"`
+		Chunks []string        `json:"chunks"`
+	}
+	if err := json.Unmarshal(paged.Bytes(), &j); err != nil || len(j.Chunks) < 2 {
+		t.Fatalf("%d pages: %v", len(j.Chunks), err)
+	}
+	var all []byte
+	for _, p := range j.Chunks {
+		b, _ := base64.StdEncoding.DecodeString(p)
+		all = append(all, b...)
+	}
+	one := fmt.Appendf(nil, `{"layers":%s,"chunks":%q}`, j.Layers, base64.StdEncoding.EncodeToString(all))
+	for _, form := range [][]byte{one, paged.Bytes()} {
+		var x Index
+		if err := x.UnmarshalJSON(form); err != nil {
+			t.Fatal(err)
+		}
+		again, err := x.MarshalJSON()
+		if err != nil || !bytes.Equal(again, paged.Bytes()) {
+			t.Errorf("read back, the index writes %d bytes, not the %d it was (%v)", len(again), paged.Len(), err)
+		}
 	}
 }

@@ -25,9 +25,9 @@ import (
 // rebuild reads blobs, never another rebuild.
 const contentShare = 4
 
-// maxIndexChunks bounds the chunks of the pool's content an add indexes, in memory (about 100
-// bytes a chunk: some 13 MB, beside the 40 MB an add's compressing takes), the layers and
-// packs of the newest bundles first: about 5 GB of layers of files of tens of KB.
+// maxIndexChunks bounds the chunks of the pool's content an add indexes, the layers and packs
+// of the newest bundles first: about 5 GB of layers of files of tens of KB, whose entries an
+// add reads in a fraction of a second.
 var maxIndexChunks = 1 << 17 // a variable for the tests
 
 // contentDir keeps, by the sha256 of their bytes, where the chunks of the pool's whole layers
