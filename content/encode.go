@@ -20,7 +20,7 @@ type encoder struct {
 	rw     recipeWriter
 	pack   *bufio.Writer
 	packed *table // chunk → its offset in the pack
-	size   int64              // the pack's bytes
+	size   int64  // the pack's bytes
 
 	read int64 // bytes of the layer being read
 	// keep, when set, records where the layer's chunks lie in it, and the pack's in the pack
