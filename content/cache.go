@@ -1,11 +1,12 @@
 package content
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,33 +15,29 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/internal/atomicfile"
+	"github.com/ferrytool/ferry/internal/boundjson"
 )
 
 // A Cache keeps what indexing learnt of each layer, by diffID, in a directory, so that a
 // store's layers are read once and not at every inventory. An entry is a hint: a wrong one
-// gives a delta whose layers fail their diffIDs, never a wrong layer.
+// gives a delta whose layers fail their diffIDs, never a wrong layer. An entry is JSON: the
+// layer (diffID, size, refs: the images that held it when it was read), its chunk records
+// (appendRec, no layer number) in pages as an index writes them, and the sha256 of the
+// records, in hex: a damaged entry is no entry. Entries are written and read a page at a
+// time.
 type Cache struct {
 	dir string     // "" keeps none
 	mu  sync.Mutex // for Add
-	// read lists the layers read since the last Save, by where their records (appendRec, no
-	// layer number) lie in spool, a file unlinked as soon as it is made: a store of any size
-	// is indexed in a few MiB of memory.
+	// read lists the layers read since the last Save, by where their records (putRec: the
+	// first, and how many) lie in spool, a file unlinked as soon as it is made: a store of
+	// any size is indexed in a few MiB of memory.
 	read  map[v1.Hash][2]int64
 	spool *os.File
-	end   int64
+	end   int64 // records in spool
 }
 
 // NewCache returns the cache of dir; "" keeps nothing.
 func NewCache(dir string) *Cache { return &Cache{dir: dir, read: map[v1.Hash][2]int64{}} }
-
-// cacheEntry is one layer's entry: the layer, the images that held it when it was read, its
-// chunk records (appendRec, no layer number) in base64, and their sha256: a damaged entry
-// is no entry.
-type cacheEntry struct {
-	Layer
-	Chunks string `json:"chunks"`
-	Sum    string `json:"sum"` // hex
-}
 
 func (c *Cache) path(diffID v1.Hash) string {
 	return filepath.Join(c.dir, diffID.Algorithm, diffID.Hex)
@@ -60,9 +57,9 @@ func (c *Cache) Add(ctx context.Context, x *Index, r io.Reader) (v1.Hash, error)
 	return l.DiffID, nil
 }
 
-// keep spools the records of a layer read for Save. A spool that cannot be written keeps
+// keep spools the records of a layer read, for Save. A spool that cannot be written keeps
 // nothing: the layer will be read again next time.
-func (c *Cache) keep(diffID v1.Hash, recs []rec) {
+func (c *Cache) keep(diffID v1.Hash, recs *recList) {
 	if c.dir == "" {
 		return
 	}
@@ -74,13 +71,16 @@ func (c *Cache) keep(diffID v1.Hash, recs []rec) {
 		os.Remove(f.Name())
 		c.spool, c.end = f, 0
 	}
-	var buf []byte
-	for _, r := range recs {
-		buf = appendRec(buf, r)
-	}
-	if _, err := c.spool.WriteAt(buf, c.end); err == nil {
-		c.read[diffID] = [2]int64{c.end, int64(len(buf))}
-		c.end += int64(len(buf))
+	w := bufio.NewWriterSize(io.NewOffsetWriter(c.spool, c.end*recSize), 1<<16)
+	var n int64
+	var b [recSize]byte
+	err := recs.each(func(r rec) {
+		w.Write(putRec(b[:], r.sum, loc{off: r.off, size: r.size}))
+		n++
+	})
+	if err == nil && w.Flush() == nil {
+		c.read[diffID] = [2]int64{c.end, n}
+		c.end += n
 	}
 }
 
@@ -89,10 +89,18 @@ func (c *Cache) keep(diffID v1.Hash, recs []rec) {
 func (c *Cache) Save(x *Index) {
 	for diffID, at := range c.read {
 		if i, ok := x.layer[diffID]; ok {
-			buf := make([]byte, at[1])
-			if _, err := c.spool.ReadAt(buf, at[0]); err == nil {
-				c.put(x.Layers[i], buf)
-			}
+			c.put(x.Layers[i], func(f func(rec)) error {
+				br := bufio.NewReaderSize(io.NewSectionReader(c.spool, at[0]*recSize, at[1]*recSize), 1<<16)
+				var b [recSize]byte
+				for range at[1] {
+					if _, err := io.ReadFull(br, b[:]); err != nil {
+						return err
+					}
+					l := getRec(b[:])
+					f(rec{[32]byte(b[:32]), l.off, l.size})
+				}
+				return nil
+			})
 		}
 	}
 	clear(c.read)
@@ -103,27 +111,37 @@ func (c *Cache) Save(x *Index) {
 }
 
 // Put keeps what is known of a layer (or a pack) now.
-func (c *Cache) Put(ch Chunks) error {
-	var buf []byte
-	for _, r := range ch.recs {
-		buf = appendRec(buf, r)
-	}
-	return c.put(ch.Layer, buf)
-}
+func (c *Cache) Put(ch Chunks) error { return c.put(ch.Layer, ch.recs.each) }
 
-// put keeps a layer (or a pack), and its records as appendRec wrote them.
-func (c *Cache) put(l Layer, buf []byte) error {
+// put keeps a layer (or a pack), and the records each gives, as they come.
+func (c *Cache) put(l Layer, each func(func(rec)) error) error {
 	if c.dir == "" {
 		return nil
 	}
-	data, err := json.Marshal(cacheEntry{Layer: l, Chunks: base64.StdEncoding.EncodeToString(buf), Sum: sumHex(buf)})
+	head, err := json.Marshal(l)
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(c.path(l.DiffID)), 0o755); err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(c.path(l.DiffID), data, 0o644)
+	f, err := atomicfile.Create(c.path(l.DiffID), 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	bw := bufio.NewWriterSize(f, 1<<16)
+	bw.Write(head[:len(head)-1]) // the object, open
+	bw.WriteString(`,"chunks":`)
+	pw := newPageWriter(bw)
+	if err := each(func(r rec) { pw.add(r) }); err != nil {
+		return err
+	}
+	fmt.Fprintf(bw, `,"sum":"%x"}`, pw.end())
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return f.Commit()
 }
 
 // Load adds the layer diffID names to x from the cache, and says whether it could.
@@ -140,26 +158,60 @@ func (c *Cache) Entry(diffID v1.Hash) (Chunks, bool) {
 	if c.dir == "" {
 		return Chunks{}, false
 	}
-	data, err := os.ReadFile(c.path(diffID))
+	f, err := os.Open(c.path(diffID))
 	if err != nil {
 		return Chunks{}, false
 	}
-	var e cacheEntry
-	if json.Unmarshal(data, &e) != nil || e.DiffID != diffID || e.Size < 0 {
+	defer f.Close()
+	ch, err := readEntry(boundjson.NewDecoder(bufio.NewReaderSize(f, 1<<16), boundjson.MaxValue))
+	if err != nil || ch.DiffID != diffID {
 		return Chunks{}, false
 	}
-	buf, err := base64.StdEncoding.DecodeString(e.Chunks)
-	if err != nil || sumHex(buf) != e.Sum {
-		return Chunks{}, false
-	}
-	var recs []rec
-	if readRecs(buf, false, []int64{e.Size}, func(_ uint32, r rec) { recs = append(recs, r) }) != nil {
-		return Chunks{}, false
-	}
-	return Chunks{e.Layer, recs}, true
+	return ch, true
 }
 
-func sumHex(p []byte) string {
-	sum := sha256.Sum256(p)
-	return hex.EncodeToString(sum[:])
+// readEntry reads an entry Put wrote, each record checked against the layer's size, the
+// records against their sum.
+func readEntry(dec *json.Decoder) (Chunks, error) {
+	ch := Chunks{recs: &recList{}}
+	if err := expect(dec, json.Delim('{')); err != nil {
+		return ch, err
+	}
+	h := sha256.New()
+	var sum string
+	sized := false
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return ch, err
+		}
+		switch key {
+		case "diffID":
+			err = dec.Decode(&ch.DiffID)
+		case "size":
+			err, sized = dec.Decode(&ch.Size), true
+		case "refs":
+			err = dec.Decode(&ch.Refs)
+		case "chunks":
+			if !sized || ch.Size < 0 {
+				return ch, fmt.Errorf("cache entry: chunks before a size")
+			}
+			err = readPages(dec, func(buf []byte) error {
+				h.Write(buf)
+				return readRecs(buf, false, []int64{ch.Size}, func(_ uint32, r rec) { ch.recs.add(r) })
+			})
+		case "sum":
+			err = dec.Decode(&sum)
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return ch, err
+		}
+	}
+	if sum != hex.EncodeToString(h.Sum(nil)) {
+		return ch, fmt.Errorf("cache entry: its records do not match their sum")
+	}
+	return ch, expect(dec, json.Delim('}'))
 }

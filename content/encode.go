@@ -28,7 +28,7 @@ type encoder struct {
 	// past giveUpAfter, once more than half of what it read is new, it only records.
 	keep       bool
 	gaveUp     bool
-	recs, pRec []rec
+	recs, pRec recList
 }
 
 func newEncoder(x *Index, recipes, pack io.Writer) *encoder {
@@ -49,7 +49,7 @@ func (e *encoder) raw(p []byte) error {
 
 func (e *encoder) chunk(p []byte, sum [32]byte) error {
 	if e.keep {
-		e.recs = append(e.recs, rec{sum, e.read, uint32(len(p))})
+		e.recs.add(rec{sum, e.read, uint32(len(p))})
 	}
 	e.read += int64(len(p))
 	if e.gaveUp {
@@ -66,7 +66,7 @@ func (e *encoder) chunk(p []byte, sum [32]byte) error {
 			return err
 		}
 		if e.keep {
-			e.pRec = append(e.pRec, rec{sum, off, uint32(len(p))})
+			e.pRec.add(rec{sum, off, uint32(len(p))})
 		}
 		e.packed.put(sum, loc{off: off})
 		e.size += int64(len(p))
@@ -100,7 +100,7 @@ func (e *encoder) flush() error {
 // Chunks are a layer (or a pack) and where its chunks lie in it: what a Cache keeps of it.
 type Chunks struct {
 	Layer
-	recs []rec
+	recs *recList
 }
 
 // An Encoded layer is a layer as a recipe over the content of an Index and a pack of the
@@ -141,7 +141,7 @@ func (x *Index) Encode(ctx context.Context, r io.Reader, recipe, pack io.Writer)
 	if err := segment(archive.ContextReader(ctx, r), e); err != nil {
 		return nil, err
 	}
-	tar := Chunks{Layer{Size: e.read}, e.recs}
+	tar := Chunks{Layer{Size: e.read}, &e.recs}
 	if e.gaveUp {
 		return &Encoded{Tar: tar, GaveUp: true}, nil
 	}
@@ -155,7 +155,7 @@ func (x *Index) Encode(ctx context.Context, r io.Reader, recipe, pack io.Writer)
 	}
 	return &Encoded{
 		Tar:    tar,
-		Pack:   Chunks{Layer{DiffID: archive.HashOf(ph), Size: e.size}, e.pRec},
+		Pack:   Chunks{Layer{DiffID: archive.HashOf(ph), Size: e.size}, &e.pRec},
 		Base:   e.base,
 		Recipe: Layer{DiffID: archive.HashOf(rh), Size: e.rw.n},
 	}, nil

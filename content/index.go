@@ -82,16 +82,17 @@ func (x *Index) Add(ctx context.Context, r io.Reader) (v1.Hash, error) {
 }
 
 // scan reads a layer's tar and returns it, with where its chunks lie.
-func scan(ctx context.Context, r io.Reader) (Layer, []rec, error) {
-	s := &indexer{h: sha256.New()}
+func scan(ctx context.Context, r io.Reader) (Layer, *recList, error) {
+	s := &indexer{h: sha256.New(), found: &recList{}}
 	if err := segment(archive.ContextReader(ctx, io.TeeReader(r, s.h)), s); err != nil {
 		return Layer{}, nil, err
 	}
 	return Layer{DiffID: archive.HashOf(s.h), Size: s.off}, s.found, nil
 }
 
-// add records layer l, whose chunks lie where recs say, unless x holds it.
-func (x *Index) add(l Layer, recs []rec) {
+// add records layer l, whose chunks lie where recs say, unless x holds it. Records that
+// cannot be read back from disk are left out: x finds fewer chunks, never a wrong one.
+func (x *Index) add(l Layer, recs *recList) {
 	if x.Holds(l.DiffID) {
 		x.Name(l.DiffID, l.Refs...)
 		return
@@ -99,9 +100,9 @@ func (x *Index) add(l Layer, recs []rec) {
 	i := len(x.Layers)
 	x.layer[l.DiffID] = i
 	x.Layers = append(x.Layers, l)
-	for _, c := range recs {
+	recs.each(func(c rec) {
 		x.chunks.put(c.sum, loc{layer: uint32(i), off: c.off, size: c.size})
-	}
+	})
 }
 
 // AddChunks adds a layer (or a pack) whose chunks lie where ch says to x, unless x holds it.
@@ -110,11 +111,11 @@ func (x *Index) AddChunks(ch Chunks) { x.add(ch.Layer, ch.recs) }
 // Known returns how many bytes of the chunks of ch x knows.
 func (x *Index) Known(ch Chunks) int64 {
 	var n int64
-	for _, r := range ch.recs {
+	ch.recs.each(func(r rec) {
 		if l, ok := x.chunks.get(r.sum); ok && l.size == r.size {
 			n += int64(r.size)
 		}
-	}
+	})
 	return n
 }
 
@@ -145,13 +146,13 @@ type rec struct {
 type indexer struct {
 	h     hash.Hash
 	off   int64
-	found []rec
+	found *recList
 }
 
 func (s *indexer) raw(p []byte) error { s.off += int64(len(p)); return nil }
 
 func (s *indexer) chunk(p []byte, sum [32]byte) error {
-	s.found = append(s.found, rec{sum, s.off, uint32(len(p))})
+	s.found.add(rec{sum, s.off, uint32(len(p))})
 	s.off += int64(len(p))
 	return nil
 }
@@ -223,32 +224,58 @@ func (x *Index) WriteJSON(w io.Writer) error {
 		return err
 	}
 	bw := bufio.NewWriterSize(w, 1<<16)
-	fmt.Fprintf(bw, `{"layers":%s,"chunks":[`, list)
-	var page []byte
-	pages, n := 0, 0
-	writePage := func() {
-		if pages > 0 {
-			bw.WriteByte(',')
-		}
-		bw.WriteByte('"')
-		enc := base64.NewEncoder(base64.StdEncoding, bw)
-		enc.Write(page)
-		enc.Close()
-		bw.WriteByte('"')
-		page, n = page[:0], 0
-		pages++
-	}
+	fmt.Fprintf(bw, `{"layers":%s,"chunks":`, list)
+	pw := newPageWriter(bw)
 	for sum, l := range x.chunks.all() {
-		page = appendRec(page, rec{sum, l.off, l.size}, place[l.layer])
-		if n++; n == pageRecs {
-			writePage()
-		}
+		pw.add(rec{sum, l.off, l.size}, place[l.layer])
 	}
-	if n > 0 {
-		writePage()
-	}
-	bw.WriteString("]}")
+	pw.end()
+	bw.WriteString("}")
 	return errors.Join(x.chunks.failed(), bw.Flush())
+}
+
+// A pageWriter writes chunk records (appendRec) as a JSON array of pages of pageRecs, each
+// in base64, and hashes the records.
+type pageWriter struct {
+	w        *bufio.Writer
+	page     []byte
+	n, pages int
+	h        hash.Hash
+}
+
+func newPageWriter(w *bufio.Writer) *pageWriter {
+	w.WriteByte('[')
+	return &pageWriter{w: w, h: sha256.New()}
+}
+
+func (p *pageWriter) add(r rec, layer ...uint32) {
+	p.page = appendRec(p.page, r, layer...)
+	if p.n++; p.n == pageRecs {
+		p.flush()
+	}
+}
+
+func (p *pageWriter) flush() {
+	if p.pages > 0 {
+		p.w.WriteByte(',')
+	}
+	p.w.WriteByte('"')
+	enc := base64.NewEncoder(base64.StdEncoding, p.w)
+	enc.Write(p.page)
+	enc.Close()
+	p.w.WriteByte('"')
+	p.h.Write(p.page)
+	p.page, p.n = p.page[:0], 0
+	p.pages++
+}
+
+// end ends the array, and returns the sha256 of the records.
+func (p *pageWriter) end() []byte {
+	if p.n > 0 {
+		p.flush()
+	}
+	p.w.WriteByte(']')
+	return p.h.Sum(nil)
 }
 
 // ReadJSON reads into x the index WriteJSON wrote, the next value dec reads, checking every
@@ -307,9 +334,18 @@ func (x *Index) readLayers(dec *json.Decoder) ([]int64, error) {
 	return sizes, nil
 }
 
-// readChunks reads the chunks of an index, a page at a time, each record checked against
-// the layers' sizes.
+// readChunks reads the chunks of an index, each record checked against the layers' sizes.
 func (x *Index) readChunks(dec *json.Decoder, sizes []int64) error {
+	return readPages(dec, func(buf []byte) error {
+		return readRecs(buf, true, sizes, func(layer uint32, c rec) {
+			x.chunks.put(c.sum, loc{layer: layer, off: c.off, size: c.size})
+		})
+	})
+}
+
+// readPages reads what a pageWriter wrote, or the one string an older ferry wrote, handing
+// f each page's records.
+func readPages(dec *json.Decoder, f func([]byte) error) error {
 	page := func(tok json.Token) error {
 		s, ok := tok.(string)
 		if !ok {
@@ -319,9 +355,7 @@ func (x *Index) readChunks(dec *json.Decoder, sizes []int64) error {
 		if err != nil {
 			return fmt.Errorf("content index: chunks: %w", err)
 		}
-		return readRecs(buf, true, sizes, func(layer uint32, c rec) {
-			x.chunks.put(c.sum, loc{layer: layer, off: c.off, size: c.size})
-		})
+		return f(buf)
 	}
 	tok, err := dec.Token()
 	if err != nil {

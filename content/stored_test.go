@@ -115,7 +115,7 @@ func TestEncodeGivesUp(t *testing.T) {
 	x.Add(t.Context(), bytes.NewReader(testenv.FilesTar(map[string]string{"a": "one"})))
 	var pack countWriter
 	e, err := x.Encode(t.Context(), bytes.NewReader(tar), io.Discard, &pack)
-	if err != nil || !e.GaveUp || len(e.Tar.recs) < len(random)/maxChunk || e.Tar.Size != int64(len(tar)) {
+	if err != nil || !e.GaveUp || count(e.Tar) < len(random)/maxChunk || e.Tar.Size != int64(len(tar)) {
 		t.Fatalf("got %v, %+v: want it given up, the tar's chunks recorded", err, e)
 	}
 	if pack > giveUpAfter+2*maxChunk {
@@ -141,9 +141,7 @@ func TestCachePut(t *testing.T) {
 				t.Fatal(err)
 			}
 			y, distinct := NewIndex(), map[[32]byte]bool{}
-			for _, r := range ch.recs {
-				distinct[r.sum] = true
-			}
+			ch.recs.each(func(r rec) { distinct[r.sum] = true })
 			if !c.Load(y, ch.DiffID) || y.Chunks() != len(distinct) || len(distinct) == 0 {
 				t.Errorf("%s: loaded %d chunks, want %d", ch.DiffID, y.Chunks(), len(distinct))
 			}

@@ -179,8 +179,7 @@ func mergeRuns(better func(a, b loc) bool, seqs []iter.Seq2[[32]byte, loc]) iter
 	}
 }
 
-// A run is chunks sorted by sha256 in a file of records of recSize bytes: the sha256, the
-// offset, the layer, the size (big-endian). fan[b] is the first record whose sha256 begins
+// A run is chunks sorted by sha256 in a file of records (putRec). fan[b] is the first record whose sha256 begins
 // with the two bytes b or more.
 type run struct {
 	f   *os.File
@@ -203,11 +202,7 @@ func writeRun(chunks iter.Seq2[[32]byte, loc]) (*run, error) {
 	w := bufio.NewWriterSize(f, 1<<20)
 	var b [recSize]byte
 	for sum, l := range chunks {
-		copy(b[:], sum[:])
-		binary.BigEndian.PutUint64(b[32:], uint64(l.off))
-		binary.BigEndian.PutUint32(b[40:], l.layer)
-		binary.BigEndian.PutUint32(b[44:], l.size)
-		w.Write(b[:])
+		w.Write(putRec(b[:], sum, l))
 		r.fan[int(binary.BigEndian.Uint16(sum[:]))+1]++
 		r.n++
 	}
@@ -241,11 +236,7 @@ func (r *run) get(sum [32]byte) (loc, bool, error) {
 	if k == n || !bytes.Equal(buf[k*recSize:k*recSize+32], sum[:]) {
 		return loc{}, false, nil
 	}
-	return decodeRec(buf[k*recSize:]), true, nil
-}
-
-func decodeRec(b []byte) loc {
-	return loc{off: int64(binary.BigEndian.Uint64(b[32:])), layer: binary.BigEndian.Uint32(b[40:]), size: binary.BigEndian.Uint32(b[44:])}
+	return getRec(buf[k*recSize:]), true, nil
 }
 
 // all returns r's chunks in order; a read that fails ends them and is told to fail.
@@ -258,7 +249,7 @@ func (r *run) all(fail func(error)) iter.Seq2[[32]byte, loc] {
 				fail(err)
 				return
 			}
-			if !yield([32]byte(b[:32]), decodeRec(b[:])) {
+			if !yield([32]byte(b[:32]), getRec(b[:])) {
 				return
 			}
 		}

@@ -7,17 +7,20 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"os"
+	"slices"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/ferrytool/ferry/internal/testenv"
 )
 
-// spillEvery makes tables hold at most n chunks in memory for the rest of the test.
+// spillEvery makes tables and record lists hold at most n chunks in memory for the rest of
+// the test.
 func spillEvery(t *testing.T, n int) {
-	was := spillAt
-	spillAt = n
-	t.Cleanup(func() { spillAt = was })
+	was, wasList := spillAt, listAt
+	spillAt, listAt = n, n
+	t.Cleanup(func() { spillAt, listAt = was, wasList })
 }
 
 // TestTable: a table that spills to runs finds what a map would, where a map would, and
@@ -130,6 +133,65 @@ func TestIndexOneString(t *testing.T) {
 		again, err := x.MarshalJSON()
 		if err != nil || !bytes.Equal(again, paged.Bytes()) {
 			t.Errorf("read back, the index writes %d bytes, not the %d it was (%v)", len(again), paged.Len(), err)
+		}
+	}
+}
+
+// TestCacheOneString: a cache entry whose records are one string, as the ferry before
+// 2026-12-07 wrote them, reads as the entry Put writes in pages; both read back in order,
+// whether the records lie in memory or on disk.
+func TestCacheOneString(t *testing.T) {
+	spillEvery(t, 5)
+	was := pageRecs
+	pageRecs = 7
+	t.Cleanup(func() { pageRecs = was })
+	old, _ := testenv.RebuiltSet(t, 1)
+	layers, err := old[0].Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	ch, err := Scan(t.Context(), rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []rec
+	ch.recs.each(func(r rec) { want = append(want, r) })
+	c := NewCache(t.TempDir())
+	if err := c.Put(ch); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(c.path(ch.DiffID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e struct {
+		Chunks []string `json:"chunks"`
+		Sum    string   `json:"sum"`
+	}
+	if err := json.Unmarshal(data, &e); err != nil || len(e.Chunks) < 2 {
+		t.Fatalf("%d pages: %v", len(e.Chunks), err)
+	}
+	var all []byte
+	for _, p := range e.Chunks {
+		b, _ := base64.StdEncoding.DecodeString(p)
+		all = append(all, b...)
+	}
+	head, _ := json.Marshal(ch.Layer)
+	oneString := fmt.Appendf(head[:len(head)-1], `,"chunks":%q,"sum":%q}`, base64.StdEncoding.EncodeToString(all), e.Sum)
+	for _, form := range [][]byte{data, oneString} {
+		if err := os.WriteFile(c.path(ch.DiffID), form, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := c.Entry(ch.DiffID)
+		var recs []rec
+		got.recs.each(func(r rec) { recs = append(recs, r) })
+		if !ok || got.Layer.DiffID != ch.DiffID || !slices.Equal(recs, want) {
+			t.Errorf("an entry read back holds %d records, want the %d put", len(recs), len(want))
 		}
 	}
 }
