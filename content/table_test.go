@@ -7,9 +7,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/ferrytool/ferry/internal/testenv"
