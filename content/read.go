@@ -236,9 +236,28 @@ func (d *delta) check(read int64) error {
 // note records the base span an op copies.
 func (d *delta) note(o op, _ io.Reader) error {
 	if o.kind == opBase {
-		d.ranges[o.layer] = append(d.ranges[o.layer], span{start: o.off, end: o.off + o.n})
+		d.ranges[o.layer] = addSpan(d.ranges[o.layer], span{start: o.off, end: o.off + o.n})
 	}
 	return nil
+}
+
+// spanGap is how far apart two spans of a base layer may lie and still be read as one: the
+// bytes between are staged rather than skipped, and a layer of a million small files copied
+// from the headers it skips needs a few spans, not a million.
+const spanGap = 64 << 10
+
+// addSpan adds s to spans, joined to the last where it begins within spanGap past its start
+// (recipes copy mostly forward). Before the list grows past 4,096 spans, it is merged: its
+// length stays within twice the merged list's, at most one span per spanGap of the layer.
+func addSpan(spans []span, s span) []span {
+	if n := len(spans); n > 0 && s.start >= spans[n-1].start && s.start <= spans[n-1].end+spanGap {
+		spans[n-1].end = max(spans[n-1].end, s.end)
+		return spans
+	}
+	if len(spans) == cap(spans) && len(spans) >= 1<<12 {
+		spans = merge(spans)
+	}
+	return append(spans, s)
 }
 
 // walk reads layer l's recipe, checking every op, and hands each to do with, for an opRaw,
@@ -288,12 +307,12 @@ func (d *delta) inBounds(o op) error {
 	return nil
 }
 
-// merge sorts spans and joins those that touch or overlap.
+// merge sorts spans and joins, in place, those that lie within spanGap of each other.
 func merge(spans []span) []span {
 	sort.Slice(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
-	var out []span
+	out := spans[:0]
 	for _, s := range spans {
-		if n := len(out); n > 0 && s.start <= out[n-1].end {
+		if n := len(out); n > 0 && s.start <= out[n-1].end+spanGap {
 			out[n-1].end = max(out[n-1].end, s.end)
 			continue
 		}
