@@ -24,7 +24,8 @@
 #                        FLEET_IMAGE (default bench/go:1), FLEET_RUNS (rounds, default 3),
 #                        SEND_BENCH_ONLY=trixie or sid (that root's containerd and docker rows alone),
 #                        SEND_BENCH_ONLY=resume (the classic docker resume rows alone),
-#                        SEND_BENCH_ONLY=helper (the rows by content through the ferry helper alone),
+#                        SEND_BENCH_ONLY=helper (the rows by content through the ferry helper alone;
+#                        HELPER_KINDS picks hosts of docker20, docker26c, containerd),
 #                        CONTENT_BENCH_DIR (bench/content.sh's corpus, for the helper rows).
 #                        SEND_BENCH_ONLY=fleet (the fleet rows alone),
 #                        SEND_BENCH_ONLY=atscale (the at-scale rows alone; ATSCALE_NODES, default 4;
@@ -446,7 +447,7 @@ helper_rows() {
   shape 1 "$RATE"
   local kind label layers first again warm floor to copy
   copy=$(stat -c %s "$FERRY")
-  for kind in docker20 docker26c containerd; do
+  for kind in ${HELPER_KINDS:-docker20 docker26c containerd}; do
     case $kind in
       docker20) label="docker 20.10" ;;
       docker26c) use_root trixie || continue; label="docker 26 containerd store" ;;

@@ -188,10 +188,7 @@ func (s *Spool) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, error
 		return nil, err
 	}
 	if s.codec == compress.None {
-		return struct {
-			io.Reader
-			io.Closer
-		}{io.LimitReader(f, b.Size), f}, nil
+		return &plain{following: f, r: io.LimitReader(f, b.Size), size: b.Size}, nil
 	}
 	zr, _, err := compress.NewReader(f)
 	if err != nil {
@@ -202,6 +199,32 @@ func (s *Spool) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, error
 		io.Reader
 		io.Closer
 	}{io.LimitReader(zr, b.Size), closeBoth{zr, f}}, nil
+}
+
+// plain is a blob staged as it is: read in order, or at any offset (a content rebuild reads
+// a layer in place), as far as its staging has come.
+type plain struct {
+	*following
+	r    io.Reader
+	size int64
+}
+
+func (p *plain) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+func (p *plain) ReadAt(b []byte, off int64) (int, error) {
+	if off >= p.size {
+		return 0, io.EOF
+	}
+	end := min(off+int64(len(b)), p.size)
+	n, err := p.st.await(p.ctx, func(n int64, done bool) bool { return n >= end || done })
+	if err != nil {
+		return 0, err
+	}
+	m, err := p.f.ReadAt(b[:max(0, min(end, n)-off)], off)
+	if err == nil && m < len(b) {
+		err = io.EOF
+	}
+	return m, err
 }
 
 // closeBoth closes a decoder and the file under it.

@@ -180,6 +180,58 @@ func TestSpoolFollows(t *testing.T) {
 	}
 }
 
+// TestSpoolReadAt: a blob staged plain reads at any offset (a content rebuild reads a layer
+// in place), waiting for its staging to come that far.
+func TestSpoolReadAt(t *testing.T) {
+	ctx := context.Background()
+	spool, err := New(t.TempDir(), archive.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spool.Close()
+	data := testenv.RandomText(3 << 20)
+	pr, pw := io.Pipe()
+	staged := make(chan error)
+	go func() { staged <- spool.Entry(ctx, archive.Entry{Name: "layer", Size: int64(len(data))}, pr) }()
+	pw.Write(data[:1<<20])
+	rc, err := spool.Open(ctx, &archive.Blob{Path: "layer", Size: int64(len(data))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	ra, ok := rc.(io.ReaderAt)
+	if !ok {
+		t.Fatalf("a blob staged plain opens as %T, no io.ReaderAt", rc)
+	}
+	off := int64(5 << 19)
+	got := make(chan []byte)
+	go func() {
+		b := make([]byte, 1000)
+		n, err := ra.ReadAt(b, off)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- b[:n]
+	}()
+	select {
+	case <-got:
+		t.Error("ReadAt past what was staged returned")
+	case <-time.After(100 * time.Millisecond):
+	}
+	pw.Write(data[1<<20:])
+	pw.Close()
+	if err := <-staged; err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, data[off:off+1000]) {
+		t.Errorf("ReadAt gave %d bytes, not the staged ones", len(b))
+	}
+	b := make([]byte, 100)
+	if n, err := ra.ReadAt(b, int64(len(data))-10); n != 10 || err != io.EOF || !bytes.Equal(b[:n], data[len(data)-10:]) {
+		t.Errorf("ReadAt across the end: %d bytes, %v", n, err)
+	}
+}
+
 // TestWriteAdaptive: Write with an Adaptive copies what a spool holds encoded at any level,
 // encodes what it holds plain, and the spool learns the sizes for the adapting writes only.
 func TestWriteAdaptive(t *testing.T) {
