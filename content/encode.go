@@ -141,7 +141,10 @@ func (x *Index) Encode(ctx context.Context, r io.Reader, recipe, pack io.Writer)
 	if err := segment(archive.ContextReader(ctx, r), e); err != nil {
 		return nil, err
 	}
-	tar := Chunks{Layer{Size: e.read}, &e.recs}
+	// The records are copied out: pointing into e would keep it, its buffers and the zstd
+	// encoders its writers hold, as long as the Chunks.
+	recs, pRecs := e.recs, e.pRec
+	tar := Chunks{Layer{Size: e.read}, &recs}
 	if e.gaveUp {
 		return &Encoded{Tar: tar, GaveUp: true}, nil
 	}
@@ -155,7 +158,7 @@ func (x *Index) Encode(ctx context.Context, r io.Reader, recipe, pack io.Writer)
 	}
 	return &Encoded{
 		Tar:    tar,
-		Pack:   Chunks{Layer{DiffID: archive.HashOf(ph), Size: e.size}, &e.pRec},
+		Pack:   Chunks{Layer{DiffID: archive.HashOf(ph), Size: e.size}, &pRecs},
 		Base:   e.base,
 		Recipe: Layer{DiffID: archive.HashOf(rh), Size: e.rw.n},
 	}, nil
