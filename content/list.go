@@ -31,6 +31,9 @@ func (l *recList) add(r rec) {
 // spill writes the records in memory out to the file. A file that cannot be made keeps
 // them in memory; one that cannot be written fails each.
 func (l *recList) spill() {
+	if len(l.mem) == 0 {
+		return
+	}
 	if l.f == nil {
 		f, err := os.CreateTemp("", "ferry-recs-*")
 		if err != nil {
@@ -45,6 +48,13 @@ func (l *recList) spill() {
 	}
 	l.disk += len(l.mem)
 	l.mem = l.mem[:0]
+}
+
+// close lets go of the file of a list no longer needed.
+func (l *recList) close() {
+	if l.f != nil {
+		l.f.Close()
+	}
 }
 
 // each hands each record to f, in order.

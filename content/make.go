@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -35,13 +34,22 @@ func Make(ctx context.Context, w io.Writer, b *archive.Bundle, src archive.BlobS
 		return nil, err
 	}
 	defer m.close()
-	var whole []*archive.Blob
+	var layers, cutting []*archive.Layer
 	seen := map[v1.Hash]bool{}
 	for _, l := range b.LayerOrder() {
-		if seen[l.Digest] || !l.Present() {
-			continue
+		if !seen[l.Digest] && l.Present() {
+			seen[l.Digest] = true
+			layers = append(layers, l)
+			if l.Digest == l.DiffID && !base.Holds(l.DiffID) {
+				cutting = append(cutting, l)
+			}
 		}
-		seen[l.Digest] = true
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m.cuts = startCutting(ctx, cutting, src)
+	var whole []*archive.Blob
+	for _, l := range layers {
 		if l.Digest != l.DiffID {
 			whole = append(whole, l.Blob)
 			m.h.Layers = append(m.h.Layers, deltaLayer{Digest: l.Digest, DiffID: l.DiffID, Size: l.Size, Whole: true})
@@ -63,9 +71,11 @@ func Make(ctx context.Context, w io.Writer, b *archive.Bundle, src archive.BlobS
 // A maker writes a delta's recipes and pack as it reads layers.
 type maker struct {
 	*encoder
-	dir string
-	h   header
-	sum Summary
+	dir  string
+	h    header
+	sum  Summary
+	cuts *cutter // the layers to cut, cut ahead
+	next int     // the next of them
 
 	recipes, pack  *os.File
 	recipeZ, packZ *zstd.Encoder
@@ -128,20 +138,22 @@ func (m *maker) layer(ctx context.Context, l *archive.Layer, src archive.BlobSou
 	return nil
 }
 
-// scan reads a layer and writes its recipe, adding the chunks base lacks to the pack.
+// scan writes the recipe of a layer once cut, adding the chunks base lacks to the pack.
 func (m *maker) scan(ctx context.Context, l *archive.Layer, src archive.BlobSource) error {
+	ch, err := m.cuts.take(m.next)
+	m.next++
+	if err != nil {
+		return err
+	}
+	defer ch.recs.close()
 	rc, err := src.Open(ctx, l.Blob)
 	if err != nil {
 		return fmt.Errorf("reading layer %s: %w", l.Digest, err)
 	}
 	defer rc.Close()
-	h := sha256.New()
 	m.read = 0
-	if err := segment(archive.ContextReader(ctx, io.TeeReader(rc, h)), m); err != nil {
+	if err := replay(ctx, rc, ch, m); err != nil {
 		return fmt.Errorf("reading layer %s: %w", l.Digest, err)
-	}
-	if got := archive.HashOf(h); got != l.DiffID || m.read != l.Size {
-		return fmt.Errorf("layer %s: %w: %d bytes hashing to %s", l.Digest, archive.ErrDigestMismatch, m.read, got)
 	}
 	return nil
 }

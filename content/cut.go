@@ -1,0 +1,131 @@
+package content
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/ferrytool/ferry/archive"
+)
+
+// Cutting a layer into chunks (hashing it, and each chunk) is most of what making a delta
+// costs, and each layer's cut is its own: a cutter cuts the layers a delta rebuilds several
+// at once, as many as there are processors, a few ahead of the maker, which then reads each
+// layer once more, along the cut, to write its recipe in order. The delta is the same bytes
+// as one cut layer by layer.
+
+// A cutter cuts layers ahead of the maker, in order.
+type cutter struct {
+	cuts  []*pending
+	ahead chan struct{} // a slot for each layer cut and not yet taken
+}
+
+// A pending cut is a layer's chunks once cut (done closed), or why it could not be.
+type pending struct {
+	l    *archive.Layer
+	ch   Chunks
+	err  error
+	done chan struct{}
+}
+
+// startCutting cuts layers, whose blobs src serves, ahead of take, until ctx ends.
+func startCutting(ctx context.Context, layers []*archive.Layer, src archive.BlobSource) *cutter {
+	c := &cutter{ahead: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	for _, l := range layers {
+		c.cuts = append(c.cuts, &pending{l: l, done: make(chan struct{})})
+	}
+	go func() {
+		for i, k := range c.cuts {
+			select {
+			case c.ahead <- struct{}{}:
+			case <-ctx.Done():
+				for _, k := range c.cuts[i:] { // not started
+					k.err = context.Cause(ctx)
+					close(k.done)
+				}
+				return
+			}
+			go func() {
+				defer close(k.done)
+				k.ch, k.err = cutLayer(ctx, k.l, src)
+			}()
+		}
+	}()
+	return c
+}
+
+// cutLayer reads a layer and cuts it, checking it against its diffID and size.
+func cutLayer(ctx context.Context, l *archive.Layer, src archive.BlobSource) (Chunks, error) {
+	rc, err := src.Open(ctx, l.Blob)
+	if err != nil {
+		return Chunks{}, fmt.Errorf("reading layer %s: %w", l.Digest, err)
+	}
+	defer rc.Close()
+	got, recs, err := scan(ctx, rc)
+	if err != nil {
+		return Chunks{}, fmt.Errorf("reading layer %s: %w", l.Digest, err)
+	}
+	if got.DiffID != l.DiffID || got.Size != l.Size {
+		return Chunks{}, fmt.Errorf("layer %s: %w: %d bytes hashing to %s", l.Digest, archive.ErrDigestMismatch, got.Size, got.DiffID)
+	}
+	recs.spill() // on disk until taken: the layers cut ahead take little memory
+	return Chunks{got, recs}, nil
+}
+
+// take waits for the i'th layer's cut, and frees its slot for the next.
+func (c *cutter) take(i int) (Chunks, error) {
+	k := c.cuts[i]
+	<-k.done
+	<-c.ahead
+	return k.ch, k.err
+}
+
+// replay reads a layer again, handing s its bytes in the pieces ch says it was cut into: the
+// chunks with their sha256, what lies between them raw. The layer must end where ch says.
+func replay(ctx context.Context, r io.Reader, ch Chunks, s segmenter) error {
+	br := bufio.NewReaderSize(archive.ContextReader(ctx, r), 1<<20)
+	buf := make([]byte, maxChunk)
+	var pos int64
+	raw := func(to int64) error {
+		for pos < to {
+			n := min(to-pos, int64(len(buf)))
+			if _, err := io.ReadFull(br, buf[:n]); err != nil {
+				return err
+			}
+			if err := s.raw(buf[:n]); err != nil {
+				return err
+			}
+			pos += n
+		}
+		return nil
+	}
+	var err error
+	eachErr := ch.recs.each(func(c rec) {
+		switch {
+		case err != nil:
+		case c.off < pos:
+			err = fmt.Errorf("chunks out of order at %d", c.off)
+		default:
+			if err = raw(c.off); err == nil {
+				if _, err = io.ReadFull(br, buf[:c.size]); err == nil {
+					err = s.chunk(buf[:c.size], c.sum)
+					pos += int64(c.size)
+				}
+			}
+		}
+	})
+	if err == nil {
+		err = eachErr
+	}
+	if err == nil {
+		err = raw(ch.Size)
+	}
+	if err == nil {
+		if _, e := br.ReadByte(); e != io.EOF {
+			err = fmt.Errorf("the layer runs on past its %d bytes", ch.Size)
+		}
+	}
+	return err
+}
