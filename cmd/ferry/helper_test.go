@@ -345,9 +345,10 @@ func noiseLayer(t *testing.T, data []byte) []byte {
 }
 
 // TestSendHelperStores: through the helper into docker 26 on the containerd image store
-// (its containerd reached by the helper on the host), into containerd's k8s.io namespace and
-// into an OCI layout (a path relative to the home directory), each holding the old set:
-// content deltas, and the rebuilt set there.
+// (its containerd reached by the helper on the host), into containerd's k8s.io namespace,
+// into podman 5 (--helper always: podman's inventory names no layers, so auto sends it
+// layers) and into an OCI layout (a path relative to the home directory), each holding the
+// old set: content deltas, and the rebuilt set there.
 func TestSendHelperStores(t *testing.T) {
 	s := newHelperSetup(t)
 	t.Run("oci", func(t *testing.T) {
@@ -374,6 +375,22 @@ func TestSendHelperStores(t *testing.T) {
 			t.Fatalf("exit %d: %s\n%s", r.code, row, r.stderr)
 		}
 		s.holdsRebuilt(t, h)
+	})
+	t.Run("podman", func(t *testing.T) {
+		pm := testenv.Podman5(t)
+		path := "PATH=" + pm.Wrapper(t) + ":/usr/sbin:/usr/bin:/sbin:/bin"
+		mustFerry(t, []string{path}, "load", "-q", "-i", s.old, "--to", "podman")
+		h := &helperHost{sshd: testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{s.pub}, SetEnv: []string{path}})}
+		h.dest = "root@" + h.sshd.Addr
+		r := s.send(t, []string{"--to", "podman", "--helper", "always"}, h)
+		if row := sentRow(t, r.stdout, h); r.code != 0 || !strings.Contains(row, "by content") {
+			t.Fatalf("exit %d: %s\n%s", r.code, row, r.stderr)
+		}
+		for _, img := range summary(t, s.rebuilt).Images {
+			if got := strings.TrimSpace(pm.Run(t, "image", "inspect", "-f", "{{.Id}}", "localhost/"+img.Tags[0])); "sha256:"+got != img.ID {
+				t.Errorf("%s is %s in podman, want %s", img.Tags[0], got, img.ID)
+			}
+		}
 	})
 	t.Run("containerd", func(t *testing.T) {
 		c := testenv.StartContainerd(t)
