@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/content"
 	"github.com/ferrytool/ferry/internal/leftover"
@@ -41,6 +43,9 @@ type byContent struct {
 	prepared sync.Once      // the helper copied there, and the index asked for
 	index    *content.Index // the store's, from the helper
 	noted    sync.Once      // the note that the helper is not used
+
+	mu      sync.Mutex
+	loading *helper.Loading // a load begun once the index came, reading the likely base
 }
 
 // startHelper probes the host for its helper in the background where the send may use it:
@@ -64,6 +69,9 @@ func (h *host) startHelper(ctx context.Context) {
 		}
 	}()
 	h.closes = append(h.closes, func() error {
+		if l := d.takeLoading(); l != nil {
+			l.Close()
+		}
 		cancel()
 		<-done
 		if d.remote != nil {
@@ -129,7 +137,9 @@ func (d *byContent) worth(b *archive.Bundle) bool {
 	return d.h.s.opts.Helper == HelperAlways || layers > d.remote.Cost()/4
 }
 
-// prepare copies the helper to the host if it must, and asks it for the store's index, once.
+// prepare copies the helper to the host if it must, and asks it for the store's index, once;
+// then it begins the load, the helper reading the images the delta will likely build on while
+// this side reads the sources and makes the delta.
 func (d *byContent) prepare(ctx context.Context) {
 	d.prepared.Do(func() {
 		h := d.h
@@ -143,10 +153,52 @@ func (d *byContent) prepare(ctx context.Context) {
 				err = fmt.Errorf("%w: the content index of %s: %w", helper.ErrUnavailable, h.st, err)
 			}
 		}
-		if err != nil && ctx.Err() == nil {
-			d.unavailable(err)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.unavailable(err)
+			}
+			return
+		}
+		req := d.request()
+		if req.Base = d.likelyBase(); len(req.Base) > 0 {
+			if l, err := d.remote.StartLoad(ctx, req); err == nil {
+				d.mu.Lock()
+				d.loading = l
+				d.mu.Unlock()
+			}
 		}
 	})
+}
+
+// likelyBase names the images of the host's store, in its words, of the repositories of the
+// images sent: a rebuilt set's old images, which its delta most likely builds on.
+func (d *byContent) likelyBase() []string {
+	repos := map[string]bool{}
+	for _, src := range d.h.s.sources {
+		for _, r := range src.Refs {
+			if ref, err := name.ParseReference(r); err == nil {
+				repos[ref.Context().Name()] = true
+			}
+		}
+	}
+	var base []string
+	for _, l := range d.index.Layers {
+		for _, r := range l.Refs {
+			if ref, err := name.ParseReference(r); err == nil && repos[ref.Context().Name()] && !slices.Contains(base, r) {
+				base = append(base, r)
+			}
+		}
+	}
+	return base
+}
+
+// takeLoading returns the load begun, if any, once.
+func (d *byContent) takeLoading() *helper.Loading {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l := d.loading
+	d.loading = nil
+	return l
 }
 
 // request is a request for the helper about the host's store.
@@ -217,10 +269,14 @@ func (d *byContent) sendDelta(ctx context.Context, im *store.Images, b *archive.
 	if h.s.opts.Helper == HelperAuto && dl.size >= wireSize(im, b, h.wire(), true) {
 		return errLayersSmaller
 	}
-	req := d.request()
-	req.Digest, req.Size = dl.digest, dl.size
+	l := d.takeLoading()
+	if l == nil {
+		if l, err = d.remote.StartLoad(ctx, d.request()); err != nil {
+			return err
+		}
+	}
 	start := h.res.Sent
-	rep, sent, err := d.remote.Load(ctx, req, dl.f, func(n int64) {
+	rep, sent, err := l.Send(ctx, dl.digest, dl.size, dl.f, func(n int64) {
 		h.res.Sent = start + n
 		h.progress(h.res.Sent, start+dl.size)
 	})

@@ -181,8 +181,12 @@ func decompressed(rc io.Reader, l *archive.Layer, do func(io.Reader) error) erro
 }
 
 // storeBase reads the layers a content delta copies from the store it is loaded into: from
-// the images the delta names for each, in the store's own words.
-type storeBase struct{ st store.Store }
+// the images read ahead, if any, then from the images the delta names for each, in the
+// store's own words.
+type storeBase struct {
+	st  store.Store
+	pre *prefetch // nil: none
+}
 
 func (b storeBase) Open(ctx context.Context, layers []content.Layer, each func(int, io.Reader) error) (func(), error) {
 	rd, ok := b.st.(store.Reader)
@@ -206,6 +210,11 @@ func (b storeBase) open(ctx context.Context, rd store.Reader, layers []content.L
 			if !slices.Contains(refs, r) {
 				refs = append(refs, r)
 			}
+		}
+	}
+	for _, im := range b.pre.images() {
+		if err := serveFrom(ctx, im, pending, each, k); err != nil {
+			return err
 		}
 	}
 	for _, ref := range refs {
@@ -245,6 +254,11 @@ func readFrom(ctx context.Context, rd store.Reader, refs []string, pending map[v
 		return ctx.Err()
 	}
 	k.keep(im)
+	return serveFrom(ctx, im, pending, each, k)
+}
+
+// serveFrom hands each the pending layers im holds, as readFrom says.
+func serveFrom(ctx context.Context, im *store.Images, pending map[v1.Hash]int, each func(int, io.Reader) error, k *keeper) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, l := range im.Bundle.LayerOrder() {
@@ -267,6 +281,51 @@ func readFrom(ctx context.Context, rd store.Reader, refs []string, pending map[v
 		})
 	}
 	return g.Wait()
+}
+
+// A prefetch reads images of a store in the background: on the host, those a content delta
+// will likely build on, while the other side makes it.
+type prefetch struct {
+	done   chan struct{}
+	ims    []*store.Images
+	cancel context.CancelFunc
+}
+
+// startPrefetch starts reading refs from st, each on its own (one the store lacks is
+// skipped).
+func startPrefetch(ctx context.Context, st store.Store, refs []string) *prefetch {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &prefetch{done: make(chan struct{}), cancel: cancel}
+	rd, ok := st.(store.Reader)
+	go func() {
+		defer close(p.done)
+		for _, ref := range refs {
+			if !ok || ctx.Err() != nil {
+				return
+			}
+			if im, err := rd.Open(ctx, []string{ref}, store.ReadOptions{}); err == nil {
+				p.ims = append(p.ims, im)
+			}
+		}
+	}()
+	return p
+}
+
+// images waits for the images read ahead, and returns them; none for a nil p.
+func (p *prefetch) images() []*store.Images {
+	if p == nil {
+		return nil
+	}
+	<-p.done
+	return p.ims
+}
+
+// close stops the reading, and lets go of what was read.
+func (p *prefetch) close() {
+	p.cancel()
+	for _, im := range p.images() {
+		im.Close()
+	}
 }
 
 // A keeper keeps what a content rebuild reads in place open until it is released.

@@ -78,13 +78,19 @@ func (s helperServer) Index(ctx context.Context, req helper.Request, note func(s
 	return storeIndex(ctx, st, content.NewCache(contentCache()), note)
 }
 
-func (s helperServer) Load(ctx context.Context, req helper.Request, r io.Reader, note func(string)) ([]string, error) {
+func (s helperServer) Load(ctx context.Context, req helper.Request, delta func() (io.Reader, error), note func(string)) ([]string, error) {
 	st, err := s.open(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
-	res, err := Load(ctx, r, LoadOptions{Options: Options{Note: note}, Store: st})
+	pre := startPrefetch(ctx, st, req.Base)
+	defer pre.close()
+	r, err := delta()
+	if err != nil {
+		return nil, err
+	}
+	res, err := Load(ctx, r, LoadOptions{Options: Options{Note: note}, Store: st, base: pre})
 	if err != nil {
 		return nil, err
 	}

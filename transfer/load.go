@@ -25,6 +25,9 @@ type LoadOptions struct {
 	Store store.Store
 	// Platform picks from multi-platform bundles without manifest.json; nil means the host's.
 	Platform *v1.Platform
+	// base, for a content delta, holds images of the store read ahead (by the helper, while
+	// the delta was made), which the layers it builds on are looked for in first.
+	base *prefetch
 }
 
 // A LoadResult says where a bundle went and what it held.
@@ -51,7 +54,7 @@ func Load(ctx context.Context, r io.Reader, opts LoadOptions) (*LoadResult, erro
 			return archive.Read(ctx, br, rcv, archive.ReadOptions{Platform: opts.Platform, Check: check})
 		})
 	}
-	rb, err := content.Rebuild(ctx, br, storeBase{st}, "")
+	rb, err := content.Rebuild(ctx, br, storeBase{st, opts.base}, "")
 	if err != nil {
 		return nil, err
 	}

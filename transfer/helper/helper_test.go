@@ -21,6 +21,7 @@ import (
 // fakeServer records what it is asked.
 type fakeServer struct {
 	got  []byte
+	base []string
 	fail error
 }
 
@@ -28,8 +29,12 @@ func (f *fakeServer) Index(context.Context, Request, func(string)) (*content.Ind
 	return content.NewIndex(), f.fail
 }
 
-func (f *fakeServer) Load(_ context.Context, _ Request, r io.Reader, note func(string)) ([]string, error) {
-	var err error
+func (f *fakeServer) Load(_ context.Context, req Request, delta func() (io.Reader, error), note func(string)) ([]string, error) {
+	f.base = req.Base // before the delta comes
+	r, err := delta()
+	if err != nil {
+		return nil, err
+	}
 	f.got, err = io.ReadAll(r)
 	note("loaded by the fake")
 	if f.fail != nil {
@@ -47,10 +52,13 @@ func exchange(t *testing.T, dir string, s Server, near string) (string, error) {
 	return out.String(), err
 }
 
-func request(t *testing.T, req Request) string {
+// request is the hello and the messages the near side writes.
+func request(t *testing.T, msgs ...Request) string {
 	var b bytes.Buffer
-	if err := writeMsg(&b, req); err != nil {
-		t.Fatal(err)
+	for _, m := range msgs {
+		if err := writeMsg(&b, m); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return helloLine(Version) + b.String()
 }
@@ -79,23 +87,24 @@ func replies(t *testing.T, out string) []Reply {
 }
 
 func TestServeRefusesVersions(t *testing.T) {
-	for _, in := range []string{"ferry-helper 2\n", "ferry-helper 0\n", "something else\n", "ferry-helper 1"} {
+	for _, in := range []string{"ferry-helper 1\n", "ferry-helper 3\n", "ferry-helper 0\n", "something else\n", "ferry-helper 2"} {
 		s := &fakeServer{}
 		out, err := exchange(t, t.TempDir(), s, in+`{"op":"load"}`+"\n")
 		if err == nil {
 			t.Errorf("%q: served", in)
 		}
-		if in == "ferry-helper 2\n" && (!errors.Is(err, ErrVersion) || !strings.HasPrefix(out, "ferry-helper refused: protocol version 2")) {
+		known := in == "ferry-helper 1\n" || in == "ferry-helper 3\n" // versions, not this one
+		if known && (!errors.Is(err, ErrVersion) || !strings.HasPrefix(out, "ferry-helper refused: protocol version "+strings.TrimSpace(in[len(hello):]))) {
 			t.Errorf("%q: %v, wrote %q", in, err, out)
 		}
-		if in != "ferry-helper 2\n" && out != "" {
+		if !known && out != "" {
 			t.Errorf("%q: wrote %q", in, out)
 		}
 	}
 }
 
 func TestServeRefusesRequests(t *testing.T) {
-	for _, req := range []string{`{"op":"load","store":"docker","digest":"../x","size":3}`, `{"op":"rm","store":"docker"}`} {
+	for _, req := range []string{`{"op":"load","store":"docker"}` + "\n" + `{"digest":"../x","size":3}`, `{"op":"rm","store":"docker"}`} {
 		out, err := exchange(t, t.TempDir(), &fakeServer{}, helloLine(Version)+req+"\n")
 		if reps := replies(t, out); err != nil || len(reps) != 1 || reps[0].Error == "" {
 			t.Errorf("%s: %v, %+v", req, err, reps)
@@ -128,12 +137,16 @@ func TestServeLoadResumes(t *testing.T) {
 	dir := t.TempDir()
 	delta := bytes.Repeat([]byte("content delta "), 1000)
 	sum := sha256.Sum256(delta)
-	req := Request{Op: OpLoad, Store: "docker", Digest: hex.EncodeToString(sum[:]), Size: int64(len(delta))}
+	load := Request{Op: OpLoad, Store: "docker", Base: []string{"app:0"}}
+	named := Request{Digest: hex.EncodeToString(sum[:]), Size: int64(len(delta))}
 	s := &fakeServer{}
-	if _, err := exchange(t, dir, s, request(t, req)+string(delta[:5000])); err == nil || s.got != nil {
+	if _, err := exchange(t, dir, s, request(t, load)); err == nil || s.got != nil || len(s.base) != 1 {
+		t.Fatalf("no delta named: %v, loaded %d bytes, base %v", err, len(s.got), s.base)
+	}
+	if _, err := exchange(t, dir, s, request(t, load, named)+string(delta[:5000])); err == nil || s.got != nil {
 		t.Fatalf("a cut delta: %v, loaded %d bytes", err, len(s.got))
 	}
-	out, err := exchange(t, dir, s, request(t, req)+string(delta[5000:]))
+	out, err := exchange(t, dir, s, request(t, load, named)+string(delta[5000:]))
 	reps := replies(t, out)
 	if err != nil || len(reps) != 2 || reps[0].Offset != 5000 || reps[1].Loaded[0] != "app:1" || reps[1].Notes[0] != "loaded by the fake" {
 		t.Fatalf("%v: %+v", err, reps)
@@ -146,7 +159,7 @@ func TestServeLoadResumes(t *testing.T) {
 	}
 
 	wrong := bytes.Repeat([]byte("x"), len(delta))
-	out, _ = exchange(t, dir, s, request(t, req)+string(wrong))
+	out, _ = exchange(t, dir, s, request(t, load, named)+string(wrong))
 	if reps := replies(t, out); len(reps) != 2 || !reps[1].Rebuild || !strings.Contains(reps[1].Error, "hashes to") {
 		t.Fatalf("%+v", reps)
 	}
@@ -155,7 +168,7 @@ func TestServeLoadResumes(t *testing.T) {
 	}
 
 	s.fail = archive.ErrMissingBlob
-	out, _ = exchange(t, dir, s, request(t, req)+string(delta))
+	out, _ = exchange(t, dir, s, request(t, load, named)+string(delta))
 	if reps := replies(t, out); len(reps) != 2 || !reps[1].Rebuild {
 		t.Fatalf("a delta the store cannot rebuild: %+v", reps)
 	}

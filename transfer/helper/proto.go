@@ -14,12 +14,14 @@ import (
 // The protocol. Each side first writes a hello line, "ferry-helper VERSION\n"; the helper
 // answers a version it does not know with "ferry-helper refused: …\n" and exits. Then the
 // near side writes one request, a JSON line, and the helper answers with replies, JSON
-// lines; a message whose Size is set is followed by that many bytes. A load is a request,
-// a reply saying how many bytes of the delta the host holds already (Offset), the rest of
-// the delta's bytes, and a last reply.
+// lines; a message whose Size is set is followed by that many bytes. A load is a request
+// (the store, and the images the delta will likely build on, which the helper starts reading
+// at once), then, once the delta is made, a second message naming it (Digest and Size), a
+// reply saying how many bytes of it the host holds already (Offset), the rest of its bytes,
+// and a last reply.
 
 // Version is the protocol version this ferry speaks.
-const Version = 1
+const Version = 2
 
 // hello is the line each side starts with.
 const hello = "ferry-helper "
@@ -39,7 +41,10 @@ type Request struct {
 	Store  string            `json:"store"`
 	Socket string            `json:"socket,omitempty"`
 	Env    map[string]string `json:"env,omitempty"`
-	// Digest (sha256, hex) and Size are the content delta's, for a load.
+	// Base, for a load, names images of the store the delta will likely build on: the helper
+	// reads them while the delta is made.
+	Base []string `json:"base,omitempty"`
+	// Digest (sha256, hex) and Size are the content delta's, in a load's second message.
 	Digest string `json:"digest,omitempty"`
 	Size   int64  `json:"size,omitempty"`
 }

@@ -167,37 +167,56 @@ func readIndex(r io.Reader) (*content.Index, error) {
 	return x, err
 }
 
-// Load sends the helper the content delta delta holds (req.Digest and req.Size say its
-// sha256 and size; req.Op is set here), but the bytes the host holds of it from a cut send,
-// and waits for the helper to rebuild it and load it into the store req names. sent is told
-// the bytes sent so far. It returns the helper's last reply and the bytes sent.
-func (r *Remote) Load(ctx context.Context, req Request, delta io.ReaderAt, sent func(int64)) (*Reply, int64, error) {
+// A Loading is a load begun on the host: the helper reads the images the delta will likely
+// build on while it is made. Send sends it; Close ends a load no delta is sent for.
+type Loading struct {
+	rs *session
+}
+
+// StartLoad begins a load into the store req names (req.Op is set here): the helper starts
+// reading req.Base at once.
+func (r *Remote) StartLoad(ctx context.Context, req Request) (*Loading, error) {
 	req.Op = OpLoad
 	rs, err := r.start(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
+	if err := writeMsg(rs.s.Stdin, req); err != nil {
+		return nil, rs.failed(ctx, err)
+	}
+	return &Loading{rs: rs}, nil
+}
+
+// Close ends the load: the helper stops, and the store is as it was.
+func (l *Loading) Close() { l.rs.s.Close() }
+
+// Send sends the helper the content delta delta holds (digest, its sha256 in hex, and size),
+// but the bytes the host holds of it from a cut send, and waits for the helper to rebuild it
+// and load it. sent is told the bytes sent so far. It returns the helper's last reply and the
+// bytes sent, and ends the load.
+func (l *Loading) Send(ctx context.Context, digest string, size int64, delta io.ReaderAt, sent func(int64)) (*Reply, int64, error) {
+	rs := l.rs
 	defer rs.s.Close()
 	var first Reply
-	err = writeMsg(rs.s.Stdin, req)
+	err := writeMsg(rs.s.Stdin, Request{Digest: digest, Size: size})
 	if err == nil {
 		err = readMsg(rs.br, &first)
 	}
 	if err != nil {
 		return nil, 0, rs.failed(ctx, err)
 	}
-	if err := first.err(r.c.String()); err != nil {
+	if err := first.err(rs.r.c.String()); err != nil {
 		return &first, 0, err
 	}
-	if first.Offset < 0 || first.Offset > req.Size {
-		return nil, 0, fmt.Errorf("the ferry helper on %s: %w: it holds %d bytes of a delta of %d", r.c, errProtocol, first.Offset, req.Size)
+	if first.Offset < 0 || first.Offset > size {
+		return nil, 0, fmt.Errorf("the ferry helper on %s: %w: it holds %d bytes of a delta of %d", rs.r.c, errProtocol, first.Offset, size)
 	}
 	w := &countWriter{w: rs.s.Stdin, report: sent}
-	if _, err := io.Copy(w, io.NewSectionReader(delta, first.Offset, req.Size-first.Offset)); err != nil {
+	if _, err := io.Copy(w, io.NewSectionReader(delta, first.Offset, size-first.Offset)); err != nil {
 		if ctx.Err() != nil {
 			return nil, w.n, context.Cause(ctx)
 		}
-		return nil, w.n, fmt.Errorf("sending the content delta to %s: %w", r.c, rs.waitErr(err))
+		return nil, w.n, fmt.Errorf("sending the content delta to %s: %w", rs.r.c, rs.waitErr(err))
 	}
 	rep, err := rs.end(ctx)
 	return rep, w.n, err

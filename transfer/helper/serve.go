@@ -25,9 +25,10 @@ import (
 type Server interface {
 	// Index returns the content index of the store req names.
 	Index(ctx context.Context, req Request, note func(string)) (*content.Index, error)
-	// Load rebuilds the content delta r gives from the store req names, and loads it there;
-	// it returns what the store says it loaded.
-	Load(ctx context.Context, req Request, r io.Reader, note func(string)) (loaded []string, err error)
+	// Load rebuilds the content delta delta gives, once it came, from the store req names,
+	// and loads it there; it returns what the store says it loaded. It may read req.Base
+	// while the delta comes.
+	Load(ctx context.Context, req Request, delta func() (io.Reader, error), note func(string)) (loaded []string, err error)
 }
 
 // unused is how long what the helper keeps on a host (another binary, a cut send's delta)
@@ -140,31 +141,62 @@ func replyIndex(out io.Writer, x *content.Index, notes []string, err error) erro
 }
 
 // receive takes a content delta into dir/deltas/DIGEST, after what a cut send left there,
-// checks it against its digest, and has s load it. It returns the last reply, nil when the
-// near side went before the delta came whole (the bytes that came stay, for the next send).
+// once the near side names it, checks it against its digest, and has s load it (s may read
+// the images the delta will likely build on meanwhile). It returns the last reply, nil when
+// the near side went before the delta came whole (the bytes that came stay, for the next
+// send).
 func receive(ctx context.Context, br *bufio.Reader, out io.Writer, dir string, req Request, s Server, note func(string), cancel context.CancelCauseFunc) (*Reply, error) {
-	if !sha256Hex.MatchString(req.Digest) || req.Size <= 0 {
-		return &Reply{Error: "a load names its delta by sha256 and size"}, nil
+	var (
+		f    *os.File
+		cut  error  // the near side went before the delta came whole
+		last *Reply // why the delta it named cannot be loaded
+	)
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	errStop := errors.New("no delta to load")
+	delta := func() (io.Reader, error) {
+		var named Request
+		if cut = readMsg(br, &named); cut != nil {
+			return nil, cut
+		}
+		req.Digest, req.Size = named.Digest, named.Size
+		if !sha256Hex.MatchString(req.Digest) || req.Size <= 0 {
+			last = &Reply{Error: "a load names its delta by sha256 and size"}
+			return nil, errStop
+		}
+		var have int64
+		var err error
+		if f, have, err = openDelta(dir, req); err != nil {
+			last = &Reply{Error: err.Error()}
+			return nil, errStop
+		}
+		if cut = writeMsg(out, Reply{Offset: have}); cut != nil {
+			return nil, cut
+		}
+		if n, err := io.Copy(f, io.LimitReader(br, req.Size-have)); err != nil || n < req.Size-have {
+			cut = fmt.Errorf("the delta stopped after %d of %d bytes (%v): they stay for the next send", have+n, req.Size, err)
+			return nil, cut
+		}
+		go gone(br, cancel)
+		if err := checkDigest(f, req.Digest); err != nil {
+			os.Remove(f.Name())
+			last = &Reply{Error: err.Error(), Rebuild: true}
+			return nil, errStop
+		}
+		return f, nil
 	}
-	f, have, err := openDelta(dir, req)
-	if err != nil {
-		return &Reply{Error: err.Error()}, nil
+	loaded, err := s.Load(ctx, req, delta, note)
+	switch {
+	case cut != nil:
+		return nil, cut
+	case last != nil:
+		return last, nil
 	}
-	defer f.Close()
-	if err := writeMsg(out, Reply{Offset: have}); err != nil {
-		return nil, err
-	}
-	if n, err := io.Copy(f, io.LimitReader(br, req.Size-have)); err != nil || n < req.Size-have {
-		return nil, fmt.Errorf("the delta stopped after %d of %d bytes (%v): they stay for the next send", have+n, req.Size, err)
-	}
-	go gone(br, cancel)
-	if err := checkDigest(f, req.Digest); err != nil {
-		os.Remove(f.Name())
-		return &Reply{Error: err.Error(), Rebuild: true}, nil
-	}
-	loaded, err := s.Load(ctx, req, f, note)
 	rebuild := errors.Is(err, archive.ErrMissingBlob) || errors.Is(err, archive.ErrDiffIDMismatch) || errors.Is(err, archive.ErrDigestMismatch)
-	if err == nil || rebuild {
+	if f != nil && (err == nil || rebuild) {
 		os.Remove(f.Name())
 	}
 	if err != nil {
