@@ -46,7 +46,18 @@ func (c *Cache) path(diffID v1.Hash) string {
 // Add reads a layer into x as Index.Add does, and remembers what it learnt for Save. Several
 // goroutines may Add into the same x at once, as long as nothing else uses x meanwhile.
 func (c *Cache) Add(ctx context.Context, x *Index, r io.Reader) (v1.Hash, error) {
-	l, recs, err := scan(ctx, r)
+	return c.add(ctx, x, r)
+}
+
+// Learn adds a layer as Add does, one known already, its diffID checked as it is read (a
+// layer a load rebuilds): it is not hashed again, and one not read to its size is not added.
+func (c *Cache) Learn(ctx context.Context, x *Index, r io.Reader, known Layer) error {
+	_, err := c.add(ctx, x, r, known)
+	return err
+}
+
+func (c *Cache) add(ctx context.Context, x *Index, r io.Reader, known ...Layer) (v1.Hash, error) {
+	l, recs, err := scan(ctx, r, known...)
 	if err != nil {
 		return v1.Hash{}, err
 	}

@@ -81,13 +81,25 @@ func (x *Index) Add(ctx context.Context, r io.Reader) (v1.Hash, error) {
 	return l.DiffID, err
 }
 
-// scan reads a layer's tar and returns it, with where its chunks lie.
-func scan(ctx context.Context, r io.Reader) (Layer, *recList, error) {
-	s := &indexer{h: sha256.New(), found: &recList{}}
-	if err := segment(archive.ContextReader(ctx, io.TeeReader(r, s.h)), s); err != nil {
+// scan reads a layer's tar and returns it, with where its chunks lie. A layer known already
+// (its diffID checked as it is read: a rebuilt one) is not hashed again, only its size
+// checked.
+func scan(ctx context.Context, r io.Reader, known ...Layer) (Layer, *recList, error) {
+	s := &indexer{found: &recList{}}
+	h := sha256.New()
+	if len(known) == 0 {
+		r = io.TeeReader(r, h)
+	}
+	if err := segment(archive.ContextReader(ctx, r), s); err != nil {
 		return Layer{}, nil, err
 	}
-	return Layer{DiffID: archive.HashOf(s.h), Size: s.off}, s.found, nil
+	if len(known) > 0 {
+		if s.off != known[0].Size {
+			return Layer{}, nil, fmt.Errorf("layer %s: %d bytes of %d", known[0].DiffID, s.off, known[0].Size)
+		}
+		return known[0], s.found, nil
+	}
+	return Layer{DiffID: archive.HashOf(h), Size: s.off}, s.found, nil
 }
 
 // add records layer l, whose chunks lie where recs say, unless x holds it. Records that
@@ -144,7 +156,6 @@ type rec struct {
 
 // An indexer notes where a layer's chunks lie.
 type indexer struct {
-	h     hash.Hash
 	off   int64
 	found *recList
 }

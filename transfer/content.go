@@ -366,7 +366,7 @@ func quoteList(refs []string) string {
 }
 
 // learning serves the blobs of a rebuilt bundle to a load and indexes, as they go, the
-// layers read whole into the user's content cache: the store's next content index (the
+// layers read whole into the user's content cache (each by the diffID its rebuild checks): the store's next content index (the
 // next month's send through the helper) reads none of them again. What it learns is a hint,
 // kept only once the load succeeded; a layer not read to its end is not kept.
 type learning struct {
@@ -395,7 +395,7 @@ func (s *learning) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, er
 	t := &teeing{rc: rc, want: b.Size, ch: make(chan []byte, teeBuffers), done: make(chan struct{})}
 	go func() {
 		defer close(t.done)
-		s.cache.Add(ctx, s.x, &copies{t: t}) // a layer it cannot read is not learnt
+		s.cache.Learn(ctx, s.x, &copies{t: t}, content.Layer{DiffID: b.Digest, Size: b.Size}) // a layer it cannot read is not learnt
 	}()
 	return t, nil
 }
