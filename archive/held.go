@@ -69,12 +69,4 @@ func ScanHeld[T any](r io.Reader, want map[NameKey]T, take func(v T, size int64,
 
 // heldFile makes a temporary file for what a reader or a Forwarder holds back: removed at
 // once, it is gone with its descriptor.
-func heldFile() (*os.File, error) {
-	leftover.Clean("", "ferry-held-") // a killed run's, between making and removing it
-	f, err := os.CreateTemp("", leftover.Pattern("ferry-held-"))
-	if err != nil {
-		return nil, err
-	}
-	os.Remove(f.Name())
-	return f, nil
-}
+func heldFile() (*os.File, error) { return leftover.Unlinked("ferry-held-") }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferrytool/ferry/internal/atomicfile"
 	"github.com/ferrytool/ferry/internal/boundjson"
+	"github.com/ferrytool/ferry/internal/leftover"
 )
 
 // A Cache keeps what indexing learnt of each layer, by diffID, in a directory, so that a
@@ -75,11 +76,10 @@ func (c *Cache) keep(diffID v1.Hash, recs *recList) {
 		return
 	}
 	if c.spool == nil {
-		f, err := os.CreateTemp("", "ferry-cache-*")
+		f, err := leftover.Unlinked("ferry-cache-")
 		if err != nil {
 			return
 		}
-		os.Remove(f.Name())
 		c.spool, c.end = f, 0
 	}
 	w := bufio.NewWriterSize(io.NewOffsetWriter(c.spool, c.end*recSize), 1<<16)

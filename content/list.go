@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/ferrytool/ferry/internal/leftover"
 )
 
 // A recList is the chunk records of one layer (or pack), in the order they lie: up to listAt
@@ -35,11 +37,10 @@ func (l *recList) spill() {
 		return
 	}
 	if l.f == nil {
-		f, err := os.CreateTemp("", "ferry-recs-*")
+		f, err := leftover.Unlinked("ferry-recs-")
 		if err != nil {
 			return
 		}
-		os.Remove(f.Name())
 		l.f, l.w = f, bufio.NewWriterSize(f, 1<<16)
 	}
 	var b [recSize]byte

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"sort"
 	"sync"
+
+	"github.com/ferrytool/ferry/internal/leftover"
 )
 
 // A table finds where chunks lie by their sha256. It holds up to spillAt chunks in memory,
@@ -193,11 +195,10 @@ const recSize = 32 + 8 + 4 + 4
 var bufs = sync.Pool{New: func() any { return new([]byte) }}
 
 func writeRun(chunks iter.Seq2[[32]byte, loc]) (*run, error) {
-	f, err := os.CreateTemp("", "ferry-chunks-*")
+	f, err := leftover.Unlinked("ferry-chunks-")
 	if err != nil {
 		return nil, err
 	}
-	os.Remove(f.Name())
 	r := &run{f: f, fan: make([]uint32, 1<<16+1)}
 	w := bufio.NewWriterSize(f, 1<<20)
 	var b [recSize]byte

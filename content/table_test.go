@@ -23,6 +23,14 @@ func spillEvery(t *testing.T, n int) {
 	t.Cleanup(func() { spillAt, listAt = was, wasList })
 }
 
+// pagesOf makes indexes and cache entries write n chunk records a page for the rest of the
+// test.
+func pagesOf(t *testing.T, n int) {
+	was := pageRecs
+	pageRecs = n
+	t.Cleanup(func() { pageRecs = was })
+}
+
 // TestTable: a table that spills to runs finds what a map would, where a map would, and
 // lists it in order.
 func TestTable(t *testing.T) {
@@ -104,9 +112,7 @@ func TestIndexOnDisk(t *testing.T) {
 // wrote them, reads as the same index as its pages do.
 func TestIndexOneString(t *testing.T) {
 	spillEvery(t, 50)
-	was := pageRecs
-	pageRecs = 7
-	t.Cleanup(func() { pageRecs = was })
+	pagesOf(t, 7)
 	old, _ := testenv.RebuiltSet(t, 2)
 	var paged bytes.Buffer
 	if err := indexOf(t, old...).WriteJSON(&paged); err != nil {
@@ -142,9 +148,7 @@ func TestIndexOneString(t *testing.T) {
 // whether the records lie in memory or on disk.
 func TestCacheOneString(t *testing.T) {
 	spillEvery(t, 5)
-	was := pageRecs
-	pageRecs = 7
-	t.Cleanup(func() { pageRecs = was })
+	pagesOf(t, 7)
 	old, _ := testenv.RebuiltSet(t, 1)
 	layers, err := old[0].Layers()
 	if err != nil {

@@ -20,6 +20,19 @@ import (
 // process: prefix, the process ID, then the random part.
 func Pattern(prefix string) string { return fmt.Sprintf("%s%d-*", prefix, os.Getpid()) }
 
+// Unlinked makes a temporary file whose name is removed at once: it is gone with its
+// descriptor, whatever becomes of the process (what a killed run left between making and
+// removing one is cleaned first).
+func Unlinked(prefix string) (*os.File, error) {
+	Clean("", prefix)
+	f, err := os.CreateTemp("", Pattern(prefix))
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
+}
+
 // Clean removes the entries of dir (the system's temp dir when "") that Pattern(prefix)
 // named for a process that is gone: one that no longer runs, or ran before the machine
 // last started. Errors are ignored: a leftover that cannot be removed stays a leftover.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/content"
+	"github.com/ferrytool/ferry/internal/leftover"
 )
 
 // A Server does on the host what the helper is asked, with the stores there.
@@ -113,11 +114,10 @@ func replyIndex(out io.Writer, x *content.Index, notes []string, err error) erro
 	if err != nil {
 		return errors.Join(err, writeMsg(out, Reply{Error: err.Error(), Notes: notes}))
 	}
-	f, err := os.CreateTemp("", "ferry-index-*")
+	f, err := leftover.Unlinked("ferry-index-")
 	if err != nil {
 		return err
 	}
-	os.Remove(f.Name())
 	defer f.Close()
 	zw, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
 	if err != nil {
