@@ -345,7 +345,8 @@ func noiseLayer(t *testing.T, data []byte) []byte {
 }
 
 // TestSendHelperStores: through the helper into docker 26 on the containerd image store
-// (its containerd reached by the helper on the host), into containerd's k8s.io namespace,
+// and docker 28 (its containerd reached by the helper on the host), into the k8s.io namespace
+// of containerd 1.7 and 2.1,
 // into podman 5 (--helper always: podman's inventory names no layers, so auto sends it
 // layers) and into an OCI layout (a path relative to the home directory), each holding the
 // old set: content deltas, and the rebuilt set there.
@@ -368,14 +369,17 @@ func TestSendHelperStores(t *testing.T) {
 			}
 		}
 	})
-	t.Run("docker26-containerd", func(t *testing.T) {
-		h := s.host(t, testenv.Docker26Containerd, testenv.SSHDOptions{})
-		r := s.send(t, nil, h)
-		if row := sentRow(t, r.stdout, h); r.code != 0 || !strings.Contains(row, "by content") {
-			t.Fatalf("exit %d: %s\n%s", r.code, row, r.stderr)
-		}
-		s.holdsRebuilt(t, h)
-	})
+	for _, root := range testenv.Roots {
+		f := root.DockerContainerd
+		t.Run(string(f), func(t *testing.T) {
+			h := s.host(t, f, testenv.SSHDOptions{})
+			r := s.send(t, nil, h)
+			if row := sentRow(t, r.stdout, h); r.code != 0 || !strings.Contains(row, "by content") {
+				t.Fatalf("exit %d: %s\n%s", r.code, row, r.stderr)
+			}
+			s.holdsRebuilt(t, h)
+		})
+	}
 	t.Run("podman", func(t *testing.T) {
 		pm := testenv.Podman5(t)
 		path := "PATH=" + pm.Wrapper(t) + ":/usr/sbin:/usr/bin:/sbin:/bin"
@@ -392,25 +396,27 @@ func TestSendHelperStores(t *testing.T) {
 			}
 		}
 	})
-	t.Run("containerd", func(t *testing.T) {
-		c := testenv.StartContainerd(t)
-		mustFerry(t, []string{"CONTAINERD_ADDRESS=" + c.Socket}, "load", "-q", "-i", s.old, "--to", "containerd:k8s.io")
-		h := &helperHost{sshd: testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{s.pub}})}
-		h.dest = "ssh://root@" + h.sshd.Addr + c.Socket
-		r := s.send(t, []string{"--to", "containerd:k8s.io"}, h)
-		if row := sentRow(t, r.stdout, h); r.code != 0 || !strings.Contains(row, "by content") {
-			t.Fatalf("exit %d: %s\n%s", r.code, row, r.stderr)
-		}
-		for _, img := range summary(t, s.rebuilt).Images {
-			name := "docker.io/library/" + img.Tags[0]
-			var manifest struct{ Config struct{ Digest string } }
-			ls := strings.Fields(c.Ctr(t, "-n", "k8s.io", "images", "ls", "name=="+name))
-			i := slices.IndexFunc(ls, func(f string) bool { return strings.HasPrefix(f, "sha256:") })
-			if i < 0 || json.Unmarshal([]byte(c.Ctr(t, "-n", "k8s.io", "content", "get", ls[i])), &manifest) != nil || manifest.Config.Digest != img.ID {
-				t.Errorf("containerd holds %s as %v, want the config %s", name, ls, img.ID)
+	for _, root := range testenv.Roots {
+		t.Run("containerd "+root.Containerd, func(t *testing.T) {
+			c := root.StartContainerd(t)
+			mustFerry(t, []string{"CONTAINERD_ADDRESS=" + c.Socket}, "load", "-q", "-i", s.old, "--to", "containerd:k8s.io")
+			h := &helperHost{sshd: testenv.StartSSHD(t, testenv.SSHDOptions{AuthorizedKeys: []ssh.PublicKey{s.pub}})}
+			h.dest = "ssh://root@" + h.sshd.Addr + c.Socket
+			r := s.send(t, []string{"--to", "containerd:k8s.io"}, h)
+			if row := sentRow(t, r.stdout, h); r.code != 0 || !strings.Contains(row, "by content") {
+				t.Fatalf("exit %d: %s\n%s", r.code, row, r.stderr)
 			}
-		}
-	})
+			for _, img := range summary(t, s.rebuilt).Images {
+				name := "docker.io/library/" + img.Tags[0]
+				var manifest struct{ Config struct{ Digest string } }
+				ls := strings.Fields(c.Ctr(t, "-n", "k8s.io", "images", "ls", "name=="+name))
+				i := slices.IndexFunc(ls, func(f string) bool { return strings.HasPrefix(f, "sha256:") })
+				if i < 0 || json.Unmarshal([]byte(c.Ctr(t, "-n", "k8s.io", "content", "get", ls[i])), &manifest) != nil || manifest.Config.Digest != img.ID {
+					t.Errorf("containerd holds %s as %v, want the config %s", name, ls, img.ID)
+				}
+			}
+		})
+	}
 }
 
 // TestHelperRefuses: the helper answers a protocol version it does not know with a refusal
