@@ -80,14 +80,8 @@ func pushChart(t *testing.T, ref string) (v1.Hash, []byte) {
 // sameChart checks that ref is the chart digest, its .tgz the bytes pushed.
 func sameChart(t *testing.T, ref string, digest v1.Hash, tgz []byte) {
 	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := remote.Get(r)
-	if err != nil {
-		t.Fatalf("%s: %v", ref, err)
-	}
+	r := mustRef(t, ref)
+	got := fetch(t, r)
 	if got.Digest != digest {
 		t.Fatalf("%s is %s, want %s", ref, got.Digest, digest)
 	}
@@ -309,14 +303,20 @@ func mustRef(t *testing.T, s string) name.Reference {
 	return r
 }
 
+// fetch gets what ref names from its registry.
+func fetch(t *testing.T, ref name.Reference) *remote.Descriptor {
+	t.Helper()
+	desc, err := remote.Get(ref)
+	if err != nil {
+		t.Fatalf("%s: %v", ref, err)
+	}
+	return desc
+}
+
 // archiveDigest is the digest of the manifest ref names.
 func archiveDigest(t *testing.T, ref string) v1.Hash {
 	t.Helper()
-	desc, err := remote.Get(mustRef(t, ref))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return desc.Digest
+	return fetch(t, mustRef(t, ref)).Digest
 }
 
 // TestSendArtifacts: send keeps a bundle's artifacts, and those a registry source finds,

@@ -201,18 +201,7 @@ func TestReferrers(t *testing.T) {
 // the one near holds.
 func sameManifest(t *testing.T, near string, ref name.Reference, digest v1.Hash) {
 	t.Helper()
-	nearRef, err := name.ParseReference(near)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := remote.Get(nearRef)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := remote.Get(ref)
-	if err != nil {
-		t.Fatalf("%s: %v", ref, err)
-	}
+	want, got := fetch(t, mustRef(t, near)), fetch(t, ref)
 	if got.Digest != digest || !bytes.Equal(got.Manifest, want.Manifest) {
 		t.Fatalf("%s is %s, want %s as %s holds it", ref, got.Digest, digest, near)
 	}
