@@ -69,11 +69,11 @@ func (h *host) startHelper(ctx context.Context) {
 		}
 	}()
 	h.closes = append(h.closes, func() error {
-		if l := d.takeLoading(); l != nil {
-			l.Close()
-		}
 		cancel()
 		<-done
+		if l := d.takeLoading(); l != nil { // begun, and no delta sent: the helper stops
+			l.Close()
+		}
 		if d.remote != nil {
 			h.res.Helper = d.remote.Copied
 		}

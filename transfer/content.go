@@ -297,10 +297,13 @@ func startPrefetch(ctx context.Context, st store.Store, refs []string) *prefetch
 	ctx, cancel := context.WithCancel(ctx)
 	p := &prefetch{done: make(chan struct{}), cancel: cancel}
 	rd, ok := st.(store.Reader)
+	if !ok {
+		refs = nil
+	}
 	go func() {
 		defer close(p.done)
 		for _, ref := range refs {
-			if !ok || ctx.Err() != nil {
+			if ctx.Err() != nil {
 				return
 			}
 			if im, err := rd.Open(ctx, []string{ref}, store.ReadOptions{}); err == nil {
@@ -366,9 +369,10 @@ func quoteList(refs []string) string {
 }
 
 // learning serves the blobs of a rebuilt bundle to a load and indexes, as they go, the
-// layers read whole into the user's content cache (each by the diffID its rebuild checks): the store's next content index (the
-// next month's send through the helper) reads none of them again. What it learns is a hint,
-// kept only once the load succeeded; a layer not read to its end is not kept.
+// layers read whole into the user's content cache, each by the diffID its rebuild checks:
+// the store's next content index (the next month's send through the helper) reads none of
+// them again. What it learns is a hint, kept only once the load succeeded; a layer not read
+// to its end is not kept.
 type learning struct {
 	archive.BlobSource
 	b     *archive.Bundle
@@ -395,7 +399,8 @@ func (s *learning) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, er
 	t := &teeing{rc: rc, want: b.Size, ch: make(chan []byte, teeBuffers), done: make(chan struct{})}
 	go func() {
 		defer close(t.done)
-		s.cache.Learn(ctx, s.x, &copies{t: t}, content.Layer{DiffID: b.Digest, Size: b.Size}) // a layer it cannot read is not learnt
+		// A layer it cannot read, or not to its size, is not learnt.
+		s.cache.Learn(ctx, s.x, &copies{t: t}, content.Layer{DiffID: b.Digest, Size: b.Size})
 	}()
 	return t, nil
 }
