@@ -56,14 +56,23 @@ func startCutting(ctx context.Context, layers []*archive.Layer, src archive.Blob
 	return c
 }
 
-// cutLayer reads a layer and cuts it, checking it against its diffID and size.
+// A checkedSource serves blobs that were hashed and checked against their digests as they
+// came (a spool of a bundle read whole): a layer cut from it is not hashed again.
+type checkedSource interface{ Checked() bool }
+
+// cutLayer reads a layer and cuts it, checking it against its diffID (unless src checked
+// it) and size.
 func cutLayer(ctx context.Context, l *archive.Layer, src archive.BlobSource) (Chunks, error) {
 	rc, err := src.Open(ctx, l.Blob)
 	if err != nil {
 		return Chunks{}, fmt.Errorf("reading layer %s: %w", l.Digest, err)
 	}
 	defer rc.Close()
-	got, recs, err := scan(ctx, rc)
+	var known []Layer
+	if c, ok := src.(checkedSource); ok && c.Checked() {
+		known = append(known, Layer{DiffID: l.DiffID, Size: l.Size})
+	}
+	got, recs, err := scan(ctx, rc, known...)
 	if err != nil {
 		return Chunks{}, fmt.Errorf("reading layer %s: %w", l.Digest, err)
 	}

@@ -2,16 +2,22 @@ package content
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"slices"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/internal/testenv"
 )
 
@@ -197,5 +203,43 @@ func TestCacheOneString(t *testing.T) {
 		if !ok || got.Layer.DiffID != ch.DiffID || !slices.Equal(recs, want) {
 			t.Errorf("an entry read back holds %d records, want the %d put", len(recs), len(want))
 		}
+	}
+}
+
+// flipping serves a layer with one byte changed.
+type flipping struct {
+	archive.BlobSource
+	layer v1.Hash
+}
+
+func (f flipping) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, error) {
+	rc, err := f.BlobSource.Open(ctx, b)
+	if err != nil || b.Digest != f.layer {
+		return rc, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	data[len(data)/2] ^= 1
+	return io.NopCloser(bytes.NewReader(data)), err
+}
+
+// checked is a source that says it checked what it serves.
+type checked struct{ archive.BlobSource }
+
+func (checked) Checked() bool { return true }
+
+// TestCutChecked: a layer is hashed as it is cut, and one that is not what its diffID says
+// fails the delta, unless the source checked it as it came (a spool): then it is not hashed
+// again.
+func TestCutChecked(t *testing.T) {
+	old, rebuilt := testenv.RebuiltSet(t, 1)
+	b, src := bundleOf(t, rebuilt...)
+	x := indexOf(t, old...)
+	lying := flipping{src, b.LayerOrder()[0].Digest}
+	if _, err := Make(t.Context(), io.Discard, b, lying, x, t.TempDir()); !errors.Is(err, archive.ErrDigestMismatch) {
+		t.Errorf("a layer not what its diffID says: %v", err)
+	}
+	if _, err := Make(t.Context(), io.Discard, b, checked{lying}, x, t.TempDir()); err != nil {
+		t.Errorf("from a source that checked it: %v", err)
 	}
 }

@@ -181,6 +181,11 @@ func (s *Spool) encodedAs(codec compress.Codec, level int) bool {
 	return codec == s.codec && (codec == compress.None || level == 0 || level == s.level)
 }
 
+// Checked reports that what s serves was checked as it was staged: the read that stages a
+// spool hashes every entry, and checks every blob and layer against its digest before it
+// hands out the bundle (a content delta's maker need not hash the layers again).
+func (s *Spool) Checked() bool { return true }
+
 // Open returns a blob's content.
 func (s *Spool) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, error) {
 	f, err := s.open(ctx, b)
