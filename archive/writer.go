@@ -23,6 +23,20 @@ type BlobSource interface {
 	Open(ctx context.Context, b *Blob) (io.ReadCloser, error)
 }
 
+// A CheckedSource serves only the blobs' own bytes: each was hashed against its digest as it
+// came (a spool of a bundle read whole), or its reader fails at its end unless it hashes to
+// it (a content delta's rebuild). What reads one need not hash the blobs again.
+type CheckedSource interface {
+	BlobSource
+	Checked() bool
+}
+
+// Checked reports whether src checks the blobs it serves, as a CheckedSource does.
+func Checked(src BlobSource) bool {
+	c, ok := src.(CheckedSource)
+	return ok && c.Checked()
+}
+
 // An EncodedSource is a BlobSource that may also hold a blob's tar body already encoded for
 // a codec and level (a spool compressing while it receives), level 0 meaning any: Write copies
 // those bytes as they are. ok is false when it has no such encoding.

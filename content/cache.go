@@ -62,11 +62,18 @@ func (c *Cache) add(ctx context.Context, x *Index, r io.Reader, known ...Layer) 
 	if err != nil {
 		return v1.Hash{}, err
 	}
+	c.Know(x, Chunks{l, recs})
+	return l.DiffID, nil
+}
+
+// Know adds a layer whose chunks are known without reading it (a rebuilt layer's,
+// Rebuilt.Chunks) as Add does one it reads.
+func (c *Cache) Know(x *Index, ch Chunks) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	x.add(l, recs)
-	c.keep(l.DiffID, recs)
-	return l.DiffID, nil
+	x.add(ch.Layer, ch.recs)
+	c.keep(ch.DiffID, ch.recs)
+	ch.recs.close()
 }
 
 // keep spools the records of a layer read, for Save. A spool that cannot be written keeps

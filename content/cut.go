@@ -56,12 +56,8 @@ func startCutting(ctx context.Context, layers []*archive.Layer, src archive.Blob
 	return c
 }
 
-// A checkedSource serves blobs that were hashed and checked against their digests as they
-// came (a spool of a bundle read whole): a layer cut from it is not hashed again.
-type checkedSource interface{ Checked() bool }
-
-// cutLayer reads a layer and cuts it, checking it against its diffID (unless src checked
-// it) and size.
+// cutLayer reads a layer and cuts it, checking it against its diffID (unless src checks it)
+// and size.
 func cutLayer(ctx context.Context, l *archive.Layer, src archive.BlobSource) (Chunks, error) {
 	rc, err := src.Open(ctx, l.Blob)
 	if err != nil {
@@ -69,7 +65,7 @@ func cutLayer(ctx context.Context, l *archive.Layer, src archive.BlobSource) (Ch
 	}
 	defer rc.Close()
 	var known []Layer
-	if c, ok := src.(checkedSource); ok && c.Checked() {
+	if archive.Checked(src) { // a spool of a bundle read whole: not hashed again
 		known = append(known, Layer{DiffID: l.DiffID, Size: l.Size})
 	}
 	got, recs, err := scan(ctx, rc, known...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 
 	"github.com/ferrytool/ferry/internal/leftover"
 )
@@ -53,13 +54,19 @@ func (l *recList) spill() {
 
 // close lets go of the file of a list no longer needed.
 func (l *recList) close() {
-	if l.f != nil {
+	if l != nil && l.f != nil {
 		l.f.Close()
 	}
 }
 
 // each hands each record to f, in order.
 func (l *recList) each(f func(rec)) error {
+	return l.from(0, func(r rec) bool { f(r); return true })
+}
+
+// from hands f the records that lie at or after off, in order, until it returns false: those
+// on disk found by a binary search, and read from there.
+func (l *recList) from(off int64, f func(rec) bool) error {
 	if l == nil {
 		return nil
 	}
@@ -67,18 +74,33 @@ func (l *recList) each(f func(rec)) error {
 		if err := l.w.Flush(); err != nil {
 			return fmt.Errorf("a layer's chunk records on disk: %w", err)
 		}
-		br := bufio.NewReaderSize(io.NewSectionReader(l.f, 0, int64(l.disk)*recSize), 1<<16)
 		var b [recSize]byte
-		for range l.disk {
+		var err error
+		first := sort.Search(l.disk, func(i int) bool {
+			if _, e := l.f.ReadAt(b[:], int64(i)*recSize); e != nil {
+				err = e
+				return true
+			}
+			return getRec(b[:]).off >= off
+		})
+		if err != nil {
+			return fmt.Errorf("a layer's chunk records on disk: %w", err)
+		}
+		br := bufio.NewReaderSize(io.NewSectionReader(l.f, int64(first)*recSize, int64(l.disk-first)*recSize), 1<<16)
+		for range l.disk - first {
 			if _, err := io.ReadFull(br, b[:]); err != nil {
 				return fmt.Errorf("a layer's chunk records on disk: %w", err)
 			}
 			at := getRec(b[:])
-			f(rec{[32]byte(b[:32]), at.off, at.size})
+			if !f(rec{[32]byte(b[:32]), at.off, at.size}) {
+				return nil
+			}
 		}
 	}
-	for _, r := range l.mem {
-		f(r)
+	for _, r := range l.mem[sort.Search(len(l.mem), func(i int) bool { return l.mem[i].off >= off }):] {
+		if !f(r) {
+			return nil
+		}
 	}
 	return nil
 }

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -32,10 +34,21 @@ type Rebuilt struct {
 	Src     archive.BlobSource
 	Summary Summary
 	d       *delta
+
+	mu   sync.Mutex
+	base map[uint32]*recList // the chunk records of base layers, as Chunks found them; nil: none
 }
 
 // Close removes what the rebuild staged.
-func (r *Rebuilt) Close() error { r.d.close(); return nil }
+func (r *Rebuilt) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range r.base {
+		l.close()
+	}
+	r.d.close()
+	return nil
+}
 
 // Rebuild reads a content delta from r, and from the layers base opens the runs its recipes
 // copy, each of those layers checked against its diffID, staging them under tempDir (""
@@ -149,6 +162,10 @@ type source struct {
 	layers map[v1.Hash]deltaLayer
 }
 
+// Checked reports that s checks what it serves: a layer carried whole was checked as it came,
+// and a rebuilt one fails at its end unless it hashes to its diffID.
+func (s source) Checked() bool { return true }
+
 func (s source) Open(_ context.Context, b *archive.Blob) (io.ReadCloser, error) {
 	l, ok := s.layers[b.Digest]
 	switch {
@@ -205,4 +222,81 @@ func (d *delta) rebuild(l deltaLayer, w io.Writer) error {
 		return fmt.Errorf("%w: it hashes to %s", archive.ErrDiffIDMismatch, got)
 	}
 	return nil
+}
+
+// Chunks returns where the chunks of a layer the delta rebuilds lie in it, as Scan finds
+// them, without reading the layer: a recipe copies whole chunks, so those it copies from a
+// base layer are that layer's chunks there, as entry gives them (a Cache's Entry), and
+// those it copies from the pack are cut from it again. ok is false for a layer the delta
+// carries whole, or one that copies from a layer entry does not give. What it returns is a
+// hint, as entry's are: a wrong record gives a later delta whose layers fail their diffIDs.
+func (r *Rebuilt) Chunks(digest v1.Hash, entry func(v1.Hash) (Chunks, bool)) (ch Chunks, ok bool, err error) {
+	l, found := r.Src.(source).layers[digest]
+	if !found || l.Whole {
+		return Chunks{}, false, nil
+	}
+	recs := &recList{}
+	defer func() {
+		if !ok {
+			recs.close()
+		}
+	}()
+	var at int64 // where in the layer the op lies
+	err = r.d.walk(l, func(o op, _ io.Reader) error {
+		defer func() { at += o.n }()
+		switch o.kind {
+		case opBase:
+			base := r.baseRecs(o.layer, entry)
+			if base == nil {
+				return errUnknown
+			}
+			return base.from(o.off, func(c rec) bool {
+				if c.off+int64(c.size) > o.off+o.n {
+					return false
+				}
+				recs.add(rec{c.sum, at + c.off - o.off, c.size})
+				return true
+			})
+		case opPack:
+			pos := at
+			return chunks(bufio.NewReaderSize(io.NewSectionReader(r.d.pack, o.off, o.n), maxChunk), o.n, func(p []byte) error {
+				recs.add(rec{sha256.Sum256(p), pos, uint32(len(p))})
+				pos += int64(len(p))
+				return nil
+			})
+		}
+		return nil
+	})
+	if errors.Is(err, errUnknown) {
+		return Chunks{}, false, nil
+	}
+	if err != nil {
+		return Chunks{}, false, err
+	}
+	return Chunks{Layer{DiffID: l.DiffID, Size: l.Size}, recs}, true, nil
+}
+
+// errUnknown: a layer copies from a base layer whose chunks are not known.
+var errUnknown = errors.New("a base layer's chunks are not known")
+
+// baseRecs returns the chunk records of base layer i, from entry the first time, kept on
+// disk until Close; nil where entry does not give them.
+func (r *Rebuilt) baseRecs(i uint32, entry func(v1.Hash) (Chunks, bool)) *recList {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if recs, ok := r.base[i]; ok {
+		return recs
+	}
+	if r.base == nil {
+		r.base = map[uint32]*recList{}
+	}
+	l := r.d.h.Base[i]
+	ch, ok := entry(l.DiffID)
+	if !ok || ch.Size != l.Size {
+		r.base[i] = nil
+		return nil
+	}
+	ch.recs.spill()
+	r.base[i] = ch.recs
+	return ch.recs
 }

@@ -368,22 +368,23 @@ func quoteList(refs []string) string {
 	return out
 }
 
-// learning serves the blobs of a rebuilt bundle to a load and indexes, as they go, the
-// layers read whole into the user's content cache, each by the diffID its rebuild checks:
-// the store's next content index (the next month's send through the helper) reads none of
-// them again. What it learns is a hint, kept only once the load succeeded; a layer not read
-// to its end is not kept.
+// learning serves the blobs of a rebuilt bundle to a load and learns, as they go, the layers
+// read whole into the user's content cache, each by the diffID its rebuild checks: the
+// store's next content index (the next month's send through the helper) reads none of them
+// again. A rebuilt layer's chunks are known from its recipe and what the cache knows of the
+// layers it copies from (content.Rebuilt.Chunks); the others (carried whole, or built on a
+// layer the cache lacks) are indexed as they are read. What it learns is a hint, kept only
+// once the load succeeded; a layer not read to its end is not kept.
 type learning struct {
-	archive.BlobSource
-	b     *archive.Bundle
+	rb    *content.Rebuilt
 	layer map[v1.Hash]bool // the uncompressed layers, by digest
 	cache *content.Cache
 	x     *content.Index
 }
 
-func newLearning(b *archive.Bundle, src archive.BlobSource) *learning {
-	s := &learning{BlobSource: src, b: b, layer: map[v1.Hash]bool{}, cache: content.NewCache(contentCache()), x: content.NewIndex()}
-	for _, l := range b.LayerOrder() {
+func newLearning(rb *content.Rebuilt) *learning {
+	s := &learning{rb: rb, layer: map[v1.Hash]bool{}, cache: content.NewCache(contentCache()), x: content.NewIndex()}
+	for _, l := range rb.Bundle.LayerOrder() {
 		if l.Digest == l.DiffID {
 			s.layer[l.Digest] = true
 		}
@@ -392,9 +393,12 @@ func newLearning(b *archive.Bundle, src archive.BlobSource) *learning {
 }
 
 func (s *learning) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, error) {
-	rc, err := s.BlobSource.Open(ctx, b)
+	rc, err := s.rb.Src.Open(ctx, b)
 	if err != nil || !s.layer[b.Digest] {
 		return rc, err
+	}
+	if ch, ok, err := s.rb.Chunks(b.Digest, s.cache.Entry); ok && err == nil {
+		return &readWhole{ReadCloser: rc, want: b.Size, whole: func() { s.cache.Know(s.x, ch) }}, nil
 	}
 	t := &teeing{rc: rc, want: b.Size, ch: make(chan []byte, teeBuffers), done: make(chan struct{})}
 	go func() {
@@ -405,9 +409,12 @@ func (s *learning) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, er
 	return t, nil
 }
 
+// Checked reports that the rebuilt bundle's source checks its blobs (archive.Checked).
+func (s *learning) Checked() bool { return archive.Checked(s.rb.Src) }
+
 // save keeps what was learnt, each layer named by its image's first tag.
 func (s *learning) save() {
-	for _, img := range s.b.Images {
+	for _, img := range s.rb.Bundle.Images {
 		if len(img.RepoTags) > 0 {
 			for _, l := range img.Layers {
 				s.x.Name(l.DiffID, img.RepoTags[0])
@@ -415,6 +422,27 @@ func (s *learning) save() {
 		}
 	}
 	s.cache.Save(s.x)
+}
+
+// readWhole calls whole once its reader is closed having read want bytes.
+type readWhole struct {
+	io.ReadCloser
+	n, want int64
+	whole   func()
+}
+
+func (r *readWhole) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.n += int64(n)
+	return n, err
+}
+
+func (r *readWhole) Close() error {
+	if r.n == r.want && r.whole != nil {
+		r.whole()
+		r.whole = nil
+	}
+	return r.ReadCloser.Close()
 }
 
 // teeing reads a layer and copies what it reads to an indexer, which reads the copies on a

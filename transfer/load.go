@@ -59,7 +59,7 @@ func Load(ctx context.Context, r io.Reader, opts LoadOptions) (*LoadResult, erro
 		return nil, err
 	}
 	defer rb.Close()
-	src := newLearning(rb.Bundle, rb.Src)
+	src := newLearning(rb)
 	res, err := load(ctx, st, opts, func(rcv store.Receiver, check func(*archive.Bundle) error) (*archive.Bundle, error) {
 		if err := check(rb.Bundle); err != nil {
 			rcv.Abort(err)
