@@ -52,6 +52,9 @@ func (l *recList) spill() {
 	l.mem = l.mem[:0]
 }
 
+// len is how many records l holds.
+func (l *recList) len() int { return l.disk + len(l.mem) }
+
 // close lets go of the file of a list no longer needed.
 func (l *recList) close() {
 	if l != nil && l.f != nil {
@@ -86,7 +89,7 @@ func (l *recList) from(off int64, f func(rec) bool) error {
 		if err != nil {
 			return fmt.Errorf("a layer's chunk records on disk: %w", err)
 		}
-		br := bufio.NewReaderSize(io.NewSectionReader(l.f, int64(first)*recSize, int64(l.disk-first)*recSize), 1<<16)
+		br := bufio.NewReaderSize(io.NewSectionReader(l.f, int64(first)*recSize, int64(l.disk-first)*recSize), 8<<10)
 		for range l.disk - first {
 			if _, err := io.ReadFull(br, b[:]); err != nil {
 				return fmt.Errorf("a layer's chunk records on disk: %w", err)

@@ -37,6 +37,7 @@ type Rebuilt struct {
 
 	mu   sync.Mutex
 	base map[uint32]*recList // the chunk records of base layers, as Chunks found them; nil: none
+	kept int                 // records of base layers read, in memory unless past keptRecs
 }
 
 // Close removes what the rebuild staged.
@@ -279,8 +280,8 @@ func (r *Rebuilt) Chunks(digest v1.Hash, entry func(v1.Hash) (Chunks, bool)) (ch
 // errUnknown: a layer copies from a base layer whose chunks are not known.
 var errUnknown = errors.New("a base layer's chunks are not known")
 
-// baseRecs returns the chunk records of base layer i, from entry the first time, kept on
-// disk until Close; nil where entry does not give them.
+// baseRecs returns the chunk records of base layer i, from entry the first time, kept until
+// Close; nil where entry does not give them.
 func (r *Rebuilt) baseRecs(i uint32, entry func(v1.Hash) (Chunks, bool)) *recList {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -296,7 +297,12 @@ func (r *Rebuilt) baseRecs(i uint32, entry func(v1.Hash) (Chunks, bool)) *recLis
 		r.base[i] = nil
 		return nil
 	}
-	ch.recs.spill()
+	if r.kept += ch.recs.len(); r.kept > keptRecs { // too many in memory: on disk
+		ch.recs.spill()
+	}
 	r.base[i] = ch.recs
 	return ch.recs
 }
+
+// keptRecs is how many records of base layers Chunks keeps in memory (48 bytes each).
+const keptRecs = 1 << 17
