@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
 )
@@ -30,31 +33,126 @@ type pending struct {
 	done chan struct{}
 }
 
-// startCutting cuts layers, whose blobs src serves, ahead of take, until ctx ends.
+// startCutting cuts layers, whose blobs src serves, ahead of take, until ctx ends: those an
+// Ahead cut already (src is its Source) are taken from it.
 func startCutting(ctx context.Context, layers []*archive.Layer, src archive.BlobSource) *cutter {
+	var a *Ahead
+	if s, ok := src.(aheadSource); ok {
+		a, src = s.a, s.BlobSource
+	}
 	c := &cutter{ahead: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	begun := map[*pending]bool{}
 	for _, l := range layers {
-		c.cuts = append(c.cuts, &pending{l: l, done: make(chan struct{})})
+		k := a.take(l)
+		if k == nil {
+			k = &pending{l: l, done: make(chan struct{})}
+		} else {
+			begun[k] = true
+		}
+		c.cuts = append(c.cuts, k)
 	}
 	go func() {
 		for i, k := range c.cuts {
 			select {
 			case c.ahead <- struct{}{}:
 			case <-ctx.Done():
-				for _, k := range c.cuts[i:] { // not started
-					k.err = context.Cause(ctx)
-					close(k.done)
+				for _, k := range c.cuts[i:] {
+					if !begun[k] {
+						k.err = context.Cause(ctx)
+						close(k.done)
+					}
 				}
 				return
 			}
-			go func() {
-				defer close(k.done)
-				k.ch, k.err = cutLayer(ctx, k.l, src)
-			}()
+			if !begun[k] {
+				go func() {
+					defer close(k.done)
+					k.ch, k.err = cutLayer(ctx, k.l, src)
+				}()
+			}
 		}
 	}()
 	return c
 }
+
+// An Ahead cuts layers before a delta is made of them: a send reads a docker save whole
+// before it makes a delta (the save says which layers are which at its end), but cuts each
+// layer as soon as the save gave it whole, while the save goes on. A delta made of a Source
+// takes the layers' cuts, each once; a layer not cut ahead is cut then.
+type Ahead struct {
+	ctx  context.Context
+	mu   sync.Mutex
+	cuts map[v1.Hash]*pending // nil once closed
+	slot chan struct{}        // one for each cut running
+	wg   sync.WaitGroup
+}
+
+// NewAhead cuts layers until ctx ends.
+func NewAhead(ctx context.Context) *Ahead {
+	return &Ahead{ctx: ctx, cuts: map[v1.Hash]*pending{}, slot: make(chan struct{}, runtime.GOMAXPROCS(0))}
+}
+
+// Cut begins cutting l, an uncompressed layer whose blob src serves whole, unless it was.
+func (a *Ahead) Cut(l *archive.Layer, src archive.BlobSource) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cuts == nil || a.cuts[l.DiffID] != nil {
+		return
+	}
+	k := &pending{l: l, done: make(chan struct{})}
+	a.cuts[l.DiffID] = k
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		defer close(k.done)
+		select {
+		case a.slot <- struct{}{}:
+			k.ch, k.err = cutLayer(a.ctx, l, src)
+			<-a.slot
+		case <-a.ctx.Done():
+			k.err = context.Cause(a.ctx)
+		}
+	}()
+}
+
+// take returns the cut of l begun ahead, if any, once; nil for a nil a.
+func (a *Ahead) take(l *archive.Layer) *pending {
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := a.cuts[l.DiffID]
+	if k == nil || k.l.Size != l.Size {
+		return nil
+	}
+	delete(a.cuts, l.DiffID)
+	return k
+}
+
+// Source is src, whose layers a delta takes from a's cuts where it can.
+func (a *Ahead) Source(src archive.BlobSource) archive.BlobSource { return aheadSource{src, a} }
+
+// Close waits for the cuts begun, and lets go of those no delta took.
+func (a *Ahead) Close() {
+	a.mu.Lock()
+	left := a.cuts
+	a.cuts = nil
+	a.mu.Unlock()
+	a.wg.Wait()
+	for _, k := range left {
+		k.ch.recs.close()
+	}
+}
+
+// aheadSource is an Ahead's Source.
+type aheadSource struct {
+	archive.BlobSource
+	a *Ahead
+}
+
+// Checked reports whether the source under checks its blobs (archive.Checked).
+func (s aheadSource) Checked() bool { return archive.Checked(s.BlobSource) }
 
 // cutLayer reads a layer and cuts it, checking it against its diffID (unless src checks it)
 // and size.

@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -242,4 +243,51 @@ func TestCutChecked(t *testing.T) {
 	if _, err := Make(t.Context(), io.Discard, b, checked{lying}, x, t.TempDir()); err != nil {
 		t.Errorf("from a source that checked it: %v", err)
 	}
+}
+
+// opening counts the blobs it opens.
+type opening struct {
+	archive.BlobSource
+	opens *atomic.Int32
+}
+
+func (o opening) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, error) {
+	o.opens.Add(1)
+	return o.BlobSource.Open(ctx, b)
+}
+
+// TestAhead: a delta takes the cuts of its layers made ahead (each layer is then read once
+// more, to write its recipe, not twice), and is the same delta as one that cut them itself;
+// cuts no delta takes are let go.
+func TestAhead(t *testing.T) {
+	old, rebuilt := testenv.RebuiltSet(t, 2)
+	b, src := bundleOf(t, rebuilt...)
+	x := indexOf(t, old...)
+	var want bytes.Buffer
+	if _, err := Make(t.Context(), &want, b, src, x, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	layers := b.LayerOrder()
+	a := NewAhead(t.Context())
+	for _, l := range layers {
+		a.Cut(l, src)
+	}
+	a.Cut(layers[0], src) // once
+	var made opening
+	made.opens = &atomic.Int32{}
+	made.BlobSource = src
+	var got bytes.Buffer
+	if _, err := Make(t.Context(), &got, b, a.Source(made), x, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Error("a delta of layers cut ahead is not the delta of layers cut by Make")
+	}
+	if n := made.opens.Load(); n != int32(len(layers)) {
+		t.Errorf("Make opened layers %d times, want %d: once each", n, len(layers))
+	}
+	a.Cut(layers[0], src) // taken: cut again, for no one
+	a.Close()
+	a.Cut(layers[1], src) // closed: nothing
+	a.Close()
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
 	"github.com/ferrytool/ferry/content"
@@ -159,6 +160,10 @@ func (d *byContent) prepare(ctx context.Context) {
 			}
 			return
 		}
+		if p := h.s.plan; p != nil { // the layers the index lacks are cut as the save spools them
+			x := d.index
+			p.cutFor(func(diffID v1.Hash) bool { return !x.Holds(diffID) })
+		}
 		req := d.request()
 		if req.Base = d.likelyBase(); len(req.Base) > 0 {
 			if l, err := d.remote.StartLoad(ctx, req); err == nil {
@@ -239,7 +244,7 @@ func (d *byContent) send(ctx context.Context, p *pending) error {
 		d.prepare(ctx)
 	}
 	if d.err == nil {
-		switch err := d.sendDelta(ctx, im, b); {
+		switch err := d.sendDelta(ctx, p, im, b); {
 		case err == nil:
 			return nil
 		case errors.Is(err, helper.ErrUnavailable), errors.Is(err, helper.ErrRebuild):
@@ -257,11 +262,15 @@ func (d *byContent) send(ctx context.Context, p *pending) error {
 // errLayersSmaller: the content delta is no smaller than the layers it replaces.
 var errLayersSmaller = errors.New("the content delta is no smaller than the layers")
 
-// sendDelta sends the host a content delta of b, the images of im it lacks, and has the
-// helper load it.
-func (d *byContent) sendDelta(ctx context.Context, im *store.Images, b *archive.Bundle) error {
+// sendDelta sends the host a content delta of b, the images of im (p's) it lacks, and has
+// the helper load it.
+func (d *byContent) sendDelta(ctx context.Context, p *pending, im *store.Images, b *archive.Bundle) error {
 	h := d.h
-	dl, err := makeDelta(ctx, im, b, d.index, h.s.opts.Read.TempDir)
+	src := im.Src
+	if p.plan != nil { // the layers cut as they were spooled
+		src = p.plan.ahead.Source(src)
+	}
+	dl, err := makeDelta(ctx, src, b, d.index, h.s.opts.Read.TempDir)
 	if err != nil {
 		return err
 	}
@@ -334,11 +343,11 @@ type madeDelta struct {
 	sum    content.Summary
 }
 
-// makeDelta stages a content delta of b, whose blobs im serves, against x in tempDir. Its
+// makeDelta stages a content delta of b, whose blobs src serves, against x in tempDir. Its
 // images go in one order, whatever order the source gave them in (docker save follows no
 // order): the same images against the same index make the same delta, which a cut send's
 // next send resumes.
-func makeDelta(ctx context.Context, im *store.Images, b *archive.Bundle, x *content.Index, tempDir string) (*madeDelta, error) {
+func makeDelta(ctx context.Context, src archive.BlobSource, b *archive.Bundle, x *content.Index, tempDir string) (*madeDelta, error) {
 	sorted := *b
 	sorted.Images = slices.SortedFunc(slices.Values(b.Images), func(a, b *archive.Image) int {
 		return cmp.Or(slices.Compare(a.RepoTags, b.RepoTags), strings.Compare(a.ID().String(), b.ID().String()))
@@ -351,7 +360,7 @@ func makeDelta(ctx context.Context, im *store.Images, b *archive.Bundle, x *cont
 	}
 	dl := &madeDelta{f: f}
 	h := sha256.New()
-	sum, err := content.Make(ctx, io.MultiWriter(f, h), b, im.Src, x, tempDir)
+	sum, err := content.Make(ctx, io.MultiWriter(f, h), b, src, x, tempDir)
 	if err == nil {
 		dl.size, err = f.Seek(0, io.SeekCurrent)
 	}

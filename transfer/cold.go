@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
+	"github.com/ferrytool/ferry/content"
 	"github.com/ferrytool/ferry/archive/spool"
 	"github.com/ferrytool/ferry/compress"
 	"github.com/ferrytool/ferry/dedupe"
@@ -56,11 +57,45 @@ type coldPlan struct {
 	once     sync.Once
 
 	codec compress.Codec // how the stream to the cold hosts is compressed
+
+	// The layers the read spools, cut as they come (content.Ahead) for the deltas of the
+	// hosts that said which they lack (under mu).
+	ahead  *content.Ahead
+	staged []*archive.Layer     // spooled whole so far
+	from   archive.BlobSource   // which serves them
+	lacks  []func(v1.Hash) bool // for each host a delta will go to
 }
 
-func newColdPlan(hosts, later int, c compress.Compression) *coldPlan {
+func newColdPlan(ctx context.Context, hosts, later int, c compress.Compression) *coldPlan {
 	return &coldPlan{hosts: hosts, later: later, compress: c, known: make(chan struct{}), decided: make(chan struct{}, hosts), pending: hosts,
-		spooling: make(chan struct{})}
+		spooling: make(chan struct{}), ahead: content.NewAhead(ctx)}
+}
+
+// cutFor has the layers of the read that lacks says a host lacks cut ahead, those spooled
+// already and those to come, for the host's delta.
+func (p *coldPlan) cutFor(lacks func(v1.Hash) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lacks = append(p.lacks, lacks)
+	for _, l := range p.staged {
+		if lacks(l.DiffID) {
+			p.ahead.Cut(l, p.from)
+		}
+	}
+}
+
+// spooledLayer is told each uncompressed layer the read spooled whole, which src serves: it
+// is cut ahead if a host lacks it.
+func (p *coldPlan) spooledLayer(l *archive.Layer, src archive.BlobSource) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.staged, p.from = append(p.staged, l), src
+	for _, lacks := range p.lacks {
+		if lacks(l.DiffID) {
+			p.ahead.Cut(l, src)
+			return
+		}
+	}
 }
 
 // spool says where the read's layers are as it spools them; nil: they are not. Called once
@@ -471,6 +506,7 @@ func (plan *coldPlan) read(ctx context.Context, d store.Saver, refs []string, op
 	}
 	if sp != nil {
 		tracked := newSpooled(sink, images)
+		tracked.staged = func(l *archive.Layer) { plan.spooledLayer(l, sp) }
 		sink = tracked
 		plan.spool(&layerSource{images: images, total: total, layer: tracked.layer, src: sp})
 	}

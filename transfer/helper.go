@@ -75,6 +75,8 @@ func (s helperServer) Index(ctx context.Context, req helper.Request, note func(s
 		return nil, err
 	}
 	defer st.Close()
+	st, done := storeBehind(ctx, st, nil)
+	defer done()
 	return storeIndex(ctx, st, content.NewCache(contentCache()), note)
 }
 
@@ -84,6 +86,8 @@ func (s helperServer) Load(ctx context.Context, req helper.Request, delta func()
 		return nil, err
 	}
 	defer st.Close()
+	st, done := storeBehind(ctx, st, nil) // read too where the load goes: docker's containerd, not docker save
+	defer done()
 	pre := startPrefetch(ctx, st, req.Base)
 	defer pre.close()
 	r, err := delta()

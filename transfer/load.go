@@ -78,17 +78,9 @@ func Load(ctx context.Context, r io.Reader, opts LoadOptions) (*LoadResult, erro
 
 // load loads into st what read hands its receiver, once check passed the bundle.
 func load(ctx context.Context, st store.Store, opts LoadOptions, read func(rcv store.Receiver, check func(*archive.Bundle) error) (*archive.Bundle, error)) (*LoadResult, error) {
-	if f, ok := st.(store.Fronted); ok {
-		// The store behind takes what the front one would, and more: no inventory needed.
-		b, err := f.Behind(ctx)
-		switch {
-		case err != nil && opts.Note != nil:
-			opts.Note(err.Error() + ": loading complete images instead")
-		case b != nil:
-			defer b.Close()
-			st = b
-		}
-	}
+	// The store behind takes what the front one would, and more: no inventory needed.
+	st, done := storeBehind(ctx, st, opts.Note)
+	defer done()
 	rcv, err := st.Receive(ctx)
 	if err != nil {
 		return nil, err
@@ -105,6 +97,23 @@ func load(ctx context.Context, st store.Store, opts LoadOptions, read func(rcv s
 		opts.Note(left)
 	}
 	return &LoadResult{Store: st.String(), Images: rcv.Loaded(), Bundle: b}, nil
+}
+
+// storeBehind returns the store st keeps its images in, where st is Fronted and that store can be
+// used (docker on the containerd image store: its containerd, which reads and takes images
+// without docker's save and load), else st, and note, if set, is told why not; done closes
+// what it opened.
+func storeBehind(ctx context.Context, st store.Store, note func(string)) (_ store.Store, done func()) {
+	if f, ok := st.(store.Fronted); ok {
+		b, err := f.Behind(ctx)
+		switch {
+		case err != nil && note != nil:
+			note(err.Error() + ": loading complete images instead")
+		case b != nil:
+			return b, func() { b.Close() }
+		}
+	}
+	return st, func() {}
 }
 
 // ErrImagesOnly: a bundle of artifacts alone (a Helm chart) for a store that holds images only.

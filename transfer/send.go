@@ -218,7 +218,7 @@ const allTags = "\x00all"
 // start reads the sources one after another; the first failure cancels the send.
 func (s *send) start(ctx context.Context, cancel context.CancelCauseFunc) {
 	first := min(len(s.hosts), s.jobs)
-	s.plan = newColdPlan(first, len(s.hosts)-first, s.opts.Compress)
+	s.plan = newColdPlan(ctx, first, len(s.hosts)-first, s.opts.Compress)
 	s.reads = make([]*pending, len(s.sources))
 	for i := range s.reads {
 		s.reads[i] = &pending{ready: make(chan struct{}), pack: newPacker(ctx, s.opts.Read.TempDir)}
@@ -243,6 +243,9 @@ func (s *send) start(ctx context.Context, cancel context.CancelCauseFunc) {
 
 // close waits for the reads and releases what they staged.
 func (s *send) close() error {
+	if s.plan != nil {
+		s.plan.ahead.Close()
+	}
 	var err error
 	for _, p := range s.reads {
 		<-p.ready

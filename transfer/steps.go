@@ -97,6 +97,8 @@ type spooled struct {
 	added  chan struct{}             // closed, and replaced, on each blob known and at the end
 	ended  bool
 	err    error // why the read failed
+
+	staged func(*archive.Layer) // if set, told each layer of the images once spooled whole
 }
 
 func newSpooled(sink archive.Sink, images [][]v1.Hash) *spooled {
@@ -161,6 +163,9 @@ func (s *spooled) Hashed(e archive.Entry, digest, diffID v1.Hash) {
 	}
 	if s.blobs[diffID] == nil {
 		s.known(diffID, &archive.Blob{Digest: digest, Size: e.Size, Path: e.Name})
+	}
+	if s.staged != nil && digest == diffID && s.carried[diffID] {
+		s.staged(&archive.Layer{Blob: &archive.Blob{Digest: digest, Size: e.Size, Path: e.Name}, DiffID: diffID})
 	}
 }
 
