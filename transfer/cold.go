@@ -13,9 +13,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/ferrytool/ferry/archive"
-	"github.com/ferrytool/ferry/content"
 	"github.com/ferrytool/ferry/archive/spool"
 	"github.com/ferrytool/ferry/compress"
+	"github.com/ferrytool/ferry/content"
 	"github.com/ferrytool/ferry/dedupe"
 	"github.com/ferrytool/ferry/store"
 )
