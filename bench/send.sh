@@ -183,7 +183,8 @@ use_root() {
 # root_start DIR CMD...: CMD from the root, in a mount namespace of its own: the root
 # bind-mounted read-only onto itself, /proc, /sys and /dev, tmpfs on /run, this machine's /tmp
 # at the same path (DIR, under /tmp, holds its sockets, seen here, so host 1's sshd reaches
-# them), and tmpfs on DIR/root and DIR/state that go with it (a restart is a wipe). Its pid
+# them), and tmpfs on DIR/root and DIR/state that go with it (a restart is a wipe), mounted
+# where the root sees them (under its /tmp, not this machine's). Its pid
 # (CMD's) goes to DIR/pid, its output to DIR/log.
 root_start() {
   local d=$1
@@ -200,8 +201,8 @@ root_start() {
     mount --make-rslave "$r/dev"
     mount -t tmpfs -o mode=755 tmpfs "$r/run"
     mount --bind /tmp "$r/tmp"
-    mount -t tmpfs -o size=4g tmpfs "$d/root"
-    mount -t tmpfs tmpfs "$d/state"
+    mount -t tmpfs -o size=4g tmpfs "$r$d/root"
+    mount -t tmpfs tmpfs "$r$d/state"
     exec chroot "$r" "$@"
   ' "$ROOT" "$d" "$@" >"$d/log" 2>&1 &
   echo $! >"$d/pid"
