@@ -139,19 +139,12 @@ func (d *byContent) worth(b *archive.Bundle) bool {
 }
 
 // prepare copies the helper to the host if it must, and asks it for the store's index, once;
-// and it begins the load, the helper reading the images the delta will likely build on while
-// this side reads the sources and makes the delta: at once where the host's inventory names
-// them (docker, podman), else once the index does.
+// then it begins the load, the helper reading the images the delta will likely build on while
+// this side reads the sources and makes the delta.
 func (d *byContent) prepare(ctx context.Context) {
 	d.prepared.Do(func() {
 		h := d.h
 		err := d.remote.Install(ctx)
-		early := make(chan *helper.Loading, 1)
-		if err == nil && len(h.inv.Images) > 0 {
-			go func() { early <- d.startLoad(ctx, nil) }()
-		} else {
-			early <- nil
-		}
 		if err == nil {
 			x, rep, n, ierr := d.remote.Index(ctx, d.request())
 			h.res.Index += n
@@ -161,11 +154,7 @@ func (d *byContent) prepare(ctx context.Context) {
 				err = fmt.Errorf("%w: the content index of %s: %w", helper.ErrUnavailable, h.st, err)
 			}
 		}
-		l := <-early
 		if err != nil {
-			if l != nil {
-				l.Close()
-			}
 			if ctx.Err() == nil {
 				d.unavailable(err)
 			}
@@ -175,35 +164,20 @@ func (d *byContent) prepare(ctx context.Context) {
 			x := d.index
 			p.cutFor(func(diffID v1.Hash) bool { return !x.Holds(diffID) })
 		}
-		if l == nil {
-			l = d.startLoad(ctx, d.index)
+		req := d.request()
+		if req.Base = d.likelyBase(); len(req.Base) > 0 {
+			if l, err := d.remote.StartLoad(ctx, req); err == nil {
+				d.mu.Lock()
+				d.loading = l
+				d.mu.Unlock()
+			}
 		}
-		d.mu.Lock()
-		d.loading = l
-		d.mu.Unlock()
 	})
 }
 
-// startLoad begins the load, the helper reading the likely base (x, if set, the store's
-// index); nil where there is none, or the load could not begin (the send begins one when it
-// has a delta).
-func (d *byContent) startLoad(ctx context.Context, x *content.Index) *helper.Loading {
-	req := d.request()
-	if req.Base = d.likelyBase(x); len(req.Base) == 0 {
-		return nil
-	}
-	l, err := d.remote.StartLoad(ctx, req)
-	if err != nil {
-		return nil
-	}
-	return l
-}
-
 // likelyBase names the images of the host's store, in its words, of the repositories of the
-// images sent: a rebuilt set's old images, which its delta most likely builds on. They are
-// those the host's inventory lists, one tag each; where it lists none, those x, the store's
-// index, names.
-func (d *byContent) likelyBase(x *content.Index) []string {
+// images sent: a rebuilt set's old images, which its delta most likely builds on.
+func (d *byContent) likelyBase() []string {
 	repos := map[string]bool{}
 	for _, src := range d.h.s.sources {
 		for _, r := range src.Refs {
@@ -213,23 +187,10 @@ func (d *byContent) likelyBase(x *content.Index) []string {
 		}
 	}
 	var base []string
-	add := func(refs []string) {
-		for _, r := range refs {
-			if ref, err := name.ParseReference(r); err == nil && repos[ref.Context().Name()] {
-				if !slices.Contains(base, r) {
-					base = append(base, r)
-				}
-				return
-			}
-		}
-	}
-	for _, img := range d.h.inv.Images {
-		add(img.Tags)
-	}
-	if len(d.h.inv.Images) == 0 && x != nil {
-		for _, l := range x.Layers {
-			for _, r := range l.Refs {
-				add([]string{r})
+	for _, l := range d.index.Layers {
+		for _, r := range l.Refs {
+			if ref, err := name.ParseReference(r); err == nil && repos[ref.Context().Name()] && !slices.Contains(base, r) {
+				base = append(base, r)
 			}
 		}
 	}
