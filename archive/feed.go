@@ -13,9 +13,10 @@ import (
 
 // Feed hands a bundle that was never a tar — images added with AddImage, say — to a sink the
 // way Read would: each present blob as an entry named blobs/sha256/<hex> (recorded in its
-// Path), verified against its digest as it passes (by src, if it checks them), then Commit. Blobs go after the blobs they
-// refer to (layers, configs, manifests, indexes), so a sink that keeps whole blobs from a cut
-// transfer never holds a manifest without what it names. On failure it calls sink.Abort.
+// Path), verified against its digest as it passes (by src, if it checks them), then Commit.
+// Blobs go after the blobs they refer to (layers, configs, manifests, indexes), so a sink that
+// keeps whole blobs from a cut transfer never holds a manifest without what it names. On
+// failure it calls sink.Abort.
 func Feed(ctx context.Context, b *Bundle, src BlobSource, sink Sink) error {
 	fed := b.copyWith(func(blob *Blob) *Blob { // b stays as it is: feeds may run at once
 		c := *blob

@@ -99,10 +99,10 @@ func load(ctx context.Context, st store.Store, opts LoadOptions, read func(rcv s
 	return &LoadResult{Store: st.String(), Images: rcv.Loaded(), Bundle: b}, nil
 }
 
-// storeBehind returns the store st keeps its images in, where st is Fronted and that store can be
-// used (docker on the containerd image store: its containerd, which reads and takes images
-// without docker's save and load), else st, and note, if set, is told why not; done closes
-// what it opened.
+// storeBehind returns the store st keeps its images in, where st is Fronted and that store
+// can be used (docker on the containerd image store: its containerd, which reads and takes
+// images without docker's save and load), else st, and note, if set, is told why not; done
+// closes what it opened.
 func storeBehind(ctx context.Context, st store.Store, note func(string)) (_ store.Store, done func()) {
 	if f, ok := st.(store.Fronted); ok {
 		b, err := f.Behind(ctx)
