@@ -27,10 +27,11 @@ type cutter struct {
 
 // A pending cut is a layer's chunks once cut (done closed), or why it could not be.
 type pending struct {
-	l    *archive.Layer
-	ch   Chunks
-	err  error
-	done chan struct{}
+	l      *archive.Layer
+	ch     Chunks
+	err    error
+	done   chan struct{}
+	shared bool // an Ahead's: it lets go of the chunks, not the delta that takes them
 }
 
 // startCutting cuts layers, whose blobs src serves, ahead of take, until ctx ends: those an
@@ -77,8 +78,8 @@ func startCutting(ctx context.Context, layers []*archive.Layer, src archive.Blob
 
 // An Ahead cuts layers before a delta is made of them: a send reads a docker save whole
 // before it makes a delta (the save says which layers are which at its end), but cuts each
-// layer as soon as the save gave it whole, while the save goes on. A delta made of a Source
-// takes the layers' cuts, each once; a layer not cut ahead is cut then.
+// layer as soon as the save gave it whole, while the save goes on. The deltas made of a
+// Source (one for each host) take the layers' cuts; a layer not cut ahead is cut then.
 type Ahead struct {
 	ctx  context.Context
 	mu   sync.Mutex
@@ -99,7 +100,7 @@ func (a *Ahead) Cut(l *archive.Layer, src archive.BlobSource) {
 	if a.cuts == nil || a.cuts[l.DiffID] != nil {
 		return
 	}
-	k := &pending{l: l, done: make(chan struct{})}
+	k := &pending{l: l, done: make(chan struct{}), shared: true}
 	a.cuts[l.DiffID] = k
 	a.wg.Add(1)
 	go func() {
@@ -115,25 +116,23 @@ func (a *Ahead) Cut(l *archive.Layer, src archive.BlobSource) {
 	}()
 }
 
-// take returns the cut of l begun ahead, if any, once; nil for a nil a.
+// take returns the cut of l begun ahead, if any; nil for a nil a.
 func (a *Ahead) take(l *archive.Layer) *pending {
 	if a == nil {
 		return nil
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	k := a.cuts[l.DiffID]
-	if k == nil || k.l.Size != l.Size {
-		return nil
+	if k := a.cuts[l.DiffID]; k != nil && k.l.Size == l.Size {
+		return k
 	}
-	delete(a.cuts, l.DiffID)
-	return k
+	return nil
 }
 
 // Source is src, whose layers a delta takes from a's cuts where it can.
 func (a *Ahead) Source(src archive.BlobSource) archive.BlobSource { return aheadSource{src, a} }
 
-// Close waits for the cuts begun, and lets go of those no delta took.
+// Close waits for the cuts begun, and lets go of them: the deltas made of them are made.
 func (a *Ahead) Close() {
 	a.mu.Lock()
 	left := a.cuts
@@ -177,12 +176,16 @@ func cutLayer(ctx context.Context, l *archive.Layer, src archive.BlobSource) (Ch
 	return Chunks{got, recs}, nil
 }
 
-// take waits for the i'th layer's cut, and frees its slot for the next.
-func (c *cutter) take(i int) (Chunks, error) {
+// take waits for the i'th layer's cut, and frees its slot for the next; done lets go of the
+// cut once used, unless an Ahead keeps it for other deltas.
+func (c *cutter) take(i int) (ch Chunks, done func(), err error) {
 	k := c.cuts[i]
 	<-k.done
 	<-c.ahead
-	return k.ch, k.err
+	if k.shared {
+		return k.ch, func() {}, k.err
+	}
+	return k.ch, k.ch.recs.close, k.err
 }
 
 // replay reads a layer again, handing s its bytes in the pieces ch says it was cut into: the

@@ -48,6 +48,7 @@ func (l *recList) spill() {
 	for _, r := range l.mem {
 		l.w.Write(putRec(b[:], r.sum, loc{off: r.off, size: r.size}))
 	}
+	l.w.Flush() // a list spilled by its maker is read by several at once (an Ahead's cuts)
 	l.disk += len(l.mem)
 	l.mem = l.mem[:0]
 }

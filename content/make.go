@@ -140,12 +140,12 @@ func (m *maker) layer(ctx context.Context, l *archive.Layer, src archive.BlobSou
 
 // scan writes the recipe of a layer once cut, adding the chunks base lacks to the pack.
 func (m *maker) scan(ctx context.Context, l *archive.Layer, src archive.BlobSource) error {
-	ch, err := m.cuts.take(m.next)
+	ch, done, err := m.cuts.take(m.next)
 	m.next++
 	if err != nil {
 		return err
 	}
-	defer ch.recs.close()
+	defer done()
 	rc, err := src.Open(ctx, l.Blob)
 	if err != nil {
 		return fmt.Errorf("reading layer %s: %w", l.Digest, err)

@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -256,37 +257,42 @@ func (o opening) Open(ctx context.Context, b *archive.Blob) (io.ReadCloser, erro
 	return o.BlobSource.Open(ctx, b)
 }
 
-// TestAhead: a delta takes the cuts of its layers made ahead (each layer is then read once
-// more, to write its recipe, not twice), and is the same delta as one that cut them itself;
-// cuts no delta takes are let go.
+// TestAhead: the deltas made of layers cut ahead (one for each host, at once, against its
+// own index) take the cuts, each layer then read once more, to write its recipe, not twice;
+// and each is the delta it would be had Make cut the layers itself. Cuts are let go once the
+// Ahead closes.
 func TestAhead(t *testing.T) {
 	old, rebuilt := testenv.RebuiltSet(t, 2)
 	b, src := bundleOf(t, rebuilt...)
-	x := indexOf(t, old...)
-	var want bytes.Buffer
-	if _, err := Make(t.Context(), &want, b, src, x, t.TempDir()); err != nil {
-		t.Fatal(err)
-	}
 	layers := b.LayerOrder()
 	a := NewAhead(t.Context())
 	for _, l := range layers {
 		a.Cut(l, src)
 	}
 	a.Cut(layers[0], src) // once
-	var made opening
-	made.opens = &atomic.Int32{}
-	made.BlobSource = src
-	var got bytes.Buffer
-	if _, err := Make(t.Context(), &got, b, a.Source(made), x, t.TempDir()); err != nil {
-		t.Fatal(err)
+	var wg sync.WaitGroup
+	for _, x := range []*Index{indexOf(t, old...), indexOf(t, old[0]), indexOf(t, old...)} {
+		var want bytes.Buffer
+		if _, err := Make(t.Context(), &want, b, src, x, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		wg.Go(func() {
+			made := opening{BlobSource: src, opens: &atomic.Int32{}}
+			var got bytes.Buffer
+			if _, err := Make(t.Context(), &got, b, a.Source(made), x, dir); err != nil {
+				t.Error(err)
+				return
+			}
+			if !bytes.Equal(got.Bytes(), want.Bytes()) {
+				t.Error("a delta of layers cut ahead is not the delta of layers cut by Make")
+			}
+			if n := made.opens.Load(); n != int32(len(layers)) {
+				t.Errorf("Make opened layers %d times, want %d: once each", n, len(layers))
+			}
+		})
 	}
-	if !bytes.Equal(got.Bytes(), want.Bytes()) {
-		t.Error("a delta of layers cut ahead is not the delta of layers cut by Make")
-	}
-	if n := made.opens.Load(); n != int32(len(layers)) {
-		t.Errorf("Make opened layers %d times, want %d: once each", n, len(layers))
-	}
-	a.Cut(layers[0], src) // taken: cut again, for no one
+	wg.Wait()
 	a.Close()
 	a.Cut(layers[1], src) // closed: nothing
 	a.Close()
