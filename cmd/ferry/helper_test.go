@@ -158,6 +158,19 @@ func TestSendHelper(t *testing.T) {
 		})
 	}
 
+	t.Run("two hosts", func(t *testing.T) {
+		// One send to two hosts by content: each gets a delta of its own, made of the
+		// layers cut once, as the save spooled them.
+		hosts := []*helperHost{s.host(t, testenv.Docker2010, testenv.SSHDOptions{}), s.host(t, testenv.Docker2010, testenv.SSHDOptions{})}
+		r := s.send(t, []string{"--progress", "plain"}, hosts...)
+		for _, h := range hosts {
+			if row := sentRow(t, r.stdout, h); r.code != 0 || !strings.Contains(row, "by content: 3 layers rebuilt there") {
+				t.Fatalf("exit %d: %s\n%s", r.code, r.stdout, r.stderr)
+			}
+			s.holdsRebuilt(t, h)
+		}
+	})
+
 	t.Run("a small image", func(t *testing.T) {
 		// The host lacks one small layer: it goes as a layer, and the helper is not copied.
 		oldImgs, _ := testenv.RebuiltSet(t, 2)
