@@ -49,6 +49,7 @@ type coldPlan struct {
 	pending int           // hosts yet to decide
 	closed  bool          // decisions are no longer taken
 	warm    int           // hosts that will write from the spool
+	content int           // hosts that will make content deltas of the spool: read as it is
 	cold    []*coldHost
 	noZstd  bool // some host's load does not take zstd
 
@@ -142,9 +143,18 @@ func (p *coldPlan) layers(ctx context.Context, src *pending) (images [][]v1.Hash
 	}
 }
 
-// decide records a host's decision: cold (h != nil), warm, or failed (neither). It reports
-// whether a cold host was taken: false when reading had started without it.
-func (p *coldPlan) decide(h *coldHost, warm bool) bool {
+// How a host takes the source, if not as it is read (a coldHost).
+type taking int
+
+const (
+	notTaking   taking = iota // it failed
+	fromSpool                 // it writes the layers the spool holds
+	makingDelta               // it reads the spool to make a content delta
+)
+
+// decide records a host's decision: cold (h != nil), else how it takes the source. It
+// reports whether a cold host was taken: false when reading had started without it.
+func (p *coldPlan) decide(h *coldHost, how taking) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pending--
@@ -155,17 +165,19 @@ func (p *coldPlan) decide(h *coldHost, warm bool) bool {
 	switch {
 	case h != nil:
 		p.cold = append(p.cold, h)
-	case warm:
+	case how == fromSpool:
 		p.warm++
+	case how == makingDelta:
+		p.content++
 	}
 	return true
 }
 
 // close waits for the hosts' decisions, at most decideWait, and stops taking them. It
 // returns the cold hosts, how many others will write from a spool (those that have not
-// decided, and those that wait their turn, too), and whether every host that decided takes
-// zstd.
-func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spooled int, zstdOK bool) {
+// decided, and those that wait their turn, too), how many will make content deltas of it,
+// and whether every host that decided takes zstd.
+func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spooled, content int, zstdOK bool) {
 	timer := time.NewTimer(decideWait)
 	defer timer.Stop()
 	for {
@@ -185,7 +197,7 @@ func (p *coldPlan) close(ctx context.Context) (cold []*coldHost, spooled int, zs
 	}
 	defer p.mu.Unlock()
 	p.closed = true
-	return p.cold, p.warm + max(p.pending, 0) + p.later, !p.noZstd
+	return p.cold, p.warm + max(p.pending, 0) + p.later, p.content, !p.noZstd
 }
 
 // join decides, once the source's layers are known, whether a host takes the source as it
@@ -201,11 +213,15 @@ func (p *coldPlan) join(ctx context.Context, src *pending, h *host) *coldHost {
 	// A store that takes complete images only and holds every layer may hold the images
 	// whole: it waits for the source, and deliver sends it nothing it holds whole.
 	if h.cold == nil || !pipelined || holdsEvery(h.inv, images) {
-		p.decide(nil, true)
+		how := fromSpool
+		if _, ok := h.via.(*byContent); ok {
+			how = makingDelta
+		}
+		p.decide(nil, how)
 		return nil
 	}
 	c, pr := newColdHost(func(sent int64) { h.progress(sent, p.total) })
-	if !p.decide(c, false) {
+	if !p.decide(c, notTaking) {
 		return nil // reading started without it
 	}
 	h.progress(0, p.total)
@@ -471,7 +487,7 @@ func (plan *coldPlan) read(ctx context.Context, d store.Saver, refs []string, op
 	}
 	plan.publish(images, total) // the hosts decide while the daemon prepares its save
 	stream, err := d.Save(ctx, refs)
-	cold, spooled, zstdOK := plan.close(ctx) // the cold hosts are stopped if the save failed
+	cold, spooled, content, zstdOK := plan.close(ctx) // the cold hosts are stopped if the save failed
 	if err != nil {
 		return nil, err
 	}
@@ -481,9 +497,11 @@ func (plan *coldPlan) read(ctx context.Context, d store.Saver, refs []string, op
 	// The spool holds the stream's bytes already compressed when several hosts will write
 	// them: compressed once for all. For one, it holds them as read, and they are compressed
 	// as the link takes them: the CPU that takes is spread over the send, where compressing
-	// all as docker save gives it would hold the link back while it lasts.
+	// all as docker save gives it would hold the link back while it lasts. The hosts that
+	// make content deltas of it read it as it is: they write none of its layers (unless their
+	// delta is no smaller, and then they compress as the link takes them).
 	spoolAs := opts.Write
-	if spooled == 1 {
+	if spooled < 2 {
 		spoolAs = archive.WriteOptions{} // no codec
 	}
 
@@ -491,7 +509,7 @@ func (plan *coldPlan) read(ctx context.Context, d store.Saver, refs []string, op
 	var src archive.BlobSource = noBlobs{}
 	closeSpool := func() error { return nil }
 	var sp *spool.Spool
-	if spooled > 0 {
+	if spooled+content > 0 {
 		if sp, err = spool.New(opts.TempDir, spoolAs); err != nil {
 			return nil, err
 		}

@@ -46,7 +46,7 @@ type delivery interface {
 func (h *host) run(ctx context.Context) HostResult {
 	err := h.sendAll(ctx)
 	if h.planned && !h.decided {
-		h.s.plan.decide(nil, false) // failed
+		h.s.plan.decide(nil, notTaking)
 	}
 	for _, c := range slices.Backward(h.closes) {
 		c()
