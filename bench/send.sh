@@ -24,8 +24,9 @@
 #                        FLEET_IMAGE (default bench/go:1), FLEET_RUNS (rounds, default 3),
 #                        SEND_BENCH_ONLY=trixie or sid (that root's containerd and docker rows alone),
 #                        SEND_BENCH_ONLY=resume (the classic docker resume rows alone),
-#                        SEND_BENCH_ONLY=helper (the rows by content through the ferry helper alone;
-#                        HELPER_KINDS picks hosts of docker20, docker26c, containerd),
+#                        SEND_BENCH_ONLY=helper (the rows by content through the ferry helper alone,
+#                        and one to two docker 20.10 hosts at once; HELPER_KINDS picks hosts of
+#                        docker20, docker26c, containerd),
 #                        CONTENT_BENCH_DIR (bench/content.sh's corpus, for the helper rows).
 #                        SEND_BENCH_ONLY=fleet (the fleet rows alone),
 #                        SEND_BENCH_ONLY=atscale (the at-scale rows alone; ATSCALE_NODES, default 4;
@@ -42,6 +43,7 @@ IMAGE=bench/go:1
 LAYERS=bench/layers:1   # busybox and eight layers of 40 MiB of random bytes
 HOSTS=(1 2 3)
 [[ -z ${SEND_BENCH_ONLY:-} ]] || HOSTS=(1)
+[[ ${SEND_BENCH_ONLY:-} != helper ]] || HOSTS=(1 2)   # two docker 20.10 hosts at once, by content
 [[ ${SEND_BENCH_ONLY:-} != fleet && ${SEND_BENCH_ONLY:-} != atscale ]] || HOSTS=()
 NETNS=ferry-sb VETH=fsb NET=10.203   # namespaces ferry-sb1…3, veths fsb1…3, 10.203.N.1 here and 10.203.N.2 there
 SRC=unix://$DIR/src/sock
@@ -471,6 +473,17 @@ helper_rows() {
     run "$floor" "" helper_load "$kind"
     [[ $kind != docker26c ]] || rd_stop
     [[ $kind != containerd ]] || ctd_stop
+    local both="$label: by content to hosts 1 and 2 at once, helper and index there"
+    if [[ $kind == docker20 && " ${HOSTS[*]} " == *" 2 "* ]]; then
+      shape 2 "$RATE"
+      rm -rf "$DIR/home2/.cache/ferry"
+      two_reset() { helper_reset docker20 >/dev/null; wipe 2; DOCKER_HOST=unix://$DIR/h2/sock "$FERRY" load -q -i "$CONTENT_DIR/old.tar" >/dev/null; }
+      two_reset
+      helper_send "$HELPER_IMAGE" -H "$(dest 1)" -H "$(dest 2)" >/dev/null 2>&1 # host 2's first visit
+      two_reset
+      run "$both" "1 2" helper_send "$HELPER_IMAGE" -H "$(dest 1)" -H "$(dest 2)"
+      (($(grep -c 'by content' "$DIR/cmd.out") >= 2)) || { echo "$both: not both by content" >&2; cat "$DIR/cmd.out" >&2; return 1; }
+    fi
 
     echo
     echo "ferry send by content, $label, $HELPER_IMAGE rebuilt ($(mb "$(stat -c %s "$CONTENT_DIR/rebuilt.tar")") MB of layers), link shaped to $RATE:"
@@ -482,6 +495,7 @@ helper_rows() {
       echo "| $k | ${WALL[$k]} | $(mb "${BYTES[$k]}") | $(mb "${RX[$k]}") | ${CPU[$k]} |"
     done
     echo "| $floor | ${WALL[$floor]} | | | ${CPU[$floor]} |"
+    [[ -z ${WALL[$both]:-} ]] || echo "| $both | ${WALL[$both]} | $(mb "${BYTES[$both]}") | | ${CPU[$both]} |"
     echo
     echo "- bytes: with the helper and index there, $(mb "${BYTES[$warm]}") MB towards the host for a content delta of" \
       "$(mb "${SENT[$warm]}") MB = $(ratio "${BYTES[$warm]}" "${SENT[$warm]}")× (target ≤ 1.3), and $(mb "${RX[$warm]}") MB back;" \
