@@ -25,8 +25,8 @@
 #                        SEND_BENCH_ONLY=trixie or sid (that root's containerd and docker rows alone),
 #                        SEND_BENCH_ONLY=resume (the classic docker resume rows alone),
 #                        SEND_BENCH_ONLY=helper (the rows by content through the ferry helper alone,
-#                        and one to two docker 20.10 hosts at once; HELPER_KINDS picks hosts of
-#                        docker20, docker26c, containerd),
+#                        and one to two docker 20.10 hosts at once, host 2 started for it;
+#                        HELPER_KINDS picks hosts of docker20, docker26c, containerd),
 #                        CONTENT_BENCH_DIR (bench/content.sh's corpus, for the helper rows).
 #                        SEND_BENCH_ONLY=fleet (the fleet rows alone),
 #                        SEND_BENCH_ONLY=atscale (the at-scale rows alone; ATSCALE_NODES, default 4;
@@ -43,7 +43,6 @@ IMAGE=bench/go:1
 LAYERS=bench/layers:1   # busybox and eight layers of 40 MiB of random bytes
 HOSTS=(1 2 3)
 [[ -z ${SEND_BENCH_ONLY:-} ]] || HOSTS=(1)
-[[ ${SEND_BENCH_ONLY:-} != helper ]] || HOSTS=(1 2)   # two docker 20.10 hosts at once, by content
 [[ ${SEND_BENCH_ONLY:-} != fleet && ${SEND_BENCH_ONLY:-} != atscale ]] || HOSTS=()
 NETNS=ferry-sb VETH=fsb NET=10.203   # namespaces ferry-sb1…3, veths fsb1…3, 10.203.N.1 here and 10.203.N.2 there
 SRC=unix://$DIR/src/sock
@@ -474,7 +473,12 @@ helper_rows() {
     [[ $kind != docker26c ]] || rd_stop
     [[ $kind != containerd ]] || ctd_stop
     local both="$label: by content to hosts 1 and 2 at once, helper and index there"
-    if [[ $kind == docker20 && " ${HOSTS[*]} " == *" 2 "* ]]; then
+    if [[ $kind == docker20 ]]; then
+      local started=
+      if [[ " ${HOSTS[*]} " != *" 2 "* ]]; then   # only for this row: idle, it would weigh on the others
+        host_start 2
+        HOSTS+=(2) started=1
+      fi
       shape 2 "$RATE"
       rm -rf "$DIR/home2/.cache/ferry"
       two_reset() { helper_reset docker20 >/dev/null; wipe 2; DOCKER_HOST=unix://$DIR/h2/sock "$FERRY" load -q -i "$CONTENT_DIR/old.tar" >/dev/null; }
@@ -483,6 +487,11 @@ helper_rows() {
       two_reset
       run "$both" "1 2" helper_send "$HELPER_IMAGE" -H "$(dest 1)" -H "$(dest 2)"
       (($(grep -c 'by content' "$DIR/cmd.out") >= 2)) || { echo "$both: not both by content" >&2; cat "$DIR/cmd.out" >&2; return 1; }
+      if [[ -n $started ]]; then
+        link_stop 2
+        dockerd_stop h2
+        HOSTS=(1)
+      fi
     fi
 
     echo
