@@ -171,8 +171,7 @@ func TestCacheOneString(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []rec
-	ch.recs.each(func(r rec) { want = append(want, r) })
+	want := records(t, ch.recs)
 	c := NewCache(t.TempDir())
 	if err := c.Put(ch); err != nil {
 		t.Fatal(err)
@@ -200,8 +199,7 @@ func TestCacheOneString(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, ok := c.Entry(ch.DiffID)
-		var recs []rec
-		got.recs.each(func(r rec) { recs = append(recs, r) })
+		recs := records(t, got.recs)
 		if !ok || got.Layer.DiffID != ch.DiffID || !slices.Equal(recs, want) {
 			t.Errorf("an entry read back holds %d records, want the %d put", len(recs), len(want))
 		}
