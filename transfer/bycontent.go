@@ -46,7 +46,7 @@ type byContent struct {
 	noted    sync.Once      // the note that the helper is not used
 
 	mu      sync.Mutex
-	loading *helper.Loading // a load begun once the index came, reading the likely base
+	loading *helper.Loading // the load begun with the index, reading the likely base
 }
 
 // startHelper probes the host for its helper in the background where the send may use it:
@@ -76,6 +76,7 @@ func (h *host) startHelper(ctx context.Context) {
 			l.Close()
 		}
 		if d.remote != nil {
+			d.remote.Close()
 			h.res.Helper = d.remote.Copied
 		}
 		return nil
@@ -138,19 +139,18 @@ func (d *byContent) worth(b *archive.Bundle) bool {
 	return d.h.s.opts.Helper == HelperAlways || layers > d.remote.Cost()/4
 }
 
-// prepare copies the helper to the host if it must, and asks it for the store's index, once;
-// then it begins the load, the helper reading the images the delta will likely build on while
-// this side reads the sources and makes the delta.
+// prepare copies the helper to the host if it must, and begins the load there, once: the
+// helper sends the store's index, then reads the images the delta will likely build on
+// while this side reads the sources and makes the delta.
 func (d *byContent) prepare(ctx context.Context) {
 	d.prepared.Do(func() {
 		h := d.h
 		err := d.remote.Install(ctx)
+		var l *helper.Loading
 		if err == nil {
-			x, rep, n, ierr := d.remote.Index(ctx, d.request())
-			h.res.Index += n
-			d.notes(rep)
-			d.index, err = x, ierr
-			if err != nil {
+			req := d.request()
+			req.Index = true
+			if l, err = d.remote.Load(ctx, req); err != nil {
 				err = fmt.Errorf("%w: the content index of %s: %w", helper.ErrUnavailable, h.st, err)
 			}
 		}
@@ -160,41 +160,17 @@ func (d *byContent) prepare(ctx context.Context) {
 			}
 			return
 		}
+		h.res.Index += l.IndexSize
+		d.notes(l.Notes)
+		d.index = l.Index
+		d.mu.Lock()
+		d.loading = l
+		d.mu.Unlock()
 		if p := h.s.plan; p != nil { // the layers the index lacks are cut as the save spools them
 			x := d.index
 			p.cutFor(func(diffID v1.Hash) bool { return !x.Holds(diffID) })
 		}
-		req := d.request()
-		if req.Base = d.likelyBase(); len(req.Base) > 0 {
-			if l, err := d.remote.StartLoad(ctx, req); err == nil {
-				d.mu.Lock()
-				d.loading = l
-				d.mu.Unlock()
-			}
-		}
 	})
-}
-
-// likelyBase names the images of the host's store, in its words, of the repositories of the
-// images sent: a rebuilt set's old images, which its delta most likely builds on.
-func (d *byContent) likelyBase() []string {
-	repos := map[string]bool{}
-	for _, src := range d.h.s.sources {
-		for _, r := range src.Refs {
-			if ref, err := name.ParseReference(r); err == nil {
-				repos[ref.Context().Name()] = true
-			}
-		}
-	}
-	var base []string
-	for _, l := range d.index.Layers {
-		for _, r := range l.Refs {
-			if ref, err := name.ParseReference(r); err == nil && repos[ref.Context().Name()] && !slices.Contains(base, r) {
-				base = append(base, r)
-			}
-		}
-	}
-	return base
 }
 
 // takeLoading returns the load begun, if any, once.
@@ -206,9 +182,18 @@ func (d *byContent) takeLoading() *helper.Loading {
 	return l
 }
 
-// request is a request for the helper about the host's store.
+// request is a load for the helper into the host's store, naming the repositories of the
+// images sent.
 func (d *byContent) request() helper.Request {
-	return helper.Request{Store: d.h.s.to, Socket: d.h.dest.Path, Env: helperEnv(d.h.s.kind)}
+	var repos []string
+	for _, src := range d.h.s.sources {
+		for _, r := range src.Refs {
+			if ref, err := name.ParseReference(r); err == nil && !slices.Contains(repos, ref.Context().Name()) {
+				repos = append(repos, ref.Context().Name())
+			}
+		}
+	}
+	return helper.Request{Store: d.h.s.to, Socket: d.h.dest.Path, Env: helperEnv(d.h.s.kind), Repos: repos}
 }
 
 // unavailable records that the helper cannot run, saying why once (HelperAuto) or failing
@@ -280,7 +265,7 @@ func (d *byContent) sendDelta(ctx context.Context, p *pending, im *store.Images,
 	}
 	l := d.takeLoading()
 	if l == nil {
-		if l, err = d.remote.StartLoad(ctx, d.request()); err != nil {
+		if l, err = d.remote.Load(ctx, d.request()); err != nil {
 			return err
 		}
 	}
@@ -290,7 +275,9 @@ func (d *byContent) sendDelta(ctx context.Context, p *pending, im *store.Images,
 		h.progress(h.res.Sent, start+dl.size)
 	})
 	h.res.Sent = start + sent
-	d.notes(rep)
+	if rep != nil {
+		d.notes(rep.Notes)
+	}
 	if err != nil {
 		if !errors.Is(err, helper.ErrUnavailable) && !errors.Is(err, helper.ErrRebuild) {
 			err = fmt.Errorf("%w; what reached the host stays there, and sending again sends only the rest", err)
@@ -302,11 +289,9 @@ func (d *byContent) sendDelta(ctx context.Context, p *pending, im *store.Images,
 }
 
 // notes passes on what the store on the host said.
-func (d *byContent) notes(rep *helper.Reply) {
-	if rep != nil {
-		for _, n := range rep.Notes {
-			d.h.note(n)
-		}
+func (d *byContent) notes(notes []string) {
+	for _, n := range notes {
+		d.h.note(n)
 	}
 }
 

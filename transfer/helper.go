@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/ferrytool/ferry/content"
 	"github.com/ferrytool/ferry/store"
 	"github.com/ferrytool/ferry/transfer/helper"
@@ -69,27 +71,23 @@ func (helperServer) open(ctx context.Context, req helper.Request) (store.Store, 
 	return store.Open(ctx, req.Store, store.Env{Socket: req.Socket})
 }
 
-func (s helperServer) Index(ctx context.Context, req helper.Request, note func(string)) (*content.Index, error) {
+func (s helperServer) Load(ctx context.Context, req helper.Request, index func(*content.Index) error, delta func() (io.Reader, error), note func(string)) ([]string, error) {
 	st, err := s.open(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
-	st, done := storeBehind(ctx, st, nil)
+	st, done := storeBehind(ctx, st, nil) // docker's containerd, not docker save: read and load there
 	defer done()
-	return storeIndex(ctx, st, content.NewCache(contentCache()), note)
-}
-
-func (s helperServer) Load(ctx context.Context, req helper.Request, delta func() (io.Reader, error), note func(string)) ([]string, error) {
-	st, err := s.open(ctx, req)
+	x, err := storeIndex(ctx, st, content.NewCache(contentCache()), note)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	st, done := storeBehind(ctx, st, nil) // read too where the load goes: docker's containerd, not docker save
-	defer done()
-	pre := startPrefetch(ctx, st, req.Base)
+	pre := startPrefetch(ctx, st, likelyBase(x, req.Repos))
 	defer pre.close()
+	if err := index(x); err != nil {
+		return nil, err
+	}
 	r, err := delta()
 	if err != nil {
 		return nil, err
@@ -103,6 +101,20 @@ func (s helperServer) Load(ctx context.Context, req helper.Request, delta func()
 		loaded = append(loaded, l.Ref)
 	}
 	return loaded, nil
+}
+
+// likelyBase names the images x indexes, in the store's words, of repos: a rebuilt set's
+// old images, which its delta most likely builds on.
+func likelyBase(x *content.Index, repos []string) []string {
+	var base []string
+	for _, l := range x.Layers {
+		for _, r := range l.Refs {
+			if ref, err := name.ParseReference(r); err == nil && slices.Contains(repos, ref.Context().Name()) && !slices.Contains(base, r) {
+				base = append(base, r)
+			}
+		}
+	}
+	return base
 }
 
 // helperEnv is this machine's values of the variables the kind's stores are opened with.

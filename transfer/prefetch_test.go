@@ -3,6 +3,7 @@ package transfer
 import (
 	"bytes"
 	"context"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -81,5 +82,16 @@ func TestPrefetch(t *testing.T) {
 		if read := st.opens.Load() - before; (read == 0) != ahead {
 			t.Errorf("read ahead %v: the load read the store's images %d times", ahead, read)
 		}
+	}
+}
+
+// TestLikelyBase: the images read ahead are the store's of the repositories sent, each once,
+// in the store's words.
+func TestLikelyBase(t *testing.T) {
+	x := content.NewIndex()
+	x.Layers = []content.Layer{{Refs: []string{"app:0", "other:1"}}, {Refs: []string{"app:0"}}, {Refs: []string{"localhost:5000/app:2", "library/app:3"}}}
+	got := likelyBase(x, []string{"index.docker.io/library/app", "localhost:5000/app"})
+	if want := []string{"app:0", "localhost:5000/app:2", "library/app:3"}; !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }

@@ -20,17 +20,17 @@ import (
 
 // fakeServer records what it is asked.
 type fakeServer struct {
-	got  []byte
-	base []string
-	fail error
+	got   []byte
+	repos []string
+	fail  error
 }
 
-func (f *fakeServer) Index(context.Context, Request, func(string)) (*content.Index, error) {
-	return content.NewIndex(), f.fail
-}
-
-func (f *fakeServer) Load(_ context.Context, req Request, delta func() (io.Reader, error), note func(string)) ([]string, error) {
-	f.base = req.Base // before the delta comes
+func (f *fakeServer) Load(_ context.Context, req Request, index func(*content.Index) error, delta func() (io.Reader, error), note func(string)) ([]string, error) {
+	f.repos = req.Repos // before the delta comes
+	note("indexed by the fake")
+	if err := index(content.NewIndex()); err != nil {
+		return nil, err
+	}
 	r, err := delta()
 	if err != nil {
 		return nil, err
@@ -87,13 +87,13 @@ func replies(t *testing.T, out string) []Reply {
 }
 
 func TestServeRefusesVersions(t *testing.T) {
-	for _, in := range []string{"ferry-helper 1\n", "ferry-helper 3\n", "ferry-helper 0\n", "something else\n", "ferry-helper 2"} {
+	for _, in := range []string{"ferry-helper 2\n", "ferry-helper 4\n", "ferry-helper 0\n", "something else\n", "ferry-helper 3"} {
 		s := &fakeServer{}
 		out, err := exchange(t, t.TempDir(), s, in+`{"op":"load"}`+"\n")
 		if err == nil {
 			t.Errorf("%q: served", in)
 		}
-		known := in == "ferry-helper 1\n" || in == "ferry-helper 3\n" // versions, not this one
+		known := in == "ferry-helper 2\n" || in == "ferry-helper 4\n" // versions, not this one
 		if known && (!errors.Is(err, ErrVersion) || !strings.HasPrefix(out, "ferry-helper refused: protocol version "+strings.TrimSpace(in[len(hello):]))) {
 			t.Errorf("%q: %v, wrote %q", in, err, out)
 		}
@@ -110,24 +110,30 @@ func TestServeRefusesRequests(t *testing.T) {
 			t.Errorf("%s: %v, %+v", req, err, reps)
 		}
 	}
-	if _, err := exchange(t, t.TempDir(), &fakeServer{}, helloLine(Version)+`{"op":"index","rm":"-rf"}`+"\n"); err == nil {
+	if _, err := exchange(t, t.TempDir(), &fakeServer{}, helloLine(Version)+`{"op":"load","rm":"-rf"}`+"\n"); err == nil {
 		t.Error("a request with a field the protocol lacks was taken")
 	}
 }
 
+// TestServeIndex: a load that asks for the store's index gets it first, with what the store
+// said making it; the near side that then goes stops the load.
 func TestServeIndex(t *testing.T) {
-	out, err := exchange(t, t.TempDir(), &fakeServer{}, request(t, Request{Op: OpIndex, Store: "docker"}))
-	if err != nil {
-		t.Fatal(err)
+	s := &fakeServer{}
+	out, err := exchange(t, t.TempDir(), s, request(t, Request{Op: OpLoad, Store: "docker", Index: true}))
+	if err == nil || s.got != nil {
+		t.Fatalf("no delta named: %v, loaded %d bytes", err, len(s.got))
 	}
 	br := bufio.NewReader(strings.NewReader(out))
 	readHello(br, 0)
 	var rep Reply
-	if err := readMsg(br, &rep); err != nil || rep.Size == 0 {
+	if err := readMsg(br, &rep); err != nil || rep.Size == 0 || len(rep.Notes) != 1 {
 		t.Fatalf("%+v, %v", rep, err)
 	}
 	if _, err := readIndex(io.LimitReader(br, rep.Size)); err != nil {
 		t.Fatal(err)
+	}
+	if rest, _ := io.ReadAll(br); len(rest) != 0 {
+		t.Errorf("after the index: %q", rest)
 	}
 }
 
@@ -137,18 +143,18 @@ func TestServeLoadResumes(t *testing.T) {
 	dir := t.TempDir()
 	delta := bytes.Repeat([]byte("content delta "), 1000)
 	sum := sha256.Sum256(delta)
-	load := Request{Op: OpLoad, Store: "docker", Base: []string{"app:0"}}
+	load := Request{Op: OpLoad, Store: "docker", Repos: []string{"app"}}
 	named := Request{Digest: hex.EncodeToString(sum[:]), Size: int64(len(delta))}
 	s := &fakeServer{}
-	if _, err := exchange(t, dir, s, request(t, load)); err == nil || s.got != nil || len(s.base) != 1 {
-		t.Fatalf("no delta named: %v, loaded %d bytes, base %v", err, len(s.got), s.base)
+	if _, err := exchange(t, dir, s, request(t, load)); err == nil || s.got != nil || len(s.repos) != 1 {
+		t.Fatalf("no delta named: %v, loaded %d bytes, repos %v", err, len(s.got), s.repos)
 	}
 	if _, err := exchange(t, dir, s, request(t, load, named)+string(delta[:5000])); err == nil || s.got != nil {
 		t.Fatalf("a cut delta: %v, loaded %d bytes", err, len(s.got))
 	}
 	out, err := exchange(t, dir, s, request(t, load, named)+string(delta[5000:]))
 	reps := replies(t, out)
-	if err != nil || len(reps) != 2 || reps[0].Offset != 5000 || reps[1].Loaded[0] != "app:1" || reps[1].Notes[0] != "loaded by the fake" {
+	if err != nil || len(reps) != 2 || reps[0].Offset != 5000 || reps[1].Loaded[0] != "app:1" || strings.Join(reps[1].Notes, "; ") != "indexed by the fake; loaded by the fake" {
 		t.Fatalf("%v: %+v", err, reps)
 	}
 	if !bytes.Equal(s.got, delta) {

@@ -1,6 +1,7 @@
 package helper
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -40,6 +42,9 @@ type Remote struct {
 	present bool   // the host holds the binary whole
 	// Copied is the bytes copied to the host: the binary, when it lacked it.
 	Copied int64
+
+	mu   sync.Mutex
+	idle *session // the helper Probe started, until a Load takes it
 }
 
 // Cost is the bytes Install copies: the binary's size, or none where the host holds it.
@@ -51,23 +56,56 @@ func (r *Remote) Cost() int64 {
 }
 
 // Probe finds whether the helper can run on the host c is connected to: that the host runs
-// bin (`uname -sm`), and whether it holds bin whole already. An error that wraps
-// ErrUnavailable says why the helper cannot run there.
+// bin (`uname -sm`), and whether it holds bin whole already. Where it does, the same command
+// runs it, and the helper waits for the first Load: one session, and one check of the
+// binary, for both. An error that wraps ErrUnavailable says why the helper cannot run there;
+// Close ends the helper if no Load took it.
 func Probe(ctx context.Context, c *sshconn.Client, bin *Binary) (*Remote, error) {
 	r := &Remote{c: c, bin: bin, path: path.Join(Dir, bin.Digest, "ferry")}
-	out, err := c.Run(ctx, "uname -sm && { "+r.check()+" && echo ferry-helper-present; true; }", nil)
-	if ctx.Err() != nil {
-		return nil, context.Cause(ctx)
-	}
+	rs, err := r.run(ctx, "uname -sm && ")
 	if err != nil {
-		return nil, fmt.Errorf("%w: it runs no command there: %w", ErrUnavailable, err)
-	}
-	uname, present, _ := strings.Cut(out, "\n")
-	if err := bin.runsOn(uname); err != nil {
 		return nil, err
 	}
-	r.present = strings.TrimSpace(present) == "ferry-helper-present"
+	uname, err := readLine(rs.br, 4<<10)
+	if err == nil {
+		err = bin.runsOn(string(uname))
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			rs.s.Close()
+			return nil, context.Cause(ctx)
+		}
+		// A host that prints no uname, or whose command fails but for the check of the
+		// binary (another system's, which has none), runs no command: a restricted shell.
+		var ce *sshconn.CommandError
+		if status := rs.exit(); uname == nil || errors.As(status, &ce) && ce.Status != exitMismatch {
+			return nil, fmt.Errorf("%w: it runs no command there: %w", ErrUnavailable, cmp.Or(status, err))
+		}
+		return nil, err
+	}
+	switch err := rs.hello(ctx); {
+	case err == nil:
+		r.present, r.idle = true, rs
+	case !errors.Is(err, errMismatch): // the binary there cannot run
+		return nil, err
+	}
 	return r, nil
+}
+
+// Close ends the helper Probe started, unless a Load took it.
+func (r *Remote) Close() {
+	if rs := r.takeIdle(); rs != nil {
+		rs.s.Close()
+	}
+}
+
+// takeIdle returns the helper Probe started, once.
+func (r *Remote) takeIdle() *session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rs := r.idle
+	r.idle = nil
+	return rs
 }
 
 // Install copies the binary to the host over SFTP unless it holds it whole.

@@ -14,23 +14,22 @@ import (
 // The protocol. Each side first writes a hello line, "ferry-helper VERSION\n"; the helper
 // answers a version it does not know with "ferry-helper refused: …\n" and exits. Then the
 // near side writes one request, a JSON line, and the helper answers with replies, JSON
-// lines; a message whose Size is set is followed by that many bytes. A load is a request
-// (the store, and the images the delta will likely build on, which the helper starts reading
-// at once), then, once the delta is made, a second message naming it (Digest and Size), a
-// reply saying how many bytes of it the host holds already (Offset), the rest of its bytes,
-// and a last reply.
+// lines; a message whose Size is set is followed by that many bytes. A load is a request (the
+// store, the repositories of the images sent, and whether the store's content index is
+// wanted: then the first reply carries it); the helper reads the images of the store in those
+// repositories, which the delta will likely build on, from the moment it has the index. Once
+// the delta is made, a second message names it (Digest and Size), a reply says how many bytes
+// of it the host holds already (Offset), the rest of its bytes follow, and a last reply.
 
 // Version is the protocol version this ferry speaks.
-const Version = 2
+const Version = 3
 
 // hello is the line each side starts with.
 const hello = "ferry-helper "
 
-// Operations a Request asks for.
-const (
-	OpIndex = "index" // the content index of the store, zstd-compressed JSON after the reply
-	OpLoad  = "load"  // a content delta to rebuild and load into the store
-)
+// OpLoad is the operation a Request asks for: a content delta to rebuild and load into the
+// store.
+const OpLoad = "load"
 
 // A Request is what the near side asks of the helper.
 type Request struct {
@@ -41,9 +40,11 @@ type Request struct {
 	Store  string            `json:"store"`
 	Socket string            `json:"socket,omitempty"`
 	Env    map[string]string `json:"env,omitempty"`
-	// Base, for a load, names images of the store the delta will likely build on: the helper
-	// reads them while the delta is made.
-	Base []string `json:"base,omitempty"`
+	// Index asks for the store's content index, zstd-compressed JSON after the first reply.
+	Index bool `json:"index,omitempty"`
+	// Repos are the repositories of the images sent: the helper reads the images of the
+	// store in them, which the delta will likely build on, while the delta is made.
+	Repos []string `json:"repos,omitempty"`
 	// Digest (sha256, hex) and Size are the content delta's, in a load's second message.
 	Digest string `json:"digest,omitempty"`
 	Size   int64  `json:"size,omitempty"`
@@ -55,9 +56,9 @@ type Reply struct {
 	// (a layer it builds on is missing or not what it expects): the near side sends layers.
 	Error   string `json:"error,omitempty"`
 	Rebuild bool   `json:"rebuild,omitempty"`
-	// Size is the bytes that follow the reply (an index).
+	// Size is the bytes that follow the reply (the index, in a load's first reply).
 	Size int64 `json:"size,omitempty"`
-	// Offset is the bytes of the delta the host holds from a cut send (a load's first reply).
+	// Offset is the bytes of the delta the host holds from a cut send (the reply to its name).
 	Offset int64 `json:"offset,omitempty"`
 	// Loaded is what a load loaded, as the store says.
 	Loaded []string `json:"loaded,omitempty"`

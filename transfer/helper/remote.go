@@ -25,6 +25,9 @@ const (
 	exitCannotExec = 126 // the shell could not execute it (a noexec mount)
 )
 
+// errMismatch: the helper's place holds nothing, or not the binary copied.
+var errMismatch = errors.New("not the binary copied")
+
 // A session is one run of the helper.
 type session struct {
 	r  *Remote
@@ -34,19 +37,35 @@ type session struct {
 
 // start runs the helper, its binary checked first, and exchanges hellos with it.
 func (r *Remote) start(ctx context.Context) (*session, error) {
-	s, err := r.c.Start(ctx, r.check()+" || exit 111; exec "+sshconn.Quote(r.path)+" helper")
+	rs, err := r.run(ctx, "")
 	if err != nil {
 		return nil, err
 	}
-	rs := &session{r: r, s: s, br: bufio.NewReader(s.Stdout)}
-	_, err = io.WriteString(s.Stdin, helloLine(Version))
-	if err == nil {
-		_, err = readHello(rs.br, 4<<10)
-	}
-	if err != nil {
-		return nil, rs.failed(ctx, err)
+	if err := rs.hello(ctx); err != nil {
+		return nil, err
 	}
 	return rs, nil
+}
+
+// run runs the command first and then, if the binary checks, the helper, and writes the
+// helper its hello. A write that fails shows as the reads that follow failing: the command
+// ended, and how it exited says why.
+func (r *Remote) run(ctx context.Context, first string) (*session, error) {
+	s, err := r.c.Start(ctx, first+"{ "+r.check()+" || exit 111; } && exec "+sshconn.Quote(r.path)+" helper")
+	if err != nil {
+		return nil, err
+	}
+	io.WriteString(s.Stdin, helloLine(Version))
+	return &session{r: r, s: s, br: bufio.NewReader(s.Stdout)}, nil
+}
+
+// hello reads the helper's hello; a helper that does not answer is ended, and the error
+// says why.
+func (rs *session) hello(ctx context.Context) error {
+	if _, err := readHello(rs.br, 4<<10); err != nil {
+		return rs.failed(ctx, err)
+	}
+	return nil
 }
 
 // failed ends a session that broke the protocol with err, and says why, from how the
@@ -56,21 +75,12 @@ func (rs *session) failed(ctx context.Context, err error) error {
 		rs.s.Close()
 		return context.Cause(ctx)
 	}
-	rs.s.Stdin.Close()
-	exit := make(chan error, 1)
-	go func() { exit <- rs.s.Wait() }()
-	var status error
-	select {
-	case status = <-exit:
-	case <-time.After(5 * time.Second): // it does not end: something else answered
-		rs.s.Close()
-		status = <-exit
-	}
+	status := rs.exit()
 	var ce *sshconn.CommandError
 	if errors.As(status, &ce) {
 		switch ce.Status {
 		case exitMismatch:
-			return fmt.Errorf("%w: ~/%s is not the binary copied (sha256 %s): it was not run", ErrUnavailable, rs.r.path, rs.r.bin.Digest)
+			return fmt.Errorf("%w: ~/%s is %w (sha256 %s): it was not run", ErrUnavailable, rs.r.path, errMismatch, rs.r.bin.Digest)
 		case exitCannotExec:
 			return fmt.Errorf("%w: ~/%s cannot be executed there (is the home directory mounted noexec?)", ErrUnavailable, rs.r.path)
 		}
@@ -80,6 +90,21 @@ func (rs *session) failed(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %w: %w", ErrUnavailable, err, ce)
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// exit ends the session's input, and returns how its command exited, killing it if it does
+// not end: then something other than the helper answered.
+func (rs *session) exit() error {
+	rs.s.Stdin.Close()
+	exit := make(chan error, 1)
+	go func() { exit <- rs.s.Wait() }()
+	select {
+	case status := <-exit:
+		return status
+	case <-time.After(5 * time.Second):
+		rs.s.Close()
+		return <-exit
+	}
 }
 
 // end reads the helper's last reply, and waits for it to exit.
@@ -119,39 +144,6 @@ func (rep *Reply) err(host string) error {
 	return fmt.Errorf("the ferry helper on %s: %s", host, rep.Error)
 }
 
-// Index asks the helper for the content index of the store req names (req.Op is set here).
-// It returns the bytes the host sent for it too.
-func (r *Remote) Index(ctx context.Context, req Request) (*content.Index, *Reply, int64, error) {
-	req.Op = OpIndex
-	rs, err := r.start(ctx)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	defer rs.s.Close()
-	if err := writeMsg(rs.s.Stdin, req); err != nil {
-		return nil, nil, 0, rs.failed(ctx, err)
-	}
-	var rep Reply
-	if err := readMsg(rs.br, &rep); err != nil {
-		return nil, nil, 0, rs.failed(ctx, err)
-	}
-	if err := rep.err(r.c.String()); err != nil {
-		return nil, &rep, 0, err
-	}
-	if rep.Size <= 0 || rep.Size > maxIndex {
-		return nil, &rep, 0, fmt.Errorf("the ferry helper on %s: %w: an index of %d bytes", r.c, errProtocol, rep.Size)
-	}
-	x, err := readIndex(io.LimitReader(rs.br, rep.Size))
-	if err != nil {
-		return nil, &rep, rep.Size, fmt.Errorf("the content index from %s: %w", r.c, rs.waitErr(err))
-	}
-	rs.s.Stdin.Close()
-	if err := rs.s.Wait(); err != nil {
-		return nil, &rep, rep.Size, fmt.Errorf("the ferry helper on %s: %w", r.c, err)
-	}
-	return x, &rep, rep.Size, nil
-}
-
 // readIndex reads a zstd-compressed content index to its end.
 func readIndex(r io.Reader) (*content.Index, error) {
 	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
@@ -171,20 +163,58 @@ func readIndex(r io.Reader) (*content.Index, error) {
 // build on while it is made. Send sends it; Close ends a load no delta is sent for.
 type Loading struct {
 	rs *session
+	// Index, when the load asked for it, is the content index of the store, IndexSize its
+	// bytes on the link, and Notes what the store said making it.
+	Index     *content.Index
+	IndexSize int64
+	Notes     []string
 }
 
-// StartLoad begins a load into the store req names (req.Op is set here): the helper starts
-// reading req.Base at once.
-func (r *Remote) StartLoad(ctx context.Context, req Request) (*Loading, error) {
+// Load begins a load into the store req names (req.Op is set here), in the helper Probe
+// started or a new run of it: the helper reads the images of the store in req.Repos while
+// the delta is made. With req.Index, the store's content index comes first, in the Loading.
+func (r *Remote) Load(ctx context.Context, req Request) (*Loading, error) {
 	req.Op = OpLoad
-	rs, err := r.start(ctx)
-	if err != nil {
-		return nil, err
+	rs := r.takeIdle()
+	if rs == nil {
+		var err error
+		if rs, err = r.start(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := writeMsg(rs.s.Stdin, req); err != nil {
 		return nil, rs.failed(ctx, err)
 	}
-	return &Loading{rs: rs}, nil
+	l := &Loading{rs: rs}
+	if req.Index {
+		if err := l.index(ctx); err != nil {
+			rs.s.Close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// index reads the index that comes first.
+func (l *Loading) index(ctx context.Context) error {
+	rs := l.rs
+	var rep Reply
+	if err := readMsg(rs.br, &rep); err != nil {
+		return rs.failed(ctx, err)
+	}
+	l.Notes = rep.Notes
+	if err := rep.err(rs.r.c.String()); err != nil {
+		return err
+	}
+	if rep.Size <= 0 || rep.Size > maxIndex {
+		return fmt.Errorf("the ferry helper on %s: %w: an index of %d bytes", rs.r.c, errProtocol, rep.Size)
+	}
+	x, err := readIndex(io.LimitReader(rs.br, rep.Size))
+	if err != nil {
+		return fmt.Errorf("the content index from %s: %w", rs.r.c, rs.waitErr(err))
+	}
+	l.Index, l.IndexSize = x, rep.Size
+	return nil
 }
 
 // Close ends the load: the helper stops, and the store is as it was.

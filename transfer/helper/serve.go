@@ -24,12 +24,10 @@ import (
 
 // A Server does on the host what the helper is asked, with the stores there.
 type Server interface {
-	// Index returns the content index of the store req names.
-	Index(ctx context.Context, req Request, note func(string)) (*content.Index, error)
-	// Load rebuilds the content delta delta gives, once it came, from the store req names,
-	// and loads it there; it returns what the store says it loaded. It may read req.Base
-	// while the delta comes.
-	Load(ctx context.Context, req Request, delta func() (io.Reader, error), note func(string)) (loaded []string, err error)
+	// Load hands index the content index of the store req names, then rebuilds the content
+	// delta delta gives, once it came, from that store, and loads it there; it returns what
+	// the store says it loaded. It may read the images of req.Repos while the delta comes.
+	Load(ctx context.Context, req Request, index func(*content.Index) error, delta func() (io.Reader, error), note func(string)) (loaded []string, err error)
 }
 
 // unused is how long what the helper keeps on a host (another binary, a cut send's delta)
@@ -66,29 +64,26 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, dir, self string, s
 	prune(dir, self, time.Now())
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var notes notes
-	switch req.Op {
-	case OpIndex:
-		go gone(br, cancel)
-		x, err := s.Index(ctx, req, notes.add)
-		return replyIndex(out, x, notes.list(), err)
-	case OpLoad:
-		rep, err := receive(ctx, br, out, dir, req, s, notes.add, cancel)
-		if rep != nil {
-			rep.Notes = notes.list()
-			return errors.Join(err, writeMsg(out, rep))
-		}
-		return err
+	if req.Op != OpLoad {
+		return writeMsg(out, Reply{Error: fmt.Sprintf("no operation %q in protocol version %d", req.Op, Version)})
 	}
-	return writeMsg(out, Reply{Error: fmt.Sprintf("no operation %q in protocol version %d", req.Op, Version)})
+	var notes notes
+	rep, err := receive(ctx, br, out, dir, req, s, &notes, cancel)
+	if rep != nil {
+		rep.Notes = notes.take()
+		return errors.Join(err, writeMsg(out, rep))
+	}
+	return err
 }
 
 // gone cancels the request once the near side ends the session: it writes nothing after
-// the request but closes its end when it goes.
+// the delta but closes its end when it goes.
 func gone(r io.Reader, cancel context.CancelCauseFunc) {
 	io.Copy(io.Discard, r)
-	cancel(errors.New("the sending side went away"))
+	cancel(errGone)
 }
+
+var errGone = errors.New("the sending side went away")
 
 // notes collects what the stores said, from any goroutine.
 type notes struct {
@@ -102,50 +97,46 @@ func (n *notes) add(msg string) {
 	n.mu.Unlock()
 }
 
-func (n *notes) list() []string {
+// take returns the notes not yet taken.
+func (n *notes) take() []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.all
+	all := n.all
+	n.all = nil
+	return all
 }
 
-// replyIndex answers an index request: x, zstd-compressed, after the reply. It is staged in
-// a file first, unlinked at once: the reply says its size, and an index may be large.
-func replyIndex(out io.Writer, x *content.Index, notes []string, err error) error {
-	if err != nil {
-		return errors.Join(err, writeMsg(out, Reply{Error: err.Error(), Notes: notes}))
-	}
+// stageIndex writes x, zstd-compressed, to a file unlinked at once, and returns it rewound
+// and its size: the reply that precedes it says its size, and an index may be large.
+func stageIndex(x *content.Index) (*os.File, int64, error) {
 	f, err := leftover.Unlinked("ferry-index-")
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
-	defer f.Close()
 	zw, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
-	if err != nil {
-		return err
+	if err == nil {
+		err = errors.Join(x.WriteJSON(zw), zw.Close())
 	}
-	if err := errors.Join(x.WriteJSON(zw), zw.Close()); err != nil {
-		return err
+	var size int64
+	if err == nil {
+		size, err = f.Seek(0, io.SeekCurrent)
 	}
-	size, err := f.Seek(0, io.SeekCurrent)
 	if err == nil {
 		_, err = f.Seek(0, io.SeekStart)
 	}
 	if err != nil {
-		return err
+		f.Close()
+		return nil, 0, err
 	}
-	if err := writeMsg(out, Reply{Size: size, Notes: notes}); err != nil {
-		return err
-	}
-	_, err = io.Copy(out, f)
-	return err
+	return f, size, nil
 }
 
-// receive takes a content delta into dir/deltas/DIGEST, after what a cut send left there,
-// once the near side names it, checks it against its digest, and has s load it (s may read
-// the images the delta will likely build on meanwhile). It returns the last reply, nil when
-// the near side went before the delta came whole (the bytes that came stay, for the next
-// send).
-func receive(ctx context.Context, br *bufio.Reader, out io.Writer, dir string, req Request, s Server, note func(string), cancel context.CancelCauseFunc) (*Reply, error) {
+// receive sends the store's content index if req asks for it, then takes a content delta
+// into dir/deltas/DIGEST, after what a cut send left there, once the near side names it,
+// checks it against its digest, and has s load it (s may read the images the delta will
+// likely build on meanwhile). It returns the last reply, nil when the near side went before
+// the delta came whole (the bytes that came stay, for the next send).
+func receive(ctx context.Context, br *bufio.Reader, out io.Writer, dir string, req Request, s Server, notes *notes, cancel context.CancelCauseFunc) (*Reply, error) {
 	var (
 		f    *os.File
 		cut  error  // the near side went before the delta came whole
@@ -157,12 +148,35 @@ func receive(ctx context.Context, br *bufio.Reader, out io.Writer, dir string, r
 		}
 	}()
 	errStop := errors.New("no delta to load")
+	// Until the delta is named, the near side writes nothing: its end of input means it went.
+	named := make(chan struct{})
+	go func() {
+		defer close(named)
+		if _, err := br.Peek(1); err != nil {
+			cancel(errGone)
+		}
+	}()
+	index := func(x *content.Index) error {
+		if !req.Index {
+			return nil
+		}
+		staged, size, err := stageIndex(x)
+		if err != nil {
+			return err
+		}
+		defer staged.Close()
+		if cut = writeMsg(out, Reply{Size: size, Notes: notes.take()}); cut == nil {
+			_, cut = io.Copy(out, staged)
+		}
+		return cut
+	}
 	delta := func() (io.Reader, error) {
-		var named Request
-		if cut = readMsg(br, &named); cut != nil {
+		<-named
+		var msg Request
+		if cut = readMsg(br, &msg); cut != nil {
 			return nil, cut
 		}
-		req.Digest, req.Size = named.Digest, named.Size
+		req.Digest, req.Size = msg.Digest, msg.Size
 		if !sha256Hex.MatchString(req.Digest) || req.Size <= 0 {
 			last = &Reply{Error: "a load names its delta by sha256 and size"}
 			return nil, errStop
@@ -188,7 +202,7 @@ func receive(ctx context.Context, br *bufio.Reader, out io.Writer, dir string, r
 		}
 		return f, nil
 	}
-	loaded, err := s.Load(ctx, req, delta, note)
+	loaded, err := s.Load(ctx, req, index, delta, notes.add)
 	switch {
 	case cut != nil:
 		return nil, cut
