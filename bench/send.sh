@@ -26,7 +26,8 @@
 #                        SEND_BENCH_ONLY=resume (the classic docker resume rows alone),
 #                        SEND_BENCH_ONLY=helper (the rows by content through the ferry helper alone,
 #                        and one to two docker 20.10 hosts at once, host 2 started for it;
-#                        HELPER_KINDS picks hosts of docker20, docker26c, containerd),
+#                        HELPER_KINDS picks hosts of docker20, docker26c, containerd;
+#                        HELPER_RUNS, default 3, the alternated runs of the layer-level and warm rows),
 #                        CONTENT_BENCH_DIR (bench/content.sh's corpus, for the helper rows).
 #                        SEND_BENCH_ONLY=fleet (the fleet rows alone),
 #                        SEND_BENCH_ONLY=atscale (the at-scale rows alone; ATSCALE_NODES, default 4;
@@ -391,10 +392,10 @@ resume_rows() {
 # of bench/content.sh (its corpus, made once: every layer a new digest, little new content)
 # sent to a host holding the old set, for docker 20.10 (classic store, host 1's daemon), and,
 # from the trixie root, docker 26 on the containerd image store and containerd 1.7 (k8s.io).
-# For each: the layer-level send (--helper never); the first send through the helper (its
-# copy, and the host indexing the old set); the same send again; and a send to the host
-# holding the old set again, its helper and index there already. Bytes both ways: towards the
-# host (tx) and back (rx: the host's content index).
+# For each: the first send through the helper (its copy, and the host indexing the old set);
+# the same send again; then, alternated HELPER_RUNS times for their medians, the layer-level
+# send (--helper never) and a send to the host holding the old set again, its helper and index
+# there already. Bytes both ways: towards the host (tx) and back (rx: the host's content index).
 CONTENT_DIR=${CONTENT_BENCH_DIR:-/var/tmp/ferry-content-bench}
 HELPER_IMAGE=debian/app:1
 rx() { cat "/sys/class/net/fsb$1/statistics/rx_bytes"; }
@@ -458,16 +459,21 @@ helper_rows() {
     layers="$label: layers (--helper never)" first="$label: by content, first visit (helper copied, host indexed)"
     again="$label: by content, the same send again" warm="$label: by content, old set again, helper and index there"
     floor="$label: ferry load of the rebuilt set on the host itself (no link)"
-    # shellcheck disable=SC2207
-    to=($(helper_reset "$kind"))
-    helper_run "$layers" --helper never "${to[@]}"
     rm -rf "$DIR/home1/.cache/ferry"
+    # shellcheck disable=SC2207
     to=($(helper_reset "$kind"))
     helper_run "$first" "${to[@]}"
     grep -q 'by content' "$DIR/cmd.out" || { echo "$first: not sent by content" >&2; cat "$DIR/cmd.out" "$DIR/cmd.err" >&2; return 1; }
     helper_run "$again" "${to[@]}"
-    to=($(helper_reset "$kind"))
-    helper_run "$warm" "${to[@]}"
+    local i runs=${HELPER_RUNS:-3}
+    for i in $(seq "$runs"); do   # alternated: the machine's drift touches both alike
+      to=($(helper_reset "$kind"))
+      helper_run "$layers #$i" --helper never "${to[@]}"
+      to=($(helper_reset "$kind"))
+      helper_run "$warm #$i" "${to[@]}"
+    done
+    median "$layers" "$runs"
+    median "$warm" "$runs"
     helper_reset "$kind" >/dev/null
     run "$floor" "" helper_load "$kind"
     [[ $kind != docker26c ]] || rd_stop
@@ -511,8 +517,9 @@ helper_rows() {
       "the first visit adds the helper's copy, $(mb "$((BYTES[$first] - BYTES[$warm]))") MB on the wire for its $(mb "$copy") MB," \
       "and the host's index"
     echo "- wall, against the layer-level send: $(ratio "${WALL[$warm]}" "${WALL[$layers]}")× with the helper and index there," \
-      "$(ratio "${WALL[$first]}" "${WALL[$layers]}")× on the first visit (target ≤ 0.4); the host's own load of the rebuilt set," \
-      "with no link, takes $(ratio "${WALL[$floor]}" "${WALL[$layers]}")×"
+      "$(ratio "${WALL[$first]}" "${WALL[$layers]}")× on the first visit (target ≤ 0.4; medians of $runs alternated runs:" \
+      "layers ${RUNS[$layers]}s, by content ${RUNS[$warm]}s); the host's own load of the rebuilt set, with no link, takes" \
+      "$(ratio "${WALL[$floor]}" "${WALL[$layers]}")×"
     echo "- the same send again: $(awk -v b="$((BYTES[$again] + RX[$again]))" 'BEGIN { printf "%.1f", b / 1024 }') KiB both ways" \
       "(target ≤ 64 KiB: $(awk -v b="$((BYTES[$again] + RX[$again]))" 'BEGIN { print (b <= 65536) ? "met" : "missed" }'))"
   done
@@ -750,6 +757,7 @@ median() {
   RUNS[$name]=$(for i in $(seq "$n"); do printf '%s ' "${WALL[$name #$i]}"; done)
   pick=$(for i in $(seq "$n"); do echo "${WALL[$name #$i]} $i"; done | sort -n | awk -v m=$(((n + 1) / 2)) 'NR == m { print $2 }')
   WALL[$name]=${WALL[$name #$pick]} BYTES[$name]=${BYTES[$name #$pick]} CPU[$name]=${CPU[$name #$pick]}
+  [[ -z ${RX[$name #$pick]:-} ]] || RX[$name]=${RX[$name #$pick]} SENT[$name]=${SENT[$name #$pick]}
 }
 
 # The layer-level send: the rows before the helper's measure ferry without it.
