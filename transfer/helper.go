@@ -79,9 +79,14 @@ func (s helperServer) Load(ctx context.Context, req helper.Request, index func(*
 	defer st.Close()
 	st, done := storeBehind(ctx, st, nil) // docker's containerd, not docker save: read and load there
 	defer done()
-	x, err := storeIndex(ctx, st, content.NewCache(contentCache()), note)
-	if err != nil {
-		return nil, err
+	cache := content.NewCache(contentCache())
+	var x *content.Index
+	if req.Index {
+		if x, err = storeIndex(ctx, st, cache, note); err != nil {
+			return nil, err
+		}
+	} else { // a later load of the send: its base is picked from what the cache knows, if all
+		x = fromCache(ctx, st, cache)
 	}
 	pre := startPrefetch(ctx, st, likelyBase(x, req.Repos))
 	defer pre.close()
@@ -104,8 +109,11 @@ func (s helperServer) Load(ctx context.Context, req helper.Request, index func(*
 }
 
 // likelyBase names the images x indexes, in the store's words, of repos: a rebuilt set's
-// old images, which its delta most likely builds on.
+// old images, which its delta most likely builds on. A nil x names none.
 func likelyBase(x *content.Index, repos []string) []string {
+	if x == nil {
+		return nil
+	}
 	var base []string
 	for _, l := range x.Layers {
 		for _, r := range l.Refs {

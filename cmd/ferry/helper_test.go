@@ -171,6 +171,19 @@ func TestSendHelper(t *testing.T) {
 		}
 	})
 
+	t.Run("two sources", func(t *testing.T) {
+		// Each source is a delta of its own: the second load's base is picked from what
+		// the host's cache learnt when the first asked for its index.
+		file := filepath.Join(t.TempDir(), "app2.tar")
+		mustFerry(t, s.env, "save", "-q", "app:2", "-o", file)
+		h := s.host(t, testenv.Docker2010, testenv.SSHDOptions{})
+		r := ferry(t, s.env, append([]string{"send", "app:1", file, "-H", h.dest, "--progress", "json"}, s.args...)...)
+		if row := sentRow(t, r.stdout, h); r.code != 0 || !strings.Contains(row, "by content") || sent(t, r.stderr, h.dest) > 2<<20 {
+			t.Fatalf("exit %d, the layers sent (%d bytes), not deltas: %s\n%s", r.code, sent(t, r.stderr, h.dest), row, r.stderr)
+		}
+		s.holdsRebuilt(t, h)
+	})
+
 	t.Run("a small image", func(t *testing.T) {
 		// The host lacks one small layer: it goes as a layer, and the helper is not copied.
 		oldImgs, _ := testenv.RebuiltSet(t, 2)
