@@ -83,6 +83,7 @@ func gone(r io.Reader, cancel context.CancelCauseFunc) {
 	cancel(errGone)
 }
 
+// errGone: the near side ended the session before the load did.
 var errGone = errors.New("the sending side went away")
 
 // notes collects what the stores said, from any goroutine.
