@@ -65,8 +65,12 @@ func (h *host) startHelper(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if d.probe(ctx) && d.lacking(ctx) {
+		switch {
+		case !d.probe(ctx):
+		case d.lacking(ctx):
 			d.prepare(ctx)
+		default: // the helper the probe started has nothing to do
+			d.remote.Close()
 		}
 	}()
 	h.closes = append(h.closes, func() error {
